@@ -1,0 +1,9 @@
+//! Types of the REST contract and the dashboard, shared by browser and server.
+
+mod types;
+pub mod validation;
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+
+pub use types::*;

@@ -1,0 +1,180 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Declares a string enum of the contract once: its variants, wire names and listing.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// The kinds of work the contract accepts.
+    JobType {
+        PortfolioSummary => "portfolio_summary",
+        RiskReport => "risk_report",
+        StrategyBacktest => "strategy_backtest",
+        SentimentAnalysis => "sentiment_analysis",
+        ModelEvaluation => "model_evaluation",
+        TradingAnalytics => "trading_analytics",
+    }
+);
+
+wire_enum!(
+    /// `pending` → `processing` → `completed` | `failed` | `cancelled`.
+    JobStatus {
+        Pending => "pending",
+        Processing => "processing",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+wire_enum!(
+    Role {
+        Trader => "trader",
+        Admin => "admin",
+    }
+);
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Who is asking: every use case takes one, and visibility follows from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The contract's `job` object, plus the product's extra fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub job_type: JobType,
+    pub status: JobStatus,
+    pub priority: i64,
+    pub custom_id: String,
+    pub batch_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub run_after: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub tokens_used: i64,
+    pub error_message: Option<String>,
+    pub owner: String,
+    pub attempts: i64,
+    pub model: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub standard_cost_usd: f64,
+    pub savings_usd: f64,
+    pub price_version: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub cancel_requested: bool,
+    /// Present on single-job answers; left out of lists to keep them small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+/// A valid enqueue request, defaults applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnqueueRequest {
+    pub job_type: JobType,
+    pub payload: serde_json::Map<String, Value>,
+    pub priority: i64,
+    pub run_after: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnqueueResponse {
+    pub success: bool,
+    pub job: Job,
+    pub message: String,
+    pub estimated_completion: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListQuery {
+    pub status_filter: Option<JobStatus>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    pub total_count: i64,
+    pub pending_count: i64,
+    pub processing_count: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    pub success: bool,
+    pub cancelled: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_jobs_queued: i64,
+    pub pending_jobs: i64,
+    pub processing_jobs: i64,
+    pub completed_jobs: i64,
+    pub failed_jobs: i64,
+    pub total_tokens_used: i64,
+    pub total_cost_usd: f64,
+    pub total_savings_usd: f64,
+    pub avg_processing_time_hours: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlushRequest {
+    pub max_jobs: i64,
+    pub job_types: Option<Vec<JobType>>,
+    pub min_priority: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub batch_id: String,
+}
+
+/// Money is stored as integer nano-dollars and shown as USD numbers.
+pub fn nanos_to_usd(nanos: i64) -> f64 {
+    nanos as f64 / 1e9
+}

@@ -1,0 +1,264 @@
+use super::*;
+use serde_json::json;
+
+fn kinds(errors: &[FieldError]) -> Vec<(String, Vec<Value>)> {
+    errors
+        .iter()
+        .map(|e| (e.kind.clone(), e.loc.clone()))
+        .collect()
+}
+
+#[test]
+fn enqueue_applies_defaults() {
+    let req =
+        parse_enqueue(&json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}})).unwrap();
+    assert_eq!(req.job_type, JobType::RiskReport);
+    assert_eq!(req.priority, DEFAULT_PRIORITY);
+    assert_eq!(req.run_after, None);
+    assert_eq!(req.idempotency_key, None);
+    assert_eq!(req.payload["ticker"], "AAPL");
+}
+
+#[test]
+fn enqueue_reports_every_invalid_field_at_once() {
+    let body = json!({"job_type": "x", "payload": [1], "priority": 101, "run_after": "not a date", "idempotency_key": ""});
+    let errors = parse_enqueue(&body).unwrap_err();
+    assert_eq!(
+        kinds(&errors),
+        vec![
+            ("enum".into(), vec![json!("body"), json!("job_type")]),
+            ("dict_type".into(), vec![json!("body"), json!("payload")]),
+            (
+                "less_than_equal".into(),
+                vec![json!("body"), json!("priority")]
+            ),
+            (
+                "datetime_from_date_parsing".into(),
+                vec![json!("body"), json!("run_after")]
+            ),
+            (
+                "string_too_short".into(),
+                vec![json!("body"), json!("idempotency_key")]
+            ),
+        ]
+    );
+    assert_eq!(errors[2].ctx, Some(json!({"le": 100})));
+    assert_eq!(errors[2].msg, "Input should be less than or equal to 100");
+    assert_eq!(errors[2].input, json!(101));
+    assert!(
+        errors[0]
+            .msg
+            .starts_with("Input should be 'portfolio_summary', 'risk_report'")
+    );
+    assert!(errors[0].msg.ends_with(" or 'trading_analytics'"));
+}
+
+#[test]
+fn enqueue_missing_fields_carry_the_body_as_input() {
+    let errors = parse_enqueue(&json!({})).unwrap_err();
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.kind == "missing" && e.input == json!({}) && e.msg == "Field required")
+    );
+}
+
+#[test]
+fn enqueue_rejects_a_non_object_body() {
+    let errors = parse_enqueue(&json!([1, 2])).unwrap_err();
+    assert_eq!(
+        kinds(&errors),
+        vec![("model_attributes_type".into(), vec![json!("body")])]
+    );
+}
+
+#[test]
+fn priority_bounds_and_lax_integers() {
+    let ok =
+        |p: Value| parse_enqueue(&json!({"job_type": "risk_report", "payload": {}, "priority": p}));
+    assert_eq!(ok(json!(0)).unwrap().priority, 0);
+    assert_eq!(ok(json!(100)).unwrap().priority, 100);
+    assert_eq!(ok(json!(7.0)).unwrap().priority, 7);
+    assert_eq!(ok(json!("42")).unwrap().priority, 42);
+    assert_eq!(ok(json!(-1)).unwrap_err()[0].kind, "greater_than_equal");
+    assert_eq!(ok(json!(1.5)).unwrap_err()[0].kind, "int_from_float");
+    assert_eq!(ok(json!("high")).unwrap_err()[0].kind, "int_parsing");
+    assert_eq!(ok(json!(true)).unwrap_err()[0].kind, "int_type");
+    assert_eq!(ok(json!(null)).unwrap_err()[0].kind, "int_type");
+}
+
+#[test]
+fn run_after_formats() {
+    let at = |v: Value| {
+        parse_enqueue(&json!({"job_type": "risk_report", "payload": {}, "run_after": v}))
+    };
+    let utc = "2030-01-02T03:04:05Z".parse::<DateTime<Utc>>().unwrap();
+    assert_eq!(
+        at(json!("2030-01-02T03:04:05Z")).unwrap().run_after,
+        Some(utc)
+    );
+    assert_eq!(
+        at(json!("2030-01-02T03:04:05")).unwrap().run_after,
+        Some(utc),
+        "no timezone means UTC"
+    );
+    assert_eq!(
+        at(json!("2030-01-02T05:04:05+02:00")).unwrap().run_after,
+        Some(utc)
+    );
+    assert_eq!(at(json!(utc.timestamp())).unwrap().run_after, Some(utc));
+    assert_eq!(
+        at(json!("2030-01-02")).unwrap().run_after,
+        Some("2030-01-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap())
+    );
+    assert_eq!(at(json!(null)).unwrap().run_after, None);
+    assert_eq!(at(json!({})).unwrap_err()[0].kind, "datetime_type");
+    let bad = at(json!("2030-13-45")).unwrap_err();
+    assert_eq!(bad[0].kind, "datetime_from_date_parsing");
+    assert!(bad[0].ctx.as_ref().unwrap()["error"].is_string());
+}
+
+#[test]
+fn idempotency_key_length() {
+    let key = |k: Value| {
+        parse_enqueue(&json!({"job_type": "risk_report", "payload": {}, "idempotency_key": k}))
+    };
+    assert_eq!(
+        key(json!("k".repeat(255)))
+            .unwrap()
+            .idempotency_key
+            .unwrap()
+            .len(),
+        255
+    );
+    assert_eq!(
+        key(json!("é".repeat(255)))
+            .unwrap()
+            .idempotency_key
+            .unwrap()
+            .chars()
+            .count(),
+        255
+    );
+    assert_eq!(
+        key(json!("k".repeat(256))).unwrap_err()[0].kind,
+        "string_too_long"
+    );
+    assert_eq!(key(json!(5)).unwrap_err()[0].kind, "string_type");
+}
+
+#[test]
+fn payload_size_limit() {
+    let fits = "x".repeat(MAX_PAYLOAD_BYTES - 20);
+    assert!(parse_enqueue(&json!({"job_type": "risk_report", "payload": {"note": fits}})).is_ok());
+    let big = "x".repeat(MAX_PAYLOAD_BYTES);
+    let errors =
+        parse_enqueue(&json!({"job_type": "risk_report", "payload": {"note": big}})).unwrap_err();
+    assert_eq!(
+        kinds(&errors),
+        vec![("value_error".into(), vec![json!("body"), json!("payload")])]
+    );
+}
+
+#[test]
+fn list_query_rules() {
+    assert_eq!(
+        parse_list_query([]).unwrap(),
+        ListQuery {
+            status_filter: None,
+            limit: 50
+        }
+    );
+    let q = parse_list_query([("status_filter", "processing"), ("limit", "1000")]).unwrap();
+    assert_eq!(
+        q,
+        ListQuery {
+            status_filter: Some(JobStatus::Processing),
+            limit: 1000
+        }
+    );
+    let errors = parse_list_query([("status_filter", "done"), ("limit", "abc")]).unwrap_err();
+    assert_eq!(
+        kinds(&errors),
+        vec![
+            ("enum".into(), vec![json!("query"), json!("status_filter")]),
+            ("int_parsing".into(), vec![json!("query"), json!("limit")]),
+        ]
+    );
+    assert_eq!(
+        parse_list_query([("limit", "0")]).unwrap_err()[0].kind,
+        "greater_than_equal"
+    );
+    assert_eq!(
+        parse_list_query([("limit", "1001")]).unwrap_err()[0].kind,
+        "less_than_equal"
+    );
+}
+
+#[test]
+fn flush_rules() {
+    let f = parse_flush(&json!({})).unwrap();
+    assert_eq!(
+        f,
+        FlushRequest {
+            max_jobs: 100,
+            job_types: None,
+            min_priority: 0
+        }
+    );
+    let f =
+        parse_flush(&json!({"max_jobs": 10000, "job_types": ["risk_report"], "min_priority": 100}))
+            .unwrap();
+    assert_eq!(f.job_types, Some(vec![JobType::RiskReport]));
+    let errors = parse_flush(
+        &json!({"max_jobs": 0, "job_types": ["risk_report", "nope"], "min_priority": 101}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        kinds(&errors),
+        vec![
+            (
+                "greater_than_equal".into(),
+                vec![json!("body"), json!("max_jobs")]
+            ),
+            (
+                "less_than_equal".into(),
+                vec![json!("body"), json!("min_priority")]
+            ),
+            (
+                "enum".into(),
+                vec![json!("body"), json!("job_types"), json!(1)]
+            ),
+        ]
+    );
+    assert_eq!(
+        parse_flush(&json!({"job_types": "risk_report"})).unwrap_err()[0].kind,
+        "list_type"
+    );
+}
+
+#[test]
+fn poll_rules() {
+    assert_eq!(
+        parse_poll(&json!({"batch_id": "msgbatch_1"}))
+            .unwrap()
+            .batch_id,
+        "msgbatch_1"
+    );
+    assert_eq!(parse_poll(&json!({})).unwrap_err()[0].kind, "missing");
+    assert_eq!(
+        parse_poll(&json!({"batch_id": 3})).unwrap_err()[0].kind,
+        "string_type"
+    );
+}
+
+#[test]
+fn json_errors_point_at_the_body() {
+    let e = FieldError::json_invalid(7, "EOF while parsing");
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(
+        v,
+        json!({"type": "json_invalid", "loc": ["body", 7], "msg": "JSON decode error", "input": {}, "ctx": {"error": "EOF while parsing"}})
+    );
+}

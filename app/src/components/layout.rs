@@ -1,0 +1,39 @@
+use leptos::prelude::*;
+
+use crate::api::Caller;
+use crate::server_fns::SignOut;
+
+/// The frame of every signed-in page: who is signed in, navigation, sign-out.
+#[component]
+pub fn Layout(caller: Caller, children: Children) -> impl IntoView {
+    let sign_out = ServerAction::<SignOut>::new();
+    view! {
+        <header class="border-b border-slate-200 bg-white">
+            <div class="mx-auto flex max-w-6xl flex-wrap items-center gap-4 px-4 py-3">
+                <a href="/jobs" class="font-semibold tracking-tight text-slate-900">
+                    "Bitcain "<span class="text-emerald-600">"AI Batch"</span>
+                </a>
+                <nav class="flex gap-3 text-sm">
+                    <a href="/jobs" class="text-slate-600 hover:text-slate-900">"Jobs"</a>
+                </nav>
+                <div class="ml-auto flex items-center gap-3 text-sm">
+                    <span data-testid="signed-in-as" class="text-slate-600">
+                        {caller.name.clone()}
+                        <span class="ml-1 rounded bg-slate-100 px-1.5 py-0.5 text-xs uppercase text-slate-500">
+                            {caller.role.as_str()}
+                        </span>
+                    </span>
+                    <ActionForm action=sign_out>
+                        <button
+                            type="submit"
+                            class="rounded border border-slate-300 px-2 py-1 text-slate-700 hover:bg-slate-100"
+                        >
+                            "Sign out"
+                        </button>
+                    </ActionForm>
+                </div>
+            </div>
+        </header>
+        <main class="mx-auto max-w-6xl px-4 py-6">{children()}</main>
+    }
+}

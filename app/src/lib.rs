@@ -1,0 +1,57 @@
+//! The dashboard and the types it shares with the REST API.
+
+pub mod api;
+mod components;
+mod pages;
+pub mod server_fns;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    SsrMode, StaticSegment,
+    components::{Redirect, Route, Router, Routes},
+};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased">
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Tests wait for this marker: a click before hydration would be lost.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/ai-batch.css" />
+        <Title text="Bitcain AI Batch" />
+        <Router>
+            <Routes fallback=|| view! { <pages::NotFound /> }>
+                <Route path=StaticSegment("") view=|| view! { <Redirect path="/jobs" /> } />
+                <Route path=StaticSegment("sign-in") view=pages::SignIn />
+                // Async rendering: the page arrives complete, readable with JavaScript off.
+                <Route path=StaticSegment("jobs") view=pages::Jobs ssr=SsrMode::Async />
+            </Routes>
+        </Router>
+    }
+}

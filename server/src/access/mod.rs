@@ -1,0 +1,115 @@
+//! Use cases of access: users, bearer tokens, dashboard sessions.
+
+mod secret;
+
+use app::api::{Caller, Role};
+use chrono::{Duration, Utc};
+
+use crate::error::{Error, Result};
+use crate::store::{CredentialKind, NewCredential, Store, UserRecord};
+
+/// A new credential, shown to its owner once.
+pub struct Issued {
+    pub user: UserRecord,
+    pub plain: String,
+}
+
+/// Creates the user if needed (an existing user keeps its role) and issues a bearer token.
+pub async fn issue_token(store: &dyn Store, name: &str, role: Role) -> Result<Issued> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err(Error::BadInput("a user name has 1 to 64 characters".into()));
+    }
+    let user = store
+        .ensure_user(&uuid::Uuid::now_v7().to_string(), name, role, Utc::now())
+        .await?;
+    if user.role != role {
+        return Err(Error::Conflict(format!(
+            "user {name} exists with role {}, not {role}",
+            user.role
+        )));
+    }
+    let plain = issue(store, CredentialKind::Token, &user, None).await?;
+    Ok(Issued { user, plain })
+}
+
+/// On first start with an empty database: an admin and its token, or nothing.
+pub async fn bootstrap_admin(store: &dyn Store) -> Result<Option<Issued>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    issue_token(store, "admin", Role::Admin).await.map(Some)
+}
+
+pub async fn authenticate_token(store: &dyn Store, presented: &str) -> Result<Caller> {
+    verify(store, CredentialKind::Token, presented)
+        .await?
+        .ok_or(Error::Unauthenticated)
+}
+
+/// Trades a valid bearer token for a session credential (the cookie's value).
+pub async fn open_session(store: &dyn Store, token: &str, lifetime: Duration) -> Result<String> {
+    let caller = authenticate_token(store, token).await?;
+    let user = UserRecord {
+        id: caller.user_id,
+        name: caller.name,
+        role: caller.role,
+        created_at: Utc::now(),
+    };
+    issue(store, CredentialKind::Session, &user, Some(lifetime)).await
+}
+
+pub async fn session_caller(store: &dyn Store, cookie: &str) -> Result<Option<Caller>> {
+    verify(store, CredentialKind::Session, cookie).await
+}
+
+pub async fn close_session(store: &dyn Store, cookie: &str) -> Result<()> {
+    if let Some((id, _)) = secret::parse(cookie) {
+        store.delete_credential(CredentialKind::Session, id).await?;
+    }
+    Ok(())
+}
+
+async fn issue(
+    store: &dyn Store,
+    kind: CredentialKind,
+    user: &UserRecord,
+    lifetime: Option<Duration>,
+) -> Result<String> {
+    let secret = secret::generate();
+    let now = Utc::now();
+    store
+        .insert_credential(NewCredential {
+            id: secret.id,
+            kind,
+            user_id: user.id.clone(),
+            secret_hash: secret.hash,
+            created_at: now,
+            expires_at: lifetime.map(|l| now + l),
+        })
+        .await?;
+    Ok(secret.plain)
+}
+
+async fn verify(
+    store: &dyn Store,
+    kind: CredentialKind,
+    presented: &str,
+) -> Result<Option<Caller>> {
+    let Some((id, secret)) = secret::parse(presented) else {
+        return Ok(None);
+    };
+    let Some(found) = store.find_credential(kind, id).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    let live = found.revoked_at.is_none() && found.expires_at.is_none_or(|at| at > now);
+    if !(live && secret::matches(secret, &found.secret_hash)) {
+        return Ok(None);
+    }
+    Ok(Some(Caller {
+        user_id: found.user.id,
+        name: found.user.name,
+        role: found.user.role,
+    }))
+}

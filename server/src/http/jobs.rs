@@ -1,0 +1,58 @@
+//! The contract's job endpoints: parse, authenticate, call one use case, answer.
+
+use app::api::validation::{parse_enqueue, parse_list_query};
+use app::api::{CancelResponse, EnqueueResponse, Job, JobList, Stats};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::Value;
+
+use super::extract::{AuthUser, JsonBody, QueryPairs};
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::jobs;
+
+pub async fn enqueue(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<EnqueueResponse>> {
+    let request = parse_enqueue(&body)?;
+    jobs::enqueue(&ctx, &caller, request).await.map(Json)
+}
+
+pub async fn list(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    query: QueryPairs,
+) -> Result<Json<JobList>> {
+    let query = parse_list_query(query.iter())?;
+    jobs::list(&ctx, &caller, query).await.map(Json)
+}
+
+pub async fn get(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<Job>> {
+    jobs::get(&ctx, &caller, &job_id).await.map(Json)
+}
+
+pub async fn cancel(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<CancelResponse>> {
+    jobs::cancel(&ctx, &caller, &job_id).await.map(Json)
+}
+
+pub async fn result(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>> {
+    jobs::result(&ctx, &caller, &job_id).await.map(Json)
+}
+
+pub async fn stats(State(ctx): State<Ctx>, AuthUser(caller): AuthUser) -> Result<Json<Stats>> {
+    jobs::stats(&ctx, &caller).await.map(Json)
+}

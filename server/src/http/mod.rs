@@ -1,0 +1,49 @@
+//! The REST API of the contract, under `/api/v1/batch`.
+
+mod error;
+mod extract;
+mod internal;
+mod jobs;
+
+use app::api::validation::MAX_BODY_BYTES;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::context::Ctx;
+use crate::error::Error;
+
+pub fn router(ctx: Ctx) -> Router {
+    let batch = Router::new()
+        .route("/enqueue", post(jobs::enqueue))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{job_id}", get(jobs::get))
+        .route("/jobs/{job_id}/cancel", post(jobs::cancel))
+        .route("/jobs/{job_id}/result", get(jobs::result))
+        .route("/stats", get(jobs::stats))
+        .route("/internal/flush", post(internal::flush))
+        .route("/internal/poll", post(internal::poll));
+    Router::new()
+        .nest("/api/v1/batch", batch)
+        .route("/api/v1/{*rest}", any(not_found))
+        .route("/healthz", get(healthz))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ctx)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn not_found() -> Error {
+    Error::NotFound("Not Found".into())
+}
+
+async fn method_not_allowed() -> (axum::http::StatusCode, Json<Value>) {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "detail": "Method Not Allowed" })),
+    )
+}

@@ -1,0 +1,33 @@
+use app::api::{Job, nanos_to_usd};
+
+use crate::store::JobRecord;
+
+/// The REST and dashboard shape of a stored job.
+pub fn to_api_job(r: JobRecord, with_payload: bool) -> Job {
+    Job {
+        custom_id: r.id.clone(),
+        id: r.id,
+        job_type: r.job_type,
+        status: r.status,
+        priority: r.priority,
+        batch_id: r.batch_id,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        run_after: r.run_after,
+        completed_at: r.completed_at,
+        tokens_used: r.input_tokens + r.output_tokens,
+        error_message: r.error_message,
+        owner: r.owner_name,
+        attempts: r.attempts,
+        model: r.model,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cost_usd: nanos_to_usd(r.cost_nanos),
+        standard_cost_usd: nanos_to_usd(r.standard_cost_nanos),
+        savings_usd: nanos_to_usd(r.standard_cost_nanos - r.cost_nanos),
+        price_version: r.price_version,
+        idempotency_key: r.idempotency_key,
+        cancel_requested: r.cancel_requested,
+        payload: if with_payload { r.payload } else { None },
+    }
+}

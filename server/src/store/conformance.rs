@@ -1,0 +1,359 @@
+//! The store conformance suite: every `Store` implementation must pass it unchanged.
+//! An implementation's tests call `store_conformance!(factory)`, where `factory()` returns the
+//! store and a guard that keeps its database alive.
+
+use std::sync::Arc;
+
+use app::api::{JobStatus, JobType, Role};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use super::*;
+
+macro_rules! store_conformance {
+    ($factory:path) => {
+        $crate::store::conformance::store_conformance!(@cases $factory;
+            users_are_created_once,
+            credentials_are_found_by_kind_and_id,
+            idempotency_keys_are_unique_per_owner,
+            concurrent_inserts_with_one_key_create_one_job,
+            jobs_are_visible_to_owner_and_all,
+            lists_are_newest_first_filtered_and_counted,
+            cancel_moves_pending_to_cancelled_once,
+            stats_sum_the_visible_jobs,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::store::conformance::$case(std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+pub(crate) use store_conformance;
+
+fn t0() -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+async fn user(store: &dyn Store, name: &str, role: Role) -> UserRecord {
+    store
+        .ensure_user(&format!("id-{name}"), name, role, t0())
+        .await
+        .unwrap()
+}
+
+fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> NewJob {
+    NewJob {
+        id: id.into(),
+        owner_id: owner.id.clone(),
+        job_type: JobType::RiskReport,
+        priority: 50,
+        payload: json!({"ticker": "AAPL", "n": minutes}),
+        run_after: None,
+        idempotency_key: key.map(Into::into),
+        request_hash: format!("hash-{id}"),
+        created_at: t0() + Duration::minutes(minutes),
+    }
+}
+
+async fn created(store: &dyn Store, job: NewJob) -> JobRecord {
+    match store.insert_job(job).await.unwrap() {
+        InsertOutcome::Created(record) => record,
+        other => panic!("expected a new job, got {other:?}"),
+    }
+}
+
+pub async fn users_are_created_once(store: Arc<impl Store>) {
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    let first = store
+        .ensure_user("u1", "alice", Role::Trader, t0())
+        .await
+        .unwrap();
+    let again = store
+        .ensure_user("u2", "alice", Role::Admin, t0())
+        .await
+        .unwrap();
+    assert_eq!(first, again, "an existing user is returned unchanged");
+    assert_eq!(first.id, "u1");
+    assert_eq!(first.role, Role::Trader);
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}
+
+pub async fn credentials_are_found_by_kind_and_id(store: Arc<impl Store>) {
+    let alice = user(store.as_ref(), "alice", Role::Admin).await;
+    let credential = NewCredential {
+        id: "tok1".into(),
+        kind: CredentialKind::Token,
+        user_id: alice.id.clone(),
+        secret_hash: "h".into(),
+        created_at: t0(),
+        expires_at: Some(t0() + Duration::hours(1)),
+    };
+    store.insert_credential(credential).await.unwrap();
+    let found = store
+        .find_credential(CredentialKind::Token, "tok1")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.user, alice);
+    assert_eq!(found.secret_hash, "h");
+    assert_eq!(found.expires_at, Some(t0() + Duration::hours(1)));
+    assert!(
+        store
+            .find_credential(CredentialKind::Session, "tok1")
+            .await
+            .unwrap()
+            .is_none(),
+        "kinds are separate"
+    );
+    store
+        .delete_credential(CredentialKind::Token, "tok1")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_credential(CredentialKind::Token, "tok1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn idempotency_keys_are_unique_per_owner(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    let first = created(store.as_ref(), new_job("j1", &a, 0, Some("k"))).await;
+    assert_eq!(first.status, JobStatus::Pending);
+    assert_eq!(first.payload, Some(json!({"ticker": "AAPL", "n": 0})));
+    match store
+        .insert_job(new_job("j2", &a, 1, Some("k")))
+        .await
+        .unwrap()
+    {
+        InsertOutcome::Existing(existing) => assert_eq!(existing.id, "j1"),
+        other => panic!("expected the first job, got {other:?}"),
+    }
+    created(store.as_ref(), new_job("j3", &b, 2, Some("k"))).await;
+    created(store.as_ref(), new_job("j4", &a, 3, None)).await;
+    created(store.as_ref(), new_job("j5", &a, 4, None)).await;
+    assert_eq!(
+        store
+            .list_jobs(&Visibility::All, None, 100)
+            .await
+            .unwrap()
+            .total_count,
+        4
+    );
+    let events = store.job_events("j1").await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["created"]
+    );
+}
+
+pub async fn concurrent_inserts_with_one_key_create_one_job(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            let job = new_job(&format!("race-{i}"), &a, 0, Some("same"));
+            tokio::spawn(async move { store.insert_job(job).await.unwrap() })
+        })
+        .collect();
+    let outcomes = futures::future::join_all(tasks).await;
+    let ids: std::collections::HashSet<String> = outcomes
+        .into_iter()
+        .map(|o| match o.unwrap() {
+            InsertOutcome::Created(r) | InsertOutcome::Existing(r) => r.id,
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every request sees the same job");
+    assert_eq!(
+        store
+            .list_jobs(&Visibility::All, None, 100)
+            .await
+            .unwrap()
+            .total_count,
+        1
+    );
+}
+
+pub async fn jobs_are_visible_to_owner_and_all(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    created(store.as_ref(), new_job("ja", &a, 0, None)).await;
+    let own = store
+        .get_job("ja", &Visibility::Owner(a.id.clone()))
+        .await
+        .unwrap()
+        .expect("owner sees it");
+    assert_eq!(own.owner_name, "a");
+    assert!(
+        store
+            .get_job("ja", &Visibility::Owner(b.id.clone()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_job("ja", &Visibility::All)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_job("missing", &Visibility::All)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .list_jobs(&Visibility::Owner(b.id.clone()), None, 10)
+            .await
+            .unwrap()
+            .total_count,
+        0
+    );
+}
+
+pub async fn lists_are_newest_first_filtered_and_counted(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    for i in 0..5 {
+        created(store.as_ref(), new_job(&format!("a{i}"), &a, i, None)).await;
+    }
+    created(store.as_ref(), new_job("b0", &b, 10, None)).await;
+    store
+        .cancel_job("a0", &Visibility::All, t0())
+        .await
+        .unwrap();
+
+    let mine = Visibility::Owner(a.id.clone());
+    let page = store.list_jobs(&mine, None, 3).await.unwrap();
+    assert_eq!(
+        page.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["a4", "a3", "a2"]
+    );
+    assert_eq!(
+        (page.total_count, page.pending_count, page.processing_count),
+        (5, 4, 0)
+    );
+    assert!(
+        page.jobs.iter().all(|j| j.payload.is_none()),
+        "lists leave payloads out"
+    );
+
+    let cancelled = store
+        .list_jobs(&mine, Some(JobStatus::Cancelled), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        cancelled
+            .jobs
+            .iter()
+            .map(|j| j.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a0"]
+    );
+    assert_eq!(
+        (cancelled.total_count, cancelled.pending_count),
+        (1, 4),
+        "counts of all visible jobs stay"
+    );
+
+    let all = store
+        .list_jobs(&Visibility::All, Some(JobStatus::Pending), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.jobs.len(), all.total_count, all.pending_count),
+        (5, 5, 5)
+    );
+    assert_eq!(all.jobs[0].id, "b0");
+}
+
+pub async fn cancel_moves_pending_to_cancelled_once(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    created(store.as_ref(), new_job("j", &a, 0, None)).await;
+    let later = t0() + Duration::hours(1);
+    assert_eq!(
+        store
+            .cancel_job("j", &Visibility::Owner(b.id.clone()), later)
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+    match store
+        .cancel_job("j", &Visibility::Owner(a.id.clone()), later)
+        .await
+        .unwrap()
+    {
+        CancelOutcome::Cancelled { job, was } => {
+            assert_eq!(was, JobStatus::Pending);
+            assert_eq!(job.status, JobStatus::Cancelled);
+            assert!(!job.cancel_requested, "nothing in flight to discard");
+            assert_eq!(job.updated_at, later);
+        }
+        other => panic!("expected a cancel, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .cancel_job("j", &Visibility::All, later)
+            .await
+            .unwrap(),
+        CancelOutcome::Terminal(JobStatus::Cancelled)
+    );
+    assert_eq!(
+        store
+            .cancel_job("nope", &Visibility::All, later)
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+    let kinds: Vec<String> = store
+        .job_events("j")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["created", "cancelled"]);
+}
+
+pub async fn stats_sum_the_visible_jobs(store: Arc<impl Store>) {
+    assert_eq!(
+        store.stats(&Visibility::All).await.unwrap(),
+        StatsRecord::default()
+    );
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    created(store.as_ref(), new_job("a1", &a, 0, None)).await;
+    created(store.as_ref(), new_job("a2", &a, 1, None)).await;
+    created(store.as_ref(), new_job("b1", &b, 2, None)).await;
+    store
+        .cancel_job("a2", &Visibility::All, t0())
+        .await
+        .unwrap();
+    let mine = store.stats(&Visibility::Owner(a.id.clone())).await.unwrap();
+    assert_eq!(
+        (
+            mine.total,
+            mine.pending,
+            mine.processing,
+            mine.completed,
+            mine.failed
+        ),
+        (2, 1, 0, 0, 0)
+    );
+    assert_eq!(mine.avg_completion_micros, None);
+    let all = store.stats(&Visibility::All).await.unwrap();
+    assert_eq!((all.total, all.pending), (3, 2));
+}

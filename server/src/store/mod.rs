@@ -1,0 +1,212 @@
+//! Persistence behind one trait: an implementation per database, one conformance suite for all.
+
+use app::api::{JobStatus, JobType, Role};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[cfg(test)]
+pub(crate) mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite stayed locked past the busy timeout; the caller may retry.
+    #[error("the database is busy; retry shortly")]
+    Busy,
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A bearer token for the REST API.
+    Token,
+    /// A dashboard session behind an HttpOnly cookie.
+    Session,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Session => "session",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewCredential {
+    pub id: String,
+    pub kind: CredentialKind,
+    pub user_id: String,
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CredentialRecord {
+    pub secret_hash: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user: UserRecord,
+}
+
+/// Which jobs a caller may see: the one visibility rule, applied in SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    Owner(String),
+    All,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: String,
+    pub owner_id: String,
+    pub job_type: JobType,
+    pub priority: i64,
+    pub payload: serde_json::Value,
+    pub run_after: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    /// Fingerprint of the request after defaults, to tell a retry from a different request.
+    pub request_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub owner_id: String,
+    pub owner_name: String,
+    pub job_type: JobType,
+    pub status: JobStatus,
+    pub priority: i64,
+    /// Loaded for single jobs, not for lists.
+    pub payload: Option<serde_json::Value>,
+    pub run_after: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub batch_id: Option<String>,
+    pub attempts: i64,
+    pub model: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+    pub standard_cost_nanos: i64,
+    pub price_version: Option<String>,
+    /// Loaded for single jobs, not for lists.
+    pub result: Option<serde_json::Value>,
+    pub error_message: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InsertOutcome {
+    Created(JobRecord),
+    /// A job with this owner and idempotency key already exists.
+    Existing(JobRecord),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled { job: JobRecord, was: JobStatus },
+    NotFound,
+    Terminal(JobStatus),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<JobRecord>,
+    /// Jobs matching the filter, before the limit.
+    pub total_count: i64,
+    pub pending_count: i64,
+    pub processing_count: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsRecord {
+    pub total: i64,
+    pub pending: i64,
+    pub processing: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub tokens: i64,
+    pub cost_nanos: i64,
+    pub standard_cost_nanos: i64,
+    /// Mean of `completed_at - created_at` over completed jobs, in microseconds.
+    pub avg_completion_micros: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobEvent {
+    pub kind: String,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn count_users(&self) -> StoreResult<i64>;
+    /// Creates the user if no user has this name; returns the stored user either way.
+    async fn ensure_user(
+        &self,
+        id: &str,
+        name: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRecord>;
+    async fn insert_credential(&self, credential: NewCredential) -> StoreResult<()>;
+    async fn find_credential(
+        &self,
+        kind: CredentialKind,
+        id: &str,
+    ) -> StoreResult<Option<CredentialRecord>>;
+    async fn delete_credential(&self, kind: CredentialKind, id: &str) -> StoreResult<()>;
+
+    /// Inserts a job and its `created` event, unless the owner already used its idempotency key.
+    async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome>;
+    async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>>;
+    async fn list_jobs(
+        &self,
+        visibility: &Visibility,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> StoreResult<JobPage>;
+    /// Cancels a pending or processing job and records the event, atomically.
+    async fn cancel_job(
+        &self,
+        id: &str,
+        visibility: &Visibility,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CancelOutcome>;
+    async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
+    async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>>;
+}
+
+pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+pub(crate) fn from_micros(micros: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("time out of range: {micros}")))
+}

@@ -1,0 +1,172 @@
+//! The dashboard: Leptos pages and server functions, backed by the same use cases as REST.
+
+use std::sync::Arc;
+
+use app::api::backend::{Backend, BackendHandle};
+use app::api::{Caller, JobList, ListQuery};
+use app::{App, shell};
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use crate::context::Ctx;
+use crate::{access, jobs};
+
+const SESSION_COOKIE: &str = "aib_session";
+
+pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
+    let routes = generate_route_list(App);
+    let backend: BackendHandle = Arc::new(WebBackend { ctx });
+    Router::new()
+        .leptos_routes_with_context(
+            &options,
+            routes,
+            move || provide_context(backend.clone()),
+            {
+                let options = options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(options)
+        .layer(axum::middleware::from_fn(reject_cross_site))
+}
+
+struct WebBackend {
+    ctx: Ctx,
+}
+
+#[async_trait::async_trait]
+impl Backend for WebBackend {
+    async fn session_caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        let cookie = session_cookie(headers)?;
+        match access::session_caller(self.ctx.store(), &cookie).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                tracing::warn!(error = %e, "session lookup failed");
+                None
+            }
+        }
+    }
+
+    async fn sign_in(&self, token: &str) -> Result<String, String> {
+        let cookie =
+            access::open_session(self.ctx.store(), token, self.ctx.config.session_lifetime())
+                .await
+                .map_err(|e| match e {
+                    crate::error::Error::Unauthenticated => {
+                        "That token is not valid. Check it and try again.".to_string()
+                    }
+                    other => other.to_string(),
+                })?;
+        Ok(self.cookie(&cookie, self.ctx.config.session_lifetime().num_seconds()))
+    }
+
+    async fn sign_out(&self, headers: &HeaderMap) -> String {
+        if let Some(cookie) = session_cookie(headers)
+            && let Err(e) = access::close_session(self.ctx.store(), &cookie).await
+        {
+            tracing::warn!(error = %e, "closing a session failed");
+        }
+        self.cookie("", 0)
+    }
+
+    async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Result<JobList, String> {
+        jobs::list(&self.ctx, caller, query)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl WebBackend {
+    fn cookie(&self, value: &str, max_age_secs: i64) -> String {
+        let secure = if self.ctx.config.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+        )
+    }
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// CSRF defence for cookie-authenticated writes: besides the SameSite=Strict cookie, refuse
+/// state-changing requests that the browser marks as cross-site (Fetch Metadata), or whose
+/// Origin is not this host.
+async fn reject_cross_site(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe && is_cross_site(request.headers()) {
+        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    }
+    next.run(request).await
+}
+
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value(header::HeaderName::from_static("sec-fetch-site")) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (value(header::ORIGIN), value(header::HOST)) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn cross_site_detection() {
+        assert!(!is_cross_site(&headers(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(!is_cross_site(&headers(&[
+            ("origin", "http://a:3000"),
+            ("host", "a:3000")
+        ])));
+        assert!(is_cross_site(&headers(&[
+            ("origin", "http://evil"),
+            ("host", "a:3000")
+        ])));
+        assert!(!is_cross_site(&headers(&[])));
+    }
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let h = headers(&[("cookie", "a=1; aib_session=aib_x_y; b=2")]);
+        assert_eq!(session_cookie(&h).as_deref(), Some("aib_x_y"));
+        assert_eq!(session_cookie(&headers(&[("cookie", "a=1")])), None);
+    }
+}
