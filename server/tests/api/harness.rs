@@ -1,0 +1,152 @@
+//! Test harness: the real server on a random port with a temporary SQLite file, and clients
+//! for an admin and two traders.
+
+#![allow(dead_code)]
+
+use ai_batch::config::Config;
+use ai_batch::{access, serve};
+use app::api::Role;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub url: String,
+    pub admin: Client,
+    pub alice: Client,
+    pub bob: Client,
+    pub anonymous: Client,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    url: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
+            flush_interval_secs: 300,
+            site_root: "target/site".into(),
+            session_hours: 12,
+            cookie_secure: false,
+        };
+        let ctx = serve::connect(&config).await.expect("database");
+        let token = |name: &'static str, role| {
+            let ctx = ctx.clone();
+            async move {
+                access::issue_token(ctx.store(), name, role)
+                    .await
+                    .expect("token")
+                    .plain
+            }
+        };
+        let (admin, alice, bob) = (
+            token("root", Role::Admin).await,
+            token("alice", Role::Trader).await,
+            token("bob", Role::Trader).await,
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("port");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = serve::app(ctx, serve::leptos_options(&config));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("server") });
+
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let client = |token: Option<String>| Client {
+            url: url.clone(),
+            token,
+            http: http.clone(),
+        };
+        TestApp {
+            admin: client(Some(admin)),
+            alice: client(Some(alice)),
+            bob: client(Some(bob)),
+            anonymous: client(None),
+            url,
+            _dir: dir,
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: Some(token.into()),
+            ..self.anonymous.clone()
+        }
+    }
+}
+
+impl Client {
+    pub fn token(&self) -> &str {
+        self.token.as_deref().expect("an authenticated client")
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(self.http.post(format!("{}{path}", self.url)).json(&body))
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.url))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> Answer {
+        self.send(self.http.request(method, format!("{}{path}", self.url)))
+            .await
+    }
+
+    /// Enqueues a job and returns its id, asserting success.
+    pub async fn enqueue(&self, body: Value) -> String {
+        let answer = self.post("/api/v1/batch/enqueue", body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["job"]["id"]
+            .as_str()
+            .expect("job id")
+            .to_string()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! API tests: each starts the real server on a random port with its own SQLite file.
+
+mod access;
+mod enqueue;
+mod harness;
+mod idempotency;
+mod jobs;
+mod misc;

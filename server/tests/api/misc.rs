@@ -1,0 +1,63 @@
+//! Health, unknown routes and the dashboard's first pages.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn healthz_answers_without_auth() {
+    let app = TestApp::start().await;
+    let answer = app.anonymous.get("/healthz").await;
+    assert_eq!(
+        (answer.status, answer.body),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+}
+
+#[tokio::test]
+async fn unknown_api_paths_and_methods_answer_json() {
+    let app = TestApp::start().await;
+    let answer = app.alice.get("/api/v1/nothing/here").await;
+    assert_eq!(
+        (answer.status, answer.body),
+        (StatusCode::NOT_FOUND, json!({"detail": "Not Found"}))
+    );
+    let answer = app
+        .alice
+        .request(Method::DELETE, "/api/v1/batch/stats")
+        .await;
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"detail": "Method Not Allowed"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_page_renders_and_jobs_needs_a_session() {
+    let app = TestApp::start().await;
+    let page = app.anonymous.get("/sign-in").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap();
+    assert!(
+        html.contains("Access token") && html.contains("/pkg/ai-batch.js"),
+        "{html}"
+    );
+
+    // A browser asking for the page is sent to sign in.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let jobs = http
+        .get(format!("{}/jobs", app.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jobs.status(), StatusCode::FOUND);
+    assert_eq!(jobs.headers()["location"], "/sign-in");
+}
