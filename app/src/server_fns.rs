@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::api::{Caller, JobList, JobStatus, ListQuery};
+use crate::api::{Caller, JobList, JobStatus};
 
 #[cfg(feature = "ssr")]
 mod ssr {
@@ -40,15 +40,17 @@ pub async fn current_user() -> Result<Option<Caller>, ServerFnError> {
     ssr::caller().await
 }
 
+/// Signs in and goes to the jobs page, or answers why not (a refusal is an answer, not a failure).
 #[server]
-pub async fn sign_in(token: String) -> Result<(), ServerFnError> {
-    let cookie = ssr::backend()?
-        .sign_in(token.trim())
-        .await
-        .map_err(ServerFnError::new)?;
-    ssr::set_cookie(&cookie);
-    leptos_axum::redirect("/jobs");
-    Ok(())
+pub async fn sign_in(token: String) -> Result<Option<String>, ServerFnError> {
+    match ssr::backend()?.sign_in(token.trim()).await {
+        Ok(cookie) => {
+            ssr::set_cookie(&cookie);
+            leptos_axum::redirect("/jobs");
+            Ok(None)
+        }
+        Err(refusal) => Ok(Some(refusal)),
+    }
 }
 
 #[server]
@@ -69,7 +71,7 @@ pub async fn list_jobs(
     ssr::backend()?
         .list_jobs(
             &caller,
-            ListQuery {
+            crate::api::ListQuery {
                 status_filter,
                 limit,
             },

@@ -22,13 +22,16 @@ pub fn Jobs() -> impl IntoView {
 
     view! {
         <Suspense fallback=|| view! { <p class="p-6 text-slate-500">"Loading…"</p> }>
-            {move || Suspend::new(async move {
+            {move || {
+                // Read the filter here, where it is tracked, not after an await.
+                let selected = status();
+                Suspend::new(async move {
                 match user.await {
                     Ok(Some(caller)) => {
                         let list = jobs.await;
                         view! {
                             <Layout caller=caller.clone()>
-                                <JobsView caller list selected=status() />
+                                <JobsView caller list selected />
                             </Layout>
                         }
                             .into_any()
@@ -36,7 +39,8 @@ pub fn Jobs() -> impl IntoView {
                     Ok(None) => view! { <Redirect path="/sign-in" /> }.into_any(),
                     Err(e) => view! { <p role="alert" class="p-6 text-rose-700">{e.to_string()}</p> }.into_any(),
                 }
-            })}
+            })
+            }}
         </Suspense>
     }
 }

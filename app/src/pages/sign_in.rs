@@ -6,15 +6,9 @@ use crate::server_fns::SignIn as SignInAction;
 #[component]
 pub fn SignIn() -> impl IntoView {
     let sign_in = ServerAction::<SignInAction>::new();
-    let error = move || {
-        sign_in
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| match e {
-                ServerFnError::ServerError(msg) => msg,
-                other => other.to_string(),
-            })
+    let error = move || match sign_in.value().get()? {
+        Ok(refusal) => refusal,
+        Err(e) => Some(e.to_string()),
     };
     view! {
         <main class="mx-auto flex min-h-screen max-w-md flex-col justify-center px-4">

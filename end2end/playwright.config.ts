@@ -1,0 +1,62 @@
+import { defineConfig } from '@playwright/test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+// Worker processes load this file again: keep the first choice of port and database in the env.
+process.env.E2E_PORT ??= String(20000 + Math.floor(Math.random() * 20000));
+process.env.E2E_DB_DIR ??= mkdtempSync(path.join(tmpdir(), 'ai-batch-e2e-'));
+const root = path.resolve(__dirname, '..');
+const bin = process.env.AI_BATCH_BIN ?? path.join(root, 'target', 'debug', 'ai-batch');
+export const serverEnv = {
+  DATABASE_URL: `sqlite://${path.join(process.env.E2E_DB_DIR, 'e2e.db')}`,
+  AI_BATCH_ADDR: `127.0.0.1:${process.env.E2E_PORT}`,
+  AI_BATCH_SITE_ROOT: path.join(root, 'target', 'site'),
+  RUST_LOG: 'warn',
+};
+export const aiBatchBin = bin;
+
+export default defineConfig({
+  testDir: './tests',
+  outputDir: './test-results',
+  fullyParallel: false,
+  workers: 1,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  reporter: [['list']],
+  timeout: 60_000,
+  use: {
+    baseURL: `http://127.0.0.1:${process.env.E2E_PORT}`,
+    trace: 'retain-on-failure',
+  },
+  projects: [
+    {
+      name: 'chromium',
+      use: {
+        browserName: 'chromium',
+        launchOptions: {
+          executablePath: '/usr/bin/chromium',
+          args: [
+            '--no-sandbox',
+            '--disable-gpu',
+            '--disable-quic',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+            '--no-first-run',
+          ],
+        },
+      },
+    },
+  ],
+  webServer: {
+    command: `"${bin}" serve`,
+    cwd: root,
+    env: serverEnv,
+    url: `http://127.0.0.1:${process.env.E2E_PORT}/healthz`,
+    timeout: 60_000,
+    reuseExistingServer: false,
+    stdout: 'ignore',
+    stderr: 'pipe',
+  },
+});

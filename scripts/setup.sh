@@ -1,0 +1,47 @@
+# Sourced by run.sh and test.sh: installs what the build needs, skipping what is there.
+# Pinned versions: see TOOLCHAIN notes in the README (cargo-leptos 0.3.10 is the last that
+# builds on Rust 1.95; wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock).
+
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# One target dir outside the clone, so a fresh clone (CI) builds incrementally.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bitcain-ai-batch/target}"
+export PATH="$ROOT/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+export LEPTOS_OUTPUT_NAME=ai-batch
+
+step() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+
+install_build_tools() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    step "adding the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if ! cargo leptos --version 2>/dev/null | grep -q '0\.3\.10'; then
+    step "installing cargo-leptos 0.3.10 (about 12 minutes, once)"
+    cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q '0\.2\.129'; then
+    step "installing wasm-bindgen-cli 0.2.129"
+    cargo install wasm-bindgen-cli --version 0.2.129 --locked
+  fi
+  if [[ ! -x node_modules/.bin/tailwindcss || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    step "installing npm packages (Tailwind, wasm-opt, Playwright)"
+    npm ci --no-audit --no-fund
+  fi
+}
+
+install_test_tools() {
+  if [[ ! -x /usr/bin/chromium ]]; then
+    step "installing Chromium from Debian"
+    if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+ai_batch_bin() {
+  echo "$CARGO_TARGET_DIR/$1/ai-batch"
+}
