@@ -1,32 +1,40 @@
-//! The `ai-batch` command line: `serve` (default) and the operator commands.
+//! The `ai-batch` command line: `serve` (the default) and the operator commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use app::api::Role;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::Config;
+use crate::config::{Config, EmulatorConfig};
+use crate::pricing::PriceTable;
 use crate::store::SqliteStore;
-use crate::{access, serve};
+use crate::{access, emulator, serve};
 
 #[derive(Parser)]
 #[command(
     name = "ai-batch",
     version,
-    about = "Queue AI jobs and run them through Anthropic Message Batches at half price."
+    about = "Queue AI jobs and run them through Anthropic Message Batches at half price.",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    #[command(flatten)]
-    config: Config,
     #[command(subcommand)]
     command: Option<Command>,
+    /// With no command, `serve` runs with these settings.
+    #[command(flatten)]
+    serve: Config,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service: REST API, dashboard and (later) the batch scheduler.
-    Serve,
+    /// Run the service: REST API and dashboard.
+    Serve(Box<Config>),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run the Anthropic Message Batches emulator on its own.
+    Emulator(EmulatorArgs),
 }
 
 #[derive(Subcommand)]
@@ -37,7 +45,24 @@ enum TokenCommand {
         user: String,
         #[arg(long, value_enum)]
         role: RoleArg,
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://data/ai-batch.db"
+        )]
+        database_url: String,
     },
+}
+
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    #[arg(long, env = "AI_BATCH_EMULATOR_ADDR", default_value = "127.0.0.1:8090")]
+    addr: SocketAddr,
+    /// The price table whose models the emulator accepts.
+    #[arg(long, env = "AI_BATCH_PRICES", default_value = "config/prices.toml")]
+    prices: PathBuf,
+    #[command(flatten)]
+    emulator: EmulatorConfig,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,16 +84,37 @@ pub async fn run() -> anyhow::Result<()> {
     // A missing .env file is normal; the environment and flags still apply.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve::run(cli.config).await,
-        Command::Token(TokenCommand::Create { user, role }) => {
-            let store = SqliteStore::connect(&serve::sqlite_url(&cli.config.database_url)?).await?;
+    match cli.command {
+        None => {
+            serve::init_logging();
+            serve::run(cli.serve).await
+        }
+        Some(Command::Serve(config)) => {
+            serve::init_logging();
+            serve::run(*config).await
+        }
+        Some(Command::Token(TokenCommand::Create {
+            user,
+            role,
+            database_url,
+        })) => {
+            let store = SqliteStore::connect(&serve::sqlite_url(&database_url)?).await?;
             let issued = access::issue_token(&store, &user, role.into()).await?;
             println!(
                 "Created a token for {} ({}). It is shown only this once:",
                 issued.user.name, issued.user.role
             );
             println!("{}", issued.plain);
+            Ok(())
+        }
+        Some(Command::Emulator(args)) => {
+            serve::init_logging();
+            let prices = PriceTable::load(&args.prices)?;
+            let settings = serve::emulator_settings(&args.emulator, &prices);
+            let (addr, _, task) = emulator::start(args.addr, settings).await?;
+            // Tests read this line to learn the port when started with port 0.
+            println!("Anthropic emulator listening on http://{addr}");
+            task.await?;
             Ok(())
         }
     }

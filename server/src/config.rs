@@ -1,66 +1,146 @@
 //! Configuration: flags or environment variables (a `.env` file is read first).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::emulator::Faults;
+use crate::provider::ClientConfig;
 
 /// Anthropic keeps a batch open for at most this long.
 pub const PROVIDER_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// Anthropic's API at ANTHROPIC_BASE_URL (or a standalone emulator there).
+    Anthropic,
+    /// The built-in emulator, started in-process on a loopback port.
+    Emulator,
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     /// Address the service listens on.
-    #[arg(
-        long,
-        env = "AI_BATCH_ADDR",
-        default_value = "127.0.0.1:3000",
-        global = true
-    )]
+    #[arg(long, env = "AI_BATCH_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
     /// Database: a SQLite file (created if missing) or, later, PostgreSQL.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://data/ai-batch.db",
-        global = true
+        default_value = "sqlite://data/ai-batch.db"
     )]
     pub database_url: String,
 
     /// How often queued jobs are flushed into a batch, in seconds.
-    #[arg(
-        long,
-        env = "AI_BATCH_FLUSH_INTERVAL_SECS",
-        default_value_t = 300,
-        global = true
-    )]
+    #[arg(long, env = "AI_BATCH_FLUSH_INTERVAL_SECS", default_value_t = 300)]
     pub flush_interval_secs: u64,
 
     /// Where cargo-leptos put the dashboard's compiled assets.
-    #[arg(
-        long,
-        env = "AI_BATCH_SITE_ROOT",
-        default_value = "target/site",
-        global = true
-    )]
+    #[arg(long, env = "AI_BATCH_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
 
     /// How long a dashboard sign-in lasts, in hours.
-    #[arg(
-        long,
-        env = "AI_BATCH_SESSION_HOURS",
-        default_value_t = 12,
-        global = true
-    )]
+    #[arg(long, env = "AI_BATCH_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: i64,
 
     /// Mark the session cookie `Secure` (set it when served over HTTPS).
-    #[arg(
-        long,
-        env = "AI_BATCH_COOKIE_SECURE",
-        default_value_t = false,
-        global = true
-    )]
+    #[arg(long, env = "AI_BATCH_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
+
+    /// The price table (TOML); the built-in table is used if the file does not exist.
+    #[arg(long, env = "AI_BATCH_PRICES", default_value = "config/prices.toml")]
+    pub prices: PathBuf,
+
+    /// Who answers batches. Unset: `anthropic` when ANTHROPIC_API_KEY is set, else `emulator`.
+    #[arg(long, env = "AI_BATCH_PROVIDER", value_enum)]
+    pub provider: Option<ProviderKind>,
+
+    #[command(flatten)]
+    pub anthropic: AnthropicConfig,
+
+    #[command(flatten)]
+    pub emulator: EmulatorConfig,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct AnthropicConfig {
+    #[arg(
+        long = "anthropic-api-key",
+        env = "ANTHROPIC_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    #[arg(
+        long = "anthropic-base-url",
+        env = "ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub base_url: String,
+
+    /// Seconds to wait for a connection.
+    #[arg(
+        long = "anthropic-connect-timeout-secs",
+        env = "AI_BATCH_ANTHROPIC_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub connect_timeout_secs: u64,
+
+    /// Seconds a JSON call (create, retrieve, list, cancel, delete) may take in all.
+    #[arg(
+        long = "anthropic-request-timeout-secs",
+        env = "AI_BATCH_ANTHROPIC_REQUEST_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Seconds a results download may go without receiving data.
+    #[arg(
+        long = "anthropic-read-timeout-secs",
+        env = "AI_BATCH_ANTHROPIC_READ_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub read_timeout_secs: u64,
+
+    /// Retries of a call that failed with 429, 529 or 5xx.
+    #[arg(
+        long = "anthropic-max-retries",
+        env = "AI_BATCH_ANTHROPIC_MAX_RETRIES",
+        default_value_t = 4
+    )]
+    pub max_retries: u32,
+}
+
+impl AnthropicConfig {
+    pub fn client_config(&self, base_url: &str, api_key: &str) -> ClientConfig {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            read_timeout: Duration::from_secs(self.read_timeout_secs),
+            max_retries: self.max_retries,
+            ..ClientConfig::new(base_url, api_key)
+        }
+    }
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct EmulatorConfig {
+    /// Seconds an emulated batch takes to end.
+    #[arg(
+        long = "emulator-delay-secs",
+        env = "AI_BATCH_EMULATOR_DELAY_SECS",
+        default_value_t = 20
+    )]
+    pub delay_secs: u64,
+
+    /// Faults to inject, as JSON (see the README), e.g. {"errored_percent": 10}.
+    #[arg(long = "emulator-faults", env = "AI_BATCH_EMULATOR_FAULTS", value_parser = parse_faults)]
+    pub faults: Option<Faults>,
+}
+
+fn parse_faults(text: &str) -> Result<Faults, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid emulator faults: {e}"))
 }
 
 impl Config {
@@ -70,5 +150,15 @@ impl Config {
 
     pub fn session_lifetime(&self) -> chrono::Duration {
         chrono::Duration::hours(self.session_hours.max(1))
+    }
+
+    /// The provider in force: as configured, else Anthropic when a key is set, else the emulator.
+    pub fn provider_kind(&self) -> ProviderKind {
+        self.provider
+            .unwrap_or(if self.anthropic.api_key.is_some() {
+                ProviderKind::Anthropic
+            } else {
+                ProviderKind::Emulator
+            })
     }
 }

@@ -1,13 +1,18 @@
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, ProviderKind};
+use crate::pricing::PriceTable;
+use crate::provider::Provider;
 use crate::store::Store;
 
-/// What every use case and handler can reach: configuration and the store.
+/// What every use case and handler can reach: configuration, store, provider and prices.
 #[derive(Clone)]
 pub struct Ctx {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    pub provider: Arc<dyn Provider>,
+    pub provider_kind: ProviderKind,
+    pub prices: Arc<PriceTable>,
 }
 
 impl Ctx {

@@ -1,5 +1,6 @@
-//! Start-up of the service: database, first admin, routers, listener.
+//! Start-up of the service: database, prices, provider, first admin, routers, listener.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -8,22 +9,64 @@ use leptos::prelude::LeptosOptions;
 use leptos_config::Env;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, EmulatorConfig, ProviderKind};
 use crate::context::Ctx;
+use crate::pricing::PriceTable;
+use crate::provider::{AnthropicClient, Provider};
 use crate::store::SqliteStore;
-use crate::{access, http, web};
+use crate::{access, emulator, http, web};
 
 /// The whole application: REST API and dashboard over one context.
 pub fn app(ctx: Ctx, options: LeptosOptions) -> Router {
     http::router(ctx.clone()).merge(web::router(ctx, options))
 }
 
+/// Everything the service needs before it listens. With the emulator as provider, this starts
+/// it on a loopback port and points the real client at it; it lives as long as the runtime.
 pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
     let store = SqliteStore::connect(&sqlite_url(&config.database_url)?).await?;
+    let prices = Arc::new(PriceTable::load(&config.prices)?);
+    let kind = config.provider_kind();
+    let provider: Arc<dyn Provider> = match kind {
+        ProviderKind::Anthropic => {
+            let key = config.anthropic.api_key.as_deref().unwrap_or_default();
+            if key.is_empty() {
+                tracing::warn!(
+                    "AI_BATCH_PROVIDER=anthropic but ANTHROPIC_API_KEY is empty: Anthropic will refuse the calls"
+                );
+            }
+            Arc::new(AnthropicClient::new(
+                config
+                    .anthropic
+                    .client_config(&config.anthropic.base_url, key),
+            )?)
+        }
+        ProviderKind::Emulator => {
+            let loopback: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+            let (addr, _, _) =
+                emulator::start(loopback, emulator_settings(&config.emulator, &prices)).await?;
+            let base_url = format!("http://{addr}");
+            Arc::new(AnthropicClient::new(
+                config.anthropic.client_config(&base_url, "emulator"),
+            )?)
+        }
+    };
+    tracing::info!(provider = ?kind, prices = %prices.version, "provider chosen");
     Ok(Ctx {
         config: Arc::new(config.clone()),
         store: Arc::new(store),
+        provider,
+        provider_kind: kind,
+        prices,
     })
+}
+
+pub fn emulator_settings(config: &EmulatorConfig, prices: &PriceTable) -> emulator::Settings {
+    emulator::Settings {
+        processing_delay: std::time::Duration::from_secs(config.delay_secs),
+        known_models: prices.models.keys().cloned().collect(),
+        faults: config.faults.clone().unwrap_or_default(),
+    }
 }
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
@@ -36,13 +79,16 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
         .build()
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = connect(&config).await?;
     if let Some(admin) = access::bootstrap_admin(ctx.store()).await? {
         println!(
@@ -56,6 +102,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(database = %redact(&config.database_url), "listening on http://{addr}");
+    if ctx.provider_kind == ProviderKind::Emulator {
+        println!(
+            "Provider: the built-in Anthropic emulator (set ANTHROPIC_API_KEY to use Anthropic)."
+        );
+    }
     println!("Bitcain AI Batch is running: open http://{addr}/ and sign in with an access token.");
     axum::serve(listener, app(ctx, leptos_options(&config)))
         .with_graceful_shutdown(async {

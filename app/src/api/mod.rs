@@ -1,5 +1,6 @@
 //! Types of the REST contract and the dashboard, shared by browser and server.
 
+pub mod examples;
 mod types;
 pub mod validation;
 

@@ -106,7 +106,8 @@ impl Checker {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Some(i),
                 None => match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+                    // `as` saturates, so huge integers still fail the range check below.
+                    Some(f) if f.fract() == 0.0 => Some(f as i64),
                     Some(_) => {
                         self.push(FieldError::new(
                             "int_from_float",
@@ -167,6 +168,31 @@ impl Checker {
         } else {
             Some(value)
         }
+    }
+
+    /// ISO-8601 datetime or date (midnight), or a Unix timestamp; no timezone means UTC.
+    fn datetime(&mut self, loc: Vec<Value>, input: &Value) -> Option<DateTime<Utc>> {
+        let parsed = match input {
+            Value::String(s) => parse_datetime_str(s.trim()),
+            Value::Number(n) => n
+                .as_f64()
+                .and_then(|secs| DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64))
+                .ok_or_else(|| "timestamp out of range".to_string()),
+            _ => {
+                let msg = "Input should be a valid datetime";
+                self.push(FieldError::new("datetime_type", loc, msg, input.clone()));
+                return None;
+            }
+        };
+        parsed
+            .map_err(|error| {
+                let msg = format!("Input should be a valid datetime or date, {error}");
+                self.push(
+                    FieldError::new("datetime_from_date_parsing", loc, msg, input.clone())
+                        .with_ctx(json!({ "error": error })),
+                )
+            })
+            .ok()
     }
 
     fn enum_of<T: Copy>(
@@ -292,10 +318,7 @@ pub fn parse_enqueue(body: &Value) -> Validated<EnqueueRequest> {
 
     let run_after = match field(map, "run_after") {
         None => Some(None),
-        Some(v) => parse_datetime(c.loc("run_after"), v)
-            .map_err(|e| c.push(e))
-            .ok()
-            .map(Some),
+        Some(v) => c.datetime(c.loc("run_after"), v).map(Some),
     };
 
     let idempotency_key = match field(map, "idempotency_key") {
@@ -348,32 +371,6 @@ fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
         None
     } else {
         Some(key.to_owned())
-    }
-}
-
-/// ISO-8601 datetime or date (midnight), or a Unix timestamp; no timezone means UTC.
-pub fn parse_datetime(loc: Vec<Value>, input: &Value) -> Result<DateTime<Utc>, FieldError> {
-    let invalid = |error: String| {
-        FieldError::new(
-            "datetime_from_date_parsing",
-            loc.clone(),
-            format!("Input should be a valid datetime or date, {error}"),
-            input.clone(),
-        )
-        .with_ctx(json!({ "error": error }))
-    };
-    match input {
-        Value::String(s) => parse_datetime_str(s.trim()).map_err(invalid),
-        Value::Number(n) => n
-            .as_f64()
-            .and_then(|secs| DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64))
-            .ok_or_else(|| invalid("timestamp out of range".into())),
-        _ => Err(FieldError::new(
-            "datetime_type",
-            loc.clone(),
-            "Input should be a valid datetime",
-            input.clone(),
-        )),
     }
 }
 

@@ -128,7 +128,7 @@ pub enum InsertOutcome {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum CancelOutcome {
-    Cancelled { job: JobRecord, was: JobStatus },
+    Cancelled { job: Box<JobRecord>, was: JobStatus },
     NotFound,
     Terminal(JobStatus),
 }

@@ -308,7 +308,10 @@ impl Store for SqliteStore {
             .job_by("j.id = ?", &[id])
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?;
-        Ok(CancelOutcome::Cancelled { job, was })
+        Ok(CancelOutcome::Cancelled {
+            job: Box::new(job),
+            was,
+        })
     }
 
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord> {

@@ -32,17 +32,39 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The service's configuration for a test: its own database, the in-process emulator.
+pub fn test_config(dir: &tempfile::TempDir) -> Config {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        config: Config,
+    }
+    let db = format!("sqlite://{}", dir.path().join("test.db").display());
+    let prices = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prices.toml");
+    let args = [
+        "test",
+        "--addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &db,
+        "--flush-interval-secs",
+        "300",
+    ];
+    let args = args.into_iter().chain([
+        "--provider",
+        "emulator",
+        "--emulator-delay-secs",
+        "1",
+        "--prices",
+        prices,
+    ]);
+    <Flags as clap::Parser>::parse_from(args).config
+}
+
 impl TestApp {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
-            flush_interval_secs: 300,
-            site_root: "target/site".into(),
-            session_hours: 12,
-            cookie_secure: false,
-        };
+        let config = test_config(&dir);
         let ctx = serve::connect(&config).await.expect("database");
         let token = |name: &'static str, role| {
             let ctx = ctx.clone();

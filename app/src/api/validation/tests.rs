@@ -262,3 +262,12 @@ fn json_errors_point_at_the_body() {
         json!({"type": "json_invalid", "loc": ["body", 7], "msg": "JSON decode error", "input": {}, "ctx": {"error": "EOF while parsing"}})
     );
 }
+
+#[test]
+fn huge_integers_are_range_errors() {
+    let p =
+        |v: Value| parse_enqueue(&json!({"job_type": "risk_report", "payload": {}, "priority": v}));
+    assert_eq!(p(json!(u64::MAX)).unwrap_err()[0].kind, "less_than_equal");
+    assert_eq!(p(json!(1e300)).unwrap_err()[0].kind, "less_than_equal");
+    assert_eq!(p(json!(-1e300)).unwrap_err()[0].kind, "greater_than_equal");
+}

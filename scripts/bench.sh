@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Measures the release build on SQLite: single-job enqueue over HTTP (wrk, 16 connections),
+# then list and stats latency with 100,000 stored jobs. Results go to stdout; BENCHMARKS.md
+# records them with this command.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+DURATION="${DURATION:-20s}"
+
+install_build_tools
+if ! command -v wrk >/dev/null; then
+  step "installing wrk from Debian"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+step "building the release"
+cargo leptos build --release >&2
+cargo build --release --locked -p server --example seed_jobs >&2
+
+BIN="$(ai_batch_bin release)"
+WORK="$(mktemp -d)"
+PORT=$((20000 + RANDOM % 20000))
+export DATABASE_URL="sqlite://$WORK/bench.db" AI_BATCH_ADDR="127.0.0.1:$PORT" RUST_LOG=warn
+URL="http://$AI_BATCH_ADDR"
+"$BIN" serve >"$WORK/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -fs "$URL/healthz" >/dev/null && break; sleep 0.1; done
+
+ADMIN="$("$BIN" token create --user bench-admin --role admin | tail -n 1)"
+TRADER="$("$BIN" token create --user bench-trader --role trader | tail -n 1)"
+
+echo "## enqueue: wrk -t2 -c16 -d$DURATION --latency (server and wrk share the 2 cores)"
+TOKEN="$TRADER" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$URL/api/v1/batch/enqueue"
+
+step "topping the database up to 100,000 jobs through the enqueue use case"
+"$CARGO_TARGET_DIR/release/examples/seed_jobs" --total 100000 --owners 10
+
+for target in \
+  "admin  /api/v1/batch/jobs" \
+  "admin  /api/v1/batch/jobs?limit=1000" \
+  "admin  /api/v1/batch/jobs?status_filter=cancelled" \
+  "admin  /api/v1/batch/stats" \
+  "trader /api/v1/batch/jobs" \
+  "trader /api/v1/batch/stats"; do
+  read -r who path <<<"$target"
+  token="$ADMIN"; [[ $who == trader ]] && token="$TRADER"
+  echo "## $who GET $path: wrk -t1 -c4 -d10s --latency"
+  TOKEN="$token" wrk -t1 -c4 -d10s --latency -s scripts/bench/get.lua "$URL$path"
+done

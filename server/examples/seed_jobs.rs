@@ -1,0 +1,66 @@
+//! Benchmark helper: tops a database up to `--total` jobs through the real enqueue use case,
+//! spread over `--owners` traders, with a mix of job types and priorities.
+//!
+//! cargo run --release -p server --example seed_jobs -- --database-url sqlite://… --total 100000
+
+use ai_batch::config::Config;
+use ai_batch::{access, jobs, serve};
+use app::api::{EnqueueRequest, JobType, ListQuery, Role};
+use clap::Parser;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: Config,
+    #[arg(long, default_value_t = 100_000)]
+    total: i64,
+    #[arg(long, default_value_t = 10)]
+    owners: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let ctx = serve::connect(&args.config).await?;
+    let admin = access::issue_token(ctx.store(), "seed-admin", Role::Admin).await?;
+    let admin = access::authenticate_token(ctx.store(), &admin.plain).await?;
+    let existing = jobs::list(
+        &ctx,
+        &admin,
+        ListQuery {
+            status_filter: None,
+            limit: 1,
+        },
+    )
+    .await?
+    .total_count;
+    let mut owners = Vec::new();
+    for i in 0..args.owners {
+        let issued = access::issue_token(ctx.store(), &format!("trader-{i}"), Role::Trader).await?;
+        owners.push(access::authenticate_token(ctx.store(), &issued.plain).await?);
+    }
+    let started = std::time::Instant::now();
+    let missing = (args.total - existing).max(0);
+    for n in 0..missing {
+        let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
+        let ticker = ["AAPL", "MSFT", "NVDA", "TSLA"][n as usize % 4];
+        let request = EnqueueRequest {
+            job_type,
+            payload: json!({"ticker": ticker, "n": n})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            priority: n % 101,
+            run_after: None,
+            idempotency_key: None,
+        };
+        jobs::enqueue(&ctx, &owners[n as usize % owners.len()], request).await?;
+    }
+    eprintln!(
+        "seeded {missing} jobs (now {}) in {:.1} s",
+        existing + missing,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

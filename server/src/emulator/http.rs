@@ -1,0 +1,367 @@
+//! The emulator's HTTP surface: Anthropic's batch endpoints, and `/_emulator/` controls.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Emulator, Faults};
+use crate::provider::{
+    BatchPage, CreateBatch, DeletedBatch, ErrorResponse, MAX_BATCH_BYTES, MAX_BATCH_REQUESTS,
+    MessageBatch, ProcessingStatus, valid_custom_id,
+};
+
+type Shared = Arc<Emulator>;
+
+pub fn router(emulator: Shared) -> Router {
+    let api = Router::new()
+        .route("/v1/messages/batches", post(create).get(list))
+        .route("/v1/messages/batches/{id}", get(retrieve).delete(delete))
+        .route("/v1/messages/batches/{id}/cancel", post(cancel))
+        .route("/v1/messages/batches/{id}/results", get(results))
+        .layer(middleware::from_fn_with_state(
+            emulator.clone(),
+            faults_and_auth,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES + 1024));
+    let control = Router::new()
+        .route("/_emulator/faults", put(set_faults).get(get_faults))
+        .route("/_emulator/clock/advance", post(advance_clock))
+        .route(
+            "/_emulator/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        );
+    api.merge(control).with_state(emulator)
+}
+
+/// An Anthropic error answer.
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    (status, Json(ErrorResponse::new(kind, message))).into_response()
+}
+
+fn not_found(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        format!("message_batch {id} not found"),
+    )
+}
+
+fn endpoint_of(request: &Request) -> &'static str {
+    let path = request.uri().path();
+    match (request.method().as_str(), path) {
+        (_, p) if p.ends_with("/results") => "results",
+        (_, p) if p.ends_with("/cancel") => "cancel",
+        ("POST", _) => "create",
+        ("DELETE", _) => "delete",
+        ("GET", "/v1/messages/batches") => "list",
+        _ => "retrieve",
+    }
+}
+
+/// Authentication as Anthropic asks for it, then the injected slowness and failures.
+async fn faults_and_auth(State(emulator): State<Shared>, request: Request, next: Next) -> Response {
+    if !request.headers().contains_key("x-api-key") {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        );
+    }
+    let slow = emulator.slow();
+    if !slow.is_zero() {
+        tokio::time::sleep(slow).await;
+    }
+    if let Some(failure) = emulator.take_failure(endpoint_of(&request)) {
+        let status =
+            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let kind = match failure.status {
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            400 => "invalid_request_error",
+            404 => "not_found_error",
+            _ => "api_error",
+        };
+        let mut response = error(
+            status,
+            kind,
+            format!("Injected {} (emulator fault)", failure.status),
+        );
+        if let Some(secs) = failure.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return response;
+    }
+    next.run(request).await
+}
+
+/// `results_url` is absolute, built from the address the caller used.
+fn with_results_url(mut batch: MessageBatch, headers: &HeaderMap) -> MessageBatch {
+    if batch.processing_status == ProcessingStatus::Ended {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        batch.results_url = Some(format!(
+            "http://{host}/v1/messages/batches/{}/results",
+            batch.id
+        ));
+    }
+    batch
+}
+
+async fn create(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("Request exceeds the {MAX_BATCH_BYTES}-byte limit"),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                e.body_text(),
+            );
+        }
+    };
+    let create: CreateBatch = match serde_json::from_slice(&body) {
+        Ok(create) => create,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("Invalid request body: {e}"),
+            );
+        }
+    };
+    if create.requests.is_empty() || create.requests.len() > MAX_BATCH_REQUESTS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("requests: a batch holds 1 to {MAX_BATCH_REQUESTS} requests"),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, request) in create.requests.iter().enumerate() {
+        if !valid_custom_id(&request.custom_id) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!(
+                    "requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+                ),
+            );
+        }
+        if !seen.insert(request.custom_id.as_str()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("requests.{i}.custom_id: duplicate custom_id"),
+            );
+        }
+    }
+    let batch = emulator.create(create.requests);
+    Json(with_results_url(batch, &headers)).into_response()
+}
+
+async fn retrieve(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match emulator.get(&id) {
+        Some(batch) => Json(with_results_url(batch, &headers)).into_response(),
+        None => not_found(&id),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    before_id: Option<String>,
+    after_id: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "limit: Input should be a valid integer",
+        );
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "limit: Input should be between 1 and 100",
+        );
+    }
+    let all = emulator.list();
+    let position = |id: &str| all.iter().position(|b| b.id == id);
+    // Newest first: `after_id` pages towards older batches, `before_id` towards newer ones.
+    let (start, end) = match (&query.after_id, &query.before_id) {
+        (Some(after), _) => match position(after) {
+            Some(i) => (i + 1, (i + 1 + limit as usize).min(all.len())),
+            None => return not_found(after),
+        },
+        (None, Some(before)) => match position(before) {
+            Some(i) => (i.saturating_sub(limit as usize), i),
+            None => return not_found(before),
+        },
+        (None, None) => (0, (limit as usize).min(all.len())),
+    };
+    let has_more = if query.before_id.is_some() && query.after_id.is_none() {
+        start > 0
+    } else {
+        end < all.len()
+    };
+    let data: Vec<MessageBatch> = all[start..end]
+        .iter()
+        .cloned()
+        .map(|b| with_results_url(b, &headers))
+        .collect();
+    Json(BatchPage {
+        first_id: data.first().map(|b| b.id.clone()),
+        last_id: data.last().map(|b| b.id.clone()),
+        has_more,
+        data,
+    })
+    .into_response()
+}
+
+async fn cancel(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match emulator.cancel(&id) {
+        Some(batch) => Json(with_results_url(batch, &headers)).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn delete(State(emulator): State<Shared>, Path(id): Path<String>) -> Response {
+    match emulator.delete(&id) {
+        Some(Ok(())) => Json(DeletedBatch {
+            id,
+            kind: "message_batch_deleted".into(),
+        })
+        .into_response(),
+        Some(Err(_)) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!(
+                "message_batch {id} is still processing; cancel it and wait for it to end before deleting it"
+            ),
+        ),
+        None => not_found(&id),
+    }
+}
+
+async fn results(State(emulator): State<Shared>, Path(id): Path<String>) -> Response {
+    let lines = match emulator.results(&id) {
+        Some(Ok(lines)) => lines,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("message_batch {id} has not ended; results are not available yet"),
+            );
+        }
+        None => return not_found(&id),
+    };
+    let mut faults = emulator.faults();
+    let cut = take_stream_fault(&mut faults.cut_results);
+    let stall = take_stream_fault(&mut faults.stall_results);
+    emulator.set_faults(faults);
+
+    let stream = futures::stream::unfold(0usize, move |i| {
+        let lines = lines.clone();
+        let cut = cut.clone();
+        let stall = stall.clone();
+        async move {
+            if cut.as_ref().is_some_and(|c| i == c.after_lines) {
+                // Let what was sent reach the client, then fail the body: the server drops the
+                // connection without ending the chunked stream, so the client sees a cut
+                // download, not a short success.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return Some((Err(std::io::Error::other("emulated cut")), usize::MAX));
+            }
+            if let Some(s) = stall.as_ref().filter(|s| i == s.after_lines) {
+                tokio::time::sleep(std::time::Duration::from_millis(s.millis)).await;
+            }
+            let line = lines.get(i)?;
+            let mut text = serde_json::to_vec(line).unwrap_or_default();
+            text.push(b'\n');
+            Some((Ok::<_, std::io::Error>(Bytes::from(text)), i + 1))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-jsonl")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "could not build the response",
+            )
+        })
+}
+
+/// Uses up one application of a stream fault, clearing it when its count runs out.
+fn take_stream_fault(slot: &mut Option<super::StreamFault>) -> Option<super::StreamFault> {
+    let fault = slot.clone()?;
+    if let Some(times) = fault.times {
+        *slot = (times > 1).then(|| super::StreamFault {
+            times: Some(times - 1),
+            ..fault.clone()
+        });
+    }
+    Some(fault)
+}
+
+async fn set_faults(State(emulator): State<Shared>, Json(faults): Json<Faults>) -> Json<Faults> {
+    emulator.set_faults(faults.clone());
+    Json(faults)
+}
+
+async fn get_faults(State(emulator): State<Shared>) -> Json<Faults> {
+    Json(emulator.faults())
+}
+
+#[derive(Deserialize)]
+struct Advance {
+    seconds: i64,
+}
+
+async fn advance_clock(
+    State(emulator): State<Shared>,
+    Json(advance): Json<Advance>,
+) -> Result<Json<serde_json::Value>, Infallible> {
+    emulator.advance_clock(chrono::Duration::seconds(advance.seconds));
+    Ok(Json(json!({"now": emulator.now()})))
+}

@@ -1,0 +1,241 @@
+//! The emulator's batches and their lifecycle, evaluated lazily against its clock: a batch
+//! ends when its processing delay has passed, when it is cancelled, or at its 24 h expiry.
+//! Request counts settle only when the batch ends, as Anthropic's do.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::answer::answer;
+use super::{Faults, Settings};
+use crate::provider::{
+    BatchRequest, BatchResult, ErrorResponse, MessageBatch, ProcessingStatus, RequestCounts,
+    ResultLine,
+};
+
+const EXPIRY: chrono::Duration = chrono::Duration::hours(24);
+
+pub struct Emulator {
+    settings: Mutex<Settings>,
+    batches: Mutex<BTreeMap<String, Stored>>,
+    /// Added to the wall clock, so tests can jump past a batch's expiry.
+    clock_offset: Mutex<chrono::Duration>,
+}
+
+struct Stored {
+    batch: MessageBatch,
+    requests: Vec<BatchRequest>,
+    results: Option<Arc<Vec<ResultLine>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Emulator {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings: Mutex::new(settings),
+            batches: Mutex::new(BTreeMap::new()),
+            clock_offset: Mutex::new(chrono::Duration::zero()),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *lock(&self.clock_offset)
+    }
+
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        *lock(&self.clock_offset) += by;
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.settings).faults.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.settings).faults = faults;
+    }
+
+    pub fn set_processing_delay(&self, delay: Duration) {
+        lock(&self.settings).processing_delay = delay;
+    }
+
+    /// Takes the next injected failure that applies to `endpoint`, if any.
+    pub fn take_failure(&self, endpoint: &str) -> Option<super::InjectedFailure> {
+        let mut settings = lock(&self.settings);
+        let queue = &mut settings.faults.fail_next;
+        let index = queue
+            .iter()
+            .position(|f| f.endpoint.as_deref().is_none_or(|e| e == endpoint))?;
+        Some(queue.remove(index))
+    }
+
+    pub fn slow(&self) -> Duration {
+        Duration::from_millis(lock(&self.settings).faults.slow_ms)
+    }
+
+    pub fn create(&self, requests: Vec<BatchRequest>) -> MessageBatch {
+        let now = self.now();
+        let batch = MessageBatch {
+            id: format!("msgbatch_{}", uuid::Uuid::now_v7().simple()),
+            kind: "message_batch".into(),
+            processing_status: ProcessingStatus::InProgress,
+            request_counts: RequestCounts {
+                processing: requests.len() as i64,
+                ..RequestCounts::default()
+            },
+            ended_at: None,
+            created_at: now,
+            expires_at: now + EXPIRY,
+            archived_at: None,
+            cancel_initiated_at: None,
+            results_url: None,
+        };
+        lock(&self.batches).insert(
+            batch.id.clone(),
+            Stored {
+                batch: batch.clone(),
+                requests,
+                results: None,
+            },
+        );
+        batch
+    }
+
+    pub fn get(&self, id: &str) -> Option<MessageBatch> {
+        let mut batches = lock(&self.batches);
+        let stored = batches.get_mut(id)?;
+        self.refresh(stored);
+        Some(stored.batch.clone())
+    }
+
+    /// All batches, newest first.
+    pub fn list(&self) -> Vec<MessageBatch> {
+        let mut batches = lock(&self.batches);
+        let mut all: Vec<MessageBatch> = batches
+            .values_mut()
+            .map(|stored| {
+                self.refresh(stored);
+                stored.batch.clone()
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        all
+    }
+
+    pub fn cancel(&self, id: &str) -> Option<MessageBatch> {
+        let now = self.now();
+        let mut batches = lock(&self.batches);
+        let stored = batches.get_mut(id)?;
+        self.refresh(stored);
+        if stored.batch.processing_status == ProcessingStatus::InProgress {
+            stored.batch.processing_status = ProcessingStatus::Canceling;
+            stored.batch.cancel_initiated_at = Some(now);
+        }
+        Some(stored.batch.clone())
+    }
+
+    /// Removes an ended batch; `Err` carries the batch that is still running.
+    pub fn delete(&self, id: &str) -> Option<Result<(), MessageBatch>> {
+        let mut batches = lock(&self.batches);
+        let stored = batches.get_mut(id)?;
+        self.refresh(stored);
+        if stored.batch.processing_status != ProcessingStatus::Ended {
+            return Some(Err(stored.batch.clone()));
+        }
+        batches.remove(id);
+        Some(Ok(()))
+    }
+
+    /// The results of an ended batch; `Err` carries the batch that is still running.
+    pub fn results(&self, id: &str) -> Option<Result<Arc<Vec<ResultLine>>, MessageBatch>> {
+        let mut batches = lock(&self.batches);
+        let stored = batches.get_mut(id)?;
+        self.refresh(stored);
+        Some(stored.results.clone().ok_or_else(|| stored.batch.clone()))
+    }
+
+    fn refresh(&self, stored: &mut Stored) {
+        if stored.batch.processing_status == ProcessingStatus::Ended {
+            return;
+        }
+        let now = self.now();
+        let settings = lock(&self.settings);
+        let ready = stored.batch.created_at
+            + chrono::Duration::from_std(settings.processing_delay).unwrap_or_default();
+        let outcome = if now >= stored.batch.expires_at {
+            Some(Ending::Expired)
+        } else if stored.batch.processing_status == ProcessingStatus::Canceling {
+            Some(Ending::Canceled)
+        } else if now >= ready {
+            Some(Ending::Processed)
+        } else {
+            None
+        };
+        let Some(outcome) = outcome else { return };
+        let lines: Vec<ResultLine> = stored
+            .requests
+            .iter()
+            .map(|r| ResultLine {
+                custom_id: r.custom_id.clone(),
+                result: outcome.result(r, &settings),
+            })
+            .collect();
+        let mut counts = RequestCounts::default();
+        for line in &lines {
+            match line.result {
+                BatchResult::Succeeded { .. } => counts.succeeded += 1,
+                BatchResult::Errored { .. } => counts.errored += 1,
+                BatchResult::Canceled => counts.canceled += 1,
+                BatchResult::Expired => counts.expired += 1,
+            }
+        }
+        stored.batch.request_counts = counts;
+        stored.batch.processing_status = ProcessingStatus::Ended;
+        stored.batch.ended_at = Some(now);
+        stored.results = Some(Arc::new(lines));
+    }
+}
+
+enum Ending {
+    Processed,
+    Canceled,
+    Expired,
+}
+
+impl Ending {
+    fn result(&self, request: &BatchRequest, settings: &Settings) -> BatchResult {
+        match self {
+            Ending::Canceled => BatchResult::Canceled,
+            Ending::Expired => BatchResult::Expired,
+            Ending::Processed => {
+                // The injected shares are chosen by the request's id, so they are repeatable.
+                let roll = u64::from_le_bytes(
+                    Sha256::digest(request.custom_id.as_bytes())[..8]
+                        .try_into()
+                        .expect("8 bytes"),
+                ) % 100;
+                let errored = u64::from(settings.faults.errored_percent);
+                let expired = u64::from(settings.faults.expired_percent);
+                if roll < errored {
+                    BatchResult::Errored {
+                        error: ErrorResponse::new("api_error", "Internal server error (emulated)"),
+                    }
+                } else if roll < errored + expired {
+                    BatchResult::Expired
+                } else {
+                    answer(&request.custom_id, &request.params, &settings.known_models)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Anthropic's Message Batches objects, as `reference/anthropic-openapi.json` describes them.
+//! The client reads them and the emulator writes them: one definition for both sides.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingStatus {
+    InProgress,
+    Canceling,
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub processing: i64,
+    pub succeeded: i64,
+    pub errored: i64,
+    pub canceled: i64,
+    pub expired: i64,
+}
+
+impl RequestCounts {
+    pub fn total(&self) -> i64 {
+        self.processing + self.succeeded + self.errored + self.canceled + self.expired
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageBatch {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub processing_status: ProcessingStatus,
+    pub request_counts: RequestCounts,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub cancel_initiated_at: Option<DateTime<Utc>>,
+    pub results_url: Option<String>,
+}
+
+/// One request of a batch: our job id as `custom_id`, and Messages API parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    pub custom_id: String,
+    pub params: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateBatch {
+    pub requests: Vec<BatchRequest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchPage {
+    pub data: Vec<MessageBatch>,
+    pub has_more: bool,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeletedBatch {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Paging of the batch list: newest first; `after_id` pages towards older batches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListParams {
+    pub before_id: Option<String>,
+    pub after_id: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One line of a batch's results file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultLine {
+    pub custom_id: String,
+    pub result: BatchResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BatchResult {
+    Succeeded { message: Value },
+    Errored { error: ErrorResponse },
+    Canceled,
+    Expired,
+}
+
+/// Anthropic's error body: `{"type": "error", "error": {"type": …, "message": …}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+impl ErrorResponse {
+    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind: "error".into(),
+            error: ErrorDetail {
+                kind: kind.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
