@@ -42,6 +42,16 @@ install_test_tools() {
   fi
 }
 
+install_python_venv() {
+  local stamp=.venv/.requirements
+  if [[ ! -x .venv/bin/python ]] || ! cmp -s end2end/sdk/requirements.txt "$stamp"; then
+    step "creating the Python venv for the SDK tests"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r end2end/sdk/requirements.txt
+    cp end2end/sdk/requirements.txt "$stamp"
+  fi
+}
+
 ai_batch_bin() {
   echo "$CARGO_TARGET_DIR/$1/ai-batch"
 }

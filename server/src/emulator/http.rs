@@ -69,7 +69,9 @@ fn endpoint_of(request: &Request) -> &'static str {
 
 /// Authentication as Anthropic asks for it, then the injected slowness and failures.
 async fn faults_and_auth(State(emulator): State<Shared>, request: Request, next: Next) -> Response {
-    if !request.headers().contains_key("x-api-key") {
+    // Anthropic takes the key as `x-api-key` or, from newer SDKs, `Authorization: Bearer`.
+    let headers = request.headers();
+    if !headers.contains_key("x-api-key") && !headers.contains_key(header::AUTHORIZATION) {
         return error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
