@@ -7,9 +7,6 @@ use std::time::Duration;
 use crate::emulator::Faults;
 use crate::provider::ClientConfig;
 
-/// Anthropic keeps a batch open for at most this long.
-pub const PROVIDER_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderKind {
     /// Anthropic's API at ANTHROPIC_BASE_URL (or a standalone emulator there).
@@ -58,6 +55,13 @@ pub struct Config {
 
     #[command(flatten)]
     pub anthropic: AnthropicConfig,
+
+    #[command(flatten)]
+    pub batch: BatchConfig,
+
+    /// Test failpoint: the process exits at the named point (`after-submit`).
+    #[arg(long, env = "AI_BATCH_FAILPOINT", hide = true)]
+    pub failpoint: Option<String>,
 
     #[command(flatten)]
     pub emulator: EmulatorConfig,
@@ -122,6 +126,50 @@ impl AnthropicConfig {
             ..ClientConfig::new(base_url, api_key)
         }
     }
+}
+
+/// The batch loop and its scheduler.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BatchConfig {
+    /// Attempts before a job whose request errored on Anthropic's side, or expired, fails.
+    #[arg(long, env = "AI_BATCH_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i64,
+
+    /// Seconds between polls of a running batch (longer as it ages, at most 5 minutes).
+    #[arg(long, env = "AI_BATCH_POLL_INTERVAL_SECS", default_value_t = 30)]
+    pub poll_interval_secs: u64,
+
+    /// Run the scheduler (auto-flush, auto-poll, rescuer) inside `serve`.
+    #[arg(long, env = "AI_BATCH_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub scheduler: bool,
+
+    /// Flush automatically when enough jobs are eligible or the oldest has waited the flush interval.
+    #[arg(long, env = "AI_BATCH_AUTO_FLUSH", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_flush: bool,
+
+    /// Eligible jobs that trigger an automatic flush at once.
+    #[arg(long, env = "AI_BATCH_AUTO_FLUSH_MIN_JOBS", default_value_t = 100)]
+    pub auto_flush_min_jobs: i64,
+
+    /// Most jobs one automatic flush sends.
+    #[arg(long, env = "AI_BATCH_AUTO_FLUSH_MAX_JOBS", default_value_t = 10_000)]
+    pub auto_flush_max_jobs: i64,
+
+    /// Poll open batches automatically.
+    #[arg(long, env = "AI_BATCH_AUTO_POLL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_poll: bool,
+
+    /// Reconcile batches left `submitting` (at start-up, then periodically).
+    #[arg(long, env = "AI_BATCH_RESCUER", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub rescuer: bool,
+
+    /// Seconds after which a `submitting` batch is considered stuck.
+    #[arg(long, env = "AI_BATCH_SUBMIT_STALE_SECS", default_value_t = 120)]
+    pub submit_stale_secs: u64,
+
+    /// How often the scheduler's services wake, in milliseconds.
+    #[arg(long, env = "AI_BATCH_SCHEDULER_TICK_MS", default_value_t = 1000)]
+    pub tick_ms: u64,
 }
 
 #[derive(Clone, Debug, clap::Args)]

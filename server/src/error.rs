@@ -2,6 +2,7 @@
 
 use app::api::validation::FieldError;
 
+use crate::provider::ProviderError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,13 @@ pub enum Error {
     BadInput(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("Anthropic: {0}")]
+    Provider(#[from] ProviderError),
+    /// The create call failed in a way that leaves open whether the batch exists.
+    #[error(
+        "The batch may or may not have reached Anthropic ({0}); it will be reconciled automatically."
+    )]
+    SubmissionUncertain(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

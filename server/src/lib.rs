@@ -1,6 +1,7 @@
 //! Bitcain AI Batch: the service behind the `ai-batch` binary.
 
 pub mod access;
+pub mod batches;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -10,6 +11,7 @@ mod http;
 pub mod jobs;
 pub mod pricing;
 pub mod provider;
+pub mod scheduler;
 pub mod schema;
 pub mod serve;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::config::{Config, EmulatorConfig, ProviderKind};
 use crate::context::Ctx;
 use crate::pricing::PriceTable;
 use crate::provider::{AnthropicClient, Provider};
+use crate::scheduler::Scheduler;
 use crate::store::SqliteStore;
 use crate::{access, emulator, http, web};
 
@@ -108,11 +109,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     println!("Bitcain AI Batch is running: open http://{addr}/ and sign in with an access token.");
+    let scheduler = Scheduler::start(&ctx);
     axum::serve(listener, app(ctx, leptos_options(&config)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    if let Some(scheduler) = scheduler {
+        scheduler.stop().await;
+    }
     Ok(())
 }
 

@@ -178,3 +178,73 @@ pub struct PollRequest {
 pub fn nanos_to_usd(nanos: i64) -> f64 {
     nanos as f64 / 1e9
 }
+
+/// The contract's flush answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlushResponse {
+    pub success: bool,
+    pub batch_id: Option<String>,
+    pub jobs_count: i64,
+    pub estimated_tokens: i64,
+    pub message: String,
+}
+
+/// The contract's poll answer. `status` is the provider's `processing_status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollResponse {
+    pub success: bool,
+    pub batch_id: String,
+    pub status: String,
+    /// What this call changed, capped at [`POLL_RESULTS_CAP`] entries.
+    pub results: Vec<PollResult>,
+    pub jobs_processed: i64,
+    pub jobs_remaining: i64,
+    pub message: String,
+}
+
+pub const POLL_RESULTS_CAP: usize = 1000;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollResult {
+    pub job_id: String,
+    pub job_type: JobType,
+    /// The provider's result type: `succeeded`, `errored`, `expired` or `canceled`.
+    pub status: String,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub tokens_used: i64,
+    /// From the batch's submission to this result.
+    pub processing_time_ms: i64,
+}
+
+/// One entry of a job's history, for the dashboard's timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobEventView {
+    pub kind: String,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A batch as admins see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    /// Anthropic's id (`msgbatch_…`), once the provider has accepted the batch.
+    pub batch_id: Option<String>,
+    pub local_id: String,
+    pub status: String,
+    pub jobs_count: i64,
+    pub estimated_tokens: i64,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The provider's settled counts, once the batch has ended.
+    pub request_counts: Option<Value>,
+    pub results_collected: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchList {
+    pub batches: Vec<BatchView>,
+}

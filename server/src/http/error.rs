@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::Error;
+use crate::provider::ProviderError;
 use crate::store::StoreError;
 
 impl IntoResponse for Error {
@@ -38,6 +39,32 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return response;
             }
+            Error::Provider(e) => {
+                tracing::warn!(error = %e, "provider call failed");
+                let busy = matches!(
+                    e,
+                    ProviderError::Api {
+                        status: 429 | 529,
+                        ..
+                    }
+                );
+                let mut response = (
+                    if busy {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    },
+                    detail(&self),
+                )
+                    .into_response();
+                if busy {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                }
+                return response;
+            }
+            Error::SubmissionUncertain(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) => {
                 // Internal details go to the log, never to the client.
                 tracing::error!(error = %e, "store failure");

@@ -1,7 +1,7 @@
 //! The contract's job endpoints: parse, authenticate, call one use case, answer.
 
 use app::api::validation::{parse_enqueue, parse_list_query};
-use app::api::{CancelResponse, EnqueueResponse, Job, JobList, Stats};
+use app::api::{CancelResponse, EnqueueResponse, Job, JobEventView, JobList, Stats};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::Value;
@@ -51,6 +51,14 @@ pub async fn result(
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>> {
     jobs::result(&ctx, &caller, &job_id).await.map(Json)
+}
+
+pub async fn events(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    Path(job_id): Path<String>,
+) -> Result<Json<Vec<JobEventView>>> {
+    jobs::events(&ctx, &caller, &job_id).await.map(Json)
 }
 
 pub async fn stats(State(ctx): State<Ctx>, AuthUser(caller): AuthUser) -> Result<Json<Stats>> {

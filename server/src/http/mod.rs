@@ -21,9 +21,11 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/jobs/{job_id}", get(jobs::get))
         .route("/jobs/{job_id}/cancel", post(jobs::cancel))
         .route("/jobs/{job_id}/result", get(jobs::result))
+        .route("/jobs/{job_id}/events", get(jobs::events))
         .route("/stats", get(jobs::stats))
         .route("/internal/flush", post(internal::flush))
-        .route("/internal/poll", post(internal::poll));
+        .route("/internal/poll", post(internal::poll))
+        .route("/internal/batches", get(internal::list_batches));
     Router::new()
         .nest("/api/v1/batch", batch)
         .route("/api/v1/{*rest}", any(not_found))

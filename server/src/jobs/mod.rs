@@ -4,14 +4,13 @@
 mod view;
 
 use app::api::{
-    Caller, CancelResponse, EnqueueRequest, EnqueueResponse, Job, JobList, JobStatus, ListQuery,
-    Stats, nanos_to_usd,
+    Caller, CancelResponse, EnqueueRequest, EnqueueResponse, Job, JobEventView, JobList, JobStatus,
+    ListQuery, Stats, nanos_to_usd,
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::PROVIDER_WINDOW;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, InsertOutcome, JobRecord, NewJob, Visibility};
@@ -68,7 +67,9 @@ pub async fn enqueue(
             ));
         }
     };
-    let estimated_completion = estimated_completion(ctx, &record, now);
+    let estimated_completion = crate::batches::estimate_completion(ctx, record.run_after, now)
+        .await?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok(EnqueueResponse {
         success: true,
         job: to_api_job(record, true),
@@ -133,6 +134,20 @@ pub async fn result(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<Value> {
     }
 }
 
+/// A job's history, oldest first, for the dashboard's timeline.
+pub async fn events(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<Vec<JobEventView>> {
+    let job = find(ctx, caller, job_id).await?;
+    let events = ctx.store().job_events(&job.id).await?;
+    Ok(events
+        .into_iter()
+        .map(|e| JobEventView {
+            kind: e.kind,
+            detail: e.detail,
+            at: e.at,
+        })
+        .collect())
+}
+
 pub async fn stats(ctx: &Ctx, caller: &Caller) -> Result<Stats> {
     let s = ctx.store().stats(&visibility(caller)).await?;
     Ok(Stats {
@@ -153,13 +168,6 @@ async fn find(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<JobRecord> {
         .get_job(job_id, &visibility(caller))
         .await?
         .ok_or_else(|| Error::NotFound(NOT_FOUND.into()))
-}
-
-/// Until the batch loop keeps history: the next flush plus the provider's 24 h window.
-fn estimated_completion(ctx: &Ctx, job: &JobRecord, now: DateTime<Utc>) -> String {
-    let start = job.run_after.map_or(now, |at| at.max(now));
-    let eta = start + ctx.config.flush_interval() + PROVIDER_WINDOW;
-    eta.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Identifies a request after defaults, so a retry with the same key can be told from a new request.

@@ -4,10 +4,12 @@ use app::api::{JobStatus, JobType, Role};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+mod batches;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod sqlite;
 
+pub use batches::*;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,8 +165,9 @@ pub struct JobEvent {
     pub at: DateTime<Utc>,
 }
 
+/// Users and their credentials.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccessStore: Send + Sync + 'static {
     async fn count_users(&self) -> StoreResult<i64>;
     /// Creates the user if no user has this name; returns the stored user either way.
     async fn ensure_user(
@@ -181,7 +184,11 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
     ) -> StoreResult<Option<CredentialRecord>>;
     async fn delete_credential(&self, kind: CredentialKind, id: &str) -> StoreResult<()>;
+}
 
+/// Jobs as their owners see them.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
     /// Inserts a job and its `created` event, unless the owner already used its idempotency key.
     async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome>;
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>>;
@@ -201,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
     async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>>;
 }
+
+/// Everything the service stores: one implementation per database, one conformance suite.
+pub trait Store: AccessStore + JobStore + BatchStore {}
+
+impl<T: AccessStore + JobStore + BatchStore> Store for T {}
 
 pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()

@@ -6,6 +6,8 @@ use serde_json::json;
 use crate::harness::TestApp;
 
 const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/api/v1/batch/jobs/some-id/events"),
+    ("GET", "/api/v1/batch/internal/batches"),
     ("POST", "/api/v1/batch/enqueue"),
     ("GET", "/api/v1/batch/jobs"),
     ("GET", "/api/v1/batch/jobs/some-id"),
@@ -99,7 +101,7 @@ async fn internal_endpoints_are_admin_only() {
 }
 
 #[tokio::test]
-async fn flush_and_poll_validate_then_say_they_are_not_built() {
+async fn flush_and_poll_validate_their_input() {
     let app = TestApp::start().await;
     let flush = app
         .admin
@@ -110,13 +112,15 @@ async fn flush_and_poll_validate_then_say_they_are_not_built() {
         .await;
     assert_eq!(flush.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(flush.body["detail"].as_array().unwrap().len(), 2);
+    // An empty body takes the defaults; with nothing queued, nothing is sent and it says why.
     let flush = app.admin.post_raw("/api/v1/batch/internal/flush", "").await;
-    assert_eq!(flush.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(
-        flush.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not implemented")
+    assert_eq!(flush.status, StatusCode::OK);
+    assert_eq!(flush.body["success"], true);
+    assert_eq!(flush.body["jobs_count"], 0);
+    assert_eq!(flush.body["batch_id"], json!(null));
+    assert_eq!(
+        flush.body["message"],
+        "Nothing to flush: no jobs are pending."
     );
 
     let poll = app
@@ -129,10 +133,13 @@ async fn flush_and_poll_validate_then_say_they_are_not_built() {
         .admin
         .post(
             "/api/v1/batch/internal/poll",
-            json!({"batch_id": "msgbatch_1"}),
+            json!({"batch_id": "msgbatch_unknown"}),
         )
         .await;
-    assert_eq!(poll.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        (poll.status, poll.body),
+        (StatusCode::NOT_FOUND, json!({"detail": "Batch not found"}))
+    );
 }
 
 #[tokio::test]

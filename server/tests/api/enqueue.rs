@@ -37,13 +37,13 @@ async fn enqueue_answers_the_contract_job_with_defaults() {
     let created: DateTime<Utc> = job["created_at"].as_str().unwrap().parse().unwrap();
     assert!(created >= before - Duration::seconds(1) && created <= Utc::now());
 
-    // No batch history yet: next flush (300 s in the harness) plus the provider's 24 h window.
+    // No batch history yet: next flush (300 s in the harness) plus the 1 h prior (no batch history yet).
     let eta: DateTime<Utc> = body["estimated_completion"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    let expected = before + Duration::seconds(300) + Duration::hours(24);
+    let expected = before + Duration::seconds(300) + Duration::hours(1);
     assert!(
         (eta - expected).num_seconds().abs() <= 5,
         "eta {eta}, expected about {expected}"
@@ -80,10 +80,7 @@ async fn run_after_is_stored_in_utc_and_delays_the_estimate() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(
-        eta,
-        run_after + Duration::seconds(300) + Duration::hours(24)
-    );
+    assert_eq!(eta, run_after + Duration::seconds(300) + Duration::hours(1));
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub alice: Client,
     pub bob: Client,
     pub anonymous: Client,
+    pub ctx: ai_batch::context::Ctx,
+    _scheduler: Option<ai_batch::scheduler::Scheduler>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,8 +34,9 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// The service's configuration for a test: its own database, the in-process emulator.
-pub fn test_config(dir: &tempfile::TempDir) -> Config {
+/// The service's configuration for a test: its own database, the in-process emulator with a
+/// 1 s processing delay, no scheduler; `overrides` replace or add flags (`--name`, `value`).
+pub fn test_config(dir: &tempfile::TempDir, overrides: &[(&str, &str)]) -> Config {
     #[derive(clap::Parser)]
     struct Flags {
         #[command(flatten)]
@@ -41,30 +44,37 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
     }
     let db = format!("sqlite://{}", dir.path().join("test.db").display());
     let prices = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prices.toml");
-    let args = [
-        "test",
-        "--addr",
-        "127.0.0.1:0",
-        "--database-url",
-        &db,
-        "--flush-interval-secs",
-        "300",
-    ];
-    let args = args.into_iter().chain([
-        "--provider",
-        "emulator",
-        "--emulator-delay-secs",
-        "1",
-        "--prices",
-        prices,
-    ]);
+    let mut flags: Vec<(String, String)> = [
+        ("--addr", "127.0.0.1:0"),
+        ("--database-url", db.as_str()),
+        ("--flush-interval-secs", "300"),
+        ("--provider", "emulator"),
+        ("--emulator-delay-secs", "1"),
+        ("--prices", prices),
+        ("--scheduler", "false"),
+        ("--poll-interval-secs", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (name, value) in overrides {
+        flags.retain(|(k, _)| k != name);
+        flags.push((name.to_string(), value.to_string()));
+    }
+    let args =
+        std::iter::once("test".to_string()).chain(flags.into_iter().flat_map(|(k, v)| [k, v]));
     <Flags as clap::Parser>::parse_from(args).config
 }
 
 impl TestApp {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with configuration overrides; with `--scheduler true`, the scheduler runs too.
+    pub async fn start_with(overrides: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(&dir);
+        let config = test_config(&dir, overrides);
         let ctx = serve::connect(&config).await.expect("database");
         let token = |name: &'static str, role| {
             let ctx = ctx.clone();
@@ -85,7 +95,8 @@ impl TestApp {
             .await
             .expect("port");
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = serve::app(ctx, serve::leptos_options(&config));
+        let scheduler = ai_batch::scheduler::Scheduler::start(&ctx);
+        let app = serve::app(ctx.clone(), serve::leptos_options(&config));
         tokio::spawn(async move { axum::serve(listener, app).await.expect("server") });
 
         let http = reqwest::Client::builder()
@@ -103,6 +114,8 @@ impl TestApp {
             bob: client(Some(bob)),
             anonymous: client(None),
             url,
+            ctx,
+            _scheduler: scheduler,
             _dir: dir,
         }
     }

@@ -1,6 +1,7 @@
 //! API tests: each starts the real server on a random port with its own SQLite file.
 
 mod access;
+mod batch_loop;
 mod enqueue;
 mod harness;
 mod idempotency;

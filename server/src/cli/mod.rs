@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod remote;
+
 use app::api::Role;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,6 +37,10 @@ enum Command {
     Token(TokenCommand),
     /// Run the Anthropic Message Batches emulator on its own.
     Emulator(EmulatorArgs),
+    /// Ask a running service to flush queued jobs into a batch.
+    Flush(remote::FlushArgs),
+    /// Ask a running service to poll a batch (or every open batch).
+    Poll(remote::PollArgs),
 }
 
 #[derive(Subcommand)]
@@ -107,6 +113,8 @@ pub async fn run() -> anyhow::Result<()> {
             println!("{}", issued.plain);
             Ok(())
         }
+        Some(Command::Flush(args)) => remote::flush(args).await,
+        Some(Command::Poll(args)) => remote::poll(args).await,
         Some(Command::Emulator(args)) => {
             serve::init_logging();
             let prices = PriceTable::load(&args.prices)?;

@@ -1,0 +1,65 @@
+//! Use cases of the batch loop: flush, poll, reconcile, and the estimates they feed.
+//! Admins (over REST and the dashboard) and the scheduler call the same functions.
+
+mod flush;
+mod outcome;
+mod poll;
+mod reconcile;
+
+use app::api::{BatchList, BatchView};
+use chrono::{DateTime, Utc};
+
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::store::BatchRecord;
+
+pub use flush::flush;
+pub use poll::{poll, poll_due};
+pub use reconcile::reconcile_stale;
+
+/// Anthropic says most batches end within an hour; until we have history, assume that.
+const PRIOR_BATCH_SECONDS: f64 = 3600.0;
+/// How many recent batches the estimate looks at.
+const HISTORY: i64 = 20;
+
+/// When a job enqueued now (or due at `run_after`) should have its result: the next flush,
+/// plus the median duration of recent batches (or the prior, without history).
+pub async fn estimate_completion(
+    ctx: &Ctx,
+    run_after: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
+    let mut durations = ctx.store().recent_batch_durations(HISTORY).await?;
+    durations.sort_by(f64::total_cmp);
+    let typical = durations
+        .get(durations.len() / 2)
+        .copied()
+        .unwrap_or(PRIOR_BATCH_SECONDS);
+    let start = run_after.map_or(now, |at| at.max(now));
+    let wait = chrono::Duration::from_std(ctx.config.flush_interval()).unwrap_or_default();
+    Ok(start + wait + chrono::Duration::milliseconds((typical * 1000.0) as i64))
+}
+
+pub async fn list(ctx: &Ctx, limit: i64) -> Result<BatchList> {
+    let batches = ctx.store().list_batches(limit).await?;
+    Ok(BatchList {
+        batches: batches.into_iter().map(view).collect(),
+    })
+}
+
+fn view(b: BatchRecord) -> BatchView {
+    BatchView {
+        batch_id: b.provider_batch_id,
+        local_id: b.id,
+        status: b.status.as_str().to_string(),
+        jobs_count: b.job_count,
+        estimated_tokens: b.estimated_tokens,
+        created_at: b.created_at,
+        submitted_at: b.submitted_at,
+        ended_at: b.ended_at,
+        expires_at: b.expires_at,
+        request_counts: b.request_counts,
+        results_collected: b.results_collected,
+        error: b.error,
+    }
+}

@@ -1,0 +1,79 @@
+//! Users and credentials on SQLite.
+
+use app::api::Role;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{CredentialRow, SqliteStore, UserRow};
+use crate::store::*;
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn count_users(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn ensure_user(
+        &self,
+        id: &str,
+        name: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRecord> {
+        sqlx::query("INSERT INTO users (id, name, role, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(id)
+            .bind(name)
+            .bind(role.as_str())
+            .bind(to_micros(now))
+            .execute(&self.pool)
+            .await?;
+        let row: UserRow =
+            sqlx::query_as("SELECT id, name, role, created_at FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
+        row.try_into()
+    }
+
+    async fn insert_credential(&self, c: NewCredential) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(c.kind.as_str())
+        .bind(&c.user_id)
+        .bind(&c.secret_hash)
+        .bind(to_micros(c.created_at))
+        .bind(c.expires_at.map(to_micros))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_credential(
+        &self,
+        kind: CredentialKind,
+        id: &str,
+    ) -> StoreResult<Option<CredentialRecord>> {
+        let row: Option<CredentialRow> = sqlx::query_as(
+            "SELECT c.secret_hash, c.expires_at, c.revoked_at, u.id, u.name, u.role, u.created_at \
+             FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.kind = ? AND c.id = ?",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(CredentialRecord::try_from).transpose()
+    }
+
+    async fn delete_credential(&self, kind: CredentialKind, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM credentials WHERE kind = ? AND id = ?")
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

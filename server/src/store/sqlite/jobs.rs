@@ -1,0 +1,212 @@
+//! Jobs on SQLite.
+
+use app::api::JobStatus;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::{JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, parse_status, push_visibility};
+use crate::store::*;
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome> {
+        let mut tx = self.begin_write().await?;
+        let created_at = to_micros(job.created_at);
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, idempotency_key, \
+             request_hash, created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
+        )
+        .bind(&job.id)
+        .bind(&job.owner_id)
+        .bind(job.job_type.as_str())
+        .bind(job.priority)
+        .bind(job.payload.to_string())
+        .bind(job.run_after.map(to_micros))
+        .bind(&job.idempotency_key)
+        .bind(&job.request_hash)
+        .bind(created_at)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            sqlx::query("INSERT INTO job_events (job_id, kind, at) VALUES (?, 'created', ?)")
+                .bind(&job.id)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+
+        let lookup = if inserted {
+            self.job_by("j.id = ?", &[&job.id]).await?
+        } else {
+            let key = job.idempotency_key.as_deref().unwrap_or_default();
+            self.job_by(
+                "j.owner_id = ? AND j.idempotency_key = ?",
+                &[&job.owner_id, key],
+            )
+            .await?
+        };
+        let record = lookup
+            .ok_or_else(|| StoreError::Corrupt(format!("job {} vanished after insert", job.id)))?;
+        Ok(if inserted {
+            InsertOutcome::Created(record)
+        } else {
+            InsertOutcome::Existing(record)
+        })
+    }
+
+    async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>> {
+        match visibility {
+            Visibility::Owner(owner_id) => {
+                self.job_by("j.id = ? AND j.owner_id = ?", &[id, owner_id])
+                    .await
+            }
+            Visibility::All => self.job_by("j.id = ?", &[id]).await,
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        visibility: &Visibility,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> StoreResult<JobPage> {
+        let mut query = QueryBuilder::new(format!(
+            "SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE 1 = 1"
+        ));
+        push_visibility(&mut query, visibility);
+        if let Some(status) = status {
+            query.push(" AND j.status = ").push_bind(status.as_str());
+        }
+        query
+            .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
+            .push_bind(limit);
+        let rows: Vec<JobRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let jobs = rows
+            .into_iter()
+            .map(JobRecord::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+
+        let mut counts = QueryBuilder::new(
+            "SELECT COUNT(*), \
+             COALESCE(SUM(CASE WHEN j.status = 'pending' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN j.status = 'processing' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN j.status = ",
+        );
+        counts
+            .push_bind(status.map(JobStatus::as_str))
+            .push(" THEN 1 ELSE 0 END), 0) FROM jobs j WHERE 1 = 1");
+        push_visibility(&mut counts, visibility);
+        let (visible, pending_count, processing_count, matching): (i64, i64, i64, i64) =
+            counts.build_query_as().fetch_one(&self.pool).await?;
+        Ok(JobPage {
+            jobs,
+            total_count: if status.is_some() { matching } else { visible },
+            pending_count,
+            processing_count,
+        })
+    }
+
+    async fn cancel_job(
+        &self,
+        id: &str,
+        visibility: &Visibility,
+        now: DateTime<Utc>,
+    ) -> StoreResult<CancelOutcome> {
+        let mut tx = self.begin_write().await?;
+        let mut find = QueryBuilder::new("SELECT j.status, j.batch_id FROM jobs j WHERE j.id = ");
+        find.push_bind(id);
+        push_visibility(&mut find, visibility);
+        let found: Option<(String, Option<String>)> =
+            find.build_query_as().fetch_optional(&mut *tx).await?;
+        let Some((status, batch_id)) = found else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let was = parse_status(&status)?;
+        if was.is_terminal() {
+            return Ok(CancelOutcome::Terminal(was));
+        }
+        let micros = to_micros(now);
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', cancel_requested = (status = 'processing'), updated_at = ? \
+             WHERE id = ? AND status IN ('pending', 'processing')",
+        )
+        .bind(micros)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = match (was, batch_id) {
+            (JobStatus::Processing, Some(batch)) => format!("while processing in batch {batch}"),
+            _ => format!("while {was}"),
+        };
+        sqlx::query(
+            "INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, 'cancelled', ?, ?)",
+        )
+        .bind(id)
+        .bind(detail)
+        .bind(micros)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let job = self
+            .job_by("j.id = ?", &[id])
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?;
+        Ok(CancelOutcome::Cancelled {
+            job: Box::new(job),
+            was,
+        })
+    }
+
+    async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord> {
+        let mut query = QueryBuilder::new(
+            "SELECT COUNT(*), \
+             COALESCE(SUM(CASE WHEN j.status = 'pending' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN j.status = 'processing' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN j.status = 'completed' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN j.status = 'failed' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(j.input_tokens + j.output_tokens), 0), \
+             COALESCE(SUM(j.cost_nanos), 0), \
+             COALESCE(SUM(j.standard_cost_nanos), 0), \
+             AVG(CASE WHEN j.status = 'completed' AND j.completed_at IS NOT NULL \
+                 THEN j.completed_at - j.created_at END) \
+             FROM jobs j WHERE 1 = 1",
+        );
+        push_visibility(&mut query, visibility);
+        let row: (i64, i64, i64, i64, i64, i64, i64, i64, Option<f64>) =
+            query.build_query_as().fetch_one(&self.pool).await?;
+        Ok(StatsRecord {
+            total: row.0,
+            pending: row.1,
+            processing: row.2,
+            completed: row.3,
+            failed: row.4,
+            tokens: row.5,
+            cost_nanos: row.6,
+            standard_cost_nanos: row.7,
+            avg_completion_micros: row.8,
+        })
+    }
+
+    async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>> {
+        let rows: Vec<(String, Option<String>, i64)> =
+            sqlx::query_as("SELECT kind, detail, at FROM job_events WHERE job_id = ? ORDER BY id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(kind, detail, at)| {
+                Ok(JobEvent {
+                    kind,
+                    detail,
+                    at: from_micros(at)?,
+                })
+            })
+            .collect()
+    }
+}

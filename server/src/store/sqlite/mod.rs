@@ -1,0 +1,225 @@
+//! The embedded default: SQLite in WAL mode, writes in `BEGIN IMMEDIATE` transactions so that
+//! concurrent writers queue on the busy timeout instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use app::api::{JobStatus, JobType, Role};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+
+use super::*;
+
+mod access;
+mod batches;
+mod jobs;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Columns of a job for single-job reads.
+const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, j.priority, j.payload, \
+    j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, j.model, j.input_tokens, \
+    j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.price_version, j.result, j.error_message, \
+    j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
+/// The same without the large payload and result, for lists.
+const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, j.priority, \
+    NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, j.model, \
+    j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.price_version, NULL AS result, \
+    j.error_message, j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
+const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and runs the migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::from)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn job_by(&self, clause: &str, binds: &[&str]) -> StoreResult<Option<JobRecord>> {
+        let sql = format!("SELECT {JOB_COLUMNS}{JOB_FROM} WHERE {clause}");
+        let mut query = sqlx::query_as::<_, JobRow>(&sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        query
+            .fetch_optional(&self.pool)
+            .await?
+            .map(JobRecord::try_from)
+            .transpose()
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+        let busy = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517"));
+        if busy {
+            StoreError::Busy
+        } else {
+            StoreError::Database(error)
+        }
+    }
+}
+
+fn push_visibility(query: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility) {
+    match visibility {
+        Visibility::Owner(owner_id) => {
+            query.push(" AND j.owner_id = ").push_bind(owner_id.clone());
+        }
+        Visibility::All => {}
+    }
+}
+
+fn parse_status(s: &str) -> StoreResult<JobStatus> {
+    JobStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
+}
+
+fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
+}
+
+fn parse_json(column: &str, text: Option<String>) -> StoreResult<Option<serde_json::Value>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    })
+    .transpose()
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: i64,
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> StoreResult<Self> {
+        Ok(UserRecord {
+            id: row.id,
+            name: row.name,
+            role: parse_role(&row.role)?,
+            created_at: from_micros(row.created_at)?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct CredentialRow {
+    secret_hash: String,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+impl TryFrom<CredentialRow> for CredentialRecord {
+    type Error = StoreError;
+    fn try_from(row: CredentialRow) -> StoreResult<Self> {
+        Ok(CredentialRecord {
+            secret_hash: row.secret_hash,
+            expires_at: row.expires_at.map(from_micros).transpose()?,
+            revoked_at: row.revoked_at.map(from_micros).transpose()?,
+            user: row.user.try_into()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: String,
+    owner_id: String,
+    owner_name: String,
+    job_type: String,
+    status: String,
+    priority: i64,
+    payload: Option<String>,
+    run_after: Option<i64>,
+    idempotency_key: Option<String>,
+    request_hash: String,
+    batch_id: Option<String>,
+    attempts: i64,
+    model: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    price_version: Option<String>,
+    result: Option<String>,
+    error_message: Option<String>,
+    cancel_requested: bool,
+    created_at: i64,
+    updated_at: i64,
+    completed_at: Option<i64>,
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = StoreError;
+    fn try_from(row: JobRow) -> StoreResult<Self> {
+        Ok(JobRecord {
+            job_type: JobType::parse(&row.job_type).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown job type {:?}", row.job_type))
+            })?,
+            status: parse_status(&row.status)?,
+            payload: parse_json("payload", row.payload)?,
+            result: parse_json("result", row.result)?,
+            run_after: row.run_after.map(from_micros).transpose()?,
+            created_at: from_micros(row.created_at)?,
+            updated_at: from_micros(row.updated_at)?,
+            completed_at: row.completed_at.map(from_micros).transpose()?,
+            id: row.id,
+            owner_id: row.owner_id,
+            owner_name: row.owner_name,
+            priority: row.priority,
+            idempotency_key: row.idempotency_key,
+            request_hash: row.request_hash,
+            batch_id: row.batch_id,
+            attempts: row.attempts,
+            model: row.model,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cost_nanos: row.cost_nanos,
+            standard_cost_nanos: row.standard_cost_nanos,
+            price_version: row.price_version,
+            error_message: row.error_message,
+            cancel_requested: row.cancel_requested,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        (SqliteStore::connect(&url).await.unwrap(), dir)
+    }
+
+    crate::store::conformance::store_conformance!(temp_store);
+}
