@@ -124,6 +124,7 @@ pub(super) async fn submit(
     requests: Vec<BatchRequest>,
 ) -> Result<MessageBatch> {
     let job_count = requests.len() as i64;
+    crash_here_if(ctx, "before-submit");
     match ctx.provider.create_batch(requests).await {
         Ok(batch) => {
             crash_here_if(ctx, "after-submit");

@@ -2,7 +2,9 @@
 
 mod access;
 mod batch_loop;
+mod crash;
 mod enqueue;
+mod faults;
 mod harness;
 mod idempotency;
 mod jobs;

@@ -1,0 +1,333 @@
+//! Faults, with the service talking to a separate emulator exactly as it would to Anthropic
+//! (provider `anthropic` + `ANTHROPIC_BASE_URL`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ai_batch::emulator::{self, Emulator, Faults, InjectedFailure, Settings, StreamFault};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::TestApp;
+
+const FLUSH: &str = "/api/v1/batch/internal/flush";
+const POLL: &str = "/api/v1/batch/internal/poll";
+
+struct Setup {
+    app: TestApp,
+    emulator: Arc<Emulator>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+/// The emulator knows only Sonnet: a job routed to another model is an invalid request.
+async fn setup() -> Setup {
+    let settings = Settings {
+        processing_delay: Duration::from_millis(300),
+        known_models: vec!["claude-sonnet-4-5".into()],
+        faults: Faults::default(),
+    };
+    let (addr, emulator, task) = emulator::start("127.0.0.1:0".parse().unwrap(), settings)
+        .await
+        .unwrap();
+    let url = format!("http://{addr}");
+    let app = TestApp::start_with(&[
+        ("--provider", "anthropic"),
+        ("--anthropic-base-url", &url),
+        ("--anthropic-api-key", "test-key"),
+        ("--anthropic-max-retries", "3"),
+    ])
+    .await;
+    Setup {
+        app,
+        emulator,
+        _task: task,
+    }
+}
+
+fn fail(status: u16, endpoint: &str, retry_after_secs: Option<u64>) -> InjectedFailure {
+    InjectedFailure {
+        status,
+        retry_after_secs,
+        endpoint: Some(endpoint.into()),
+    }
+}
+
+async fn job(s: &Setup, id: &str) -> Value {
+    s.app
+        .admin
+        .get(&format!("/api/v1/batch/jobs/{id}"))
+        .await
+        .body
+}
+
+/// Polls until the batch ends (tolerating failed polls); returns the last answer.
+async fn poll_until_ended(s: &Setup, batch_id: &str) -> Value {
+    for _ in 0..60 {
+        let answer = s.app.admin.post(POLL, json!({"batch_id": batch_id})).await;
+        if answer.status == StatusCode::OK && answer.body["status"] == "ended" {
+            return answer.body;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("batch {batch_id} did not end");
+}
+
+async fn flush(s: &Setup) -> String {
+    let answer = s.app.admin.post(FLUSH, json!({})).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["batch_id"]
+        .as_str()
+        .expect("a batch")
+        .to_string()
+}
+
+#[tokio::test]
+async fn create_and_poll_ride_out_429_529_and_500() {
+    let s = setup().await;
+    let id = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}}))
+        .await;
+    s.emulator.set_faults(Faults {
+        fail_next: vec![
+            fail(429, "create", Some(1)),
+            fail(529, "create", None),
+            fail(500, "retrieve", None),
+            fail(529, "results", None),
+        ],
+        ..Faults::default()
+    });
+    let batch = flush(&s).await;
+    poll_until_ended(&s, &batch).await;
+    assert!(
+        s.emulator.faults().fail_next.is_empty(),
+        "every injected failure was met and retried"
+    );
+    assert_eq!(job(&s, &id).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_refused_batch_puts_its_jobs_back() {
+    let s = setup().await;
+    let id = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
+        .await;
+    s.emulator.set_faults(Faults {
+        fail_next: vec![fail(400, "create", None)],
+        ..Faults::default()
+    });
+    let answer = s.app.admin.post(FLUSH, json!({})).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_request_error")
+    );
+    let job = job(&s, &id).await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_i64()),
+        (Some("pending"), Some(0))
+    );
+    assert_eq!(
+        s.app.admin.get("/api/v1/batch/internal/batches").await.body["batches"][0]["status"],
+        "failed"
+    );
+}
+
+#[tokio::test]
+async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
+    let s = setup().await;
+    let enqueues = (0..1200).map(|i| {
+        s.app
+            .alice
+            .enqueue(json!({"job_type": "trading_analytics", "payload": {"i": i}}))
+    });
+    futures::future::join_all(enqueues).await;
+    let batch = s
+        .app
+        .admin
+        .post(FLUSH, json!({"max_jobs": 10000}))
+        .await
+        .body["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Cut after 700 lines: the first 500-line chunk is written whole, the next is not begun.
+    s.emulator.set_faults(Faults {
+        cut_results: Some(StreamFault {
+            after_lines: 700,
+            times: Some(1),
+            millis: 0,
+        }),
+        ..Faults::default()
+    });
+    let cut = s.app.admin.post(POLL, json!({"batch_id": batch})).await;
+    assert_eq!(cut.status, StatusCode::BAD_GATEWAY, "{}", cut.body);
+    let stats = s.app.admin.get("/api/v1/batch/stats").await.body;
+    assert_eq!(
+        (&stats["completed_jobs"], &stats["processing_jobs"]),
+        (&json!(500), &json!(700))
+    );
+    let processing = s
+        .app
+        .admin
+        .get("/api/v1/batch/jobs?status_filter=processing&limit=1000")
+        .await
+        .body;
+    for job in processing["jobs"].as_array().unwrap() {
+        assert_eq!(
+            (&job["tokens_used"], &job["completed_at"]),
+            (&json!(0), &json!(null)),
+            "untouched: {job}"
+        );
+    }
+    let done = poll_until_ended(&s, &batch).await;
+    assert_eq!(done["jobs_processed"], 700);
+    assert_eq!(done["results"].as_array().unwrap().len(), 700);
+    let stats = s.app.admin.get("/api/v1/batch/stats").await.body;
+    assert_eq!(
+        (&stats["completed_jobs"], &stats["processing_jobs"]),
+        (&json!(1200), &json!(0))
+    );
+}
+
+#[tokio::test]
+async fn expired_requests_are_retried_then_failed() {
+    let s = setup().await;
+    let id = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
+        .await;
+    s.emulator.set_faults(Faults {
+        expired_percent: 100,
+        ..Faults::default()
+    });
+    for attempt in 1..=3 {
+        let batch = flush(&s).await;
+        let answer = poll_until_ended(&s, &batch).await;
+        assert_eq!(answer["results"][0]["status"], "expired");
+        let job = job(&s, &id).await;
+        assert_eq!(job["attempts"], attempt);
+        let expected = if attempt < 3 { "pending" } else { "failed" };
+        assert_eq!(job["status"], expected, "after attempt {attempt}: {job}");
+    }
+    let failed = job(&s, &id).await;
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts")
+    );
+    assert_eq!(
+        (&failed["tokens_used"], &failed["cost_usd"]),
+        (&json!(0), &json!(0.0)),
+        "expired requests cost nothing"
+    );
+    let kinds: Vec<String> = s
+        .app
+        .admin
+        .get(&format!("/api/v1/batch/jobs/{id}/events"))
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "submitted",
+            "retried",
+            "submitted",
+            "retried",
+            "submitted",
+            "failed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_invalid_requests_fail_at_once() {
+    let s = setup().await;
+    let risk = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
+        .await;
+    // Sentiment runs on Haiku, which this emulator does not know: an invalid request.
+    let sentiment = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "sentiment_analysis", "payload": {"ticker": "AMD"}}))
+        .await;
+    s.emulator.set_faults(Faults {
+        errored_percent: 100,
+        ..Faults::default()
+    });
+    let batch = flush(&s).await;
+    poll_until_ended(&s, &batch).await;
+    for id in [&risk, &sentiment] {
+        let job = job(&s, id).await;
+        assert_eq!(
+            (job["status"].as_str(), job["attempts"].as_i64()),
+            (Some("pending"), Some(1)),
+            "{job}"
+        );
+        assert!(job["error_message"].as_str().unwrap().contains("api_error"));
+    }
+    s.emulator.set_faults(Faults::default());
+    let batch = flush(&s).await;
+    poll_until_ended(&s, &batch).await;
+    assert_eq!(job(&s, &risk).await["status"], "completed");
+    let failed = job(&s, &sentiment).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["attempts"].as_i64()),
+        (Some("failed"), Some(2))
+    );
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_request_error")
+    );
+    assert_eq!(failed["cost_usd"], 0.0, "errored requests cost nothing");
+}
+
+#[tokio::test]
+async fn a_batch_the_provider_forgot_puts_its_jobs_back() {
+    let s = setup().await;
+    let id = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
+        .await;
+    let batch = flush(&s).await;
+    s.emulator.set_faults(Faults {
+        fail_next: vec![fail(404, "retrieve", None)],
+        ..Faults::default()
+    });
+    let answer = s
+        .app
+        .admin
+        .post(POLL, json!({"batch_id": batch}))
+        .await
+        .body;
+    assert_eq!(answer["status"], "not_found", "{answer}");
+    let job = job(&s, &id).await;
+    assert_eq!(
+        (
+            job["status"].as_str(),
+            job["attempts"].as_i64(),
+            job["batch_id"].as_str()
+        ),
+        (Some("pending"), Some(0), None)
+    );
+}
