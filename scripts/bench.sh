@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures the release build on SQLite: single-job enqueue over HTTP (wrk, 16 connections),
-# then list and stats latency with 100,000 stored jobs. Results go to stdout; BENCHMARKS.md
-# records them with this command.
+# list and stats latency with 100,000 stored jobs, then the batch loop (flushes of 10,000
+# jobs and the ingest of their 100,000 results) against a standalone emulator.
+# Results go to stdout; BENCHMARKS.md records them with this command.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 DURATION="${DURATION:-20s}"
 
@@ -12,7 +13,7 @@ if ! command -v wrk >/dev/null; then
 fi
 step "building the release"
 cargo leptos build --release >&2
-cargo build --release --locked -p server --example seed_jobs >&2
+cargo build --release --locked -p server --examples >&2
 
 BIN="$(ai_batch_bin release)"
 WORK="$(mktemp -d)"
@@ -45,3 +46,14 @@ for target in \
   echo "## $who GET $path: wrk -t1 -c4 -d10s --latency"
   TOKEN="$token" wrk -t1 -c4 -d10s --latency -s scripts/bench/get.lua "$URL$path"
 done
+
+step "the batch loop: 10 flushes of 10,000 jobs, then the ingest of 100,000 results"
+kill $SERVER 2>/dev/null || true
+EMULATOR_PORT=$((20000 + RANDOM % 20000))
+"$BIN" emulator --addr "127.0.0.1:$EMULATOR_PORT" --emulator-delay-secs 0 >"$WORK/emulator.log" 2>&1 &
+EMULATOR=$!
+trap 'kill $SERVER $EMULATOR 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$EMULATOR_PORT/_emulator/health" >/dev/null && break; sleep 0.1; done
+"$CARGO_TARGET_DIR/release/examples/bench_batch_loop" --database-url "sqlite://$WORK/loop.db" \
+  --provider anthropic --anthropic-base-url "http://127.0.0.1:$EMULATOR_PORT" --anthropic-api-key bench \
+  --anthropic-request-timeout-secs 300

@@ -71,6 +71,28 @@ fn failure(status: u16, retry_after_secs: Option<u64>) -> InjectedFailure {
     }
 }
 
+/// A batch of `n` requests of one type, already ended.
+async fn ended_batch(s: &Setup, prefix: &str, n: usize, job_type: JobType) -> String {
+    let requests: Vec<_> = (0..n)
+        .map(|i| job_request(&format!("{prefix}{i}"), job_type))
+        .collect();
+    let batch = s.client.create_batch(requests).await.unwrap();
+    wait_until_ended(&s.client, &batch.id).await;
+    batch.id
+}
+
+async fn all_results(
+    client: &AnthropicClient,
+    batch_id: &str,
+) -> Vec<Result<ai_batch::provider::ResultLine, ProviderError>> {
+    client
+        .batch_results(batch_id)
+        .await
+        .unwrap()
+        .collect()
+        .await
+}
+
 async fn wait_until_ended(client: &AnthropicClient, id: &str) -> ai_batch::provider::MessageBatch {
     for _ in 0..100 {
         let batch = client.retrieve_batch(id).await.unwrap();
@@ -218,13 +240,7 @@ async fn cancel_then_delete() {
     assert!(canceling.cancel_initiated_at.is_some());
     let ended = wait_until_ended(&s.client, &batch.id).await;
     assert_eq!(ended.request_counts.canceled, 2);
-    let lines: Vec<_> = s
-        .client
-        .batch_results(&batch.id)
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let lines = all_results(&s.client, &batch.id).await;
     assert!(
         lines
             .iter()
@@ -310,11 +326,7 @@ async fn retries_recover_and_honour_retry_after() {
 #[tokio::test]
 async fn a_cut_results_stream_is_an_error_not_a_short_success() {
     let s = setup(Duration::ZERO, |_| {}).await;
-    let requests: Vec<_> = (0..6)
-        .map(|i| job_request(&format!("c{i}"), JobType::TradingAnalytics))
-        .collect();
-    let batch = s.client.create_batch(requests).await.unwrap();
-    wait_until_ended(&s.client, &batch.id).await;
+    let batch = ended_batch(&s, "c", 6, JobType::TradingAnalytics).await;
     s.emulator.set_faults(Faults {
         cut_results: Some(StreamFault {
             after_lines: 2,
@@ -323,13 +335,7 @@ async fn a_cut_results_stream_is_an_error_not_a_short_success() {
         }),
         ..Faults::default()
     });
-    let lines: Vec<_> = s
-        .client
-        .batch_results(&batch.id)
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let lines = all_results(&s.client, &batch).await;
     assert_eq!(lines.iter().filter(|l| l.is_ok()).count(), 2);
     assert!(
         matches!(lines.last(), Some(Err(ProviderError::StreamCut(_)))),
@@ -337,13 +343,7 @@ async fn a_cut_results_stream_is_an_error_not_a_short_success() {
         lines.last()
     );
     // The fault was for one download only: the next one is whole.
-    let again: Vec<_> = s
-        .client
-        .batch_results(&batch.id)
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let again = all_results(&s.client, &batch).await;
     assert_eq!(again.iter().filter(|l| l.is_ok()).count(), 6);
 }
 
@@ -353,11 +353,7 @@ async fn the_read_timeout_fires_on_a_stalled_download() {
         c.read_timeout = Duration::from_millis(300)
     })
     .await;
-    let requests: Vec<_> = (0..3)
-        .map(|i| job_request(&format!("s{i}"), JobType::RiskReport))
-        .collect();
-    let batch = s.client.create_batch(requests).await.unwrap();
-    wait_until_ended(&s.client, &batch.id).await;
+    let batch = ended_batch(&s, "s", 3, JobType::RiskReport).await;
     s.emulator.set_faults(Faults {
         stall_results: Some(StreamFault {
             after_lines: 1,
@@ -367,13 +363,7 @@ async fn the_read_timeout_fires_on_a_stalled_download() {
         ..Faults::default()
     });
     let started = Instant::now();
-    let lines: Vec<_> = s
-        .client
-        .batch_results(&batch.id)
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let lines = all_results(&s.client, &batch).await;
     assert!(
         matches!(lines.last(), Some(Err(ProviderError::Timeout(_)))),
         "{:?}",
@@ -423,13 +413,7 @@ async fn injected_shares_of_errored_and_expired_results() {
     let c = ended.request_counts;
     assert_eq!(c.total(), 60);
     assert!(c.errored > 5 && c.expired > 5 && c.succeeded > 5, "{c:?}");
-    let lines: Vec<_> = s
-        .client
-        .batch_results(&batch.id)
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let lines = all_results(&s.client, &batch.id).await;
     let errored_kinds: Vec<String> = lines
         .iter()
         .filter_map(|l| match &l.as_ref().unwrap().result {

@@ -12,6 +12,23 @@ use crate::store::*;
 const BATCH_COLUMNS: &str = "id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, created_at, \
     submitted_at, ended_at, expires_at, next_poll_at, poll_failures, request_counts, results_collected, error";
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// A job is changed only in the state its update was decided on.
+const GUARD: &str = "WHERE id = ? AND batch_id = ? AND status = 'processing' AND attempts = ?";
+
+/// Binds the values of [`GUARD`].
+fn guarded<'q>(
+    query: SqliteQuery<'q>,
+    update: &'q JobUpdate,
+    provider_batch_id: &'q str,
+) -> SqliteQuery<'q> {
+    query
+        .bind(&update.job_id)
+        .bind(provider_batch_id)
+        .bind(update.expected_attempts)
+}
+
 async fn event(
     tx: &mut Transaction<'_, Sqlite>,
     job_id: &str,
@@ -320,15 +337,14 @@ impl BatchStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut changed = Vec::with_capacity(updates.len());
         for u in updates {
-            let guard = "WHERE id = ? AND batch_id = ? AND status = 'processing' AND attempts = ?";
             let (rows, kind, detail) = match &u.transition {
                 Transition::Complete { result, spend } => {
                     let sql = format!(
                         "UPDATE jobs SET status = 'completed', result = ?, input_tokens = ?, output_tokens = ?, cost_nanos = ?, \
                          standard_cost_nanos = ?, price_version = ?, completed_at = ?, updated_at = ?, usage_recorded_at = ?, \
-                         error_message = NULL {guard}"
+                         error_message = NULL {GUARD}"
                     );
-                    let rows = sqlx::query(&sql)
+                    let query = sqlx::query(&sql)
                         .bind(result.to_string())
                         .bind(spend.input_tokens)
                         .bind(spend.output_tokens)
@@ -337,10 +353,8 @@ impl BatchStore for SqliteStore {
                         .bind(&spend.price_version)
                         .bind(at)
                         .bind(at)
-                        .bind(at)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .bind(u.expected_attempts)
+                        .bind(at);
+                    let rows = guarded(query, u, provider_batch_id)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
@@ -352,15 +366,10 @@ impl BatchStore for SqliteStore {
                 }
                 Transition::Fail { error, attempts } => {
                     let sql = format!(
-                        "UPDATE jobs SET status = 'failed', error_message = ?, attempts = ?, updated_at = ? {guard}"
+                        "UPDATE jobs SET status = 'failed', error_message = ?, attempts = ?, updated_at = ? {GUARD}"
                     );
-                    let rows = sqlx::query(&sql)
-                        .bind(error)
-                        .bind(attempts)
-                        .bind(at)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .bind(u.expected_attempts)
+                    let query = sqlx::query(&sql).bind(error).bind(attempts).bind(at);
+                    let rows = guarded(query, u, provider_batch_id)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
@@ -369,15 +378,10 @@ impl BatchStore for SqliteStore {
                 Transition::Requeue { reason, attempts } => {
                     let sql = format!(
                         "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, attempts = ?, \
-                         error_message = ?, updated_at = ? {guard}"
+                         error_message = ?, updated_at = ? {GUARD}"
                     );
-                    let rows = sqlx::query(&sql)
-                        .bind(attempts)
-                        .bind(reason)
-                        .bind(at)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .bind(u.expected_attempts)
+                    let query = sqlx::query(&sql).bind(attempts).bind(reason).bind(at);
+                    let rows = guarded(query, u, provider_batch_id)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();

@@ -1,0 +1,121 @@
+//! Benchmark of the batch loop against a standalone emulator: `--flushes` flushes of
+//! `--jobs-per-flush` jobs each (time, memory), then the ingest of all their results
+//! (lines per second, memory growth). Run by scripts/bench.sh.
+
+use std::time::Instant;
+
+use ai_batch::config::Config;
+use ai_batch::{access, batches, jobs, serve};
+use app::api::{EnqueueRequest, FlushRequest, JobType, Role};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: Config,
+    #[arg(long, default_value_t = 10)]
+    flushes: usize,
+    #[arg(long, default_value_t = 10_000)]
+    jobs_per_flush: i64,
+}
+
+/// Resident and peak memory of this process, in MiB, from /proc.
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak (VmHWM) to the current resident size, so each phase measures its own peak.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let ctx = serve::connect(&args.config).await?;
+    let admin = access::issue_token(ctx.store(), "bench-admin", Role::Admin).await?;
+    let admin = access::authenticate_token(ctx.store(), &admin.plain).await?;
+    let mut owners = Vec::new();
+    for i in 0..10 {
+        let issued =
+            access::issue_token(ctx.store(), &format!("bench-trader-{i}"), Role::Trader).await?;
+        owners.push(access::authenticate_token(ctx.store(), &issued.plain).await?);
+    }
+
+    println!("| flush | jobs | time (s) | RSS before (MiB) | peak during (MiB) |");
+    println!("|---|---|---|---|---|");
+    let mut batch_ids = Vec::new();
+    for round in 0..args.flushes {
+        for n in 0..args.jobs_per_flush {
+            let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
+            let payload = app::api::examples::example_payload(job_type)
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let request = EnqueueRequest {
+                job_type,
+                payload,
+                priority: n % 101,
+                run_after: None,
+                idempotency_key: None,
+            };
+            jobs::enqueue(&ctx, &owners[n as usize % owners.len()], request).await?;
+        }
+        let (before, _) = memory();
+        reset_peak();
+        let started = Instant::now();
+        let answer = batches::flush(
+            &ctx,
+            FlushRequest {
+                max_jobs: args.jobs_per_flush,
+                job_types: None,
+                min_priority: 0,
+            },
+        )
+        .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let (_, peak) = memory();
+        println!(
+            "| {} | {} | {seconds:.2} | {before:.0} | {peak:.0} |",
+            round + 1,
+            answer.jobs_count
+        );
+        batch_ids.push(answer.batch_id.unwrap_or_default());
+    }
+
+    let (before, _) = memory();
+    reset_peak();
+    let started = Instant::now();
+    let mut lines = 0;
+    for id in &batch_ids {
+        loop {
+            let answer = batches::poll(&ctx, id).await?;
+            if answer.status == "ended" {
+                lines += answer.jobs_processed;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, peak) = memory();
+    let stats = jobs::stats(&ctx, &admin).await?;
+    println!();
+    println!(
+        "ingest: {lines} result lines in {seconds:.1} s = {:.0} lines/s; RSS before {before:.0} MiB, peak {peak:.0} MiB (growth {:.0} MiB); completed jobs {}",
+        lines as f64 / seconds,
+        peak - before,
+        stats.completed_jobs
+    );
+    Ok(())
+}
