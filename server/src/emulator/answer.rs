@@ -328,7 +328,7 @@ mod tests {
             )
             .unwrap();
             let BatchResult::Succeeded { message } =
-                answer("job-1", &rendered.request.params, &models())
+                answer("job-1", &rendered.request.params_value(), &models())
             else {
                 panic!("{job_type} errored");
             };
@@ -351,7 +351,8 @@ mod tests {
             "claude-sonnet-4-5",
         )
         .unwrap();
-        let BatchResult::Succeeded { message } = answer("j", &rendered.request.params, &models())
+        let BatchResult::Succeeded { message } =
+            answer("j", &rendered.request.params_value(), &models())
         else {
             panic!()
         };
@@ -359,7 +360,7 @@ mod tests {
             message["content"][0]["input"]["ticker"], "NVDA",
             "values come from the payload"
         );
-        let again = answer("j", &rendered.request.params, &models());
+        let again = answer("j", &rendered.request.params_value(), &models());
         assert_eq!(again, BatchResult::Succeeded { message }, "deterministic");
     }
 

@@ -233,7 +233,11 @@ impl Ending {
                 } else if roll < errored + expired {
                     BatchResult::Expired
                 } else {
-                    answer(&request.custom_id, &request.params, &settings.known_models)
+                    answer(
+                        &request.custom_id,
+                        &request.params_value(),
+                        &settings.known_models,
+                    )
                 }
             }
         }

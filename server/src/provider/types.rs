@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,14 +44,31 @@ pub struct MessageBatch {
     pub results_url: Option<String>,
 }
 
-/// One request of a batch: our job id as `custom_id`, and Messages API parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One request of a batch: our job id as `custom_id`, and Messages API parameters, kept as
+/// JSON text (a flush holds thousands; as `Value` trees they would take several times more).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BatchRequest {
     pub custom_id: String,
-    pub params: Value,
+    pub params: Box<RawValue>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl BatchRequest {
+    pub fn new(custom_id: impl Into<String>, params: &Value) -> Self {
+        let params =
+            serde_json::value::to_raw_value(params).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self {
+            custom_id: custom_id.into(),
+            params,
+        }
+    }
+
+    /// The parameters as a JSON value (`null` if they are not valid JSON).
+    pub fn params_value(&self) -> Value {
+        serde_json::from_str(self.params.get()).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateBatch {
     pub requests: Vec<BatchRequest>,
 }

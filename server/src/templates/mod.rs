@@ -57,15 +57,13 @@ pub fn render(
         "tools": [{"name": t.tool_name, "description": t.tool_description, "input_schema": (t.schema)()}],
         "tool_choice": {"type": "tool", "name": t.tool_name},
     });
-    let request = BatchRequest {
-        custom_id: job_id.to_string(),
-        params,
-    };
+    let estimated_tokens = estimate_tokens(&params);
+    let request = BatchRequest::new(job_id, &params);
     let bytes = serde_json::to_vec(&request)
         .map(|b| b.len())
         .unwrap_or(usize::MAX);
     Ok(RenderedRequest {
-        estimated_tokens: estimate_tokens(&request.params),
+        estimated_tokens,
         request,
         bytes,
     })
@@ -110,7 +108,7 @@ mod tests {
                 "claude-sonnet-4-5",
             )
             .unwrap();
-            let p = &rendered.request.params;
+            let p = &rendered.request.params_value();
             assert_eq!(p["tool_choice"]["type"], "tool");
             assert_eq!(p["tool_choice"]["name"], p["tools"][0]["name"]);
             assert_eq!(p["tools"][0]["input_schema"]["type"], "object");

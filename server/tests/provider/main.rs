@@ -50,10 +50,10 @@ fn job_request(id: &str, job_type: JobType) -> BatchRequest {
 }
 
 fn invalid_request(id: &str) -> BatchRequest {
-    BatchRequest {
-        custom_id: id.into(),
-        params: json!({"model": MODEL, "max_tokens": 100, "messages": []}),
-    }
+    BatchRequest::new(
+        id,
+        &json!({"model": MODEL, "max_tokens": 100, "messages": []}),
+    )
 }
 
 fn faults(fail_next: Vec<InjectedFailure>) -> Faults {
@@ -378,10 +378,7 @@ async fn the_read_timeout_fires_on_a_stalled_download() {
 #[tokio::test]
 async fn invalid_batches_are_refused_before_sending() {
     let s = setup(Duration::ZERO, |_| {}).await;
-    let long_id = BatchRequest {
-        custom_id: "x".repeat(65),
-        params: json!({}),
-    };
+    let long_id = BatchRequest::new("x".repeat(65), &json!({}));
     assert!(matches!(
         s.client.create_batch(vec![long_id]).await,
         Err(ProviderError::InvalidRequest(_))

@@ -27,7 +27,7 @@ impl AccessStore for SqliteStore {
             .bind(name)
             .bind(role.as_str())
             .bind(to_micros(now))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let row: UserRow =
             sqlx::query_as("SELECT id, name, role, created_at FROM users WHERE name = ?")
@@ -47,7 +47,7 @@ impl AccessStore for SqliteStore {
         .bind(&c.secret_hash)
         .bind(to_micros(c.created_at))
         .bind(c.expires_at.map(to_micros))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -72,7 +72,7 @@ impl AccessStore for SqliteStore {
         sqlx::query("DELETE FROM credentials WHERE kind = ? AND id = ?")
             .bind(kind.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -287,7 +287,7 @@ impl BatchStore for SqliteStore {
             .bind(next_poll_at.map(to_micros))
             .bind(poll_failures)
             .bind(batch_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -92,21 +92,24 @@ impl JobStore for SqliteStore {
             .map(JobRecord::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
 
-        let mut counts = QueryBuilder::new(
-            "SELECT COUNT(*), \
-             COALESCE(SUM(CASE WHEN j.status = 'pending' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN j.status = 'processing' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN j.status = ",
-        );
-        counts
-            .push_bind(status.map(JobStatus::as_str))
-            .push(" THEN 1 ELSE 0 END), 0) FROM jobs j WHERE 1 = 1");
+        // Per-status counts of the visible jobs, read from an index alone.
+        let mut counts = QueryBuilder::new("SELECT j.status, COUNT(*) FROM jobs j WHERE 1 = 1");
         push_visibility(&mut counts, visibility);
-        let (visible, pending_count, processing_count, matching): (i64, i64, i64, i64) =
-            counts.build_query_as().fetch_one(&self.pool).await?;
+        counts.push(" GROUP BY j.status");
+        let by_status: Vec<(String, i64)> = counts.build_query_as().fetch_all(&self.pool).await?;
+        let count = |wanted: &str| {
+            by_status
+                .iter()
+                .filter(|(s, _)| s == wanted)
+                .map(|(_, n)| n)
+                .sum::<i64>()
+        };
+        let visible: i64 = by_status.iter().map(|(_, n)| n).sum();
+        let (pending_count, processing_count) = (count("pending"), count("processing"));
+        let matching = status.map(|s| count(s.as_str()));
         Ok(JobPage {
             jobs,
-            total_count: if status.is_some() { matching } else { visible },
+            total_count: matching.unwrap_or(visible),
             pending_count,
             processing_count,
         })

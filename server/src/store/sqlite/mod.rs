@@ -30,7 +30,11 @@ const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Readers: WAL lets them run beside the writer.
     pool: SqlitePool,
+    /// The one writer. SQLite allows one write at a time; queueing writers here, in order,
+    /// beats letting them collide in SQLite's busy handler, which sleeps and retries.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -43,16 +47,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     async fn job_by(&self, clause: &str, binds: &[&str]) -> StoreResult<Option<JobRecord>> {
