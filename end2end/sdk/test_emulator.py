@@ -210,3 +210,26 @@ def test_wire_shapes_match_the_openapi_schemas(emulator):
     status, body = raw(emulator, "/v1/messages/batches/msgbatch_nope")
     assert status == 404
     validate(json.loads(body), "BetaErrorResponse")
+
+
+def test_our_templates_are_valid_requests_and_their_answers_fit_the_schemas(emulator):
+    """Each job type's request, rendered for its example payload by `ai-batch templates`."""
+    rendered = json.loads(subprocess.run([BIN, "templates", "--prices", str(ROOT / "config" / "prices.toml")],
+                                         check=True, capture_output=True, text=True).stdout)
+    assert len(rendered) == 6
+    requests = []
+    for i, item in enumerate(rendered):
+        request = item["request"]
+        validate(request, "BetaMessageBatchIndividualRequestParams")
+        request["custom_id"] = f"template-{i}"
+        requests.append(request)
+    client = sdk(emulator)
+    batch = client.messages.batches.create(requests=requests)
+    wait_until_ended(client, batch.id)
+    for result in client.messages.batches.results(batch.id):
+        item = rendered[int(result.custom_id.split("-")[1])]
+        assert result.result.type == "succeeded", result
+        block = result.result.message.content[0]
+        jsonschema.validate(block.input, item["request"]["params"]["tools"][0]["input_schema"])
+        usage = result.result.message.usage
+        assert usage.input_tokens + usage.output_tokens <= item["estimated_tokens"]

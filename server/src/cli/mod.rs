@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{Config, EmulatorConfig};
 use crate::pricing::PriceTable;
 use crate::store::SqliteStore;
-use crate::{access, emulator, serve};
+use crate::{access, emulator, serve, templates};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,11 @@ enum Command {
     Flush(remote::FlushArgs),
     /// Ask a running service to poll a batch (or every open batch).
     Poll(remote::PollArgs),
+    /// Print the request each job type sends for its example payload (JSON), to review prompts.
+    Templates {
+        #[arg(long, env = "AI_BATCH_PRICES", default_value = "config/prices.toml")]
+        prices: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +119,22 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Flush(args)) => remote::flush(args).await,
+        Some(Command::Templates { prices }) => {
+            let prices = PriceTable::load(&prices)?;
+            let mut out = Vec::new();
+            for job_type in app::api::JobType::ALL {
+                let payload = app::api::examples::example_payload(*job_type);
+                let rendered =
+                    templates::render("example", *job_type, &payload, prices.model_for(*job_type))?;
+                out.push(serde_json::json!({
+                    "job_type": job_type,
+                    "estimated_tokens": rendered.estimated_tokens,
+                    "request": rendered.request,
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
         Some(Command::Poll(args)) => remote::poll(args).await,
         Some(Command::Emulator(args)) => {
             serve::init_logging();

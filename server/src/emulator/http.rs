@@ -16,7 +16,7 @@ use serde_json::json;
 use super::{Emulator, Faults};
 use crate::provider::{
     BatchPage, CreateBatch, DeletedBatch, ErrorResponse, MAX_BATCH_BYTES, MAX_BATCH_REQUESTS,
-    MessageBatch, ProcessingStatus, valid_custom_id,
+    MessageBatch, ProcessingStatus, error_kind_for_status, valid_custom_id,
 };
 
 type Shared = Arc<Emulator>;
@@ -85,13 +85,7 @@ async fn faults_and_auth(State(emulator): State<Shared>, request: Request, next:
     if let Some(failure) = emulator.take_failure(endpoint_of(&request)) {
         let status =
             StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let kind = match failure.status {
-            429 => "rate_limit_error",
-            529 => "overloaded_error",
-            400 => "invalid_request_error",
-            404 => "not_found_error",
-            _ => "api_error",
-        };
+        let kind = error_kind_for_status(failure.status);
         let mut response = error(
             status,
             kind,

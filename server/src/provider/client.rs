@@ -10,14 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use super::{
     BatchPage, BatchRequest, CreateBatch, DeletedBatch, ErrorResponse, ListParams, MessageBatch,
-    Provider, ProviderError, ResultLine, ResultStream, validate_requests,
+    Provider, ProviderError, ResultLine, ResultStream, error_kind_for_status, validate_requests,
 };
 
 const API_VERSION: &str = "2023-06-01";
@@ -178,7 +178,7 @@ async fn api_error(response: Response) -> ProviderError {
     let (kind, message) = match serde_json::from_str::<ErrorResponse>(&text) {
         Ok(body) => (body.error.kind, body.error.message),
         Err(_) => (
-            default_kind(status).to_string(),
+            error_kind_for_status(status.as_u16()).to_string(),
             text.chars().take(500).collect(),
         ),
     };
@@ -187,19 +187,6 @@ async fn api_error(response: Response) -> ProviderError {
         kind,
         message,
         retry_after,
-    }
-}
-
-fn default_kind(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        _ => "api_error",
     }
 }
 

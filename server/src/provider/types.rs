@@ -127,6 +127,20 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// Anthropic's error type for an HTTP status, as its errors documentation pairs them.
+pub fn error_kind_for_status(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
 impl ErrorResponse {
     pub fn new(kind: &str, message: impl Into<String>) -> Self {
         Self {

@@ -276,7 +276,10 @@ async fn each_error_type_is_parsed_and_only_server_errors_are_retried() {
     let s = setup(Duration::ZERO, |c| c.max_retries = 2).await;
     for (status, kind, retried) in [
         (400, "invalid_request_error", false),
+        (401, "authentication_error", false),
+        (403, "permission_error", false),
         (404, "not_found_error", false),
+        (413, "request_too_large", false),
         (429, "rate_limit_error", true),
         (500, "api_error", true),
         (529, "overloaded_error", true),
