@@ -13,6 +13,12 @@ export const serverEnv = {
   AI_BATCH_ADDR: `127.0.0.1:${process.env.E2E_PORT}`,
   AI_BATCH_SITE_ROOT: path.join(root, 'target', 'site'),
   RUST_LOG: 'warn',
+  // Admins flush by hand in the tests; results are collected by the scheduler's auto-poll.
+  AI_BATCH_PROVIDER: 'emulator',
+  AI_BATCH_EMULATOR_DELAY_SECS: '2',
+  AI_BATCH_AUTO_FLUSH: 'false',
+  AI_BATCH_POLL_INTERVAL_SECS: '1',
+  AI_BATCH_SCHEDULER_TICK_MS: '500',
 };
 export const aiBatchBin = bin;
 

@@ -8,7 +8,7 @@ pub mod server_fns;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    SsrMode, StaticSegment,
+    ParamSegment, SsrMode, StaticSegment,
     components::{Redirect, Route, Router, Routes},
 };
 
@@ -49,8 +49,13 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <pages::NotFound /> }>
                 <Route path=StaticSegment("") view=|| view! { <Redirect path="/jobs" /> } />
                 <Route path=StaticSegment("sign-in") view=pages::SignIn />
-                // Async rendering: the page arrives complete, readable with JavaScript off.
+                // Async rendering: pages arrive complete, readable with JavaScript off.
                 <Route path=StaticSegment("jobs") view=pages::Jobs ssr=SsrMode::Async />
+                <Route path=(StaticSegment("jobs"), StaticSegment("new")) view=pages::NewJob ssr=SsrMode::Async />
+                <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=pages::JobPage ssr=SsrMode::Async />
+                <Route path=StaticSegment("savings") view=pages::Savings ssr=SsrMode::Async />
+                <Route path=(StaticSegment("admin"), StaticSegment("batches")) view=pages::Batches ssr=SsrMode::Async />
+                <Route path=(StaticSegment("admin"), StaticSegment("access")) view=pages::Access ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

@@ -1,30 +1,33 @@
 //! Server functions of the dashboard: thin, each calls one backend use case.
 
 use leptos::prelude::*;
+use serde_json::Value;
 
-use crate::api::{Caller, JobList, JobStatus};
+use crate::api::validation::FieldError;
+use crate::api::*;
 
 #[cfg(feature = "ssr")]
 mod ssr {
     use leptos::prelude::*;
 
-    use crate::api::Caller;
-    use crate::api::backend::BackendHandle;
+    use crate::api::backend::{BackendHandle, Reply};
+    use crate::api::{Caller, Session};
 
     pub fn backend() -> Result<BackendHandle, ServerFnError> {
         use_context::<BackendHandle>()
             .ok_or_else(|| ServerFnError::new("backend missing from context"))
     }
 
-    pub async fn caller() -> Result<Option<Caller>, ServerFnError> {
+    pub async fn session() -> Result<Option<Session>, ServerFnError> {
         let parts: http::request::Parts = leptos_axum::extract().await?;
-        Ok(backend()?.session_caller(&parts.headers).await)
+        Ok(backend()?.session(&parts.headers).await)
     }
 
-    pub async fn require_caller() -> Result<Caller, ServerFnError> {
-        caller()
+    pub async fn caller() -> Result<Caller, ServerFnError> {
+        session()
             .await?
-            .ok_or_else(|| ServerFnError::new("Sign in to see this page."))
+            .map(|s| s.caller)
+            .ok_or_else(|| ServerFnError::new("Your session has ended: sign in again."))
     }
 
     pub fn set_cookie(value: &str) {
@@ -33,11 +36,15 @@ mod ssr {
             response.append_header(http::header::SET_COOKIE, value);
         }
     }
+
+    pub fn answer<T>(reply: Reply<T>) -> Result<T, ServerFnError> {
+        reply.map_err(ServerFnError::new)
+    }
 }
 
 #[server]
-pub async fn current_user() -> Result<Option<Caller>, ServerFnError> {
-    ssr::caller().await
+pub async fn current_session() -> Result<Option<Session>, ServerFnError> {
+    ssr::session().await
 }
 
 /// Signs in and goes to the jobs page, or answers why not (a refusal is an answer, not a failure).
@@ -63,19 +70,129 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 }
 
 #[server]
-pub async fn list_jobs(
-    status_filter: Option<JobStatus>,
-    limit: i64,
-) -> Result<JobList, ServerFnError> {
-    let caller = ssr::require_caller().await?;
-    ssr::backend()?
-        .list_jobs(
-            &caller,
-            crate::api::ListQuery {
-                status_filter,
-                limit,
-            },
+pub async fn list_jobs(query: ListQuery) -> Result<JobList, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.list_jobs(&caller, query).await)
+}
+
+#[server]
+pub async fn load_job(job_id: String) -> Result<JobDetail, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.job_detail(&caller, &job_id).await)
+}
+
+/// The enqueue form: fields as typed; the body is checked by the same rules as the REST API.
+#[server]
+pub async fn enqueue_job(
+    job_type: String,
+    payload: String,
+    priority: String,
+    run_after: String,
+    idempotency_key: String,
+) -> Result<Result<EnqueueResponse, Vec<FieldError>>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    let body = match form_body(&job_type, &payload, &priority, &run_after, &idempotency_key) {
+        Ok(body) => body,
+        Err(error) => return Ok(Err(vec![error])),
+    };
+    ssr::answer(ssr::backend()?.enqueue(&caller, body).await)
+}
+
+/// The JSON body the enqueue form stands for. Empty optional fields are left out.
+pub fn form_body(
+    job_type: &str,
+    payload: &str,
+    priority: &str,
+    run_after: &str,
+    idempotency_key: &str,
+) -> Result<Value, FieldError> {
+    let payload: Value = serde_json::from_str(payload).map_err(|e| {
+        FieldError::new(
+            "json_invalid",
+            vec!["body".into(), "payload".into()],
+            format!("Payload is not valid JSON: {e}"),
+            Value::String(payload.into()),
         )
-        .await
-        .map_err(ServerFnError::new)
+    })?;
+    let mut body = serde_json::json!({ "job_type": job_type, "payload": payload });
+    let fields = body.as_object_mut().expect("an object");
+    if !priority.trim().is_empty() {
+        fields.insert("priority".into(), Value::String(priority.trim().into()));
+    }
+    if !run_after.trim().is_empty() {
+        fields.insert("run_after".into(), Value::String(run_after.trim().into()));
+    }
+    if !idempotency_key.is_empty() {
+        fields.insert(
+            "idempotency_key".into(),
+            Value::String(idempotency_key.into()),
+        );
+    }
+    Ok(body)
+}
+
+#[server]
+pub async fn cancel_jobs(job_ids: Vec<String>) -> Result<BulkCancelResponse, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.cancel_jobs(&caller, job_ids).await)
+}
+
+#[server]
+pub async fn savings(days: i64) -> Result<(Stats, Vec<DailyCost>), ServerFnError> {
+    let caller = ssr::caller().await?;
+    let backend = ssr::backend()?;
+    Ok((
+        ssr::answer(backend.stats(&caller).await)?,
+        ssr::answer(backend.daily_costs(&caller, days).await)?,
+    ))
+}
+
+#[server]
+pub async fn preview_flush(request: FlushRequest) -> Result<FlushPreview, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.flush_preview(&caller, request).await)
+}
+
+#[server]
+pub async fn flush_now(request: FlushRequest) -> Result<FlushResponse, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.flush(&caller, request).await)
+}
+
+#[server]
+pub async fn list_batches() -> Result<BatchList, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.batches(&caller).await)
+}
+
+#[server]
+pub async fn poll_batch(batch_id: String) -> Result<PollResponse, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.poll(&caller, &batch_id).await)
+}
+
+#[server]
+pub async fn access_overview() -> Result<(Vec<UserView>, PriceView), ServerFnError> {
+    let caller = ssr::caller().await?;
+    let backend = ssr::backend()?;
+    Ok((
+        ssr::answer(backend.users(&caller).await)?,
+        ssr::answer(backend.prices(&caller).await)?,
+    ))
+}
+
+#[server]
+pub async fn create_token(user: String, role: Role) -> Result<IssuedToken, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(
+        ssr::backend()?
+            .create_token(&caller, CreateTokenRequest { user, role })
+            .await,
+    )
+}
+
+#[server]
+pub async fn revoke_token(token_id: String) -> Result<(), ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.revoke_token(&caller, &token_id).await)
 }

@@ -28,11 +28,15 @@ test('a trader signs in and sees the job they enqueued over REST', async ({ page
   expect(await badge.evaluate((el) => getComputedStyle(el).backgroundColor)).not.toBe('rgba(0, 0, 0, 0)');
   await page.screenshot({ path: screenshotPath('jobs'), fullPage: true });
 
-  // Status filters are plain links, rendered on the server.
-  await page.getByRole('link', { name: 'completed' }).click();
-  await expect(page).toHaveURL(/status=completed/);
+  // Filters live in the URL (a GET form), so they also work without JavaScript.
+  await page.getByLabel('Status').selectOption('completed');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await expect(page).toHaveURL(/status_filter=completed/);
   await expect(row).toHaveCount(0);
-  await page.getByRole('link', { name: 'All' }).click();
+  await page.getByLabel('Status').selectOption('');
+  await page.getByLabel('Search: id, idempotency key or payload text').fill('TSLA');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await expect(page).toHaveURL(/q=TSLA/);
   await expect(row).toHaveCount(1);
 
   await page.getByRole('button', { name: 'Sign out' }).click();

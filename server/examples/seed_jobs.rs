@@ -29,8 +29,8 @@ async fn main() -> anyhow::Result<()> {
         &ctx,
         &admin,
         ListQuery {
-            status_filter: None,
             limit: 1,
+            ..ListQuery::default()
         },
     )
     .await?

@@ -162,6 +162,36 @@ impl PriceTable {
         Ok(table)
     }
 
+    /// The table for people: USD per million tokens.
+    pub fn view(&self) -> app::api::PriceView {
+        let usd = |micros: i64| micros as f64 / 1e6;
+        app::api::PriceView {
+            version: self.version.clone(),
+            batch_discount_percent: self.batch_discount_percent,
+            default_model: self.default_model.clone(),
+            job_models: self
+                .job_models
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            models: self
+                .models
+                .iter()
+                .map(|(name, p)| {
+                    (
+                        name.clone(),
+                        [
+                            usd(p.input),
+                            usd(p.output),
+                            usd(p.cache_write),
+                            usd(p.cache_read),
+                        ],
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The model a job type runs on.
     pub fn model_for(&self, job_type: JobType) -> &str {
         self.job_models

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use app::api::backend::{Backend, BackendHandle};
-use app::api::{Caller, JobList, ListQuery};
+use app::api::backend::{Backend, BackendHandle, Reply};
+use app::api::validation::{FieldError, parse_enqueue};
+use app::api::*;
 use app::{App, shell};
 use axum::Router;
 use axum::extract::Request;
@@ -12,9 +13,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use serde_json::Value;
 
+use crate::config::ProviderKind;
 use crate::context::Ctx;
-use crate::{access, jobs};
+use crate::error::Error;
+use crate::{access, batches, jobs};
 
 const SESSION_COOKIE: &str = "aib_session";
 
@@ -40,12 +44,27 @@ struct WebBackend {
     ctx: Ctx,
 }
 
+/// Use-case errors as people read them; the dashboard shows the message.
+fn say<T>(result: crate::error::Result<T>) -> Reply<T> {
+    result.map_err(|e| match e {
+        Error::Validation(errors) => errors
+            .iter()
+            .map(|e| e.msg.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    })
+}
+
 #[async_trait::async_trait]
 impl Backend for WebBackend {
-    async fn session_caller(&self, headers: &HeaderMap) -> Option<Caller> {
+    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = session_cookie(headers)?;
         match access::session_caller(self.ctx.store(), &cookie).await {
-            Ok(caller) => caller,
+            Ok(caller) => caller.map(|caller| Session {
+                caller,
+                emulator: self.ctx.provider_kind == ProviderKind::Emulator,
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
                 None
@@ -53,17 +72,17 @@ impl Backend for WebBackend {
         }
     }
 
-    async fn sign_in(&self, token: &str) -> Result<String, String> {
-        let cookie =
-            access::open_session(self.ctx.store(), token, self.ctx.config.session_lifetime())
-                .await
-                .map_err(|e| match e {
-                    crate::error::Error::Unauthenticated => {
-                        "That token is not valid. Check it and try again.".to_string()
-                    }
-                    other => other.to_string(),
-                })?;
-        Ok(self.cookie(&cookie, self.ctx.config.session_lifetime().num_seconds()))
+    async fn sign_in(&self, token: &str) -> Reply<String> {
+        let lifetime = self.ctx.config.session_lifetime();
+        let cookie = access::open_session(self.ctx.store(), token, lifetime)
+            .await
+            .map_err(|e| match e {
+                Error::Unauthenticated => {
+                    "That token is not valid. Check it and try again.".to_string()
+                }
+                other => other.to_string(),
+            })?;
+        Ok(self.cookie(&cookie, lifetime.num_seconds()))
     }
 
     async fn sign_out(&self, headers: &HeaderMap) -> String {
@@ -75,10 +94,81 @@ impl Backend for WebBackend {
         self.cookie("", 0)
     }
 
-    async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Result<JobList, String> {
-        jobs::list(&self.ctx, caller, query)
-            .await
-            .map_err(|e| e.to_string())
+    async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Reply<JobList> {
+        say(jobs::list(&self.ctx, caller, query).await)
+    }
+
+    async fn job_detail(&self, caller: &Caller, job_id: &str) -> Reply<JobDetail> {
+        say(jobs::detail(&self.ctx, caller, job_id).await)
+    }
+
+    async fn enqueue(
+        &self,
+        caller: &Caller,
+        body: Value,
+    ) -> Reply<Result<EnqueueResponse, Vec<FieldError>>> {
+        let request = match parse_enqueue(&body) {
+            Ok(request) => request,
+            Err(errors) => return Ok(Err(errors)),
+        };
+        say(jobs::enqueue(&self.ctx, caller, request).await).map(Ok)
+    }
+
+    async fn cancel_jobs(
+        &self,
+        caller: &Caller,
+        job_ids: Vec<String>,
+    ) -> Reply<BulkCancelResponse> {
+        say(jobs::cancel_many(&self.ctx, caller, &job_ids).await)
+    }
+
+    async fn stats(&self, caller: &Caller) -> Reply<Stats> {
+        say(jobs::stats(&self.ctx, caller).await)
+    }
+
+    async fn daily_costs(&self, caller: &Caller, days: i64) -> Reply<Vec<DailyCost>> {
+        say(jobs::daily_costs(&self.ctx, caller, days).await)
+    }
+
+    async fn flush_preview(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushPreview> {
+        say(access::require_admin(caller))?;
+        say(batches::preview(&self.ctx, request).await)
+    }
+
+    async fn flush(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushResponse> {
+        say(access::require_admin(caller))?;
+        say(batches::flush(&self.ctx, request).await)
+    }
+
+    async fn batches(&self, caller: &Caller) -> Reply<BatchList> {
+        say(access::require_admin(caller))?;
+        say(batches::list(&self.ctx, 100).await)
+    }
+
+    async fn poll(&self, caller: &Caller, batch_id: &str) -> Reply<PollResponse> {
+        say(access::require_admin(caller))?;
+        say(batches::poll(&self.ctx, batch_id).await)
+    }
+
+    async fn users(&self, caller: &Caller) -> Reply<Vec<UserView>> {
+        say(access::list_users(self.ctx.store(), caller).await)
+    }
+
+    async fn create_token(
+        &self,
+        caller: &Caller,
+        request: CreateTokenRequest,
+    ) -> Reply<IssuedToken> {
+        say(access::create_token(self.ctx.store(), caller, &request.user, request.role).await)
+    }
+
+    async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Reply<()> {
+        say(access::revoke_token(self.ctx.store(), caller, token_id).await)
+    }
+
+    async fn prices(&self, caller: &Caller) -> Reply<PriceView> {
+        say(access::require_admin(caller))?;
+        Ok(self.ctx.prices.view())
     }
 }
 

@@ -1,21 +1,53 @@
 //! The server-side handle that server functions call.
 //!
 //! Server functions live here but their bodies need the backend, which lives in `server`;
-//! this trait breaks the cycle. `server` implements it and provides it as context.
+//! this trait breaks the cycle. `server` implements it with the same use cases as the REST
+//! API and provides it as context. Errors are messages for people.
 
 use std::sync::Arc;
 
-use super::{Caller, JobList, ListQuery};
+use serde_json::Value;
+
+use super::validation::FieldError;
+use super::*;
+
+pub type Reply<T> = Result<T, String>;
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// The signed-in user of a dashboard request, from its session cookie.
-    async fn session_caller(&self, headers: &http::HeaderMap) -> Option<Caller>;
+    async fn session(&self, headers: &http::HeaderMap) -> Option<Session>;
     /// Checks a bearer token and opens a session; returns the `Set-Cookie` value.
-    async fn sign_in(&self, token: &str) -> Result<String, String>;
+    async fn sign_in(&self, token: &str) -> Reply<String>;
     /// Ends the request's session; returns the `Set-Cookie` value that clears it.
     async fn sign_out(&self, headers: &http::HeaderMap) -> String;
-    async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Result<JobList, String>;
+
+    async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Reply<JobList>;
+    async fn job_detail(&self, caller: &Caller, job_id: &str) -> Reply<JobDetail>;
+    /// Enqueues from an enqueue body; invalid fields come back as the REST API words them.
+    async fn enqueue(
+        &self,
+        caller: &Caller,
+        body: Value,
+    ) -> Reply<Result<EnqueueResponse, Vec<FieldError>>>;
+    async fn cancel_jobs(&self, caller: &Caller, job_ids: Vec<String>)
+    -> Reply<BulkCancelResponse>;
+    async fn stats(&self, caller: &Caller) -> Reply<Stats>;
+    async fn daily_costs(&self, caller: &Caller, days: i64) -> Reply<Vec<DailyCost>>;
+
+    async fn flush_preview(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushPreview>;
+    async fn flush(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushResponse>;
+    async fn batches(&self, caller: &Caller) -> Reply<BatchList>;
+    async fn poll(&self, caller: &Caller, batch_id: &str) -> Reply<PollResponse>;
+
+    async fn users(&self, caller: &Caller) -> Reply<Vec<UserView>>;
+    async fn create_token(
+        &self,
+        caller: &Caller,
+        request: CreateTokenRequest,
+    ) -> Reply<IssuedToken>;
+    async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Reply<()>;
+    async fn prices(&self, caller: &Caller) -> Reply<PriceView>;
 }
 
 pub type BackendHandle = Arc<dyn Backend>;

@@ -129,10 +129,16 @@ pub struct EnqueueResponse {
     pub estimated_completion: String,
 }
 
+/// What to list: the contract's `status_filter` and `limit`, plus the dashboard's type
+/// filter, text search and paging.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListQuery {
     pub status_filter: Option<JobStatus>,
+    pub job_type: Option<JobType>,
+    /// A job id, an idempotency key, or text found in the payload (e.g. a ticker).
+    pub search: Option<String>,
     pub limit: i64,
+    pub offset: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,9 +248,109 @@ pub struct BatchView {
     pub request_counts: Option<Value>,
     pub results_collected: bool,
     pub error: Option<String>,
+    /// Seconds since submission (or creation), when the list was read.
+    pub age_seconds: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchList {
     pub batches: Vec<BatchView>,
+}
+
+/// A job with everything its page shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub job: Job,
+    pub events: Vec<JobEventView>,
+    pub result: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BulkCancelRequest {
+    pub job_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BulkCancelResponse {
+    pub cancelled: i64,
+    pub results: Vec<BulkCancelItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BulkCancelItem {
+    pub job_id: String,
+    pub cancelled: bool,
+    pub detail: Option<String>,
+}
+
+/// What a flush with these options would send, before sending it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlushPreview {
+    pub jobs_count: i64,
+    pub estimated_tokens: i64,
+    /// At batch prices, if every request used its whole `max_tokens`: an upper bound.
+    pub estimated_cost_usd: f64,
+    pub message: String,
+}
+
+/// Cost of the jobs completed on one day, of one type (and owner, for admins).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyCost {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub job_type: JobType,
+    pub owner: String,
+    pub jobs: i64,
+    pub cost_usd: f64,
+    pub standard_cost_usd: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub tokens: Vec<TokenView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// The public part of the token (`aib_<id>_…`).
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateTokenRequest {
+    pub user: String,
+    pub role: Role,
+}
+
+/// A new token: `token` is shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub user: String,
+    pub role: Role,
+    pub token_id: String,
+    pub token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriceView {
+    pub version: String,
+    pub batch_discount_percent: i64,
+    pub default_model: String,
+    pub job_models: Vec<(String, String)>,
+    /// Model, then USD per million tokens: input, output, cache write, cache read.
+    pub models: Vec<(String, [f64; 4])>,
+}
+
+/// The signed-in user and what the whole dashboard needs to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub caller: Caller,
+    /// The built-in emulator stands in for Anthropic.
+    pub emulator: bool,
 }

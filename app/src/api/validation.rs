@@ -6,7 +6,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{EnqueueRequest, FlushRequest, JobStatus, JobType, ListQuery, PollRequest};
+use super::{
+    BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
+    ListQuery, PollRequest, Role,
+};
 
 /// The largest accepted `payload`, measured as compact JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -19,6 +22,7 @@ pub const MAX_LIST_LIMIT: i64 = 1000;
 pub const DEFAULT_FLUSH_MAX_JOBS: i64 = 100;
 pub const MAX_FLUSH_JOBS: i64 = 10_000;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// One entry of a 422 `detail` list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -396,14 +400,15 @@ fn parse_datetime_str(s: &str) -> Result<DateTime<Utc>, String> {
     }
 }
 
-/// Reads the list query: `status_filter` one of the job statuses, `limit` 1–1000 (50).
+/// Reads the list query: `status_filter` one of the job statuses, `limit` 1–1000 (50);
+/// and, beyond the contract, `job_type`, `q` (search, at most 200 characters), `offset` (0).
 pub fn parse_list_query<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Validated<ListQuery> {
     let mut c = Checker::new("query");
     let mut query = ListQuery {
-        status_filter: None,
         limit: DEFAULT_LIST_LIMIT,
+        ..ListQuery::default()
     };
     for (name, raw) in pairs {
         let input = Value::String(raw.to_owned());
@@ -417,9 +422,39 @@ pub fn parse_list_query<'a>(
                     JobStatus::parse,
                 )
             }
+            "job_type" => {
+                query.job_type = c.enum_of(
+                    c.loc(name),
+                    &input,
+                    JobType::ALL,
+                    JobType::as_str,
+                    JobType::parse,
+                )
+            }
             "limit" => {
                 if let Some(limit) = c.int_in(c.loc(name), &input, 1, MAX_LIST_LIMIT) {
                     query.limit = limit;
+                }
+            }
+            "offset" => {
+                if let Some(offset) = c.int_in(c.loc(name), &input, 0, i64::MAX) {
+                    query.offset = offset;
+                }
+            }
+            "q" => {
+                let text = raw.trim();
+                if text.chars().count() > MAX_SEARCH_CHARS {
+                    c.push(
+                        FieldError::new(
+                            "string_too_long",
+                            c.loc(name),
+                            format!("String should have at most {MAX_SEARCH_CHARS} characters"),
+                            input.clone(),
+                        )
+                        .with_ctx(json!({ "max_length": MAX_SEARCH_CHARS })),
+                    );
+                } else if !text.is_empty() {
+                    query.search = Some(text.to_owned());
                 }
             }
             _ => {}
@@ -499,6 +534,93 @@ pub fn parse_poll(body: &Value) -> Validated<PollRequest> {
     c.finish(|| PollRequest {
         batch_id: batch_id.expect("checked"),
     })
+}
+
+/// Reads a bulk cancel body: `job_ids`, a list of 1 to 1000 job ids.
+pub fn parse_bulk_cancel(body: &Value) -> Validated<BulkCancelRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let ids = match map.get("job_ids") {
+        None => {
+            c.push(FieldError::missing(c.loc("job_ids"), body.clone()));
+            None
+        }
+        Some(Value::Array(items))
+            if items.iter().all(Value::is_string) && (1..=1000).contains(&items.len()) =>
+        {
+            Some(
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+            )
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "list_type",
+                c.loc("job_ids"),
+                "Input should be a list of 1 to 1000 job ids",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    c.finish(|| BulkCancelRequest {
+        job_ids: ids.expect("checked"),
+    })
+}
+
+/// Reads a token request: `user` (1–64 characters) and `role` (`trader` or `admin`).
+pub fn parse_create_token(body: &Value) -> Validated<CreateTokenRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let user = match map.get("user") {
+        None => {
+            c.push(FieldError::missing(c.loc("user"), body.clone()));
+            None
+        }
+        Some(Value::String(name)) if (1..=64).contains(&name.trim().chars().count()) => {
+            Some(name.trim().to_string())
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "string_type",
+                c.loc("user"),
+                "Input should be a name of 1 to 64 characters",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    let role = match map.get("role") {
+        None => {
+            c.push(FieldError::missing(c.loc("role"), body.clone()));
+            None
+        }
+        Some(v) => c.enum_of(c.loc("role"), v, Role::ALL, Role::as_str, Role::parse),
+    };
+    c.finish(|| CreateTokenRequest {
+        user: user.expect("checked"),
+        role: role.expect("checked"),
+    })
+}
+
+/// Reads `days` (1–366, default 30) from a query.
+pub fn parse_days<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Validated<i64> {
+    let mut c = Checker::new("query");
+    let mut days = 30;
+    for (name, raw) in pairs {
+        if name == "days"
+            && let Some(d) = c.int_in(c.loc(name), &Value::String(raw.to_owned()), 1, 366)
+        {
+            days = d;
+        }
+    }
+    c.finish(|| days)
 }
 
 #[cfg(test)]

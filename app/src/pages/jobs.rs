@@ -1,77 +1,188 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
 use leptos::prelude::*;
-use leptos_router::{components::Redirect, hooks::use_query_map};
+use leptos_router::components::Form;
+use leptos_router::hooks::use_query_map;
 
-use crate::api::{Caller, Job, JobList, JobStatus};
-use crate::components::{Layout, StatusBadge};
-use crate::server_fns::{current_user, list_jobs};
+use crate::api::validation::parse_list_query;
+use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
+use crate::components::{SignedIn, StatusBadge, live_ticker, money, short_id, when};
+use crate::server_fns::{cancel_jobs, list_jobs};
 
-const PAGE_SIZE: i64 = 100;
+const PAGE_SIZE: i64 = 50;
 
-/// The signed-in user's jobs (an admin's: everyone's), newest first.
+/// The signed-in user's jobs (an admin's: everyone's), newest first, refreshing themselves.
 #[component]
 pub fn Jobs() -> impl IntoView {
-    let query = use_query_map();
-    let status = move || {
+    let query_map = use_query_map();
+    let query = Memo::new(move |_| {
+        let map = query_map.read();
+        let pairs: Vec<(String, String)> = ["status_filter", "job_type", "q", "offset"]
+            .iter()
+            .filter_map(|k| {
+                map.get(k)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (k.to_string(), v))
+            })
+            .collect();
+        let mut query = parse_list_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .unwrap_or_default();
+        query.limit = PAGE_SIZE;
         query
-            .read()
-            .get("status")
-            .and_then(|s| JobStatus::parse(&s))
+    });
+    let tick = live_ticker(Duration::from_secs(3));
+    let selected = RwSignal::new(HashSet::<String>::new());
+    let cancel = Action::new(|ids: &Vec<String>| {
+        let ids = ids.clone();
+        async move { cancel_jobs(ids).await }
+    });
+    let jobs = Resource::new(
+        move || (query.get(), tick.get(), cancel.version().get()),
+        |(q, _, _)| list_jobs(q),
+    );
+    view! {
+        <SignedIn page=move |session| view! { <JobsPage session query selected cancel jobs /> }.into_any() />
+    }
+}
+
+type CancelAction = Action<Vec<String>, Result<crate::api::BulkCancelResponse, ServerFnError>>;
+
+#[component]
+fn JobsPage(
+    session: Session,
+    query: Memo<ListQuery>,
+    selected: RwSignal<HashSet<String>>,
+    cancel: CancelAction,
+    jobs: Resource<Result<JobList, ServerFnError>>,
+) -> impl IntoView {
+    let show_owner = session.caller.is_admin();
+
+    let cancel_selected = move |_| {
+        let ids: Vec<String> = selected.get_untracked().into_iter().collect();
+        if !ids.is_empty()
+            && confirm(&format!(
+                "Cancel {} selected jobs? This cannot be undone.",
+                ids.len()
+            ))
+        {
+            cancel.dispatch(ids);
+            selected.set(HashSet::new());
+        }
     };
-    let user = Resource::new(|| (), |_| current_user());
-    let jobs = Resource::new(status, |status| list_jobs(status, PAGE_SIZE));
+    let outcome = move || {
+        cancel.value().get().map(|r| match r {
+            Ok(answer) => format!(
+                "Cancelled {} of {} jobs.",
+                answer.cancelled,
+                answer.results.len()
+            ),
+            Err(e) => e.to_string(),
+        })
+    };
 
     view! {
-        <Suspense fallback=|| view! { <p class="p-6 text-slate-500">"Loading…"</p> }>
-            {move || {
-                // Read the filter here, where it is tracked, not after an await.
-                let selected = status();
-                Suspend::new(async move {
-                match user.await {
-                    Ok(Some(caller)) => {
-                        let list = jobs.await;
-                        view! {
-                            <Layout caller=caller.clone()>
-                                <JobsView caller list selected />
-                            </Layout>
-                        }
-                            .into_any()
-                    }
-                    Ok(None) => view! { <Redirect path="/sign-in" /> }.into_any(),
-                    Err(e) => view! { <p role="alert" class="p-6 text-rose-700">{e.to_string()}</p> }.into_any(),
+        <div class="flex flex-wrap items-end justify-between gap-4">
+            <h1 class="text-xl font-semibold">"Jobs"</h1>
+            <a href="/jobs/new" class="rounded bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700">"New job"</a>
+        </div>
+        <Filters query />
+        <div class="mt-3 flex flex-wrap items-center gap-3 text-sm">
+            <button
+                type="button"
+                data-testid="cancel-selected"
+                class="rounded border border-rose-300 px-2 py-1 text-rose-700 hover:bg-rose-50 disabled:opacity-40"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=cancel_selected
+            >
+                {move || format!("Cancel selected ({})", selected.with(HashSet::len))}
+            </button>
+            <span role="status" class="text-slate-600">{outcome}</span>
+        </div>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading jobs…"</p> }>
+            {move || Suspend::new(async move {
+                match jobs.await {
+                    Ok(list) => view! { <JobsTable list query=query.get_untracked() show_owner selected cancel /> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
                 }
-            })
-            }}
-        </Suspense>
+            })}
+        </Transition>
+    }
+}
+
+fn confirm(message: &str) -> bool {
+    window().confirm_with_message(message).unwrap_or(false)
+}
+
+/// Filters as a GET form: the URL holds them, so they work without JavaScript and can be shared.
+#[component]
+fn Filters(query: Memo<ListQuery>) -> impl IntoView {
+    let current = query.get_untracked();
+    view! {
+        <Form method="GET" action="/jobs" attr:class="mt-4 flex flex-wrap items-end gap-3 rounded-lg border border-slate-200 bg-white p-3 text-sm">
+            <label class="flex flex-col gap-1">
+                <span class="text-xs text-slate-500">"Status"</span>
+                <select name="status_filter" class="rounded border border-slate-300 px-2 py-1">
+                    <option value="" selected=current.status_filter.is_none()>"All"</option>
+                    {JobStatus::ALL.iter().map(|s| view! { <option value=s.as_str() selected=current.status_filter == Some(*s)>{s.as_str()}</option> }).collect_view()}
+                </select>
+            </label>
+            <label class="flex flex-col gap-1">
+                <span class="text-xs text-slate-500">"Type"</span>
+                <select name="job_type" class="rounded border border-slate-300 px-2 py-1">
+                    <option value="" selected=current.job_type.is_none()>"All"</option>
+                    {JobType::ALL.iter().map(|t| view! { <option value=t.as_str() selected=current.job_type == Some(*t)>{t.as_str()}</option> }).collect_view()}
+                </select>
+            </label>
+            <label class="flex grow flex-col gap-1">
+                <span class="text-xs text-slate-500">"Search: id, idempotency key or payload text"</span>
+                <input name="q" type="search" value=current.search.clone().unwrap_or_default() placeholder="e.g. NVDA" class="rounded border border-slate-300 px-2 py-1" />
+            </label>
+            <button type="submit" class="rounded bg-slate-900 px-3 py-1.5 text-white">"Apply"</button>
+        </Form>
     }
 }
 
 #[component]
-fn JobsView(
-    caller: Caller,
-    list: Result<JobList, ServerFnError>,
-    selected: Option<JobStatus>,
+fn JobsTable(
+    list: JobList,
+    query: ListQuery,
+    show_owner: bool,
+    selected: RwSignal<HashSet<String>>,
+    cancel: CancelAction,
 ) -> impl IntoView {
-    let list = match list {
-        Ok(list) => list,
-        Err(e) => {
-            return view! { <p role="alert" class="text-rose-700">{e.to_string()}</p> }.into_any();
+    let shown = list.jobs.len() as i64;
+    let summary = format!(
+        "{} pending · {} processing · showing {}–{} of {}",
+        list.pending_count,
+        list.processing_count,
+        if shown == 0 { 0 } else { query.offset + 1 },
+        query.offset + shown,
+        list.total_count
+    );
+    let page_link = move |offset: i64| {
+        let mut params = vec![format!("offset={offset}")];
+        if let Some(s) = query.status_filter {
+            params.push(format!("status_filter={s}"));
         }
+        if let Some(t) = query.job_type {
+            params.push(format!("job_type={t}"));
+        }
+        if let Some(q) = &query.search {
+            params.push(format!("q={}", urlencode(q)));
+        }
+        format!("/jobs?{}", params.join("&"))
     };
-    let show_owner = caller.is_admin();
+    let newer = (query.offset > 0).then(|| page_link((query.offset - PAGE_SIZE).max(0)));
+    let older =
+        (query.offset + shown < list.total_count).then(|| page_link(query.offset + PAGE_SIZE));
     view! {
-        <div class="flex flex-wrap items-end justify-between gap-4">
-            <div>
-                <h1 class="text-xl font-semibold">"Jobs"</h1>
-                <p class="text-sm text-slate-600" data-testid="job-counts">
-                    {format!("{} pending · {} processing · {} shown of {}", list.pending_count, list.processing_count, list.jobs.len(), list.total_count)}
-                </p>
-            </div>
-            <StatusFilter selected />
-        </div>
-        <div class="mt-4 overflow-x-auto rounded-lg border border-slate-200 bg-white">
+        <p class="mt-3 text-sm text-slate-600" data-testid="job-counts">{summary}</p>
+        <div class="mt-2 overflow-x-auto rounded-lg border border-slate-200 bg-white">
             <table class="min-w-full text-left text-sm" data-testid="jobs-table">
                 <thead class="bg-slate-50 text-xs uppercase text-slate-500">
                     <tr>
+                        <th class="px-3 py-2"><span class="sr-only">"Select"</span></th>
                         <th class="px-3 py-2">"Job"</th>
                         <th class="px-3 py-2">"Type"</th>
                         <th class="px-3 py-2">"Status"</th>
@@ -80,64 +191,90 @@ fn JobsView(
                         <th class="px-3 py-2 text-right">"Tokens"</th>
                         <th class="px-3 py-2 text-right">"Cost"</th>
                         {show_owner.then(|| view! { <th class="px-3 py-2">"Owner"</th> })}
+                        <th class="px-3 py-2"><span class="sr-only">"Actions"</span></th>
                     </tr>
                 </thead>
                 <tbody class="divide-y divide-slate-100">
                     {if list.jobs.is_empty() {
-                        view! {
-                            <tr>
-                                <td colspan="8" class="px-3 py-8 text-center text-slate-500">
-                                    "No jobs yet. Programs enqueue them with POST /api/v1/batch/enqueue."
-                                </td>
-                            </tr>
-                        }
-                            .into_any()
+                        view! { <tr><td colspan="10" class="px-3 py-8 text-center text-slate-500">"No jobs match. Enqueue one with New job, or POST /api/v1/batch/enqueue."</td></tr> }.into_any()
                     } else {
-                        list.jobs.into_iter().map(|job| view! { <JobRow job show_owner /> }).collect_view().into_any()
+                        list.jobs.into_iter().map(|job| view! { <JobRow job show_owner selected cancel /> }).collect_view().into_any()
                     }}
                 </tbody>
             </table>
         </div>
-    }
-    .into_any()
-}
-
-#[component]
-fn JobRow(job: Job, show_owner: bool) -> impl IntoView {
-    view! {
-        <tr data-job-id=job.id.clone()>
-            <td class="px-3 py-2 font-mono text-xs" title=job.id.clone()>{short_id(&job.id)}</td>
-            <td class="px-3 py-2">{job.job_type.as_str()}</td>
-            <td class="px-3 py-2"><StatusBadge status=job.status /></td>
-            <td class="px-3 py-2 text-right tabular-nums">{job.priority}</td>
-            <td class="px-3 py-2 whitespace-nowrap">{job.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}</td>
-            <td class="px-3 py-2 text-right tabular-nums">{job.tokens_used}</td>
-            <td class="px-3 py-2 text-right tabular-nums">{format!("${:.4}", job.cost_usd)}</td>
-            {show_owner.then(|| view! { <td class="px-3 py-2">{job.owner.clone()}</td> })}
-        </tr>
-    }
-}
-
-#[component]
-fn StatusFilter(selected: Option<JobStatus>) -> impl IntoView {
-    let link = move |label: &'static str, status: Option<JobStatus>| {
-        let href = status.map_or_else(|| "/jobs".to_string(), |s| format!("/jobs?status={s}"));
-        let active = status == selected;
-        let class = if active {
-            "rounded px-2 py-1 bg-slate-900 text-white"
-        } else {
-            "rounded px-2 py-1 text-slate-600 hover:bg-slate-100"
-        };
-        view! { <a href=href class=class aria-current=active.then_some("page")>{label}</a> }
-    };
-    view! {
-        <nav class="flex flex-wrap gap-1 text-sm" aria-label="Filter by status">
-            {link("All", None)}
-            {JobStatus::ALL.iter().map(|s| link(s.as_str(), Some(*s))).collect_view()}
+        <nav class="mt-3 flex gap-3 text-sm" aria-label="Pages">
+            {newer.map(|href| view! { <a href=href class="text-emerald-700 underline">"← Newer"</a> })}
+            {older.map(|href| view! { <a href=href class="text-emerald-700 underline">"Older →"</a> })}
         </nav>
     }
 }
 
-fn short_id(id: &str) -> String {
-    id.chars().take(8).collect()
+#[component]
+fn JobRow(
+    job: Job,
+    show_owner: bool,
+    selected: RwSignal<HashSet<String>>,
+    cancel: CancelAction,
+) -> impl IntoView {
+    let cancellable = !job.status.is_terminal();
+    let id = job.id.clone();
+    let toggle = {
+        let id = id.clone();
+        move |_| {
+            selected.update(|s| {
+                if !s.remove(&id) {
+                    s.insert(id.clone());
+                }
+            })
+        }
+    };
+    let is_selected = {
+        let id = id.clone();
+        move || selected.with(|s| s.contains(&id))
+    };
+    let cancel_one = {
+        let id = id.clone();
+        move |_| {
+            if confirm(&format!(
+                "Cancel job {}? This cannot be undone.",
+                short_id(&id)
+            )) {
+                cancel.dispatch(vec![id.clone()]);
+            }
+        }
+    };
+    view! {
+        <tr data-job-id=id.clone()>
+            <td class="px-3 py-2">
+                {cancellable.then(|| view! {
+                    <input type="checkbox" aria-label=format!("Select job {}", short_id(&id)) prop:checked=is_selected on:change=toggle />
+                })}
+            </td>
+            <td class="px-3 py-2 font-mono text-xs"><a href=format!("/jobs/{id}") class="text-emerald-700 underline" title=id.clone()>{short_id(&id)}</a></td>
+            <td class="px-3 py-2">{job.job_type.as_str()}</td>
+            <td class="px-3 py-2"><StatusBadge status=job.status /></td>
+            <td class="px-3 py-2 text-right tabular-nums">{job.priority}</td>
+            <td class="whitespace-nowrap px-3 py-2">{when(job.created_at)}</td>
+            <td class="px-3 py-2 text-right tabular-nums">{job.tokens_used}</td>
+            <td class="px-3 py-2 text-right tabular-nums">{money(job.cost_usd)}</td>
+            {show_owner.then(|| view! { <td class="px-3 py-2">{job.owner.clone()}</td> })}
+            <td class="px-3 py-2 text-right">
+                {cancellable.then(|| view! {
+                    <button type="button" class="text-rose-700 underline" on:click=cancel_one>"Cancel"</button>
+                })}
+            </td>
+        </tr>
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,9 +1,19 @@
 //! One module per page of the dashboard.
 
+mod access;
+mod batches;
+mod job;
 mod jobs;
+mod new_job;
 mod not_found;
+mod savings;
 mod sign_in;
 
+pub use access::Access;
+pub use batches::Batches;
+pub use job::JobPage;
 pub use jobs::Jobs;
+pub use new_job::NewJob;
 pub use not_found::NotFound;
+pub use savings::Savings;
 pub use sign_in::SignIn;

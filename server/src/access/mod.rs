@@ -2,7 +2,7 @@
 
 mod secret;
 
-use app::api::{Caller, Role};
+use app::api::{Caller, IssuedToken, Role, TokenView, UserView};
 use chrono::{Duration, Utc};
 
 use crate::error::{Error, Result};
@@ -112,4 +112,69 @@ async fn verify(
         name: found.user.name,
         role: found.user.role,
     }))
+}
+
+/// Every user with their bearer tokens (admins only).
+pub async fn list_users(store: &dyn Store, caller: &Caller) -> Result<Vec<UserView>> {
+    require_admin(caller)?;
+    let tokens = store.list_tokens().await?;
+    let users = store.list_users().await?;
+    Ok(users
+        .into_iter()
+        .map(|u| UserView {
+            tokens: tokens
+                .iter()
+                .filter(|t| t.user_id == u.id)
+                .map(|t| TokenView {
+                    id: t.id.clone(),
+                    created_at: t.created_at,
+                    revoked_at: t.revoked_at,
+                })
+                .collect(),
+            id: u.id,
+            name: u.name,
+            role: u.role,
+            created_at: u.created_at,
+        })
+        .collect())
+}
+
+/// An admin issues a token (creating the user if needed); it is shown this once.
+pub async fn create_token(
+    store: &dyn Store,
+    caller: &Caller,
+    user: &str,
+    role: Role,
+) -> Result<IssuedToken> {
+    require_admin(caller)?;
+    let issued = issue_token(store, user, role).await?;
+    let token_id = secret::parse(&issued.plain)
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default();
+    Ok(IssuedToken {
+        user: issued.user.name,
+        role: issued.user.role,
+        token_id,
+        token: issued.plain,
+    })
+}
+
+pub async fn revoke_token(store: &dyn Store, caller: &Caller, token_id: &str) -> Result<()> {
+    require_admin(caller)?;
+    if store
+        .revoke_credential(CredentialKind::Token, token_id, Utc::now())
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(Error::NotFound("No live token has this id".into()))
+    }
+}
+
+pub fn require_admin(caller: &Caller) -> Result<()> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
+    }
 }

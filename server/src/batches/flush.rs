@@ -1,10 +1,11 @@
 //! Flush: eligible jobs → one Message Batch, crash-safely.
 
-use app::api::{FlushRequest, FlushResponse};
+use app::api::{FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
 use chrono::Utc;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::pricing::Usage;
 use crate::provider::{BatchRequest, MAX_BATCH_BYTES, MessageBatch, ProviderError};
 use crate::store::{Claim, FlushFilter, NewBatch, Submission};
 use crate::templates;
@@ -12,8 +13,23 @@ use crate::templates;
 /// `{"requests":[` … `]}` around the requests, and a comma between each.
 const ENVELOPE_BYTES: usize = 16;
 
-pub async fn flush(ctx: &Ctx, request: FlushRequest) -> Result<FlushResponse> {
-    let now = Utc::now();
+/// What a flush with given options would send: the jobs in flush order, rendered, up to the
+/// size limit. Flush and its preview share it.
+struct Plan {
+    requests: Vec<(BatchRequest, i64)>,
+    claims: Vec<Claim>,
+    tokens: i64,
+    bytes: usize,
+    /// Upper bound of the cost at batch prices (every request using its whole `max_tokens`).
+    cost_nanos: i64,
+    left_for_size: usize,
+}
+
+async fn plan(
+    ctx: &Ctx,
+    request: &FlushRequest,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<Plan>> {
     let filter = FlushFilter {
         job_types: request.job_types.clone(),
         min_priority: request.min_priority,
@@ -22,29 +38,82 @@ pub async fn flush(ctx: &Ctx, request: FlushRequest) -> Result<FlushResponse> {
     };
     let candidates = ctx.store().eligible_jobs(&filter).await?;
     if candidates.is_empty() {
-        return Ok(nothing_sent(why_nothing(ctx, now).await?));
+        return Ok(None);
     }
-
     // Render in flush order and stop at the size limit: the rest stays pending.
-    let mut requests = Vec::with_capacity(candidates.len());
-    let mut claims = Vec::with_capacity(candidates.len());
-    let (mut bytes, mut tokens) = (ENVELOPE_BYTES, 0i64);
-    let mut left_for_size = 0;
+    let mut plan = Plan {
+        requests: Vec::new(),
+        claims: Vec::new(),
+        tokens: 0,
+        bytes: ENVELOPE_BYTES,
+        cost_nanos: 0,
+        left_for_size: 0,
+    };
     for job in &candidates {
         let model = ctx.prices.model_for(job.job_type).to_string();
         let rendered = templates::render(&job.id, job.job_type, &job.payload, &model)?;
-        if bytes + rendered.bytes + 1 > MAX_BATCH_BYTES {
-            left_for_size = candidates.len() - requests.len();
+        if plan.bytes + rendered.bytes + 1 > MAX_BATCH_BYTES {
+            plan.left_for_size = candidates.len() - plan.requests.len();
             break;
         }
-        bytes += rendered.bytes + 1;
-        tokens += rendered.estimated_tokens;
-        claims.push(Claim {
+        plan.bytes += rendered.bytes + 1;
+        plan.tokens += rendered.estimated_tokens;
+        let usage = Usage {
+            input_tokens: rendered.prompt_tokens,
+            output_tokens: rendered.max_tokens,
+            ..Usage::default()
+        };
+        plan.cost_nanos += ctx.prices.cost(&model, &usage).map_or(0, |c| c.paid_nanos);
+        plan.claims.push(Claim {
             job_id: job.id.clone(),
             model,
         });
-        requests.push((rendered.request, rendered.estimated_tokens));
+        plan.requests
+            .push((rendered.request, rendered.estimated_tokens));
     }
+    Ok(Some(plan))
+}
+
+/// What `flush` would send now with these options, without sending anything.
+pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
+    let now = Utc::now();
+    let Some(plan) = plan(ctx, &request, now).await? else {
+        return Ok(FlushPreview {
+            jobs_count: 0,
+            estimated_tokens: 0,
+            estimated_cost_usd: 0.0,
+            message: why_nothing(ctx, now).await?,
+        });
+    };
+    let jobs = plan.requests.len();
+    let mut message = format!("{jobs} jobs would be sent, about {} tokens.", plan.tokens);
+    if plan.left_for_size > 0 {
+        message.push_str(&format!(
+            " {} more would wait: the batch would reach the 256 MB limit.",
+            plan.left_for_size
+        ));
+    }
+    Ok(FlushPreview {
+        jobs_count: jobs as i64,
+        estimated_tokens: plan.tokens,
+        estimated_cost_usd: nanos_to_usd(plan.cost_nanos),
+        message,
+    })
+}
+
+pub async fn flush(ctx: &Ctx, request: FlushRequest) -> Result<FlushResponse> {
+    let now = Utc::now();
+    let Some(Plan {
+        requests,
+        claims,
+        tokens,
+        bytes,
+        left_for_size,
+        ..
+    }) = plan(ctx, &request, now).await?
+    else {
+        return Ok(nothing_sent(why_nothing(ctx, now).await?));
+    };
 
     let batch_id = uuid::Uuid::now_v7().to_string();
     let new_batch = NewBatch {

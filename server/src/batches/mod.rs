@@ -13,7 +13,7 @@ use crate::context::Ctx;
 use crate::error::Result;
 use crate::store::BatchRecord;
 
-pub use flush::flush;
+pub use flush::{flush, preview};
 pub use poll::{poll, poll_due};
 pub use reconcile::reconcile_stale;
 
@@ -42,13 +42,16 @@ pub async fn estimate_completion(
 
 pub async fn list(ctx: &Ctx, limit: i64) -> Result<BatchList> {
     let batches = ctx.store().list_batches(limit).await?;
+    let now = Utc::now();
     Ok(BatchList {
-        batches: batches.into_iter().map(view).collect(),
+        batches: batches.into_iter().map(|b| view(b, now)).collect(),
     })
 }
 
-fn view(b: BatchRecord) -> BatchView {
+fn view(b: BatchRecord, now: DateTime<Utc>) -> BatchView {
     BatchView {
+        age_seconds: (b.ended_at.unwrap_or(now) - b.submitted_at.unwrap_or(b.created_at))
+            .num_seconds(),
         batch_id: b.provider_batch_id,
         local_id: b.id,
         status: b.status.as_str().to_string(),

@@ -1,7 +1,7 @@
 //! Admin endpoints that drive batches: flush, poll, and the list of batches.
 
 use app::api::validation::{parse_flush, parse_poll};
-use app::api::{BatchList, FlushResponse, PollResponse};
+use app::api::{BatchList, FlushPreview, FlushResponse, PollResponse};
 use axum::Json;
 use axum::extract::State;
 
@@ -39,4 +39,12 @@ pub async fn list_batches(
     let limit =
         app::api::validation::parse_list_query(query.iter().filter(|(k, _)| *k == "limit"))?.limit;
     batches::list(&ctx, limit).await.map(Json)
+}
+
+pub async fn flush_preview(
+    State(ctx): State<Ctx>,
+    _: AdminUser,
+    OptionalJsonBody(body): OptionalJsonBody,
+) -> Result<Json<FlushPreview>> {
+    batches::preview(&ctx, parse_flush(&body)?).await.map(Json)
 }

@@ -1,7 +1,10 @@
 //! The contract's job endpoints: parse, authenticate, call one use case, answer.
 
-use app::api::validation::{parse_enqueue, parse_list_query};
-use app::api::{CancelResponse, EnqueueResponse, Job, JobEventView, JobList, Stats};
+use app::api::validation::{parse_bulk_cancel, parse_days, parse_enqueue, parse_list_query};
+use app::api::{
+    BulkCancelResponse, CancelResponse, DailyCost, EnqueueResponse, Job, JobEventView, JobList,
+    Stats,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::Value;
@@ -63,4 +66,24 @@ pub async fn events(
 
 pub async fn stats(State(ctx): State<Ctx>, AuthUser(caller): AuthUser) -> Result<Json<Stats>> {
     jobs::stats(&ctx, &caller).await.map(Json)
+}
+
+pub async fn cancel_many(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BulkCancelResponse>> {
+    let request = parse_bulk_cancel(&body)?;
+    jobs::cancel_many(&ctx, &caller, &request.job_ids)
+        .await
+        .map(Json)
+}
+
+pub async fn daily_costs(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    query: QueryPairs,
+) -> Result<Json<Vec<DailyCost>>> {
+    let days = parse_days(query.iter())?;
+    jobs::daily_costs(&ctx, &caller, days).await.map(Json)
 }

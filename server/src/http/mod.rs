@@ -1,5 +1,6 @@
 //! The REST API of the contract, under `/api/v1/batch`.
 
+mod admin;
 mod error;
 mod extract;
 mod internal;
@@ -18,16 +19,26 @@ pub fn router(ctx: Ctx) -> Router {
     let batch = Router::new()
         .route("/enqueue", post(jobs::enqueue))
         .route("/jobs", get(jobs::list))
+        .route("/jobs/cancel", post(jobs::cancel_many))
         .route("/jobs/{job_id}", get(jobs::get))
         .route("/jobs/{job_id}/cancel", post(jobs::cancel))
         .route("/jobs/{job_id}/result", get(jobs::result))
         .route("/jobs/{job_id}/events", get(jobs::events))
         .route("/stats", get(jobs::stats))
+        .route("/stats/daily", get(jobs::daily_costs))
+        .route("/internal/flush/preview", post(internal::flush_preview))
         .route("/internal/flush", post(internal::flush))
         .route("/internal/poll", post(internal::poll))
         .route("/internal/batches", get(internal::list_batches));
     Router::new()
         .nest("/api/v1/batch", batch)
+        .route("/api/v1/admin/users", get(admin::users))
+        .route("/api/v1/admin/tokens", post(admin::create_token))
+        .route(
+            "/api/v1/admin/tokens/{token_id}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .route("/api/v1/admin/prices", get(admin::prices))
         .route("/api/v1/{*rest}", any(not_found))
         .route("/healthz", get(healthz))
         .method_not_allowed_fallback(method_not_allowed)

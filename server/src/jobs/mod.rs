@@ -4,8 +4,9 @@
 mod view;
 
 use app::api::{
-    Caller, CancelResponse, EnqueueRequest, EnqueueResponse, Job, JobEventView, JobList, JobStatus,
-    ListQuery, Stats, nanos_to_usd,
+    BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, EnqueueRequest,
+    EnqueueResponse, Job, JobDetail, JobEventView, JobList, JobStatus, ListQuery, Stats,
+    nanos_to_usd,
 };
 use chrono::Utc;
 use serde_json::Value;
@@ -18,6 +19,8 @@ use crate::store::{CancelOutcome, InsertOutcome, JobRecord, NewJob, Visibility};
 pub use view::to_api_job;
 
 const NOT_FOUND: &str = "Job not found";
+/// Most jobs one bulk cancel takes.
+const MAX_BULK: usize = 1000;
 
 /// The one visibility rule: a trader sees their own jobs, an admin sees all.
 pub fn visibility(caller: &Caller) -> Visibility {
@@ -79,10 +82,7 @@ pub async fn enqueue(
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller, query: ListQuery) -> Result<JobList> {
-    let page = ctx
-        .store()
-        .list_jobs(&visibility(caller), query.status_filter, query.limit)
-        .await?;
+    let page = ctx.store().list_jobs(&visibility(caller), &query).await?;
     Ok(JobList {
         jobs: page
             .jobs
@@ -144,6 +144,80 @@ pub async fn events(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<Vec<JobE
             kind: e.kind,
             detail: e.detail,
             at: e.at,
+        })
+        .collect())
+}
+
+/// A job, its history and its result, as the job page shows them.
+pub async fn detail(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<JobDetail> {
+    let record = find(ctx, caller, job_id).await?;
+    let events = ctx.store().job_events(&record.id).await?;
+    let result = (record.status == JobStatus::Completed)
+        .then(|| record.result.clone())
+        .flatten();
+    Ok(JobDetail {
+        job: to_api_job(record, true),
+        events: events
+            .into_iter()
+            .map(|e| JobEventView {
+                kind: e.kind,
+                detail: e.detail,
+                at: e.at,
+            })
+            .collect(),
+        result,
+    })
+}
+
+/// Cancels each job the caller may see; one answer per id, never failing the lot.
+pub async fn cancel_many(
+    ctx: &Ctx,
+    caller: &Caller,
+    job_ids: &[String],
+) -> Result<BulkCancelResponse> {
+    if job_ids.len() > MAX_BULK {
+        return Err(Error::BadInput(format!(
+            "cancel at most {MAX_BULK} jobs at once"
+        )));
+    }
+    let mut results = Vec::with_capacity(job_ids.len());
+    for id in job_ids {
+        let item = match cancel(ctx, caller, id).await {
+            Ok(_) => BulkCancelItem {
+                job_id: id.clone(),
+                cancelled: true,
+                detail: None,
+            },
+            Err(Error::NotFound(detail) | Error::Conflict(detail)) => BulkCancelItem {
+                job_id: id.clone(),
+                cancelled: false,
+                detail: Some(detail),
+            },
+            Err(other) => return Err(other),
+        };
+        results.push(item);
+    }
+    Ok(BulkCancelResponse {
+        cancelled: results.iter().filter(|r| r.cancelled).count() as i64,
+        results,
+    })
+}
+
+/// What the visible jobs cost per day over the last `days` days, by type and owner.
+pub async fn daily_costs(ctx: &Ctx, caller: &Caller, days: i64) -> Result<Vec<DailyCost>> {
+    let since = Utc::now() - chrono::Duration::days(days.clamp(1, 366));
+    let rows = ctx.store().daily_costs(&visibility(caller), since).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DailyCost {
+            day: chrono::DateTime::from_timestamp(r.day * 86_400, 0)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            job_type: r.job_type,
+            owner: r.owner_name,
+            jobs: r.jobs,
+            cost_usd: nanos_to_usd(r.cost_nanos),
+            standard_cost_usd: nanos_to_usd(r.standard_cost_nanos),
         })
         .collect())
 }

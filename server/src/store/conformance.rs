@@ -21,6 +21,7 @@ macro_rules! store_conformance {
             lists_are_newest_first_filtered_and_counted,
             cancel_moves_pending_to_cancelled_once,
             stats_sum_the_visible_jobs,
+            lists_search_filter_by_type_and_page,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -34,6 +35,14 @@ macro_rules! store_conformance {
     };
 }
 pub(crate) use store_conformance;
+
+fn list(status_filter: Option<JobStatus>, limit: i64) -> app::api::ListQuery {
+    app::api::ListQuery {
+        status_filter,
+        limit,
+        ..app::api::ListQuery::default()
+    }
+}
 
 fn t0() -> DateTime<Utc> {
     "2026-01-01T00:00:00Z".parse().unwrap()
@@ -142,7 +151,7 @@ pub async fn idempotency_keys_are_unique_per_owner(store: Arc<impl Store>) {
     created(store.as_ref(), new_job("j5", &a, 4, None)).await;
     assert_eq!(
         store
-            .list_jobs(&Visibility::All, None, 100)
+            .list_jobs(&Visibility::All, &list(None, 100))
             .await
             .unwrap()
             .total_count,
@@ -174,7 +183,7 @@ pub async fn concurrent_inserts_with_one_key_create_one_job(store: Arc<impl Stor
     assert_eq!(ids.len(), 1, "every request sees the same job");
     assert_eq!(
         store
-            .list_jobs(&Visibility::All, None, 100)
+            .list_jobs(&Visibility::All, &list(None, 100))
             .await
             .unwrap()
             .total_count,
@@ -215,7 +224,7 @@ pub async fn jobs_are_visible_to_owner_and_all(store: Arc<impl Store>) {
     );
     assert_eq!(
         store
-            .list_jobs(&Visibility::Owner(b.id.clone()), None, 10)
+            .list_jobs(&Visibility::Owner(b.id.clone()), &list(None, 10))
             .await
             .unwrap()
             .total_count,
@@ -236,7 +245,7 @@ pub async fn lists_are_newest_first_filtered_and_counted(store: Arc<impl Store>)
         .unwrap();
 
     let mine = Visibility::Owner(a.id.clone());
-    let page = store.list_jobs(&mine, None, 3).await.unwrap();
+    let page = store.list_jobs(&mine, &list(None, 3)).await.unwrap();
     assert_eq!(
         page.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         ["a4", "a3", "a2"]
@@ -251,7 +260,7 @@ pub async fn lists_are_newest_first_filtered_and_counted(store: Arc<impl Store>)
     );
 
     let cancelled = store
-        .list_jobs(&mine, Some(JobStatus::Cancelled), 10)
+        .list_jobs(&mine, &list(Some(JobStatus::Cancelled), 10))
         .await
         .unwrap();
     assert_eq!(
@@ -269,7 +278,7 @@ pub async fn lists_are_newest_first_filtered_and_counted(store: Arc<impl Store>)
     );
 
     let all = store
-        .list_jobs(&Visibility::All, Some(JobStatus::Pending), 100)
+        .list_jobs(&Visibility::All, &list(Some(JobStatus::Pending), 100))
         .await
         .unwrap();
     assert_eq!(
@@ -356,4 +365,73 @@ pub async fn stats_sum_the_visible_jobs(store: Arc<impl Store>) {
     assert_eq!(mine.avg_completion_micros, None);
     let all = store.stats(&Visibility::All).await.unwrap();
     assert_eq!((all.total, all.pending), (3, 2));
+}
+
+pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    for i in 0..4 {
+        let mut job = new_job(&format!("j{i}"), &a, i, Some(&format!("key-{i}")));
+        job.payload =
+            json!({"ticker": if i % 2 == 0 { "NVDA" } else { "AAPL" }, "note": "100%_sure"});
+        job.job_type = if i < 2 {
+            JobType::RiskReport
+        } else {
+            JobType::SentimentAnalysis
+        };
+        created(store.as_ref(), job).await;
+    }
+    let all = Visibility::All;
+    let ids = |page: &JobPage| page.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    let search = |text: &str| app::api::ListQuery {
+        search: Some(text.into()),
+        limit: 10,
+        ..app::api::ListQuery::default()
+    };
+    let nvda = store.list_jobs(&all, &search("NVDA")).await.unwrap();
+    assert_eq!(
+        (ids(&nvda), nvda.total_count),
+        (vec!["j2".to_string(), "j0".to_string()], 2)
+    );
+    assert_eq!(
+        ids(&store.list_jobs(&all, &search("key-3")).await.unwrap()),
+        ["j3"]
+    );
+    assert_eq!(
+        ids(&store.list_jobs(&all, &search("j1")).await.unwrap()),
+        ["j1"]
+    );
+    assert_eq!(
+        store
+            .list_jobs(&all, &search("%"))
+            .await
+            .unwrap()
+            .total_count,
+        4,
+        "a literal %"
+    );
+    assert_eq!(
+        store
+            .list_jobs(&all, &search("0%_"))
+            .await
+            .unwrap()
+            .total_count,
+        4,
+        "wildcards are literal"
+    );
+    assert_eq!(
+        store
+            .list_jobs(&all, &search("x_y"))
+            .await
+            .unwrap()
+            .total_count,
+        0
+    );
+    let typed = app::api::ListQuery {
+        job_type: Some(JobType::SentimentAnalysis),
+        limit: 1,
+        offset: 1,
+        ..app::api::ListQuery::default()
+    };
+    let page = store.list_jobs(&all, &typed).await.unwrap();
+    assert_eq!((ids(&page), page.total_count), (vec!["j2".to_string()], 2));
 }

@@ -159,6 +159,25 @@ pub struct StatsRecord {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyCostRecord {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub job_type: JobType,
+    pub owner_name: String,
+    pub jobs: i64,
+    pub cost_nanos: i64,
+    pub standard_cost_nanos: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobEvent {
     pub kind: String,
     pub detail: Option<String>,
@@ -184,6 +203,16 @@ pub trait AccessStore: Send + Sync + 'static {
         id: &str,
     ) -> StoreResult<Option<CredentialRecord>>;
     async fn delete_credential(&self, kind: CredentialKind, id: &str) -> StoreResult<()>;
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Bearer tokens (not sessions) of every user.
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+    /// Marks a credential revoked; `false` if there is no such live credential.
+    async fn revoke_credential(
+        &self,
+        kind: CredentialKind,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 }
 
 /// Jobs as their owners see them.
@@ -192,11 +221,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Inserts a job and its `created` event, unless the owner already used its idempotency key.
     async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome>;
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>>;
+    /// Visible jobs matching the filter, newest first, with counts.
     async fn list_jobs(
         &self,
         visibility: &Visibility,
-        status: Option<JobStatus>,
-        limit: i64,
+        filter: &app::api::ListQuery,
     ) -> StoreResult<JobPage>;
     /// Cancels a pending or processing job and records the event, atomically.
     async fn cancel_job(
@@ -207,6 +236,12 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> StoreResult<CancelOutcome>;
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
     async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>>;
+    /// Cost of completed (and cancelled-in-flight) jobs per UTC day, job type and owner.
+    async fn daily_costs(
+        &self,
+        visibility: &Visibility,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DailyCostRecord>>;
 }
 
 /// Everything the service stores: one implementation per database, one conformance suite.

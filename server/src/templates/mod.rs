@@ -20,6 +20,9 @@ const CHARS_PER_TOKEN: i64 = 3;
 pub struct RenderedRequest {
     pub request: BatchRequest,
     pub estimated_tokens: i64,
+    /// The prompt part of the estimate, and the output allowance.
+    pub prompt_tokens: i64,
+    pub max_tokens: i64,
     /// Size of the request as JSON, for the batch's 256 MB limit.
     pub bytes: usize,
 }
@@ -64,6 +67,8 @@ pub fn render(
         .unwrap_or(usize::MAX);
     Ok(RenderedRequest {
         estimated_tokens,
+        prompt_tokens: estimated_tokens - t.max_tokens,
+        max_tokens: t.max_tokens,
         request,
         bytes,
     })

@@ -166,8 +166,8 @@ fn list_query_rules() {
     assert_eq!(
         parse_list_query([]).unwrap(),
         ListQuery {
-            status_filter: None,
-            limit: 50
+            limit: 50,
+            ..ListQuery::default()
         }
     );
     let q = parse_list_query([("status_filter", "processing"), ("limit", "1000")]).unwrap();
@@ -175,7 +175,8 @@ fn list_query_rules() {
         q,
         ListQuery {
             status_filter: Some(JobStatus::Processing),
-            limit: 1000
+            limit: 1000,
+            ..ListQuery::default()
         }
     );
     let errors = parse_list_query([("status_filter", "done"), ("limit", "abc")]).unwrap_err();
@@ -270,4 +271,25 @@ fn huge_integers_are_range_errors() {
     assert_eq!(p(json!(u64::MAX)).unwrap_err()[0].kind, "less_than_equal");
     assert_eq!(p(json!(1e300)).unwrap_err()[0].kind, "less_than_equal");
     assert_eq!(p(json!(-1e300)).unwrap_err()[0].kind, "greater_than_equal");
+}
+
+#[test]
+fn list_query_search_type_and_paging() {
+    let q = parse_list_query([
+        ("job_type", "risk_report"),
+        ("q", " NVDA "),
+        ("offset", "100"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (q.job_type, q.search.as_deref(), q.offset),
+        (Some(JobType::RiskReport), Some("NVDA"), 100)
+    );
+    assert_eq!(parse_list_query([("q", "  ")]).unwrap().search, None);
+    let errors = parse_list_query([("job_type", "x"), ("offset", "-1"), ("q", &"x".repeat(201))])
+        .unwrap_err();
+    assert_eq!(
+        errors.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["enum", "greater_than_equal", "string_too_long"]
+    );
 }

@@ -76,4 +76,46 @@ impl AccessStore for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let rows: Vec<UserRow> =
+            sqlx::query_as("SELECT id, name, role, created_at FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(UserRecord::try_from).collect()
+    }
+
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, user_id, created_at, revoked_at FROM credentials WHERE kind = 'token' ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, user_id, created_at, revoked_at)| {
+                Ok(TokenRecord {
+                    id,
+                    user_id,
+                    created_at: from_micros(created_at)?,
+                    revoked_at: revoked_at.map(from_micros).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_credential(
+        &self,
+        kind: CredentialKind,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let changed = sqlx::query("UPDATE credentials SET revoked_at = ? WHERE kind = ? AND id = ? AND revoked_at IS NULL")
+            .bind(to_micros(now))
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(changed == 1)
+    }
 }

@@ -7,6 +7,7 @@ use sqlx::QueryBuilder;
 
 use super::{JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, parse_status, push_visibility};
 use crate::store::*;
+use app::api::ListQuery;
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -70,22 +71,17 @@ impl JobStore for SqliteStore {
         }
     }
 
-    async fn list_jobs(
-        &self,
-        visibility: &Visibility,
-        status: Option<JobStatus>,
-        limit: i64,
-    ) -> StoreResult<JobPage> {
+    async fn list_jobs(&self, visibility: &Visibility, filter: &ListQuery) -> StoreResult<JobPage> {
         let mut query = QueryBuilder::new(format!(
             "SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE 1 = 1"
         ));
         push_visibility(&mut query, visibility);
-        if let Some(status) = status {
-            query.push(" AND j.status = ").push_bind(status.as_str());
-        }
+        push_filter(&mut query, filter);
         query
             .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
-            .push_bind(limit);
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
         let rows: Vec<JobRow> = query.build_query_as().fetch_all(&self.pool).await?;
         let jobs = rows
             .into_iter()
@@ -105,13 +101,19 @@ impl JobStore for SqliteStore {
                 .sum::<i64>()
         };
         let visible: i64 = by_status.iter().map(|(_, n)| n).sum();
-        let (pending_count, processing_count) = (count("pending"), count("processing"));
-        let matching = status.map(|s| count(s.as_str()));
+        let total_count = if filter.job_type.is_some() || filter.search.is_some() {
+            let mut matching = QueryBuilder::new("SELECT COUNT(*) FROM jobs j WHERE 1 = 1");
+            push_visibility(&mut matching, visibility);
+            push_filter(&mut matching, filter);
+            matching.build_query_scalar().fetch_one(&self.pool).await?
+        } else {
+            filter.status_filter.map_or(visible, |s| count(s.as_str()))
+        };
         Ok(JobPage {
             jobs,
-            total_count: matching.unwrap_or(visible),
-            pending_count,
-            processing_count,
+            total_count,
+            pending_count: count("pending"),
+            processing_count: count("processing"),
         })
     }
 
@@ -211,5 +213,65 @@ impl JobStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn daily_costs(
+        &self,
+        visibility: &Visibility,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DailyCostRecord>> {
+        let mut query = QueryBuilder::new(
+            "SELECT COALESCE(j.completed_at, j.updated_at) / 86400000000 AS day, j.job_type, u.name, COUNT(*), \
+             SUM(j.cost_nanos), SUM(j.standard_cost_nanos) FROM jobs j JOIN users u ON u.id = j.owner_id \
+             WHERE j.usage_recorded_at IS NOT NULL AND j.usage_recorded_at >= ",
+        );
+        query.push_bind(to_micros(since));
+        push_visibility(&mut query, visibility);
+        query.push(" GROUP BY day, j.job_type, u.name ORDER BY day, j.job_type, u.name");
+        let rows: Vec<(i64, String, String, i64, i64, i64)> =
+            query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(
+                |(day, job_type, owner_name, jobs, cost_nanos, standard_cost_nanos)| {
+                    let job_type = app::api::JobType::parse(&job_type).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown job type {job_type}"))
+                    })?;
+                    Ok(DailyCostRecord {
+                        day,
+                        job_type,
+                        owner_name,
+                        jobs,
+                        cost_nanos,
+                        standard_cost_nanos,
+                    })
+                },
+            )
+            .collect()
+    }
+}
+
+/// The list's filters: status, type, and a search by id, idempotency key or payload text.
+fn push_filter(query: &mut QueryBuilder<'_, sqlx::Sqlite>, filter: &ListQuery) {
+    if let Some(status) = filter.status_filter {
+        query.push(" AND j.status = ").push_bind(status.as_str());
+    }
+    if let Some(job_type) = filter.job_type {
+        query
+            .push(" AND j.job_type = ")
+            .push_bind(job_type.as_str());
+    }
+    if let Some(text) = &filter.search {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query
+            .push(" AND (j.id = ")
+            .push_bind(text.clone())
+            .push(" OR j.idempotency_key = ")
+            .push_bind(text.clone())
+            .push(" OR j.payload LIKE ")
+            .push_bind(format!("%{escaped}%"))
+            .push(" ESCAPE '\\')");
     }
 }

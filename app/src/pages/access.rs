@@ -1,0 +1,128 @@
+use leptos::prelude::*;
+
+use crate::api::{Role, UserView};
+use crate::components::{SignedIn, when};
+use crate::server_fns::{access_overview, create_token, revoke_token};
+
+/// Admins: users and their tokens, and the price table in force.
+#[component]
+pub fn Access() -> impl IntoView {
+    // Resources belong to the route, not to the session check's render (which may run twice).
+    let create = Action::new(|(user, role): &(String, Role)| create_token(user.clone(), *role));
+    let revoke = Action::new(|id: &String| revoke_token(id.clone()));
+    let data = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| access_overview(),
+    );
+    view! { <SignedIn admin=true page=move |_| view! { <AccessPage create revoke data /> }.into_any() /> }
+}
+
+type Overview = Result<(Vec<UserView>, crate::api::PriceView), ServerFnError>;
+
+#[component]
+fn AccessPage(
+    create: Action<(String, Role), Result<crate::api::IssuedToken, ServerFnError>>,
+    revoke: Action<String, Result<(), ServerFnError>>,
+    data: Resource<Overview>,
+) -> impl IntoView {
+    let user = RwSignal::new(String::new());
+    let role = RwSignal::new(Role::Trader);
+    let copy = move |token: String| {
+        let _ = window().navigator().clipboard().write_text(&token);
+    };
+    view! {
+        <h1 class="text-xl font-semibold">"Access"</h1>
+        <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4">
+            <h2 class="font-semibold">"New token"</h2>
+            <form class="mt-3 flex flex-wrap items-end gap-3 text-sm" on:submit=move |ev| {
+                ev.prevent_default();
+                create.dispatch((user.get_untracked(), role.get_untracked()));
+            }>
+                <label class="flex flex-col gap-1">
+                    <span class="text-xs text-slate-500">"User (created if new)"</span>
+                    <input required maxlength="64" class="rounded border border-slate-300 px-2 py-1" prop:value=move || user.get() on:input=move |ev| user.set(event_target_value(&ev)) />
+                </label>
+                <label class="flex flex-col gap-1">
+                    <span class="text-xs text-slate-500">"Role"</span>
+                    <select class="rounded border border-slate-300 px-2 py-1" on:change=move |ev| role.set(Role::parse(&event_target_value(&ev)).unwrap_or(Role::Trader))>
+                        <option value="trader">"trader"</option>
+                        <option value="admin">"admin"</option>
+                    </select>
+                </label>
+                <button type="submit" class="rounded bg-emerald-600 px-3 py-1.5 font-medium text-white">"Create token"</button>
+            </form>
+            {move || create.value().get().map(|r| match r {
+                Ok(issued) => {
+                    let token = issued.token.clone();
+                    view! {
+                        <div class="mt-3 rounded bg-emerald-50 p-3 text-sm" data-testid="new-token">
+                            <p>{format!("Token for {} ({}). It is shown only now:", issued.user, issued.role)}</p>
+                            <div class="mt-2 flex items-center gap-2">
+                                <code class="break-all rounded bg-white px-2 py-1">{issued.token.clone()}</code>
+                                <button type="button" class="rounded border border-slate-300 px-2 py-1" on:click=move |_| copy(token.clone())>"Copy"</button>
+                            </div>
+                        </div>
+                    }.into_any()
+                }
+                Err(e) => view! { <p role="alert" class="mt-3 text-sm text-rose-700">{e.to_string()}</p> }.into_any(),
+            })}
+        </section>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok((users, prices)) => view! {
+                        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
+                            <h2 class="font-semibold">"Users and tokens"</h2>
+                            <ul class="mt-2 divide-y divide-slate-100">
+                                {users.into_iter().map(|u| view! { <UserRow user=u revoke /> }).collect_view()}
+                            </ul>
+                        </section>
+                        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="prices">
+                            <h2 class="font-semibold">{format!("Prices in force (version {})", prices.version)}</h2>
+                            <p class="text-sm text-slate-600">{format!("Batch discount {}%. Default model {}. USD per million tokens:", prices.batch_discount_percent, prices.default_model)}</p>
+                            <table class="mt-2 w-full text-left text-sm">
+                                <thead class="text-xs uppercase text-slate-500"><tr><th>"Model"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
+                                <tbody>
+                                    {prices.models.into_iter().map(|(model, p)| view! {
+                                        <tr><td>{model}</td>{p.iter().map(|v| view! { <td class="text-right tabular-nums">{format!("{v:.2}")}</td> }).collect_view()}</tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            <p class="mt-2 text-xs text-slate-500">{prices.job_models.into_iter().map(|(t, m)| format!("{t} runs on {m}")).collect::<Vec<_>>().join("; ")}</p>
+                        </section>
+                    }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn UserRow(user: UserView, revoke: Action<String, Result<(), ServerFnError>>) -> impl IntoView {
+    view! {
+        <li class="py-2 text-sm">
+            <div><strong>{user.name.clone()}</strong><span class="ml-2 text-xs uppercase text-slate-500">{user.role.as_str()}</span></div>
+            <ul class="mt-1 space-y-1">
+                {user.tokens.into_iter().map(|t| {
+                    let id = t.id.clone();
+                    let live = t.revoked_at.is_none();
+                    view! {
+                        <li class="flex flex-wrap items-center gap-2 text-xs text-slate-600">
+                            <code>{format!("aib_{}_…", t.id)}</code>
+                            <span>{format!("created {}", when(t.created_at))}</span>
+                            {t.revoked_at.map(|at| view! { <span class="text-rose-700">{format!("revoked {}", when(at))}</span> })}
+                            {live.then(|| view! {
+                                <button type="button" class="text-rose-700 underline" on:click=move |_| {
+                                    if window().confirm_with_message("Revoke this token? Programs using it will be refused.").unwrap_or(false) {
+                                        revoke.dispatch(id.clone());
+                                    }
+                                }>"Revoke"</button>
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </li>
+    }
+}

@@ -1,0 +1,171 @@
+use std::time::Duration;
+
+use leptos::prelude::*;
+
+use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
+use crate::api::{BatchView, FlushRequest, JobType};
+use crate::components::{SignedIn, live_ticker, money, when};
+use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
+
+/// Admins: flush with a preview before confirming, and watch batches move.
+#[component]
+pub fn Batches() -> impl IntoView {
+    let flush = Action::new(|r: &FlushRequest| flush_now(r.clone()));
+    let poll = Action::new(|id: &String| poll_batch(id.clone()));
+    let tick = live_ticker(Duration::from_secs(3));
+    let batches = Resource::new(
+        move || (tick.get(), flush.version().get(), poll.version().get()),
+        |_| list_batches(),
+    );
+    view! { <SignedIn admin=true page=move |_| view! { <BatchesPage flush poll batches /> }.into_any() /> }
+}
+
+#[component]
+fn BatchesPage(
+    flush: Action<FlushRequest, Result<crate::api::FlushResponse, ServerFnError>>,
+    poll: Action<String, Result<crate::api::PollResponse, ServerFnError>>,
+    batches: Resource<Result<crate::api::BatchList, ServerFnError>>,
+) -> impl IntoView {
+    let max_jobs = RwSignal::new(DEFAULT_FLUSH_MAX_JOBS.to_string());
+    let min_priority = RwSignal::new("0".to_string());
+    let types = RwSignal::new(Vec::<JobType>::new());
+    let request = move || FlushRequest {
+        max_jobs: max_jobs
+            .get_untracked()
+            .trim()
+            .parse()
+            .unwrap_or(DEFAULT_FLUSH_MAX_JOBS)
+            .clamp(1, MAX_FLUSH_JOBS),
+        job_types: Some(types.get_untracked()).filter(|t| !t.is_empty()),
+        min_priority: min_priority
+            .get_untracked()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+            .clamp(0, 100),
+    };
+    let preview = Action::new(|r: &FlushRequest| preview_flush(r.clone()));
+
+    let on_flush = move |_| {
+        let Some(Ok(p)) = preview.value().get_untracked() else {
+            return;
+        };
+        let message = format!(
+            "Send {} jobs (about {} tokens, at most {}) to Anthropic now?",
+            p.jobs_count,
+            p.estimated_tokens,
+            money(p.estimated_cost_usd)
+        );
+        if window().confirm_with_message(&message).unwrap_or(false) {
+            flush.dispatch(request());
+            preview.value().set(None);
+        }
+    };
+    let field = "rounded border border-slate-300 px-2 py-1";
+    view! {
+        <h1 class="text-xl font-semibold">"Batches"</h1>
+        <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4">
+            <h2 class="font-semibold">"Flush queued jobs"</h2>
+            <div class="mt-3 flex flex-wrap items-end gap-4 text-sm">
+                <label class="flex flex-col gap-1">
+                    <span class="text-xs text-slate-500">"Max jobs (1–10000)"</span>
+                    <input type="number" min="1" max="10000" class=field prop:value=move || max_jobs.get() on:input=move |ev| max_jobs.set(event_target_value(&ev)) />
+                </label>
+                <label class="flex flex-col gap-1">
+                    <span class="text-xs text-slate-500">"Min priority (0–100)"</span>
+                    <input type="number" min="0" max="100" class=field prop:value=move || min_priority.get() on:input=move |ev| min_priority.set(event_target_value(&ev)) />
+                </label>
+                <fieldset class="flex flex-wrap gap-2">
+                    <legend class="text-xs text-slate-500">"Only these types (none: all)"</legend>
+                    {JobType::ALL.iter().map(|t| {
+                        let t = *t;
+                        view! {
+                            <label class="flex items-center gap-1">
+                                <input type="checkbox" on:change=move |_| types.update(|v| if let Some(i) = v.iter().position(|x| *x == t) { v.remove(i); } else { v.push(t); }) />
+                                {t.as_str()}
+                            </label>
+                        }
+                    }).collect_view()}
+                </fieldset>
+            </div>
+            <div class="mt-3 flex flex-wrap items-center gap-3">
+                <button type="button" class="rounded border border-slate-300 px-3 py-1.5 text-sm hover:bg-slate-100" on:click=move |_| { preview.dispatch(request()); }>
+                    "Preview"
+                </button>
+                <button
+                    type="button"
+                    class="rounded bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700 disabled:opacity-40"
+                    disabled=move || !matches!(preview.value().get(), Some(Ok(p)) if p.jobs_count > 0)
+                    on:click=on_flush
+                >
+                    "Send batch…"
+                </button>
+            </div>
+            <p role="status" data-testid="flush-preview" class="mt-3 text-sm text-slate-700">
+                {move || preview.value().get().map(|r| match r {
+                    Ok(p) => format!("{} Estimated cost at batch prices: at most {}.", p.message, money(p.estimated_cost_usd)),
+                    Err(e) => e.to_string(),
+                })}
+            </p>
+            <p role="status" data-testid="flush-result" class="mt-1 text-sm font-medium text-emerald-800">
+                {move || flush.value().get().map(|r| match r { Ok(f) => f.message, Err(e) => e.to_string() })}
+            </p>
+            <p role="status" data-testid="poll-result" class="mt-1 text-sm text-slate-700">
+                {move || poll.value().get().map(|r| match r { Ok(p) => p.message, Err(e) => e.to_string() })}
+            </p>
+        </section>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading batches…"</p> }>
+            {move || Suspend::new(async move {
+                match batches.await {
+                    Ok(list) if list.batches.is_empty() => view! { <p class="mt-4 text-slate-500">"No batches yet."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <ul class="mt-4 space-y-3" data-testid="batches">
+                            {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll /> }).collect_view()}
+                        </ul>
+                    }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn BatchRow(
+    batch: BatchView,
+    poll: Action<String, Result<crate::api::PollResponse, ServerFnError>>,
+) -> impl IntoView {
+    // Anthropic expires a batch after 24 h: the bar shows how much of that has gone.
+    let elapsed = (batch.age_seconds as f64 / 86_400.0).clamp(0.0, 1.0);
+    let counts = batch.request_counts.as_ref().map(|c| {
+        format!(
+            "{} succeeded · {} errored · {} expired · {} canceled",
+            c["succeeded"], c["errored"], c["expired"], c["canceled"]
+        )
+    });
+    let open = !batch.results_collected && batch.batch_id.is_some() && batch.status != "lost";
+    let id = batch.batch_id.clone().unwrap_or_default();
+    view! {
+        <li class="rounded-lg border border-slate-200 bg-white p-4" data-batch-status=batch.status.clone()>
+            <div class="flex flex-wrap items-center gap-3 text-sm">
+                <code class="text-xs">{batch.batch_id.clone().unwrap_or_else(|| format!("(local {})", batch.local_id))}</code>
+                <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium">{batch.status.clone()}</span>
+                <span>{format!("{} jobs", batch.jobs_count)}</span>
+                <span class="text-slate-500">{format!("{} tokens estimated", batch.estimated_tokens)}</span>
+                <span class="text-slate-500">{format!("created {}", when(batch.created_at))}</span>
+                {open.then(|| {
+                    let id = id.clone();
+                    view! { <button type="button" class="ml-auto rounded border border-slate-300 px-2 py-1 hover:bg-slate-100" on:click=move |_| { poll.dispatch(id.clone()); }>"Poll now"</button> }
+                })}
+            </div>
+            <div class="mt-2 h-2 rounded bg-slate-100" role="meter" aria-label="Time used of the 24 h window" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", elapsed * 100.0)>
+                <div class="h-2 rounded bg-sky-500" style=format!("width: {:.1}%", elapsed * 100.0)></div>
+            </div>
+            <div class="mt-1 text-xs text-slate-500">
+                {format!("{} min of 24 h", batch.age_seconds / 60)}
+                {counts.map(|c| view! { <span class="ml-3 text-slate-700">{c}</span> })}
+                {batch.error.clone().map(|e| view! { <span class="ml-3 text-rose-700">{e}</span> })}
+            </div>
+        </li>
+    }
+}

@@ -1,0 +1,126 @@
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::JobDetail;
+use crate::components::{ResultView, SignedIn, StatusBadge, live_ticker, money, when};
+use crate::server_fns::{cancel_jobs, load_job};
+
+/// One job: figures, timeline, and its result rendered for its type.
+#[component]
+pub fn JobPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let tick = live_ticker(Duration::from_secs(3));
+    let cancel = Action::new(|id: &String| {
+        let id = id.clone();
+        async move { cancel_jobs(vec![id]).await }
+    });
+    let detail = Resource::new(
+        move || (id(), tick.get(), cancel.version().get()),
+        |(id, _, _)| load_job(id),
+    );
+    view! { <SignedIn page=move |_| view! { <JobView detail cancel /> }.into_any() /> }
+}
+
+#[component]
+fn JobView(
+    detail: Resource<Result<JobDetail, ServerFnError>>,
+    cancel: Action<String, Result<crate::api::BulkCancelResponse, ServerFnError>>,
+) -> impl IntoView {
+    view! {
+        <p class="text-sm"><a href="/jobs" class="text-emerald-700 underline">"← All jobs"</a></p>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(detail) => view! { <Detail detail cancel /> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Detail(
+    detail: JobDetail,
+    cancel: Action<String, Result<crate::api::BulkCancelResponse, ServerFnError>>,
+) -> impl IntoView {
+    let job = detail.job;
+    let cancellable = !job.status.is_terminal();
+    let id = job.id.clone();
+    let on_cancel = move |_| {
+        if window()
+            .confirm_with_message("Cancel this job? This cannot be undone.")
+            .unwrap_or(false)
+        {
+            cancel.dispatch(id.clone());
+        }
+    };
+    let figure = |label: &'static str, value: String| {
+        view! {
+            <div class="rounded-lg border border-slate-200 bg-white p-3">
+                <div class="text-xs text-slate-500">{label}</div>
+                <div class="text-lg font-semibold tabular-nums">{value}</div>
+            </div>
+        }
+    };
+    let raw = detail
+        .result
+        .as_ref()
+        .map(|r| serde_json::to_string_pretty(r).unwrap_or_default());
+    view! {
+        <div class="mt-3 flex flex-wrap items-center gap-3">
+            <h1 class="text-xl font-semibold">{job.job_type.as_str()}</h1>
+            <span data-testid="job-status"><StatusBadge status=job.status /></span>
+            <code class="text-xs text-slate-500">{job.id.clone()}</code>
+            {cancellable.then(|| view! {
+                <button type="button" class="ml-auto rounded border border-rose-300 px-2 py-1 text-sm text-rose-700 hover:bg-rose-50" on:click=on_cancel>"Cancel job"</button>
+            })}
+        </div>
+        {job.error_message.clone().filter(|_| job.status == crate::api::JobStatus::Failed).map(|e| view! {
+            <p role="alert" data-testid="job-error" class="mt-3 rounded bg-rose-50 px-3 py-2 text-rose-800">{e}</p>
+        })}
+        <div class="mt-4 grid grid-cols-2 gap-3 sm:grid-cols-4 lg:grid-cols-7">
+            {figure("Priority", job.priority.to_string())}
+            {figure("Attempts", job.attempts.to_string())}
+            {figure("Tokens in", job.input_tokens.to_string())}
+            {figure("Tokens out", job.output_tokens.to_string())}
+            {figure("Cost paid", money(job.cost_usd))}
+            {figure("Standard cost", money(job.standard_cost_usd))}
+            {figure("Saved", money(job.savings_usd))}
+        </div>
+        <div class="mt-6 grid gap-6 lg:grid-cols-3">
+            <section class="lg:col-span-2">
+                <h2 class="font-semibold">"Result"</h2>
+                <div class="mt-2 rounded-lg border border-slate-200 bg-white p-4">
+                    {match detail.result {
+                        Some(result) => view! { <ResultView result /> }.into_any(),
+                        None => view! { <p class="text-slate-500">"No result yet: it appears here when the batch ends."</p> }.into_any(),
+                    }}
+                    {raw.map(|raw| view! {
+                        <details class="mt-4">
+                            <summary class="cursor-pointer text-sm text-slate-600">"Raw JSON"</summary>
+                            <pre class="mt-2 overflow-x-auto rounded bg-slate-900 p-3 text-xs text-slate-100">{raw}</pre>
+                        </details>
+                    })}
+                </div>
+            </section>
+            <section>
+                <h2 class="font-semibold">"Timeline"</h2>
+                <ol class="mt-2 space-y-3 border-l-2 border-slate-200 pl-4" data-testid="timeline">
+                    {detail.events.into_iter().map(|e| view! {
+                        <li>
+                            <div class="text-sm font-medium">{e.kind.replace('_', " ")}</div>
+                            <div class="text-xs text-slate-500">{when(e.at)}</div>
+                            {e.detail.map(|d| view! { <div class="text-xs text-slate-600">{d}</div> })}
+                        </li>
+                    }).collect_view()}
+                </ol>
+                <h2 class="mt-6 font-semibold">"Payload"</h2>
+                <pre class="mt-2 overflow-x-auto rounded bg-slate-100 p-3 text-xs">{job.payload.map(|p| serde_json::to_string_pretty(&p).unwrap_or_default())}</pre>
+            </section>
+        </div>
+    }
+}

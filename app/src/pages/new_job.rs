@@ -1,0 +1,103 @@
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use crate::api::JobType;
+use crate::api::examples::example_payload;
+use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
+use crate::components::SignedIn;
+use crate::server_fns::EnqueueJob;
+
+/// The enqueue form: the same checks as the API, with each field's error beside it.
+#[component]
+pub fn NewJob() -> impl IntoView {
+    view! { <SignedIn page=|_| view! { <EnqueueForm /> }.into_any() /> }
+}
+
+fn pretty_example(job_type: JobType) -> String {
+    serde_json::to_string_pretty(&example_payload(job_type)).unwrap_or_default()
+}
+
+#[component]
+fn EnqueueForm() -> impl IntoView {
+    let enqueue = ServerAction::<EnqueueJob>::new();
+    let payload = RwSignal::new(pretty_example(JobType::ALL[0]));
+    let errors = move || match enqueue.value().get() {
+        Some(Ok(Err(errors))) => errors,
+        _ => Vec::new(),
+    };
+    let error_for = move |field: &'static str| {
+        move || {
+            errors()
+                .into_iter()
+                .filter(|e: &FieldError| e.field() == Some(field))
+                .map(|e| e.msg)
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    };
+    let failure = move || match enqueue.value().get() {
+        Some(Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    // After a successful enqueue, show the new job.
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(Ok(answer))) = enqueue.value().get() {
+            navigate(&format!("/jobs/{}", answer.job.id), Default::default());
+        }
+    });
+    let input = "block w-full rounded border border-slate-300 px-3 py-2 focus:border-emerald-500 focus:outline-none focus:ring-2 focus:ring-emerald-200";
+    let error_text = "mt-1 text-sm text-rose-700";
+    view! {
+        <h1 class="text-xl font-semibold">"New job"</h1>
+        <ActionForm action=enqueue attr:class="mt-4 grid max-w-3xl gap-4 rounded-lg border border-slate-200 bg-white p-5">
+            <label class="block">
+                <span class="text-sm font-medium">"Job type"</span>
+                <select
+                    name="job_type"
+                    class=input
+                    on:change=move |ev| {
+                        if let Some(job_type) = JobType::parse(&event_target_value(&ev)) {
+                            payload.set(pretty_example(job_type));
+                        }
+                    }
+                >
+                    {JobType::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.as_str()}</option> }).collect_view()}
+                </select>
+                <p class=error_text data-error="job_type">{error_for("job_type")}</p>
+            </label>
+            <label class="block">
+                <span class="text-sm font-medium">"Payload (JSON object)"</span>
+                <textarea name="payload" rows="14" class=format!("{input} font-mono text-sm") prop:value=move || payload.get() on:input=move |ev| payload.set(event_target_value(&ev))>
+                    {payload.get_untracked()}
+                </textarea>
+                <p class=error_text data-error="payload">{error_for("payload")}</p>
+            </label>
+            <div class="grid gap-4 sm:grid-cols-3">
+                <label class="block">
+                    <span class="text-sm font-medium">"Priority (0–100)"</span>
+                    <input name="priority" type="number" value=DEFAULT_PRIORITY.to_string() class=input />
+                    <p class=error_text data-error="priority">{error_for("priority")}</p>
+                </label>
+                <label class="block">
+                    <span class="text-sm font-medium">"Run after (UTC, optional)"</span>
+                    <input name="run_after" type="datetime-local" class=input />
+                    <p class=error_text data-error="run_after">{error_for("run_after")}</p>
+                </label>
+                <label class="block">
+                    <span class="text-sm font-medium">"Idempotency key (optional)"</span>
+                    <input name="idempotency_key" type="text" maxlength="255" class=input />
+                    <p class=error_text data-error="idempotency_key">{error_for("idempotency_key")}</p>
+                </label>
+            </div>
+            <Show when=move || failure().is_some()>
+                <p role="alert" class="rounded bg-rose-50 px-3 py-2 text-sm text-rose-700">{failure}</p>
+            </Show>
+            <div>
+                <button type="submit" class="rounded bg-emerald-600 px-4 py-2 font-medium text-white hover:bg-emerald-700 disabled:opacity-60" disabled=move || enqueue.pending().get()>
+                    {move || if enqueue.pending().get() { "Queueing…" } else { "Queue job" }}
+                </button>
+            </div>
+        </ActionForm>
+    }
+}

@@ -1,0 +1,168 @@
+import { expect, test, type Browser, type Page } from '@playwright/test';
+import { createToken, screenshotPath, signIn, watchConsole } from './support';
+
+async function signedIn(browser: Browser, token: string, viewport?: { width: number; height: number }) {
+  const context = await browser.newContext(viewport ? { viewport } : {});
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await signIn(page, token);
+  return { context, page, problems };
+}
+
+async function enqueueOverRest(page: Page, token: string, data: object) {
+  const res = await page.request.post('/api/v1/batch/enqueue', { headers: { Authorization: `Bearer ${token}` }, data });
+  expect(res.status()).toBe(200);
+  return (await res.json()).job.id as string;
+}
+
+test('a trader enqueues, an admin flushes, the trader watches the job complete and reads the result', async ({ browser }) => {
+  const trader = await signedIn(browser, createToken('dana', 'trader'));
+  const admin = await signedIn(browser, createToken('ops', 'admin'));
+  await expect(trader.page.getByTestId('emulator-notice')).toBeVisible();
+
+  // The trader enqueues from the form, prefilled with a realistic payload for the type.
+  await trader.page.getByRole('link', { name: 'New job' }).first().click();
+  await expect(trader.page).toHaveURL(/\/jobs\/new$/);
+  await trader.page.getByLabel('Job type').selectOption('sentiment_analysis');
+  await expect(trader.page.getByLabel('Payload (JSON object)')).toHaveValue(/"ticker": "NVDA"/);
+  await trader.page.getByLabel('Priority (0–100)').fill('80');
+  await trader.page.screenshot({ path: screenshotPath('enqueue-form'), fullPage: true });
+  await trader.page.getByRole('button', { name: 'Queue job' }).click();
+  await expect(trader.page).toHaveURL(/\/jobs\/[0-9a-f-]{36}$/);
+  const jobUrl = trader.page.url();
+  await expect(trader.page.getByTestId('job-status')).toHaveText('pending');
+
+  // The admin previews, confirms and sends the batch, then sees it in the list.
+  await admin.page.goto('/admin/batches');
+  await admin.page.getByRole('button', { name: 'Preview' }).click();
+  await expect(admin.page.getByTestId('flush-preview')).toContainText('1 jobs would be sent');
+  admin.page.once('dialog', (dialog) => dialog.accept());
+  await admin.page.getByRole('button', { name: 'Send batch…' }).click();
+  await expect(admin.page.getByTestId('flush-result')).toContainText('Submitted 1 jobs');
+  await expect(admin.page.getByTestId('batches').locator('li').first()).toContainText('1 jobs');
+  await admin.page.screenshot({ path: screenshotPath('admin-batches'), fullPage: true });
+
+  // The trader's open page follows the job to completed without a reload.
+  await expect(trader.page.getByTestId('job-status')).toHaveText('completed', { timeout: 20_000 });
+  expect(trader.page.url()).toBe(jobUrl);
+  const result = trader.page.getByTestId('result-view');
+  await expect(result).toContainText('Ticker');
+  await expect(result).toContainText('NVDA');
+  await expect(trader.page.getByTestId('timeline')).toContainText('submitted');
+  await trader.page.getByText('Raw JSON').click();
+  await expect(trader.page.locator('pre').first()).toContainText('"sentiment"');
+  await trader.page.screenshot({ path: screenshotPath('job-detail'), fullPage: true });
+
+  // The savings page shows the day's cost against the standard price.
+  await trader.page.getByRole('link', { name: 'Savings' }).click();
+  await expect(trader.page.getByTestId('savings-chart')).toBeVisible();
+  await expect(trader.page.getByTestId('savings-cards')).toContainText('Saved by batching');
+  await trader.page.screenshot({ path: screenshotPath('savings'), fullPage: true });
+
+  // The admin sees the batch ended with its settled counts.
+  await expect(admin.page.getByTestId('batches').locator('li').first()).toContainText('1 succeeded', { timeout: 10_000 });
+  expect(trader.problems).toEqual([]);
+  expect(admin.problems).toEqual([]);
+});
+
+test('cancel asks first, for one job and for a selection', async ({ browser }) => {
+  const token = createToken('erin', 'trader');
+  const { page, problems } = await signedIn(browser, token);
+  const ids = [] as string[];
+  for (const ticker of ['AMD', 'INTC', 'QCOM']) {
+    ids.push(await enqueueOverRest(page, token, { job_type: 'risk_report', payload: { ticker } }));
+  }
+  await page.reload();
+  const row = (id: string) => page.locator(`tr[data-job-id="${id}"]`);
+  await expect(row(ids[0])).toContainText('pending');
+
+  // Declining the confirmation changes nothing.
+  page.once('dialog', (dialog) => dialog.dismiss());
+  await row(ids[0]).getByRole('button', { name: 'Cancel' }).click();
+  await expect(row(ids[0])).toContainText('pending');
+
+  page.once('dialog', (dialog) => dialog.accept());
+  await row(ids[0]).getByRole('button', { name: 'Cancel' }).click();
+  await expect(row(ids[0])).toContainText('cancelled');
+
+  await row(ids[1]).getByRole('checkbox').check();
+  await row(ids[2]).getByRole('checkbox').check();
+  page.once('dialog', (dialog) => {
+    expect(dialog.message()).toContain('Cancel 2 selected jobs');
+    dialog.accept();
+  });
+  await page.getByTestId('cancel-selected').click();
+  await expect(row(ids[1])).toContainText('cancelled');
+  await expect(row(ids[2])).toContainText('cancelled');
+  await expect(page.getByRole('status').first()).toContainText('Cancelled 2 of 2 jobs');
+  await page.screenshot({ path: screenshotPath('cancelled'), fullPage: true });
+  expect(problems).toEqual([]);
+});
+
+test('a bad payload and a bad priority show their errors inline', async ({ browser }) => {
+  const { page, problems } = await signedIn(browser, createToken('finn', 'trader'));
+  await page.goto('/jobs/new');
+  await page.getByLabel('Payload (JSON object)').fill('{"ticker": ');
+  await page.getByRole('button', { name: 'Queue job' }).click();
+  await expect(page.locator('[data-error="payload"]')).toContainText('not valid JSON');
+  await page.getByLabel('Payload (JSON object)').fill('["not", "an object"]');
+  await page.getByLabel('Priority (0–100)').fill('101');
+  await page.getByRole('button', { name: 'Queue job' }).click();
+  await expect(page.locator('[data-error="payload"]')).toContainText('valid dictionary');
+  await expect(page.locator('[data-error="priority"]')).toContainText('less than or equal to 100');
+  await expect(page).toHaveURL(/\/jobs\/new$/);
+  await page.screenshot({ path: screenshotPath('enqueue-errors'), fullPage: true });
+  expect(problems).toEqual([]);
+});
+
+test('a trader is refused the admin pages', async ({ browser }) => {
+  const { page, problems } = await signedIn(browser, createToken('gus', 'trader'));
+  await expect(page.getByRole('link', { name: 'Batches' })).toHaveCount(0);
+  for (const path of ['/admin/batches', '/admin/access']) {
+    const response = await page.goto(path);
+    expect(response?.status()).toBe(403);
+    await expect(page.getByRole('alert')).toContainText('This page is for admins');
+  }
+  await page.screenshot({ path: screenshotPath('refused'), fullPage: true });
+  // The browser reports each refused page's 403 status; that refusal is what is tested here.
+  const unexpected = problems.filter((p) => !p.includes('status of 403 (Forbidden)'));
+  expect(unexpected).toEqual([]);
+  expect(problems.length).toBe(2);
+});
+
+test('an admin creates a token, shown once, and sees the prices', async ({ browser }) => {
+  const { page, problems } = await signedIn(browser, createToken('root2', 'admin'));
+  await page.goto('/admin/access');
+  await page.getByLabel('User (created if new)').fill('hana');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await expect(page.getByTestId('new-token')).toContainText('aib_');
+  await expect(page.getByText('hana', { exact: true })).toBeVisible();
+  await expect(page.getByTestId('prices')).toContainText('claude-sonnet-4-5');
+  await page.screenshot({ path: screenshotPath('access'), fullPage: true });
+  expect(problems).toEqual([]);
+});
+
+test('on a phone, a trader can sign in, enqueue and see the job (390 px, keyboard only)', async ({ browser }) => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await page.goto('/sign-in');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  // Keyboard alone: focus the token field, type, press Enter.
+  await page.keyboard.press('Tab');
+  await expect(page.getByLabel('Access token')).toBeFocused();
+  await page.keyboard.type(createToken('ivy', 'trader'));
+  await page.keyboard.press('Enter');
+  await expect(page).toHaveURL(/\/jobs$/);
+  await page.goto('/jobs/new');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByLabel('Priority (0–100)').focus();
+  await page.keyboard.press('Enter');
+  await expect(page).toHaveURL(/\/jobs\/[0-9a-f-]{36}$/);
+  await expect(page.getByTestId('job-status')).toHaveText('pending');
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  expect(width).toBeLessThanOrEqual(390);
+  await page.screenshot({ path: screenshotPath('phone-job'), fullPage: true });
+  expect(problems).toEqual([]);
+  await context.close();
+});
