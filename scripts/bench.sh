@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures the release build on SQLite: single-job enqueue over HTTP (wrk, 16 connections),
-# list and stats latency with 100,000 stored jobs, then the batch loop (flushes of 10,000
+# list and stats latency with 100,000 stored jobs, the dashboard's WASM size and time to
+# interactive, then the batch loop (flushes of 10,000
 # jobs and the ingest of their 100,000 results) against a standalone emulator.
 # Results go to stdout; BENCHMARKS.md records them with this command.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -46,6 +47,11 @@ for target in \
   echo "## $who GET $path: wrk -t1 -c4 -d10s --latency"
   TOKEN="$token" wrk -t1 -c4 -d10s --latency -s scripts/bench/get.lua "$URL$path"
 done
+
+echo "## dashboard: release WASM size, and the jobs page's time to interactive (admin, 100,000 jobs stored)"
+WASM="$ROOT/target/site/pkg/ai-batch.wasm"
+echo "ai-batch.wasm: $(stat -c %s "$WASM") bytes raw, $(gzip -9 -c "$WASM" | wc -c) bytes gzip -9"
+node end2end/bench/tti.mjs "$URL" "$ADMIN" 15
 
 step "the batch loop: 10 flushes of 10,000 jobs, then the ingest of 100,000 results"
 kill $SERVER 2>/dev/null || true

@@ -93,7 +93,7 @@ pub async fn enqueue_job(
     let caller = ssr::caller().await?;
     let body = match form_body(&job_type, &payload, &priority, &run_after, &idempotency_key) {
         Ok(body) => body,
-        Err(error) => return Ok(Err(vec![error])),
+        Err(errors) => return Ok(Err(errors)),
     };
     ssr::answer(ssr::backend()?.enqueue(&caller, body).await)
 }
@@ -105,14 +105,14 @@ pub fn form_body(
     priority: &str,
     run_after: &str,
     idempotency_key: &str,
-) -> Result<Value, FieldError> {
+) -> Result<Value, Vec<FieldError>> {
     let payload: Value = serde_json::from_str(payload).map_err(|e| {
-        FieldError::new(
+        vec![FieldError::new(
             "json_invalid",
             vec!["body".into(), "payload".into()],
             format!("Payload is not valid JSON: {e}"),
             Value::String(payload.into()),
-        )
+        )]
     })?;
     let mut body = serde_json::json!({ "job_type": job_type, "payload": payload });
     let fields = body.as_object_mut().expect("an object");

@@ -75,5 +75,28 @@ test('the jobs page is readable with JavaScript off', async ({ browser }) => {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(/\/jobs$/);
   await expect(page.locator(`tr[data-job-id="${job.id}"]`)).toContainText('sentiment_analysis');
+  // Every reading page arrives complete from the server.
+  await page.goto(`/jobs/${job.id}`);
+  await expect(page.getByTestId('job-status')).toHaveText('pending');
+  await expect(page.getByTestId('timeline')).toContainText('created');
+  await page.goto('/savings');
+  await expect(page.getByTestId('savings-cards')).toContainText('Jobs queued');
+  await page.goto('/jobs?q=AMD');
+  await expect(page.locator(`tr[data-job-id="${job.id}"]`)).toHaveCount(1);
+  await context.close();
+});
+
+test('the admin pages are readable with JavaScript off', async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto('/sign-in');
+  await page.getByLabel('Access token').fill(createToken('night-ops', 'admin'));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/jobs$/);
+  await page.goto('/admin/access');
+  await expect(page.getByTestId('prices')).toContainText('claude-sonnet-4-5');
+  await expect(page.getByText('night-ops', { exact: true })).toBeVisible();
+  await page.goto('/admin/batches');
+  await expect(page.getByRole('heading', { name: 'Flush queued jobs' })).toBeVisible();
   await context.close();
 });

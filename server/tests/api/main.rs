@@ -3,6 +3,7 @@
 mod access;
 mod batch_loop;
 mod crash;
+mod dashboard_api;
 mod enqueue;
 mod faults;
 mod harness;
