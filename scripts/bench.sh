@@ -19,7 +19,8 @@ cargo build --release --locked -p server --examples >&2
 BIN="$(ai_batch_bin release)"
 WORK="$(mktemp -d)"
 PORT=$((20000 + RANDOM % 20000))
-export DATABASE_URL="sqlite://$WORK/bench.db" AI_BATCH_ADDR="127.0.0.1:$PORT" RUST_LOG=warn
+# The scheduler is off: background flushes would otherwise share the cores with the load.
+export DATABASE_URL="sqlite://$WORK/bench.db" AI_BATCH_ADDR="127.0.0.1:$PORT" RUST_LOG=warn AI_BATCH_SCHEDULER=false
 URL="http://$AI_BATCH_ADDR"
 "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!

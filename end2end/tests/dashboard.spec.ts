@@ -166,3 +166,49 @@ test('on a phone, a trader can sign in, enqueue and see the job (390 px, keyboar
   expect(problems).toEqual([]);
   await context.close();
 });
+
+/** Presses Tab until `target` has the focus (as a keyboard user would), then returns. */
+async function tabTo(page: Page, target: import('@playwright/test').Locator) {
+  for (let i = 0; i < 80; i++) {
+    await page.keyboard.press('Tab');
+    if (await target.evaluate((el) => el === document.activeElement)) return;
+  }
+  throw new Error('not reachable with Tab');
+}
+
+test('the primary actions of each page work from the keyboard alone', async ({ browser }) => {
+  const token = createToken('kim', 'admin');
+  const { page, problems } = await signedIn(browser, token);
+  await enqueueOverRest(page, token, { job_type: 'risk_report', payload: { ticker: 'ORCL' } });
+
+  // Jobs: search, then cancel a row (the confirmation is accepted).
+  await page.goto('/jobs');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await tabTo(page, page.getByLabel('Search: id, idempotency key or payload text'));
+  await page.keyboard.type('ORCL');
+  await tabTo(page, page.getByRole('button', { name: 'Apply' }));
+  await page.keyboard.press('Enter');
+  await expect(page).toHaveURL(/q=ORCL/);
+  const row = page.locator('tr[data-job-id]').first();
+  page.once('dialog', (dialog) => dialog.accept());
+  await tabTo(page, row.getByRole('button', { name: 'Cancel' }));
+  await page.keyboard.press('Enter');
+  await expect(row).toContainText('cancelled');
+
+  // Batches: preview a flush.
+  await page.goto('/admin/batches');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await tabTo(page, page.getByRole('button', { name: 'Preview' }));
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('flush-preview')).toContainText('Nothing to flush');
+
+  // Access: create a token.
+  await page.goto('/admin/access');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await tabTo(page, page.getByLabel('User (created if new)'));
+  await page.keyboard.type('lee');
+  await tabTo(page, page.getByRole('button', { name: 'Create token' }));
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('new-token')).toContainText('Token for lee');
+  expect(problems).toEqual([]);
+});

@@ -23,6 +23,8 @@ pub const DEFAULT_FLUSH_MAX_JOBS: i64 = 100;
 pub const MAX_FLUSH_JOBS: i64 = 10_000;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub const MAX_SEARCH_CHARS: usize = 200;
+/// Most jobs one bulk cancel takes.
+pub const MAX_BULK_CANCEL: usize = 1000;
 
 /// One entry of a 422 `detail` list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +96,20 @@ impl Checker {
 
     fn push(&mut self, error: FieldError) {
         self.errors.push(error);
+    }
+
+    /// A required field's value, or a `missing` error (which, as in pydantic, shows the body).
+    fn required<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        body: &Value,
+        name: &str,
+    ) -> Option<&'v Value> {
+        let value = map.get(name);
+        if value.is_none() {
+            self.push(FieldError::missing(self.loc(name), body.clone()));
+        }
+        value
     }
 
     fn finish<T>(self, value: impl FnOnce() -> T) -> Validated<T> {
@@ -272,19 +288,13 @@ pub fn parse_enqueue(body: &Value) -> Validated<EnqueueRequest> {
         return Err(c.errors);
     };
 
-    let job_type = match map.get("job_type") {
-        None => {
-            c.push(FieldError::missing(c.loc("job_type"), body.clone()));
-            None
-        }
+    let job_type = match c.required(map, body, "job_type") {
+        None => None,
         Some(v) => job_type(&mut c, v),
     };
 
-    let payload = match map.get("payload") {
-        None => {
-            c.push(FieldError::missing(c.loc("payload"), body.clone()));
-            None
-        }
+    let payload = match c.required(map, body, "payload") {
+        None => None,
         Some(Value::Object(p)) => {
             let size = serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX);
             if size > MAX_PAYLOAD_BYTES {
@@ -515,11 +525,8 @@ pub fn parse_poll(body: &Value) -> Validated<PollRequest> {
     let Some(map) = as_object(body, &mut c) else {
         return Err(c.errors);
     };
-    let batch_id = match map.get("batch_id") {
-        None => {
-            c.push(FieldError::missing(c.loc("batch_id"), body.clone()));
-            None
-        }
+    let batch_id = match c.required(map, body, "batch_id") {
+        None => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {
             c.push(FieldError::new(
@@ -542,13 +549,11 @@ pub fn parse_bulk_cancel(body: &Value) -> Validated<BulkCancelRequest> {
     let Some(map) = as_object(body, &mut c) else {
         return Err(c.errors);
     };
-    let ids = match map.get("job_ids") {
-        None => {
-            c.push(FieldError::missing(c.loc("job_ids"), body.clone()));
-            None
-        }
+    let ids = match c.required(map, body, "job_ids") {
+        None => None,
         Some(Value::Array(items))
-            if items.iter().all(Value::is_string) && (1..=1000).contains(&items.len()) =>
+            if items.iter().all(Value::is_string)
+                && (1..=MAX_BULK_CANCEL).contains(&items.len()) =>
         {
             Some(
                 items
@@ -578,11 +583,8 @@ pub fn parse_create_token(body: &Value) -> Validated<CreateTokenRequest> {
     let Some(map) = as_object(body, &mut c) else {
         return Err(c.errors);
     };
-    let user = match map.get("user") {
-        None => {
-            c.push(FieldError::missing(c.loc("user"), body.clone()));
-            None
-        }
+    let user = match c.required(map, body, "user") {
+        None => None,
         Some(Value::String(name)) if (1..=64).contains(&name.trim().chars().count()) => {
             Some(name.trim().to_string())
         }
@@ -596,11 +598,8 @@ pub fn parse_create_token(body: &Value) -> Validated<CreateTokenRequest> {
             None
         }
     };
-    let role = match map.get("role") {
-        None => {
-            c.push(FieldError::missing(c.loc("role"), body.clone()));
-            None
-        }
+    let role = match c.required(map, body, "role") {
+        None => None,
         Some(v) => c.enum_of(c.loc("role"), v, Role::ALL, Role::as_str, Role::parse),
     };
     c.finish(|| CreateTokenRequest {

@@ -3,6 +3,7 @@
 
 mod view;
 
+use app::api::validation::MAX_BULK_CANCEL;
 use app::api::{
     BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, EnqueueRequest,
     EnqueueResponse, Job, JobDetail, JobEventView, JobList, JobStatus, ListQuery, Stats,
@@ -19,8 +20,6 @@ use crate::store::{CancelOutcome, InsertOutcome, JobRecord, NewJob, Visibility};
 pub use view::to_api_job;
 
 const NOT_FOUND: &str = "Job not found";
-/// Most jobs one bulk cancel takes.
-const MAX_BULK: usize = 1000;
 
 /// The one visibility rule: a trader sees their own jobs, an admin sees all.
 pub fn visibility(caller: &Caller) -> Visibility {
@@ -175,9 +174,9 @@ pub async fn cancel_many(
     caller: &Caller,
     job_ids: &[String],
 ) -> Result<BulkCancelResponse> {
-    if job_ids.len() > MAX_BULK {
+    if job_ids.len() > MAX_BULK_CANCEL {
         return Err(Error::BadInput(format!(
-            "cancel at most {MAX_BULK} jobs at once"
+            "cancel at most {MAX_BULK_CANCEL} jobs at once"
         )));
     }
     let mut results = Vec::with_capacity(job_ids.len());
