@@ -200,7 +200,8 @@ test('the primary actions of each page work from the keyboard alone', async ({ b
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await tabTo(page, page.getByRole('button', { name: 'Preview' }));
   await page.keyboard.press('Enter');
-  await expect(page.getByTestId('flush-preview')).toContainText('Nothing to flush');
+  // Other tests share this server, so some jobs may be pending: either answer shows the preview ran.
+  await expect(page.getByTestId('flush-preview')).toContainText(/would be sent|Nothing to flush/);
 
   // Access: create a token.
   await page.goto('/admin/access');
