@@ -1,5 +1,5 @@
 import { expect, test, type Browser, type Page } from '@playwright/test';
-import { createToken, screenshotPath, signIn, watchConsole } from './support';
+import { createToken, open, screenshotPath, signIn, waitForHydration, watchConsole } from './support';
 
 async function signedIn(browser: Browser, token: string, viewport?: { width: number; height: number }) {
   const context = await browser.newContext(viewport ? { viewport } : {});
@@ -33,7 +33,7 @@ test('a trader enqueues, an admin flushes, the trader watches the job complete a
   await expect(trader.page.getByTestId('job-status')).toHaveText('pending');
 
   // The admin previews, confirms and sends the batch, then sees it in the list.
-  await admin.page.goto('/admin/batches');
+  await open(admin.page, '/admin/batches');
   await admin.page.getByRole('button', { name: 'Preview' }).click();
   await expect(admin.page.getByTestId('flush-preview')).toContainText('1 jobs would be sent');
   admin.page.once('dialog', (dialog) => dialog.accept());
@@ -73,6 +73,7 @@ test('cancel asks first, for one job and for a selection', async ({ browser }) =
     ids.push(await enqueueOverRest(page, token, { job_type: 'risk_report', payload: { ticker } }));
   }
   await page.reload();
+  await waitForHydration(page);
   const row = (id: string) => page.locator(`tr[data-job-id="${id}"]`);
   await expect(row(ids[0])).toContainText('pending');
 
@@ -101,7 +102,7 @@ test('cancel asks first, for one job and for a selection', async ({ browser }) =
 
 test('a bad payload and a bad priority show their errors inline', async ({ browser }) => {
   const { page, problems } = await signedIn(browser, createToken('finn', 'trader'));
-  await page.goto('/jobs/new');
+  await open(page, '/jobs/new');
   await page.getByLabel('Payload (JSON object)').fill('{"ticker": ');
   await page.getByRole('button', { name: 'Queue job' }).click();
   await expect(page.locator('[data-error="payload"]')).toContainText('not valid JSON');
@@ -119,7 +120,7 @@ test('a trader is refused the admin pages', async ({ browser }) => {
   const { page, problems } = await signedIn(browser, createToken('gus', 'trader'));
   await expect(page.getByRole('link', { name: 'Batches' })).toHaveCount(0);
   for (const path of ['/admin/batches', '/admin/access']) {
-    const response = await page.goto(path);
+    const response = await open(page, path);
     expect(response?.status()).toBe(403);
     await expect(page.getByRole('alert')).toContainText('This page is for admins');
   }
@@ -132,7 +133,7 @@ test('a trader is refused the admin pages', async ({ browser }) => {
 
 test('an admin creates a token, shown once, and sees the prices', async ({ browser }) => {
   const { page, problems } = await signedIn(browser, createToken('root2', 'admin'));
-  await page.goto('/admin/access');
+  await open(page, '/admin/access');
   await page.getByLabel('User (created if new)').fill('hana');
   await page.getByRole('button', { name: 'Create token' }).click();
   await expect(page.getByTestId('new-token')).toContainText('aib_');
@@ -146,7 +147,7 @@ test('on a phone, a trader can sign in, enqueue and see the job (390 px, keyboar
   const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
   const page = await context.newPage();
   const problems = watchConsole(page);
-  await page.goto('/sign-in');
+  await open(page, '/sign-in');
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   // Keyboard alone: focus the token field, type, press Enter.
   await page.keyboard.press('Tab');
@@ -154,8 +155,7 @@ test('on a phone, a trader can sign in, enqueue and see the job (390 px, keyboar
   await page.keyboard.type(createToken('ivy', 'trader'));
   await page.keyboard.press('Enter');
   await expect(page).toHaveURL(/\/jobs$/);
-  await page.goto('/jobs/new');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await open(page, '/jobs/new');
   await page.getByLabel('Priority (0–100)').focus();
   await page.keyboard.press('Enter');
   await expect(page).toHaveURL(/\/jobs\/[0-9a-f-]{36}$/);
@@ -182,8 +182,7 @@ test('the primary actions of each page work from the keyboard alone', async ({ b
   await enqueueOverRest(page, token, { job_type: 'risk_report', payload: { ticker: 'ORCL' } });
 
   // Jobs: search, then cancel a row (the confirmation is accepted).
-  await page.goto('/jobs');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await open(page, '/jobs');
   await tabTo(page, page.getByLabel('Search: id, idempotency key or payload text'));
   await page.keyboard.type('ORCL');
   await tabTo(page, page.getByRole('button', { name: 'Apply' }));
@@ -196,16 +195,14 @@ test('the primary actions of each page work from the keyboard alone', async ({ b
   await expect(row).toContainText('cancelled');
 
   // Batches: preview a flush.
-  await page.goto('/admin/batches');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await open(page, '/admin/batches');
   await tabTo(page, page.getByRole('button', { name: 'Preview' }));
   await page.keyboard.press('Enter');
   // Other tests share this server, so some jobs may be pending: either answer shows the preview ran.
   await expect(page.getByTestId('flush-preview')).toContainText(/would be sent|Nothing to flush/);
 
   // Access: create a token.
-  await page.goto('/admin/access');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await open(page, '/admin/access');
   await tabTo(page, page.getByLabel('User (created if new)'));
   await page.keyboard.type('lee');
   await tabTo(page, page.getByRole('button', { name: 'Create token' }));

@@ -27,6 +27,13 @@ export async function waitForHydration(page: Page) {
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
 }
 
+/** Opens a page and waits until it is interactive. */
+export async function open(page: Page, path: string) {
+  const response = await page.goto(path);
+  await waitForHydration(page);
+  return response;
+}
+
 export async function signIn(page: Page, token: string) {
   await page.goto('/sign-in');
   await waitForHydration(page);

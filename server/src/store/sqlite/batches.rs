@@ -73,6 +73,18 @@ async fn requeue_processing(
     Ok(ids.len() as i64)
 }
 
+impl SqliteStore {
+    /// Batches selected by `tail` (the SQL after `FROM batches`), with one integer bound.
+    async fn batches_where(&self, tail: &str, value: i64) -> StoreResult<Vec<BatchRecord>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches {tail}");
+        let rows: Vec<BatchRow> = sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(BatchRecord::try_from).collect()
+    }
+}
+
 #[async_trait]
 impl BatchStore for SqliteStore {
     async fn eligible_jobs(&self, filter: &FlushFilter) -> StoreResult<Vec<QueuedJob>> {
@@ -233,14 +245,11 @@ impl BatchStore for SqliteStore {
         &self,
         created_before: DateTime<Utc>,
     ) -> StoreResult<Vec<BatchRecord>> {
-        let sql = format!(
-            "SELECT {BATCH_COLUMNS} FROM batches WHERE status = 'submitting' AND created_at < ? ORDER BY created_at"
-        );
-        let rows: Vec<BatchRow> = sqlx::query_as(&sql)
-            .bind(to_micros(created_before))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(BatchRecord::try_from).collect()
+        self.batches_where(
+            "WHERE status = 'submitting' AND created_at < ? ORDER BY created_at",
+            to_micros(created_before),
+        )
+        .await
     }
 
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>> {
@@ -253,26 +262,13 @@ impl BatchStore for SqliteStore {
     }
 
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
-        let sql = format!(
-            "SELECT {BATCH_COLUMNS} FROM batches WHERE status IN ('in_progress', 'canceling', 'ended') \
-             AND results_collected = 0 AND (next_poll_at IS NULL OR next_poll_at <= ?) ORDER BY next_poll_at"
-        );
-        let rows: Vec<BatchRow> = sqlx::query_as(&sql)
-            .bind(to_micros(now))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(BatchRecord::try_from).collect()
+        self.batches_where("WHERE status IN ('in_progress', 'canceling', 'ended') \
+             AND results_collected = 0 AND (next_poll_at IS NULL OR next_poll_at <= ?) ORDER BY next_poll_at", to_micros(now)).await
     }
 
     async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>> {
-        let sql = format!(
-            "SELECT {BATCH_COLUMNS} FROM batches ORDER BY created_at DESC, id DESC LIMIT ?"
-        );
-        let rows: Vec<BatchRow> = sqlx::query_as(&sql)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(BatchRecord::try_from).collect()
+        self.batches_where("ORDER BY created_at DESC, id DESC LIMIT ?", limit)
+            .await
     }
 
     async fn update_batch_progress(
