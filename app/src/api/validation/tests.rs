@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::{FlushRequest, JobStatus, JobType, ListQuery};
 use serde_json::json;
 
 fn kinds(errors: &[FieldError]) -> Vec<(String, Vec<Value>)> {

@@ -1,0 +1,343 @@
+//! The readers of each request: which fields, which rules, which defaults.
+
+use serde_json::{Value, json};
+
+use super::{
+    Checker, DEFAULT_FLUSH_MAX_JOBS, DEFAULT_LIST_LIMIT, DEFAULT_PRIORITY, FieldError,
+    MAX_BULK_CANCEL, MAX_FLUSH_JOBS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT, MAX_PAYLOAD_BYTES,
+    MAX_PRIORITY, MAX_SEARCH_CHARS, Validated, as_object, field,
+};
+use crate::api::{
+    BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
+    ListQuery, PollRequest, Role,
+};
+
+fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
+    c.enum_of(
+        c.loc("job_type"),
+        input,
+        JobType::ALL,
+        JobType::as_str,
+        JobType::parse,
+    )
+}
+
+/// Reads an enqueue body: `job_type` and `payload` required; `priority` 0–100 (50);
+/// `run_after` ISO-8601 or null (no timezone means UTC); `idempotency_key` 1–255 chars or null.
+pub fn parse_enqueue(body: &Value) -> Validated<EnqueueRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+
+    let job_type = match c.required(map, body, "job_type") {
+        None => None,
+        Some(v) => job_type(&mut c, v),
+    };
+
+    let payload = match c.required(map, body, "payload") {
+        None => None,
+        Some(Value::Object(p)) => {
+            let size = serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX);
+            if size > MAX_PAYLOAD_BYTES {
+                let error =
+                    format!("payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}");
+                c.push(
+                    FieldError::new(
+                        "value_error",
+                        c.loc("payload"),
+                        format!("Value error, {error}"),
+                        json!({ "size_bytes": size }),
+                    )
+                    .with_ctx(json!({ "error": error })),
+                );
+                None
+            } else {
+                Some(p.clone())
+            }
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "dict_type",
+                c.loc("payload"),
+                "Input should be a valid dictionary",
+                other.clone(),
+            ));
+            None
+        }
+    };
+
+    let priority = match map.get("priority") {
+        None => Some(DEFAULT_PRIORITY),
+        Some(v) => c.int_in(c.loc("priority"), v, 0, MAX_PRIORITY),
+    };
+
+    let run_after = match field(map, "run_after") {
+        None => Some(None),
+        Some(v) => c.datetime(c.loc("run_after"), v).map(Some),
+    };
+
+    let idempotency_key = match field(map, "idempotency_key") {
+        None => Some(None),
+        Some(v) => idempotency_key(&mut c, v).map(Some),
+    };
+
+    c.finish(|| EnqueueRequest {
+        job_type: job_type.expect("checked"),
+        payload: payload.expect("checked"),
+        priority: priority.expect("checked"),
+        run_after: run_after.expect("checked"),
+        idempotency_key: idempotency_key.expect("checked"),
+    })
+}
+
+fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
+    let loc = c.loc("idempotency_key");
+    let Some(key) = input.as_str() else {
+        c.push(FieldError::new(
+            "string_type",
+            loc,
+            "Input should be a valid string",
+            input.clone(),
+        ));
+        return None;
+    };
+    let chars = key.chars().count();
+    if chars < 1 {
+        c.push(
+            FieldError::new(
+                "string_too_short",
+                loc,
+                "String should have at least 1 character",
+                input.clone(),
+            )
+            .with_ctx(json!({ "min_length": 1 })),
+        );
+        None
+    } else if chars > MAX_IDEMPOTENCY_KEY_CHARS {
+        c.push(
+            FieldError::new(
+                "string_too_long",
+                loc,
+                format!("String should have at most {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+                input.clone(),
+            )
+            .with_ctx(json!({ "max_length": MAX_IDEMPOTENCY_KEY_CHARS })),
+        );
+        None
+    } else {
+        Some(key.to_owned())
+    }
+}
+
+/// Reads the list query: `status_filter` one of the job statuses, `limit` 1–1000 (50);
+/// and, beyond the contract, `job_type`, `q` (search, at most 200 characters), `offset` (0).
+pub fn parse_list_query<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Validated<ListQuery> {
+    let mut c = Checker::new("query");
+    let mut query = ListQuery {
+        limit: DEFAULT_LIST_LIMIT,
+        ..ListQuery::default()
+    };
+    for (name, raw) in pairs {
+        let input = Value::String(raw.to_owned());
+        match name {
+            "status_filter" => {
+                query.status_filter = c.enum_of(
+                    c.loc(name),
+                    &input,
+                    JobStatus::ALL,
+                    JobStatus::as_str,
+                    JobStatus::parse,
+                )
+            }
+            "job_type" => {
+                query.job_type = c.enum_of(
+                    c.loc(name),
+                    &input,
+                    JobType::ALL,
+                    JobType::as_str,
+                    JobType::parse,
+                )
+            }
+            "limit" => {
+                if let Some(limit) = c.int_in(c.loc(name), &input, 1, MAX_LIST_LIMIT) {
+                    query.limit = limit;
+                }
+            }
+            "offset" => {
+                if let Some(offset) = c.int_in(c.loc(name), &input, 0, i64::MAX) {
+                    query.offset = offset;
+                }
+            }
+            "q" => {
+                let text = raw.trim();
+                if text.chars().count() > MAX_SEARCH_CHARS {
+                    c.push(
+                        FieldError::new(
+                            "string_too_long",
+                            c.loc(name),
+                            format!("String should have at most {MAX_SEARCH_CHARS} characters"),
+                            input.clone(),
+                        )
+                        .with_ctx(json!({ "max_length": MAX_SEARCH_CHARS })),
+                    );
+                } else if !text.is_empty() {
+                    query.search = Some(text.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    c.finish(|| query)
+}
+
+/// Reads a flush body: `max_jobs` 1–10000 (100), `job_types` null or a list of job types,
+/// `min_priority` 0–100 (0).
+pub fn parse_flush(body: &Value) -> Validated<FlushRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let max_jobs = match map.get("max_jobs") {
+        None => Some(DEFAULT_FLUSH_MAX_JOBS),
+        Some(v) => c.int_in(c.loc("max_jobs"), v, 1, MAX_FLUSH_JOBS),
+    };
+    let min_priority = match map.get("min_priority") {
+        None => Some(0),
+        Some(v) => c.int_in(c.loc("min_priority"), v, 0, MAX_PRIORITY),
+    };
+    let job_types = match field(map, "job_types") {
+        None => Some(None),
+        Some(Value::Array(items)) => {
+            let before = c.errors.len();
+            let types: Vec<Option<JobType>> = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let loc = vec![json!("body"), json!("job_types"), json!(i)];
+                    c.enum_of(loc, item, JobType::ALL, JobType::as_str, JobType::parse)
+                })
+                .collect();
+            (c.errors.len() == before).then(|| Some(types.into_iter().flatten().collect()))
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "list_type",
+                c.loc("job_types"),
+                "Input should be a valid list",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    c.finish(|| FlushRequest {
+        max_jobs: max_jobs.expect("checked"),
+        job_types: job_types.expect("checked"),
+        min_priority: min_priority.expect("checked"),
+    })
+}
+
+/// Reads a poll body: `batch_id` required, a string.
+pub fn parse_poll(body: &Value) -> Validated<PollRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let batch_id = match c.required(map, body, "batch_id") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            c.push(FieldError::new(
+                "string_type",
+                c.loc("batch_id"),
+                "Input should be a valid string",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    c.finish(|| PollRequest {
+        batch_id: batch_id.expect("checked"),
+    })
+}
+
+/// Reads a bulk cancel body: `job_ids`, a list of 1 to 1000 job ids.
+pub fn parse_bulk_cancel(body: &Value) -> Validated<BulkCancelRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let ids = match c.required(map, body, "job_ids") {
+        None => None,
+        Some(Value::Array(items))
+            if items.iter().all(Value::is_string)
+                && (1..=MAX_BULK_CANCEL).contains(&items.len()) =>
+        {
+            Some(
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+            )
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "list_type",
+                c.loc("job_ids"),
+                "Input should be a list of 1 to 1000 job ids",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    c.finish(|| BulkCancelRequest {
+        job_ids: ids.expect("checked"),
+    })
+}
+
+/// Reads a token request: `user` (1–64 characters) and `role` (`trader` or `admin`).
+pub fn parse_create_token(body: &Value) -> Validated<CreateTokenRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let user = match c.required(map, body, "user") {
+        None => None,
+        Some(Value::String(name)) if (1..=64).contains(&name.trim().chars().count()) => {
+            Some(name.trim().to_string())
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "string_type",
+                c.loc("user"),
+                "Input should be a name of 1 to 64 characters",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    let role = match c.required(map, body, "role") {
+        None => None,
+        Some(v) => c.enum_of(c.loc("role"), v, Role::ALL, Role::as_str, Role::parse),
+    };
+    c.finish(|| CreateTokenRequest {
+        user: user.expect("checked"),
+        role: role.expect("checked"),
+    })
+}
+
+/// Reads `days` (1–366, default 30) from a query.
+pub fn parse_days<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Validated<i64> {
+    let mut c = Checker::new("query");
+    let mut days = 30;
+    for (name, raw) in pairs {
+        if name == "days"
+            && let Some(d) = c.int_in(c.loc(name), &Value::String(raw.to_owned()), 1, 366)
+        {
+            days = d;
+        }
+    }
+    c.finish(|| days)
+}
