@@ -131,3 +131,18 @@ impl QueryPairs {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
+
+/// The `{job_id}` of a path. One that cannot be read as text (bad percent-encoding) names no
+/// job, so it is a JSON 404 like any unknown id, not axum's plain-text 400.
+pub struct JobId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| JobId(id))
+            .map_err(|_| Error::NotFound("Job not found".into()))
+    }
+}

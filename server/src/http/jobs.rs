@@ -6,10 +6,10 @@ use app::api::{
     Stats,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::Value;
 
-use super::extract::{AuthUser, JsonBody, QueryPairs};
+use super::extract::{AuthUser, JobId, JsonBody, QueryPairs};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::jobs;
@@ -35,7 +35,7 @@ pub async fn list(
 pub async fn get(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
-    Path(job_id): Path<String>,
+    JobId(job_id): JobId,
 ) -> Result<Json<Job>> {
     jobs::get(&ctx, &caller, &job_id).await.map(Json)
 }
@@ -43,7 +43,7 @@ pub async fn get(
 pub async fn cancel(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
-    Path(job_id): Path<String>,
+    JobId(job_id): JobId,
 ) -> Result<Json<CancelResponse>> {
     jobs::cancel(&ctx, &caller, &job_id).await.map(Json)
 }
@@ -51,7 +51,7 @@ pub async fn cancel(
 pub async fn result(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
-    Path(job_id): Path<String>,
+    JobId(job_id): JobId,
 ) -> Result<Json<Value>> {
     jobs::result(&ctx, &caller, &job_id).await.map(Json)
 }
@@ -59,7 +59,7 @@ pub async fn result(
 pub async fn events(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
-    Path(job_id): Path<String>,
+    JobId(job_id): JobId,
 ) -> Result<Json<Vec<JobEventView>>> {
     jobs::events(&ctx, &caller, &job_id).await.map(Json)
 }

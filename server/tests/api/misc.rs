@@ -61,3 +61,25 @@ async fn the_sign_in_page_renders_and_jobs_needs_a_session() {
     assert_eq!(jobs.status(), StatusCode::FOUND);
     assert_eq!(jobs.headers()["location"], "/sign-in");
 }
+
+#[tokio::test]
+async fn a_job_id_that_is_not_text_is_a_json_404() {
+    let app = TestApp::start().await;
+    for path in [
+        "/api/v1/batch/jobs/%FF%FE",
+        "/api/v1/batch/jobs/%FF/result",
+        "/api/v1/batch/jobs/%C0/events",
+    ] {
+        let answer = app.alice.get(path).await;
+        assert_eq!(
+            (answer.status, &answer.body),
+            (StatusCode::NOT_FOUND, &json!({"detail": "Job not found"})),
+            "{path}"
+        );
+    }
+    let cancel = app
+        .alice
+        .post("/api/v1/batch/jobs/%FF/cancel", json!({}))
+        .await;
+    assert_eq!(cancel.status, StatusCode::NOT_FOUND);
+}
