@@ -17,7 +17,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, InsertOutcome, JobRecord, NewJob, Visibility};
 
-pub use view::to_api_job;
+pub use view::{to_api_job, to_event_view};
 
 const NOT_FOUND: &str = "Job not found";
 
@@ -137,14 +137,7 @@ pub async fn result(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<Value> {
 pub async fn events(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<Vec<JobEventView>> {
     let job = find(ctx, caller, job_id).await?;
     let events = ctx.store().job_events(&job.id).await?;
-    Ok(events
-        .into_iter()
-        .map(|e| JobEventView {
-            kind: e.kind,
-            detail: e.detail,
-            at: e.at,
-        })
-        .collect())
+    Ok(events.into_iter().map(to_event_view).collect())
 }
 
 /// A job, its history and its result, as the job page shows them.
@@ -156,14 +149,7 @@ pub async fn detail(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<JobDetai
         .flatten();
     Ok(JobDetail {
         job: to_api_job(record, true),
-        events: events
-            .into_iter()
-            .map(|e| JobEventView {
-                kind: e.kind,
-                detail: e.detail,
-                at: e.at,
-            })
-            .collect(),
+        events: events.into_iter().map(to_event_view).collect(),
         result,
     })
 }

@@ -1,6 +1,6 @@
-use app::api::{Job, nanos_to_usd};
+use app::api::{Job, JobEventView, nanos_to_usd};
 
-use crate::store::JobRecord;
+use crate::store::{JobEvent, JobRecord};
 
 /// The REST and dashboard shape of a stored job.
 pub fn to_api_job(r: JobRecord, with_payload: bool) -> Job {
@@ -29,5 +29,13 @@ pub fn to_api_job(r: JobRecord, with_payload: bool) -> Job {
         idempotency_key: r.idempotency_key,
         cancel_requested: r.cancel_requested,
         payload: if with_payload { r.payload } else { None },
+    }
+}
+
+pub fn to_event_view(e: JobEvent) -> JobEventView {
+    JobEventView {
+        kind: e.kind,
+        detail: e.detail,
+        at: e.at,
     }
 }

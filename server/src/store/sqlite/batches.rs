@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, QueryBuilder, Sqlite, Transaction};
 
-use super::{SqliteStore, parse_json, parse_status};
+use super::{SqliteStore, parse_job_type, parse_json, parse_status};
 use crate::store::*;
 
 const BATCH_COLUMNS: &str = "id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, created_at, \
@@ -16,6 +16,16 @@ type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArgume
 
 /// A job is changed only in the state its update was decided on.
 const GUARD: &str = "WHERE id = ? AND batch_id = ? AND status = 'processing' AND attempts = ?";
+
+/// Binds a result's tokens and money, in the order every spend-recording update lists them.
+fn bind_spend<'q>(query: SqliteQuery<'q>, spend: &'q Spend) -> SqliteQuery<'q> {
+    query
+        .bind(spend.input_tokens)
+        .bind(spend.output_tokens)
+        .bind(spend.cost_nanos)
+        .bind(spend.standard_cost_nanos)
+        .bind(&spend.price_version)
+}
 
 /// Binds the values of [`GUARD`].
 fn guarded<'q>(
@@ -308,9 +318,7 @@ impl BatchStore for SqliteStore {
             let rows: Vec<StateRow> = query.build_query_as().fetch_all(&self.pool).await?;
             for row in rows {
                 states.push(JobState {
-                    job_type: app::api::JobType::parse(&row.job_type).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown job type {}", row.job_type))
-                    })?,
+                    job_type: parse_job_type(&row.job_type)?,
                     status: parse_status(&row.status)?,
                     id: row.id,
                     attempts: row.attempts,
@@ -340,13 +348,8 @@ impl BatchStore for SqliteStore {
                          standard_cost_nanos = ?, price_version = ?, completed_at = ?, updated_at = ?, usage_recorded_at = ?, \
                          error_message = NULL {GUARD}"
                     );
-                    let query = sqlx::query(&sql)
-                        .bind(result.to_string())
-                        .bind(spend.input_tokens)
-                        .bind(spend.output_tokens)
-                        .bind(spend.cost_nanos)
-                        .bind(spend.standard_cost_nanos)
-                        .bind(&spend.price_version)
+                    // completed_at, updated_at, usage_recorded_at
+                    let query = bind_spend(sqlx::query(&sql).bind(result.to_string()), spend)
                         .bind(at)
                         .bind(at)
                         .bind(at);
@@ -384,23 +387,20 @@ impl BatchStore for SqliteStore {
                     (rows, "retried", reason.clone())
                 }
                 Transition::RecordSpend { spend } => {
-                    let rows = sqlx::query(
+                    let query = sqlx::query(
                         "UPDATE jobs SET input_tokens = ?, output_tokens = ?, cost_nanos = ?, standard_cost_nanos = ?, \
                          price_version = ?, usage_recorded_at = ?, updated_at = ? \
                          WHERE id = ? AND batch_id = ? AND status = 'cancelled' AND usage_recorded_at IS NULL",
-                    )
-                    .bind(spend.input_tokens)
-                    .bind(spend.output_tokens)
-                    .bind(spend.cost_nanos)
-                    .bind(spend.standard_cost_nanos)
-                    .bind(&spend.price_version)
-                    .bind(at)
-                    .bind(at)
-                    .bind(&u.job_id)
-                    .bind(provider_batch_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    );
+                    // usage_recorded_at, updated_at
+                    let rows = bind_spend(query, spend)
+                        .bind(at)
+                        .bind(at)
+                        .bind(&u.job_id)
+                        .bind(provider_batch_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                     (
                         rows,
                         "result_discarded",
@@ -492,8 +492,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
     type Error = StoreError;
     fn try_from(row: QueuedRow) -> StoreResult<Self> {
         Ok(QueuedJob {
-            job_type: app::api::JobType::parse(&row.job_type)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown job type {}", row.job_type)))?,
+            job_type: parse_job_type(&row.job_type)?,
             payload: parse_json("payload", Some(row.payload))?.unwrap_or_default(),
             created_at: from_micros(row.created_at)?,
             id: row.id,

@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, parse_status, push_visibility};
+use super::{
+    JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, parse_job_type, parse_status,
+    push_visibility,
+};
 use crate::store::*;
 use app::api::ListQuery;
 
@@ -233,9 +236,7 @@ impl JobStore for SqliteStore {
         rows.into_iter()
             .map(
                 |(day, job_type, owner_name, jobs, cost_nanos, standard_cost_nanos)| {
-                    let job_type = app::api::JobType::parse(&job_type).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown job type {job_type}"))
-                    })?;
+                    let job_type = parse_job_type(&job_type)?;
                     Ok(DailyCostRecord {
                         day,
                         job_type,

@@ -101,6 +101,10 @@ fn push_visibility(query: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility
     }
 }
 
+fn parse_job_type(s: &str) -> StoreResult<JobType> {
+    JobType::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job type {s:?}")))
+}
+
 fn parse_status(s: &str) -> StoreResult<JobStatus> {
     JobStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
 }
@@ -189,9 +193,7 @@ impl TryFrom<JobRow> for JobRecord {
     type Error = StoreError;
     fn try_from(row: JobRow) -> StoreResult<Self> {
         Ok(JobRecord {
-            job_type: JobType::parse(&row.job_type).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown job type {:?}", row.job_type))
-            })?,
+            job_type: parse_job_type(&row.job_type)?,
             status: parse_status(&row.status)?,
             payload: parse_json("payload", row.payload)?,
             result: parse_json("result", row.result)?,
