@@ -163,9 +163,14 @@ pub struct BatchConfig {
     #[arg(long, env = "AI_BATCH_RESCUER", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub rescuer: bool,
 
-    /// Seconds after which a `submitting` batch is considered stuck.
-    #[arg(long, env = "AI_BATCH_SUBMIT_STALE_SECS", default_value_t = 120)]
-    pub submit_stale_secs: u64,
+    /// Seconds a lease on a batch lasts (renewed every third of it while held): a create in
+    /// flight is never reconciled, and after an uncertain create reconciliation waits this long.
+    #[arg(long, env = "AI_BATCH_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+
+    /// Failed polls in a row after which a batch shows as stuck to admins.
+    #[arg(long, env = "AI_BATCH_STUCK_AFTER_FAILURES", default_value_t = 5)]
+    pub stuck_after_failures: i64,
 
     /// How often the scheduler's services wake, in milliseconds.
     #[arg(long, env = "AI_BATCH_SCHEDULER_TICK_MS", default_value_t = 1000)]

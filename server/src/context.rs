@@ -13,6 +13,8 @@ pub struct Ctx {
     pub provider: Arc<dyn Provider>,
     pub provider_kind: ProviderKind,
     pub prices: Arc<PriceTable>,
+    /// This process, in lease owners and logs.
+    pub instance: Arc<str>,
 }
 
 impl Ctx {

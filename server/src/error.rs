@@ -36,6 +36,38 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a person may be told of an internal failure; the details go to the log.
+pub const INTERNAL: &str = "Internal server error";
+
+impl Error {
+    /// The message for whoever made the request (an API client, a dashboard user): the
+    /// error's own words, except for internal failures, whose details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
+                "The database is busy or unavailable; try again in a moment.".into()
+            }
+            Error::Store(_) => INTERNAL.into(),
+            Error::Validation(errors) => errors
+                .iter()
+                .map(|e| e.msg.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for errors that pass by themselves.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => Some(1),
+            Error::Provider(e) if e.is_busy() => Some(30),
+            Error::SubmissionUncertain(_) => Some(30),
+            _ => None,
+        }
+    }
+}
+
 impl From<Vec<FieldError>> for Error {
     fn from(errors: Vec<FieldError>) -> Self {
         Error::Validation(errors)

@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod emulator;
 pub mod error;
+pub mod events;
 mod http;
 pub mod jobs;
 pub mod pricing;

@@ -19,7 +19,14 @@ use crate::{access, emulator, http, web};
 
 /// The whole application: REST API and dashboard over one context.
 pub fn app(ctx: Ctx, options: LeptosOptions) -> Router {
-    http::router(ctx.clone()).merge(web::router(ctx, options))
+    harden(http::router(ctx.clone()).merge(web::router(ctx, options)))
+}
+
+/// What every route gets: a panic in a handler answers 500 JSON, and the server goes on.
+pub fn harden(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        http::panicked,
+    ))
 }
 
 /// Everything the service needs before it listens. With the emulator as provider, this starts
@@ -59,7 +66,17 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         provider,
         provider_kind: kind,
         prices,
+        instance: instance_name().into(),
     })
+}
+
+/// `host:pid:random`: unique per process, and readable in a lease or a log line.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
 pub fn emulator_settings(config: &EmulatorConfig, prices: &PriceTable) -> emulator::Settings {

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use app::api::backend::{Backend, BackendHandle, Reply};
-use app::api::validation::{FieldError, parse_enqueue};
+use app::api::validation::{
+    FieldError, parse_bulk_cancel, parse_create_token, parse_days, parse_enqueue, parse_flush,
+    parse_list_query, parse_poll,
+};
 use app::api::*;
 use app::{App, shell};
 use axum::Router;
@@ -44,16 +47,15 @@ struct WebBackend {
     ctx: Ctx,
 }
 
-/// Use-case errors as people read them; the dashboard shows the message.
+/// Use-case errors as people read them; the dashboard shows the message (never a database's).
 fn say<T>(result: crate::error::Result<T>) -> Reply<T> {
-    result.map_err(|e| match e {
-        Error::Validation(errors) => errors
-            .iter()
-            .map(|e| e.msg.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    })
+    result.map_err(|e| e.public_message())
+}
+
+/// Server functions are endpoints anyone can call with any arguments: they go through the
+/// same readers as the REST API's requests.
+fn checked<T>(parsed: Result<T, Vec<FieldError>>) -> Reply<T> {
+    say(parsed.map_err(Error::Validation))
 }
 
 #[async_trait::async_trait]
@@ -80,7 +82,7 @@ impl Backend for WebBackend {
                 Error::Unauthenticated => {
                     "That token is not valid. Check it and try again.".to_string()
                 }
-                other => other.to_string(),
+                other => other.public_message(),
             })?;
         Ok(self.cookie(&cookie, lifetime.num_seconds()))
     }
@@ -95,6 +97,10 @@ impl Backend for WebBackend {
     }
 
     async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Reply<JobList> {
+        let pairs = query.to_pairs();
+        let query = checked(parse_list_query(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))?;
         say(jobs::list(&self.ctx, caller, query).await)
     }
 
@@ -119,7 +125,10 @@ impl Backend for WebBackend {
         caller: &Caller,
         job_ids: Vec<String>,
     ) -> Reply<BulkCancelResponse> {
-        say(jobs::cancel_many(&self.ctx, caller, &job_ids).await)
+        let request = checked(parse_bulk_cancel(
+            &serde_json::json!({ "job_ids": job_ids }),
+        ))?;
+        say(jobs::cancel_many(&self.ctx, caller, &request.job_ids).await)
     }
 
     async fn stats(&self, caller: &Caller) -> Reply<Stats> {
@@ -127,16 +136,23 @@ impl Backend for WebBackend {
     }
 
     async fn daily_costs(&self, caller: &Caller, days: i64) -> Reply<Vec<DailyCost>> {
+        let days = checked(parse_days([("days", days.to_string().as_str())]))?;
         say(jobs::daily_costs(&self.ctx, caller, days).await)
     }
 
     async fn flush_preview(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushPreview> {
         say(access::require_admin(caller))?;
+        let request = checked(parse_flush(
+            &serde_json::to_value(request).unwrap_or_default(),
+        ))?;
         say(batches::preview(&self.ctx, request).await)
     }
 
     async fn flush(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushResponse> {
         say(access::require_admin(caller))?;
+        let request = checked(parse_flush(
+            &serde_json::to_value(request).unwrap_or_default(),
+        ))?;
         say(batches::flush(&self.ctx, request).await)
     }
 
@@ -147,7 +163,8 @@ impl Backend for WebBackend {
 
     async fn poll(&self, caller: &Caller, batch_id: &str) -> Reply<PollResponse> {
         say(access::require_admin(caller))?;
-        say(batches::poll(&self.ctx, batch_id).await)
+        let request = checked(parse_poll(&serde_json::json!({ "batch_id": batch_id })))?;
+        say(batches::poll(&self.ctx, &request.batch_id).await)
     }
 
     async fn users(&self, caller: &Caller) -> Reply<Vec<UserView>> {
@@ -159,6 +176,9 @@ impl Backend for WebBackend {
         caller: &Caller,
         request: CreateTokenRequest,
     ) -> Reply<IssuedToken> {
+        let request = checked(parse_create_token(
+            &serde_json::to_value(request).unwrap_or_default(),
+        ))?;
         say(access::create_token(self.ctx.store(), caller, &request.user, request.role).await)
     }
 

@@ -103,6 +103,9 @@ pub struct Job {
     pub cost_usd: f64,
     pub standard_cost_usd: f64,
     pub savings_usd: f64,
+    /// The part of `tokens_used` and `cost_usd` that duplicate batches ran up.
+    pub duplicate_tokens: i64,
+    pub duplicate_cost_usd: f64,
     pub price_version: Option<String>,
     pub idempotency_key: Option<String>,
     pub cancel_requested: bool,
@@ -139,6 +142,26 @@ pub struct ListQuery {
     pub search: Option<String>,
     pub limit: i64,
     pub offset: i64,
+}
+
+impl ListQuery {
+    /// The query as the pairs of a URL, to be read by `validation::parse_list_query`.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs = vec![
+            ("limit".to_string(), self.limit.to_string()),
+            ("offset".to_string(), self.offset.to_string()),
+        ];
+        if let Some(s) = self.status_filter {
+            pairs.push(("status_filter".into(), s.as_str().into()));
+        }
+        if let Some(t) = self.job_type {
+            pairs.push(("job_type".into(), t.as_str().into()));
+        }
+        if let Some(q) = &self.search {
+            pairs.push(("q".into(), q.clone()));
+        }
+        pairs
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +273,17 @@ pub struct BatchView {
     pub error: Option<String>,
     /// Seconds since submission (or creation), when the list was read.
     pub age_seconds: i64,
+    /// Polls that failed in a row.
+    pub poll_failures: i64,
+    /// Polls keep failing (past the configured count): an admin should look at `error`.
+    pub stuck: bool,
+    /// For a duplicate (a provider batch that ran another batch's jobs again): that batch's `local_id`.
+    pub duplicate_of: Option<String>,
+    /// What Anthropic billed for this batch's results, as recorded.
+    pub billed_tokens: i64,
+    pub billed_cost_usd: f64,
+    /// Succeeded requests Anthropic billed whose results could not be read.
+    pub unaccounted_results: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -185,25 +185,53 @@ impl Checker {
         }
     }
 
-    /// ISO-8601 datetime or date (midnight), or a Unix timestamp; no timezone means UTC.
+    /// ISO-8601 datetime or date (midnight), or a Unix timestamp (a number, or a number in a
+    /// string) read as pydantic reads one; no timezone means UTC. Years 1600–9999 only, so no
+    /// later date arithmetic can overflow.
     fn datetime(&mut self, loc: Vec<Value>, input: &Value) -> Option<DateTime<Utc>> {
         let parsed = match input {
-            Value::String(s) => parse_datetime_str(s.trim()),
+            Value::String(s) => match s.trim().parse::<f64>() {
+                Ok(number) if number.is_finite() => from_unix_number(number),
+                _ => parse_datetime_str(s.trim()),
+            },
             Value::Number(n) => n
                 .as_f64()
-                .and_then(|secs| DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64))
-                .ok_or_else(|| "timestamp out of range".to_string()),
+                .map_or_else(|| Err(RunAfterError::TooLate), from_unix_number),
             _ => {
                 let msg = "Input should be a valid datetime";
                 self.push(FieldError::new("datetime_type", loc, msg, input.clone()));
                 return None;
             }
         };
+        let parsed = parsed.and_then(|at| {
+            if at < earliest_datetime() {
+                Err(RunAfterError::TooEarly)
+            } else if at > latest_datetime() {
+                Err(RunAfterError::TooLate)
+            } else {
+                Ok(at)
+            }
+        });
         parsed
             .map_err(|error| {
-                let msg = format!("Input should be a valid datetime or date, {error}");
+                let (kind, error) = match error {
+                    RunAfterError::Format(e) => ("datetime_from_date_parsing", e),
+                    RunAfterError::TooEarly => (
+                        "datetime_parsing",
+                        "dates before 1600 are not supported".to_string(),
+                    ),
+                    RunAfterError::TooLate => (
+                        "datetime_parsing",
+                        "dates after 9999 are not supported".to_string(),
+                    ),
+                };
+                let msg = if kind == "datetime_parsing" {
+                    format!("Input should be a valid datetime, {error}")
+                } else {
+                    format!("Input should be a valid datetime or date, {error}")
+                };
                 self.push(
-                    FieldError::new("datetime_from_date_parsing", loc, msg, input.clone())
+                    FieldError::new(kind, loc, msg, input.clone())
                         .with_ctx(json!({ "error": error })),
                 )
             })
@@ -265,9 +293,54 @@ fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     map.get(name).filter(|v| !v.is_null())
 }
 
-fn parse_datetime_str(s: &str) -> Result<DateTime<Utc>, String> {
+/// Why a `run_after` is refused.
+enum RunAfterError {
+    Format(String),
+    TooEarly,
+    TooLate,
+}
+
+/// Pydantic's rule for numbers: Unix seconds, or milliseconds when beyond ±2×10¹⁰ (so a
+/// JavaScript `Date.now()` means what its sender meant).
+const SECONDS_OR_MILLIS: f64 = 2e10;
+
+fn earliest_datetime() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1600, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn latest_datetime() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn from_unix_number(number: f64) -> Result<DateTime<Utc>, RunAfterError> {
+    let seconds = if number.abs() > SECONDS_OR_MILLIS {
+        number / 1000.0
+    } else {
+        number
+    };
+    // Outside this span the value cannot be a supported date; checking first keeps the
+    // conversion to integer microseconds from saturating.
+    let (lo, hi) = (
+        earliest_datetime().timestamp() as f64,
+        latest_datetime().timestamp() as f64 + 1.0,
+    );
+    if seconds < lo {
+        return Err(RunAfterError::TooEarly);
+    }
+    if seconds >= hi {
+        return Err(RunAfterError::TooLate);
+    }
+    DateTime::<Utc>::from_timestamp_micros((seconds * 1e6).round() as i64)
+        .ok_or(RunAfterError::TooLate)
+}
+
+fn parse_datetime_str(s: &str) -> Result<DateTime<Utc>, RunAfterError> {
     if s.is_empty() {
-        return Err("input is too short".into());
+        return Err(RunAfterError::Format("input is too short".into()));
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Ok(dt.with_timezone(&Utc));
@@ -282,8 +355,10 @@ fn parse_datetime_str(s: &str) -> Result<DateTime<Utc>, String> {
         }
     }
     match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        Ok(date) => Ok(Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))),
-        Err(e) => Err(format!("{e} (expected e.g. 2026-01-31T09:30:00Z)")),
+        Ok(date) => Ok(Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN))),
+        Err(e) => Err(RunAfterError::Format(format!(
+            "{e} (expected e.g. 2026-01-31T09:30:00Z)"
+        ))),
     }
 }
 

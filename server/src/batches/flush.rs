@@ -1,83 +1,107 @@
-//! Flush: eligible jobs → one Message Batch, crash-safely.
+//! Flush: eligible jobs → one Message Batch, crash-safely and within memory. Candidates are
+//! read a page at a time and rendered straight into the request body, which is the only copy
+//! of their payloads; adding stops at Anthropic's 256 MB.
 
 use app::api::{FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
+use super::lease::{Held, new_lease};
+use super::submit::submit;
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pricing::Usage;
-use crate::provider::{BatchRequest, MAX_BATCH_BYTES, MessageBatch, ProviderError};
-use crate::store::{Claim, FlushFilter, NewBatch, Submission};
+use crate::provider::BatchBodyBuilder;
+use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch};
 use crate::templates;
 
-/// `{"requests":[` … `]}` around the requests, and a comma between each.
-const ENVELOPE_BYTES: usize = 16;
+/// Candidates read per query: enough to be quick, few enough to hold little.
+const PAGE: i64 = 500;
 
 /// What a flush with given options would send: the jobs in flush order, rendered, up to the
 /// size limit. Flush and its preview share it.
 struct Plan {
-    requests: Vec<(BatchRequest, i64)>,
-    claims: Vec<Claim>,
-    tokens: i64,
-    bytes: usize,
+    body: BatchBodyBuilder,
+    /// Each claim with its token estimate.
+    claims: Vec<(Claim, i64)>,
     /// Upper bound of the cost at batch prices (every request using its whole `max_tokens`).
     cost_nanos: i64,
+    /// Eligible jobs (within `max_jobs`) that did not fit the size limit.
     left_for_size: usize,
+}
+
+impl Plan {
+    fn tokens(&self) -> i64 {
+        self.claims.iter().map(|(_, t)| t).sum()
+    }
 }
 
 async fn plan(
     ctx: &Ctx,
     request: &FlushRequest,
-    now: chrono::DateTime<Utc>,
+    now: DateTime<Utc>,
+    body: BatchBodyBuilder,
 ) -> Result<Option<Plan>> {
     let filter = FlushFilter {
         job_types: request.job_types.clone(),
         min_priority: request.min_priority,
-        limit: request.max_jobs,
         now,
     };
-    let candidates = ctx.store().eligible_jobs(&filter).await?;
-    if candidates.is_empty() {
-        return Ok(None);
-    }
-    // Render in flush order and stop at the size limit: the rest stays pending.
     let mut plan = Plan {
-        requests: Vec::new(),
+        body,
         claims: Vec::new(),
-        tokens: 0,
-        bytes: ENVELOPE_BYTES,
         cost_nanos: 0,
         left_for_size: 0,
     };
-    for job in &candidates {
-        let model = ctx.prices.model_for(job.job_type).to_string();
-        let rendered = templates::render(&job.id, job.job_type, &job.payload, &model)?;
-        if plan.bytes + rendered.bytes + 1 > MAX_BATCH_BYTES {
-            plan.left_for_size = candidates.len() - plan.requests.len();
-            break;
+    let mut cursor: Option<FlushCursor> = None;
+    let mut seen = 0i64;
+    while seen < request.max_jobs {
+        let page = PAGE.min(request.max_jobs - seen);
+        let jobs = ctx
+            .store()
+            .eligible_jobs(&filter, cursor.as_ref(), page)
+            .await?;
+        for job in &jobs {
+            if plan.left_for_size > 0 {
+                plan.left_for_size += 1;
+                continue;
+            }
+            let model = ctx.prices.model_for(job.job_type).to_string();
+            let rendered = templates::render(job.job_type, &job.payload, &model);
+            if !plan.body.fits(BatchBodyBuilder::entry_bytes(
+                &job.id,
+                rendered.params.len(),
+            )) {
+                plan.left_for_size = 1;
+                continue;
+            }
+            plan.body.push(&job.id, &rendered.params)?;
+            let usage = Usage {
+                input_tokens: rendered.prompt_tokens,
+                output_tokens: rendered.max_tokens,
+                ..Usage::default()
+            };
+            plan.cost_nanos += ctx.prices.cost(&model, &usage).map_or(0, |c| c.paid_nanos);
+            plan.claims.push((
+                Claim {
+                    job_id: job.id.clone(),
+                    model,
+                },
+                rendered.estimated_tokens,
+            ));
         }
-        plan.bytes += rendered.bytes + 1;
-        plan.tokens += rendered.estimated_tokens;
-        let usage = Usage {
-            input_tokens: rendered.prompt_tokens,
-            output_tokens: rendered.max_tokens,
-            ..Usage::default()
-        };
-        plan.cost_nanos += ctx.prices.cost(&model, &usage).map_or(0, |c| c.paid_nanos);
-        plan.claims.push(Claim {
-            job_id: job.id.clone(),
-            model,
-        });
-        plan.requests
-            .push((rendered.request, rendered.estimated_tokens));
+        seen += jobs.len() as i64;
+        match jobs.last() {
+            Some(last) if jobs.len() as i64 == page => cursor = Some(last.cursor()),
+            _ => break,
+        }
     }
-    Ok(Some(plan))
+    Ok((!plan.claims.is_empty()).then_some(plan))
 }
 
 /// What `flush` would send now with these options, without sending anything.
 pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
     let now = Utc::now();
-    let Some(plan) = plan(ctx, &request, now).await? else {
+    let Some(plan) = plan(ctx, &request, now, BatchBodyBuilder::measuring()).await? else {
         return Ok(FlushPreview {
             jobs_count: 0,
             estimated_tokens: 0,
@@ -85,8 +109,8 @@ pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
             message: why_nothing(ctx, now).await?,
         });
     };
-    let jobs = plan.requests.len();
-    let mut message = format!("{jobs} jobs would be sent, about {} tokens.", plan.tokens);
+    let jobs = plan.claims.len();
+    let mut message = format!("{jobs} jobs would be sent, about {} tokens.", plan.tokens());
     if plan.left_for_size > 0 {
         message.push_str(&format!(
             " {} more would wait: the batch would reach the 256 MB limit.",
@@ -95,7 +119,7 @@ pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
     }
     Ok(FlushPreview {
         jobs_count: jobs as i64,
-        estimated_tokens: plan.tokens,
+        estimated_tokens: plan.tokens(),
         estimated_cost_usd: nanos_to_usd(plan.cost_nanos),
         message,
     })
@@ -103,48 +127,43 @@ pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
 
 pub async fn flush(ctx: &Ctx, request: FlushRequest) -> Result<FlushResponse> {
     let now = Utc::now();
-    let Some(Plan {
-        requests,
-        claims,
-        tokens,
-        bytes,
-        left_for_size,
-        ..
-    }) = plan(ctx, &request, now).await?
-    else {
+    let Some(mut plan) = plan(ctx, &request, now, BatchBodyBuilder::new()).await? else {
         return Ok(nothing_sent(why_nothing(ctx, now).await?));
     };
 
     let batch_id = uuid::Uuid::now_v7().to_string();
+    let lease = new_lease(ctx, now);
     let new_batch = NewBatch {
         id: batch_id.clone(),
-        estimated_tokens: tokens,
-        request_bytes: bytes as i64,
+        estimated_tokens: plan.tokens(),
+        request_bytes: plan.body.bytes() as i64,
         created_at: now,
+        lease: lease.clone(),
     };
+    let claims: Vec<Claim> = plan.claims.iter().map(|(c, _)| c.clone()).collect();
     let claimed = ctx.store().claim_jobs(new_batch, &claims).await?;
     if claimed.is_empty() {
         return Ok(nothing_sent(
             "The eligible jobs were taken by another flush or cancelled meanwhile.".into(),
         ));
     }
-    // Jobs cancelled between the read and the claim are not sent.
+    // Jobs taken or cancelled between the read and the claim are not sent.
     let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
-    let (requests, estimates): (Vec<BatchRequest>, Vec<i64>) = requests
-        .into_iter()
-        .filter(|(r, _)| claimed.contains(&r.custom_id))
-        .unzip();
-    let estimated_tokens = estimates.iter().sum();
-    let jobs_count = requests.len() as i64;
+    plan.body.retain(|id| claimed.contains(id));
+    plan.claims.retain(|(c, _)| claimed.contains(&c.job_id));
+    let estimated_tokens = plan.tokens();
+    let jobs_count = plan.claims.len() as i64;
+    let held = Held::start(ctx, &batch_id, lease);
+    let batch = submit(ctx, &batch_id, plan.body.finish()?, held).await?;
 
-    let batch = submit(ctx, &batch_id, requests).await?;
     let mut message = format!(
         "Submitted {jobs_count} jobs to Anthropic as batch {}.",
         batch.id
     );
-    if left_for_size > 0 {
+    if plan.left_for_size > 0 {
         message.push_str(&format!(
-            " Stopped at Anthropic's 256 MB batch limit: {left_for_size} more eligible jobs stay pending for the next flush."
+            " Stopped at Anthropic's 256 MB batch limit: {} more eligible jobs stay pending for the next flush.",
+            plan.left_for_size
         ));
     }
     Ok(FlushResponse {
@@ -166,11 +185,11 @@ fn nothing_sent(message: String) -> FlushResponse {
     }
 }
 
-async fn why_nothing(ctx: &Ctx, now: chrono::DateTime<Utc>) -> Result<String> {
+async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>) -> Result<String> {
     let (eligible, _) = ctx.store().eligible_summary(now).await?;
     let (pending, _) = ctx
         .store()
-        .eligible_summary(now + chrono::Duration::days(365 * 1000))
+        .eligible_summary(DateTime::<Utc>::MAX_UTC)
         .await?;
     Ok(if pending == 0 {
         "Nothing to flush: no jobs are pending.".to_string()
@@ -183,59 +202,4 @@ async fn why_nothing(ctx: &Ctx, now: chrono::DateTime<Utc>) -> Result<String> {
             "Nothing to flush: none of the {eligible} eligible jobs match the filters (job_types, min_priority)."
         )
     })
-}
-
-/// Sends a local batch's requests and records the provider's id. A refusal puts the jobs back;
-/// an unknown outcome leaves the batch `submitting` for the rescuer to reconcile.
-pub(super) async fn submit(
-    ctx: &Ctx,
-    batch_id: &str,
-    requests: Vec<BatchRequest>,
-) -> Result<MessageBatch> {
-    let job_count = requests.len() as i64;
-    crash_here_if(ctx, "before-submit");
-    match ctx.provider.create_batch(requests).await {
-        Ok(batch) => {
-            crash_here_if(ctx, "after-submit");
-            let now = Utc::now();
-            let submission = Submission {
-                provider_batch_id: batch.id.clone(),
-                job_count,
-                submitted_at: now,
-                expires_at: batch.expires_at,
-                next_poll_at: now + super::poll::first_poll_delay(ctx),
-            };
-            ctx.store().record_submission(batch_id, submission).await?;
-            tracing::info!(batch = %batch.id, jobs = job_count, "batch submitted");
-            Ok(batch)
-        }
-        Err(e) if surely_not_created(&e) => {
-            let released = ctx
-                .store()
-                .release_batch(batch_id, &e.to_string(), Utc::now())
-                .await?;
-            tracing::warn!(error = %e, released, "Anthropic did not accept the batch; its jobs are pending again");
-            Err(Error::Provider(e))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, batch = batch_id, "the batch may or may not have reached Anthropic; it will be reconciled");
-            Err(Error::SubmissionUncertain(e.to_string()))
-        }
-    }
-}
-
-/// An error answer, or a connection never made, means no batch was created.
-fn surely_not_created(e: &ProviderError) -> bool {
-    matches!(
-        e,
-        ProviderError::Api { .. } | ProviderError::InvalidRequest(_) | ProviderError::Connect(_)
-    )
-}
-
-/// Test failpoint: `AI_BATCH_FAILPOINT=<name>` ends the process here, as a crash would.
-fn crash_here_if(ctx: &Ctx, name: &str) {
-    if ctx.config.failpoint.as_deref() == Some(name) {
-        eprintln!("failpoint {name}: exiting");
-        std::process::exit(86);
-    }
 }

@@ -2,11 +2,14 @@
 //! Admins (over REST and the dashboard) and the scheduler call the same functions.
 
 mod flush;
+mod ingest;
+mod lease;
 mod outcome;
 mod poll;
 mod reconcile;
+mod submit;
 
-use app::api::{BatchList, BatchView};
+use app::api::{BatchList, BatchView, nanos_to_usd};
 use chrono::{DateTime, Utc};
 
 use crate::context::Ctx;
@@ -15,7 +18,7 @@ use crate::store::BatchRecord;
 
 pub use flush::{flush, preview};
 pub use poll::{poll, poll_due};
-pub use reconcile::reconcile_stale;
+pub use reconcile::{Reconciled, reconcile};
 
 /// Anthropic says most batches end within an hour; until we have history, assume that.
 const PRIOR_BATCH_SECONDS: f64 = 3600.0;
@@ -36,19 +39,25 @@ pub async fn estimate_completion(
         .copied()
         .unwrap_or(PRIOR_BATCH_SECONDS);
     let start = run_after.map_or(now, |at| at.max(now));
-    let wait = chrono::Duration::from_std(ctx.config.flush_interval()).unwrap_or_default();
-    Ok(start + wait + chrono::Duration::milliseconds((typical * 1000.0) as i64))
+    let wait = chrono::Duration::from_std(ctx.config.flush_interval()).unwrap_or_default()
+        + chrono::Duration::milliseconds((typical * 1000.0) as i64);
+    // Checked: a `run_after` near the end of the supported range must not overflow.
+    Ok(start.checked_add_signed(wait).unwrap_or(start))
 }
 
 pub async fn list(ctx: &Ctx, limit: i64) -> Result<BatchList> {
     let batches = ctx.store().list_batches(limit).await?;
     let now = Utc::now();
+    let stuck_after = ctx.config.batch.stuck_after_failures;
     Ok(BatchList {
-        batches: batches.into_iter().map(|b| view(b, now)).collect(),
+        batches: batches
+            .into_iter()
+            .map(|b| view(b, now, stuck_after))
+            .collect(),
     })
 }
 
-fn view(b: BatchRecord, now: DateTime<Utc>) -> BatchView {
+fn view(b: BatchRecord, now: DateTime<Utc>, stuck_after: i64) -> BatchView {
     BatchView {
         age_seconds: (b.ended_at.unwrap_or(now) - b.submitted_at.unwrap_or(b.created_at))
             .num_seconds(),
@@ -64,5 +73,11 @@ fn view(b: BatchRecord, now: DateTime<Utc>) -> BatchView {
         request_counts: b.request_counts,
         results_collected: b.results_collected,
         error: b.error,
+        poll_failures: b.poll_failures,
+        stuck: b.poll_failures >= stuck_after,
+        duplicate_of: b.duplicate_of,
+        billed_tokens: b.billed_tokens,
+        billed_cost_usd: nanos_to_usd(b.billed_cost_nanos),
+        unaccounted_results: b.unaccounted_results,
     }
 }

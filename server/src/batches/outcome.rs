@@ -3,9 +3,10 @@
 use app::api::{JobStatus, PollResult};
 use serde_json::{Value, json};
 
+use crate::events::Happened;
 use crate::pricing::{PriceTable, Usage};
-use crate::provider::BatchResult;
-use crate::store::{JobState, Spend, Transition};
+use crate::provider::{BatchResult, UnreadableLine};
+use crate::store::{DuplicateCharge, JobState, Spend, Transition};
 
 /// Error types that say the request itself is wrong: retrying cannot help.
 const PERMANENT_ERRORS: &[&str] = &[
@@ -16,121 +17,291 @@ const PERMANENT_ERRORS: &[&str] = &[
     "request_too_large",
 ];
 
+/// What the rules need besides the job and its result.
+pub struct Rules<'a> {
+    pub prices: &'a PriceTable,
+    pub max_attempts: i64,
+    /// The provider batch the result came from.
+    pub batch: &'a str,
+    /// From the batch's submission to now, for the poll's report.
+    pub processing_time_ms: i64,
+}
+
 pub struct Decision {
     pub transition: Transition,
+    pub event: Happened,
     pub report: PollResult,
 }
 
-/// Decides a job's transition from its result, or `None` when the result changes nothing
-/// (a late result for a job that has moved on).
-pub fn decide(
-    state: &JobState,
-    result: &BatchResult,
-    prices: &PriceTable,
-    max_attempts: i64,
-    processing_time_ms: i64,
-) -> Option<Decision> {
-    let report =
-        |status: &str, result: Option<Value>, error: Option<String>, tokens: i64| PollResult {
+impl Rules<'_> {
+    fn report(
+        &self,
+        state: &JobState,
+        status: &str,
+        result: Option<Value>,
+        error: Option<String>,
+        tokens: i64,
+    ) -> PollResult {
+        PollResult {
             job_id: state.id.clone(),
             job_type: state.job_type,
             status: status.to_string(),
             result,
             error,
             tokens_used: tokens,
-            processing_time_ms,
-        };
-    let retry_or_fail = |reason: String| {
-        let attempts = state.attempts + 1;
-        if attempts >= max_attempts {
-            Transition::Fail {
-                error: format!("{reason} (gave up after {attempts} attempts)"),
-                attempts,
-            }
-        } else {
-            Transition::Requeue { reason, attempts }
+            processing_time_ms: self.processing_time_ms,
         }
-    };
+    }
+
+    /// Another attempt, or `failed` once `max_attempts` are used up.
+    fn retry_or_fail(&self, state: &JobState, reason: String) -> (Transition, Happened) {
+        let attempts = state.attempts + 1;
+        if attempts >= self.max_attempts {
+            let reason = format!("{reason} (gave up after {attempts} attempts)");
+            (
+                Transition::Fail {
+                    error: reason.clone(),
+                    attempts,
+                    spend: None,
+                },
+                Happened::Failed { reason },
+            )
+        } else {
+            (
+                Transition::Requeue {
+                    reason: reason.clone(),
+                    attempts,
+                },
+                Happened::Retried { reason },
+            )
+        }
+    }
+
+    /// A cancelled-in-flight job's billed result: discarded, its tokens counted once.
+    fn discard(&self, state: &JobState, spend: Spend) -> Option<Decision> {
+        if !(state.status == JobStatus::Cancelled && state.cancel_requested && !state.charged) {
+            return None;
+        }
+        let tokens = spend.input_tokens + spend.output_tokens;
+        Some(Decision {
+            report: self.report(
+                state,
+                "succeeded",
+                None,
+                Some("cancelled in flight; result discarded".into()),
+                tokens,
+            ),
+            transition: Transition::RecordSpend { spend },
+            event: Happened::ResultDiscarded {
+                batch: self.batch.to_string(),
+            },
+        })
+    }
+}
+
+/// Decides a job's transition from its result, or `None` when the result changes nothing
+/// (a late result for a job that has moved on).
+pub fn decide(state: &JobState, result: &BatchResult, rules: &Rules) -> Option<Decision> {
     match (state.status, result) {
         (JobStatus::Processing, BatchResult::Succeeded { message }) => {
-            let spend = spend(state, message, prices);
+            let spend = spend(state.model.as_deref(), message, rules.prices);
             let answer = structured_answer(message);
             let tokens = spend.input_tokens + spend.output_tokens;
             Some(Decision {
-                report: report("succeeded", Some(answer.clone()), None, tokens),
+                report: rules.report(state, "succeeded", Some(answer.clone()), None, tokens),
                 transition: Transition::Complete {
                     result: answer,
                     spend,
                 },
+                event: Happened::Completed {
+                    batch: rules.batch.to_string(),
+                },
             })
         }
-        (JobStatus::Cancelled, BatchResult::Succeeded { message })
-            if state.cancel_requested && !state.usage_recorded =>
-        {
-            let spend = spend(state, message, prices);
-            let tokens = spend.input_tokens + spend.output_tokens;
-            Some(Decision {
-                report: report(
-                    "succeeded",
-                    None,
-                    Some("cancelled in flight; result discarded".into()),
-                    tokens,
-                ),
-                transition: Transition::RecordSpend { spend },
-            })
+        (JobStatus::Cancelled, BatchResult::Succeeded { message }) => {
+            rules.discard(state, spend(state.model.as_deref(), message, rules.prices))
         }
         (JobStatus::Processing, BatchResult::Errored { error }) => {
             let message = format!(
                 "Anthropic answered {}: {}",
                 error.error.kind, error.error.message
             );
-            let transition = if PERMANENT_ERRORS.contains(&error.error.kind.as_str()) {
-                Transition::Fail {
-                    error: message.clone(),
-                    attempts: state.attempts + 1,
-                }
+            let (transition, event) = if PERMANENT_ERRORS.contains(&error.error.kind.as_str()) {
+                (
+                    Transition::Fail {
+                        error: message.clone(),
+                        attempts: state.attempts + 1,
+                        spend: None,
+                    },
+                    Happened::Failed {
+                        reason: message.clone(),
+                    },
+                )
             } else {
-                retry_or_fail(message.clone())
+                rules.retry_or_fail(state, message.clone())
             };
             Some(Decision {
-                report: report("errored", None, Some(message), 0),
+                report: rules.report(state, "errored", None, Some(message), 0),
                 transition,
+                event,
             })
         }
         (JobStatus::Processing, BatchResult::Expired) => {
             let reason = "the request expired before Anthropic processed it".to_string();
+            let (transition, event) = rules.retry_or_fail(state, reason.clone());
             Some(Decision {
-                report: report("expired", None, Some(reason.clone()), 0),
-                transition: retry_or_fail(reason),
+                report: rules.report(state, "expired", None, Some(reason), 0),
+                transition,
+                event,
             })
         }
         (JobStatus::Processing, BatchResult::Canceled) => {
             // An admin cancelled the batch: not the job's fault, so not an attempt.
             let reason = "the batch was cancelled before this request ran".to_string();
             Some(Decision {
-                report: report("canceled", None, Some(reason.clone()), 0),
+                report: rules.report(state, "canceled", None, Some(reason.clone()), 0),
                 transition: Transition::Requeue {
-                    reason,
+                    reason: reason.clone(),
                     attempts: state.attempts,
                 },
+                event: Happened::Retried { reason },
             })
         }
         _ => None,
     }
 }
 
+/// A results line that could not be read fails its job: sending it again could bill it twice.
+/// What the line shows Anthropic billed (its `usage`, on a success) is still counted.
+pub fn decide_unreadable(
+    state: &JobState,
+    line: &UnreadableLine,
+    rules: &Rules,
+) -> Option<Decision> {
+    let billed = line.result_type.as_deref() == Some("succeeded");
+    let spend = line.usage.as_ref().filter(|_| billed).map(|usage| {
+        spend_of(
+            state.model.as_deref().unwrap_or_default(),
+            usage,
+            rules.prices,
+        )
+    });
+    if state.status == JobStatus::Cancelled {
+        return spend.and_then(|spend| rules.discard(state, spend));
+    }
+    if state.status != JobStatus::Processing {
+        return None;
+    }
+    let reason = match (&spend, billed) {
+        (Some(_), _) => format!(
+            "Anthropic's result for this job could not be read: {}; it was billed, so its tokens are counted and it is not sent again",
+            line.reason
+        ),
+        (None, true) => format!(
+            "Anthropic's result for this job could not be read: {}; it was billed, but its usage is unreadable, and it is not sent again",
+            line.reason
+        ),
+        (None, false) => format!(
+            "Anthropic's result for this job could not be read: {}; it is not sent again",
+            line.reason
+        ),
+    };
+    let tokens = spend
+        .as_ref()
+        .map_or(0, |s| s.input_tokens + s.output_tokens);
+    Some(Decision {
+        report: rules.report(
+            state,
+            line.result_type.as_deref().unwrap_or("unreadable"),
+            None,
+            Some(reason.clone()),
+            tokens,
+        ),
+        transition: Transition::Fail {
+            error: reason.clone(),
+            attempts: state.attempts + 1,
+            spend,
+        },
+        event: Happened::Failed { reason },
+    })
+}
+
+/// A job the results file left out, after it was read again. If every success Anthropic
+/// billed for the batch has been read, the missing results were not billed (errored, expired
+/// or canceled requests cost nothing) and the job may run again; otherwise one of them may be
+/// a billed success, so sending it again could bill it twice, and it fails with the reason.
+pub fn settle_missing(
+    state: &JobState,
+    billed_unseen: i64,
+    why: &str,
+    rules: &Rules,
+) -> Option<Decision> {
+    if state.status != JobStatus::Processing {
+        return None;
+    }
+    let (transition, event, error) = if billed_unseen <= 0 {
+        let reason = format!("{why}; nothing billed is missing, so it runs again");
+        let (transition, event) = rules.retry_or_fail(state, reason.clone());
+        (transition, event, reason)
+    } else {
+        let reason = format!(
+            "{why}; Anthropic billed {billed_unseen} results of this batch that could not be read, \
+             so it is not sent again (retry it by hand if it must run)"
+        );
+        (
+            Transition::Fail {
+                error: reason.clone(),
+                attempts: state.attempts + 1,
+                spend: None,
+            },
+            Happened::Failed {
+                reason: reason.clone(),
+            },
+            reason,
+        )
+    };
+    Some(Decision {
+        report: rules.report(state, "missing", None, Some(error), 0),
+        transition,
+        event,
+    })
+}
+
+/// What one result of a duplicate batch was billed, if anything.
+pub fn duplicate_charge(
+    custom_id: &str,
+    result_type: Option<&str>,
+    model: Option<&str>,
+    usage: Option<&Value>,
+    prices: &PriceTable,
+) -> Option<DuplicateCharge> {
+    if result_type != Some("succeeded") {
+        return None;
+    }
+    Some(DuplicateCharge {
+        job_id: custom_id.to_string(),
+        spend: spend_of(
+            model.unwrap_or(&prices.default_model),
+            usage.unwrap_or(&Value::Null),
+            prices,
+        ),
+    })
+}
+
 /// Tokens and money of one result. A model missing from the price table costs 0 and says so.
-fn spend(state: &JobState, message: &Value, prices: &PriceTable) -> Spend {
-    let usage: Usage = serde_json::from_value(message["usage"].clone()).unwrap_or_default();
-    let model = state
-        .model
-        .clone()
-        .or_else(|| message["model"].as_str().map(String::from))
+fn spend(model: Option<&str>, message: &Value, prices: &PriceTable) -> Spend {
+    let model = model
+        .or_else(|| message["model"].as_str())
         .unwrap_or_default();
-    let (cost_nanos, standard_cost_nanos, price_version) = match prices.cost(&model, &usage) {
+    spend_of(model, &message["usage"], prices)
+}
+
+pub fn spend_of(model: &str, usage: &Value, prices: &PriceTable) -> Spend {
+    let usage: Usage = serde_json::from_value(usage.clone()).unwrap_or_default();
+    let (cost_nanos, standard_cost_nanos, price_version) = match prices.cost(model, &usage) {
         Some(cost) => (cost.paid_nanos, cost.standard_nanos, prices.version.clone()),
         None => {
-            tracing::warn!(%model, job = %state.id, "no price for this model; its cost is recorded as 0");
+            tracing::warn!(%model, "no price for this model; its cost is recorded as 0");
             (0, 0, format!("unpriced:{model}"))
         }
     };
@@ -168,8 +339,17 @@ mod tests {
             status,
             attempts,
             cancel_requested: status == JobStatus::Cancelled,
-            usage_recorded: false,
+            charged: false,
             model: Some("claude-sonnet-4-5".into()),
+        }
+    }
+
+    fn rules(prices: &PriceTable) -> Rules<'_> {
+        Rules {
+            prices,
+            max_attempts: 3,
+            batch: "msgbatch_1",
+            processing_time_ms: 5,
         }
     }
 
@@ -194,9 +374,7 @@ mod tests {
         let d = decide(
             &state(JobStatus::Processing, 0),
             &succeeded(),
-            &prices,
-            3,
-            5,
+            &rules(&prices),
         )
         .unwrap();
         let Transition::Complete { result, spend } = d.transition else {
@@ -209,49 +387,58 @@ mod tests {
             (6_000_000, 3_000_000)
         );
         assert_eq!(d.report.tokens_used, 1200);
+        assert_eq!(d.report.processing_time_ms, 5);
+        assert_eq!(d.event.kind(), "completed");
     }
 
     #[test]
     fn server_errors_and_expiry_retry_until_max_attempts() {
         let prices = PriceTable::built_in().unwrap();
+        let rules = rules(&prices);
         for result in [
             errored("api_error"),
             errored("overloaded_error"),
             BatchResult::Expired,
         ] {
-            let first = decide(&state(JobStatus::Processing, 0), &result, &prices, 3, 0).unwrap();
+            let first = decide(&state(JobStatus::Processing, 0), &result, &rules).unwrap();
             assert!(
                 matches!(first.transition, Transition::Requeue { attempts: 1, .. }),
                 "{:?}",
                 first.transition
             );
-            let last = decide(&state(JobStatus::Processing, 2), &result, &prices, 3, 0).unwrap();
+            assert_eq!(first.event.kind(), "retried");
+            let last = decide(&state(JobStatus::Processing, 2), &result, &rules).unwrap();
             assert!(
-                matches!(last.transition, Transition::Fail { attempts: 3, .. }),
+                matches!(
+                    last.transition,
+                    Transition::Fail {
+                        attempts: 3,
+                        spend: None,
+                        ..
+                    }
+                ),
                 "{:?}",
                 last.transition
             );
+            assert_eq!(last.event.kind(), "failed");
         }
     }
 
     #[test]
     fn invalid_requests_fail_at_once_and_cancelled_batches_do_not_count() {
         let prices = PriceTable::built_in().unwrap();
+        let rules = rules(&prices);
         let d = decide(
             &state(JobStatus::Processing, 0),
             &errored("invalid_request_error"),
-            &prices,
-            3,
-            0,
+            &rules,
         )
         .unwrap();
         assert!(matches!(d.transition, Transition::Fail { attempts: 1, .. }));
         let d = decide(
             &state(JobStatus::Processing, 1),
             &BatchResult::Canceled,
-            &prices,
-            3,
-            0,
+            &rules,
         )
         .unwrap();
         assert!(matches!(
@@ -261,23 +448,79 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_in_flight_keeps_only_the_spend() {
+    fn cancelled_in_flight_keeps_only_the_spend_once() {
         let prices = PriceTable::built_in().unwrap();
-        let d = decide(&state(JobStatus::Cancelled, 0), &succeeded(), &prices, 3, 0).unwrap();
+        let rules = rules(&prices);
+        let d = decide(&state(JobStatus::Cancelled, 0), &succeeded(), &rules).unwrap();
         assert!(matches!(d.transition, Transition::RecordSpend { .. }));
+        assert_eq!(d.event.kind(), "result_discarded");
+        let charged = JobState {
+            charged: true,
+            ..state(JobStatus::Cancelled, 0)
+        };
+        assert!(
+            decide(&charged, &succeeded(), &rules).is_none(),
+            "counted once"
+        );
         assert!(
             decide(
                 &state(JobStatus::Cancelled, 0),
                 &BatchResult::Expired,
-                &prices,
-                3,
-                0
+                &rules
             )
             .is_none()
         );
         assert!(
-            decide(&state(JobStatus::Completed, 0), &succeeded(), &prices, 3, 0).is_none(),
+            decide(&state(JobStatus::Completed, 0), &succeeded(), &rules).is_none(),
             "late results change nothing"
         );
+    }
+
+    #[test]
+    fn an_unreadable_line_fails_its_job_and_counts_what_was_billed() {
+        let prices = PriceTable::built_in().unwrap();
+        let rules = rules(&prices);
+        let line = UnreadableLine {
+            custom_id: Some("j".into()),
+            result_type: Some("succeeded".into()),
+            usage: Some(json!({"input_tokens": 1000, "output_tokens": 200})),
+            reason: "not JSON".into(),
+        };
+        let d = decide_unreadable(&state(JobStatus::Processing, 0), &line, &rules).unwrap();
+        let Transition::Fail {
+            attempts: 1,
+            spend: Some(spend),
+            error,
+        } = d.transition
+        else {
+            panic!("{:?}", d.transition)
+        };
+        assert_eq!(spend.cost_nanos, 3_000_000);
+        assert!(error.contains("not sent again"), "{error}");
+        let unbilled = UnreadableLine {
+            result_type: Some("errored".into()),
+            ..line.clone()
+        };
+        let d = decide_unreadable(&state(JobStatus::Processing, 0), &unbilled, &rules).unwrap();
+        assert!(matches!(d.transition, Transition::Fail { spend: None, .. }));
+        assert!(decide_unreadable(&state(JobStatus::Completed, 0), &line, &rules).is_none());
+    }
+
+    #[test]
+    fn missing_results_run_again_only_when_nothing_billed_is_missing() {
+        let prices = PriceTable::built_in().unwrap();
+        let rules = rules(&prices);
+        let why = "the results file did not include this job";
+        let d = settle_missing(&state(JobStatus::Processing, 0), 0, why, &rules).unwrap();
+        assert!(matches!(
+            d.transition,
+            Transition::Requeue { attempts: 1, .. }
+        ));
+        let d = settle_missing(&state(JobStatus::Processing, 0), 2, why, &rules).unwrap();
+        let Transition::Fail { error, .. } = d.transition else {
+            panic!()
+        };
+        assert!(error.contains("billed 2 results"), "{error}");
+        assert!(settle_missing(&state(JobStatus::Cancelled, 0), 2, why, &rules).is_none());
     }
 }

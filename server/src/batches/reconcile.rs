@@ -1,61 +1,176 @@
-//! The reconciliation rule for batches left `submitting` (a crash or a lost answer between
-//! the create call and recording the provider's id). A batch carries no label, so match the
-//! provider's batches created after our local start time with the same request count.
+//! Finding what our creates made. Anthropic's batches carry no label, so a provider batch is
+//! ours only when its results, once readable, name our jobs: a match on time and size alone
+//! could adopt or cancel someone else's batch.
+//!
+//! - *Reconcile* a `submitting` batch nobody holds (a create whose answer was lost, or a
+//!   crash): search its create window. A proved match is adopted (the oldest; any other proved
+//!   one is recorded as a duplicate, polled to its end, its bill counted). Candidates still
+//!   running are waited for, since they cannot be proved yet. Nothing at all in the window:
+//!   the create never landed, so it is sent again.
+//! - *Sweep* an accepted batch's window once it has settled: any other provider batch proved
+//!   to hold its jobs (a create applied twice, a late copy) is a duplicate.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
 
-use super::flush::submit;
+use super::lease::{Held, lease_span};
+use super::submit::{record_duplicate, submit};
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::provider::{ListParams, MessageBatch};
+use crate::events::Happened;
+use crate::provider::{BatchBodyBuilder, ListParams, MessageBatch, ProcessingStatus, ResultItem};
 use crate::store::{BatchRecord, Submission};
 use crate::templates;
 
-/// Clocks differ: look this far before the local start time.
-const CLOCK_SKEW: Duration = Duration::minutes(5);
+/// Clocks differ: a window reaches this far beyond the create call on both sides.
+const CLOCK_SKEW: Duration = Duration::minutes(2);
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
     pub adopted: usize,
     pub resubmitted: usize,
-    pub duplicates_cancelled: usize,
+    pub duplicates: usize,
+    /// Batches whose window holds candidates that cannot be proved yet.
+    pub waiting: usize,
 }
 
-/// Reconciles every `submitting` batch created before `stale_before`.
-pub async fn reconcile_stale(ctx: &Ctx, stale_before: DateTime<Utc>) -> Result<Reconciled> {
+impl Reconciled {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Reconciles every `submitting` batch nobody holds, then sweeps settled windows.
+pub async fn reconcile(ctx: &Ctx) -> Result<Reconciled> {
     let mut report = Reconciled::default();
-    for batch in ctx.store().submitting_batches(stale_before).await? {
-        let matches = provider_matches(ctx, &batch).await?;
-        match matches.as_slice() {
-            [] => {
-                resubmit(ctx, &batch).await?;
-                report.resubmitted += 1;
-            }
-            [only] => {
-                adopt(ctx, &batch, only).await?;
-                report.adopted += 1;
-            }
-            [newest, others @ ..] => {
-                tracing::error!(
-                    local = %batch.id, adopted = %newest.id, duplicates = ?others.iter().map(|b| &b.id).collect::<Vec<_>>(),
-                    "several provider batches match one local batch: adopting the newest and cancelling the others"
-                );
-                adopt(ctx, &batch, newest).await?;
-                for other in others {
-                    ctx.provider.cancel_batch(&other.id).await?;
-                    report.duplicates_cancelled += 1;
-                }
-                report.adopted += 1;
-            }
-        }
+    for batch in ctx.store().batches_to_reconcile(Utc::now()).await? {
+        let Some(held) = Held::take(ctx, &batch.id).await? else {
+            continue;
+        };
+        reconcile_one(ctx, &batch, held, &mut report).await?;
+    }
+    let settled = Utc::now() - lease_span(ctx);
+    for batch in ctx.store().batches_to_sweep(settled).await? {
+        sweep(ctx, &batch, &mut report).await?;
     }
     Ok(report)
 }
 
-/// Provider batches that could be this one, newest first. The listing is read back until it
-/// passes the local start time (less the skew), so "none" means none.
-async fn provider_matches(ctx: &Ctx, batch: &BatchRecord) -> Result<Vec<MessageBatch>> {
-    let since = batch.created_at - CLOCK_SKEW;
+async fn reconcile_one(
+    ctx: &Ctx,
+    batch: &BatchRecord,
+    held: Held,
+    report: &mut Reconciled,
+) -> Result<()> {
+    let found = classify(ctx, batch).await?;
+    if let Some((adopted, others)) = found.ours.split_first() {
+        let now = Utc::now();
+        let submission = Submission {
+            provider_batch_id: adopted.id.clone(),
+            submitted_at: adopted.created_at,
+            expires_at: adopted.expires_at,
+            next_poll_at: now,
+            swept: found.waiting == 0,
+        };
+        let event = Happened::Submitted {
+            batch: adopted.id.clone(),
+        };
+        if !ctx
+            .store()
+            .record_submission(&batch.id, held.owner(), &submission, &event)
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::warn!(local = %batch.id, provider = %adopted.id, "adopted a batch whose create answer was lost");
+        report.adopted += 1;
+        for other in others {
+            let note = "a second provider batch with the same jobs (a create applied twice)";
+            record_duplicate(ctx, &batch.id, other, note, true).await?;
+            report.duplicates += 1;
+        }
+        return Ok(());
+    }
+    if found.waiting > 0 {
+        let note = format!(
+            "reconciling: {} batches at Anthropic were created in this batch's create window; \
+             waiting for them to end to prove from their results which holds these jobs",
+            found.waiting
+        );
+        ctx.store().note_batch(&batch.id, &note).await?;
+        report.waiting += 1;
+        // Look again once the lease lapses.
+        held.keep_until_it_lapses();
+        return Ok(());
+    }
+    resubmit(ctx, batch, held).await?;
+    report.resubmitted += 1;
+    Ok(())
+}
+
+async fn sweep(ctx: &Ctx, batch: &BatchRecord, report: &mut Reconciled) -> Result<()> {
+    let found = classify(ctx, batch).await?;
+    if found.waiting > 0 {
+        return Ok(());
+    }
+    for duplicate in &found.ours {
+        let note = "another provider batch ran this batch's jobs again";
+        record_duplicate(ctx, &batch.id, duplicate, note, true).await?;
+        report.duplicates += 1;
+    }
+    Ok(ctx.store().mark_swept(&batch.id, Utc::now()).await?)
+}
+
+/// The provider batches of a batch's create window, sorted out.
+struct Found {
+    /// Proved to hold this batch's jobs, oldest first.
+    ours: Vec<MessageBatch>,
+    /// Still running, so not provable yet.
+    waiting: usize,
+}
+
+async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
+    let members: HashSet<String> = ctx
+        .store()
+        .batch_members(&batch.id)
+        .await?
+        .into_iter()
+        .collect();
+    let mut found = Found {
+        ours: Vec::new(),
+        waiting: 0,
+    };
+    for candidate in window(ctx, batch, members.len() as i64).await? {
+        if candidate.processing_status != ProcessingStatus::Ended {
+            found.waiting += 1;
+            continue;
+        }
+        match named_jobs(ctx, &candidate).await {
+            Some(ids) if !ids.is_empty() && ids.is_subset(&members) => found.ours.push(candidate),
+            Some(_) => {}
+            // Unreadable for now: try again later.
+            None => found.waiting += 1,
+        }
+    }
+    found.ours.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(found)
+}
+
+/// Provider batches created in the batch's create window that we do not know yet, no larger
+/// than the batch. The listing is read back past the window's start, so nothing is missed.
+async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<MessageBatch>> {
+    let opened = batch.submit_started_at.unwrap_or(batch.created_at) - CLOCK_SKEW;
+    let closed: DateTime<Utc> = batch
+        .submit_ended_at
+        .or(batch.lease_expires_at)
+        .unwrap_or_else(Utc::now)
+        + CLOCK_SKEW;
     let mut params = ListParams {
         limit: Some(100),
         ..ListParams::default()
@@ -63,51 +178,91 @@ async fn provider_matches(ctx: &Ctx, batch: &BatchRecord) -> Result<Vec<MessageB
     let mut found = Vec::new();
     loop {
         let page = ctx.provider.list_batches(params.clone()).await?;
-        let mut passed_window = false;
         for candidate in page.data {
-            if candidate.created_at < since {
-                passed_window = true;
-                break;
+            if candidate.created_at < opened {
+                return Ok(found);
             }
-            let same_size = candidate.request_counts.total() == batch.job_count;
-            if same_size && ctx.store().find_batch(&candidate.id).await?.is_none() {
+            let size = candidate.request_counts.total();
+            if candidate.created_at <= closed
+                && (1..=members).contains(&size)
+                && ctx.store().find_batch(&candidate.id).await?.is_none()
+            {
                 found.push(candidate);
             }
         }
-        if passed_window || !page.has_more {
+        if !page.has_more {
             return Ok(found);
         }
         params.after_id = page.last_id;
     }
 }
 
-async fn adopt(ctx: &Ctx, batch: &BatchRecord, remote: &MessageBatch) -> Result<()> {
-    let now = Utc::now();
-    let submission = Submission {
-        provider_batch_id: remote.id.clone(),
-        job_count: batch.job_count,
-        submitted_at: remote.created_at,
-        expires_at: remote.expires_at,
-        next_poll_at: now,
+/// The jobs an ended provider batch names in its results, or `None` if they cannot be read now.
+async fn named_jobs(ctx: &Ctx, candidate: &MessageBatch) -> Option<HashSet<String>> {
+    let mut stream = match ctx.provider.batch_results(candidate).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(batch = %candidate.id, error = %e, "cannot read a candidate's results yet");
+            return None;
+        }
     };
-    ctx.store().record_submission(&batch.id, submission).await?;
-    tracing::warn!(local = %batch.id, provider = %remote.id, "adopted a batch whose submission was not recorded");
-    Ok(())
+    let mut ids = HashSet::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(ResultItem::Line(line)) => {
+                ids.insert(line.custom_id);
+            }
+            Ok(ResultItem::Unreadable(u)) => ids.extend(u.custom_id),
+            Err(e) => {
+                tracing::warn!(batch = %candidate.id, error = %e, "a candidate's results download failed");
+                return None;
+            }
+        }
+    }
+    Some(ids)
 }
 
-async fn resubmit(ctx: &Ctx, batch: &BatchRecord) -> Result<()> {
+/// Nothing in the window: the create never landed. Sends the jobs still waiting in the batch.
+async fn resubmit(ctx: &Ctx, batch: &BatchRecord, held: Held) -> Result<()> {
     let jobs = ctx.store().batch_queued_jobs(&batch.id).await?;
+    let now = Utc::now();
     if jobs.is_empty() {
+        let event = Happened::Returned {
+            reason: "nothing left to submit".into(),
+        };
         ctx.store()
-            .release_batch(&batch.id, "nothing left to submit", Utc::now())
+            .release_batch(
+                &batch.id,
+                held.owner(),
+                "nothing left to submit: every job was cancelled",
+                &event,
+                now,
+            )
             .await?;
         return Ok(());
     }
-    let mut requests = Vec::with_capacity(jobs.len());
+    let mut body = BatchBodyBuilder::new();
     for job in &jobs {
         let model = ctx.prices.model_for(job.job_type);
-        requests.push(templates::render(&job.id, job.job_type, &job.payload, model)?.request);
+        body.push(
+            &job.id,
+            &templates::render(job.job_type, &job.payload, model).params,
+        )?;
     }
-    tracing::warn!(local = %batch.id, jobs = jobs.len(), "no provider batch matches: submitting again");
-    submit(ctx, &batch.id, requests).await.map(|_| ())
+    if !ctx
+        .store()
+        .start_submit(&batch.id, held.owner(), now)
+        .await?
+    {
+        return Ok(());
+    }
+    tracing::warn!(local = %batch.id, jobs = jobs.len(), "no provider batch holds these jobs: submitting again");
+    match submit(ctx, &batch.id, body.finish()?, held).await {
+        Ok(_) => Ok(()),
+        // Refused or uncertain: recorded on the batch, reconciled again later.
+        Err(crate::error::Error::Provider(_) | crate::error::Error::SubmissionUncertain(_)) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }

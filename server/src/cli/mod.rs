@@ -36,7 +36,7 @@ enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Run the Anthropic Message Batches emulator on its own.
-    Emulator(EmulatorArgs),
+    Emulator(Box<EmulatorArgs>),
     /// Ask a running service to flush queued jobs into a batch.
     Flush(remote::FlushArgs),
     /// Ask a running service to poll a batch (or every open batch).
@@ -123,13 +123,12 @@ pub async fn run() -> anyhow::Result<()> {
             let prices = PriceTable::load(&prices)?;
             let mut out = Vec::new();
             for job_type in app::api::JobType::ALL {
-                let payload = app::api::examples::example_payload(*job_type);
-                let rendered =
-                    templates::render("example", *job_type, &payload, prices.model_for(*job_type))?;
+                let payload = app::api::examples::example_payload(*job_type).to_string();
+                let rendered = templates::render(*job_type, &payload, prices.model_for(*job_type));
                 out.push(serde_json::json!({
                     "job_type": job_type,
                     "estimated_tokens": rendered.estimated_tokens,
-                    "request": rendered.request,
+                    "request": rendered.request("example"),
                 }));
             }
             println!("{}", serde_json::to_string_pretty(&out)?);

@@ -321,15 +321,15 @@ mod tests {
     fn forced_tools_get_schema_valid_input_drawn_from_the_payload() {
         for job_type in JobType::ALL {
             let rendered = templates::render(
-                "job-1",
                 *job_type,
-                &example_payload(*job_type),
+                &example_payload(*job_type).to_string(),
                 "claude-sonnet-4-5",
-            )
-            .unwrap();
-            let BatchResult::Succeeded { message } =
-                answer("job-1", &rendered.request.params_value(), &models())
-            else {
+            );
+            let BatchResult::Succeeded { message } = answer(
+                "job-1",
+                &rendered.request("job-1").params_value(),
+                &models(),
+            ) else {
                 panic!("{job_type} errored");
             };
             let input = &message["content"][0]["input"];
@@ -345,22 +345,19 @@ mod tests {
             );
         }
         let rendered = templates::render(
-            "j",
             JobType::SentimentAnalysis,
-            &example_payload(JobType::SentimentAnalysis),
+            &example_payload(JobType::SentimentAnalysis).to_string(),
             "claude-sonnet-4-5",
-        )
-        .unwrap();
-        let BatchResult::Succeeded { message } =
-            answer("j", &rendered.request.params_value(), &models())
-        else {
+        );
+        let params = rendered.request("j").params_value();
+        let BatchResult::Succeeded { message } = answer("j", &params, &models()) else {
             panic!()
         };
         assert_eq!(
             message["content"][0]["input"]["ticker"], "NVDA",
             "values come from the payload"
         );
-        let again = answer("j", &rendered.request.params_value(), &models());
+        let again = answer("j", &params, &models());
         assert_eq!(again, BatchResult::Succeeded { message }, "deterministic");
     }
 

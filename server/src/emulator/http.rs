@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::faults::{AfterCreate, CallPlan};
+use super::listener::CutSwitch;
 use super::{Emulator, Faults};
 use crate::provider::{
     BatchPage, CreateBatch, DeletedBatch, ErrorResponse, MAX_BATCH_BYTES, MAX_BATCH_REQUESTS,
@@ -35,6 +37,7 @@ pub fn router(emulator: Shared) -> Router {
     let control = Router::new()
         .route("/_emulator/faults", put(set_faults).get(get_faults))
         .route("/_emulator/clock/advance", post(advance_clock))
+        .route("/_emulator/billing", get(billing))
         .route(
             "/_emulator/health",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -67,8 +70,13 @@ fn endpoint_of(request: &Request) -> &'static str {
     }
 }
 
-/// Authentication as Anthropic asks for it, then the injected slowness and failures.
-async fn faults_and_auth(State(emulator): State<Shared>, request: Request, next: Next) -> Response {
+/// Authentication as Anthropic asks for it, then the call's faults: slowness and refusals
+/// here, the rest (after a create, during a download) in the handlers, which get the plan.
+async fn faults_and_auth(
+    State(emulator): State<Shared>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // Anthropic takes the key as `x-api-key` or, from newer SDKs, `Authorization: Bearer`.
     let headers = request.headers();
     if !headers.contains_key("x-api-key") && !headers.contains_key(header::AUTHORIZATION) {
@@ -78,26 +86,25 @@ async fn faults_and_auth(State(emulator): State<Shared>, request: Request, next:
             "x-api-key header is required",
         );
     }
-    let slow = emulator.slow();
-    if !slow.is_zero() {
+    let plan = emulator.plan(endpoint_of(&request));
+    if let Some(slow) = plan.slow {
         tokio::time::sleep(slow).await;
     }
-    if let Some(failure) = emulator.take_failure(endpoint_of(&request)) {
-        let status =
-            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let kind = error_kind_for_status(failure.status);
+    if let Some((status, retry_after)) = plan.refuse {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = error(
-            status,
-            kind,
-            format!("Injected {} (emulator fault)", failure.status),
+            code,
+            error_kind_for_status(status),
+            format!("Injected {status} (emulator fault)"),
         );
-        if let Some(secs) = failure.retry_after_secs {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         return response;
     }
+    request.extensions_mut().insert(plan);
     next.run(request).await
 }
 
@@ -118,6 +125,8 @@ fn with_results_url(mut batch: MessageBatch, headers: &HeaderMap) -> MessageBatc
 
 async fn create(
     State(emulator): State<Shared>,
+    Extension(plan): Extension<CallPlan>,
+    ConnectInfo(connection): ConnectInfo<CutSwitch>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -174,7 +183,32 @@ async fn create(
             );
         }
     }
+    if let Some(wait) = plan.before_create {
+        tokio::time::sleep(wait).await;
+    }
     let batch = emulator.create(create.requests);
+    // From here on the batch exists and will be billed, whatever the caller hears.
+    match plan.after_create {
+        Some(AfterCreate::Error500) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal server error (emulated, after the batch was created)",
+            );
+        }
+        Some(AfterCreate::Drop) => {
+            connection.cut();
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Some(AfterCreate::Late { millis }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
+        Some(AfterCreate::Twice) => {
+            let requests = emulator.requests_of(&batch.id).unwrap_or_default();
+            emulator.create(requests);
+        }
+        None => {}
+    }
     Json(with_results_url(batch, &headers)).into_response()
 }
 
@@ -278,7 +312,11 @@ async fn delete(State(emulator): State<Shared>, Path(id): Path<String>) -> Respo
     }
 }
 
-async fn results(State(emulator): State<Shared>, Path(id): Path<String>) -> Response {
+async fn results(
+    State(emulator): State<Shared>,
+    Extension(plan): Extension<CallPlan>,
+    Path(id): Path<String>,
+) -> Response {
     let lines = match emulator.results(&id) {
         Some(Ok(lines)) => lines,
         Some(Err(_)) => {
@@ -290,29 +328,46 @@ async fn results(State(emulator): State<Shared>, Path(id): Path<String>) -> Resp
         }
         None => return not_found(&id),
     };
-    let mut faults = emulator.faults();
-    let cut = take_stream_fault(&mut faults.cut_results);
-    let stall = take_stream_fault(&mut faults.stall_results);
-    emulator.set_faults(faults);
-
+    let faults = plan.download;
+    if faults.gone {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("the results of message_batch {id} are no longer available"),
+        );
+    }
+    let count = lines.len();
+    let at = |p: Option<super::faults::Position>| p.map(|p| p.index(count));
+    let cut = at(faults.cut_after);
+    let short = at(faults.short_after);
+    let stall = faults.stall.map(|(p, d)| (p.index(count), d));
+    let malformed = at(faults.malformed_at);
+    let long = faults.long_at.map(|(p, bytes)| (p.index(count), bytes));
     let stream = futures::stream::unfold(0usize, move |i| {
         let lines = lines.clone();
-        let cut = cut.clone();
-        let stall = stall.clone();
         async move {
-            if cut.as_ref().is_some_and(|c| i == c.after_lines) {
+            if cut == Some(i) {
                 // Let what was sent reach the client, then fail the body: the server drops the
                 // connection without ending the chunked stream, so the client sees a cut
                 // download, not a short success.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return Some((Err(std::io::Error::other("emulated cut")), usize::MAX));
             }
-            if let Some(s) = stall.as_ref().filter(|s| i == s.after_lines) {
-                tokio::time::sleep(std::time::Duration::from_millis(s.millis)).await;
+            if short == Some(i) {
+                return None;
+            }
+            if let Some((_, pause)) = stall.filter(|(at, _)| *at == i) {
+                tokio::time::sleep(pause).await;
             }
             let line = lines.get(i)?;
-            let mut text = serde_json::to_vec(line).unwrap_or_default();
-            text.push(b'\n');
+            let mut text = serde_json::to_string(line).unwrap_or_default();
+            if malformed == Some(i) {
+                text = text.replacen("\"result\":", "\"result\"::", 1);
+            }
+            if let Some((_, bytes)) = long.filter(|(at, _)| *at == i) {
+                text = pad(text, bytes);
+            }
+            text.push('\n');
             Some((Ok::<_, std::io::Error>(Bytes::from(text)), i + 1))
         }
     });
@@ -328,16 +383,22 @@ async fn results(State(emulator): State<Shared>, Path(id): Path<String>) -> Resp
         })
 }
 
-/// Uses up one application of a stream fault, clearing it when its count runs out.
-fn take_stream_fault(slot: &mut Option<super::StreamFault>) -> Option<super::StreamFault> {
-    let fault = slot.clone()?;
-    if let Some(times) = fault.times {
-        *slot = (times > 1).then(|| super::StreamFault {
-            times: Some(times - 1),
-            ..fault.clone()
-        });
+/// A line made longer than `bytes` the way a real one would be: a long answer in its content
+/// (or, for a result without content, a long field at its end). It stays valid JSON.
+fn pad(text: String, bytes: usize) -> String {
+    let filler = "x".repeat(bytes);
+    if text.contains("\"content\":[") {
+        let block = format!("\"content\":[{{\"type\":\"text\",\"text\":\"{filler}\"}},");
+        text.replacen("\"content\":[", &block, 1)
+    } else {
+        let end = text.trim_end().trim_end_matches('}').len();
+        let closing = &text[end..];
+        format!("{},\"padding\":\"{filler}\"{closing}", &text[..end])
     }
-    Some(fault)
+}
+
+async fn billing(State(emulator): State<Shared>) -> Json<Vec<super::BilledBatch>> {
+    Json(emulator.billing())
 }
 
 async fn set_faults(State(emulator): State<Shared>, Json(faults): Json<Faults>) -> Json<Faults> {

@@ -3,17 +3,19 @@
 //! in-process behind the real client, or standalone (`ai-batch emulator`).
 
 mod answer;
+mod faults;
 mod http;
+mod listener;
 mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-pub use state::Emulator;
+pub use faults::{AfterCreate, Chaos, Faults, InjectedFailure, StreamFault, Times};
+pub use state::{BilledBatch, BilledRequest, Emulator};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -24,58 +26,16 @@ pub struct Settings {
     pub faults: Faults,
 }
 
-/// Faults to inject, per emulator instance: from configuration or `PUT /_emulator/faults`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// The next matching calls fail with these answers, in order.
-    pub fail_next: Vec<InjectedFailure>,
-    /// Delay before every answer, in milliseconds.
-    pub slow_ms: u64,
-    /// Cut results downloads after this many lines (without ending the stream properly).
-    pub cut_results: Option<StreamFault>,
-    /// Stop sending results for `millis` after this many lines.
-    pub stall_results: Option<StreamFault>,
-    /// Share of requests answered `errored` (`api_error`), in percent.
-    pub errored_percent: u8,
-    /// Share of requests answered `expired`, in percent.
-    pub expired_percent: u8,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InjectedFailure {
-    /// 429, 500, 529, …
-    pub status: u16,
-    /// Sent as `retry-after` (seconds).
-    #[serde(default)]
-    pub retry_after_secs: Option<u64>,
-    /// Only for this call: create, retrieve, list, cancel, delete or results; any when absent.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamFault {
-    pub after_lines: usize,
-    /// How many downloads it applies to (then it clears itself); every download when absent.
-    #[serde(default)]
-    pub times: Option<u32>,
-    /// For stalls: how long, in milliseconds.
-    #[serde(default)]
-    pub millis: u64,
-}
-
 /// Serves the emulator on `listener` until the returned task is dropped or aborted.
 pub fn spawn(
     listener: TcpListener,
     settings: Settings,
 ) -> (Arc<Emulator>, tokio::task::JoinHandle<()>) {
     let emulator = Arc::new(Emulator::new(settings));
-    let app = http::router(emulator.clone());
+    let app =
+        http::router(emulator.clone()).into_make_service_with_connect_info::<listener::CutSwitch>();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(listener::CuttableListener(listener), app).await {
             tracing::error!(error = %e, "the Anthropic emulator stopped");
         }
     });

@@ -7,9 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::answer::answer;
+use super::faults::{CallPlan, chaos_rng, plan};
 use super::{Faults, Settings};
 use crate::provider::{
     BatchRequest, BatchResult, ErrorResponse, MessageBatch, ProcessingStatus, RequestCounts,
@@ -20,6 +24,8 @@ const EXPIRY: chrono::Duration = chrono::Duration::hours(24);
 
 pub struct Emulator {
     settings: Mutex<Settings>,
+    /// The chaos generator, seeded from the faults when they are set.
+    rng: Mutex<Option<StdRng>>,
     batches: Mutex<BTreeMap<String, Stored>>,
     /// Added to the wall clock, so tests can jump past a batch's expiry.
     clock_offset: Mutex<chrono::Duration>,
@@ -31,6 +37,23 @@ struct Stored {
     results: Option<Arc<Vec<ResultLine>>>,
 }
 
+/// What the provider billed for one batch: its succeeded requests and their usage. This is
+/// the provider's side of the books, which tests hold the service's figures against.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct BilledBatch {
+    pub id: String,
+    pub processing_status: ProcessingStatus,
+    pub request_count: usize,
+    pub billed: Vec<BilledRequest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct BilledRequest {
+    pub custom_id: String,
+    pub model: String,
+    pub usage: Value,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -39,6 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Emulator {
     pub fn new(settings: Settings) -> Self {
         Self {
+            rng: Mutex::new(chaos_rng(&settings.faults)),
             settings: Mutex::new(settings),
             batches: Mutex::new(BTreeMap::new()),
             clock_offset: Mutex::new(chrono::Duration::zero()),
@@ -58,6 +82,7 @@ impl Emulator {
     }
 
     pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.rng) = chaos_rng(&faults);
         lock(&self.settings).faults = faults;
     }
 
@@ -65,18 +90,40 @@ impl Emulator {
         lock(&self.settings).processing_delay = delay;
     }
 
-    /// Takes the next injected failure that applies to `endpoint`, if any.
-    pub fn take_failure(&self, endpoint: &str) -> Option<super::InjectedFailure> {
+    /// What the next call to `endpoint` meets (using up the fixed faults it takes).
+    pub fn plan(&self, endpoint: &str) -> CallPlan {
         let mut settings = lock(&self.settings);
-        let queue = &mut settings.faults.fail_next;
-        let index = queue
-            .iter()
-            .position(|f| f.endpoint.as_deref().is_none_or(|e| e == endpoint))?;
-        Some(queue.remove(index))
+        plan(&mut settings.faults, &mut lock(&self.rng), endpoint)
     }
 
-    pub fn slow(&self) -> Duration {
-        Duration::from_millis(lock(&self.settings).faults.slow_ms)
+    /// The provider's books: every batch, with what its ended requests were billed.
+    pub fn billing(&self) -> Vec<BilledBatch> {
+        let mut batches = lock(&self.batches);
+        batches
+            .values_mut()
+            .map(|stored| {
+                self.refresh(stored);
+                let billed = stored
+                    .results
+                    .iter()
+                    .flat_map(|lines| lines.iter())
+                    .filter_map(|line| match &line.result {
+                        BatchResult::Succeeded { message } => Some(BilledRequest {
+                            custom_id: line.custom_id.clone(),
+                            model: message["model"].as_str().unwrap_or_default().to_string(),
+                            usage: message["usage"].clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                BilledBatch {
+                    id: stored.batch.id.clone(),
+                    processing_status: stored.batch.processing_status,
+                    request_count: stored.requests.len(),
+                    billed,
+                }
+            })
+            .collect()
     }
 
     pub fn create(&self, requests: Vec<BatchRequest>) -> MessageBatch {
@@ -105,6 +152,11 @@ impl Emulator {
             },
         );
         batch
+    }
+
+    /// The requests a batch was created with (to create it again, as a duplicating proxy would).
+    pub fn requests_of(&self, id: &str) -> Option<Vec<BatchRequest>> {
+        lock(&self.batches).get(id).map(|s| s.requests.clone())
     }
 
     pub fn get(&self, id: &str) -> Option<MessageBatch> {

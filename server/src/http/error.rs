@@ -5,8 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::Error;
-use crate::provider::ProviderError;
+use crate::error::{Error, INTERNAL};
 use crate::store::StoreError;
 
 impl IntoResponse for Error {
@@ -19,66 +18,51 @@ impl IntoResponse for Error {
                 )
                     .into_response();
             }
-            Error::Unauthenticated => {
-                let mut response = (StatusCode::UNAUTHORIZED, detail(&self)).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return response;
-            }
+            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,
-            Error::Store(StoreError::Busy) => {
-                let mut response = (StatusCode::SERVICE_UNAVAILABLE, detail(&self)).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %self, "database unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
             }
             Error::Provider(e) => {
                 tracing::warn!(error = %e, "provider call failed");
-                let busy = matches!(
-                    e,
-                    ProviderError::Api {
-                        status: 429 | 529,
-                        ..
-                    }
-                );
-                let mut response = (
-                    if busy {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    },
-                    detail(&self),
-                )
-                    .into_response();
-                if busy {
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                if e.is_busy() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
                 }
-                return response;
             }
             Error::SubmissionUncertain(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) => {
                 // Internal details go to the log, never to the client.
                 tracing::error!(error = %e, "store failure");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({ "detail": "Internal server error" })),
-                )
-                    .into_response();
+                StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, detail(&self)).into_response()
+        let mut response =
+            (status, Json(json!({ "detail": self.public_message() }))).into_response();
+        let headers = response.headers_mut();
+        if let Error::Unauthenticated = self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
-fn detail(error: &Error) -> Json<serde_json::Value> {
-    Json(json!({ "detail": error.to_string() }))
+/// The answer to a request whose handler panicked: the server goes on serving.
+pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "detail": INTERNAL })),
+    )
+        .into_response()
 }

@@ -2,6 +2,8 @@
 
 mod admin;
 mod error;
+
+pub use error::panicked;
 mod extract;
 mod internal;
 mod jobs;

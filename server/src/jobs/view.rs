@@ -25,6 +25,8 @@ pub fn to_api_job(r: JobRecord, with_payload: bool) -> Job {
         cost_usd: nanos_to_usd(r.cost_nanos),
         standard_cost_usd: nanos_to_usd(r.standard_cost_nanos),
         savings_usd: nanos_to_usd(r.standard_cost_nanos - r.cost_nanos),
+        duplicate_tokens: r.duplicate_tokens,
+        duplicate_cost_usd: nanos_to_usd(r.duplicate_cost_nanos),
         price_version: r.price_version,
         idempotency_key: r.idempotency_key,
         cancel_requested: r.cancel_requested,

@@ -1,8 +1,9 @@
 //! The HTTP client for Anthropic's Message Batches API (reqwest + rustls).
 //!
-//! Retries 429 (after `retry-after`), 529 and 5xx with exponential backoff and jitter, a
-//! bounded number of times; never other 4xx. A batch create is not retried after a transport
-//! failure, since the provider may have created it: the flush's reconciliation handles that.
+//! Retries 429 (after `retry-after`), 529, 408, 5xx and transport failures with exponential
+//! backoff and jitter, a bounded number of times; never other 4xx. A batch create is retried
+//! only after a failure that proves no batch was made (a refusal, or no connection): after a
+//! 5xx, a timeout or a dropped connection the batch may exist, and reconciliation decides.
 
 use std::io;
 use std::time::Duration;
@@ -12,15 +13,19 @@ use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::FramedRead;
 use tokio_util::io::StreamReader;
 
+use super::results::{ResultLines, read_line};
 use super::{
-    BatchPage, BatchRequest, CreateBatch, DeletedBatch, ErrorResponse, ListParams, MessageBatch,
-    Provider, ProviderError, ResultLine, ResultStream, error_kind_for_status, validate_requests,
+    BatchBody, BatchPage, DeletedBatch, ErrorResponse, ListParams, MessageBatch, Provider,
+    ProviderError, ResultStream, error_kind_for_status,
 };
 
 const API_VERSION: &str = "2023-06-01";
+/// The longest `retry-after` we wait for inside one call; past it the call fails and its
+/// caller (a flush, a poll) tries again later.
+const MAX_TOLD_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -60,11 +65,13 @@ pub struct AnthropicClient {
     download: reqwest::Client,
 }
 
-/// Whether a failure before any answer may be retried: not for a create, which may have landed.
+/// Which failures a call may retry.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum OnTransportError {
-    Retry,
-    Fail,
+enum Retry {
+    /// Reads, cancels, deletes: any transient failure.
+    Transient,
+    /// A create: only failures that prove no batch was made, or it could be made twice.
+    OnlyIfNothingCreated,
 }
 
 impl AnthropicClient {
@@ -99,39 +106,40 @@ impl AnthropicClient {
     async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
-        on_transport_error: OnTransportError,
+        retry: Retry,
     ) -> Result<Response, ProviderError> {
         let mut attempt = 0;
         loop {
             let error = match build().send().await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => api_error(response).await,
-                Err(e) => {
-                    let error = ProviderError::from_transport(e);
-                    if on_transport_error == OnTransportError::Fail {
-                        return Err(error);
-                    }
-                    error
-                }
+                Err(e) => ProviderError::from_transport(e),
             };
-            if !error.retryable() || attempt >= self.config.max_retries {
+            let allowed = match retry {
+                Retry::Transient => error.retryable(),
+                Retry::OnlyIfNothingCreated => error.retryable() && error.proves_nothing_created(),
+            };
+            if !allowed || attempt >= self.config.max_retries {
                 return Err(error);
             }
-            let delay = self.backoff(attempt, &error);
+            let Some(delay) = self.backoff(attempt, &error) else {
+                return Err(error);
+            };
             tracing::warn!(%error, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "retrying Anthropic call");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
     }
 
-    /// `retry-after` when the provider gave one; otherwise exponential with full jitter in [d/2, d].
-    fn backoff(&self, attempt: u32, error: &ProviderError) -> Duration {
+    /// `retry-after` when the provider gave one (`None` if it asks for longer than we wait
+    /// inside a call); otherwise exponential with full jitter in [d/2, d].
+    fn backoff(&self, attempt: u32, error: &ProviderError) -> Option<Duration> {
         if let ProviderError::Api {
             retry_after: Some(after),
             ..
         } = error
         {
-            return *after;
+            return (*after <= MAX_TOLD_WAIT).then_some(*after);
         }
         let exp = self
             .config
@@ -139,15 +147,15 @@ impl AnthropicClient {
             .saturating_mul(2u32.saturating_pow(attempt));
         let capped = exp.min(self.config.retry_max_delay);
         let half = capped / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
+        Some(half + half.mul_f64(rand::rng().random::<f64>()))
     }
 
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&CreateBatch>,
-        on_transport_error: OnTransportError,
+        body: Option<&BatchBody>,
+        retry: Retry,
     ) -> Result<T, ProviderError> {
         let url = self.url(path);
         let response = self
@@ -155,11 +163,14 @@ impl AnthropicClient {
                 || {
                     let request = self.request(&self.json, method.clone(), &url);
                     match body {
-                        Some(body) => request.json(body),
+                        // `Bytes` clones share the buffer: a retry sends the same bytes.
+                        Some(body) => request
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.bytes()),
                         None => request,
                     }
                 },
-                on_transport_error,
+                retry,
             )
             .await?;
         let bytes = response
@@ -190,40 +201,53 @@ async fn api_error(response: Response) -> ProviderError {
     }
 }
 
-/// `retry-after-ms`, or `retry-after` in seconds or as an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    parse_retry_after(
+        value("retry-after-ms"),
+        value("retry-after"),
+        chrono::Utc::now(),
+    )
+}
+
+/// The wait a 429 or 529 asks for: `retry-after-ms`, else `retry-after` in seconds or as an
+/// HTTP date. Whatever the header holds (NaN, infinity, negative, huge, garbage), the answer
+/// is `None` or a wait between zero and an hour: a header never panics a client.
+pub fn parse_retry_after(
+    millis: Option<&str>,
+    seconds_or_date: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    const LONGEST: f64 = 3600.0;
+    let secs = |text: &str, scale: f64| {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(|v| Duration::from_secs_f64((v / scale).clamp(0.0, LONGEST)))
     };
-    if let Some(ms) = value("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    if let Some(wait) = millis.and_then(|ms| secs(ms, 1000.0)) {
+        return Some(wait);
     }
-    let raw = value("retry-after")?;
-    if let Ok(secs) = raw.parse::<f64>() {
-        return Some(Duration::from_secs_f64(secs.clamp(0.0, 3600.0)));
+    let raw = seconds_or_date?;
+    if let Some(wait) = secs(raw, 1.0) {
+        return Some(wait);
     }
-    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
+    let at = chrono::DateTime::parse_from_rfc2822(raw.trim()).ok()?;
+    let wait = (at.with_timezone(&chrono::Utc) - now).num_milliseconds();
+    Some(Duration::from_millis(
+        wait.clamp(0, (LONGEST * 1000.0) as i64) as u64,
+    ))
 }
 
 #[async_trait]
 impl Provider for AnthropicClient {
-    async fn create_batch(
-        &self,
-        requests: Vec<BatchRequest>,
-    ) -> Result<MessageBatch, ProviderError> {
-        validate_requests(&requests)?;
-        let body = CreateBatch { requests };
+    async fn create_batch(&self, body: BatchBody) -> Result<MessageBatch, ProviderError> {
         self.call(
             Method::POST,
             "/v1/messages/batches",
             Some(&body),
-            OnTransportError::Fail,
+            Retry::OnlyIfNothingCreated,
         )
         .await
     }
@@ -233,7 +257,7 @@ impl Provider for AnthropicClient {
             Method::GET,
             &format!("/v1/messages/batches/{batch_id}"),
             None,
-            OnTransportError::Retry,
+            Retry::Transient,
         )
         .await
     }
@@ -254,8 +278,7 @@ impl Provider for AnthropicClient {
         } else {
             format!("/v1/messages/batches?{}", query.join("&"))
         };
-        self.call(Method::GET, &path, None, OnTransportError::Retry)
-            .await
+        self.call(Method::GET, &path, None, Retry::Transient).await
     }
 
     async fn cancel_batch(&self, batch_id: &str) -> Result<MessageBatch, ProviderError> {
@@ -263,7 +286,7 @@ impl Provider for AnthropicClient {
             Method::POST,
             &format!("/v1/messages/batches/{batch_id}/cancel"),
             None,
-            OnTransportError::Retry,
+            Retry::Transient,
         )
         .await
     }
@@ -273,44 +296,42 @@ impl Provider for AnthropicClient {
             Method::DELETE,
             &format!("/v1/messages/batches/{batch_id}"),
             None,
-            OnTransportError::Retry,
+            Retry::Transient,
         )
         .await
     }
 
-    async fn batch_results(&self, batch_id: &str) -> Result<ResultStream, ProviderError> {
-        let batch = self.retrieve_batch(batch_id).await?;
-        let url = batch.results_url.ok_or_else(|| ProviderError::Api {
-            status: 400,
-            kind: "invalid_request_error".into(),
-            message: format!("batch {batch_id} has not ended; its results are not ready"),
-            retry_after: None,
-        })?;
+    async fn batch_results(&self, batch: &MessageBatch) -> Result<ResultStream, ProviderError> {
+        let url = batch
+            .results_url
+            .clone()
+            .ok_or_else(|| ProviderError::Api {
+                status: 400,
+                kind: "invalid_request_error".into(),
+                message: format!(
+                    "batch {} has not ended; its results are not ready",
+                    batch.id
+                ),
+                retry_after: None,
+            })?;
         let response = self
             .send(
                 || self.request(&self.download, Method::GET, &url),
-                OnTransportError::Retry,
+                Retry::Transient,
             )
             .await?;
         let bytes = response.bytes_stream().map_err(io::Error::other);
-        let lines = FramedRead::new(
-            StreamReader::new(bytes),
-            LinesCodec::new_with_max_length(self.config.max_result_line_bytes),
-        );
-        let limit = self.config.max_result_line_bytes;
-        let parsed = lines
-            .try_filter(|line| futures::future::ready(!line.trim().is_empty()))
-            .map(move |line| match line {
-                Ok(line) => serde_json::from_str::<ResultLine>(&line)
-                    .map_err(|e| ProviderError::Decode(e.to_string())),
-                Err(LinesCodecError::MaxLineLengthExceeded) => {
-                    Err(ProviderError::LineTooLong { limit })
-                }
-                Err(LinesCodecError::Io(e)) => Err(download_error(e)),
+        let max_len = self.config.max_result_line_bytes;
+        let items = FramedRead::new(StreamReader::new(bytes), ResultLines::new(max_len))
+            .filter_map(move |raw| {
+                futures::future::ready(match raw {
+                    Ok(line) => read_line(line, max_len),
+                    Err(e) => Some(Err(download_error(e))),
+                })
             });
-        // Stop at the first error: after a cut or an oversized line the rest cannot be trusted.
+        // A broken download ends the stream: what follows it cannot be trusted.
         let mut failed = false;
-        let fused = parsed.take_while(move |item| {
+        let fused = items.take_while(move |item| {
             let keep = !failed;
             failed |= item.is_err();
             futures::future::ready(keep)
@@ -332,21 +353,46 @@ fn download_error(e: io::Error) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
 
     #[test]
     fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("150"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        let now = chrono::Utc::now();
+        let wait = |ms, s| parse_retry_after(ms, s, now);
+        assert_eq!(wait(None, Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(
+            wait(Some("150"), Some("2")),
+            Some(Duration::from_millis(150))
         );
-        assert_eq!(retry_after(&h), None, "a date in the past means no wait");
+        assert_eq!(
+            wait(None, Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO),
+            "a date in the past means no wait"
+        );
+        let soon = (now + chrono::Duration::seconds(30)).to_rfc2822();
+        let told = wait(None, Some(&soon)).unwrap();
+        assert!(told > Duration::from_secs(28) && told <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_stays_bounded() {
+        let now = chrono::Utc::now();
+        let hour = Some(Duration::from_secs(3600));
+        for (ms, s, expected) in [
+            (Some("NaN"), None, None),
+            (Some("inf"), None, None),
+            (Some("-inf"), Some("NaN"), None),
+            (None, Some("nan"), None),
+            (None, Some("-5"), Some(Duration::ZERO)),
+            (Some("-1"), None, Some(Duration::ZERO)),
+            (None, Some("1e300"), hour),
+            (Some("1e308"), None, hour),
+            (None, Some("Fri, 31 Dec 9999 23:59:59 GMT"), hour),
+            (None, Some("soon"), None),
+            (None, Some(""), None),
+            (Some("abc"), Some("3"), Some(Duration::from_secs(3))),
+        ] {
+            assert_eq!(parse_retry_after(ms, s, now), expected, "{ms:?} {s:?}");
+        }
     }
 
     #[test]
@@ -362,17 +408,22 @@ mod tests {
             retry_after: None,
         };
         for attempt in 0..8 {
-            let d = client.backoff(attempt, &error);
+            let d = client.backoff(attempt, &error).unwrap();
             let full =
                 Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_millis(500));
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
-        let told = ProviderError::Api {
+        let told = |secs| ProviderError::Api {
             status: 429,
             kind: "rate_limit_error".into(),
             message: String::new(),
-            retry_after: Some(Duration::from_secs(3)),
+            retry_after: Some(Duration::from_secs(secs)),
         };
-        assert_eq!(client.backoff(0, &told), Duration::from_secs(3));
+        assert_eq!(client.backoff(0, &told(3)), Some(Duration::from_secs(3)));
+        assert_eq!(
+            client.backoff(0, &told(600)),
+            None,
+            "a long wait is the caller's, not the call's"
+        );
     }
 }

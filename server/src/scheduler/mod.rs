@@ -29,14 +29,14 @@ impl Scheduler {
         let mut services = JoinSet::new();
         let tick = Duration::from_millis(config.tick_ms.max(10));
         if config.rescuer {
-            let started = Utc::now();
-            // The rescuer looks less often: stuck submissions are rare.
+            // The rescuer looks less often: lost creates are rare, and its lease waits anyway.
             services.spawn(every(
                 "rescuer",
-                tick.max(Duration::from_secs(10)),
+                tick.max(Duration::from_secs(1))
+                    .min(Duration::from_secs(10)),
                 stop.clone(),
                 ctx.clone(),
-                move |ctx| rescue(ctx, started),
+                rescue,
             ));
         }
         if config.auto_flush {
@@ -67,7 +67,12 @@ impl Scheduler {
     }
 }
 
-/// Runs `duty` now and then every `tick` until stopped; a failure is logged, never fatal.
+/// Longest pause before a service that keeps failing runs again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Runs `duty` now and then every `tick` until stopped. A failure is logged, never fatal: a
+/// round that fails or panics is followed by a pause that doubles with each failure in a row
+/// (at most a minute), then the service goes on.
 async fn every<F, Fut>(
     name: &'static str,
     tick: Duration,
@@ -76,20 +81,42 @@ async fn every<F, Fut>(
     duty: F,
 ) where
     F: Fn(Ctx) -> Fut,
-    Fut: Future<Output = crate::error::Result<()>>,
+    Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
 {
     tracing::info!(
         service = name,
         every_ms = tick.as_millis() as u64,
         "scheduler service started"
     );
+    let mut failures = 0u32;
     loop {
-        if let Err(e) = duty(ctx.clone()).await {
-            tracing::warn!(service = name, error = %e, "scheduler service failed this round");
-        }
+        // Each round is a task of its own, so a panic ends the round, not the service.
+        let round = tokio::spawn(duty(ctx.clone()));
+        let failed = match round.await {
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(service = name, error = %e, "scheduler service failed this round");
+                true
+            }
+            Err(e) => {
+                tracing::error!(service = name, error = %e, "scheduler service panicked; restarting it");
+                true
+            }
+        };
+        failures = if failed {
+            failures.saturating_add(1)
+        } else {
+            0
+        };
+        let pause = if failures == 0 {
+            tick
+        } else {
+            tick.saturating_mul(2u32.saturating_pow(failures.min(16)))
+                .min(MAX_BACKOFF.max(tick))
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     tracing::info!(service = name, "scheduler service stopped");
@@ -118,14 +145,12 @@ async fn auto_poll(ctx: Ctx) -> crate::error::Result<()> {
     batches::poll_due(&ctx).await.map(|_| ())
 }
 
-/// Batches from before this process started cannot have a call in flight: reconcile them at
-/// once. Later ones get the configured grace period.
-async fn rescue(ctx: Ctx, started: chrono::DateTime<Utc>) -> crate::error::Result<()> {
-    let grace = chrono::Duration::seconds(ctx.config.batch.submit_stale_secs as i64);
-    let stale_before = started.max(Utc::now() - grace);
-    let report = batches::reconcile_stale(&ctx, stale_before).await?;
-    if report != Default::default() {
-        tracing::warn!(?report, "rescuer reconciled stuck submissions");
+/// Reconciles batches whose create answer was lost, and sweeps settled create windows for
+/// duplicates. Leases keep it off batches whose create is still in flight.
+async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
+    let report = batches::reconcile(&ctx).await?;
+    if !report.is_empty() {
+        tracing::warn!(?report, "rescuer reconciled batches");
     }
     Ok(())
 }

@@ -1,4 +1,10 @@
 //! What the store keeps of batches, and the batch loop's side of the `Store`.
+//!
+//! Three records carry the money rules. A batch's *members* are the jobs it was ever asked to
+//! run, written with its claim, so a provider batch can be proved ours by its `custom_id`s. A
+//! *lease* (owner, expiry) on the batch row says who is submitting, reconciling or polling it;
+//! nobody else touches it until the lease lapses. *Charges* hold every result Anthropic billed,
+//! once per job and provider batch, duplicates included: the service's books.
 
 use app::api::{JobStatus, JobType};
 use async_trait::async_trait;
@@ -6,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::StoreResult;
+use crate::events::Happened;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchStatus {
@@ -16,7 +23,7 @@ pub enum BatchStatus {
     Ended,
     /// The provider refused the batch; its jobs went back to pending.
     Failed,
-    /// The provider no longer knows the batch; its unfinished jobs went back to pending.
+    /// The provider no longer knows the batch, or no longer has its results.
     Lost,
 }
 
@@ -62,7 +69,31 @@ pub struct BatchRecord {
     pub poll_failures: i64,
     pub request_counts: Option<Value>,
     pub results_collected: bool,
+    /// The last error or note (a refusal, a failed poll, a reconciliation in wait).
     pub error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The last create call's window; `submit_ended_at` stays empty if it never returned.
+    pub submit_started_at: Option<DateTime<Utc>>,
+    pub submit_ended_at: Option<DateTime<Utc>>,
+    /// For a duplicate: the local batch whose jobs it ran again.
+    pub duplicate_of: Option<String>,
+    /// When the create window was searched for other provider batches holding these jobs.
+    pub swept_at: Option<DateTime<Utc>>,
+    /// Results files read that ended short of the batch.
+    pub short_reads: i64,
+    /// Succeeded requests Anthropic billed whose results could not be read.
+    pub unaccounted_results: i64,
+    /// What the charges recorded for this provider batch add up to.
+    pub billed_tokens: i64,
+    pub billed_cost_nanos: i64,
+}
+
+/// Who holds a batch (their own token per operation), and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
 }
 
 /// Which pending jobs a flush may take.
@@ -70,9 +101,16 @@ pub struct BatchRecord {
 pub struct FlushFilter {
     pub job_types: Option<Vec<JobType>>,
     pub min_priority: i64,
-    pub limit: i64,
     /// Jobs whose `run_after` is later than this are not eligible.
     pub now: DateTime<Utc>,
+}
+
+/// Where a page of eligible jobs continues: after this job, in flush order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlushCursor {
+    pub priority: i64,
+    pub created_at: DateTime<Utc>,
+    pub id: String,
 }
 
 /// A job as a batch needs it: enough to render its request.
@@ -81,8 +119,19 @@ pub struct QueuedJob {
     pub id: String,
     pub job_type: JobType,
     pub priority: i64,
-    pub payload: Value,
+    /// The payload as stored: compact JSON text.
+    pub payload: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl QueuedJob {
+    pub fn cursor(&self) -> FlushCursor {
+        FlushCursor {
+            priority: self.priority,
+            created_at: self.created_at,
+            id: self.id.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +140,8 @@ pub struct NewBatch {
     pub estimated_tokens: i64,
     pub request_bytes: i64,
     pub created_at: DateTime<Utc>,
+    /// Held by the flush from the claim until the create call's outcome is written.
+    pub lease: Lease,
 }
 
 /// A job to claim into a batch, with the model its request names.
@@ -103,10 +154,24 @@ pub struct Claim {
 #[derive(Clone, Debug)]
 pub struct Submission {
     pub provider_batch_id: String,
-    pub job_count: i64,
     pub submitted_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub next_poll_at: DateTime<Utc>,
+    /// The create window has already been searched (an adoption by reconciliation).
+    pub swept: bool,
+}
+
+/// Another provider batch, proved to hold jobs of a local batch.
+#[derive(Clone, Debug)]
+pub struct NewDuplicate {
+    pub id: String,
+    pub provider_batch_id: String,
+    pub of: String,
+    pub job_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub status: BatchStatus,
+    pub note: String,
 }
 
 /// What the batch loop needs to decide a job's outcome.
@@ -117,7 +182,8 @@ pub struct JobState {
     pub status: JobStatus,
     pub attempts: i64,
     pub cancel_requested: bool,
-    pub usage_recorded: bool,
+    /// A charge is already recorded for this job and provider batch.
+    pub charged: bool,
     pub model: Option<String>,
 }
 
@@ -132,16 +198,19 @@ pub struct Spend {
 
 /// A decided change to one job of a batch. The store applies it only if the job is still
 /// `processing` in this batch (or cancelled in flight, for `RecordSpend`) with the attempts
-/// it was decided on, so a late or stale result changes nothing.
+/// it was decided on, so a late or stale result changes nothing. A spend becomes a charge,
+/// recorded at most once per job and provider batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
     Complete {
         result: Value,
         spend: Spend,
     },
+    /// Failed for good; `spend` when Anthropic billed the attempt (an unreadable success).
     Fail {
         error: String,
         attempts: i64,
+        spend: Option<Spend>,
     },
     /// Back to pending, out of the batch.
     Requeue {
@@ -159,35 +228,98 @@ pub struct JobUpdate {
     pub job_id: String,
     pub expected_attempts: i64,
     pub transition: Transition,
+    /// What the job's timeline says of it, written with it.
+    pub event: Happened,
+}
+
+/// A result of a duplicate batch: billed, so counted, whatever became of the job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DuplicateCharge {
+    pub job_id: String,
+    pub spend: Spend,
 }
 
 #[async_trait]
 pub trait BatchStore: Send + Sync + 'static {
-    /// Pending jobs a flush may take, highest priority first, then oldest.
-    async fn eligible_jobs(&self, filter: &FlushFilter) -> StoreResult<Vec<QueuedJob>>;
+    /// Up to `page` pending jobs a flush may take, in flush order (highest priority, then
+    /// oldest), after `after` when continuing.
+    async fn eligible_jobs(
+        &self,
+        filter: &FlushFilter,
+        after: Option<&FlushCursor>,
+        page: i64,
+    ) -> StoreResult<Vec<QueuedJob>>;
     /// How many pending jobs are eligible now, and since when the longest-waiting one has been.
     async fn eligible_summary(
         &self,
         now: DateTime<Utc>,
     ) -> StoreResult<(i64, Option<DateTime<Utc>>)>;
-    /// In one transaction: the batch as `submitting`, and those of the jobs that are still
-    /// pending moved to `processing` in it. Returns the ids actually claimed.
+    /// In one transaction: the batch as `submitting` under the flush's lease, those of the
+    /// jobs still pending moved to `processing` in it, and its members. Returns the ids
+    /// claimed (none: nothing is written).
     async fn claim_jobs(&self, batch: NewBatch, claims: &[Claim]) -> StoreResult<Vec<String>>;
-    /// The provider accepted the batch: record its id on the batch and its jobs.
-    async fn record_submission(&self, batch_id: &str, submission: Submission) -> StoreResult<()>;
-    /// The provider refused the batch: its jobs go back to pending.
+
+    /// Extends a lease its owner holds; `false` if it is no longer theirs.
+    async fn renew_lease(&self, batch_id: &str, lease: &Lease) -> StoreResult<bool>;
+    /// Takes a batch whose lease has lapsed (or that has none); `false` if someone holds it.
+    async fn take_lease(
+        &self,
+        batch_id: &str,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn release_lease(&self, batch_id: &str, owner: &str) -> StoreResult<()>;
+
+    /// A new create call of a `submitting` batch starts (a resubmission): its window opens.
+    async fn start_submit(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The provider accepted the batch: its id on the batch and its jobs, if the batch is
+    /// still `submitting` under `owner`'s lease. `false` when it is not: the provider batch
+    /// is then a duplicate.
+    async fn record_submission(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        submission: &Submission,
+        event: &Happened,
+    ) -> StoreResult<bool>;
+    /// The provider refused the batch: its jobs go back to pending, the batch is `failed`.
     async fn release_batch(
         &self,
         batch_id: &str,
+        owner: &str,
         error: &str,
+        event: &Happened,
         now: DateTime<Utc>,
     ) -> StoreResult<i64>;
+    /// The create's outcome is unknown: the batch stays `submitting`, its window closes, and
+    /// the lease is kept until `settle_until` so reconciliation waits for the provider.
+    async fn mark_uncertain(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        error: &str,
+        settle_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Every job the batch was ever asked to run.
+    async fn batch_members(&self, batch_id: &str) -> StoreResult<Vec<String>>;
     /// Jobs still `processing` in a local batch, to submit it again.
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>>;
-    async fn submitting_batches(
-        &self,
-        created_before: DateTime<Utc>,
-    ) -> StoreResult<Vec<BatchRecord>>;
+    /// `submitting` batches nobody holds: for reconciliation.
+    async fn batches_to_reconcile(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
+    /// Accepted batches whose create window, closed before `ended_before`, was not searched yet.
+    async fn batches_to_sweep(&self, ended_before: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
+    async fn mark_swept(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Records a duplicate provider batch; `false` if that provider batch is already known.
+    async fn record_duplicate(&self, duplicate: &NewDuplicate) -> StoreResult<bool>;
+    /// A note on the batch for admins (why it waits, its last error).
+    async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()>;
+
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>>;
     /// Batches whose results are still to collect and whose next poll is due.
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
@@ -198,6 +330,7 @@ pub trait BatchStore: Send + Sync + 'static {
         status: BatchStatus,
         next_poll_at: Option<DateTime<Utc>>,
         poll_failures: i64,
+        error: Option<&str>,
     ) -> StoreResult<()>;
     async fn job_states(
         &self,
@@ -211,17 +344,43 @@ pub trait BatchStore: Send + Sync + 'static {
         updates: &[JobUpdate],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<String>>;
-    /// All results are in: the batch has ended; jobs left `processing` in it go back to pending.
+    /// Records what a duplicate batch was billed, once per job; returns the jobs charged.
+    async fn record_duplicate_charges(
+        &self,
+        provider_batch_id: &str,
+        charges: &[DuplicateCharge],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>>;
+    /// A results file ended short of its batch: counts it and plans the next read.
+    async fn record_short_read(
+        &self,
+        batch_id: &str,
+        next_poll_at: DateTime<Utc>,
+        note: &str,
+    ) -> StoreResult<i64>;
+    /// The results are collected (`ended`, or `lost` when the file could not be had): the
+    /// settled counts, the succeeded results billed that could not be read, and a note.
     async fn finish_batch(
         &self,
         batch_id: &str,
-        request_counts: Value,
+        status: BatchStatus,
+        request_counts: &Value,
         ended_at: DateTime<Utc>,
-    ) -> StoreResult<i64>;
+        unaccounted_results: i64,
+        note: Option<&str>,
+    ) -> StoreResult<()>;
     /// The provider no longer knows the batch: its unfinished jobs go back to pending.
-    async fn lose_batch(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<i64>;
-    /// Jobs of a batch not yet terminal.
+    async fn lose_batch(
+        &self,
+        batch_id: &str,
+        note: &str,
+        event: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+    /// Jobs of a batch still `processing`.
     async fn batch_remaining(&self, provider_batch_id: &str) -> StoreResult<i64>;
+    /// Succeeded results recorded as charges of a provider batch (read ones, kept or not).
+    async fn charged_results(&self, provider_batch_id: &str) -> StoreResult<i64>;
     /// How long recent batches took from submission to end, in seconds, newest first.
     async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>>;
 }

@@ -17,6 +17,9 @@ pub enum StoreError {
     /// SQLite stayed locked past the busy timeout; the caller may retry.
     #[error("the database is busy; retry shortly")]
     Busy,
+    /// No connection could be had in time (pool exhausted, database down); retry shortly.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -111,6 +114,9 @@ pub struct JobRecord {
     pub output_tokens: i64,
     pub cost_nanos: i64,
     pub standard_cost_nanos: i64,
+    /// The part of the tokens and cost that duplicate batches ran up.
+    pub duplicate_tokens: i64,
+    pub duplicate_cost_nanos: i64,
     pub price_version: Option<String>,
     /// Loaded for single jobs, not for lists.
     pub result: Option<serde_json::Value>,
@@ -236,7 +242,7 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> StoreResult<CancelOutcome>;
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
     async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>>;
-    /// Cost of completed (and cancelled-in-flight) jobs per UTC day, job type and owner.
+    /// What was billed per UTC day (of the charge), job type and owner.
     async fn daily_costs(
         &self,
         visibility: &Visibility,

@@ -3,99 +3,134 @@
 
 mod catalog;
 
+use std::sync::OnceLock;
+
 use app::api::JobType;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub use catalog::{Template, template};
 
-use crate::provider::{BatchRequest, ProviderError, valid_custom_id};
+use crate::provider::BatchRequest;
 
 /// Anthropic adds a hidden system prompt of a few hundred tokens when tools are given.
 const TOOL_OVERHEAD_TOKENS: i64 = 350;
-/// Conservative characters per token for English and JSON (the real figure is about 3.5–4).
-const CHARS_PER_TOKEN: i64 = 3;
+/// Conservative bytes per token for English and JSON (the real figure is about 3.5–4).
+const BYTES_PER_TOKEN: i64 = 3;
 
 /// A job rendered for a batch, with its local token estimate (input + max output).
 #[derive(Clone, Debug)]
 pub struct RenderedRequest {
-    pub request: BatchRequest,
+    /// The Messages API parameters, compact JSON.
+    pub params: String,
     pub estimated_tokens: i64,
     /// The prompt part of the estimate, and the output allowance.
     pub prompt_tokens: i64,
     pub max_tokens: i64,
-    /// Size of the request as JSON, for the batch's 256 MB limit.
-    pub bytes: usize,
+}
+
+impl RenderedRequest {
+    /// As one request of a batch, for tools and tests (a flush writes `params` straight into
+    /// the body).
+    pub fn request(&self, custom_id: &str) -> BatchRequest {
+        BatchRequest {
+            custom_id: custom_id.to_string(),
+            params: RawValue::from_string(self.params.clone())
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        }
+    }
 }
 
 pub fn schema(job_type: JobType) -> Value {
     (template(job_type).schema)()
 }
 
-/// The user message: the task, then the job's payload as JSON.
-fn user_message(t: &Template, payload: &Value) -> String {
-    let data = serde_json::to_string_pretty(payload).unwrap_or_else(|_| payload.to_string());
-    format!(
-        "{}\n\nInput data (JSON):\n{data}\n\nAnswer by calling the {} tool.",
-        t.task, t.tool_name
-    )
-}
-
-pub fn render(
-    job_id: &str,
-    job_type: JobType,
-    payload: &Value,
-    model: &str,
-) -> Result<RenderedRequest, ProviderError> {
-    if !valid_custom_id(job_id) {
-        return Err(ProviderError::InvalidRequest(format!(
-            "job id {job_id:?} is not a valid custom_id"
-        )));
-    }
-    let t = template(job_type);
-    let params = json!({
-        "model": model,
-        "max_tokens": t.max_tokens,
-        "system": t.system,
-        "messages": [{"role": "user", "content": user_message(&t, payload)}],
-        "tools": [{"name": t.tool_name, "description": t.tool_description, "input_schema": (t.schema)()}],
-        "tool_choice": {"type": "tool", "name": t.tool_name},
+/// Each job type's tool definition, serialized once.
+fn tool(job_type: JobType) -> &'static RawValue {
+    static TOOLS: OnceLock<Vec<Box<RawValue>>> = OnceLock::new();
+    let tools = TOOLS.get_or_init(|| {
+        JobType::ALL
+            .iter()
+            .map(|job_type| {
+                let t = template(*job_type);
+                let json = serde_json::json!({
+                    "name": t.tool_name,
+                    "description": t.tool_description,
+                    "input_schema": (t.schema)(),
+                });
+                serde_json::value::to_raw_value(&json).expect("a tool definition serializes")
+            })
+            .collect()
     });
-    let estimated_tokens = estimate_tokens(&params);
-    let request = BatchRequest::new(job_id, &params);
-    let bytes = serde_json::to_vec(&request)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX);
-    Ok(RenderedRequest {
-        estimated_tokens,
-        prompt_tokens: estimated_tokens - t.max_tokens,
-        max_tokens: t.max_tokens,
-        request,
-        bytes,
-    })
+    let index = JobType::ALL
+        .iter()
+        .position(|t| *t == job_type)
+        .expect("every job type is in ALL");
+    &tools[index]
 }
 
-/// Upper estimate of what a request will use: its prompt (system, messages, tools) at a
-/// conservative characters-per-token rate, plus its `max_tokens`.
-pub fn estimate_tokens(params: &Value) -> i64 {
-    let prompt_chars: usize = ["system", "messages", "tools"]
-        .iter()
-        .filter_map(|k| params.get(*k))
-        .map(|v| {
-            v.as_str()
-                .map_or_else(|| v.to_string().chars().count(), |s| s.chars().count())
-        })
-        .sum();
-    let overhead = if params.get("tools").is_some() {
-        TOOL_OVERHEAD_TOKENS
-    } else {
-        0
-    };
-    let prompt = (prompt_chars as i64 + CHARS_PER_TOKEN - 1) / CHARS_PER_TOKEN + overhead;
-    prompt
-        + params
-            .get("max_tokens")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
+#[derive(Serialize)]
+struct Params<'a> {
+    model: &'a str,
+    max_tokens: i64,
+    system: &'a str,
+    messages: [Message; 1],
+    tools: [&'a RawValue; 1],
+    tool_choice: ToolChoice<'a>,
+}
+
+#[derive(Serialize)]
+struct Message {
+    role: &'static str,
+    content: String,
+}
+
+#[derive(Serialize)]
+struct ToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+}
+
+/// Renders a job's request from its payload as stored (compact JSON text): the task, the
+/// payload as it is (never re-indented: a deeply nested payload would grow many times), and
+/// the answer's schema forced through tool use.
+pub fn render(job_type: JobType, payload_json: &str, model: &str) -> RenderedRequest {
+    let t = template(job_type);
+    let content = format!(
+        "{}\n\nInput data (JSON):\n{payload_json}\n\nAnswer by calling the {} tool.",
+        t.task, t.tool_name
+    );
+    let params = serde_json::to_string(&Params {
+        model,
+        max_tokens: t.max_tokens,
+        system: t.system,
+        messages: [Message {
+            role: "user",
+            content,
+        }],
+        tools: [tool(job_type)],
+        tool_choice: ToolChoice {
+            kind: "tool",
+            name: t.tool_name,
+        },
+    })
+    .expect("request parameters serialize");
+    let prompt_tokens = estimate_prompt_tokens(params.len(), true);
+    RenderedRequest {
+        params,
+        estimated_tokens: prompt_tokens + t.max_tokens,
+        prompt_tokens,
+        max_tokens: t.max_tokens,
+    }
+}
+
+/// Upper estimate of a prompt's tokens from the size of its request (which also holds the
+/// model name and a few keys, so it errs high), plus the hidden tool prompt.
+pub fn estimate_prompt_tokens(request_bytes: usize, with_tools: bool) -> i64 {
+    let overhead = if with_tools { TOOL_OVERHEAD_TOKENS } else { 0 };
+    (request_bytes as i64 + BYTES_PER_TOKEN - 1) / BYTES_PER_TOKEN + overhead
 }
 
 #[cfg(test)]
@@ -106,26 +141,33 @@ mod tests {
     #[test]
     fn every_job_type_renders_a_forced_tool_request() {
         for job_type in JobType::ALL {
-            let rendered = render(
-                "job-1",
-                *job_type,
-                &example_payload(*job_type),
-                "claude-sonnet-4-5",
-            )
-            .unwrap();
-            let p = &rendered.request.params_value();
+            let payload = example_payload(*job_type).to_string();
+            let rendered = render(*job_type, &payload, "claude-sonnet-4-5");
+            let p: Value = serde_json::from_str(&rendered.params).unwrap();
             assert_eq!(p["tool_choice"]["type"], "tool");
             assert_eq!(p["tool_choice"]["name"], p["tools"][0]["name"]);
             assert_eq!(p["tools"][0]["input_schema"]["type"], "object");
             let text = p["messages"][0]["content"].as_str().unwrap();
             assert!(text.contains("Input data (JSON)"), "{job_type}");
+            assert!(text.contains(&payload), "the payload as stored, compact");
             assert!(rendered.estimated_tokens > p["max_tokens"].as_i64().unwrap());
-            assert!(rendered.bytes > 100);
         }
     }
 
     #[test]
-    fn invalid_ids_are_refused_before_sending() {
-        assert!(render(&"x".repeat(65), JobType::RiskReport, &json!({}), "m").is_err());
+    fn deep_payloads_are_not_re_indented() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..120 {
+            deep = serde_json::json!({ "k": [deep] });
+        }
+        let payload = deep.to_string();
+        let rendered = render(JobType::RiskReport, &payload, "m");
+        // The payload appears once, escaped as a JSON string: about its own size, not tens of times it.
+        assert!(
+            rendered.params.len() < payload.len() * 2 + 4096,
+            "{} bytes for a {}-byte payload",
+            rendered.params.len(),
+            payload.len()
+        );
     }
 }

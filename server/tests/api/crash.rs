@@ -102,7 +102,16 @@ async fn crash_then_recover(failpoint: &str) {
         .plain;
     drop(store);
 
-    let mut first = start(&db, &provider_url, &[("AI_BATCH_FAILPOINT", failpoint)]).await;
+    // A short lease: reconciliation may act two seconds after the dead process's last heartbeat.
+    let mut first = start(
+        &db,
+        &provider_url,
+        &[
+            ("AI_BATCH_FAILPOINT", failpoint),
+            ("AI_BATCH_LEASE_SECS", "2"),
+        ],
+    )
+    .await;
     let mut ids = Vec::new();
     for ticker in ["AAPL", "MSFT", "NVDA"] {
         let answer = call(
@@ -140,6 +149,7 @@ async fn crash_then_recover(failpoint: &str) {
             ("AI_BATCH_AUTO_FLUSH", "false"),
             ("AI_BATCH_SCHEDULER_TICK_MS", "100"),
             ("AI_BATCH_POLL_INTERVAL_SECS", "1"),
+            ("AI_BATCH_LEASE_SECS", "2"),
         ],
     )
     .await;

@@ -162,7 +162,7 @@ async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
         cut_results: Some(StreamFault {
             after_lines: 700,
             times: Some(1),
-            millis: 0,
+            ..StreamFault::default()
         }),
         ..Faults::default()
     });

@@ -10,3 +10,5 @@ mod harness;
 mod idempotency;
 mod jobs;
 mod misc;
+mod money;
+mod service;

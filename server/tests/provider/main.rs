@@ -1,13 +1,15 @@
 //! The Anthropic client against the emulator over real HTTP: every call, every error type,
-//! retries, cut and stalled result downloads.
+//! retries (and the creates never retried blindly), cut, stalled, short and malformed results.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ai_batch::emulator::{self, Emulator, Faults, InjectedFailure, Settings, StreamFault};
+use ai_batch::emulator::{
+    self, AfterCreate, Emulator, Faults, InjectedFailure, Settings, StreamFault, Times,
+};
 use ai_batch::provider::{
-    AnthropicClient, BatchRequest, BatchResult, ClientConfig, ListParams, ProcessingStatus,
-    Provider, ProviderError,
+    AnthropicClient, BatchBody, BatchRequest, BatchResult, ClientConfig, ListParams, MessageBatch,
+    ProcessingStatus, Provider, ProviderError, ResultItem,
 };
 use ai_batch::{schema, templates};
 use app::api::JobType;
@@ -44,9 +46,29 @@ async fn setup(delay: Duration, tune: impl FnOnce(&mut ClientConfig)) -> Setup {
 }
 
 fn job_request(id: &str, job_type: JobType) -> BatchRequest {
-    templates::render(id, job_type, &example_payload(job_type), MODEL)
+    templates::render(job_type, &example_payload(job_type).to_string(), MODEL).request(id)
+}
+
+async fn create(
+    client: &AnthropicClient,
+    requests: Vec<BatchRequest>,
+) -> Result<MessageBatch, ProviderError> {
+    client
+        .create_batch(BatchBody::from_requests(&requests)?)
+        .await
+}
+
+/// How many batches the provider holds: what it will bill for.
+async fn provider_batches(client: &AnthropicClient) -> usize {
+    client
+        .list_batches(ListParams {
+            limit: Some(100),
+            ..ListParams::default()
+        })
+        .await
         .unwrap()
-        .request
+        .data
+        .len()
 }
 
 fn invalid_request(id: &str) -> BatchRequest {
@@ -76,7 +98,7 @@ async fn ended_batch(s: &Setup, prefix: &str, n: usize, job_type: JobType) -> St
     let requests: Vec<_> = (0..n)
         .map(|i| job_request(&format!("{prefix}{i}"), job_type))
         .collect();
-    let batch = s.client.create_batch(requests).await.unwrap();
+    let batch = create(&s.client, requests).await.unwrap();
     wait_until_ended(&s.client, &batch.id).await;
     batch.id
 }
@@ -84,13 +106,16 @@ async fn ended_batch(s: &Setup, prefix: &str, n: usize, job_type: JobType) -> St
 async fn all_results(
     client: &AnthropicClient,
     batch_id: &str,
-) -> Vec<Result<ai_batch::provider::ResultLine, ProviderError>> {
-    client
-        .batch_results(batch_id)
-        .await
-        .unwrap()
-        .collect()
-        .await
+) -> Vec<Result<ResultItem, ProviderError>> {
+    let batch = client.retrieve_batch(batch_id).await.unwrap();
+    client.batch_results(&batch).await.unwrap().collect().await
+}
+
+fn line(item: &Result<ResultItem, ProviderError>) -> &ai_batch::provider::ResultLine {
+    match item {
+        Ok(ResultItem::Line(line)) => line,
+        other => panic!("expected a readable line, got {other:?}"),
+    }
 }
 
 async fn wait_until_ended(client: &AnthropicClient, id: &str) -> ai_batch::provider::MessageBatch {
@@ -112,7 +137,7 @@ async fn create_retrieve_and_stream_results() {
         job_request("job-b", JobType::SentimentAnalysis),
         invalid_request("job-c"),
     ];
-    let created = s.client.create_batch(requests).await.unwrap();
+    let created = create(&s.client, requests).await.unwrap();
     assert!(created.id.starts_with("msgbatch_"));
     assert_eq!(created.processing_status, ProcessingStatus::InProgress);
     // Counts settle only when the batch ends.
@@ -143,16 +168,10 @@ async fn create_retrieve_and_stream_results() {
     );
     assert!(ended.ended_at.is_some());
 
-    let lines: Vec<_> = s
-        .client
-        .batch_results(&created.id)
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let lines = all_results(&s.client, &created.id).await;
     assert_eq!(lines.len(), 3);
-    for line in lines {
-        let line = line.unwrap();
+    for item in &lines {
+        let line = line(item);
         match (line.custom_id.as_str(), &line.result) {
             ("job-a" | "job-b", BatchResult::Succeeded { message }) => {
                 let job_type = if line.custom_id == "job-a" {
@@ -181,11 +200,13 @@ async fn list_pages_newest_first() {
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
-            s.client
-                .create_batch(vec![job_request(&format!("j{i}"), JobType::RiskReport)])
-                .await
-                .unwrap()
-                .id,
+            create(
+                &s.client,
+                vec![job_request(&format!("j{i}"), JobType::RiskReport)],
+            )
+            .await
+            .unwrap()
+            .id,
         );
     }
     ids.reverse();
@@ -221,14 +242,15 @@ async fn list_pages_newest_first() {
 #[tokio::test]
 async fn cancel_then_delete() {
     let s = setup(Duration::from_secs(600), |_| {}).await;
-    let batch = s
-        .client
-        .create_batch(vec![
+    let batch = create(
+        &s.client,
+        vec![
             job_request("x1", JobType::ModelEvaluation),
             job_request("x2", JobType::RiskReport),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await
+    .unwrap();
     let refused = s.client.delete_batch(&batch.id).await.unwrap_err();
     assert!(
         matches!(&refused, ProviderError::Api { status: 400, kind, .. } if kind == "invalid_request_error"),
@@ -244,7 +266,7 @@ async fn cancel_then_delete() {
     assert!(
         lines
             .iter()
-            .all(|l| matches!(l, Ok(line) if line.result == BatchResult::Canceled))
+            .all(|l| line(l).result == BatchResult::Canceled)
     );
 
     let deleted = s.client.delete_batch(&batch.id).await.unwrap();
@@ -260,9 +282,7 @@ async fn cancel_then_delete() {
 #[tokio::test]
 async fn expiry_after_24_hours_on_the_emulator_clock() {
     let s = setup(Duration::from_secs(48 * 3600), |_| {}).await;
-    let batch = s
-        .client
-        .create_batch(vec![job_request("e1", JobType::RiskReport)])
+    let batch = create(&s.client, vec![job_request("e1", JobType::RiskReport)])
         .await
         .unwrap();
     s.emulator.advance_clock(chrono::Duration::hours(25));
@@ -334,7 +354,7 @@ async fn a_cut_results_stream_is_an_error_not_a_short_success() {
         cut_results: Some(StreamFault {
             after_lines: 2,
             times: Some(1),
-            millis: 0,
+            ..StreamFault::default()
         }),
         ..Faults::default()
     });
@@ -362,6 +382,7 @@ async fn the_read_timeout_fires_on_a_stalled_download() {
             after_lines: 1,
             times: Some(1),
             millis: 3000,
+            ..StreamFault::default()
         }),
         ..Faults::default()
     });
@@ -383,7 +404,7 @@ async fn invalid_batches_are_refused_before_sending() {
     let s = setup(Duration::ZERO, |_| {}).await;
     let long_id = BatchRequest::new("x".repeat(65), &json!({}));
     assert!(matches!(
-        s.client.create_batch(vec![long_id]).await,
+        create(&s.client, vec![long_id]).await,
         Err(ProviderError::InvalidRequest(_))
     ));
     assert!(
@@ -408,7 +429,7 @@ async fn injected_shares_of_errored_and_expired_results() {
     let requests: Vec<_> = (0..60)
         .map(|i| job_request(&format!("share-{i}"), JobType::RiskReport))
         .collect();
-    let batch = s.client.create_batch(requests).await.unwrap();
+    let batch = create(&s.client, requests).await.unwrap();
     let ended = wait_until_ended(&s.client, &batch.id).await;
     let c = ended.request_counts;
     assert_eq!(c.total(), 60);
@@ -416,10 +437,164 @@ async fn injected_shares_of_errored_and_expired_results() {
     let lines = all_results(&s.client, &batch.id).await;
     let errored_kinds: Vec<String> = lines
         .iter()
-        .filter_map(|l| match &l.as_ref().unwrap().result {
+        .filter_map(|l| match &line(l).result {
             BatchResult::Errored { error } => Some(error.error.kind.clone()),
             _ => None,
         })
         .collect();
     assert!(errored_kinds.iter().all(|k| k == "api_error"));
+}
+
+#[tokio::test]
+async fn a_create_is_retried_only_after_refusals_that_prove_nothing_was_made() {
+    let s = setup(Duration::from_secs(600), |c| c.max_retries = 3).await;
+    // 429 and 529 are refusals: retried, and one batch results.
+    s.emulator.set_faults(Faults {
+        fail_next: vec![failure(429, Some(0)), failure(529, None)],
+        ..Faults::default()
+    });
+    create(&s.client, vec![job_request("r1", JobType::RiskReport)])
+        .await
+        .unwrap();
+    assert!(s.emulator.faults().fail_next.is_empty());
+    assert_eq!(provider_batches(&s.client).await, 1);
+
+    // A 500 after the batch was made: not retried, and uncertain.
+    s.emulator.set_faults(Faults {
+        after_create: vec![AfterCreate::Error500],
+        ..Faults::default()
+    });
+    let error = create(&s.client, vec![job_request("r2", JobType::RiskReport)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Api { status: 500, .. }),
+        "{error}"
+    );
+    assert!(!error.proves_nothing_created());
+    assert_eq!(provider_batches(&s.client).await, 2, "one batch, not two");
+
+    // A plain 500 proves nothing either, so it is not retried: the caller reconciles.
+    s.emulator.set_faults(faults(vec![failure(500, None)]));
+    let error = create(&s.client, vec![job_request("r3", JobType::RiskReport)])
+        .await
+        .unwrap_err();
+    assert!(!error.proves_nothing_created(), "{error}");
+    assert_eq!(provider_batches(&s.client).await, 2);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_after_a_create_is_uncertain() {
+    let s = setup(Duration::from_secs(600), |_| {}).await;
+    s.emulator.set_faults(Faults {
+        after_create: vec![AfterCreate::Drop],
+        ..Faults::default()
+    });
+    let error = create(&s.client, vec![job_request("d1", JobType::RiskReport)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ProviderError::Dropped(_)), "{error:?}");
+    assert!(!error.proves_nothing_created());
+    assert_eq!(provider_batches(&s.client).await, 1, "the batch exists");
+}
+
+#[tokio::test]
+async fn a_create_answered_after_the_timeout_is_uncertain() {
+    let s = setup(Duration::from_secs(600), |c| {
+        c.request_timeout = Duration::from_millis(500)
+    })
+    .await;
+    s.emulator.set_faults(Faults {
+        after_create: vec![AfterCreate::Late { millis: 1500 }],
+        ..Faults::default()
+    });
+    let error = create(&s.client, vec![job_request("l1", JobType::RiskReport)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ProviderError::Timeout(_)), "{error:?}");
+    assert!(!error.proves_nothing_created());
+    assert_eq!(provider_batches(&s.client).await, 1, "the batch exists");
+}
+
+#[tokio::test]
+async fn no_connection_at_all_proves_nothing_was_created() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = ClientConfig::new(format!("http://127.0.0.1:{port}"), "k");
+    config.max_retries = 0;
+    let client = AnthropicClient::new(config).unwrap();
+    let error = create(&client, vec![job_request("c1", JobType::RiskReport)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ProviderError::Connect(_)), "{error:?}");
+    assert!(error.proves_nothing_created());
+}
+
+#[tokio::test]
+async fn bad_lines_are_items_and_the_download_goes_on() {
+    let s = setup(Duration::ZERO, |c| c.max_result_line_bytes = 200_000).await;
+    let batch = ended_batch(&s, "m", 5, JobType::RiskReport).await;
+    s.emulator.set_faults(Faults {
+        malformed_results: Some(StreamFault {
+            after_lines: 1,
+            times: Some(1),
+            ..StreamFault::default()
+        }),
+        long_results: Some(StreamFault {
+            after_lines: 3,
+            times: Some(1),
+            bytes: 300_000,
+            ..StreamFault::default()
+        }),
+        ..Faults::default()
+    });
+    let items = all_results(&s.client, &batch).await;
+    assert_eq!(items.len(), 5, "{items:?}");
+    for (i, item) in items.iter().enumerate() {
+        match (i, item) {
+            (1 | 3, Ok(ResultItem::Unreadable(bad))) => {
+                assert_eq!(bad.custom_id.as_deref(), Some(format!("m{i}").as_str()));
+                assert_eq!(bad.result_type.as_deref(), Some("succeeded"));
+                assert!(
+                    bad.usage.as_ref().unwrap()["output_tokens"]
+                        .as_i64()
+                        .unwrap()
+                        > 0
+                );
+            }
+            (_, Ok(ResultItem::Line(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_short_file_ends_cleanly_and_gone_results_are_404() {
+    let s = setup(Duration::ZERO, |_| {}).await;
+    let batch = ended_batch(&s, "f", 4, JobType::RiskReport).await;
+    s.emulator.set_faults(Faults {
+        short_results: Some(StreamFault {
+            after_lines: 2,
+            times: Some(1),
+            ..StreamFault::default()
+        }),
+        ..Faults::default()
+    });
+    let items = all_results(&s.client, &batch).await;
+    assert_eq!(items.len(), 2);
+    assert!(
+        items.iter().all(|i| i.is_ok()),
+        "a short file is no error by itself"
+    );
+    s.emulator.set_faults(Faults {
+        results_gone: Some(Times { times: Some(1) }),
+        ..Faults::default()
+    });
+    let ended = s.client.retrieve_batch(&batch).await.unwrap();
+    let gone = s.client.batch_results(&ended).await.err().unwrap();
+    assert!(gone.is_not_found(), "{gone}");
+    assert_eq!(all_results(&s.client, &batch).await.len(), 4, "once only");
 }

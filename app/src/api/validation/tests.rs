@@ -121,6 +121,56 @@ fn run_after_formats() {
 }
 
 #[test]
+fn run_after_numbers_follow_pydantic() {
+    let at = |v: Value| {
+        parse_enqueue(&json!({"job_type": "risk_report", "payload": {}, "run_after": v}))
+    };
+    let when = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
+    // Seconds up to 2×10¹⁰, milliseconds beyond: a JavaScript Date.now() means what it says.
+    assert_eq!(
+        at(json!(1_764_300_000)).unwrap().run_after,
+        when("2025-11-28T03:20:00Z")
+    );
+    assert_eq!(
+        at(json!(1_764_300_000_000i64)).unwrap().run_after,
+        when("2025-11-28T03:20:00Z")
+    );
+    assert_eq!(
+        at(json!(1_764_300_000.5)).unwrap().run_after,
+        when("2025-11-28T03:20:00.500Z")
+    );
+    assert_eq!(
+        at(json!("1764300000")).unwrap().run_after,
+        when("2025-11-28T03:20:00Z"),
+        "a number in a string is a timestamp too"
+    );
+    // 8210266876000 ms is in 2230: fine. Past year 9999 or before 1600: a 422, not a panic.
+    assert_eq!(
+        at(json!(8_210_266_876_000i64)).unwrap().run_after,
+        when("2230-03-05T05:41:16Z")
+    );
+    for (input, error) in [
+        (json!(8.3e17), "dates after 9999 are not supported"),
+        (json!(9.9e300), "dates after 9999 are not supported"),
+        (json!(u64::MAX), "dates after 9999 are not supported"),
+        (json!(-1.2e13), "dates before 1600 are not supported"),
+        (json!(-9.9e300), "dates before 1600 are not supported"),
+    ] {
+        let errors = at(input.clone()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{input}");
+        assert_eq!(errors[0].kind, "datetime_parsing", "{input}");
+        assert_eq!(errors[0].loc, vec![json!("body"), json!("run_after")]);
+        assert_eq!(errors[0].input, input);
+        assert_eq!(errors[0].ctx.as_ref().unwrap()["error"], error, "{input}");
+    }
+    assert_eq!(
+        at(json!("9999-12-31T23:59:59Z")).unwrap().run_after,
+        when("9999-12-31T23:59:59Z"),
+        "the last supported second"
+    );
+}
+
+#[test]
 fn idempotency_key_length() {
     let key = |k: Value| {
         parse_enqueue(&json!({"job_type": "risk_report", "payload": {}, "idempotency_key": k}))

@@ -1,5 +1,6 @@
 //! The batch loop's tables on SQLite. Every job write is guarded by the state it was decided
-//! on (`status = 'processing' AND batch_id = ? AND attempts = ?`), so late results are ignored.
+//! on (`status = 'processing' AND batch_id = ? AND attempts = ?`), every batch write by the
+//! lease or state it expects, and every charge by its key, so late or repeated work is ignored.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -7,86 +8,151 @@ use serde_json::Value;
 use sqlx::{FromRow, QueryBuilder, Sqlite, Transaction};
 
 use super::{SqliteStore, parse_job_type, parse_json, parse_status};
+use crate::events::Happened;
 use crate::store::*;
 
-const BATCH_COLUMNS: &str = "id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, created_at, \
-    submitted_at, ended_at, expires_at, next_poll_at, poll_failures, request_counts, results_collected, error";
-
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+/// A batch's columns, with what its charges add up to.
+const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.job_count, b.estimated_tokens, b.request_bytes, \
+    b.created_at, b.submitted_at, b.ended_at, b.expires_at, b.next_poll_at, b.poll_failures, b.request_counts, \
+    b.results_collected, b.error, b.lease_owner, b.lease_expires_at, b.submit_started_at, b.submit_ended_at, \
+    b.duplicate_of, b.swept_at, b.short_reads, b.unaccounted_results, \
+    COALESCE((SELECT SUM(c.input_tokens + c.output_tokens) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0) AS billed_tokens, \
+    COALESCE((SELECT SUM(c.cost_nanos) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0) AS billed_cost_nanos";
 
 /// A job is changed only in the state its update was decided on.
 const GUARD: &str = "WHERE id = ? AND batch_id = ? AND status = 'processing' AND attempts = ?";
 
-/// Binds a result's tokens and money, in the order every spend-recording update lists them.
-fn bind_spend<'q>(query: SqliteQuery<'q>, spend: &'q Spend) -> SqliteQuery<'q> {
-    query
-        .bind(spend.input_tokens)
-        .bind(spend.output_tokens)
-        .bind(spend.cost_nanos)
-        .bind(spend.standard_cost_nanos)
-        .bind(&spend.price_version)
-}
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 /// Binds the values of [`GUARD`].
 fn guarded<'q>(
     query: SqliteQuery<'q>,
-    update: &'q JobUpdate,
-    provider_batch_id: &'q str,
+    update: &JobUpdate,
+    provider_batch_id: &str,
 ) -> SqliteQuery<'q> {
     query
-        .bind(&update.job_id)
-        .bind(provider_batch_id)
+        .bind(update.job_id.clone())
+        .bind(provider_batch_id.to_string())
         .bind(update.expected_attempts)
 }
+
+/// The lease is free: lapsed, never taken, or already ours.
+const LEASE_FREE: &str = "(lease_expires_at IS NULL OR lease_expires_at < ? OR lease_owner = ?)";
 
 async fn event(
     tx: &mut Transaction<'_, Sqlite>,
     job_id: &str,
-    kind: &str,
-    detail: &str,
+    happened: &Happened,
     at: i64,
 ) -> StoreResult<()> {
     sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, ?, ?, ?)")
         .bind(job_id)
-        .bind(kind)
-        .bind(detail)
+        .bind(happened.kind())
+        .bind(happened.detail())
         .bind(at)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
+#[derive(Clone, Copy)]
+enum ChargeKind {
+    Result,
+    Discarded,
+    Duplicate,
+}
+
+impl ChargeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Result => "result",
+            Self::Discarded => "discarded",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Records what Anthropic billed for a job in a provider batch, once, and adds it to the
+/// job's totals. `false` if that charge was already recorded (or the job does not exist).
+async fn charge(
+    tx: &mut Transaction<'_, Sqlite>,
+    job_id: &str,
+    provider_batch_id: &str,
+    kind: ChargeKind,
+    spend: &Spend,
+    at: i64,
+) -> StoreResult<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO charges (job_id, provider_batch_id, kind, input_tokens, output_tokens, cost_nanos, \
+         standard_cost_nanos, price_version, at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(job_id)
+    .bind(provider_batch_id)
+    .bind(kind.as_str())
+    .bind(spend.input_tokens)
+    .bind(spend.output_tokens)
+    .bind(spend.cost_nanos)
+    .bind(spend.standard_cost_nanos)
+    .bind(&spend.price_version)
+    .bind(at)
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        let duplicate = matches!(kind, ChargeKind::Duplicate);
+        sqlx::query(
+            "UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
+             cost_nanos = cost_nanos + ?, standard_cost_nanos = standard_cost_nanos + ?, \
+             duplicate_tokens = duplicate_tokens + ?, duplicate_cost_nanos = duplicate_cost_nanos + ?, \
+             price_version = CASE WHEN ? THEN price_version ELSE ? END WHERE id = ?",
+        )
+        .bind(spend.input_tokens)
+        .bind(spend.output_tokens)
+        .bind(spend.cost_nanos)
+        .bind(spend.standard_cost_nanos)
+        .bind(if duplicate {
+            spend.input_tokens + spend.output_tokens
+        } else {
+            0
+        })
+        .bind(if duplicate { spend.cost_nanos } else { 0 })
+        .bind(duplicate)
+        .bind(&spend.price_version)
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(inserted)
+}
+
 /// Puts a local batch's jobs that are still `processing` back to pending, with an event each.
 async fn requeue_processing(
     tx: &mut Transaction<'_, Sqlite>,
     batch_id: &str,
-    reason: &str,
+    happened: &Happened,
     at: i64,
 ) -> StoreResult<i64> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE local_batch_id = ? AND status = 'processing'",
+        "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, updated_at = ? \
+         WHERE local_batch_id = ? AND status = 'processing' RETURNING id",
     )
+    .bind(at)
     .bind(batch_id)
     .fetch_all(&mut **tx)
     .await?;
     for id in &ids {
-        sqlx::query(
-            "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, updated_at = ? \
-             WHERE id = ? AND status = 'processing'",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-        event(tx, id, "returned", reason, at).await?;
+        event(tx, id, happened, at).await?;
     }
     Ok(ids.len() as i64)
 }
 
 impl SqliteStore {
-    /// Batches selected by `tail` (the SQL after `FROM batches`), with one integer bound.
+    /// Batches selected by `tail` (the SQL after `FROM batches b`), with one integer bound.
     async fn batches_where(&self, tail: &str, value: i64) -> StoreResult<Vec<BatchRecord>> {
-        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches {tail}");
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches b {tail}");
         let rows: Vec<BatchRow> = sqlx::query_as(&sql)
             .bind(value)
             .fetch_all(&self.pool)
@@ -97,7 +163,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl BatchStore for SqliteStore {
-    async fn eligible_jobs(&self, filter: &FlushFilter) -> StoreResult<Vec<QueuedJob>> {
+    async fn eligible_jobs(
+        &self,
+        filter: &FlushFilter,
+        after: Option<&FlushCursor>,
+        page: i64,
+    ) -> StoreResult<Vec<QueuedJob>> {
         let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT id, job_type, priority, payload, created_at FROM jobs \
              WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ",
@@ -114,9 +185,24 @@ impl BatchStore for SqliteStore {
             }
             list.push_unseparated(")");
         }
+        if let Some(cursor) = after {
+            // Flush order is (priority DESC, created_at, id): continue strictly after the cursor.
+            query
+                .push(" AND (priority < ")
+                .push_bind(cursor.priority)
+                .push(" OR (priority = ")
+                .push_bind(cursor.priority)
+                .push(" AND (created_at > ")
+                .push_bind(to_micros(cursor.created_at))
+                .push(" OR (created_at = ")
+                .push_bind(to_micros(cursor.created_at))
+                .push(" AND id > ")
+                .push_bind(cursor.id.clone())
+                .push("))))");
+        }
         query
             .push(" ORDER BY priority DESC, created_at, id LIMIT ")
-            .push_bind(filter.limit);
+            .push_bind(page);
         let rows: Vec<QueuedRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter().map(QueuedJob::try_from).collect()
     }
@@ -139,12 +225,15 @@ impl BatchStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let at = to_micros(batch.created_at);
         sqlx::query(
-            "INSERT INTO batches (id, status, job_count, estimated_tokens, request_bytes, created_at) \
-             VALUES (?, 'submitting', 0, ?, ?, ?)",
+            "INSERT INTO batches (id, status, job_count, estimated_tokens, request_bytes, created_at, \
+             lease_owner, lease_expires_at, submit_started_at) VALUES (?, 'submitting', 0, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&batch.id)
         .bind(batch.estimated_tokens)
         .bind(batch.request_bytes)
+        .bind(at)
+        .bind(&batch.lease.owner)
+        .bind(to_micros(batch.lease.until))
         .bind(at)
         .execute(&mut *tx)
         .await?;
@@ -162,6 +251,11 @@ impl BatchStore for SqliteStore {
             .await?
             .rows_affected();
             if changed == 1 {
+                sqlx::query("INSERT INTO batch_jobs (batch_id, job_id) VALUES (?, ?)")
+                    .bind(&batch.id)
+                    .bind(&claim.job_id)
+                    .execute(&mut *tx)
+                    .await?;
                 claimed.push(claim.job_id.clone());
             }
         }
@@ -178,66 +272,176 @@ impl BatchStore for SqliteStore {
         Ok(claimed)
     }
 
-    async fn record_submission(&self, batch_id: &str, s: Submission) -> StoreResult<()> {
+    async fn renew_lease(&self, batch_id: &str, lease: &Lease) -> StoreResult<bool> {
+        let changed =
+            sqlx::query("UPDATE batches SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?")
+                .bind(to_micros(lease.until))
+                .bind(batch_id)
+                .bind(&lease.owner)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn take_lease(
+        &self,
+        batch_id: &str,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let sql = format!(
+            "UPDATE batches SET lease_owner = ?, lease_expires_at = ? WHERE id = ? AND {LEASE_FREE}"
+        );
+        let changed = sqlx::query(&sql)
+            .bind(&lease.owner)
+            .bind(to_micros(lease.until))
+            .bind(batch_id)
+            .bind(to_micros(now))
+            .bind(&lease.owner)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn release_lease(&self, batch_id: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE batches SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(batch_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn start_submit(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "UPDATE batches SET submit_started_at = ?, submit_ended_at = NULL \
+             WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+        )
+        .bind(to_micros(now))
+        .bind(batch_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn record_submission(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        s: &Submission,
+        happened: &Happened,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let at = to_micros(s.submitted_at);
-        sqlx::query(
-            "UPDATE batches SET provider_batch_id = ?, status = 'in_progress', job_count = ?, submitted_at = ?, \
-             expires_at = ?, next_poll_at = ? WHERE id = ?",
+        let changed = sqlx::query(
+            "UPDATE batches SET provider_batch_id = ?, status = 'in_progress', submitted_at = ?, \
+             submit_ended_at = COALESCE(submit_ended_at, ?), expires_at = ?, next_poll_at = ?, \
+             swept_at = CASE WHEN ? THEN ? ELSE NULL END, error = NULL, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
         )
         .bind(&s.provider_batch_id)
-        .bind(s.job_count)
+        .bind(at)
         .bind(at)
         .bind(to_micros(s.expires_at))
         .bind(to_micros(s.next_poll_at))
+        .bind(s.swept)
+        .bind(at)
         .bind(batch_id)
+        .bind(owner)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         // Jobs cancelled while the batch was being submitted were sent too: they keep the id.
-        sqlx::query(
+        let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET batch_id = ?, updated_at = ? \
-             WHERE local_batch_id = ? AND batch_id IS NULL AND status IN ('processing', 'cancelled')",
+             WHERE local_batch_id = ? AND batch_id IS NULL AND status IN ('processing', 'cancelled') RETURNING id",
         )
         .bind(&s.provider_batch_id)
         .bind(at)
         .bind(batch_id)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO job_events (job_id, kind, detail, at) \
-             SELECT id, 'submitted', 'in batch ' || ?, ? FROM jobs WHERE local_batch_id = ? AND batch_id = ?",
-        )
-        .bind(&s.provider_batch_id)
-        .bind(at)
-        .bind(batch_id)
-        .bind(&s.provider_batch_id)
-        .execute(&mut *tx)
-        .await?;
+        for id in &ids {
+            event(&mut tx, id, happened, at).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn release_batch(
         &self,
         batch_id: &str,
+        owner: &str,
         error: &str,
+        happened: &Happened,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         let mut tx = self.begin_write().await?;
-        let released = requeue_processing(
-            &mut tx,
-            batch_id,
-            &format!("the batch was not accepted: {error}"),
-            to_micros(now),
+        let at = to_micros(now);
+        let changed = sqlx::query(
+            "UPDATE batches SET status = 'failed', error = ?, submit_ended_at = ?, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
         )
-        .await?;
-        sqlx::query("UPDATE batches SET status = 'failed', error = ? WHERE id = ?")
-            .bind(error)
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await?;
+        .bind(error)
+        .bind(at)
+        .bind(batch_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let released = requeue_processing(&mut tx, batch_id, happened, at).await?;
         tx.commit().await?;
         Ok(released)
+    }
+
+    async fn mark_uncertain(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        error: &str,
+        settle_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE batches SET error = ?, submit_ended_at = ?, lease_expires_at = ? \
+             WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+        )
+        .bind(error)
+        .bind(to_micros(now))
+        .bind(to_micros(settle_until))
+        .bind(batch_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn batch_members(&self, batch_id: &str) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT job_id FROM batch_jobs WHERE batch_id = ? ORDER BY job_id")
+                .bind(batch_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
@@ -251,19 +455,71 @@ impl BatchStore for SqliteStore {
         rows.into_iter().map(QueuedJob::try_from).collect()
     }
 
-    async fn submitting_batches(
-        &self,
-        created_before: DateTime<Utc>,
-    ) -> StoreResult<Vec<BatchRecord>> {
+    async fn batches_to_reconcile(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
         self.batches_where(
-            "WHERE status = 'submitting' AND created_at < ? ORDER BY created_at",
-            to_micros(created_before),
+            "WHERE b.status = 'submitting' AND (b.lease_expires_at IS NULL OR b.lease_expires_at < ?) \
+             ORDER BY b.created_at",
+            to_micros(now),
         )
         .await
     }
 
+    async fn batches_to_sweep(&self, ended_before: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "WHERE b.swept_at IS NULL AND b.provider_batch_id IS NOT NULL AND b.duplicate_of IS NULL \
+             AND b.submit_ended_at < ? ORDER BY b.submit_ended_at",
+            to_micros(ended_before),
+        )
+        .await
+    }
+
+    async fn mark_swept(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE batches SET swept_at = ? WHERE id = ?")
+            .bind(to_micros(now))
+            .bind(batch_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_duplicate(&self, d: &NewDuplicate) -> StoreResult<bool> {
+        let at = to_micros(d.created_at);
+        let changed = sqlx::query(
+            "INSERT INTO batches (id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, \
+             created_at, submitted_at, expires_at, next_poll_at, duplicate_of, swept_at, submit_started_at, \
+             submit_ended_at, error) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (provider_batch_id) DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(&d.provider_batch_id)
+        .bind(d.status.as_str())
+        .bind(d.job_count)
+        .bind(at)
+        .bind(at)
+        .bind(to_micros(d.expires_at))
+        .bind(at)
+        .bind(&d.of)
+        .bind(at)
+        .bind(at)
+        .bind(at)
+        .bind(&d.note)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE batches SET error = ? WHERE id = ?")
+            .bind(note)
+            .bind(batch_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>> {
-        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE provider_batch_id = ?");
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches b WHERE b.provider_batch_id = ?");
         let row: Option<BatchRow> = sqlx::query_as(&sql)
             .bind(provider_batch_id)
             .fetch_optional(&self.pool)
@@ -272,12 +528,16 @@ impl BatchStore for SqliteStore {
     }
 
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
-        self.batches_where("WHERE status IN ('in_progress', 'canceling', 'ended') \
-             AND results_collected = 0 AND (next_poll_at IS NULL OR next_poll_at <= ?) ORDER BY next_poll_at", to_micros(now)).await
+        self.batches_where(
+            "WHERE b.status IN ('in_progress', 'canceling', 'ended') AND b.results_collected = 0 \
+             AND (b.next_poll_at IS NULL OR b.next_poll_at <= ?) ORDER BY b.next_poll_at",
+            to_micros(now),
+        )
+        .await
     }
 
     async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>> {
-        self.batches_where("ORDER BY created_at DESC, id DESC LIMIT ?", limit)
+        self.batches_where("ORDER BY b.created_at DESC, b.id DESC LIMIT ?", limit)
             .await
     }
 
@@ -287,14 +547,19 @@ impl BatchStore for SqliteStore {
         status: BatchStatus,
         next_poll_at: Option<DateTime<Utc>>,
         poll_failures: i64,
+        error: Option<&str>,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE batches SET status = ?, next_poll_at = ?, poll_failures = ? WHERE id = ? AND results_collected = 0")
-            .bind(status.as_str())
-            .bind(next_poll_at.map(to_micros))
-            .bind(poll_failures)
-            .bind(batch_id)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "UPDATE batches SET status = ?, next_poll_at = ?, poll_failures = ?, error = COALESCE(?, error) \
+             WHERE id = ? AND results_collected = 0",
+        )
+        .bind(status.as_str())
+        .bind(next_poll_at.map(to_micros))
+        .bind(poll_failures)
+        .bind(error)
+        .bind(batch_id)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -306,10 +571,11 @@ impl BatchStore for SqliteStore {
         let mut states = Vec::with_capacity(job_ids.len());
         for chunk in job_ids.chunks(500) {
             let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT id, job_type, status, attempts, cancel_requested, usage_recorded_at IS NOT NULL AS usage_recorded, model \
-                 FROM jobs WHERE batch_id = ",
+                "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
+                 EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) AS charged \
+                 FROM jobs j WHERE j.batch_id = ",
             );
-            query.push_bind(provider_batch_id).push(" AND id IN (");
+            query.push_bind(provider_batch_id).push(" AND j.id IN (");
             let mut list = query.separated(", ");
             for id in chunk {
                 list.push_bind(id.as_str());
@@ -323,7 +589,7 @@ impl BatchStore for SqliteStore {
                     id: row.id,
                     attempts: row.attempts,
                     cancel_requested: row.cancel_requested,
-                    usage_recorded: row.usage_recorded,
+                    charged: row.charged,
                     model: row.model,
                 });
             }
@@ -341,38 +607,57 @@ impl BatchStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut changed = Vec::with_capacity(updates.len());
         for u in updates {
-            let (rows, kind, detail) = match &u.transition {
+            let applied = match &u.transition {
                 Transition::Complete { result, spend } => {
                     let sql = format!(
-                        "UPDATE jobs SET status = 'completed', result = ?, input_tokens = ?, output_tokens = ?, cost_nanos = ?, \
-                         standard_cost_nanos = ?, price_version = ?, completed_at = ?, updated_at = ?, usage_recorded_at = ?, \
+                        "UPDATE jobs SET status = 'completed', result = ?, completed_at = ?, updated_at = ?, \
                          error_message = NULL {GUARD}"
                     );
-                    // completed_at, updated_at, usage_recorded_at
-                    let query = bind_spend(sqlx::query(&sql).bind(result.to_string()), spend)
-                        .bind(at)
-                        .bind(at)
-                        .bind(at);
-                    let rows = guarded(query, u, provider_batch_id)
+                    let query = sqlx::query(&sql).bind(result.to_string()).bind(at).bind(at);
+                    let applied = guarded(query, u, provider_batch_id)
                         .execute(&mut *tx)
                         .await?
-                        .rows_affected();
-                    (
-                        rows,
-                        "completed",
-                        format!("result received from batch {provider_batch_id}"),
-                    )
+                        .rows_affected()
+                        == 1;
+                    if applied {
+                        charge(
+                            &mut tx,
+                            &u.job_id,
+                            provider_batch_id,
+                            ChargeKind::Result,
+                            spend,
+                            at,
+                        )
+                        .await?;
+                    }
+                    applied
                 }
-                Transition::Fail { error, attempts } => {
+                Transition::Fail {
+                    error,
+                    attempts,
+                    spend,
+                } => {
                     let sql = format!(
                         "UPDATE jobs SET status = 'failed', error_message = ?, attempts = ?, updated_at = ? {GUARD}"
                     );
                     let query = sqlx::query(&sql).bind(error).bind(attempts).bind(at);
-                    let rows = guarded(query, u, provider_batch_id)
+                    let applied = guarded(query, u, provider_batch_id)
                         .execute(&mut *tx)
                         .await?
-                        .rows_affected();
-                    (rows, "failed", error.clone())
+                        .rows_affected()
+                        == 1;
+                    if let (true, Some(spend)) = (applied, spend) {
+                        charge(
+                            &mut tx,
+                            &u.job_id,
+                            provider_batch_id,
+                            ChargeKind::Result,
+                            spend,
+                            at,
+                        )
+                        .await?;
+                    }
+                    applied
                 }
                 Transition::Requeue { reason, attempts } => {
                     let sql = format!(
@@ -380,36 +665,34 @@ impl BatchStore for SqliteStore {
                          error_message = ?, updated_at = ? {GUARD}"
                     );
                     let query = sqlx::query(&sql).bind(attempts).bind(reason).bind(at);
-                    let rows = guarded(query, u, provider_batch_id)
+                    guarded(query, u, provider_batch_id)
                         .execute(&mut *tx)
                         .await?
-                        .rows_affected();
-                    (rows, "retried", reason.clone())
+                        .rows_affected()
+                        == 1
                 }
                 Transition::RecordSpend { spend } => {
-                    let query = sqlx::query(
-                        "UPDATE jobs SET input_tokens = ?, output_tokens = ?, cost_nanos = ?, standard_cost_nanos = ?, \
-                         price_version = ?, usage_recorded_at = ?, updated_at = ? \
-                         WHERE id = ? AND batch_id = ? AND status = 'cancelled' AND usage_recorded_at IS NULL",
-                    );
-                    // usage_recorded_at, updated_at
-                    let rows = bind_spend(query, spend)
-                        .bind(at)
-                        .bind(at)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    (
-                        rows,
-                        "result_discarded",
-                        "cancelled in flight: result discarded, tokens counted".to_string(),
+                    let cancelled_here: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ? AND batch_id = ? AND status = 'cancelled')",
                     )
+                    .bind(&u.job_id)
+                    .bind(provider_batch_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    cancelled_here
+                        && charge(
+                            &mut tx,
+                            &u.job_id,
+                            provider_batch_id,
+                            ChargeKind::Discarded,
+                            spend,
+                            at,
+                        )
+                        .await?
                 }
             };
-            if rows == 1 {
-                event(&mut tx, &u.job_id, kind, &detail, at).await?;
+            if applied {
+                event(&mut tx, &u.job_id, &u.event, at).await?;
                 changed.push(u.job_id.clone());
             }
         }
@@ -417,43 +700,95 @@ impl BatchStore for SqliteStore {
         Ok(changed)
     }
 
+    async fn record_duplicate_charges(
+        &self,
+        provider_batch_id: &str,
+        charges: &[DuplicateCharge],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let at = to_micros(now);
+        let mut tx = self.begin_write().await?;
+        let mut charged = Vec::with_capacity(charges.len());
+        let happened = Happened::BilledAgain {
+            batch: provider_batch_id.to_string(),
+        };
+        for c in charges {
+            if charge(
+                &mut tx,
+                &c.job_id,
+                provider_batch_id,
+                ChargeKind::Duplicate,
+                &c.spend,
+                at,
+            )
+            .await?
+            {
+                event(&mut tx, &c.job_id, &happened, at).await?;
+                charged.push(c.job_id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(charged)
+    }
+
+    async fn record_short_read(
+        &self,
+        batch_id: &str,
+        next_poll_at: DateTime<Utc>,
+        note: &str,
+    ) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE batches SET short_reads = short_reads + 1, next_poll_at = ?, error = ? \
+             WHERE id = ? RETURNING short_reads",
+        )
+        .bind(to_micros(next_poll_at))
+        .bind(note)
+        .bind(batch_id)
+        .fetch_one(&self.writer)
+        .await?)
+    }
+
     async fn finish_batch(
         &self,
         batch_id: &str,
-        request_counts: Value,
+        status: BatchStatus,
+        request_counts: &Value,
         ended_at: DateTime<Utc>,
-    ) -> StoreResult<i64> {
-        let mut tx = self.begin_write().await?;
-        let returned = requeue_processing(
-            &mut tx,
-            batch_id,
-            "the batch ended without a result for this job",
-            to_micros(Utc::now()),
+        unaccounted_results: i64,
+        note: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE batches SET status = ?, results_collected = 1, request_counts = ?, ended_at = ?, \
+             next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = ?",
         )
+        .bind(status.as_str())
+        .bind(request_counts.to_string())
+        .bind(to_micros(ended_at))
+        .bind(unaccounted_results)
+        .bind(note)
+        .bind(batch_id)
+        .execute(&self.writer)
         .await?;
-        sqlx::query("UPDATE batches SET status = 'ended', results_collected = 1, request_counts = ?, ended_at = ?, next_poll_at = NULL WHERE id = ?")
-            .bind(request_counts.to_string())
-            .bind(to_micros(ended_at))
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(returned)
+        Ok(())
     }
 
-    async fn lose_batch(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<i64> {
+    async fn lose_batch(
+        &self,
+        batch_id: &str,
+        note: &str,
+        happened: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
         let mut tx = self.begin_write().await?;
-        let returned = requeue_processing(
-            &mut tx,
-            batch_id,
-            "Anthropic no longer knows the batch",
-            to_micros(now),
+        let returned = requeue_processing(&mut tx, batch_id, happened, to_micros(now)).await?;
+        sqlx::query(
+            "UPDATE batches SET status = 'lost', next_poll_at = NULL, error = ? WHERE id = ?",
         )
+        .bind(note)
+        .bind(batch_id)
+        .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE batches SET status = 'lost', next_poll_at = NULL, error = 'unknown to the provider' WHERE id = ?")
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(returned)
     }
@@ -467,10 +802,19 @@ impl BatchStore for SqliteStore {
         .await?)
     }
 
+    async fn charged_results(&self, provider_batch_id: &str) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM charges WHERE provider_batch_id = ?")
+                .bind(provider_batch_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>> {
         Ok(sqlx::query_scalar(
             "SELECT (ended_at - submitted_at) / 1000000.0 FROM batches \
-             WHERE status = 'ended' AND submitted_at IS NOT NULL AND ended_at IS NOT NULL \
+             WHERE status = 'ended' AND duplicate_of IS NULL AND submitted_at IS NOT NULL AND ended_at IS NOT NULL \
              ORDER BY ended_at DESC LIMIT ?",
         )
         .bind(limit)
@@ -493,8 +837,8 @@ impl TryFrom<QueuedRow> for QueuedJob {
     fn try_from(row: QueuedRow) -> StoreResult<Self> {
         Ok(QueuedJob {
             job_type: parse_job_type(&row.job_type)?,
-            payload: parse_json("payload", Some(row.payload))?.unwrap_or_default(),
             created_at: from_micros(row.created_at)?,
+            payload: row.payload,
             id: row.id,
             priority: row.priority,
         })
@@ -508,7 +852,7 @@ struct StateRow {
     status: String,
     attempts: i64,
     cancel_requested: bool,
-    usage_recorded: bool,
+    charged: bool,
     model: Option<String>,
 }
 
@@ -529,6 +873,16 @@ struct BatchRow {
     request_counts: Option<String>,
     results_collected: bool,
     error: Option<String>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    submit_started_at: Option<i64>,
+    submit_ended_at: Option<i64>,
+    duplicate_of: Option<String>,
+    swept_at: Option<i64>,
+    short_reads: i64,
+    unaccounted_results: i64,
+    billed_tokens: i64,
+    billed_cost_nanos: i64,
 }
 
 impl TryFrom<BatchRow> for BatchRecord {
@@ -545,6 +899,10 @@ impl TryFrom<BatchRow> for BatchRecord {
             ended_at: at(row.ended_at)?,
             expires_at: at(row.expires_at)?,
             next_poll_at: at(row.next_poll_at)?,
+            lease_expires_at: at(row.lease_expires_at)?,
+            submit_started_at: at(row.submit_started_at)?,
+            submit_ended_at: at(row.submit_ended_at)?,
+            swept_at: at(row.swept_at)?,
             id: row.id,
             provider_batch_id: row.provider_batch_id,
             job_count: row.job_count,
@@ -553,6 +911,12 @@ impl TryFrom<BatchRow> for BatchRecord {
             poll_failures: row.poll_failures,
             results_collected: row.results_collected,
             error: row.error,
+            lease_owner: row.lease_owner,
+            duplicate_of: row.duplicate_of,
+            short_reads: row.short_reads,
+            unaccounted_results: row.unaccounted_results,
+            billed_tokens: row.billed_tokens,
+            billed_cost_nanos: row.billed_cost_nanos,
         })
     }
 }

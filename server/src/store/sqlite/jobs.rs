@@ -1,6 +1,5 @@
 //! Jobs on SQLite.
 
-use app::api::JobStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -9,6 +8,7 @@ use super::{
     JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, parse_job_type, parse_status,
     push_visibility,
 };
+use crate::events::Happened;
 use crate::store::*;
 use app::api::ListQuery;
 
@@ -37,8 +37,11 @@ impl JobStore for SqliteStore {
         .rows_affected()
             == 1;
         if inserted {
-            sqlx::query("INSERT INTO job_events (job_id, kind, at) VALUES (?, 'created', ?)")
+            let happened = Happened::Created;
+            sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, ?, ?, ?)")
                 .bind(&job.id)
+                .bind(happened.kind())
+                .bind(happened.detail())
                 .bind(created_at)
                 .execute(&mut *tx)
                 .await?;
@@ -148,18 +151,17 @@ impl JobStore for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let detail = match (was, batch_id) {
-            (JobStatus::Processing, Some(batch)) => format!("while processing in batch {batch}"),
-            _ => format!("while {was}"),
+        let happened = Happened::Cancelled {
+            was,
+            batch: batch_id,
         };
-        sqlx::query(
-            "INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, 'cancelled', ?, ?)",
-        )
-        .bind(id)
-        .bind(detail)
-        .bind(micros)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(happened.kind())
+            .bind(happened.detail())
+            .bind(micros)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let job = self
             .job_by("j.id = ?", &[id])
@@ -224,9 +226,9 @@ impl JobStore for SqliteStore {
         since: DateTime<Utc>,
     ) -> StoreResult<Vec<DailyCostRecord>> {
         let mut query = QueryBuilder::new(
-            "SELECT COALESCE(j.completed_at, j.updated_at) / 86400000000 AS day, j.job_type, u.name, COUNT(*), \
-             SUM(j.cost_nanos), SUM(j.standard_cost_nanos) FROM jobs j JOIN users u ON u.id = j.owner_id \
-             WHERE j.usage_recorded_at IS NOT NULL AND j.usage_recorded_at >= ",
+            "SELECT c.at / 86400000000 AS day, j.job_type, u.name, COUNT(*), SUM(c.cost_nanos), \
+             SUM(c.standard_cost_nanos) FROM charges c JOIN jobs j ON j.id = c.job_id \
+             JOIN users u ON u.id = j.owner_id WHERE c.at >= ",
         );
         query.push_bind(to_micros(since));
         push_visibility(&mut query, visibility);

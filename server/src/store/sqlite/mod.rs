@@ -19,13 +19,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Columns of a job for single-job reads.
 const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, j.priority, j.payload, \
     j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, j.model, j.input_tokens, \
-    j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.price_version, j.result, j.error_message, \
-    j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
+    j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, j.duplicate_cost_nanos, \
+    j.price_version, j.result, j.error_message, j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
 /// The same without the large payload and result, for lists.
 const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, j.priority, \
     NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, j.model, \
-    j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.price_version, NULL AS result, \
-    j.error_message, j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
+    j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
+    j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, j.cancel_requested, j.created_at, \
+    j.updated_at, j.completed_at";
 const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
 
 #[derive(Clone)]
@@ -79,6 +80,9 @@ impl SqliteStore {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) = error {
+            return StoreError::Unavailable(error.to_string());
+        }
         // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
         let busy = error
             .as_database_error()
@@ -180,6 +184,8 @@ struct JobRow {
     output_tokens: i64,
     cost_nanos: i64,
     standard_cost_nanos: i64,
+    duplicate_tokens: i64,
+    duplicate_cost_nanos: i64,
     price_version: Option<String>,
     result: Option<String>,
     error_message: Option<String>,
@@ -214,6 +220,8 @@ impl TryFrom<JobRow> for JobRecord {
             output_tokens: row.output_tokens,
             cost_nanos: row.cost_nanos,
             standard_cost_nanos: row.standard_cost_nanos,
+            duplicate_tokens: row.duplicate_tokens,
+            duplicate_cost_nanos: row.duplicate_cost_nanos,
             price_version: row.price_version,
             error_message: row.error_message,
             cancel_requested: row.cancel_requested,

@@ -1,0 +1,294 @@
+//! Collecting an ended batch's results: streamed, written in chunked transactions (a cut
+//! download leaves every job either fully written or untouched, and the next poll resumes),
+//! one bad line failing only its job. A file that ends short of the batch, or is not found, is
+//! read again; what is still missing after that is settled by the outcome rules without
+//! sending a job twice. A duplicate batch's results only add what they were billed.
+
+use std::collections::HashMap;
+
+use app::api::{POLL_RESULTS_CAP, PollResult};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use super::outcome::{Rules, decide, decide_unreadable, duplicate_charge, settle_missing};
+use super::poll::read_again_at;
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::provider::{BatchResult, MessageBatch, ResultItem};
+use crate::store::{BatchRecord, BatchStatus, JobUpdate};
+
+/// Results written per transaction: big enough to be fast, small enough to keep locks short.
+const CHUNK: usize = 500;
+/// Reads of a results file that did not deliver every result, before what is missing is settled.
+const INCOMPLETE_READ_LIMIT: i64 = 3;
+
+pub(super) enum Collected {
+    Done {
+        results: Vec<PollResult>,
+        processed: i64,
+    },
+    /// Not every result could be read; the file is read again at the next poll.
+    ReadAgain {
+        results: Vec<PollResult>,
+        processed: i64,
+        note: String,
+    },
+}
+
+/// What one read of the file delivered.
+#[derive(Default)]
+struct Read {
+    lines: i64,
+    processed: i64,
+    reports: Vec<PollResult>,
+}
+
+pub(super) async fn collect(
+    ctx: &Ctx,
+    batch: &BatchRecord,
+    remote: &MessageBatch,
+) -> Result<Collected> {
+    let mut read = Read::default();
+    let mut stream = match ctx.provider.batch_results(remote).await {
+        Ok(stream) => stream,
+        Err(e) if e.is_not_found() => {
+            let note = "Anthropic no longer has this batch's results file (404)";
+            return incomplete(ctx, batch, remote, read, note, BatchStatus::Lost).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(item) = stream.next().await {
+        chunk.push(item?);
+        if chunk.len() == CHUNK {
+            ingest(ctx, batch, remote, std::mem::take(&mut chunk), &mut read).await?;
+        }
+    }
+    ingest(ctx, batch, remote, chunk, &mut read).await?;
+    if read.lines < remote.request_counts.total() {
+        let note = format!(
+            "the results file ended after {} of {} results",
+            read.lines,
+            remote.request_counts.total()
+        );
+        return incomplete(ctx, batch, remote, read, &note, BatchStatus::Ended).await;
+    }
+    finish(ctx, batch, remote, read, BatchStatus::Ended, None).await
+}
+
+/// A read that did not deliver every result: read again, up to the limit, then settle.
+async fn incomplete(
+    ctx: &Ctx,
+    batch: &BatchRecord,
+    remote: &MessageBatch,
+    read: Read,
+    note: &str,
+    settled_status: BatchStatus,
+) -> Result<Collected> {
+    let now = Utc::now();
+    if batch.short_reads + 1 < INCOMPLETE_READ_LIMIT {
+        let note = format!("{note}; it will be read again");
+        ctx.store()
+            .record_short_read(&batch.id, read_again_at(ctx, now), &note)
+            .await?;
+        tracing::warn!(batch = %remote.id, "{note}");
+        return Ok(Collected::ReadAgain {
+            results: read.reports,
+            processed: read.processed,
+            note,
+        });
+    }
+    let note = format!("{note}, {INCOMPLETE_READ_LIMIT} times");
+    finish(ctx, batch, remote, read, settled_status, Some(note)).await
+}
+
+/// Settles the jobs the file left out, then marks the batch collected.
+async fn finish(
+    ctx: &Ctx,
+    batch: &BatchRecord,
+    remote: &MessageBatch,
+    mut read: Read,
+    status: BatchStatus,
+    note: Option<String>,
+) -> Result<Collected> {
+    let now = Utc::now();
+    let billed_unseen =
+        remote.request_counts.succeeded - ctx.store().charged_results(&remote.id).await?;
+    if batch.duplicate_of.is_none() {
+        let members = ctx.store().batch_members(&batch.id).await?;
+        let missing: Vec<_> = ctx
+            .store()
+            .job_states(&remote.id, &members)
+            .await?
+            .into_iter()
+            .filter(|s| s.status == app::api::JobStatus::Processing)
+            .collect();
+        if !missing.is_empty() {
+            let why = note.as_deref().map_or_else(
+                || "Anthropic's results file did not include this job".to_string(),
+                |n| format!("Anthropic's results for this job could not be read ({n})"),
+            );
+            let rules = rules(ctx, batch, &remote.id, now);
+            let decisions: Vec<_> = missing
+                .iter()
+                .filter_map(|s| settle_missing(s, billed_unseen, &why, &rules).map(|d| (s, d)))
+                .collect();
+            let updates: Vec<JobUpdate> = decisions
+                .iter()
+                .map(|(s, d)| JobUpdate {
+                    job_id: s.id.clone(),
+                    expected_attempts: s.attempts,
+                    transition: d.transition.clone(),
+                    event: d.event.clone(),
+                })
+                .collect();
+            let changed = ctx.store().apply_updates(&remote.id, &updates, now).await?;
+            read.processed += changed.len() as i64;
+            let mut reports: HashMap<_, _> = decisions
+                .into_iter()
+                .map(|(s, d)| (s.id.clone(), d.report))
+                .collect();
+            report(&mut read.reports, &changed, &mut reports);
+        }
+    }
+    let counts = serde_json::to_value(remote.request_counts).unwrap_or_default();
+    ctx.store()
+        .finish_batch(
+            &batch.id,
+            status,
+            &counts,
+            remote.ended_at.unwrap_or(now),
+            billed_unseen.max(0),
+            note.as_deref(),
+        )
+        .await?;
+    if billed_unseen > 0 {
+        tracing::error!(batch = %remote.id, billed_unseen, "Anthropic billed results of this batch that could not be read");
+    }
+    Ok(Collected::Done {
+        results: read.reports,
+        processed: read.processed,
+    })
+}
+
+fn rules<'a>(
+    ctx: &'a Ctx,
+    batch: &BatchRecord,
+    provider_batch_id: &'a str,
+    now: DateTime<Utc>,
+) -> Rules<'a> {
+    Rules {
+        prices: &ctx.prices,
+        max_attempts: ctx.config.batch.max_attempts,
+        batch: provider_batch_id,
+        processing_time_ms: (now - batch.submitted_at.unwrap_or(batch.created_at))
+            .num_milliseconds(),
+    }
+}
+
+async fn ingest(
+    ctx: &Ctx,
+    batch: &BatchRecord,
+    remote: &MessageBatch,
+    items: Vec<ResultItem>,
+    read: &mut Read,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    read.lines += items.len() as i64;
+    let now = Utc::now();
+    if batch.duplicate_of.is_some() {
+        let charges: Vec<_> = items
+            .iter()
+            .filter_map(|item| match item {
+                ResultItem::Line(line) => match &line.result {
+                    BatchResult::Succeeded { message } => duplicate_charge(
+                        &line.custom_id,
+                        Some("succeeded"),
+                        message["model"].as_str(),
+                        Some(&message["usage"]),
+                        &ctx.prices,
+                    ),
+                    _ => None,
+                },
+                ResultItem::Unreadable(u) => u.custom_id.as_deref().and_then(|id| {
+                    duplicate_charge(
+                        id,
+                        u.result_type.as_deref(),
+                        None,
+                        u.usage.as_ref(),
+                        &ctx.prices,
+                    )
+                }),
+            })
+            .collect();
+        let charged = ctx
+            .store()
+            .record_duplicate_charges(&remote.id, &charges, now)
+            .await?;
+        read.processed += charged.len() as i64;
+        return Ok(());
+    }
+
+    let ids: Vec<String> = items
+        .iter()
+        .filter_map(|item| match item {
+            ResultItem::Line(line) => Some(line.custom_id.clone()),
+            ResultItem::Unreadable(u) => u.custom_id.clone(),
+        })
+        .collect();
+    let states: HashMap<String, _> = ctx
+        .store()
+        .job_states(&remote.id, &ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let rules = rules(ctx, batch, &remote.id, now);
+    let mut updates = Vec::with_capacity(items.len());
+    let mut reports = HashMap::with_capacity(items.len());
+    for item in &items {
+        let decision = match item {
+            ResultItem::Line(line) => states
+                .get(&line.custom_id)
+                .and_then(|state| decide(state, &line.result, &rules).map(|d| (state, d))),
+            ResultItem::Unreadable(u) => {
+                let state = u.custom_id.as_ref().and_then(|id| states.get(id));
+                if state.is_none() {
+                    tracing::error!(batch = %remote.id, reason = %u.reason, "a results line names no job of this batch");
+                }
+                state.and_then(|state| decide_unreadable(state, u, &rules).map(|d| (state, d)))
+            }
+        };
+        if let Some((state, decision)) = decision {
+            updates.push(JobUpdate {
+                job_id: state.id.clone(),
+                expected_attempts: state.attempts,
+                transition: decision.transition,
+                event: decision.event,
+            });
+            reports.insert(state.id.clone(), decision.report);
+        }
+    }
+    let changed = ctx.store().apply_updates(&remote.id, &updates, now).await?;
+    read.processed += changed.len() as i64;
+    report(&mut read.reports, &changed, &mut reports);
+    Ok(())
+}
+
+/// Adds the reports of what changed, up to the cap of the poll's answer.
+fn report(
+    out: &mut Vec<PollResult>,
+    changed: &[String],
+    reports: &mut HashMap<String, PollResult>,
+) {
+    for id in changed {
+        if out.len() >= POLL_RESULTS_CAP {
+            return;
+        }
+        if let Some(report) = reports.remove(id) {
+            out.push(report);
+        }
+    }
+}

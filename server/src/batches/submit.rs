@@ -1,0 +1,128 @@
+//! One batch create, and what its outcome means for the local batch. Only an outcome that
+//! proves no batch was made puts the jobs back; an uncertain one leaves the batch
+//! `submitting` for reconciliation, after a settle period in which the lease is kept.
+
+use chrono::Utc;
+
+use super::lease::{Held, lease_span};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::events::Happened;
+use crate::provider::{BatchBody, MessageBatch, ProcessingStatus};
+use crate::store::{BatchStatus, NewDuplicate, Submission};
+
+pub(super) async fn submit(
+    ctx: &Ctx,
+    batch_id: &str,
+    body: BatchBody,
+    held: Held,
+) -> Result<MessageBatch> {
+    crash_here_if(ctx, "before-submit");
+    let outcome = ctx.provider.create_batch(body).await;
+    let now = Utc::now();
+    match outcome {
+        Ok(remote) => {
+            crash_here_if(ctx, "after-submit");
+            let submission = Submission {
+                provider_batch_id: remote.id.clone(),
+                submitted_at: now,
+                expires_at: remote.expires_at,
+                next_poll_at: now + super::poll::first_poll_delay(ctx),
+                swept: false,
+            };
+            let event = Happened::Submitted {
+                batch: remote.id.clone(),
+            };
+            let recorded = ctx
+                .store()
+                .record_submission(batch_id, held.owner(), &submission, &event)
+                .await?;
+            if recorded {
+                tracing::info!(batch = %remote.id, local = batch_id, "batch submitted");
+                return Ok(remote);
+            }
+            // The lease lapsed while the call was in flight and reconciliation took the
+            // batch over: what Anthropic just made is a second copy. Stop it now.
+            let note = "created by a call whose answer came after reconciliation had taken over; cancelled at once";
+            record_duplicate(ctx, batch_id, &remote, note, true).await?;
+            Err(Error::Conflict(format!(
+                "Anthropic accepted the batch as {}, but reconciliation had already taken it over; that copy was cancelled as a duplicate.",
+                remote.id
+            )))
+        }
+        Err(e) if e.proves_nothing_created() => {
+            let event = Happened::Returned {
+                reason: format!("the batch was not accepted: {e}"),
+            };
+            let released = ctx
+                .store()
+                .release_batch(batch_id, held.owner(), &e.to_string(), &event, now)
+                .await?;
+            tracing::warn!(error = %e, released, "Anthropic did not accept the batch; its jobs are pending again");
+            Err(Error::Provider(e))
+        }
+        Err(e) => {
+            let note = format!(
+                "Anthropic's answer to the create was lost ({e}); reconciliation will find out whether the batch exists"
+            );
+            ctx.store()
+                .mark_uncertain(batch_id, held.owner(), &note, now + lease_span(ctx), now)
+                .await?;
+            // Keep the lease through the settle period: a create still being applied by the
+            // provider must show up in its listing before anyone decides it does not exist.
+            held.keep_until_it_lapses();
+            tracing::error!(error = %e, batch = batch_id, "the batch may or may not have reached Anthropic; it will be reconciled");
+            Err(Error::SubmissionUncertain(e.to_string()))
+        }
+    }
+}
+
+/// Records a provider batch that ran the jobs of local batch `of` again, so it is polled to
+/// its end and what it was billed is counted; cancels it first when it may still run.
+pub(super) async fn record_duplicate(
+    ctx: &Ctx,
+    of: &str,
+    remote: &MessageBatch,
+    note: &str,
+    cancel: bool,
+) -> Result<()> {
+    let mut status = status_of(remote.processing_status);
+    if cancel && remote.processing_status == ProcessingStatus::InProgress {
+        match ctx.provider.cancel_batch(&remote.id).await {
+            Ok(cancelled) => status = status_of(cancelled.processing_status),
+            Err(e) => {
+                tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch")
+            }
+        }
+    }
+    let duplicate = NewDuplicate {
+        id: uuid::Uuid::now_v7().to_string(),
+        provider_batch_id: remote.id.clone(),
+        of: of.to_string(),
+        job_count: remote.request_counts.total(),
+        created_at: remote.created_at,
+        expires_at: remote.expires_at,
+        status,
+        note: note.to_string(),
+    };
+    if ctx.store().record_duplicate(&duplicate).await? {
+        tracing::error!(duplicate = %remote.id, of, "{note}");
+    }
+    Ok(())
+}
+
+pub(super) fn status_of(status: ProcessingStatus) -> BatchStatus {
+    match status {
+        ProcessingStatus::InProgress => BatchStatus::InProgress,
+        ProcessingStatus::Canceling => BatchStatus::Canceling,
+        ProcessingStatus::Ended => BatchStatus::Ended,
+    }
+}
+
+/// Test failpoint: `AI_BATCH_FAILPOINT=<name>` ends the process here, as a crash would.
+fn crash_here_if(ctx: &Ctx, name: &str) {
+    if ctx.config.failpoint.as_deref() == Some(name) {
+        eprintln!("failpoint {name}: exiting");
+        std::process::exit(86);
+    }
+}

@@ -1,0 +1,260 @@
+//! A batch create's body, written once as the JSON Anthropic receives, within its limits.
+//! A flush renders each job straight into it, so no payload is held twice: the body is the
+//! only copy, and the client sends it (and any retry of it) without serializing again.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::{BatchRequest, MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, ProviderError, valid_custom_id};
+
+const PREFIX: &[u8] = b"{\"requests\":[";
+const SUFFIX: &[u8] = b"]}";
+
+/// A finished body: the bytes to send and the `custom_id`s it holds, in order.
+#[derive(Clone, Debug)]
+pub struct BatchBody {
+    bytes: Bytes,
+    custom_ids: Vec<String>,
+}
+
+impl BatchBody {
+    pub fn bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.custom_ids.is_empty()
+    }
+
+    pub fn custom_ids(&self) -> &[String] {
+        &self.custom_ids
+    }
+
+    /// A body from ready-made requests (tests, tools); a flush uses [`BatchBodyBuilder`].
+    pub fn from_requests(requests: &[BatchRequest]) -> Result<Self, ProviderError> {
+        let mut builder = BatchBodyBuilder::new();
+        for request in requests {
+            builder.push(&request.custom_id, request.params.get())?;
+        }
+        builder.finish()
+    }
+}
+
+struct Entry {
+    custom_id: String,
+    range: Range<usize>,
+}
+
+pub struct BatchBodyBuilder {
+    buf: Vec<u8>,
+    /// The body's length so far (also when only measuring).
+    size: usize,
+    /// Whether the bytes are kept (a flush) or only measured (a preview).
+    keep: bool,
+    entries: Vec<Entry>,
+    seen: HashSet<String>,
+}
+
+impl Default for BatchBodyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBodyBuilder {
+    pub fn new() -> Self {
+        Self {
+            buf: PREFIX.to_vec(),
+            size: PREFIX.len(),
+            keep: true,
+            entries: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// A builder that checks and measures requests without keeping their bytes.
+    pub fn measuring() -> Self {
+        Self {
+            buf: Vec::new(),
+            keep: false,
+            ..Self::new()
+        }
+    }
+
+    /// Bytes one request adds: `,{"custom_id":"…","params":…}`.
+    pub fn entry_bytes(custom_id: &str, params_len: usize) -> usize {
+        1 + r#"{"custom_id":"","params":}"#.len() + custom_id.len() + params_len
+    }
+
+    /// Whether a request of `entry_bytes` still fits Anthropic's size and count limits.
+    pub fn fits(&self, entry_bytes: usize) -> bool {
+        self.entries.len() < MAX_BATCH_REQUESTS
+            && self.size + entry_bytes + SUFFIX.len() <= MAX_BATCH_BYTES
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Size of the body as it stands, once closed.
+    pub fn bytes(&self) -> usize {
+        self.size + SUFFIX.len()
+    }
+
+    /// Appends one request; `params` must be a JSON object (the templates write them).
+    pub fn push(&mut self, custom_id: &str, params: &str) -> Result<(), ProviderError> {
+        if !valid_custom_id(custom_id) {
+            return Err(ProviderError::InvalidRequest(format!(
+                "custom_id {custom_id:?} must match ^[a-zA-Z0-9_-]{{1,64}}$"
+            )));
+        }
+        if !self.fits(Self::entry_bytes(custom_id, params.len())) {
+            return Err(ProviderError::InvalidRequest(format!(
+                "the batch would exceed {MAX_BATCH_REQUESTS} requests or {MAX_BATCH_BYTES} bytes"
+            )));
+        }
+        if !self.seen.insert(custom_id.to_string()) {
+            return Err(ProviderError::InvalidRequest(format!(
+                "custom_id {custom_id} appears twice"
+            )));
+        }
+        let comma = usize::from(!self.entries.is_empty());
+        let start = self.size + comma;
+        self.size += Self::entry_bytes(custom_id, params.len()) - 1 + comma;
+        if self.keep {
+            if comma == 1 {
+                self.buf.push(b',');
+            }
+            // custom_id is plain ASCII (checked above): nothing to escape.
+            self.buf.extend_from_slice(b"{\"custom_id\":\"");
+            self.buf.extend_from_slice(custom_id.as_bytes());
+            self.buf.extend_from_slice(b"\",\"params\":");
+            self.buf.extend_from_slice(params.as_bytes());
+            self.buf.push(b'}');
+        }
+        self.entries.push(Entry {
+            custom_id: custom_id.to_string(),
+            range: start..self.size,
+        });
+        Ok(())
+    }
+
+    /// Keeps only the requests whose id passes `keep`, moving the rest of the body up in place.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let mut write = PREFIX.len();
+        let mut kept = Vec::with_capacity(self.entries.len());
+        for entry in std::mem::take(&mut self.entries) {
+            if !keep(&entry.custom_id) {
+                self.seen.remove(&entry.custom_id);
+                continue;
+            }
+            if !kept.is_empty() {
+                if self.keep {
+                    self.buf[write] = b',';
+                }
+                write += 1;
+            }
+            let len = entry.range.len();
+            if self.keep {
+                self.buf.copy_within(entry.range, write);
+            }
+            kept.push(Entry {
+                custom_id: entry.custom_id,
+                range: write..write + len,
+            });
+            write += len;
+        }
+        if self.keep {
+            self.buf.truncate(write);
+        }
+        self.size = write;
+        self.entries = kept;
+    }
+
+    pub fn finish(mut self) -> Result<BatchBody, ProviderError> {
+        if !self.keep {
+            return Err(ProviderError::InvalidRequest(
+                "a measuring builder has no body to send".into(),
+            ));
+        }
+        if self.entries.is_empty() {
+            return Err(ProviderError::InvalidRequest(
+                "a batch holds at least one request".into(),
+            ));
+        }
+        self.buf.extend_from_slice(SUFFIX);
+        Ok(BatchBody {
+            bytes: Bytes::from(self.buf),
+            custom_ids: self.entries.into_iter().map(|e| e.custom_id).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::CreateBatch;
+
+    #[test]
+    fn the_body_is_the_json_anthropic_expects() {
+        let mut b = BatchBodyBuilder::new();
+        b.push("a", r#"{"model":"m","max_tokens":1}"#).unwrap();
+        b.push("b-2", r#"{"x":[1,2]}"#).unwrap();
+        b.push("c_3", r#"{}"#).unwrap();
+        let before = b.bytes();
+        b.retain(|id| id != "b-2");
+        assert_eq!(
+            before - b.bytes(),
+            BatchBodyBuilder::entry_bytes("b-2", r#"{"x":[1,2]}"#.len())
+        );
+        let body = b.finish().unwrap();
+        let parsed: CreateBatch = serde_json::from_slice(&body.bytes()).unwrap();
+        let ids: Vec<&str> = parsed
+            .requests
+            .iter()
+            .map(|r| r.custom_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "c_3"]);
+        assert_eq!(body.custom_ids(), ["a", "c_3"]);
+        assert_eq!(
+            parsed.requests[0].params.get(),
+            r#"{"model":"m","max_tokens":1}"#
+        );
+        assert_eq!(body.len(), body.bytes().len());
+    }
+
+    #[test]
+    fn measuring_agrees_with_building() {
+        let (mut kept, mut measured) = (BatchBodyBuilder::new(), BatchBodyBuilder::measuring());
+        for (id, params) in [("a", "{}"), ("bb", r#"{"k":"v"}"#), ("c", "[1]")] {
+            kept.push(id, params).unwrap();
+            measured.push(id, params).unwrap();
+            assert_eq!(kept.bytes(), measured.bytes());
+        }
+        kept.retain(|id| id != "a");
+        measured.retain(|id| id != "a");
+        assert_eq!(kept.bytes(), measured.bytes());
+        assert_eq!(kept.finish().unwrap().len(), measured.bytes());
+        assert!(measured.finish().is_err());
+    }
+
+    #[test]
+    fn bad_ids_duplicates_and_empty_bodies_are_refused_before_sending() {
+        let mut b = BatchBodyBuilder::new();
+        assert!(b.push("has space", "{}").is_err());
+        assert!(b.push(&"x".repeat(65), "{}").is_err());
+        b.push("a", "{}").unwrap();
+        assert!(b.push("a", "{}").is_err());
+        assert!(BatchBodyBuilder::new().finish().is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! The books equal the provider's bill, whatever the provider does: the real binary against
+//! an emulator that applies a create and then answers 500, drops the connection or answers too
+//! late; sends a malformed line; ends a results file short; loses a results file; creates a
+//! batch twice. Each test ends with every job terminal, no job billed twice that could have
+//! been avoided, and the service's tokens and cost equal to what the emulator billed.
+
+use std::time::Duration;
+
+use ai_batch::emulator::{AfterCreate, Faults, StreamFault, Times};
+use serde_json::{Value, json};
+
+use crate::service::{Database, Provider, SCHEDULER, Service};
+
+const FLUSH: &str = "/api/v1/batch/internal/flush";
+
+/// Flushes everything pending and returns the status and answer.
+async fn flush(service: &Service) -> (u16, Value) {
+    service.post(FLUSH, json!({"max_jobs": 10000})).await
+}
+
+fn count(jobs: &[Value], status: &str) -> usize {
+    jobs.iter().filter(|j| j["status"] == status).count()
+}
+
+/// A create applied by the provider whose answer never arrives intact: the flush says it is
+/// uncertain, the jobs stay in the batch (not pending), and reconciliation adopts the one
+/// batch the provider holds. Nothing is sent twice.
+async fn uncertain_create(after: AfterCreate, extra: &[(&str, &str)]) {
+    let provider = Provider::start(Duration::from_millis(500)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = SCHEDULER.iter().chain(extra).copied().collect();
+    let service = Service::start(&db, &provider, &env).await;
+    let ids = service.enqueue(20).await;
+    provider.emulator.set_faults(Faults {
+        after_create: vec![after],
+        ..Faults::default()
+    });
+    let (status, answer) = flush(&service).await;
+    assert_eq!(
+        status, 503,
+        "an uncertain create is not a refusal: {answer}"
+    );
+    assert!(
+        answer["detail"].as_str().unwrap().contains("reconciled"),
+        "{answer}"
+    );
+    let jobs = service.jobs().await;
+    assert_eq!(
+        count(&jobs, "processing"),
+        20,
+        "no job went back to pending"
+    );
+
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "completed"), ids.len());
+    let books = provider.books();
+    assert_eq!(books.batches, 1, "the create was never retried blindly");
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+    let batches = service.batches().await;
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0]["status"], "ended");
+}
+
+#[tokio::test]
+async fn a_create_applied_then_answered_500_is_adopted_not_repeated() {
+    uncertain_create(AfterCreate::Error500, &[]).await;
+}
+
+#[tokio::test]
+async fn a_create_applied_then_dropped_is_adopted_not_repeated() {
+    uncertain_create(AfterCreate::Drop, &[]).await;
+}
+
+#[tokio::test]
+async fn a_create_answered_after_the_timeout_is_adopted_not_repeated() {
+    uncertain_create(
+        AfterCreate::Late { millis: 2500 },
+        &[("AI_BATCH_ANTHROPIC_REQUEST_TIMEOUT_SECS", "1")],
+    )
+    .await;
+}
+
+/// Flushes twenty jobs with the given results faults and waits until everything settles.
+async fn run_with_results_faults(faults: Faults) -> (Provider, Service, Vec<Value>) {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let service = Service::start(&db, &provider, SCHEDULER).await;
+    service.enqueue(20).await;
+    provider.emulator.set_faults(faults);
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    (provider, service, jobs)
+}
+
+#[tokio::test]
+async fn a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on() {
+    let (provider, service, jobs) = run_with_results_faults(Faults {
+        malformed_results: Some(StreamFault {
+            after_lines: 5,
+            ..StreamFault::default()
+        }),
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!((count(&jobs, "completed"), count(&jobs, "failed")), (19, 1));
+    let failed = jobs.iter().find(|j| j["status"] == "failed").unwrap();
+    let error = failed["error_message"].as_str().unwrap();
+    assert!(
+        error.contains("could not be read") && error.contains("not sent again"),
+        "{error}"
+    );
+    assert!(
+        failed["tokens_used"].as_i64().unwrap() > 0,
+        "its bill is counted: {failed}"
+    );
+    let events = service
+        .get(&format!(
+            "/api/v1/batch/jobs/{}/events",
+            failed["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(events.as_array().unwrap().last().unwrap()["kind"], "failed");
+    let books = provider.books();
+    assert_eq!(books.batches, 1);
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
+#[tokio::test]
+async fn a_results_file_cut_cleanly_short_is_read_again_not_requeued() {
+    let (provider, service, jobs) = run_with_results_faults(Faults {
+        short_results: Some(StreamFault {
+            after_lines: 12,
+            times: Some(1),
+            ..StreamFault::default()
+        }),
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(count(&jobs, "completed"), 20);
+    let books = provider.books();
+    assert_eq!(books.batches, 1, "the missing jobs were not sent again");
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
+#[tokio::test]
+async fn a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap() {
+    let (provider, service, jobs) = run_with_results_faults(Faults {
+        short_results: Some(StreamFault {
+            after_lines: 15,
+            ..StreamFault::default()
+        }),
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!((count(&jobs, "completed"), count(&jobs, "failed")), (15, 5));
+    let books = provider.books();
+    assert_eq!(books.batches, 1, "the missing jobs were not sent again");
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    // The five billed but unread results are not in the service's totals; the batch says so,
+    // and the service's books are the provider's less exactly those five.
+    let batch = &service.batches().await[0];
+    assert_eq!(batch["unaccounted_results"], 5, "{batch}");
+    let unread: Vec<&str> = jobs
+        .iter()
+        .filter(|j| j["status"] == "failed")
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    let stats = service.get("/api/v1/batch/stats").await;
+    assert_eq!(
+        stats["total_tokens_used"].as_i64().unwrap(),
+        books.tokens
+            - unread
+                .iter()
+                .map(|id| books.tokens_per_job[*id])
+                .sum::<i64>()
+    );
+    assert_eq!(
+        stats["total_cost_usd"].as_f64().unwrap(),
+        app::api::nanos_to_usd(
+            books.cost_nanos
+                - unread
+                    .iter()
+                    .map(|id| books.cost_nanos_per_job[*id])
+                    .sum::<i64>()
+        )
+    );
+}
+
+#[tokio::test]
+async fn results_gone_mark_the_batch_lost_and_send_nothing_twice() {
+    let (provider, service, jobs) = run_with_results_faults(Faults {
+        results_gone: Some(Times { times: None }),
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(
+        count(&jobs, "failed"),
+        20,
+        "billed, unreadable: not sent again"
+    );
+    assert!(
+        jobs[0]["error_message"].as_str().unwrap().contains("404"),
+        "{}",
+        jobs[0]
+    );
+    let batch = &service.batches().await[0];
+    assert_eq!(
+        (
+            batch["status"].as_str(),
+            batch["unaccounted_results"].as_i64()
+        ),
+        (Some("lost"), Some(20)),
+        "{batch}"
+    );
+    assert!(batch["error"].as_str().unwrap().contains("404"), "{batch}");
+    let books = provider.books();
+    assert_eq!((books.batches, books.billed_twice().len()), (1, 0));
+}
+
+#[tokio::test]
+async fn a_results_404_that_passes_loses_nothing() {
+    let (provider, service, jobs) = run_with_results_faults(Faults {
+        results_gone: Some(Times { times: Some(1) }),
+        ..Faults::default()
+    })
+    .await;
+    assert_eq!(count(&jobs, "completed"), 20);
+    provider
+        .books()
+        .assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
+#[tokio::test]
+async fn a_batch_created_twice_is_found_polled_and_billed_as_a_duplicate() {
+    let provider = Provider::start(Duration::from_millis(500)).await;
+    let db = Database::new().await;
+    let service = Service::start(&db, &provider, SCHEDULER).await;
+    let ids = service.enqueue(10).await;
+    // A proxy that repeats the POST: the provider makes two batches; we hear of one.
+    provider.emulator.set_faults(Faults {
+        after_create: vec![AfterCreate::Twice],
+        ..Faults::default()
+    });
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    // The sweep proves the second batch ours once it ends, and it is polled like any other.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let duplicate = loop {
+        let batches = service.batches().await;
+        if let Some(d) = batches
+            .iter()
+            .find(|b| !b["duplicate_of"].is_null() && b["results_collected"] == true)
+        {
+            break d.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no duplicate found: {batches:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "completed"), ids.len());
+    let books = provider.books();
+    assert_eq!(books.batches, 2);
+    assert_eq!(
+        books.billed_twice().len(),
+        ids.len(),
+        "the proxy's copy was billed"
+    );
+    // Every cent billed is on the books, and shown as duplicate spend to owners and admins.
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+    assert!(
+        duplicate["billed_cost_usd"].as_f64().unwrap() > 0.0,
+        "{duplicate}"
+    );
+    for job in &jobs {
+        assert!(job["duplicate_tokens"].as_i64().unwrap() > 0, "{job}");
+        assert!(job["duplicate_cost_usd"].as_f64().unwrap() > 0.0, "{job}");
+    }
+}
+
+#[tokio::test]
+async fn a_late_answer_after_reconciliation_took_over_is_cancelled_at_once() {
+    let provider = Provider::start(Duration::from_secs(3)).await;
+    let db = Database::new().await;
+    // A frozen heartbeat: the lease lapses while the first create is still in flight.
+    let env: Vec<_> = SCHEDULER
+        .iter()
+        .copied()
+        .chain([
+            ("AI_BATCH_FAILPOINT", "stall-heartbeat"),
+            ("AI_BATCH_LEASE_SECS", "1"),
+        ])
+        .collect();
+    let service = Service::start(&db, &provider, &env).await;
+    let ids = service.enqueue(5).await;
+    provider.emulator.set_faults(Faults {
+        before_create_ms: vec![2500],
+        ..Faults::default()
+    });
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("duplicate"),
+        "{answer}"
+    );
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "completed"), ids.len());
+    let books = provider.books();
+    assert_eq!(books.batches, 2, "the late copy exists");
+    assert_eq!(
+        books.billed_twice(),
+        Vec::<&String>::new(),
+        "it was cancelled before it ran"
+    );
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+    let batches = service.batches().await;
+    assert!(
+        batches.iter().any(|b| !b["duplicate_of"].is_null()),
+        "the late copy is on record: {batches:?}"
+    );
+}

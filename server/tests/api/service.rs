@@ -1,0 +1,316 @@
+//! The real `ai-batch` binary as a process, talking to an emulator in the test process over
+//! HTTP exactly as it would to Anthropic; and the provider's books, to hold the service's
+//! figures against.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ai_batch::emulator::{self, BilledBatch, Emulator, Faults, Settings};
+use ai_batch::pricing::{PriceTable, Usage};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ai-batch");
+const PRICES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prices.toml");
+
+pub struct Provider {
+    pub url: String,
+    pub emulator: Arc<Emulator>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Provider {
+    /// An emulator whose batches end `delay` after their creation.
+    pub async fn start(delay: Duration) -> Provider {
+        let settings = Settings {
+            processing_delay: delay,
+            known_models: PriceTable::load(std::path::Path::new(PRICES))
+                .unwrap()
+                .models
+                .keys()
+                .cloned()
+                .collect(),
+            faults: Faults::default(),
+        };
+        let (addr, emulator, task) = emulator::start("127.0.0.1:0".parse().unwrap(), settings)
+            .await
+            .unwrap();
+        Provider {
+            url: format!("http://{addr}"),
+            emulator,
+            _task: task,
+        }
+    }
+
+    /// What the provider billed, and for which jobs more than once.
+    pub fn books(&self) -> Books {
+        Books::of(&self.emulator.billing())
+    }
+}
+
+/// One side of the books: tokens and nano-dollars billed, results billed per job.
+#[derive(Debug, Default, PartialEq)]
+pub struct Books {
+    pub tokens: i64,
+    pub cost_nanos: i64,
+    pub billed_per_job: HashMap<String, usize>,
+    pub tokens_per_job: HashMap<String, i64>,
+    pub cost_nanos_per_job: HashMap<String, i64>,
+    pub batches: usize,
+}
+
+impl Books {
+    pub fn of(batches: &[BilledBatch]) -> Books {
+        let prices = PriceTable::load(std::path::Path::new(PRICES)).unwrap();
+        let mut books = Books {
+            batches: batches.len(),
+            ..Books::default()
+        };
+        for billed in batches.iter().flat_map(|b| &b.billed) {
+            let usage: Usage = serde_json::from_value(billed.usage.clone()).unwrap();
+            let tokens = usage.input_tokens
+                + usage.cache_creation_input_tokens
+                + usage.cache_read_input_tokens
+                + usage.output_tokens;
+            let cost = prices.cost(&billed.model, &usage).unwrap().paid_nanos;
+            books.tokens += tokens;
+            books.cost_nanos += cost;
+            let id = billed.custom_id.clone();
+            *books.billed_per_job.entry(id.clone()).or_default() += 1;
+            *books.tokens_per_job.entry(id.clone()).or_default() += tokens;
+            *books.cost_nanos_per_job.entry(id).or_default() += cost;
+        }
+        books
+    }
+
+    /// Jobs the provider billed more than once.
+    pub fn billed_twice(&self) -> Vec<&String> {
+        let mut twice: Vec<_> = self
+            .billed_per_job
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, _)| id)
+            .collect();
+        twice.sort();
+        twice
+    }
+
+    /// Asserts the service's stats (an admin's: every job) equal these books.
+    pub fn assert_equal_to(&self, stats: &Value) {
+        assert_eq!(
+            stats["total_tokens_used"].as_i64(),
+            Some(self.tokens),
+            "tokens: service {stats} vs provider {self:?}"
+        );
+        assert_eq!(
+            stats["total_cost_usd"].as_f64(),
+            Some(app::api::nanos_to_usd(self.cost_nanos)),
+            "cost: service {stats} vs provider {self:?}"
+        );
+    }
+}
+
+pub struct Service {
+    child: Child,
+    pub url: String,
+    pub token: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A database for a service, with an admin token made the way an operator makes one.
+pub struct Database {
+    pub url: String,
+    pub admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Database {
+    pub async fn new() -> Database {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("service.db").display());
+        let store = ai_batch::store::SqliteStore::connect(&url).await.unwrap();
+        let admin = ai_batch::access::issue_token(&store, "ops", app::api::Role::Admin)
+            .await
+            .unwrap()
+            .plain;
+        Database {
+            url,
+            admin,
+            _dir: dir,
+        }
+    }
+}
+
+impl Service {
+    /// Starts `ai-batch serve` on `db`, talking to `provider` as Anthropic, with the scheduler
+    /// off unless `extra` turns it on; waits until it answers.
+    pub async fn start(db: &Database, provider: &Provider, extra: &[(&str, &str)]) -> Service {
+        let port = free_port();
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .env("AI_BATCH_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", &db.url)
+            .env("AI_BATCH_PROVIDER", "anthropic")
+            .env("ANTHROPIC_BASE_URL", &provider.url)
+            .env("ANTHROPIC_API_KEY", "test-key")
+            .env("AI_BATCH_PRICES", PRICES)
+            .env("AI_BATCH_SCHEDULER", "false")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let service = Service {
+            child: command.spawn().expect("the binary starts"),
+            url: format!("http://127.0.0.1:{port}"),
+            token: db.admin.clone(),
+        };
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", service.url))
+                .await
+                .is_ok()
+            {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not start");
+    }
+
+    /// `kill -9`: no shutdown, no flush of anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself (a failpoint) and returns its exit code.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.wait().unwrap().code()
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!({ "transport": e.to_string() })),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Enqueues `n` jobs (each a ticker) and returns their ids.
+    pub async fn enqueue(&self, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let (status, body) = self
+                .post(
+                    "/api/v1/batch/enqueue",
+                    json!({"job_type": "risk_report", "payload": {"ticker": format!("T{i}"), "weight": i}}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            ids.push(body["job"]["id"].as_str().unwrap().to_string());
+        }
+        ids
+    }
+
+    /// Every job, as an admin sees it.
+    pub async fn jobs(&self) -> Vec<Value> {
+        self.get("/api/v1/batch/jobs?limit=1000").await["jobs"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub async fn batches(&self) -> Vec<Value> {
+        self.get("/api/v1/batch/internal/batches?limit=1000").await["batches"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until every job is terminal and no batch is left open; returns the jobs.
+    pub async fn settled(&self, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let jobs = self.jobs().await;
+            let open_batches = self
+                .batches()
+                .await
+                .iter()
+                .filter(|b| {
+                    b["results_collected"] == false
+                        && b["status"] != "failed"
+                        && b["status"] != "lost"
+                })
+                .count();
+            let all_terminal = jobs.iter().all(|j| {
+                matches!(
+                    j["status"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                )
+            });
+            if all_terminal && open_batches == 0 {
+                return jobs;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let statuses: Vec<_> = jobs.iter().map(|j| j["status"].clone()).collect();
+                panic!(
+                    "not settled: jobs {statuses:?}, batches {:#}",
+                    json!(self.batches().await)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The scheduler with every service on, fast, and a short lease: what the fault tests run.
+pub const SCHEDULER: &[(&str, &str)] = &[
+    ("AI_BATCH_SCHEDULER", "true"),
+    ("AI_BATCH_AUTO_FLUSH", "false"),
+    ("AI_BATCH_SCHEDULER_TICK_MS", "100"),
+    ("AI_BATCH_POLL_INTERVAL_SECS", "1"),
+    ("AI_BATCH_LEASE_SECS", "2"),
+];
