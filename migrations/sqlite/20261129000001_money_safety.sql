@@ -7,6 +7,10 @@ ALTER TABLE batches ADD COLUMN lease_expires_at INTEGER;
 -- The last create call's window: a provider batch made by it was created inside it.
 ALTER TABLE batches ADD COLUMN submit_started_at INTEGER;
 ALTER TABLE batches ADD COLUMN submit_ended_at INTEGER;
+-- The provider's created_at (its clock); with an answered create's window it is a sample of
+-- the offset between our clock and the provider's (clock_sample = 1).
+ALTER TABLE batches ADD COLUMN provider_created_at INTEGER;
+ALTER TABLE batches ADD COLUMN clock_sample INTEGER NOT NULL DEFAULT 0;
 -- A provider batch that ran the jobs of another local batch again.
 ALTER TABLE batches ADD COLUMN duplicate_of TEXT REFERENCES batches (id);
 -- When the create window was searched for other provider batches holding these jobs.

@@ -19,12 +19,17 @@ use crate::{access, emulator, http, web};
 
 /// The whole application: REST API and dashboard over one context.
 pub fn app(ctx: Ctx, options: LeptosOptions) -> Router {
-    harden(http::router(ctx.clone()).merge(web::router(ctx, options)))
+    app_with(ctx, options, Router::new())
 }
 
-/// What every route gets: a panic in a handler answers 500 JSON, and the server goes on.
-pub fn harden(router: Router) -> Router {
-    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+/// The application with `extra` routes beside its own, built and hardened the same way
+/// (tests add routes that misbehave to check what every route gets).
+pub fn app_with(ctx: Ctx, options: LeptosOptions, extra: Router) -> Router {
+    let routes = extra
+        .merge(http::router(ctx.clone()))
+        .merge(web::router(ctx, options));
+    // A panic in any handler answers 500 JSON, and the server goes on serving.
+    routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(
         http::panicked,
     ))
 }

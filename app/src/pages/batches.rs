@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{BatchView, FlushRequest, JobType};
-use crate::components::{SignedIn, live_ticker, money, when};
+use crate::components::{SignedIn, live_ticker, money, short_id, when};
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 
 /// Admins: flush with a preview before confirming, and watch batches move.
@@ -153,6 +153,24 @@ fn BatchRow(
                 <span>{format!("{} jobs", batch.jobs_count)}</span>
                 <span class="text-slate-500">{format!("{} tokens estimated", batch.estimated_tokens)}</span>
                 <span class="text-slate-500">{format!("created {}", when(batch.created_at))}</span>
+                {batch.stuck.then(|| view! {
+                    <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800" data-testid="batch-stuck">
+                        {format!("stuck: {} failed polls", batch.poll_failures)}
+                    </span>
+                })}
+                {batch.duplicate_of.clone().map(|of| view! {
+                    <span class="rounded-full bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-900" data-testid="batch-duplicate" title=of.clone()>
+                        {format!("duplicate of {}", short_id(&of))}
+                    </span>
+                })}
+                {(batch.billed_tokens > 0).then(|| view! {
+                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money(batch.billed_cost_usd), batch.billed_tokens)}</span>
+                })}
+                {(batch.unaccounted_results > 0).then(|| view! {
+                    <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">
+                        {format!("{} billed results unreadable", batch.unaccounted_results)}
+                    </span>
+                })}
                 {open.then(|| {
                     let id = id.clone();
                     view! { <button type="button" class="ml-auto rounded border border-slate-300 px-2 py-1 hover:bg-slate-100" on:click=move |_| { poll.dispatch(id.clone()); }>"Poll now"</button> }
@@ -164,7 +182,7 @@ fn BatchRow(
             <div class="mt-1 text-xs text-slate-500">
                 {format!("{} min of 24 h", batch.age_seconds / 60)}
                 {counts.map(|c| view! { <span class="ml-3 text-slate-700">{c}</span> })}
-                {batch.error.clone().map(|e| view! { <span class="ml-3 text-rose-700">{e}</span> })}
+                {batch.error.clone().map(|e| view! { <span class="ml-3 text-rose-700" data-testid="batch-error">{format!("Last note: {e}")}</span> })}
             </div>
         </li>
     }

@@ -82,6 +82,15 @@ fn Detail(
         {job.error_message.clone().filter(|_| job.status == crate::api::JobStatus::Failed).map(|e| view! {
             <p role="alert" data-testid="job-error" class="mt-3 rounded bg-rose-50 px-3 py-2 text-rose-800">{e}</p>
         })}
+        {(job.duplicate_tokens > 0).then(|| view! {
+            <p role="note" data-testid="job-duplicate" class="mt-3 rounded bg-amber-50 px-3 py-2 text-amber-900">
+                {format!(
+                    "A duplicate batch at Anthropic ran this job again: {} tokens, {} of the cost below. It was billed, so it is counted.",
+                    job.duplicate_tokens,
+                    money(job.duplicate_cost_usd)
+                )}
+            </p>
+        })}
         <div class="mt-4 grid grid-cols-2 gap-3 sm:grid-cols-4 lg:grid-cols-7">
             {figure("Priority", job.priority.to_string())}
             {figure("Attempts", job.attempts.to_string())}

@@ -20,7 +20,7 @@ use crate::store::{BatchRecord, BatchStatus, JobUpdate};
 /// Results written per transaction: big enough to be fast, small enough to keep locks short.
 const CHUNK: usize = 500;
 /// Reads of a results file that did not deliver every result, before what is missing is settled.
-const INCOMPLETE_READ_LIMIT: i64 = 3;
+const INCOMPLETE_READ_LIMIT: i64 = 5;
 
 pub(super) enum Collected {
     Done {

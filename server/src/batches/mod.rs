@@ -8,6 +8,7 @@ mod outcome;
 mod poll;
 mod reconcile;
 mod submit;
+mod window;
 
 use app::api::{BatchList, BatchView, nanos_to_usd};
 use chrono::{DateTime, Utc};

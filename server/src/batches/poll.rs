@@ -135,6 +135,12 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
         }
         Err(e) => return Err(poll_failed(ctx, batch, e.into(), now).await),
     };
+    if remote.processing_status == ProcessingStatus::InProgress && batch.duplicate_of.is_some() {
+        // A known duplicate still running: the first cancel failed; try again.
+        if let Err(e) = ctx.provider.cancel_batch(&remote.id).await {
+            tracing::warn!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch");
+        }
+    }
     if remote.processing_status != ProcessingStatus::Ended {
         let status = super::submit::status_of(remote.processing_status);
         ctx.store()

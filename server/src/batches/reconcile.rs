@@ -12,11 +12,12 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 
 use super::lease::{Held, lease_span};
 use super::submit::{record_duplicate, submit};
+use super::window::{self, Offset};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::events::Happened;
@@ -24,8 +25,8 @@ use crate::provider::{BatchBodyBuilder, ListParams, MessageBatch, ProcessingStat
 use crate::store::{BatchRecord, Submission};
 use crate::templates;
 
-/// Clocks differ: a window reaches this far beyond the create call on both sides.
-const CLOCK_SKEW: Duration = Duration::minutes(2);
+/// Answered creates read to estimate the provider's clock.
+const CLOCK_SAMPLES: i64 = 20;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -69,6 +70,8 @@ async fn reconcile_one(
         let now = Utc::now();
         let submission = Submission {
             provider_batch_id: adopted.id.clone(),
+            provider_created_at: adopted.created_at,
+            clock_sample: false,
             submitted_at: adopted.created_at,
             expires_at: adopted.expires_at,
             next_poll_at: now,
@@ -162,15 +165,11 @@ async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
     Ok(found)
 }
 
-/// Provider batches created in the batch's create window that we do not know yet, no larger
-/// than the batch. The listing is read back past the window's start, so nothing is missed.
+/// Provider batches created in the batch's create window (`window`) that we do not know
+/// yet, no larger than the batch. The listing is read back past the window's start.
 async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<MessageBatch>> {
-    let opened = batch.submit_started_at.unwrap_or(batch.created_at) - CLOCK_SKEW;
-    let closed: DateTime<Utc> = batch
-        .submit_ended_at
-        .or(batch.lease_expires_at)
-        .unwrap_or_else(Utc::now)
-        + CLOCK_SKEW;
+    let offset = Offset::from_samples(&ctx.store().clock_samples(CLOCK_SAMPLES).await?);
+    let window = window::of(batch, &offset, Utc::now());
     let mut params = ListParams {
         limit: Some(100),
         ..ListParams::default()
@@ -179,11 +178,11 @@ async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<Mess
     loop {
         let page = ctx.provider.list_batches(params.clone()).await?;
         for candidate in page.data {
-            if candidate.created_at < opened {
+            if candidate.created_at < window.opened {
                 return Ok(found);
             }
             let size = candidate.request_counts.total();
-            if candidate.created_at <= closed
+            if window.holds(candidate.created_at)
                 && (1..=members).contains(&size)
                 && ctx.store().find_batch(&candidate.id).await?.is_none()
             {

@@ -25,6 +25,8 @@ pub(super) async fn submit(
             crash_here_if(ctx, "after-submit");
             let submission = Submission {
                 provider_batch_id: remote.id.clone(),
+                provider_created_at: remote.created_at,
+                clock_sample: true,
                 submitted_at: now,
                 expires_at: remote.expires_at,
                 next_poll_at: now + super::poll::first_poll_delay(ctx),

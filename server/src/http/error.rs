@@ -66,3 +66,29 @@ pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_pool_is_a_503_to_retry_not_a_500() {
+        let error = Error::Store(StoreError::from(sqlx::Error::PoolTimedOut));
+        assert!(matches!(error, Error::Store(StoreError::Unavailable(_))));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn database_details_never_reach_the_client() {
+        let error = Error::Store(StoreError::Corrupt("table jobs: bad row 42".into()));
+        assert_eq!(error.public_message(), INTERNAL);
+        assert_eq!(
+            error.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let busy = Error::Store(StoreError::Unavailable("pool timed out after 30s".into()));
+        assert!(!busy.public_message().contains("pool"));
+    }
+}

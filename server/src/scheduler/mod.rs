@@ -73,14 +73,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Runs `duty` now and then every `tick` until stopped. A failure is logged, never fatal: a
 /// round that fails or panics is followed by a pause that doubles with each failure in a row
 /// (at most a minute), then the service goes on.
-async fn every<F, Fut>(
+async fn every<C, F, Fut>(
     name: &'static str,
     tick: Duration,
     stop: CancellationToken,
-    ctx: Ctx,
+    ctx: C,
     duty: F,
 ) where
-    F: Fn(Ctx) -> Fut,
+    C: Clone,
+    F: Fn(C) -> Fut,
     Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
 {
     tracing::info!(
@@ -153,4 +154,46 @@ async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
         tracing::warn!(?report, "rescuer reconciled batches");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_whose_rounds_fail_or_panic_backs_off_and_goes_on() {
+        let rounds = Arc::new(AtomicU32::new(0));
+        let stop = CancellationToken::new();
+        let service = tokio::spawn(every("test", Duration::from_secs(1), stop.clone(), (), {
+            let rounds = rounds.clone();
+            move |_| {
+                let round = rounds.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match round {
+                        0 => panic!("a bug in the first round"),
+                        1 => Err(crate::error::Error::BadInput("a failed round".into())),
+                        _ => Ok(()),
+                    }
+                }
+            }
+        }));
+        // Round 0 panics (pause 2 s), round 1 fails (pause 4 s), then every second.
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            2,
+            "backed off after failures"
+        );
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            5,
+            "back to its tick, still running"
+        );
+        stop.cancel();
+        service.await.unwrap();
+    }
 }

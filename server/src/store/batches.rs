@@ -76,6 +76,8 @@ pub struct BatchRecord {
     /// The last create call's window; `submit_ended_at` stays empty if it never returned.
     pub submit_started_at: Option<DateTime<Utc>>,
     pub submit_ended_at: Option<DateTime<Utc>>,
+    /// The provider's `created_at` for this batch (the provider's clock).
+    pub provider_created_at: Option<DateTime<Utc>>,
     /// For a duplicate: the local batch whose jobs it ran again.
     pub duplicate_of: Option<String>,
     /// When the create window was searched for other provider batches holding these jobs.
@@ -154,11 +156,24 @@ pub struct Claim {
 #[derive(Clone, Debug)]
 pub struct Submission {
     pub provider_batch_id: String,
+    /// The provider's `created_at` for it.
+    pub provider_created_at: DateTime<Utc>,
+    /// The create was answered, so its window and `provider_created_at` sample the offset
+    /// between our clock and the provider's (an adoption's window does not).
+    pub clock_sample: bool,
     pub submitted_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub next_poll_at: DateTime<Utc>,
     /// The create window has already been searched (an adoption by reconciliation).
     pub swept: bool,
+}
+
+/// An answered create: our clock around the call, and the provider's clock inside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockSample {
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
+    pub provider_created_at: DateTime<Utc>,
 }
 
 /// Another provider batch, proved to hold jobs of a local batch.
@@ -315,6 +330,9 @@ pub trait BatchStore: Send + Sync + 'static {
     /// Accepted batches whose create window, closed before `ended_before`, was not searched yet.
     async fn batches_to_sweep(&self, ended_before: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
     async fn mark_swept(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// The latest answered creates as clock samples: (call started, call ended, the
+    /// provider's `created_at`), newest first.
+    async fn clock_samples(&self, limit: i64) -> StoreResult<Vec<ClockSample>>;
     /// Records a duplicate provider batch; `false` if that provider batch is already known.
     async fn record_duplicate(&self, duplicate: &NewDuplicate) -> StoreResult<bool>;
     /// A note on the batch for admins (why it waits, its last error).

@@ -13,14 +13,19 @@ use crate::harness::TestApp;
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 const POLL: &str = "/api/v1/batch/internal/poll";
 
-struct Setup {
-    app: TestApp,
-    emulator: Arc<Emulator>,
+pub struct Setup {
+    pub app: TestApp,
+    pub emulator: Arc<Emulator>,
     _task: tokio::task::JoinHandle<()>,
 }
 
-/// The emulator knows only Sonnet: a job routed to another model is an invalid request.
 async fn setup() -> Setup {
+    setup_with(&[]).await
+}
+
+/// The service talking to a separate emulator, with configuration `overrides`. The emulator
+/// knows only Sonnet: a job routed to another model is an invalid request.
+pub async fn setup_with(overrides: &[(&str, &str)]) -> Setup {
     let settings = Settings {
         processing_delay: Duration::from_millis(300),
         known_models: vec!["claude-sonnet-4-5".into()],
@@ -30,13 +35,14 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let url = format!("http://{addr}");
-    let app = TestApp::start_with(&[
+    let mut flags = vec![
         ("--provider", "anthropic"),
-        ("--anthropic-base-url", &url),
+        ("--anthropic-base-url", url.as_str()),
         ("--anthropic-api-key", "test-key"),
         ("--anthropic-max-retries", "3"),
-    ])
-    .await;
+    ];
+    flags.extend_from_slice(overrides);
+    let app = TestApp::start_with(&flags).await;
     Setup {
         app,
         emulator,

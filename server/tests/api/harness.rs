@@ -73,6 +73,11 @@ impl TestApp {
 
     /// Starts with configuration overrides; with `--scheduler true`, the scheduler runs too.
     pub async fn start_with(overrides: &[(&str, &str)]) -> Self {
+        Self::start_with_routes(overrides, axum::Router::new()).await
+    }
+
+    /// Starts with `extra` routes served beside the application's own, built the same way.
+    pub async fn start_with_routes(overrides: &[(&str, &str)], extra: axum::Router) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = test_config(&dir, overrides);
         let ctx = serve::connect(&config).await.expect("database");
@@ -96,7 +101,7 @@ impl TestApp {
             .expect("port");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let scheduler = ai_batch::scheduler::Scheduler::start(&ctx);
-        let app = serve::app(ctx.clone(), serve::leptos_options(&config));
+        let app = serve::app_with(ctx.clone(), serve::leptos_options(&config), extra);
         tokio::spawn(async move { axum::serve(listener, app).await.expect("server") });
 
         let http = reqwest::Client::builder()

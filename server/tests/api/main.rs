@@ -11,4 +11,6 @@ mod idempotency;
 mod jobs;
 mod misc;
 mod money;
+mod robustness;
 mod service;
+mod soak;

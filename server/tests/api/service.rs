@@ -255,12 +255,23 @@ impl Service {
         ids
     }
 
-    /// Every job, as an admin sees it.
+    /// Every job, as an admin sees it, a page of 1,000 at a time.
     pub async fn jobs(&self) -> Vec<Value> {
-        self.get("/api/v1/batch/jobs?limit=1000").await["jobs"]
-            .as_array()
-            .unwrap()
-            .clone()
+        let mut jobs = Vec::new();
+        loop {
+            let page = self
+                .get(&format!(
+                    "/api/v1/batch/jobs?limit=1000&offset={}",
+                    jobs.len()
+                ))
+                .await;
+            let rows = page["jobs"].as_array().unwrap().clone();
+            let done = rows.len() < 1000;
+            jobs.extend(rows);
+            if done {
+                return jobs;
+            }
+        }
     }
 
     pub async fn batches(&self) -> Vec<Value> {

@@ -15,7 +15,7 @@ use crate::store::*;
 const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.job_count, b.estimated_tokens, b.request_bytes, \
     b.created_at, b.submitted_at, b.ended_at, b.expires_at, b.next_poll_at, b.poll_failures, b.request_counts, \
     b.results_collected, b.error, b.lease_owner, b.lease_expires_at, b.submit_started_at, b.submit_ended_at, \
-    b.duplicate_of, b.swept_at, b.short_reads, b.unaccounted_results, \
+    b.provider_created_at, b.duplicate_of, b.swept_at, b.short_reads, b.unaccounted_results, \
     COALESCE((SELECT SUM(c.input_tokens + c.output_tokens) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0) AS billed_tokens, \
     COALESCE((SELECT SUM(c.cost_nanos) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0) AS billed_cost_nanos";
 
@@ -34,6 +34,10 @@ fn guarded<'q>(
         .bind(update.job_id.clone())
         .bind(provider_batch_id.to_string())
         .bind(update.expected_attempts)
+}
+
+async fn applies(tx: &mut Transaction<'_, Sqlite>, query: SqliteQuery<'_>) -> StoreResult<bool> {
+    Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
 }
 
 /// The lease is free: lapsed, never taken, or already ours.
@@ -346,13 +350,15 @@ impl BatchStore for SqliteStore {
         let at = to_micros(s.submitted_at);
         let changed = sqlx::query(
             "UPDATE batches SET provider_batch_id = ?, status = 'in_progress', submitted_at = ?, \
-             submit_ended_at = COALESCE(submit_ended_at, ?), expires_at = ?, next_poll_at = ?, \
-             swept_at = CASE WHEN ? THEN ? ELSE NULL END, error = NULL, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+             submit_ended_at = COALESCE(submit_ended_at, ?), provider_created_at = ?, clock_sample = ?, \
+             expires_at = ?, next_poll_at = ?, swept_at = CASE WHEN ? THEN ? ELSE NULL END, error = NULL, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
         )
         .bind(&s.provider_batch_id)
         .bind(at)
         .bind(at)
+        .bind(to_micros(s.provider_created_at))
+        .bind(s.clock_sample)
         .bind(to_micros(s.expires_at))
         .bind(to_micros(s.next_poll_at))
         .bind(s.swept)
@@ -482,12 +488,32 @@ impl BatchStore for SqliteStore {
         Ok(())
     }
 
+    async fn clock_samples(&self, limit: i64) -> StoreResult<Vec<ClockSample>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT submit_started_at, submit_ended_at, provider_created_at FROM batches \
+             WHERE clock_sample = 1 AND submit_started_at IS NOT NULL AND submit_ended_at IS NOT NULL \
+             AND provider_created_at IS NOT NULL ORDER BY submit_ended_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(started, ended, created)| {
+                Ok(ClockSample {
+                    started: from_micros(started)?,
+                    ended: from_micros(ended)?,
+                    provider_created_at: from_micros(created)?,
+                })
+            })
+            .collect()
+    }
+
     async fn record_duplicate(&self, d: &NewDuplicate) -> StoreResult<bool> {
         let at = to_micros(d.created_at);
         let changed = sqlx::query(
             "INSERT INTO batches (id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, \
              created_at, submitted_at, expires_at, next_poll_at, duplicate_of, swept_at, submit_started_at, \
-             submit_ended_at, error) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             submit_ended_at, provider_created_at, error) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (provider_batch_id) DO NOTHING",
         )
         .bind(&d.id)
@@ -499,6 +525,7 @@ impl BatchStore for SqliteStore {
         .bind(to_micros(d.expires_at))
         .bind(at)
         .bind(&d.of)
+        .bind(at)
         .bind(at)
         .bind(at)
         .bind(at)
@@ -607,30 +634,18 @@ impl BatchStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut changed = Vec::with_capacity(updates.len());
         for u in updates {
-            let applied = match &u.transition {
+            // Each transition is one guarded update, and maybe a charge for what was billed.
+            let (passed, billed) = match &u.transition {
                 Transition::Complete { result, spend } => {
                     let sql = format!(
                         "UPDATE jobs SET status = 'completed', result = ?, completed_at = ?, updated_at = ?, \
                          error_message = NULL {GUARD}"
                     );
                     let query = sqlx::query(&sql).bind(result.to_string()).bind(at).bind(at);
-                    let applied = guarded(query, u, provider_batch_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    if applied {
-                        charge(
-                            &mut tx,
-                            &u.job_id,
-                            provider_batch_id,
-                            ChargeKind::Result,
-                            spend,
-                            at,
-                        )
-                        .await?;
-                    }
-                    applied
+                    (
+                        applies(&mut tx, guarded(query, u, provider_batch_id)).await?,
+                        Some((spend, ChargeKind::Result)),
+                    )
                 }
                 Transition::Fail {
                     error,
@@ -641,23 +656,10 @@ impl BatchStore for SqliteStore {
                         "UPDATE jobs SET status = 'failed', error_message = ?, attempts = ?, updated_at = ? {GUARD}"
                     );
                     let query = sqlx::query(&sql).bind(error).bind(attempts).bind(at);
-                    let applied = guarded(query, u, provider_batch_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    if let (true, Some(spend)) = (applied, spend) {
-                        charge(
-                            &mut tx,
-                            &u.job_id,
-                            provider_batch_id,
-                            ChargeKind::Result,
-                            spend,
-                            at,
-                        )
-                        .await?;
-                    }
-                    applied
+                    (
+                        applies(&mut tx, guarded(query, u, provider_batch_id)).await?,
+                        spend.as_ref().map(|s| (s, ChargeKind::Result)),
+                    )
                 }
                 Transition::Requeue { reason, attempts } => {
                     let sql = format!(
@@ -665,11 +667,10 @@ impl BatchStore for SqliteStore {
                          error_message = ?, updated_at = ? {GUARD}"
                     );
                     let query = sqlx::query(&sql).bind(attempts).bind(reason).bind(at);
-                    guarded(query, u, provider_batch_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1
+                    (
+                        applies(&mut tx, guarded(query, u, provider_batch_id)).await?,
+                        None,
+                    )
                 }
                 Transition::RecordSpend { spend } => {
                     let cancelled_here: bool = sqlx::query_scalar(
@@ -679,17 +680,17 @@ impl BatchStore for SqliteStore {
                     .bind(provider_batch_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    cancelled_here
-                        && charge(
-                            &mut tx,
-                            &u.job_id,
-                            provider_batch_id,
-                            ChargeKind::Discarded,
-                            spend,
-                            at,
-                        )
-                        .await?
+                    (cancelled_here, Some((spend, ChargeKind::Discarded)))
                 }
+            };
+            let applied = match (passed, billed) {
+                (true, Some((spend, kind))) => {
+                    let charged =
+                        charge(&mut tx, &u.job_id, provider_batch_id, kind, spend, at).await?;
+                    // A discard changes nothing but the books: it applies only the first time.
+                    charged || !matches!(kind, ChargeKind::Discarded)
+                }
+                (passed, _) => passed,
             };
             if applied {
                 event(&mut tx, &u.job_id, &u.event, at).await?;
@@ -738,7 +739,7 @@ impl BatchStore for SqliteStore {
         note: &str,
     ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
-            "UPDATE batches SET short_reads = short_reads + 1, next_poll_at = ?, error = ? \
+            "UPDATE batches SET short_reads = short_reads + 1, next_poll_at = ?, error = ?, poll_failures = 0 \
              WHERE id = ? RETURNING short_reads",
         )
         .bind(to_micros(next_poll_at))
@@ -759,8 +760,8 @@ impl BatchStore for SqliteStore {
     ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE batches SET status = ?, results_collected = 1, request_counts = ?, ended_at = ?, \
-             next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = ?",
+             next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), poll_failures = 0, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
         )
         .bind(status.as_str())
         .bind(request_counts.to_string())
@@ -877,6 +878,7 @@ struct BatchRow {
     lease_expires_at: Option<i64>,
     submit_started_at: Option<i64>,
     submit_ended_at: Option<i64>,
+    provider_created_at: Option<i64>,
     duplicate_of: Option<String>,
     swept_at: Option<i64>,
     short_reads: i64,
@@ -902,6 +904,7 @@ impl TryFrom<BatchRow> for BatchRecord {
             lease_expires_at: at(row.lease_expires_at)?,
             submit_started_at: at(row.submit_started_at)?,
             submit_ended_at: at(row.submit_ended_at)?,
+            provider_created_at: at(row.provider_created_at)?,
             swept_at: at(row.swept_at)?,
             id: row.id,
             provider_batch_id: row.provider_batch_id,
