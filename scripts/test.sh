@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs every test: Rust unit, store conformance, API and
-# provider tests; the official Python SDK against the emulator; then the Playwright suite in
-# Debian's Chromium against the built server.
+# Installs what the tests need and runs every test: Rust unit, store conformance (SQLite and
+# PostgreSQL), API and provider tests on SQLite, the API tests again on PostgreSQL, the chaos
+# test of three instances on PostgreSQL; the official Python SDK against the emulator; then
+# the Playwright suite in Debian's Chromium against the built server. PostgreSQL runs locally
+# (127.0.0.1:5432, user postgres); each test makes its own database and drops it. The chaos
+# test restarts the local cluster (pg_ctlcluster, as root).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 install_build_tools
 install_test_tools
 install_python_venv
 
-step "Rust tests: app rules, store conformance, API and provider client against real servers"
+step "Rust tests: app rules, store conformance on both stores, API and provider tests on SQLite, chaos on PostgreSQL"
 cargo test --locked -p app -p server
+
+step "the API and batch-loop tests again, on PostgreSQL"
+AI_BATCH_TEST_DATABASE=postgres cargo test --locked -p server --test api
 
 step "building the dashboard for the browser tests"
 cargo leptos build

@@ -1,5 +1,6 @@
 //! Benchmark helper: tops a database up to `--total` jobs through the real enqueue use case,
-//! spread over `--owners` traders, with a mix of job types and priorities.
+//! spread over `--owners` traders, with a mix of job types and priorities, `--concurrency`
+//! at a time.
 //!
 //! cargo run --release -p server --example seed_jobs -- --database-url sqlite://… --total 100000
 
@@ -17,6 +18,8 @@ struct Args {
     total: i64,
     #[arg(long, default_value_t = 10)]
     owners: usize,
+    #[arg(long, default_value_t = 1)]
+    concurrency: i64,
 }
 
 #[tokio::main]
@@ -42,20 +45,34 @@ async fn main() -> anyhow::Result<()> {
     }
     let started = std::time::Instant::now();
     let missing = (args.total - existing).max(0);
-    for n in 0..missing {
-        let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
-        let ticker = ["AAPL", "MSFT", "NVDA", "TSLA"][n as usize % 4];
-        let request = EnqueueRequest {
-            job_type,
-            payload: json!({"ticker": ticker, "n": n})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            priority: n % 101,
-            run_after: None,
-            idempotency_key: None,
-        };
-        jobs::enqueue(&ctx, &owners[n as usize % owners.len()], request).await?;
+    let owners = std::sync::Arc::new(owners);
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|worker| {
+            let (ctx, owners, step) = (ctx.clone(), owners.clone(), args.concurrency);
+            tokio::spawn(async move {
+                let mut n = worker;
+                while n < missing {
+                    let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
+                    let ticker = ["AAPL", "MSFT", "NVDA", "TSLA"][n as usize % 4];
+                    let request = EnqueueRequest {
+                        job_type,
+                        payload: json!({"ticker": ticker, "n": n})
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                        priority: n % 101,
+                        run_after: None,
+                        idempotency_key: None,
+                    };
+                    jobs::enqueue(&ctx, &owners[n as usize % owners.len()], request).await?;
+                    n += step;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
     }
     eprintln!(
         "seeded {missing} jobs (now {}) in {:.1} s",

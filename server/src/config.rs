@@ -21,13 +21,22 @@ pub struct Config {
     #[arg(long, env = "AI_BATCH_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// Database: a SQLite file (created if missing) or, later, PostgreSQL.
+    /// Database: a SQLite file (`sqlite://path`, created if missing) or PostgreSQL
+    /// (`postgres://user@host/db`, for several instances).
     #[arg(
         long,
         env = "DATABASE_URL",
         default_value = "sqlite://data/ai-batch.db"
     )]
     pub database_url: String,
+
+    /// Most connections to the database (PostgreSQL; SQLite keeps one writer and eight readers).
+    #[arg(long, env = "AI_BATCH_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// How long start-up keeps trying to reach the database, in seconds.
+    #[arg(long, env = "AI_BATCH_DB_STARTUP_WAIT_SECS", default_value_t = 60)]
+    pub db_startup_wait_secs: u64,
 
     /// How often queued jobs are flushed into a batch, in seconds.
     #[arg(long, env = "AI_BATCH_FLUSH_INTERVAL_SECS", default_value_t = 300)]
@@ -167,6 +176,11 @@ pub struct BatchConfig {
     /// flight is never reconciled, and after an uncertain create reconciliation waits this long.
     #[arg(long, env = "AI_BATCH_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
+
+    /// Seconds the leadership of the background work (auto-flush, rescuer) lasts without
+    /// renewal: when the leader dies, another instance takes over within about this long.
+    #[arg(long, env = "AI_BATCH_LEADER_LEASE_SECS", default_value_t = 15)]
+    pub leader_lease_secs: u64,
 
     /// Failed polls in a row after which a batch shows as stuck to admins.
     #[arg(long, env = "AI_BATCH_STUCK_AFTER_FAILURES", default_value_t = 5)]

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, ProviderKind};
 use crate::pricing::PriceTable;
@@ -15,10 +16,16 @@ pub struct Ctx {
     pub prices: Arc<PriceTable>,
     /// This process, in lease owners and logs.
     pub instance: Arc<str>,
+    /// Whether this instance leads the background work (auto-flush, rescuer) right now.
+    pub leading: Arc<AtomicBool>,
 }
 
 impl Ctx {
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
     }
 }

@@ -17,4 +17,5 @@ pub mod schema;
 pub mod serve;
 pub mod store;
 pub mod templates;
+pub mod testing;
 mod web;

@@ -14,7 +14,7 @@ use crate::context::Ctx;
 use crate::pricing::PriceTable;
 use crate::provider::{AnthropicClient, Provider};
 use crate::scheduler::Scheduler;
-use crate::store::SqliteStore;
+use crate::store::{Store, StoreError};
 use crate::{access, emulator, http, web};
 
 /// The whole application: REST API and dashboard over one context.
@@ -37,7 +37,12 @@ pub fn app_with(ctx: Ctx, options: LeptosOptions, extra: Router) -> Router {
 /// Everything the service needs before it listens. With the emulator as provider, this starts
 /// it on a loopback port and points the real client at it; it lives as long as the runtime.
 pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
-    let store = SqliteStore::connect(&sqlite_url(&config.database_url)?).await?;
+    let store = open_store(
+        &config.database_url,
+        config.db_max_connections,
+        std::time::Duration::from_secs(config.db_startup_wait_secs),
+    )
+    .await?;
     let prices = Arc::new(PriceTable::load(&config.prices)?);
     let kind = config.provider_kind();
     let provider: Arc<dyn Provider> = match kind {
@@ -65,13 +70,20 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         }
     };
     tracing::info!(provider = ?kind, prices = %prices.version, "provider chosen");
+    if kind == ProviderKind::Emulator && !config.database_url.starts_with("sqlite:") {
+        tracing::warn!(
+            "the built-in emulator lives in this process: instances sharing this database must share one provider \
+             (Anthropic, or one standalone `ai-batch emulator` with AI_BATCH_PROVIDER=anthropic and ANTHROPIC_BASE_URL)"
+        );
+    }
     Ok(Ctx {
         config: Arc::new(config.clone()),
-        store: Arc::new(store),
+        store,
         provider,
         provider_kind: kind,
         prices,
         instance: instance_name().into(),
+        leading: Arc::default(),
     })
 }
 
@@ -143,26 +155,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks the database URL and makes sure a SQLite file's folder exists.
-pub fn sqlite_url(url: &str) -> anyhow::Result<String> {
-    let Some(rest) = url.strip_prefix("sqlite:") else {
+/// Opens the store `DATABASE_URL` names (`sqlite:` or `postgres:`), creating a SQLite file's
+/// folder, and keeps trying for up to `wait` while the database does not answer (an instance
+/// may start before its PostgreSQL). Migrations run on the way.
+pub async fn open_store(
+    url: &str,
+    max_connections: u32,
+    wait: std::time::Duration,
+) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest
+            .trim_start_matches("//")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    } else if !url.starts_with("postgres:") && !url.starts_with("postgresql:") {
         bail!(
-            "DATABASE_URL must be a sqlite: URL for now (PostgreSQL support is not built yet): {}",
+            "DATABASE_URL must be sqlite://… or postgres://…, not {}",
             redact(url)
         );
-    };
-    let path = rest
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    Ok(url.to_string())
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match crate::store::connect(url, max_connections).await {
+            Ok(store) => return Ok(store),
+            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(database = %redact(url), error = %e, "the database does not answer yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open the database {}", redact(url)));
+            }
+        }
+    }
 }
 
 /// A database URL without its password, for logs.

@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, EmulatorConfig};
 use crate::pricing::PriceTable;
-use crate::store::SqliteStore;
 use crate::{access, emulator, serve, templates};
 
 #[derive(Parser)]
@@ -109,8 +108,9 @@ pub async fn run() -> anyhow::Result<()> {
             role,
             database_url,
         })) => {
-            let store = SqliteStore::connect(&serve::sqlite_url(&database_url)?).await?;
-            let issued = access::issue_token(&store, &user, role.into()).await?;
+            let store =
+                serve::open_store(&database_url, 2, std::time::Duration::from_secs(10)).await?;
+            let issued = access::issue_token(store.as_ref(), &user, role.into()).await?;
             println!(
                 "Created a token for {} ({}). It is shown only this once:",
                 issued.user.name, issued.user.role

@@ -343,7 +343,10 @@ async fn results(
     let stall = faults.stall.map(|(p, d)| (p.index(count), d));
     let malformed = at(faults.malformed_at);
     let long = faults.long_at.map(|(p, bytes)| (p.index(count), bytes));
+    let downloading = emulator.download_started();
     let stream = futures::stream::unfold(0usize, move |i| {
+        // Owned by the stream: the download counts until the stream ends or is dropped.
+        let _ = &downloading;
         let lines = lines.clone();
         async move {
             if cut == Some(i) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use faults::{AfterCreate, Chaos, Faults, InjectedFailure, StreamFault, Times};
-pub use state::{BilledBatch, BilledRequest, Emulator};
+pub use state::{BilledBatch, BilledRequest, Downloading, Emulator};
 
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -29,6 +29,17 @@ pub struct Emulator {
     batches: Mutex<BTreeMap<String, Stored>>,
     /// Added to the wall clock, so tests can jump past a batch's expiry.
     clock_offset: Mutex<chrono::Duration>,
+    /// Results downloads being sent right now.
+    downloads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a results download while it is being sent.
+pub struct Downloading(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Downloading {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct Stored {
@@ -66,11 +77,24 @@ impl Emulator {
             settings: Mutex::new(settings),
             batches: Mutex::new(BTreeMap::new()),
             clock_offset: Mutex::new(chrono::Duration::zero()),
+            downloads: Arc::default(),
         }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + *lock(&self.clock_offset)
+    }
+
+    /// A results download starts; it counts until the returned guard is dropped.
+    pub fn download_started(&self) -> Downloading {
+        self.downloads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Downloading(self.downloads.clone())
+    }
+
+    /// How many results downloads are being sent right now.
+    pub fn downloads_in_flight(&self) -> usize {
+        self.downloads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn advance_clock(&self, by: chrono::Duration) {

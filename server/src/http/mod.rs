@@ -9,7 +9,7 @@ mod internal;
 mod jobs;
 
 use app::api::validation::MAX_BODY_BYTES;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -48,8 +48,32 @@ pub fn router(ctx: Ctx) -> Router {
         .with_state(ctx)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// For load balancers and operators: whether the database answers, and whether this instance
+/// leads the background work.
+async fn healthz(State(ctx): State<Ctx>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let engine = if ctx.config.database_url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), ctx.store().ping()).await;
+    let body = |status: &str| json!({"status": status, "instance": &*ctx.instance, "leader": ctx.is_leader(), "database": engine});
+    match ping {
+        Ok(Ok(())) => Json(body("ok")).into_response(),
+        _ => {
+            let mut response = (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Json(body("database unavailable")),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
+    }
 }
 
 async fn not_found() -> Error {

@@ -1,5 +1,9 @@
 //! Background duties of `serve`: small named services, each with one job, started and
-//! stopped together, each able to be switched off (BatchConfig).
+//! stopped together, each able to be switched off (BatchConfig). With several instances on
+//! one database, they run only on the leader (`leader`); an admin's flush or poll may come
+//! through any instance, and the store's guards and batch leases keep them apart.
+
+mod leader;
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +31,7 @@ impl Scheduler {
         }
         let stop = CancellationToken::new();
         let mut services = JoinSet::new();
+        services.spawn(leader::lead(ctx.clone(), stop.clone()));
         let tick = Duration::from_millis(config.tick_ms.max(10));
         if config.rescuer {
             // The rescuer looks less often: lost creates are rare, and its lease waits anyway.
@@ -125,6 +130,9 @@ async fn every<C, F, Fut>(
 
 /// Flushes when enough jobs are eligible, or when one has waited the flush interval.
 async fn auto_flush(ctx: Ctx) -> crate::error::Result<()> {
+    if !ctx.is_leader() {
+        return Ok(());
+    }
     let now = Utc::now();
     let (eligible, waiting_since) = ctx.store().eligible_summary(now).await?;
     let waited_enough = waiting_since.is_some_and(|since| {
@@ -143,12 +151,18 @@ async fn auto_flush(ctx: Ctx) -> crate::error::Result<()> {
 }
 
 async fn auto_poll(ctx: Ctx) -> crate::error::Result<()> {
+    if !ctx.is_leader() {
+        return Ok(());
+    }
     batches::poll_due(&ctx).await.map(|_| ())
 }
 
 /// Reconciles batches whose create answer was lost, and sweeps settled create windows for
 /// duplicates. Leases keep it off batches whose create is still in flight.
 async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
+    if !ctx.is_leader() {
+        return Ok(());
+    }
     let report = batches::reconcile(&ctx).await?;
     if !report.is_empty() {
         tracing::warn!(?report, "rescuer reconciled batches");

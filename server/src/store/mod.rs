@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 mod batches;
 #[cfg(test)]
 pub(crate) mod conformance;
+mod postgres;
 mod sqlite;
 
 pub use batches::*;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,34 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    /// Errors that pass by themselves are told apart from the rest, for both engines.
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => return StoreError::Unavailable(error.to_string()),
+            _ => {}
+        }
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        match code.as_str() {
+            // SQLite: SQLITE_BUSY and SQLITE_LOCKED with their extended codes. PostgreSQL:
+            // serialization failure, deadlock: retrying the request succeeds.
+            "5" | "6" | "261" | "262" | "517" | "40001" | "40P01" => StoreError::Busy,
+            // PostgreSQL: too many connections, shutting down or starting up, connection lost.
+            c if c == "53300" || c.starts_with("57P") || c.starts_with("08") => {
+                StoreError::Unavailable(error.to_string())
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
@@ -250,10 +280,56 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<DailyCostRecord>>;
 }
 
-/// Everything the service stores: one implementation per database, one conformance suite.
-pub trait Store: AccessStore + JobStore + BatchStore {}
+/// What instances sharing the database coordinate through: who leads the background work,
+/// and whether the database answers at all.
+#[async_trait]
+pub trait InstanceStore: Send + Sync + 'static {
+    /// A round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Takes the named lease if it is free or has lapsed, or renews it if `owner` holds it;
+    /// `true` if `owner` holds it until `until` afterwards.
+    async fn lead(
+        &self,
+        name: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up, if `owner` holds it.
+    async fn resign(&self, name: &str, owner: &str) -> StoreResult<()>;
+}
 
-impl<T: AccessStore + JobStore + BatchStore> Store for T {}
+/// Everything the service stores: one implementation per database, one conformance suite.
+pub trait Store: AccessStore + JobStore + BatchStore + InstanceStore {}
+
+impl<T: AccessStore + JobStore + BatchStore + InstanceStore> Store for T {}
+
+/// Opens the store a database URL names (`sqlite:` or `postgres:`), running its migrations.
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    }
+}
+
+pub(crate) fn parse_job_type(s: &str) -> StoreResult<JobType> {
+    JobType::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job type {s:?}")))
+}
+
+pub(crate) fn parse_status(s: &str) -> StoreResult<JobStatus> {
+    JobStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
+}
+
+pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
+}
+
+pub(crate) fn parse_batch_status(s: &str) -> StoreResult<BatchStatus> {
+    BatchStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown batch status {s:?}")))
+}
 
 pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use ai_batch::config::Config;
+
+use crate::database::TestDatabase;
 use ai_batch::{access, serve};
 use app::api::Role;
 use reqwest::StatusCode;
@@ -18,7 +20,7 @@ pub struct TestApp {
     pub anonymous: Client,
     pub ctx: ai_batch::context::Ctx,
     _scheduler: Option<ai_batch::scheduler::Scheduler>,
-    _dir: tempfile::TempDir,
+    _db: TestDatabase,
 }
 
 #[derive(Clone)]
@@ -36,17 +38,16 @@ pub struct Answer {
 
 /// The service's configuration for a test: its own database, the in-process emulator with a
 /// 1 s processing delay, no scheduler; `overrides` replace or add flags (`--name`, `value`).
-pub fn test_config(dir: &tempfile::TempDir, overrides: &[(&str, &str)]) -> Config {
+pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
     #[derive(clap::Parser)]
     struct Flags {
         #[command(flatten)]
         config: Config,
     }
-    let db = format!("sqlite://{}", dir.path().join("test.db").display());
     let prices = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prices.toml");
     let mut flags: Vec<(String, String)> = [
         ("--addr", "127.0.0.1:0"),
-        ("--database-url", db.as_str()),
+        ("--database-url", db.url.as_str()),
         ("--flush-interval-secs", "300"),
         ("--provider", "emulator"),
         ("--emulator-delay-secs", "1"),
@@ -78,8 +79,8 @@ impl TestApp {
 
     /// Starts with `extra` routes served beside the application's own, built the same way.
     pub async fn start_with_routes(overrides: &[(&str, &str)], extra: axum::Router) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(&dir, overrides);
+        let db = TestDatabase::new().await;
+        let config = test_config(&db, overrides);
         let ctx = serve::connect(&config).await.expect("database");
         let token = |name: &'static str, role| {
             let ctx = ctx.clone();
@@ -121,7 +122,7 @@ impl TestApp {
             url,
             ctx,
             _scheduler: scheduler,
-            _dir: dir,
+            _db: db,
         }
     }
 

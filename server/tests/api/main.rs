@@ -4,6 +4,7 @@ mod access;
 mod batch_loop;
 mod crash;
 mod dashboard_api;
+mod database;
 mod enqueue;
 mod faults;
 mod harness;

@@ -6,13 +6,28 @@ use serde_json::json;
 use crate::harness::TestApp;
 
 #[tokio::test]
-async fn healthz_answers_without_auth() {
+async fn healthz_answers_without_auth_and_says_who_leads() {
     let app = TestApp::start().await;
     let answer = app.anonymous.get("/healthz").await;
-    assert_eq!(
-        (answer.status, answer.body),
-        (StatusCode::OK, json!({"status": "ok"}))
-    );
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["status"], "ok");
+    assert_eq!(answer.body["leader"], false, "no scheduler, no leadership");
+    let engine = if crate::database::on_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(answer.body["database"], engine);
+    assert_eq!(answer.body["instance"], &*app.ctx.instance);
+
+    let led = TestApp::start_with(&[("--scheduler", "true"), ("--leader-lease-secs", "2")]).await;
+    for _ in 0..50 {
+        if led.anonymous.get("/healthz").await.body["leader"] == true {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("a lone instance with a scheduler leads");
 }
 
 #[tokio::test]

@@ -81,8 +81,9 @@ async fn a_create_answered_after_the_timeout_is_adopted_not_repeated() {
     .await;
 }
 
-/// Flushes twenty jobs with the given results faults and waits until everything settles.
-async fn run_with_results_faults(faults: Faults) -> (Provider, Service, Vec<Value>) {
+/// Flushes twenty jobs with the given results faults and waits until everything settles. The
+/// database comes back too: it must outlive the service.
+async fn run_with_results_faults(faults: Faults) -> (Provider, Service, Vec<Value>, Database) {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
     let service = Service::start(&db, &provider, SCHEDULER).await;
@@ -91,12 +92,12 @@ async fn run_with_results_faults(faults: Faults) -> (Provider, Service, Vec<Valu
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 200, "{answer}");
     let jobs = service.settled(Duration::from_secs(30)).await;
-    (provider, service, jobs)
+    (provider, service, jobs, db)
 }
 
 #[tokio::test]
 async fn a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on() {
-    let (provider, service, jobs) = run_with_results_faults(Faults {
+    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
         malformed_results: Some(StreamFault {
             after_lines: 5,
             ..StreamFault::default()
@@ -130,7 +131,7 @@ async fn a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on() {
 
 #[tokio::test]
 async fn a_results_file_cut_cleanly_short_is_read_again_not_requeued() {
-    let (provider, service, jobs) = run_with_results_faults(Faults {
+    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
         short_results: Some(StreamFault {
             after_lines: 12,
             times: Some(1),
@@ -148,7 +149,7 @@ async fn a_results_file_cut_cleanly_short_is_read_again_not_requeued() {
 
 #[tokio::test]
 async fn a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap() {
-    let (provider, service, jobs) = run_with_results_faults(Faults {
+    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
         short_results: Some(StreamFault {
             after_lines: 15,
             ..StreamFault::default()
@@ -192,7 +193,7 @@ async fn a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap() {
 
 #[tokio::test]
 async fn results_gone_mark_the_batch_lost_and_send_nothing_twice() {
-    let (provider, service, jobs) = run_with_results_faults(Faults {
+    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
         results_gone: Some(Times { times: None }),
         ..Faults::default()
     })
@@ -223,7 +224,7 @@ async fn results_gone_mark_the_batch_lost_and_send_nothing_twice() {
 
 #[tokio::test]
 async fn a_results_404_that_passes_loses_nothing() {
-    let (provider, service, jobs) = run_with_results_faults(Faults {
+    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
         results_gone: Some(Times { times: Some(1) }),
         ..Faults::default()
     })

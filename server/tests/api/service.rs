@@ -13,6 +13,8 @@ use ai_batch::emulator::{self, BilledBatch, Emulator, Faults, Settings};
 use ai_batch::pricing::{PriceTable, Usage};
 use serde_json::{Value, json};
 
+use crate::database::TestDatabase;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ai-batch");
 const PRICES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prices.toml");
 
@@ -134,26 +136,33 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A database for a service, with an admin token made the way an operator makes one.
+/// A database for services, with an admin token made the way an operator makes one.
 pub struct Database {
     pub url: String,
     pub admin: String,
-    _dir: tempfile::TempDir,
+    _db: TestDatabase,
 }
 
 impl Database {
     pub async fn new() -> Database {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("service.db").display());
-        let store = ai_batch::store::SqliteStore::connect(&url).await.unwrap();
-        let admin = ai_batch::access::issue_token(&store, "ops", app::api::Role::Admin)
+        Self::on(TestDatabase::new().await).await
+    }
+
+    /// On PostgreSQL, for tests of several instances.
+    pub async fn postgres() -> Database {
+        Self::on(TestDatabase::postgres().await).await
+    }
+
+    async fn on(db: TestDatabase) -> Database {
+        let store = ai_batch::store::connect(&db.url, 2).await.unwrap();
+        let admin = ai_batch::access::issue_token(store.as_ref(), "ops", app::api::Role::Admin)
             .await
             .unwrap()
             .plain;
         Database {
-            url,
+            url: db.url.clone(),
             admin,
-            _dir: dir,
+            _db: db,
         }
     }
 }
@@ -194,6 +203,17 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the service did not start");
+    }
+
+    /// `GET /healthz` of this instance, or `None` if it does not answer.
+    pub async fn health(&self) -> Option<Value> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/healthz", self.url))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
     }
 
     /// `kill -9`: no shutdown, no flush of anything.
@@ -324,4 +344,6 @@ pub const SCHEDULER: &[(&str, &str)] = &[
     ("AI_BATCH_SCHEDULER_TICK_MS", "100"),
     ("AI_BATCH_POLL_INTERVAL_SECS", "1"),
     ("AI_BATCH_LEASE_SECS", "2"),
+    // A restart after kill -9 leads within two seconds, not the default fifteen.
+    ("AI_BATCH_LEADER_LEASE_SECS", "2"),
 ];

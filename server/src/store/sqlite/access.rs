@@ -87,7 +87,7 @@ impl AccessStore for SqliteStore {
 
     async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
         let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, user_id, created_at, revoked_at FROM credentials WHERE kind = 'token' ORDER BY created_at",
+            "SELECT id, user_id, created_at, revoked_at FROM credentials WHERE kind = 'token' ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await?;

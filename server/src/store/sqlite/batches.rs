@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, QueryBuilder, Sqlite, Transaction};
 
-use super::{SqliteStore, parse_job_type, parse_json, parse_status};
+use super::{SqliteStore, parse_json};
 use crate::events::Happened;
 use crate::store::*;
 
@@ -892,9 +892,7 @@ impl TryFrom<BatchRow> for BatchRecord {
     fn try_from(row: BatchRow) -> StoreResult<Self> {
         let at = |t: Option<i64>| t.map(from_micros).transpose();
         Ok(BatchRecord {
-            status: BatchStatus::parse(&row.status).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown batch status {}", row.status))
-            })?,
+            status: parse_batch_status(&row.status)?,
             request_counts: parse_json("request_counts", row.request_counts)?,
             created_at: from_micros(row.created_at)?,
             submitted_at: at(row.submitted_at)?,

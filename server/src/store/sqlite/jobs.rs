@@ -4,10 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{
-    JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, parse_job_type, parse_status,
-    push_visibility,
-};
+use super::{JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, push_visibility};
 use crate::events::Happened;
 use crate::store::*;
 use app::api::ListQuery;

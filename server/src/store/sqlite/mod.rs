@@ -4,7 +4,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use app::api::{JobStatus, JobType, Role};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 
@@ -12,6 +11,7 @@ use super::*;
 
 mod access;
 mod batches;
+mod instances;
 mod jobs;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,24 +78,6 @@ impl SqliteStore {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        if let sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) = error {
-            return StoreError::Unavailable(error.to_string());
-        }
-        // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
-        let busy = error
-            .as_database_error()
-            .and_then(|e| e.code())
-            .is_some_and(|code| matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517"));
-        if busy {
-            StoreError::Busy
-        } else {
-            StoreError::Database(error)
-        }
-    }
-}
-
 fn push_visibility(query: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility) {
     match visibility {
         Visibility::Owner(owner_id) => {
@@ -103,18 +85,6 @@ fn push_visibility(query: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility
         }
         Visibility::All => {}
     }
-}
-
-fn parse_job_type(s: &str) -> StoreResult<JobType> {
-    JobType::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job type {s:?}")))
-}
-
-fn parse_status(s: &str) -> StoreResult<JobStatus> {
-    JobStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job status {s:?}")))
-}
-
-fn parse_role(s: &str) -> StoreResult<Role> {
-    Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
 }
 
 fn parse_json(column: &str, text: Option<String>) -> StoreResult<Option<serde_json::Value>> {

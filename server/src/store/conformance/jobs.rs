@@ -1,136 +1,6 @@
-//! The store conformance suite: every `Store` implementation must pass it unchanged.
-//! An implementation's tests call `store_conformance!(factory)`, where `factory()` returns the
-//! store and a guard that keeps its database alive.
-
-use std::sync::Arc;
-
-use app::api::{JobStatus, JobType, Role};
-use chrono::{DateTime, Duration, Utc};
-use serde_json::json;
+//! Jobs as their owners see them: insert, idempotency, visibility, lists, cancel, stats.
 
 use super::*;
-
-macro_rules! store_conformance {
-    ($factory:path) => {
-        $crate::store::conformance::store_conformance!(@cases $factory;
-            users_are_created_once,
-            credentials_are_found_by_kind_and_id,
-            idempotency_keys_are_unique_per_owner,
-            concurrent_inserts_with_one_key_create_one_job,
-            jobs_are_visible_to_owner_and_all,
-            lists_are_newest_first_filtered_and_counted,
-            cancel_moves_pending_to_cancelled_once,
-            stats_sum_the_visible_jobs,
-            lists_search_filter_by_type_and_page,
-        );
-    };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let (store, _guard) = $factory().await;
-                $crate::store::conformance::$case(std::sync::Arc::new(store)).await;
-            }
-        )*
-    };
-}
-pub(crate) use store_conformance;
-
-fn list(status_filter: Option<JobStatus>, limit: i64) -> app::api::ListQuery {
-    app::api::ListQuery {
-        status_filter,
-        limit,
-        ..app::api::ListQuery::default()
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    "2026-01-01T00:00:00Z".parse().unwrap()
-}
-
-async fn user(store: &dyn Store, name: &str, role: Role) -> UserRecord {
-    store
-        .ensure_user(&format!("id-{name}"), name, role, t0())
-        .await
-        .unwrap()
-}
-
-fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> NewJob {
-    NewJob {
-        id: id.into(),
-        owner_id: owner.id.clone(),
-        job_type: JobType::RiskReport,
-        priority: 50,
-        payload: json!({"ticker": "AAPL", "n": minutes}),
-        run_after: None,
-        idempotency_key: key.map(Into::into),
-        request_hash: format!("hash-{id}"),
-        created_at: t0() + Duration::minutes(minutes),
-    }
-}
-
-async fn created(store: &dyn Store, job: NewJob) -> JobRecord {
-    match store.insert_job(job).await.unwrap() {
-        InsertOutcome::Created(record) => record,
-        other => panic!("expected a new job, got {other:?}"),
-    }
-}
-
-pub async fn users_are_created_once(store: Arc<impl Store>) {
-    assert_eq!(store.count_users().await.unwrap(), 0);
-    let first = store
-        .ensure_user("u1", "alice", Role::Trader, t0())
-        .await
-        .unwrap();
-    let again = store
-        .ensure_user("u2", "alice", Role::Admin, t0())
-        .await
-        .unwrap();
-    assert_eq!(first, again, "an existing user is returned unchanged");
-    assert_eq!(first.id, "u1");
-    assert_eq!(first.role, Role::Trader);
-    assert_eq!(store.count_users().await.unwrap(), 1);
-}
-
-pub async fn credentials_are_found_by_kind_and_id(store: Arc<impl Store>) {
-    let alice = user(store.as_ref(), "alice", Role::Admin).await;
-    let credential = NewCredential {
-        id: "tok1".into(),
-        kind: CredentialKind::Token,
-        user_id: alice.id.clone(),
-        secret_hash: "h".into(),
-        created_at: t0(),
-        expires_at: Some(t0() + Duration::hours(1)),
-    };
-    store.insert_credential(credential).await.unwrap();
-    let found = store
-        .find_credential(CredentialKind::Token, "tok1")
-        .await
-        .unwrap()
-        .expect("found");
-    assert_eq!(found.user, alice);
-    assert_eq!(found.secret_hash, "h");
-    assert_eq!(found.expires_at, Some(t0() + Duration::hours(1)));
-    assert!(
-        store
-            .find_credential(CredentialKind::Session, "tok1")
-            .await
-            .unwrap()
-            .is_none(),
-        "kinds are separate"
-    );
-    store
-        .delete_credential(CredentialKind::Token, "tok1")
-        .await
-        .unwrap();
-    assert!(
-        store
-            .find_credential(CredentialKind::Token, "tok1")
-            .await
-            .unwrap()
-            .is_none()
-    );
-}
 
 pub async fn idempotency_keys_are_unique_per_owner(store: Arc<impl Store>) {
     let a = user(store.as_ref(), "a", Role::Trader).await;
@@ -434,4 +304,24 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
     };
     let page = store.list_jobs(&all, &typed).await.unwrap();
     assert_eq!((ids(&page), page.total_count), (vec!["j2".to_string()], 2));
+}
+
+pub async fn events_are_kept_in_order_with_their_details(store: Arc<impl Store>) {
+    let ids = ["e1", "e2"];
+    submitted_batch(store.as_ref(), "b", "msgbatch_e", &ids).await;
+    store
+        .cancel_job("e1", &Visibility::All, at(20))
+        .await
+        .unwrap();
+    let events = store.job_events("e1").await.unwrap();
+    assert_eq!(kinds(&events), ["created", "submitted", "cancelled"]);
+    assert_eq!(events[0].detail, None);
+    assert_eq!(events[1].detail.as_deref(), Some("in batch msgbatch_e"));
+    assert_eq!(events[1].at, at(11));
+    assert_eq!(
+        events[2].detail.as_deref(),
+        Some("while processing in batch msgbatch_e")
+    );
+    assert_eq!(events[2].at, at(20));
+    assert!(store.job_events("missing").await.unwrap().is_empty());
 }

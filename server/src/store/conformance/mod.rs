@@ -1,0 +1,198 @@
+//! The store conformance suite: every `Store` implementation must pass it unchanged, and it
+//! covers every method of every store trait, guards included. An implementation's tests call
+//! `store_conformance!(factory)`, where `factory()` returns the store and a guard that keeps
+//! its database alive.
+
+use std::sync::Arc;
+
+use app::api::{JobStatus, JobType, Role};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use super::*;
+
+mod access;
+mod batches;
+mod jobs;
+mod leadership;
+mod results;
+
+pub use access::*;
+pub use batches::*;
+pub use jobs::*;
+pub use leadership::*;
+pub use results::*;
+
+macro_rules! store_conformance {
+    ($factory:path) => {
+        $crate::store::conformance::store_conformance!(@cases $factory;
+            users_are_created_once,
+            credentials_are_found_by_kind_and_id,
+            tokens_are_listed_and_revoked_once,
+            idempotency_keys_are_unique_per_owner,
+            concurrent_inserts_with_one_key_create_one_job,
+            jobs_are_visible_to_owner_and_all,
+            lists_are_newest_first_filtered_and_counted,
+            cancel_moves_pending_to_cancelled_once,
+            stats_sum_the_visible_jobs,
+            lists_search_filter_by_type_and_page,
+            events_are_kept_in_order_with_their_details,
+            flush_candidates_come_in_flush_order_and_page_by_cursor,
+            claims_take_pending_jobs_write_members_and_hold_a_lease,
+            concurrent_claims_never_share_a_job,
+            leases_are_taken_renewed_and_released_by_their_owner,
+            a_submission_is_recorded_once_under_its_lease,
+            a_refused_batch_puts_its_jobs_back,
+            an_uncertain_batch_waits_for_its_lease_before_reconciliation,
+            accepted_batches_are_swept_once_and_duplicates_recorded_once,
+            results_apply_once_in_the_state_they_were_decided_on,
+            a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill,
+            duplicate_charges_are_counted_once_and_shown_apart,
+            polls_short_reads_finishes_and_losses_are_recorded,
+            daily_costs_come_from_the_charges,
+            leadership_is_held_by_one_owner_until_it_lapses,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::store::conformance::$case(std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+pub(crate) use store_conformance;
+
+fn list(status_filter: Option<JobStatus>, limit: i64) -> app::api::ListQuery {
+    app::api::ListQuery {
+        status_filter,
+        limit,
+        ..app::api::ListQuery::default()
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    t0() + Duration::minutes(minutes)
+}
+
+async fn user(store: &dyn Store, name: &str, role: Role) -> UserRecord {
+    store
+        .ensure_user(&format!("id-{name}"), name, role, t0())
+        .await
+        .unwrap()
+}
+
+fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> NewJob {
+    NewJob {
+        id: id.into(),
+        owner_id: owner.id.clone(),
+        job_type: JobType::RiskReport,
+        priority: 50,
+        payload: json!({"ticker": "AAPL", "n": minutes}),
+        run_after: None,
+        idempotency_key: key.map(Into::into),
+        request_hash: format!("hash-{id}"),
+        created_at: at(minutes),
+    }
+}
+
+async fn created(store: &dyn Store, job: NewJob) -> JobRecord {
+    match store.insert_job(job).await.unwrap() {
+        InsertOutcome::Created(record) => record,
+        other => panic!("expected a new job, got {other:?}"),
+    }
+}
+
+async fn job(store: &dyn Store, id: &str) -> JobRecord {
+    store
+        .get_job(id, &Visibility::All)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("job {id}"))
+}
+
+fn kinds(events: &[JobEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+fn lease(owner: &str, minutes: i64) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until: at(minutes),
+    }
+}
+
+fn claims(ids: &[&str]) -> Vec<Claim> {
+    ids.iter()
+        .map(|id| Claim {
+            job_id: id.to_string(),
+            model: "claude-sonnet-4-5".into(),
+        })
+        .collect()
+}
+
+/// Pending jobs `ids` of one trader, then a batch `batch` claiming them under `owner`'s lease.
+async fn claimed_batch(store: &dyn Store, batch: &str, owner: &str, ids: &[&str]) -> Vec<String> {
+    let trader = user(store, "trader", Role::Trader).await;
+    for (i, id) in ids.iter().enumerate() {
+        if store.get_job(id, &Visibility::All).await.unwrap().is_none() {
+            created(store, new_job(id, &trader, i as i64, None)).await;
+        }
+    }
+    store
+        .claim_jobs(new_batch(batch, owner, 10), &claims(ids))
+        .await
+        .unwrap()
+}
+
+fn new_batch(id: &str, owner: &str, minutes: i64) -> NewBatch {
+    NewBatch {
+        id: id.into(),
+        estimated_tokens: 1000,
+        request_bytes: 5000,
+        created_at: at(minutes),
+        lease: lease(owner, minutes + 1),
+    }
+}
+
+fn submission(provider_batch_id: &str, minutes: i64) -> Submission {
+    Submission {
+        provider_batch_id: provider_batch_id.into(),
+        provider_created_at: at(minutes),
+        clock_sample: true,
+        submitted_at: at(minutes),
+        expires_at: at(minutes + 24 * 60),
+        next_poll_at: at(minutes + 1),
+        swept: false,
+    }
+}
+
+/// A batch claimed and accepted by the provider as `provider_batch_id`.
+async fn submitted_batch(store: &dyn Store, batch: &str, provider: &str, ids: &[&str]) {
+    claimed_batch(store, batch, "flush", ids).await;
+    let event = crate::events::Happened::Submitted {
+        batch: provider.into(),
+    };
+    assert!(
+        store
+            .record_submission(batch, "flush", &submission(provider, 11), &event)
+            .await
+            .unwrap()
+    );
+}
+
+fn spend(tokens: i64) -> Spend {
+    Spend {
+        input_tokens: tokens,
+        output_tokens: tokens / 10,
+        cost_nanos: tokens * 1000,
+        standard_cost_nanos: tokens * 2000,
+        price_version: "v1".into(),
+    }
+}

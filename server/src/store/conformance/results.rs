@@ -1,0 +1,481 @@
+//! Batches from the poll's side: results applied once, in the state they were decided on;
+//! charges counted once; the records of polls, short reads, ends and losses.
+
+use super::*;
+use crate::events::Happened;
+
+const BATCH: &str = "msgbatch_r";
+
+fn update(job_id: &str, attempts: i64, transition: Transition, event: Happened) -> JobUpdate {
+    JobUpdate {
+        job_id: job_id.into(),
+        expected_attempts: attempts,
+        transition,
+        event,
+    }
+}
+
+fn completed(tokens: i64) -> (Transition, Happened) {
+    (
+        Transition::Complete {
+            result: json!({"risk_level": "low"}),
+            spend: spend(tokens),
+        },
+        Happened::Completed {
+            batch: BATCH.into(),
+        },
+    )
+}
+
+pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<impl Store>) {
+    submitted_batch(
+        store.as_ref(),
+        "b",
+        BATCH,
+        &["ok", "bad", "again", "odd", "gone"],
+    )
+    .await;
+    let states = store
+        .job_states(BATCH, &["ok".into(), "bad".into(), "elsewhere".into()])
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 2, "only this batch's jobs");
+    assert!(
+        states
+            .iter()
+            .all(|s| s.status == JobStatus::Processing && !s.charged)
+    );
+    assert_eq!(states[0].model.as_deref(), Some("claude-sonnet-4-5"));
+
+    let (complete, done) = completed(1000);
+    let updates = [
+        update("ok", 0, complete.clone(), done.clone()),
+        update(
+            "bad",
+            0,
+            Transition::Fail {
+                error: "unreadable".into(),
+                attempts: 1,
+                spend: Some(spend(500)),
+            },
+            Happened::Failed {
+                reason: "unreadable".into(),
+            },
+        ),
+        update(
+            "again",
+            0,
+            Transition::Requeue {
+                reason: "expired".into(),
+                attempts: 1,
+            },
+            Happened::Retried {
+                reason: "expired".into(),
+            },
+        ),
+        // Decided on a state the job is not in (attempts moved on): changes nothing.
+        update("odd", 5, complete.clone(), done.clone()),
+    ];
+    let changed = store.apply_updates(BATCH, &updates, at(30)).await.unwrap();
+    assert_eq!(changed, ["ok", "bad", "again"]);
+    let ok = job(store.as_ref(), "ok").await;
+    assert_eq!(
+        (
+            ok.status,
+            ok.result.clone(),
+            ok.completed_at,
+            ok.error_message.clone()
+        ),
+        (
+            JobStatus::Completed,
+            Some(json!({"risk_level": "low"})),
+            Some(at(30)),
+            None
+        )
+    );
+    assert_eq!(
+        (
+            ok.input_tokens,
+            ok.output_tokens,
+            ok.cost_nanos,
+            ok.standard_cost_nanos,
+            ok.price_version.as_deref()
+        ),
+        (1000, 100, 1_000_000, 2_000_000, Some("v1"))
+    );
+    assert_eq!(
+        kinds(&store.job_events("ok").await.unwrap()).last(),
+        Some(&"completed")
+    );
+    let bad = job(store.as_ref(), "bad").await;
+    assert_eq!(
+        (
+            bad.status,
+            bad.attempts,
+            bad.error_message.as_deref(),
+            bad.input_tokens
+        ),
+        (JobStatus::Failed, 1, Some("unreadable"), 500),
+        "failed, and what was billed counts"
+    );
+    let again = job(store.as_ref(), "again").await;
+    assert_eq!(
+        (again.status, again.attempts, again.batch_id.clone()),
+        (JobStatus::Pending, 1, None)
+    );
+    assert_eq!(
+        job(store.as_ref(), "odd").await.status,
+        JobStatus::Processing
+    );
+
+    // The same results again (a re-poll): nothing changes, nothing is charged twice.
+    assert!(
+        store
+            .apply_updates(BATCH, &updates, at(31))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(job(store.as_ref(), "ok").await.input_tokens, 1000);
+    assert_eq!(job(store.as_ref(), "ok").await.completed_at, Some(at(30)));
+    assert_eq!(store.charged_results(BATCH).await.unwrap(), 2);
+    let states = store.job_states(BATCH, &["ok".into()]).await.unwrap();
+    assert!(states[0].charged);
+    assert_eq!(
+        store.batch_remaining(BATCH).await.unwrap(),
+        2,
+        "odd and gone"
+    );
+    // What the batch was billed, from its charges.
+    let batch = store.find_batch(BATCH).await.unwrap().unwrap();
+    assert_eq!(
+        (batch.billed_tokens, batch.billed_cost_nanos),
+        (1650, 1_500_000)
+    );
+    let stats = store.stats(&Visibility::All).await.unwrap();
+    assert_eq!(
+        (stats.tokens, stats.cost_nanos, stats.standard_cost_nanos),
+        (1650, 1_500_000, 3_000_000)
+    );
+    assert_eq!(
+        (
+            stats.completed,
+            stats.failed,
+            stats.pending,
+            stats.processing
+        ),
+        (1, 1, 1, 2)
+    );
+    assert_eq!(
+        stats.avg_completion_micros,
+        Some(30.0 * 60e6),
+        "created at 0, completed at 30"
+    );
+}
+
+pub async fn a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["c"]).await;
+    // The cancel lands first; the result decided on `processing` then changes nothing.
+    store
+        .cancel_job("c", &Visibility::All, at(20))
+        .await
+        .unwrap();
+    let (complete, done) = completed(800);
+    assert!(
+        store
+            .apply_updates(BATCH, &[update("c", 0, complete, done)], at(21))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = job(store.as_ref(), "c").await;
+    assert_eq!(
+        (c.status, c.cancel_requested, c.result.clone()),
+        (JobStatus::Cancelled, true, None)
+    );
+    let state = &store.job_states(BATCH, &["c".into()]).await.unwrap()[0];
+    assert_eq!(
+        (state.status, state.cancel_requested, state.charged),
+        (JobStatus::Cancelled, true, false)
+    );
+    // Its tokens were billed all the same: recorded once, the result discarded.
+    let discard = update(
+        "c",
+        0,
+        Transition::RecordSpend { spend: spend(800) },
+        Happened::ResultDiscarded {
+            batch: BATCH.into(),
+        },
+    );
+    assert_eq!(
+        store
+            .apply_updates(BATCH, std::slice::from_ref(&discard), at(22))
+            .await
+            .unwrap(),
+        ["c"]
+    );
+    assert!(
+        store
+            .apply_updates(BATCH, &[discard], at(23))
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let c = job(store.as_ref(), "c").await;
+    assert_eq!(
+        (c.status, c.input_tokens, c.cost_nanos, c.result),
+        (JobStatus::Cancelled, 800, 800_000, None)
+    );
+    assert_eq!(
+        kinds(&store.job_events("c").await.unwrap()),
+        ["created", "submitted", "cancelled", "result_discarded"]
+    );
+    assert_eq!(store.stats(&Visibility::All).await.unwrap().tokens, 880);
+}
+
+pub async fn duplicate_charges_are_counted_once_and_shown_apart(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["d1", "d2"]).await;
+    let (complete, done) = completed(1000);
+    store
+        .apply_updates(BATCH, &[update("d1", 0, complete, done)], at(20))
+        .await
+        .unwrap();
+    let charges = [
+        DuplicateCharge {
+            job_id: "d1".into(),
+            spend: spend(1000),
+        },
+        DuplicateCharge {
+            job_id: "d2".into(),
+            spend: spend(300),
+        },
+        DuplicateCharge {
+            job_id: "not ours".into(),
+            spend: spend(5),
+        },
+    ];
+    let charged = store
+        .record_duplicate_charges("msgbatch_copy", &charges, at(25))
+        .await
+        .unwrap();
+    assert_eq!(charged, ["d1", "d2"], "only our jobs");
+    assert!(
+        store
+            .record_duplicate_charges("msgbatch_copy", &charges, at(26))
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let d1 = job(store.as_ref(), "d1").await;
+    assert_eq!(
+        (
+            d1.status,
+            d1.input_tokens,
+            d1.cost_nanos,
+            d1.duplicate_tokens,
+            d1.duplicate_cost_nanos
+        ),
+        (JobStatus::Completed, 2000, 2_000_000, 1100, 1_000_000)
+    );
+    let d2 = job(store.as_ref(), "d2").await;
+    assert_eq!(
+        (d2.status, d2.duplicate_tokens, d2.price_version.as_deref()),
+        (JobStatus::Processing, 330, None),
+        "a duplicate's bill does not touch the job's own state"
+    );
+    assert_eq!(
+        kinds(&store.job_events("d2").await.unwrap()).last(),
+        Some(&"billed_again")
+    );
+    assert_eq!(store.charged_results("msgbatch_copy").await.unwrap(), 2);
+    assert_eq!(
+        store.stats(&Visibility::All).await.unwrap().tokens,
+        2200 + 330
+    );
+}
+
+pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["p1", "p2"]).await;
+    store
+        .update_batch_progress(
+            "b",
+            BatchStatus::Canceling,
+            Some(at(40)),
+            3,
+            Some("500 api_error"),
+        )
+        .await
+        .unwrap();
+    store
+        .update_batch_progress("b", BatchStatus::Canceling, Some(at(41)), 4, None)
+        .await
+        .unwrap();
+    let batch = store.find_batch(BATCH).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            batch.status,
+            batch.next_poll_at,
+            batch.poll_failures,
+            batch.error.as_deref()
+        ),
+        (
+            BatchStatus::Canceling,
+            Some(at(41)),
+            4,
+            Some("500 api_error")
+        ),
+        "the last error stays until another"
+    );
+    assert!(
+        store.due_batches(at(40)).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    assert_eq!(store.due_batches(at(41)).await.unwrap().len(), 1);
+    assert_eq!(
+        store.record_short_read("b", at(45), "short").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.record_short_read("b", at(46), "short").await.unwrap(),
+        2
+    );
+    let batch = store.find_batch(BATCH).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            batch.short_reads,
+            batch.poll_failures,
+            batch.next_poll_at,
+            batch.error.as_deref()
+        ),
+        (2, 0, Some(at(46)), Some("short"))
+    );
+    let counts =
+        json!({"succeeded": 2, "errored": 0, "canceled": 0, "expired": 0, "processing": 0});
+    store
+        .finish_batch(
+            "b",
+            BatchStatus::Ended,
+            &counts,
+            at(50),
+            1,
+            Some("1 unreadable"),
+        )
+        .await
+        .unwrap();
+    let batch = store.find_batch(BATCH).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            batch.status,
+            batch.results_collected,
+            batch.ended_at,
+            batch.unaccounted_results
+        ),
+        (BatchStatus::Ended, true, Some(at(50)), 1)
+    );
+    assert_eq!(
+        (batch.request_counts, batch.next_poll_at),
+        (Some(counts), None)
+    );
+    assert!(
+        store.due_batches(at(99)).await.unwrap().is_empty(),
+        "collected"
+    );
+    // Progress of a collected batch changes nothing.
+    store
+        .update_batch_progress("b", BatchStatus::InProgress, Some(at(60)), 1, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_batch(BATCH).await.unwrap().unwrap().status,
+        BatchStatus::Ended
+    );
+    assert_eq!(
+        store.recent_batch_durations(5).await.unwrap(),
+        [39.0 * 60.0]
+    );
+
+    // A batch the provider no longer knows: its unfinished jobs go back to pending.
+    submitted_batch(store.as_ref(), "b2", "msgbatch_lost", &["l1", "l2"]).await;
+    store
+        .cancel_job("l2", &Visibility::All, at(20))
+        .await
+        .unwrap();
+    let event = Happened::Returned {
+        reason: "unknown".into(),
+    };
+    assert_eq!(
+        store
+            .lose_batch("b2", "unknown to the provider", &event, at(21))
+            .await
+            .unwrap(),
+        1
+    );
+    let l1 = job(store.as_ref(), "l1").await;
+    assert_eq!(
+        (l1.status, l1.attempts, l1.batch_id),
+        (JobStatus::Pending, 0, None)
+    );
+    assert_eq!(
+        kinds(&store.job_events("l1").await.unwrap()).last(),
+        Some(&"returned")
+    );
+    let lost = store.find_batch("msgbatch_lost").await.unwrap().unwrap();
+    assert_eq!(
+        (lost.status, lost.error.as_deref()),
+        (BatchStatus::Lost, Some("unknown to the provider"))
+    );
+    assert_eq!(store.batch_remaining("msgbatch_lost").await.unwrap(), 0);
+    assert_eq!(
+        store.recent_batch_durations(5).await.unwrap().len(),
+        1,
+        "only ended ones"
+    );
+}
+
+pub async fn daily_costs_come_from_the_charges(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["x1", "x2"]).await;
+    let day = Duration::days(1);
+    let (complete, done) = completed(1000);
+    store
+        .apply_updates(BATCH, &[update("x1", 0, complete, done)], t0() + day)
+        .await
+        .unwrap();
+    store
+        .record_duplicate_charges(
+            "msgbatch_copy",
+            &[DuplicateCharge {
+                job_id: "x1".into(),
+                spend: spend(1000),
+            }],
+            t0() + day * 2,
+        )
+        .await
+        .unwrap();
+    let rows = store.daily_costs(&Visibility::All, t0()).await.unwrap();
+    let days: Vec<(i64, i64, i64)> = rows.iter().map(|r| (r.day, r.jobs, r.cost_nanos)).collect();
+    let first = t0().timestamp() / 86_400 + 1;
+    assert_eq!(days, [(first, 1, 1_000_000), (first + 1, 1, 1_000_000)]);
+    assert_eq!(
+        (rows[0].job_type, rows[0].owner_name.as_str()),
+        (JobType::RiskReport, "trader")
+    );
+    assert_eq!(rows[0].standard_cost_nanos, 2_000_000);
+    assert_eq!(
+        store
+            .daily_costs(&Visibility::All, t0() + day * 2)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let other = user(store.as_ref(), "other", Role::Trader).await;
+    assert!(
+        store
+            .daily_costs(&Visibility::Owner(other.id), t0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,342 @@
+//! Several instances on one PostgreSQL: three `ai-batch serve` processes share a database and
+//! an emulator; clients spread enqueues and cancels over all three; the leader is killed with
+//! `kill -9` in the middle of a flush and again during an ingest; PostgreSQL itself is
+//! restarted while requests flow. Afterwards no job is lost or duplicated, none was billed
+//! twice, every job is terminal, the books equal the provider's, and a new leader took over
+//! within the limit each time.
+//!
+//! It restarts the machine's PostgreSQL cluster (`pg_ctlcluster … restart`, as root), so it is
+//! a test binary of its own: cargo runs test binaries one after another, never beside it.
+//! `scripts/chaos.sh` runs a long version (`AI_BATCH_CHAOS_JOBS`, `AI_BATCH_CHAOS_ROUNDS`).
+
+#[path = "../api/database.rs"]
+mod database;
+#[path = "../api/service.rs"]
+mod service;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use ai_batch::emulator::{Faults, StreamFault};
+use serde_json::{Value, json};
+
+use service::{Database, Provider, Service};
+
+/// Seconds the leadership lasts in this test; takeover must come within it plus a renewal.
+const LEADER_LEASE_SECS: u64 = 3;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const ENV: &[(&str, &str)] = &[
+    ("AI_BATCH_SCHEDULER", "true"),
+    ("AI_BATCH_AUTO_FLUSH_MIN_JOBS", "25"),
+    ("AI_BATCH_AUTO_FLUSH_MAX_JOBS", "100"),
+    ("AI_BATCH_FLUSH_INTERVAL_SECS", "1"),
+    ("AI_BATCH_SCHEDULER_TICK_MS", "100"),
+    ("AI_BATCH_POLL_INTERVAL_SECS", "1"),
+    ("AI_BATCH_LEASE_SECS", "2"),
+    ("AI_BATCH_LEADER_LEASE_SECS", "3"),
+    ("AI_BATCH_ANTHROPIC_REQUEST_TIMEOUT_SECS", "5"),
+    ("AI_BATCH_DB_MAX_CONNECTIONS", "5"),
+];
+
+/// One request to whichever instance answers, trying the next on an outage (a 5xx or no
+/// answer at all).
+async fn call(
+    urls: &RwLock<Vec<String>>,
+    token: &str,
+    turn: usize,
+    path: &str,
+    body: Value,
+) -> Value {
+    for attempt in 0.. {
+        let url = {
+            let urls = urls.read().unwrap();
+            urls[(turn + attempt) % urls.len()].clone()
+        };
+        let sent = reqwest::Client::new()
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status();
+            if status.is_success() || status.as_u16() == 409 {
+                return response.json().await.unwrap_or(Value::Null);
+            }
+            assert!(status.is_server_error(), "{path}: {status}");
+            assert_ne!(
+                status.as_u16(),
+                500,
+                "{path}: an outage is a 503, never a 500"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 % 10 + 1))).await;
+    }
+    unreachable!()
+}
+
+/// The instance that leads now, waiting for one to take over.
+async fn leader(instances: &[Service], since: Instant) -> (usize, Duration) {
+    loop {
+        for (i, instance) in instances.iter().enumerate() {
+            if instance.health().await.is_some_and(|h| h["leader"] == true) {
+                return (i, since.elapsed());
+            }
+        }
+        assert!(since.elapsed() < Duration::from_secs(60), "nobody leads");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Kills the leader with `kill -9`, restarts it, and returns how long until another led.
+async fn kill_the_leader(
+    instances: &mut [Service],
+    urls: &RwLock<Vec<String>>,
+    db: &Database,
+    provider: &Provider,
+) -> Duration {
+    let (i, _) = leader(instances, Instant::now()).await;
+    instances[i].kill();
+    let killed = Instant::now();
+    instances[i] = Service::start(db, provider, ENV).await;
+    urls.write().unwrap()[i] = instances[i].url.clone();
+    let (_, took) = leader(instances, killed).await;
+    took
+}
+
+/// Restarts the machine's PostgreSQL cluster the way an operator would, keeping it down for
+/// `down` (longer than a request waits for a connection, so requests meet the outage).
+fn restart_postgres(down: Duration) {
+    let versions = std::fs::read_dir("/etc/postgresql").expect("a local PostgreSQL cluster");
+    let versions: Vec<String> = versions
+        .flatten()
+        .map(|v| v.file_name().to_string_lossy().to_string())
+        .collect();
+    let pg_ctlcluster = |version: &str, action: &str| {
+        let status = std::process::Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", version, "main", action])
+            .status()
+            .expect("pg_ctlcluster runs (as root)");
+        assert!(
+            status.success(),
+            "pg_ctlcluster {version} main {action}: {status}"
+        );
+    };
+    for version in &versions {
+        pg_ctlcluster(version, "stop");
+    }
+    std::thread::sleep(down);
+    for version in &versions {
+        pg_ctlcluster(version, "start");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
+    let jobs = setting("AI_BATCH_CHAOS_JOBS", 400) as usize;
+    let rounds = setting("AI_BATCH_CHAOS_ROUNDS", 1) as usize;
+    let started = Instant::now();
+    let provider = Provider::start(Duration::from_millis(1500)).await;
+    provider.emulator.set_faults(Faults {
+        errored_percent: 3,
+        ..Faults::default()
+    });
+    let db = Database::postgres().await;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Service::start(&db, &provider, ENV).await);
+    }
+    let urls = Arc::new(RwLock::new(
+        instances.iter().map(|s| s.url.clone()).collect::<Vec<_>>(),
+    ));
+
+    // Clients: every job through the next instance in turn (the same key if retried), and
+    // one in twenty cancelled a few jobs later through yet another.
+    let clients = {
+        let (urls, token) = (urls.clone(), db.admin.clone());
+        tokio::spawn(async move {
+            let mut to_cancel = std::collections::VecDeque::new();
+            for i in 0..jobs {
+                let body = json!({"job_type": "risk_report", "payload": {"ticker": format!("C{i}")},
+                                  "idempotency_key": format!("chaos-{i}")});
+                let answer = call(&urls, &token, i, "/api/v1/batch/enqueue", body).await;
+                if i % 20 == 7 {
+                    to_cancel.push_back(answer["job"]["id"].as_str().unwrap().to_string());
+                }
+                if to_cancel.len() > 2 {
+                    let id = to_cancel.pop_front().unwrap();
+                    call(
+                        &urls,
+                        &token,
+                        i + 1,
+                        &format!("/api/v1/batch/jobs/{id}/cancel"),
+                        json!({}),
+                    )
+                    .await;
+                }
+                // Paced, so requests are still flowing when PostgreSQL restarts.
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+
+    // A reader on every instance throughout: outages must answer 503, never 500.
+    let stop_reading = tokio_util::sync::CancellationToken::new();
+    let reader = {
+        let (urls, token, stop) = (urls.clone(), db.admin.clone(), stop_reading.clone());
+        tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::<u16, usize>::new();
+            let mut turn = 0;
+            while !stop.is_cancelled() {
+                let url = {
+                    let urls = urls.read().unwrap();
+                    urls[turn % urls.len()].clone()
+                };
+                turn += 1;
+                let answer = reqwest::Client::new()
+                    .get(format!("{url}/api/v1/batch/stats"))
+                    .bearer_auth(&token)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                if let Ok(response) = answer {
+                    let status = response.status().as_u16();
+                    if status == 503 {
+                        assert!(
+                            response.headers().contains_key("retry-after"),
+                            "503 without Retry-After"
+                        );
+                    }
+                    *seen.entry(status).or_default() += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        })
+    };
+
+    let mut takeovers = Vec::new();
+    for _ in 0..rounds {
+        // The leader dies in the middle of a flush: its create is slow to be applied.
+        provider.emulator.set_faults(Faults {
+            before_create_ms: vec![2500],
+            errored_percent: 3,
+            ..Faults::default()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let batches = instances[0].batches().await;
+            if batches.iter().any(|b| b["status"] == "submitting") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no flush began (too few jobs for the rounds?)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        takeovers.push(kill_the_leader(&mut instances, &urls, &db, &provider).await);
+
+        // The leader dies during an ingest: its results download stalls midway.
+        provider.emulator.set_faults(Faults {
+            stall_results: Some(StreamFault {
+                after_lines: 5,
+                times: Some(1),
+                millis: 4000,
+                ..StreamFault::default()
+            }),
+            errored_percent: 3,
+            ..Faults::default()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while provider.emulator.downloads_in_flight() == 0 {
+            assert!(Instant::now() < deadline, "no ingest began");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        takeovers.push(kill_the_leader(&mut instances, &urls, &db, &provider).await);
+
+        // PostgreSQL restarts while requests flow: down for six seconds.
+        tokio::task::spawn_blocking(|| restart_postgres(Duration::from_secs(6)))
+            .await
+            .unwrap();
+    }
+    clients.await.unwrap();
+    stop_reading.cancel();
+    let reads = reader.await.unwrap();
+    assert!(!reads.contains_key(&500), "reads answered 500: {reads:?}");
+    assert!(
+        reads.contains_key(&503),
+        "the outage was seen as 503s: {reads:?}"
+    );
+
+    let settled = instances[1]
+        .settled(Duration::from_secs(120.max(jobs as u64 / 5)))
+        .await;
+    assert_eq!(settled.len(), jobs, "no job lost or duplicated");
+    let keys: HashSet<_> = settled
+        .iter()
+        .map(|j| j["idempotency_key"].clone())
+        .collect();
+    assert_eq!(keys.len(), jobs);
+    let books = provider.books();
+    assert_eq!(
+        books.billed_twice(),
+        Vec::<&String>::new(),
+        "no job billed twice"
+    );
+    books.assert_equal_to(&instances[2].get("/api/v1/batch/stats").await);
+    let batches = instances[0].batches().await;
+    let ours: HashSet<&str> = batches
+        .iter()
+        .filter_map(|b| b["batch_id"].as_str())
+        .collect();
+    let theirs: HashSet<String> = provider
+        .emulator
+        .billing()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(
+        ours,
+        theirs.iter().map(String::as_str).collect::<HashSet<_>>()
+    );
+    let limit = Duration::from_secs(LEADER_LEASE_SECS + 2);
+    for took in &takeovers {
+        assert!(
+            *took <= limit,
+            "a new leader took {took:?}, more than {limit:?}"
+        );
+    }
+    // One leader at the end, and every instance answers.
+    let mut leaders = 0;
+    for instance in &instances {
+        let health = instance.health().await.expect("every instance answers");
+        assert_eq!(health["database"], "postgres");
+        leaders += usize::from(health["leader"] == true);
+    }
+    assert_eq!(leaders, 1, "exactly one leader");
+    let count = |s: &str| settled.iter().filter(|j| j["status"] == s).count();
+    println!(
+        "chaos: {jobs} jobs over 3 instances, {rounds} rounds (leader killed mid-flush and mid-ingest, \
+         PostgreSQL restarted): {} completed, {} failed, {} cancelled; {} provider batches; \
+         takeovers {:?}; reads by status {:?}; {} tokens, ${:.4} billed = recorded; {:.1} s",
+        count("completed"),
+        count("failed"),
+        count("cancelled"),
+        books.batches,
+        takeovers,
+        reads,
+        books.tokens,
+        app::api::nanos_to_usd(books.cost_nanos),
+        started.elapsed().as_secs_f64()
+    );
+}
