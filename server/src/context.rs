@@ -4,13 +4,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::{Config, ProviderKind};
 use crate::pricing::PriceTable;
 use crate::provider::Provider;
-use crate::store::Store;
+use crate::store::{GroupCommit, Store};
 
 /// What every use case and handler can reach: configuration, store, provider and prices.
 #[derive(Clone)]
 pub struct Ctx {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    /// Enqueues go through one writer that commits whatever arrived together.
+    pub enqueuer: GroupCommit,
     pub provider: Arc<dyn Provider>,
     pub provider_kind: ProviderKind,
     pub prices: Arc<PriceTable>,

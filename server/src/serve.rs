@@ -78,6 +78,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
     }
     Ok(Ctx {
         config: Arc::new(config.clone()),
+        enqueuer: crate::store::GroupCommit::start(store.clone()),
         store,
         provider,
         provider_kind: kind,

@@ -6,7 +6,7 @@ use serde_json::Value;
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -133,7 +133,7 @@ pub struct EnqueueResponse {
 }
 
 /// What to list: the contract's `status_filter` and `limit`, plus the dashboard's type
-/// filter, text search and paging.
+/// filter, text search and paging (by `offset`, or by `cursor` from a page's `next_cursor`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListQuery {
     pub status_filter: Option<JobStatus>,
@@ -142,6 +142,32 @@ pub struct ListQuery {
     pub search: Option<String>,
     pub limit: i64,
     pub offset: i64,
+    /// Continue after this job (newest first): keyset paging, as fast on the last page as on the first.
+    #[serde(default)]
+    pub cursor: Option<ListCursor>,
+}
+
+/// Where a list continues: after the job created at `created_at` with this `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl ListCursor {
+    /// The cursor as a URL-safe string: `<microseconds>.<id>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<ListCursor> {
+        let (micros, id) = text.split_once('.')?;
+        let created_at = DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?;
+        (!id.is_empty() && id.len() <= 64).then(|| ListCursor {
+            created_at,
+            id: id.to_string(),
+        })
+    }
 }
 
 impl ListQuery {
@@ -160,6 +186,9 @@ impl ListQuery {
         if let Some(q) = &self.search {
             pairs.push(("q".into(), q.clone()));
         }
+        if let Some(cursor) = &self.cursor {
+            pairs.push(("cursor".into(), cursor.encode()));
+        }
         pairs
     }
 }
@@ -170,6 +199,9 @@ pub struct JobList {
     pub total_count: i64,
     pub pending_count: i64,
     pub processing_count: i64,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

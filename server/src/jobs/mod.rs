@@ -9,7 +9,7 @@ use app::api::{
     EnqueueResponse, Job, JobDetail, JobEventView, JobList, JobStatus, ListQuery, Stats,
     nanos_to_usd,
 };
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -35,20 +35,22 @@ pub async fn enqueue(
     caller: &Caller,
     request: EnqueueRequest,
 ) -> Result<EnqueueResponse> {
-    let now = Utc::now();
+    // The stores keep microseconds: the answer shows what a later read will.
+    let now = Utc::now().trunc_subsecs(6);
     let new_job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         owner_id: caller.user_id.clone(),
+        owner_name: caller.name.clone(),
         job_type: request.job_type,
         priority: request.priority,
         payload: Value::Object(request.payload.clone()),
-        run_after: request.run_after,
+        run_after: request.run_after.map(|at| at.trunc_subsecs(6)),
         idempotency_key: request.idempotency_key.clone(),
         request_hash: fingerprint(&request),
         created_at: now,
     };
     let request_hash = new_job.request_hash.clone();
-    let (record, message) = match ctx.store().insert_job(new_job).await? {
+    let (record, message) = match ctx.enqueuer.insert(new_job).await? {
         InsertOutcome::Created(record) => {
             let message = match record.run_after {
                 Some(at) if at > now => format!(
@@ -91,6 +93,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller, query: ListQuery) -> Result<JobLis
         total_count: page.total_count,
         pending_count: page.pending_count,
         processing_count: page.processing_count,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
     })
 }
 

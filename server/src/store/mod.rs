@@ -7,12 +7,18 @@ use chrono::{DateTime, Utc};
 mod batches;
 #[cfg(test)]
 pub(crate) mod conformance;
+mod group_commit;
 mod postgres;
+mod results;
 mod sqlite;
+mod totals;
 
 pub use batches::*;
+pub use group_commit::{GroupCommit, MAX_GROUP};
 pub use postgres::PostgresStore;
+pub use results::*;
 pub use sqlite::SqliteStore;
+pub use totals::{Amounts, Cell, Counted, Deltas, TotalsRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -114,6 +120,8 @@ pub enum Visibility {
 pub struct NewJob {
     pub id: String,
     pub owner_id: String,
+    /// The owner's name, for the job record answered without reading it back.
+    pub owner_name: String,
     pub job_type: JobType,
     pub priority: i64,
     pub payload: serde_json::Value,
@@ -122,6 +130,54 @@ pub struct NewJob {
     /// Fingerprint of the request after defaults, to tell a retry from a different request.
     pub request_hash: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl NewJob {
+    /// The job as stored once inserted: what a read would give back.
+    pub fn record(&self) -> JobRecord {
+        JobRecord {
+            id: self.id.clone(),
+            owner_id: self.owner_id.clone(),
+            owner_name: self.owner_name.clone(),
+            job_type: self.job_type,
+            status: JobStatus::Pending,
+            priority: self.priority,
+            payload: Some(self.payload.clone()),
+            run_after: self.run_after,
+            idempotency_key: self.idempotency_key.clone(),
+            request_hash: self.request_hash.clone(),
+            batch_id: None,
+            attempts: 0,
+            model: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_nanos: 0,
+            standard_cost_nanos: 0,
+            duplicate_tokens: 0,
+            duplicate_cost_nanos: 0,
+            price_version: None,
+            result: None,
+            error_message: None,
+            cancel_requested: false,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            completed_at: None,
+        }
+    }
+
+    /// The new job as the totals count it.
+    pub fn counted(&self) -> Counted {
+        Counted {
+            owner_id: self.owner_id.clone(),
+            job_type: self.job_type,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_nanos: 0,
+            standard_cost_nanos: 0,
+            created_at: self.created_at,
+            completed_at: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -178,6 +234,8 @@ pub struct JobPage {
     pub total_count: i64,
     pub pending_count: i64,
     pub processing_count: i64,
+    /// Where the next page starts, when this one is full.
+    pub next_cursor: Option<app::api::ListCursor>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -254,8 +312,19 @@ pub trait AccessStore: Send + Sync + 'static {
 /// Jobs as their owners see them.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
-    /// Inserts a job and its `created` event, unless the owner already used its idempotency key.
-    async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome>;
+    /// Inserts jobs and their `created` events in one transaction (all or none), each unless
+    /// its owner already used its idempotency key (then the existing job is its outcome);
+    /// outcomes in the order of `jobs`.
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<InsertOutcome>>;
+    /// One job, as `insert_jobs` inserts it.
+    async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome> {
+        self.insert_jobs(std::slice::from_ref(&job))
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("inserting job {} answered nothing", job.id))
+            })
+    }
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>>;
     /// Visible jobs matching the filter, newest first, with counts.
     async fn list_jobs(
@@ -270,7 +339,12 @@ pub trait JobStore: Send + Sync + 'static {
         visibility: &Visibility,
         now: DateTime<Utc>,
     ) -> StoreResult<CancelOutcome>;
+    /// Read from the totals, never by scanning jobs.
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
+    /// The totals the store keeps, per owner, status and job type, in key order.
+    async fn totals(&self, visibility: &Visibility) -> StoreResult<Vec<TotalsRow>>;
+    /// The same figures counted from every job: what `totals` must always equal (tests).
+    async fn recount_totals(&self) -> StoreResult<Vec<TotalsRow>>;
     async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>>;
     /// What was billed per UTC day (of the charge), job type and owner.
     async fn daily_costs(
@@ -300,9 +374,9 @@ pub trait InstanceStore: Send + Sync + 'static {
 }
 
 /// Everything the service stores: one implementation per database, one conformance suite.
-pub trait Store: AccessStore + JobStore + BatchStore + InstanceStore {}
+pub trait Store: AccessStore + JobStore + BatchStore + ResultStore + InstanceStore {}
 
-impl<T: AccessStore + JobStore + BatchStore + InstanceStore> Store for T {}
+impl<T: AccessStore + JobStore + BatchStore + ResultStore + InstanceStore> Store for T {}
 
 /// Opens the store a database URL names (`sqlite:` or `postgres:`), running its migrations.
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<std::sync::Arc<dyn Store>> {
@@ -329,6 +403,45 @@ pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {
 
 pub(crate) fn parse_batch_status(s: &str) -> StoreResult<BatchStatus> {
     BatchStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown batch status {s:?}")))
+}
+
+/// Stats of the visible jobs from their totals.
+pub(crate) fn stats_from(rows: &[TotalsRow]) -> StatsRecord {
+    let mut stats = StatsRecord::default();
+    let mut completion_micros = 0i64;
+    for row in rows {
+        stats.total += row.jobs;
+        stats.tokens += row.input_tokens + row.output_tokens;
+        stats.cost_nanos += row.cost_nanos;
+        stats.standard_cost_nanos += row.standard_cost_nanos;
+        match row.status {
+            JobStatus::Pending => stats.pending += row.jobs,
+            JobStatus::Processing => stats.processing += row.jobs,
+            JobStatus::Completed => {
+                stats.completed += row.jobs;
+                completion_micros += row.completion_micros;
+            }
+            JobStatus::Failed => stats.failed += row.jobs,
+            JobStatus::Cancelled => {}
+        }
+    }
+    stats.avg_completion_micros =
+        (stats.completed > 0).then(|| completion_micros as f64 / stats.completed as f64);
+    stats
+}
+
+/// How many visible jobs the totals count that match a status and type filter.
+pub(crate) fn count_from(
+    rows: &[TotalsRow],
+    status: Option<JobStatus>,
+    job_type: Option<JobType>,
+) -> i64 {
+    rows.iter()
+        .filter(|r| {
+            status.is_none_or(|s| s == r.status) && job_type.is_none_or(|t| t == r.job_type)
+        })
+        .map(|r| r.jobs)
+        .sum()
 }
 
 pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::api::{
     BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
-    ListQuery, PollRequest, Role,
+    ListCursor, ListQuery, PollRequest, Role,
 };
 
 fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
@@ -131,7 +131,8 @@ fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
 }
 
 /// Reads the list query: `status_filter` one of the job statuses, `limit` 1–1000 (50);
-/// and, beyond the contract, `job_type`, `q` (search, at most 200 characters), `offset` (0).
+/// and, beyond the contract, `job_type`, `q` (search, at most 200 characters), `offset` (0)
+/// and `cursor` (a page's `next_cursor`).
 pub fn parse_list_query<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Validated<ListQuery> {
@@ -171,6 +172,15 @@ pub fn parse_list_query<'a>(
                     query.offset = offset;
                 }
             }
+            "cursor" if !raw.is_empty() => match ListCursor::decode(raw) {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => c.push(FieldError::new(
+                    "value_error",
+                    c.loc(name),
+                    "Value error, not a cursor from a list's next_cursor",
+                    input.clone(),
+                )),
+            },
             "q" => {
                 let text = raw.trim();
                 if text.chars().count() > MAX_SEARCH_CHARS {

@@ -78,6 +78,7 @@ pub async fn flush_candidates_come_in_flush_order_and_page_by_cursor(store: Arc<
         store.eligible_summary(at(61)).await.unwrap(),
         (4, Some(at(0)))
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn claims_take_pending_jobs_write_members_and_hold_a_lease(store: Arc<impl Store>) {
@@ -144,6 +145,7 @@ pub async fn claims_take_pending_jobs_write_members_and_hold_a_lease(store: Arc<
     assert!(none.is_empty());
     assert_eq!(store.list_batches(10).await.unwrap().len(), 1);
     assert!(store.batch_members("b2").await.unwrap().is_empty());
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn concurrent_claims_never_share_a_job(store: Arc<impl Store>) {
@@ -171,6 +173,7 @@ pub async fn concurrent_claims_never_share_a_job(store: Arc<impl Store>) {
         }
     }
     assert_eq!(seen.len(), 60, "every job claimed once");
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn leases_are_taken_renewed_and_released_by_their_owner(store: Arc<impl Store>) {
@@ -238,6 +241,7 @@ pub async fn leases_are_taken_renewed_and_released_by_their_owner(store: Arc<imp
             .await
             .unwrap()
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn a_submission_is_recorded_once_under_its_lease(store: Arc<impl Store>) {
@@ -309,6 +313,7 @@ pub async fn a_submission_is_recorded_once_under_its_lease(store: Arc<impl Store
             provider_created_at: at(11)
         }]
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn a_refused_batch_puts_its_jobs_back(store: Arc<impl Store>) {
@@ -357,6 +362,7 @@ pub async fn a_refused_batch_puts_its_jobs_back(store: Arc<impl Store>) {
         2,
         "eligible again"
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn an_uncertain_batch_waits_for_its_lease_before_reconciliation(store: Arc<impl Store>) {
@@ -424,6 +430,7 @@ pub async fn an_uncertain_batch_waits_for_its_lease_before_reconciliation(store:
         store.list_batches(1).await.unwrap()[0].error.as_deref(),
         Some("waiting for 1 candidate")
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn accepted_batches_are_swept_once_and_duplicates_recorded_once(store: Arc<impl Store>) {
@@ -477,4 +484,5 @@ pub async fn accepted_batches_are_swept_once_and_duplicates_recorded_once(store:
             .swept_at,
         Some(at(13))
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }

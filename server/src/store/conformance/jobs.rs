@@ -325,3 +325,79 @@ pub async fn events_are_kept_in_order_with_their_details(store: Arc<impl Store>)
     assert_eq!(events[2].at, at(20));
     assert!(store.job_events("missing").await.unwrap().is_empty());
 }
+
+pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_once(
+    store: Arc<impl Store>,
+) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    let group = [
+        new_job("g1", &a, 0, Some("k")),
+        new_job("g2", &a, 1, Some("k")),
+        new_job("g3", &a, 2, None),
+        new_job("g4", &b, 3, Some("k")),
+    ];
+    let outcomes = store.insert_jobs(&group).await.unwrap();
+    let ids: Vec<(&str, bool)> = outcomes
+        .iter()
+        .map(|o| match o {
+            InsertOutcome::Created(r) => (r.id.as_str(), true),
+            InsertOutcome::Existing(r) => (r.id.as_str(), false),
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [("g1", true), ("g1", false), ("g3", true), ("g4", true)],
+        "the second use of a key in one group is the first job"
+    );
+    // What a group answers is what a read gives back.
+    let InsertOutcome::Created(answered) = &outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(
+        Some(answered),
+        store
+            .get_job("g1", &Visibility::All)
+            .await
+            .unwrap()
+            .as_ref()
+    );
+    assert_eq!(kinds(&store.job_events("g3").await.unwrap()), ["created"]);
+    assert_eq!(store.job_events("g3").await.unwrap()[0].at, at(2));
+    assert!(
+        store
+            .get_job("g2", &Visibility::All)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stats = store.stats(&Visibility::All).await.unwrap();
+    assert_eq!((stats.total, stats.pending), (3, 3));
+    assert_totals_match_a_recount(store.as_ref()).await;
+    assert!(store.insert_jobs(&[]).await.unwrap().is_empty());
+}
+
+pub async fn a_group_with_a_bad_job_inserts_nothing(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let ghost = UserRecord {
+        id: "nobody".into(),
+        name: "nobody".into(),
+        role: Role::Trader,
+        created_at: t0(),
+    };
+    let group = [
+        new_job("ok", &a, 0, None),
+        new_job("orphan", &ghost, 1, None),
+    ];
+    assert!(store.insert_jobs(&group).await.is_err(), "an unknown owner");
+    assert!(
+        store
+            .get_job("ok", &Visibility::All)
+            .await
+            .unwrap()
+            .is_none(),
+        "all or none"
+    );
+    assert_eq!(store.stats(&Visibility::All).await.unwrap().total, 0);
+    assert_totals_match_a_recount(store.as_ref()).await;
+}

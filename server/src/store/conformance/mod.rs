@@ -30,6 +30,8 @@ macro_rules! store_conformance {
             credentials_are_found_by_kind_and_id,
             tokens_are_listed_and_revoked_once,
             idempotency_keys_are_unique_per_owner,
+            a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_once,
+            a_group_with_a_bad_job_inserts_nothing,
             concurrent_inserts_with_one_key_create_one_job,
             jobs_are_visible_to_owner_and_all,
             lists_are_newest_first_filtered_and_counted,
@@ -92,6 +94,7 @@ fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> New
     NewJob {
         id: id.into(),
         owner_id: owner.id.clone(),
+        owner_name: owner.name.clone(),
         job_type: JobType::RiskReport,
         priority: 50,
         payload: json!({"ticker": "AAPL", "n": minutes}),
@@ -115,6 +118,13 @@ async fn job(store: &dyn Store, id: &str) -> JobRecord {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("job {id}"))
+}
+
+/// The totals the store keeps must equal a recount of every job, at any moment.
+async fn assert_totals_match_a_recount(store: &dyn Store) {
+    let kept = store.totals(&Visibility::All).await.unwrap();
+    let counted = store.recount_totals().await.unwrap();
+    assert_eq!(kept, counted, "totals drifted from the jobs");
 }
 
 fn kinds(events: &[JobEvent]) -> Vec<&str> {

@@ -171,6 +171,7 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
         Some(30.0 * 60e6),
         "created at 0, completed at 30"
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill(store: Arc<impl Store>) {
@@ -232,6 +233,7 @@ pub async fn a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill(store: Arc<
         ["created", "submitted", "cancelled", "result_discarded"]
     );
     assert_eq!(store.stats(&Visibility::All).await.unwrap().tokens, 880);
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn duplicate_charges_are_counted_once_and_shown_apart(store: Arc<impl Store>) {
@@ -294,6 +296,7 @@ pub async fn duplicate_charges_are_counted_once_and_shown_apart(store: Arc<impl 
         store.stats(&Visibility::All).await.unwrap().tokens,
         2200 + 330
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl Store>) {
@@ -432,6 +435,7 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
         1,
         "only ended ones"
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn daily_costs_come_from_the_charges(store: Arc<impl Store>) {
@@ -478,4 +482,5 @@ pub async fn daily_costs_come_from_the_charges(store: Arc<impl Store>) {
             .unwrap()
             .is_empty()
     );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }

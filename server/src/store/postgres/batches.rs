@@ -1,15 +1,17 @@
-//! The batch loop's tables on PostgreSQL. The same guards as SQLite's: a job changes only in
-//! the state its update was decided on, a batch under the lease or state it expects, a charge
-//! once by its key. Claims skip jobs another transaction holds, so two instances flushing at
-//! once never claim the same job.
+//! The flush's side of the batch tables on PostgreSQL: candidates, claims, leases, the
+//! create's outcomes, and what reconciliation reads. Every batch write is guarded by the lease
+//! or the state it expects; claims skip jobs another transaction holds, so two instances
+//! flushing at once never claim the same job.
 
+use app::api::JobStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
+use sqlx::{FromRow, Postgres, QueryBuilder};
 
-use super::PostgresStore;
+use super::results::requeue_processing;
+use super::{COUNTED, CountedRow, PostgresStore, apply_totals, insert_events};
 use crate::events::Happened;
 use crate::store::*;
 
@@ -20,121 +22,9 @@ const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.job_count, b
     COALESCE((SELECT SUM(c.input_tokens + c.output_tokens) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0)::BIGINT AS billed_tokens, \
     COALESCE((SELECT SUM(c.cost_nanos) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0)::BIGINT AS billed_cost_nanos";
 
-/// A job is changed only in the state its update was decided on ($1 job, $2 batch, $3 attempts).
-const GUARD: &str = "WHERE id = $1 AND batch_id = $2 AND status = 'processing' AND attempts = $3";
-
 /// The lease is free ($n: now, owner).
 fn lease_free(now: usize, owner: usize) -> String {
     format!("(lease_expires_at IS NULL OR lease_expires_at < ${now} OR lease_owner = ${owner})")
-}
-
-async fn events(
-    tx: &mut Transaction<'_, Postgres>,
-    job_ids: &[String],
-    happened: &Happened,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO job_events (job_id, kind, detail, at) SELECT id, $2, $3, $4 FROM unnest($1::text[]) AS t(id)",
-    )
-    .bind(job_ids)
-    .bind(happened.kind())
-    .bind(happened.detail())
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-#[derive(Clone, Copy)]
-enum ChargeKind {
-    Result,
-    Discarded,
-    Duplicate,
-}
-
-impl ChargeKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Result => "result",
-            Self::Discarded => "discarded",
-            Self::Duplicate => "duplicate",
-        }
-    }
-}
-
-/// Records what Anthropic billed for a job in a provider batch, once, and adds it to the
-/// job's totals. `false` if that charge was already recorded (or the job does not exist).
-async fn charge(
-    tx: &mut Transaction<'_, Postgres>,
-    job_id: &str,
-    provider_batch_id: &str,
-    kind: ChargeKind,
-    spend: &Spend,
-    at: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO charges (job_id, provider_batch_id, kind, input_tokens, output_tokens, cost_nanos, \
-         standard_cost_nanos, price_version, at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-         WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1) ON CONFLICT DO NOTHING",
-    )
-    .bind(job_id)
-    .bind(provider_batch_id)
-    .bind(kind.as_str())
-    .bind(spend.input_tokens)
-    .bind(spend.output_tokens)
-    .bind(spend.cost_nanos)
-    .bind(spend.standard_cost_nanos)
-    .bind(&spend.price_version)
-    .bind(at)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        let duplicate = matches!(kind, ChargeKind::Duplicate);
-        sqlx::query(
-            "UPDATE jobs SET input_tokens = input_tokens + $1, output_tokens = output_tokens + $2, \
-             cost_nanos = cost_nanos + $3, standard_cost_nanos = standard_cost_nanos + $4, \
-             duplicate_tokens = duplicate_tokens + $5, duplicate_cost_nanos = duplicate_cost_nanos + $6, \
-             price_version = CASE WHEN $7 THEN price_version ELSE $8 END WHERE id = $9",
-        )
-        .bind(spend.input_tokens)
-        .bind(spend.output_tokens)
-        .bind(spend.cost_nanos)
-        .bind(spend.standard_cost_nanos)
-        .bind(if duplicate {
-            spend.input_tokens + spend.output_tokens
-        } else {
-            0
-        })
-        .bind(if duplicate { spend.cost_nanos } else { 0 })
-        .bind(duplicate)
-        .bind(&spend.price_version)
-        .bind(job_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(inserted)
-}
-
-/// Puts a local batch's jobs that are still `processing` back to pending, with an event each.
-async fn requeue_processing(
-    tx: &mut Transaction<'_, Postgres>,
-    batch_id: &str,
-    happened: &Happened,
-    at: DateTime<Utc>,
-) -> StoreResult<i64> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, updated_at = $1 \
-         WHERE local_batch_id = $2 AND status = 'processing' RETURNING id",
-    )
-    .bind(at)
-    .bind(batch_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    events(tx, &ids, happened, at).await?;
-    Ok(ids.len() as i64)
 }
 
 impl PostgresStore {
@@ -222,26 +112,44 @@ impl BatchStore for PostgresStore {
         .bind(batch.lease.until)
         .execute(&mut *tx)
         .await?;
-        let ids: Vec<String> = claims.iter().map(|c| c.job_id.clone()).collect();
-        let models: Vec<String> = claims.iter().map(|c| c.model.clone()).collect();
+        let ids: Vec<&str> = claims.iter().map(|c| c.job_id.as_str()).collect();
+        let models: Vec<&str> = claims.iter().map(|c| c.model.as_str()).collect();
         // Jobs another transaction holds (another instance's claim, a cancel) are skipped.
-        let claimed: Vec<String> = sqlx::query_scalar(
+        let sql = format!(
             "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(id, model)), \
              free AS (SELECT j.id FROM jobs j JOIN wanted w ON w.id = j.id WHERE j.status = 'pending' \
-                      FOR UPDATE OF j SKIP LOCKED) \
+                      ORDER BY j.id FOR UPDATE OF j SKIP LOCKED) \
              UPDATE jobs j SET status = 'processing', local_batch_id = $3, model = w.model, updated_at = $4 \
-             FROM free JOIN wanted w ON w.id = free.id WHERE j.id = free.id RETURNING j.id",
-        )
-        .bind(&ids)
-        .bind(&models)
-        .bind(&batch.id)
-        .bind(batch.created_at)
-        .fetch_all(&mut *tx)
-        .await?;
-        if claimed.is_empty() {
+             FROM free JOIN wanted w ON w.id = free.id WHERE j.id = free.id RETURNING {}",
+            COUNTED
+                .split(", ")
+                .map(|c| format!("j.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<CountedRow> = sqlx::query_as(&sql)
+            .bind(&ids)
+            .bind(&models)
+            .bind(&batch.id)
+            .bind(batch.created_at)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
             tx.rollback().await?;
-            return Ok(claimed);
+            return Ok(Vec::new());
         }
+        let mut deltas = Deltas::default();
+        for row in &rows {
+            let job = row.counted()?;
+            deltas.moved(&job, JobStatus::Pending, &job, JobStatus::Processing);
+        }
+        let set: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        // In flush order, as asked.
+        let claimed: Vec<String> = ids
+            .into_iter()
+            .filter(|id| set.contains(id))
+            .map(String::from)
+            .collect();
         sqlx::query(
             "INSERT INTO batch_jobs (batch_id, job_id) SELECT $1, id FROM unnest($2::text[]) AS t(id)",
         )
@@ -254,10 +162,9 @@ impl BatchStore for PostgresStore {
             .bind(&batch.id)
             .execute(&mut *tx)
             .await?;
+        apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;
-        // Back in flush order, as asked.
-        let set: std::collections::HashSet<&String> = claimed.iter().collect();
-        Ok(ids.into_iter().filter(|id| set.contains(id)).collect())
+        Ok(claimed)
     }
 
     async fn renew_lease(&self, batch_id: &str, lease: &Lease) -> StoreResult<bool> {
@@ -365,7 +272,11 @@ impl BatchStore for PostgresStore {
         .bind(batch_id)
         .fetch_all(&mut *tx)
         .await?;
-        events(&mut tx, &ids, happened, s.submitted_at).await?;
+        let events: Vec<_> = ids
+            .iter()
+            .map(|id| (id.as_str(), happened, s.submitted_at))
+            .collect();
+        insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -564,243 +475,6 @@ impl BatchStore for PostgresStore {
         Ok(())
     }
 
-    async fn job_states(
-        &self,
-        provider_batch_id: &str,
-        job_ids: &[String],
-    ) -> StoreResult<Vec<JobState>> {
-        let rows: Vec<StateRow> = sqlx::query_as(
-            "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
-             EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) AS charged \
-             FROM jobs j WHERE j.batch_id = $1 AND j.id = ANY($2)",
-        )
-        .bind(provider_batch_id)
-        .bind(job_ids)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(JobState {
-                    job_type: parse_job_type(&row.job_type)?,
-                    status: parse_status(&row.status)?,
-                    id: row.id,
-                    attempts: row.attempts,
-                    cancel_requested: row.cancel_requested,
-                    charged: row.charged,
-                    model: row.model,
-                })
-            })
-            .collect()
-    }
-
-    async fn apply_updates(
-        &self,
-        provider_batch_id: &str,
-        updates: &[JobUpdate],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let mut changed = Vec::with_capacity(updates.len());
-        for u in updates {
-            let (passed, billed) = match &u.transition {
-                Transition::Complete { result, spend } => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'completed', result = $4, completed_at = $5, updated_at = $5, \
-                         error_message = NULL {GUARD}"
-                    );
-                    let passed = sqlx::query(&sql)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .bind(u.expected_attempts)
-                        .bind(Json(result))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    (passed, Some((spend, ChargeKind::Result)))
-                }
-                Transition::Fail {
-                    error,
-                    attempts: new_attempts,
-                    spend,
-                } => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'failed', error_message = $4, attempts = $5, updated_at = $6 {GUARD}"
-                    );
-                    let passed = sqlx::query(&sql)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .bind(u.expected_attempts)
-                        .bind(error)
-                        .bind(new_attempts)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    (passed, spend.as_ref().map(|s| (s, ChargeKind::Result)))
-                }
-                Transition::Requeue {
-                    reason,
-                    attempts: new_attempts,
-                } => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, attempts = $4, \
-                         error_message = $5, updated_at = $6 {GUARD}"
-                    );
-                    let passed = sqlx::query(&sql)
-                        .bind(&u.job_id)
-                        .bind(provider_batch_id)
-                        .bind(u.expected_attempts)
-                        .bind(new_attempts)
-                        .bind(reason)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    (passed, None)
-                }
-                Transition::RecordSpend { spend } => {
-                    let cancelled_here: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND batch_id = $2 AND status = 'cancelled')",
-                    )
-                    .bind(&u.job_id)
-                    .bind(provider_batch_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    (cancelled_here, Some((spend, ChargeKind::Discarded)))
-                }
-            };
-            let applied = match (passed, billed) {
-                (true, Some((spend, kind))) => {
-                    let charged =
-                        charge(&mut tx, &u.job_id, provider_batch_id, kind, spend, now).await?;
-                    // A discard changes nothing but the books: it applies only the first time.
-                    charged || !matches!(kind, ChargeKind::Discarded)
-                }
-                (passed, _) => passed,
-            };
-            if applied {
-                events(&mut tx, std::slice::from_ref(&u.job_id), &u.event, now).await?;
-                changed.push(u.job_id.clone());
-            }
-        }
-        tx.commit().await?;
-        Ok(changed)
-    }
-
-    async fn record_duplicate_charges(
-        &self,
-        provider_batch_id: &str,
-        charges: &[DuplicateCharge],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let mut charged = Vec::with_capacity(charges.len());
-        for c in charges {
-            if charge(
-                &mut tx,
-                &c.job_id,
-                provider_batch_id,
-                ChargeKind::Duplicate,
-                &c.spend,
-                now,
-            )
-            .await?
-            {
-                charged.push(c.job_id.clone());
-            }
-        }
-        let happened = Happened::BilledAgain {
-            batch: provider_batch_id.to_string(),
-        };
-        events(&mut tx, &charged, &happened, now).await?;
-        tx.commit().await?;
-        Ok(charged)
-    }
-
-    async fn record_short_read(
-        &self,
-        batch_id: &str,
-        next_poll_at: DateTime<Utc>,
-        note: &str,
-    ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "UPDATE batches SET short_reads = short_reads + 1, next_poll_at = $1, error = $2, poll_failures = 0 \
-             WHERE id = $3 RETURNING short_reads",
-        )
-        .bind(next_poll_at)
-        .bind(note)
-        .bind(batch_id)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn finish_batch(
-        &self,
-        batch_id: &str,
-        status: BatchStatus,
-        request_counts: &Value,
-        ended_at: DateTime<Utc>,
-        unaccounted_results: i64,
-        note: Option<&str>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE batches SET status = $1, results_collected = TRUE, request_counts = $2, ended_at = $3, \
-             next_poll_at = NULL, unaccounted_results = $4, error = COALESCE($5, error), poll_failures = 0, \
-             lease_owner = NULL, lease_expires_at = NULL WHERE id = $6",
-        )
-        .bind(status.as_str())
-        .bind(Json(request_counts))
-        .bind(ended_at)
-        .bind(unaccounted_results)
-        .bind(note)
-        .bind(batch_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn lose_batch(
-        &self,
-        batch_id: &str,
-        note: &str,
-        happened: &Happened,
-        now: DateTime<Utc>,
-    ) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await?;
-        let returned = requeue_processing(&mut tx, batch_id, happened, now).await?;
-        sqlx::query(
-            "UPDATE batches SET status = 'lost', next_poll_at = NULL, error = $1 WHERE id = $2",
-        )
-        .bind(note)
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(returned)
-    }
-
-    async fn batch_remaining(&self, provider_batch_id: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE batch_id = $1 AND status = 'processing'",
-        )
-        .bind(provider_batch_id)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn charged_results(&self, provider_batch_id: &str) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM charges WHERE provider_batch_id = $1")
-                .bind(provider_batch_id)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
     async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>> {
         Ok(sqlx::query_scalar(
             "SELECT EXTRACT(EPOCH FROM (ended_at - submitted_at))::FLOAT8 FROM batches \
@@ -834,17 +508,6 @@ impl TryFrom<QueuedRow> for QueuedJob {
             priority: row.priority,
         })
     }
-}
-
-#[derive(FromRow)]
-struct StateRow {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    cancel_requested: bool,
-    charged: bool,
-    model: Option<String>,
 }
 
 #[derive(FromRow)]

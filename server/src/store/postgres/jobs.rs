@@ -1,73 +1,93 @@
 //! Jobs on PostgreSQL.
 
+use std::collections::HashSet;
+
+use app::api::{JobStatus, ListQuery};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder, Transaction};
 
-use super::{JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, PostgresStore, push_visibility};
+use super::{
+    COUNTED, CountedRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, PostgresStore,
+    TotalsDbRow, apply_totals, insert_events, push_visibility,
+};
 use crate::events::Happened;
 use crate::store::*;
-use app::api::ListQuery;
+
+/// The job an owner already made with an idempotency key, read inside the writing transaction
+/// (it may have been inserted by the same transaction).
+async fn by_key(
+    tx: &mut Transaction<'_, Postgres>,
+    owner_id: &str,
+    key: &str,
+) -> StoreResult<JobRecord> {
+    let sql =
+        format!("SELECT {JOB_COLUMNS}{JOB_FROM} WHERE j.owner_id = $1 AND j.idempotency_key = $2");
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(owner_id)
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await?;
+    row.try_into()
+}
 
 #[async_trait]
 impl JobStore for PostgresStore {
-    async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome> {
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let owners: Vec<&str> = jobs.iter().map(|j| j.owner_id.as_str()).collect();
+        let types: Vec<&str> = jobs.iter().map(|j| j.job_type.as_str()).collect();
+        let priorities: Vec<i64> = jobs.iter().map(|j| j.priority).collect();
+        let payloads: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.payload).collect();
+        let run_afters: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_after).collect();
+        let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
+        let hashes: Vec<&str> = jobs.iter().map(|j| j.request_hash.as_str()).collect();
+        let created: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.created_at).collect();
+        // A key reused by its owner (before, or earlier in this very statement) inserts nothing.
+        let inserted: HashSet<String> = sqlx::query_scalar(
             "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, idempotency_key, \
-             request_hash, created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $9) \
-             ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
+             request_hash, created_at, updated_at) \
+             SELECT id, owner_id, job_type, 'pending', priority, payload, run_after, key, hash, created, created \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::timestamptz[], \
+                         $7::text[], $8::text[], $9::timestamptz[]) WITH ORDINALITY \
+                  AS v(id, owner_id, job_type, priority, payload, run_after, key, hash, created, n) \
+             ORDER BY n ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
         )
-        .bind(&job.id)
-        .bind(&job.owner_id)
-        .bind(job.job_type.as_str())
-        .bind(job.priority)
-        .bind(Json(&job.payload))
-        .bind(job.run_after)
-        .bind(&job.idempotency_key)
-        .bind(&job.request_hash)
-        .bind(job.created_at)
-        .execute(&mut *tx)
+        .bind(&ids)
+        .bind(&owners)
+        .bind(&types)
+        .bind(&priorities)
+        .bind(&payloads)
+        .bind(&run_afters)
+        .bind(&keys)
+        .bind(&hashes)
+        .bind(&created)
+        .fetch_all(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            let happened = Happened::Created;
-            sqlx::query(
-                "INSERT INTO job_events (job_id, kind, detail, at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&job.id)
-            .bind(happened.kind())
-            .bind(happened.detail())
-            .bind(job.created_at)
-            .execute(&mut *tx)
-            .await?;
+        .into_iter()
+        .collect();
+        let mut deltas = Deltas::default();
+        let mut events = Vec::with_capacity(inserted.len());
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if inserted.contains(&job.id) {
+                deltas.added(&job.counted(), JobStatus::Pending);
+                events.push((job.id.as_str(), &Happened::Created, job.created_at));
+                outcomes.push(InsertOutcome::Created(job.record()));
+            } else {
+                let key = job.idempotency_key.as_deref().ok_or_else(|| {
+                    StoreError::Corrupt(format!("job {} was not inserted and has no key", job.id))
+                })?;
+                outcomes.push(InsertOutcome::Existing(
+                    by_key(&mut tx, &job.owner_id, key).await?,
+                ));
+            }
         }
+        insert_events(&mut tx, &events).await?;
+        apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;
-
-        let lookup = if inserted {
-            self.job_where(|q| {
-                q.push("j.id = ").push_bind(job.id.clone());
-            })
-            .await?
-        } else {
-            let key = job.idempotency_key.clone().unwrap_or_default();
-            self.job_where(|q| {
-                q.push("j.owner_id = ")
-                    .push_bind(job.owner_id.clone())
-                    .push(" AND j.idempotency_key = ")
-                    .push_bind(key);
-            })
-            .await?
-        };
-        let record = lookup
-            .ok_or_else(|| StoreError::Corrupt(format!("job {} vanished after insert", job.id)))?;
-        Ok(if inserted {
-            InsertOutcome::Created(record)
-        } else {
-            InsertOutcome::Existing(record)
-        })
+        Ok(outcomes)
     }
 
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>> {
@@ -83,6 +103,14 @@ impl JobStore for PostgresStore {
             QueryBuilder::new(format!("SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE TRUE"));
         push_visibility(&mut query, visibility);
         push_filter(&mut query, filter);
+        if let Some(cursor) = &filter.cursor {
+            query
+                .push(" AND (j.created_at, j.id) < (")
+                .push_bind(cursor.created_at)
+                .push(", ")
+                .push_bind(cursor.id.clone())
+                .push(")");
+        }
         query
             .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
             .push_bind(filter.limit)
@@ -94,31 +122,28 @@ impl JobStore for PostgresStore {
             .map(JobRecord::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
 
-        let mut counts = QueryBuilder::new("SELECT j.status, COUNT(*) FROM jobs j WHERE TRUE");
-        push_visibility(&mut counts, visibility);
-        counts.push(" GROUP BY j.status");
-        let by_status: Vec<(String, i64)> = counts.build_query_as().fetch_all(&self.pool).await?;
-        let count = |wanted: &str| {
-            by_status
-                .iter()
-                .filter(|(s, _)| s == wanted)
-                .map(|(_, n)| n)
-                .sum::<i64>()
-        };
-        let visible: i64 = by_status.iter().map(|(_, n)| n).sum();
-        let total_count = if filter.job_type.is_some() || filter.search.is_some() {
+        let totals = self.totals(visibility).await?;
+        let total_count = if filter.search.is_some() {
             let mut matching = QueryBuilder::new("SELECT COUNT(*) FROM jobs j WHERE TRUE");
             push_visibility(&mut matching, visibility);
             push_filter(&mut matching, filter);
             matching.build_query_scalar().fetch_one(&self.pool).await?
         } else {
-            filter.status_filter.map_or(visible, |s| count(s.as_str()))
+            count_from(&totals, filter.status_filter, filter.job_type)
         };
+        let next_cursor = (jobs.len() as i64 == filter.limit)
+            .then(|| jobs.last())
+            .flatten()
+            .map(|last| app::api::ListCursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            });
         Ok(JobPage {
             jobs,
             total_count,
-            pending_count: count("pending"),
-            processing_count: count("processing"),
+            pending_count: count_from(&totals, Some(JobStatus::Pending), None),
+            processing_count: count_from(&totals, Some(JobStatus::Processing), None),
+            next_cursor,
         })
     }
 
@@ -143,25 +168,24 @@ impl JobStore for PostgresStore {
         if was.is_terminal() {
             return Ok(CancelOutcome::Terminal(was));
         }
-        sqlx::query(
+        let sql = format!(
             "UPDATE jobs SET status = 'cancelled', cancel_requested = (status = 'processing'), updated_at = $1 \
-             WHERE id = $2 AND status IN ('pending', 'processing')",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+             WHERE id = $2 AND status IN ('pending', 'processing') RETURNING {COUNTED}"
+        );
+        let job: CountedRow = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         let happened = Happened::Cancelled {
             was,
             batch: batch_id,
         };
-        sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(happened.kind())
-            .bind(happened.detail())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        insert_events(&mut tx, &[(id, &happened, now)]).await?;
+        let mut deltas = Deltas::default();
+        let counted = job.counted()?;
+        deltas.moved(&counted, was, &counted, JobStatus::Cancelled);
+        apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;
         let job = self
             .get_job(id, &Visibility::All)
@@ -174,33 +198,41 @@ impl JobStore for PostgresStore {
     }
 
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord> {
-        let mut query = QueryBuilder::new(
-            "SELECT COUNT(*), \
-             COUNT(*) FILTER (WHERE j.status = 'pending'), \
-             COUNT(*) FILTER (WHERE j.status = 'processing'), \
-             COUNT(*) FILTER (WHERE j.status = 'completed'), \
-             COUNT(*) FILTER (WHERE j.status = 'failed'), \
-             COALESCE(SUM(j.input_tokens + j.output_tokens), 0)::BIGINT, \
-             COALESCE(SUM(j.cost_nanos), 0)::BIGINT, \
-             COALESCE(SUM(j.standard_cost_nanos), 0)::BIGINT, \
-             (AVG(EXTRACT(EPOCH FROM (j.completed_at - j.created_at))) FILTER \
-                 (WHERE j.status = 'completed' AND j.completed_at IS NOT NULL) * 1000000)::FLOAT8 \
-             FROM jobs j WHERE TRUE",
+        Ok(stats_from(&self.totals(visibility).await?))
+    }
+
+    async fn totals(&self, visibility: &Visibility) -> StoreResult<Vec<TotalsRow>> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT owner_id, status, job_type, jobs, input_tokens, output_tokens, cost_nanos, \
+             standard_cost_nanos, completion_micros FROM job_totals j WHERE j.jobs <> 0",
         );
         push_visibility(&mut query, visibility);
-        let row: (i64, i64, i64, i64, i64, i64, i64, i64, Option<f64>) =
-            query.build_query_as().fetch_one(&self.pool).await?;
-        Ok(StatsRecord {
-            total: row.0,
-            pending: row.1,
-            processing: row.2,
-            completed: row.3,
-            failed: row.4,
-            tokens: row.5,
-            cost_nanos: row.6,
-            standard_cost_nanos: row.7,
-            avg_completion_micros: row.8,
-        })
+        let rows: Vec<TotalsDbRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let mut rows = rows
+            .into_iter()
+            .map(TotalsRow::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        rows.sort();
+        Ok(rows)
+    }
+
+    async fn recount_totals(&self) -> StoreResult<Vec<TotalsRow>> {
+        let rows: Vec<TotalsDbRow> = sqlx::query_as(
+            "SELECT owner_id, status, job_type, COUNT(*) AS jobs, SUM(input_tokens)::BIGINT AS input_tokens, \
+             SUM(output_tokens)::BIGINT AS output_tokens, SUM(cost_nanos)::BIGINT AS cost_nanos, \
+             SUM(standard_cost_nanos)::BIGINT AS standard_cost_nanos, \
+             SUM(CASE WHEN status = 'completed' AND completed_at IS NOT NULL \
+                      THEN (EXTRACT(EPOCH FROM completed_at - created_at) * 1000000)::BIGINT ELSE 0 END)::BIGINT \
+             AS completion_micros FROM jobs GROUP BY owner_id, status, job_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows = rows
+            .into_iter()
+            .map(TotalsRow::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        rows.sort();
+        Ok(rows)
     }
 
     async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>> {
@@ -267,7 +299,8 @@ fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &ListQuery) {
             .push_bind(text.clone())
             .push(" OR j.idempotency_key = ")
             .push_bind(text.clone())
-            .push(" OR j.payload::text LIKE ")
+            // Case-insensitive like SQLite's search; three characters or more use the trigram index.
+            .push(" OR j.payload::text ILIKE ")
             .push_bind(format!("%{escaped}%"))
             .push(" ESCAPE '\\')");
     }

@@ -17,6 +17,11 @@ mod access;
 mod batches;
 mod instances;
 mod jobs;
+mod results;
+
+/// A job as the totals see it, read back from a write with `RETURNING`.
+const COUNTED: &str = "id, owner_id, job_type, input_tokens, output_tokens, cost_nanos, standard_cost_nanos, \
+    created_at, completed_at";
 
 /// How long a request waits for a connection before it is told to come back (503).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,6 +72,152 @@ impl PostgresStore {
             .await?
             .map(JobRecord::try_from)
             .transpose()
+    }
+}
+
+/// Totals changes as columns, bound as arrays.
+#[derive(Default)]
+struct TotalsColumns<'a> {
+    owners: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    types: Vec<&'static str>,
+    jobs: Vec<i64>,
+    input_tokens: Vec<i64>,
+    output_tokens: Vec<i64>,
+    cost_nanos: Vec<i64>,
+    standard_cost_nanos: Vec<i64>,
+    completion_micros: Vec<i64>,
+}
+
+/// Applies a transaction's changes to the totals, in key order, at its end: concurrent
+/// transactions lock the same rows in the same order, after all their job rows.
+async fn apply_totals(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    deltas: &Deltas,
+) -> StoreResult<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut c = TotalsColumns::default();
+    for (cell, a) in deltas.rows() {
+        c.owners.push(cell.owner_id.as_str());
+        c.statuses.push(cell.status.as_str());
+        c.types.push(cell.job_type.as_str());
+        c.jobs.push(a.jobs);
+        c.input_tokens.push(a.input_tokens);
+        c.output_tokens.push(a.output_tokens);
+        c.cost_nanos.push(a.cost_nanos);
+        c.standard_cost_nanos.push(a.standard_cost_nanos);
+        c.completion_micros.push(a.completion_micros);
+    }
+    sqlx::query(
+        "INSERT INTO job_totals (owner_id, status, job_type, jobs, input_tokens, output_tokens, cost_nanos, \
+         standard_cost_nanos, completion_micros) \
+         SELECT o, s, t, j, it, ot, c, sc, cm \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
+                     $7::bigint[], $8::bigint[], $9::bigint[]) WITH ORDINALITY AS d(o, s, t, j, it, ot, c, sc, cm, n) \
+         ORDER BY n \
+         ON CONFLICT (owner_id, status, job_type) DO UPDATE SET jobs = job_totals.jobs + excluded.jobs, \
+         input_tokens = job_totals.input_tokens + excluded.input_tokens, \
+         output_tokens = job_totals.output_tokens + excluded.output_tokens, \
+         cost_nanos = job_totals.cost_nanos + excluded.cost_nanos, \
+         standard_cost_nanos = job_totals.standard_cost_nanos + excluded.standard_cost_nanos, \
+         completion_micros = job_totals.completion_micros + excluded.completion_micros",
+    )
+    .bind(&c.owners)
+    .bind(&c.statuses)
+    .bind(&c.types)
+    .bind(&c.jobs)
+    .bind(&c.input_tokens)
+    .bind(&c.output_tokens)
+    .bind(&c.cost_nanos)
+    .bind(&c.standard_cost_nanos)
+    .bind(&c.completion_micros)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the events of a transaction (job, what happened, when) in one statement.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    events: &[(&str, &crate::events::Happened, DateTime<Utc>)],
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.0).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.1.kind()).collect();
+    let details: Vec<Option<String>> = events.iter().map(|e| e.1.detail()).collect();
+    let ats: Vec<DateTime<Utc>> = events.iter().map(|e| e.2).collect();
+    sqlx::query(
+        "INSERT INTO job_events (job_id, kind, detail, at) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&details)
+    .bind(&ats)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct CountedRow {
+    id: String,
+    owner_id: String,
+    job_type: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl CountedRow {
+    fn counted(&self) -> StoreResult<Counted> {
+        Ok(Counted {
+            owner_id: self.owner_id.clone(),
+            job_type: parse_job_type(&self.job_type)?,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nanos: self.cost_nanos,
+            standard_cost_nanos: self.standard_cost_nanos,
+            created_at: self.created_at,
+            completed_at: self.completed_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct TotalsDbRow {
+    owner_id: String,
+    status: String,
+    job_type: String,
+    jobs: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    completion_micros: i64,
+}
+
+impl TryFrom<TotalsDbRow> for TotalsRow {
+    type Error = StoreError;
+    fn try_from(r: TotalsDbRow) -> StoreResult<Self> {
+        Ok(TotalsRow {
+            status: parse_status(&r.status)?,
+            job_type: parse_job_type(&r.job_type)?,
+            owner_id: r.owner_id,
+            jobs: r.jobs,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_nanos: r.cost_nanos,
+            standard_cost_nanos: r.standard_cost_nanos,
+            completion_micros: r.completion_micros,
+        })
     }
 }
 

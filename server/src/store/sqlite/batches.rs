@@ -1,13 +1,16 @@
-//! The batch loop's tables on SQLite. Every job write is guarded by the state it was decided
-//! on (`status = 'processing' AND batch_id = ? AND attempts = ?`), every batch write by the
-//! lease or state it expects, and every charge by its key, so late or repeated work is ignored.
+//! The flush's side of the batch tables on SQLite: candidates, claims, leases, the create's
+//! outcomes, and what reconciliation reads. Every batch write is guarded by the lease or the
+//! state it expects.
 
+use app::api::JobStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::{FromRow, QueryBuilder, Sqlite, Transaction};
+use sqlx::{FromRow, QueryBuilder, Sqlite};
 
-use super::{SqliteStore, parse_json};
+use super::results::requeue_processing;
+use super::{
+    COUNTED, CountedRow, ROWS_PER_STATEMENT, SqliteStore, apply_totals, insert_events, parse_json,
+};
 use crate::events::Happened;
 use crate::store::*;
 
@@ -19,139 +22,8 @@ const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.job_count, b
     COALESCE((SELECT SUM(c.input_tokens + c.output_tokens) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0) AS billed_tokens, \
     COALESCE((SELECT SUM(c.cost_nanos) FROM charges c WHERE c.provider_batch_id = b.provider_batch_id), 0) AS billed_cost_nanos";
 
-/// A job is changed only in the state its update was decided on.
-const GUARD: &str = "WHERE id = ? AND batch_id = ? AND status = 'processing' AND attempts = ?";
-
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// Binds the values of [`GUARD`].
-fn guarded<'q>(
-    query: SqliteQuery<'q>,
-    update: &JobUpdate,
-    provider_batch_id: &str,
-) -> SqliteQuery<'q> {
-    query
-        .bind(update.job_id.clone())
-        .bind(provider_batch_id.to_string())
-        .bind(update.expected_attempts)
-}
-
-async fn applies(tx: &mut Transaction<'_, Sqlite>, query: SqliteQuery<'_>) -> StoreResult<bool> {
-    Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
-}
-
 /// The lease is free: lapsed, never taken, or already ours.
 const LEASE_FREE: &str = "(lease_expires_at IS NULL OR lease_expires_at < ? OR lease_owner = ?)";
-
-async fn event(
-    tx: &mut Transaction<'_, Sqlite>,
-    job_id: &str,
-    happened: &Happened,
-    at: i64,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, ?, ?, ?)")
-        .bind(job_id)
-        .bind(happened.kind())
-        .bind(happened.detail())
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-#[derive(Clone, Copy)]
-enum ChargeKind {
-    Result,
-    Discarded,
-    Duplicate,
-}
-
-impl ChargeKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Result => "result",
-            Self::Discarded => "discarded",
-            Self::Duplicate => "duplicate",
-        }
-    }
-}
-
-/// Records what Anthropic billed for a job in a provider batch, once, and adds it to the
-/// job's totals. `false` if that charge was already recorded (or the job does not exist).
-async fn charge(
-    tx: &mut Transaction<'_, Sqlite>,
-    job_id: &str,
-    provider_batch_id: &str,
-    kind: ChargeKind,
-    spend: &Spend,
-    at: i64,
-) -> StoreResult<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO charges (job_id, provider_batch_id, kind, input_tokens, output_tokens, cost_nanos, \
-         standard_cost_nanos, price_version, at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? \
-         WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(job_id)
-    .bind(provider_batch_id)
-    .bind(kind.as_str())
-    .bind(spend.input_tokens)
-    .bind(spend.output_tokens)
-    .bind(spend.cost_nanos)
-    .bind(spend.standard_cost_nanos)
-    .bind(&spend.price_version)
-    .bind(at)
-    .bind(job_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        let duplicate = matches!(kind, ChargeKind::Duplicate);
-        sqlx::query(
-            "UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
-             cost_nanos = cost_nanos + ?, standard_cost_nanos = standard_cost_nanos + ?, \
-             duplicate_tokens = duplicate_tokens + ?, duplicate_cost_nanos = duplicate_cost_nanos + ?, \
-             price_version = CASE WHEN ? THEN price_version ELSE ? END WHERE id = ?",
-        )
-        .bind(spend.input_tokens)
-        .bind(spend.output_tokens)
-        .bind(spend.cost_nanos)
-        .bind(spend.standard_cost_nanos)
-        .bind(if duplicate {
-            spend.input_tokens + spend.output_tokens
-        } else {
-            0
-        })
-        .bind(if duplicate { spend.cost_nanos } else { 0 })
-        .bind(duplicate)
-        .bind(&spend.price_version)
-        .bind(job_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(inserted)
-}
-
-/// Puts a local batch's jobs that are still `processing` back to pending, with an event each.
-async fn requeue_processing(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch_id: &str,
-    happened: &Happened,
-    at: i64,
-) -> StoreResult<i64> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, updated_at = ? \
-         WHERE local_batch_id = ? AND status = 'processing' RETURNING id",
-    )
-    .bind(at)
-    .bind(batch_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    for id in &ids {
-        event(tx, id, happened, at).await?;
-    }
-    Ok(ids.len() as i64)
-}
 
 impl SqliteStore {
     /// Batches selected by `tail` (the SQL after `FROM batches b`), with one integer bound.
@@ -241,37 +113,54 @@ impl BatchStore for SqliteStore {
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        let mut claimed = Vec::with_capacity(claims.len());
-        for claim in claims {
-            let changed = sqlx::query(
-                "UPDATE jobs SET status = 'processing', local_batch_id = ?, model = ?, updated_at = ? \
-                 WHERE id = ? AND status = 'pending'",
-            )
-            .bind(&batch.id)
-            .bind(&claim.model)
-            .bind(at)
-            .bind(&claim.job_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 1 {
-                sqlx::query("INSERT INTO batch_jobs (batch_id, job_id) VALUES (?, ?)")
-                    .bind(&batch.id)
-                    .bind(&claim.job_id)
-                    .execute(&mut *tx)
-                    .await?;
-                claimed.push(claim.job_id.clone());
+        let mut deltas = Deltas::default();
+        let mut claimed = std::collections::HashSet::with_capacity(claims.len());
+        for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new("WITH wanted (id, model) AS (");
+            query.push_values(chunk, |mut b, claim| {
+                b.push_bind(claim.job_id.clone())
+                    .push_bind(claim.model.clone());
+            });
+            query
+                .push(") UPDATE jobs SET status = 'processing', local_batch_id = ")
+                .push_bind(batch.id.clone())
+                .push(", model = wanted.model, updated_at = ")
+                .push_bind(at)
+                .push(format!(
+                    " FROM wanted WHERE jobs.id = wanted.id AND jobs.status = 'pending' RETURNING {}",
+                    qualified(COUNTED)
+                ));
+            let rows: Vec<CountedRow> = query.build_query_as().fetch_all(&mut *tx).await?;
+            for row in rows {
+                let job = row.counted()?;
+                deltas.moved(&job, JobStatus::Pending, &job, JobStatus::Processing);
+                claimed.insert(row.id);
             }
         }
         if claimed.is_empty() {
             tx.rollback().await?;
-            return Ok(claimed);
+            return Ok(Vec::new());
+        }
+        // In flush order, as asked.
+        let claimed: Vec<String> = claims
+            .iter()
+            .filter(|c| claimed.contains(&c.job_id))
+            .map(|c| c.job_id.clone())
+            .collect();
+        for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new("INSERT INTO batch_jobs (batch_id, job_id) ");
+            query.push_values(chunk, |mut b, id| {
+                b.push_bind(batch.id.clone()).push_bind(id.clone());
+            });
+            query.build().execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE batches SET job_count = ? WHERE id = ?")
             .bind(claimed.len() as i64)
             .bind(&batch.id)
             .execute(&mut *tx)
             .await?;
+        apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -382,9 +271,11 @@ impl BatchStore for SqliteStore {
         .bind(batch_id)
         .fetch_all(&mut *tx)
         .await?;
-        for id in &ids {
-            event(&mut tx, id, happened, at).await?;
-        }
+        let events: Vec<_> = ids
+            .iter()
+            .map(|id| (id.as_str(), happened, s.submitted_at))
+            .collect();
+        insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -414,7 +305,7 @@ impl BatchStore for SqliteStore {
             tx.rollback().await?;
             return Ok(0);
         }
-        let released = requeue_processing(&mut tx, batch_id, happened, at).await?;
+        let released = requeue_processing(&mut tx, batch_id, happened, now).await?;
         tx.commit().await?;
         Ok(released)
     }
@@ -590,228 +481,6 @@ impl BatchStore for SqliteStore {
         Ok(())
     }
 
-    async fn job_states(
-        &self,
-        provider_batch_id: &str,
-        job_ids: &[String],
-    ) -> StoreResult<Vec<JobState>> {
-        let mut states = Vec::with_capacity(job_ids.len());
-        for chunk in job_ids.chunks(500) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
-                 EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) AS charged \
-                 FROM jobs j WHERE j.batch_id = ",
-            );
-            query.push_bind(provider_batch_id).push(" AND j.id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            list.push_unseparated(")");
-            let rows: Vec<StateRow> = query.build_query_as().fetch_all(&self.pool).await?;
-            for row in rows {
-                states.push(JobState {
-                    job_type: parse_job_type(&row.job_type)?,
-                    status: parse_status(&row.status)?,
-                    id: row.id,
-                    attempts: row.attempts,
-                    cancel_requested: row.cancel_requested,
-                    charged: row.charged,
-                    model: row.model,
-                });
-            }
-        }
-        Ok(states)
-    }
-
-    async fn apply_updates(
-        &self,
-        provider_batch_id: &str,
-        updates: &[JobUpdate],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<String>> {
-        let at = to_micros(now);
-        let mut tx = self.begin_write().await?;
-        let mut changed = Vec::with_capacity(updates.len());
-        for u in updates {
-            // Each transition is one guarded update, and maybe a charge for what was billed.
-            let (passed, billed) = match &u.transition {
-                Transition::Complete { result, spend } => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'completed', result = ?, completed_at = ?, updated_at = ?, \
-                         error_message = NULL {GUARD}"
-                    );
-                    let query = sqlx::query(&sql).bind(result.to_string()).bind(at).bind(at);
-                    (
-                        applies(&mut tx, guarded(query, u, provider_batch_id)).await?,
-                        Some((spend, ChargeKind::Result)),
-                    )
-                }
-                Transition::Fail {
-                    error,
-                    attempts,
-                    spend,
-                } => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'failed', error_message = ?, attempts = ?, updated_at = ? {GUARD}"
-                    );
-                    let query = sqlx::query(&sql).bind(error).bind(attempts).bind(at);
-                    (
-                        applies(&mut tx, guarded(query, u, provider_batch_id)).await?,
-                        spend.as_ref().map(|s| (s, ChargeKind::Result)),
-                    )
-                }
-                Transition::Requeue { reason, attempts } => {
-                    let sql = format!(
-                        "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, attempts = ?, \
-                         error_message = ?, updated_at = ? {GUARD}"
-                    );
-                    let query = sqlx::query(&sql).bind(attempts).bind(reason).bind(at);
-                    (
-                        applies(&mut tx, guarded(query, u, provider_batch_id)).await?,
-                        None,
-                    )
-                }
-                Transition::RecordSpend { spend } => {
-                    let cancelled_here: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ? AND batch_id = ? AND status = 'cancelled')",
-                    )
-                    .bind(&u.job_id)
-                    .bind(provider_batch_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    (cancelled_here, Some((spend, ChargeKind::Discarded)))
-                }
-            };
-            let applied = match (passed, billed) {
-                (true, Some((spend, kind))) => {
-                    let charged =
-                        charge(&mut tx, &u.job_id, provider_batch_id, kind, spend, at).await?;
-                    // A discard changes nothing but the books: it applies only the first time.
-                    charged || !matches!(kind, ChargeKind::Discarded)
-                }
-                (passed, _) => passed,
-            };
-            if applied {
-                event(&mut tx, &u.job_id, &u.event, at).await?;
-                changed.push(u.job_id.clone());
-            }
-        }
-        tx.commit().await?;
-        Ok(changed)
-    }
-
-    async fn record_duplicate_charges(
-        &self,
-        provider_batch_id: &str,
-        charges: &[DuplicateCharge],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<String>> {
-        let at = to_micros(now);
-        let mut tx = self.begin_write().await?;
-        let mut charged = Vec::with_capacity(charges.len());
-        let happened = Happened::BilledAgain {
-            batch: provider_batch_id.to_string(),
-        };
-        for c in charges {
-            if charge(
-                &mut tx,
-                &c.job_id,
-                provider_batch_id,
-                ChargeKind::Duplicate,
-                &c.spend,
-                at,
-            )
-            .await?
-            {
-                event(&mut tx, &c.job_id, &happened, at).await?;
-                charged.push(c.job_id.clone());
-            }
-        }
-        tx.commit().await?;
-        Ok(charged)
-    }
-
-    async fn record_short_read(
-        &self,
-        batch_id: &str,
-        next_poll_at: DateTime<Utc>,
-        note: &str,
-    ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "UPDATE batches SET short_reads = short_reads + 1, next_poll_at = ?, error = ?, poll_failures = 0 \
-             WHERE id = ? RETURNING short_reads",
-        )
-        .bind(to_micros(next_poll_at))
-        .bind(note)
-        .bind(batch_id)
-        .fetch_one(&self.writer)
-        .await?)
-    }
-
-    async fn finish_batch(
-        &self,
-        batch_id: &str,
-        status: BatchStatus,
-        request_counts: &Value,
-        ended_at: DateTime<Utc>,
-        unaccounted_results: i64,
-        note: Option<&str>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE batches SET status = ?, results_collected = 1, request_counts = ?, ended_at = ?, \
-             next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), poll_failures = 0, \
-             lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(request_counts.to_string())
-        .bind(to_micros(ended_at))
-        .bind(unaccounted_results)
-        .bind(note)
-        .bind(batch_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn lose_batch(
-        &self,
-        batch_id: &str,
-        note: &str,
-        happened: &Happened,
-        now: DateTime<Utc>,
-    ) -> StoreResult<i64> {
-        let mut tx = self.begin_write().await?;
-        let returned = requeue_processing(&mut tx, batch_id, happened, to_micros(now)).await?;
-        sqlx::query(
-            "UPDATE batches SET status = 'lost', next_poll_at = NULL, error = ? WHERE id = ?",
-        )
-        .bind(note)
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(returned)
-    }
-
-    async fn batch_remaining(&self, provider_batch_id: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE batch_id = ? AND status = 'processing'",
-        )
-        .bind(provider_batch_id)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn charged_results(&self, provider_batch_id: &str) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM charges WHERE provider_batch_id = ?")
-                .bind(provider_batch_id)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
     async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>> {
         Ok(sqlx::query_scalar(
             "SELECT (ended_at - submitted_at) / 1000000.0 FROM batches \
@@ -822,6 +491,15 @@ impl BatchStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// `COUNTED` as columns of `jobs`, for a `RETURNING` after a join.
+fn qualified(columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("jobs.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(FromRow)]
@@ -844,17 +522,6 @@ impl TryFrom<QueuedRow> for QueuedJob {
             priority: row.priority,
         })
     }
-}
-
-#[derive(FromRow)]
-struct StateRow {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    cancel_requested: bool,
-    charged: bool,
-    model: Option<String>,
 }
 
 #[derive(FromRow)]

@@ -1,67 +1,89 @@
 //! Jobs on SQLite.
 
+use std::collections::HashSet;
+
+use app::api::{JobStatus, ListQuery};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::{JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, SqliteStore, push_visibility};
+use super::{
+    COUNTED, CountedRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow, ROWS_PER_STATEMENT,
+    SqliteStore, TotalsDbRow, apply_totals, insert_events, push_visibility,
+};
 use crate::events::Happened;
 use crate::store::*;
-use app::api::ListQuery;
+
+/// A search this short cannot use the trigram index (three characters or more).
+const SHORTEST_INDEXED_SEARCH: usize = 3;
+
+/// The job an owner already made with an idempotency key, read inside the writing transaction
+/// (it may have been inserted by the same transaction).
+async fn by_key(
+    tx: &mut Transaction<'_, Sqlite>,
+    owner_id: &str,
+    key: &str,
+) -> StoreResult<JobRecord> {
+    let sql =
+        format!("SELECT {JOB_COLUMNS}{JOB_FROM} WHERE j.owner_id = ? AND j.idempotency_key = ?");
+    let row: JobRow = sqlx::query_as(&sql)
+        .bind(owner_id)
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await?;
+    row.try_into()
+}
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome> {
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.begin_write().await?;
-        let created_at = to_micros(job.created_at);
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, idempotency_key, \
-             request_hash, created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
-        )
-        .bind(&job.id)
-        .bind(&job.owner_id)
-        .bind(job.job_type.as_str())
-        .bind(job.priority)
-        .bind(job.payload.to_string())
-        .bind(job.run_after.map(to_micros))
-        .bind(&job.idempotency_key)
-        .bind(&job.request_hash)
-        .bind(created_at)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            let happened = Happened::Created;
-            sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, ?, ?, ?)")
-                .bind(&job.id)
-                .bind(happened.kind())
-                .bind(happened.detail())
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await?;
+        let mut inserted = HashSet::with_capacity(jobs.len());
+        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, \
+                 idempotency_key, request_hash, created_at, updated_at) ",
+            );
+            query.push_values(chunk, |mut b, job| {
+                let created_at = to_micros(job.created_at);
+                b.push_bind(job.id.clone())
+                    .push_bind(job.owner_id.clone())
+                    .push_bind(job.job_type.as_str())
+                    .push_bind("pending")
+                    .push_bind(job.priority)
+                    .push_bind(job.payload.to_string())
+                    .push_bind(job.run_after.map(to_micros))
+                    .push_bind(job.idempotency_key.clone())
+                    .push_bind(job.request_hash.clone())
+                    .push_bind(created_at)
+                    .push_bind(created_at);
+            });
+            // A key reused by its owner (before, or earlier in this very statement) inserts nothing.
+            query.push(" ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id");
+            let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            inserted.extend(ids);
         }
+        let mut deltas = Deltas::default();
+        let mut events = Vec::with_capacity(inserted.len());
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if inserted.contains(&job.id) {
+                deltas.added(&job.counted(), JobStatus::Pending);
+                events.push((job.id.as_str(), &Happened::Created, job.created_at));
+                outcomes.push(InsertOutcome::Created(job.record()));
+            } else {
+                let key = job.idempotency_key.as_deref().ok_or_else(|| {
+                    StoreError::Corrupt(format!("job {} was not inserted and has no key", job.id))
+                })?;
+                outcomes.push(InsertOutcome::Existing(
+                    by_key(&mut tx, &job.owner_id, key).await?,
+                ));
+            }
+        }
+        insert_events(&mut tx, &events).await?;
+        apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;
-
-        let lookup = if inserted {
-            self.job_by("j.id = ?", &[&job.id]).await?
-        } else {
-            let key = job.idempotency_key.as_deref().unwrap_or_default();
-            self.job_by(
-                "j.owner_id = ? AND j.idempotency_key = ?",
-                &[&job.owner_id, key],
-            )
-            .await?
-        };
-        let record = lookup
-            .ok_or_else(|| StoreError::Corrupt(format!("job {} vanished after insert", job.id)))?;
-        Ok(if inserted {
-            InsertOutcome::Created(record)
-        } else {
-            InsertOutcome::Existing(record)
-        })
+        Ok(outcomes)
     }
 
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>> {
@@ -80,6 +102,14 @@ impl JobStore for SqliteStore {
         ));
         push_visibility(&mut query, visibility);
         push_filter(&mut query, filter);
+        if let Some(cursor) = &filter.cursor {
+            query
+                .push(" AND (j.created_at, j.id) < (")
+                .push_bind(to_micros(cursor.created_at))
+                .push(", ")
+                .push_bind(cursor.id.clone())
+                .push(")");
+        }
         query
             .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
             .push_bind(filter.limit)
@@ -91,32 +121,28 @@ impl JobStore for SqliteStore {
             .map(JobRecord::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
 
-        // Per-status counts of the visible jobs, read from an index alone.
-        let mut counts = QueryBuilder::new("SELECT j.status, COUNT(*) FROM jobs j WHERE 1 = 1");
-        push_visibility(&mut counts, visibility);
-        counts.push(" GROUP BY j.status");
-        let by_status: Vec<(String, i64)> = counts.build_query_as().fetch_all(&self.pool).await?;
-        let count = |wanted: &str| {
-            by_status
-                .iter()
-                .filter(|(s, _)| s == wanted)
-                .map(|(_, n)| n)
-                .sum::<i64>()
-        };
-        let visible: i64 = by_status.iter().map(|(_, n)| n).sum();
-        let total_count = if filter.job_type.is_some() || filter.search.is_some() {
+        let totals = self.totals(visibility).await?;
+        let total_count = if filter.search.is_some() {
             let mut matching = QueryBuilder::new("SELECT COUNT(*) FROM jobs j WHERE 1 = 1");
             push_visibility(&mut matching, visibility);
             push_filter(&mut matching, filter);
             matching.build_query_scalar().fetch_one(&self.pool).await?
         } else {
-            filter.status_filter.map_or(visible, |s| count(s.as_str()))
+            count_from(&totals, filter.status_filter, filter.job_type)
         };
+        let next_cursor = (jobs.len() as i64 == filter.limit)
+            .then(|| jobs.last())
+            .flatten()
+            .map(|last| app::api::ListCursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            });
         Ok(JobPage {
             jobs,
             total_count,
-            pending_count: count("pending"),
-            processing_count: count("processing"),
+            pending_count: count_from(&totals, Some(JobStatus::Pending), None),
+            processing_count: count_from(&totals, Some(JobStatus::Processing), None),
+            next_cursor,
         })
     }
 
@@ -140,25 +166,24 @@ impl JobStore for SqliteStore {
             return Ok(CancelOutcome::Terminal(was));
         }
         let micros = to_micros(now);
-        sqlx::query(
+        let sql = format!(
             "UPDATE jobs SET status = 'cancelled', cancel_requested = (status = 'processing'), updated_at = ? \
-             WHERE id = ? AND status IN ('pending', 'processing')",
-        )
-        .bind(micros)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+             WHERE id = ? AND status IN ('pending', 'processing') RETURNING {COUNTED}"
+        );
+        let job: CountedRow = sqlx::query_as(&sql)
+            .bind(micros)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         let happened = Happened::Cancelled {
             was,
             batch: batch_id,
         };
-        sqlx::query("INSERT INTO job_events (job_id, kind, detail, at) VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(happened.kind())
-            .bind(happened.detail())
-            .bind(micros)
-            .execute(&mut *tx)
-            .await?;
+        insert_events(&mut tx, &[(id, &happened, now)]).await?;
+        let mut deltas = Deltas::default();
+        let counted = job.counted()?;
+        deltas.moved(&counted, was, &counted, JobStatus::Cancelled);
+        apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;
         let job = self
             .job_by("j.id = ?", &[id])
@@ -171,33 +196,40 @@ impl JobStore for SqliteStore {
     }
 
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord> {
-        let mut query = QueryBuilder::new(
-            "SELECT COUNT(*), \
-             COALESCE(SUM(CASE WHEN j.status = 'pending' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN j.status = 'processing' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN j.status = 'completed' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN j.status = 'failed' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(j.input_tokens + j.output_tokens), 0), \
-             COALESCE(SUM(j.cost_nanos), 0), \
-             COALESCE(SUM(j.standard_cost_nanos), 0), \
-             AVG(CASE WHEN j.status = 'completed' AND j.completed_at IS NOT NULL \
-                 THEN j.completed_at - j.created_at END) \
-             FROM jobs j WHERE 1 = 1",
+        Ok(stats_from(&self.totals(visibility).await?))
+    }
+
+    async fn totals(&self, visibility: &Visibility) -> StoreResult<Vec<TotalsRow>> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT owner_id, status, job_type, jobs, input_tokens, output_tokens, cost_nanos, \
+             standard_cost_nanos, completion_micros FROM job_totals j WHERE j.jobs <> 0",
         );
         push_visibility(&mut query, visibility);
-        let row: (i64, i64, i64, i64, i64, i64, i64, i64, Option<f64>) =
-            query.build_query_as().fetch_one(&self.pool).await?;
-        Ok(StatsRecord {
-            total: row.0,
-            pending: row.1,
-            processing: row.2,
-            completed: row.3,
-            failed: row.4,
-            tokens: row.5,
-            cost_nanos: row.6,
-            standard_cost_nanos: row.7,
-            avg_completion_micros: row.8,
-        })
+        let rows: Vec<TotalsDbRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let mut rows = rows
+            .into_iter()
+            .map(TotalsRow::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        rows.sort();
+        Ok(rows)
+    }
+
+    async fn recount_totals(&self) -> StoreResult<Vec<TotalsRow>> {
+        let rows: Vec<TotalsDbRow> = sqlx::query_as(
+            "SELECT owner_id, status, job_type, COUNT(*) AS jobs, SUM(input_tokens) AS input_tokens, \
+             SUM(output_tokens) AS output_tokens, SUM(cost_nanos) AS cost_nanos, \
+             SUM(standard_cost_nanos) AS standard_cost_nanos, \
+             SUM(CASE WHEN status = 'completed' AND completed_at IS NOT NULL THEN completed_at - created_at ELSE 0 END) \
+             AS completion_micros FROM jobs GROUP BY owner_id, status, job_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows = rows
+            .into_iter()
+            .map(TotalsRow::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        rows.sort();
+        Ok(rows)
     }
 
     async fn job_events(&self, job_id: &str) -> StoreResult<Vec<JobEvent>> {
@@ -235,10 +267,9 @@ impl JobStore for SqliteStore {
         rows.into_iter()
             .map(
                 |(day, job_type, owner_name, jobs, cost_nanos, standard_cost_nanos)| {
-                    let job_type = parse_job_type(&job_type)?;
                     Ok(DailyCostRecord {
                         day,
-                        job_type,
+                        job_type: parse_job_type(&job_type)?,
                         owner_name,
                         jobs,
                         cost_nanos,
@@ -251,7 +282,7 @@ impl JobStore for SqliteStore {
 }
 
 /// The list's filters: status, type, and a search by id, idempotency key or payload text.
-fn push_filter(query: &mut QueryBuilder<'_, sqlx::Sqlite>, filter: &ListQuery) {
+fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ListQuery) {
     if let Some(status) = filter.status_filter {
         query.push(" AND j.status = ").push_bind(status.as_str());
     }
@@ -261,17 +292,26 @@ fn push_filter(query: &mut QueryBuilder<'_, sqlx::Sqlite>, filter: &ListQuery) {
             .push_bind(job_type.as_str());
     }
     if let Some(text) = &filter.search {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
         query
             .push(" AND (j.id = ")
             .push_bind(text.clone())
             .push(" OR j.idempotency_key = ")
-            .push_bind(text.clone())
-            .push(" OR j.payload LIKE ")
-            .push_bind(format!("%{escaped}%"))
-            .push(" ESCAPE '\\')");
+            .push_bind(text.clone());
+        if text.chars().count() >= SHORTEST_INDEXED_SEARCH {
+            // A quoted phrase of trigrams is a substring, case-insensitively; quotes are doubled.
+            query
+                .push(" OR j.rowid IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
+                .push_bind(format!("\"{}\"", text.replace('"', "\"\"")))
+                .push("))");
+        } else {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            query
+                .push(" OR j.payload LIKE ")
+                .push_bind(format!("%{escaped}%"))
+                .push(" ESCAPE '\\')");
+        }
     }
 }

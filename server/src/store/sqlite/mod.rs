@@ -4,6 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 
@@ -13,6 +14,13 @@ mod access;
 mod batches;
 mod instances;
 mod jobs;
+mod results;
+
+/// Rows per multi-row statement: far under SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+/// A job as the totals see it, read back from a write with `RETURNING`.
+const COUNTED: &str = "id, owner_id, job_type, input_tokens, output_tokens, cost_nanos, standard_cost_nanos, \
+    created_at, completed_at";
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,7 +71,117 @@ impl SqliteStore {
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
 
+/// Applies a transaction's changes to the totals, in key order, at its end.
+async fn apply_totals(tx: &mut sqlx::Transaction<'_, Sqlite>, deltas: &Deltas) -> StoreResult<()> {
+    let rows: Vec<_> = deltas.rows().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO job_totals (owner_id, status, job_type, jobs, input_tokens, output_tokens, cost_nanos, \
+             standard_cost_nanos, completion_micros) ",
+        );
+        query.push_values(chunk, |mut b, (cell, a)| {
+            b.push_bind(cell.owner_id.clone())
+                .push_bind(cell.status.as_str())
+                .push_bind(cell.job_type.as_str())
+                .push_bind(a.jobs)
+                .push_bind(a.input_tokens)
+                .push_bind(a.output_tokens)
+                .push_bind(a.cost_nanos)
+                .push_bind(a.standard_cost_nanos)
+                .push_bind(a.completion_micros);
+        });
+        query.push(
+            " ON CONFLICT (owner_id, status, job_type) DO UPDATE SET jobs = jobs + excluded.jobs, \
+             input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens, \
+             cost_nanos = cost_nanos + excluded.cost_nanos, \
+             standard_cost_nanos = standard_cost_nanos + excluded.standard_cost_nanos, \
+             completion_micros = completion_micros + excluded.completion_micros",
+        );
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Writes the events of a transaction (job, what happened, when), several rows per statement.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    events: &[(&str, &crate::events::Happened, DateTime<Utc>)],
+) -> StoreResult<()> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("INSERT INTO job_events (job_id, kind, detail, at) ");
+        query.push_values(chunk, |mut b, (job_id, happened, at)| {
+            b.push_bind(job_id.to_string())
+                .push_bind(happened.kind())
+                .push_bind(happened.detail())
+                .push_bind(to_micros(*at));
+        });
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct CountedRow {
+    id: String,
+    owner_id: String,
+    job_type: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    created_at: i64,
+    completed_at: Option<i64>,
+}
+
+impl CountedRow {
+    fn counted(&self) -> StoreResult<Counted> {
+        Ok(Counted {
+            owner_id: self.owner_id.clone(),
+            job_type: parse_job_type(&self.job_type)?,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nanos: self.cost_nanos,
+            standard_cost_nanos: self.standard_cost_nanos,
+            created_at: from_micros(self.created_at)?,
+            completed_at: self.completed_at.map(from_micros).transpose()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct TotalsDbRow {
+    owner_id: String,
+    status: String,
+    job_type: String,
+    jobs: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    completion_micros: i64,
+}
+
+impl TryFrom<TotalsDbRow> for TotalsRow {
+    type Error = StoreError;
+    fn try_from(r: TotalsDbRow) -> StoreResult<Self> {
+        Ok(TotalsRow {
+            status: parse_status(&r.status)?,
+            job_type: parse_job_type(&r.job_type)?,
+            owner_id: r.owner_id,
+            jobs: r.jobs,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_nanos: r.cost_nanos,
+            standard_cost_nanos: r.standard_cost_nanos,
+            completion_micros: r.completion_micros,
+        })
+    }
+}
+
+impl SqliteStore {
     async fn job_by(&self, clause: &str, binds: &[&str]) -> StoreResult<Option<JobRecord>> {
         let sql = format!("SELECT {JOB_COLUMNS}{JOB_FROM} WHERE {clause}");
         let mut query = sqlx::query_as::<_, JobRow>(&sql);

@@ -1,0 +1,128 @@
+//! The poll's side of the `Store`: results applied to jobs in the state they were decided
+//! on, charges recorded once, and what a poll learns of a batch.
+
+use app::api::{JobStatus, JobType};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{BatchStatus, StoreResult};
+use crate::events::Happened;
+
+/// What the batch loop needs to decide a job's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobState {
+    pub id: String,
+    pub job_type: JobType,
+    pub status: JobStatus,
+    pub attempts: i64,
+    pub cancel_requested: bool,
+    /// A charge is already recorded for this job and provider batch.
+    pub charged: bool,
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spend {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nanos: i64,
+    pub standard_cost_nanos: i64,
+    pub price_version: String,
+}
+
+/// A decided change to one job of a batch. The store applies it only if the job is still
+/// `processing` in this batch (or cancelled in flight, for `RecordSpend`) with the attempts
+/// it was decided on, so a late or stale result changes nothing. A spend becomes a charge,
+/// recorded at most once per job and provider batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transition {
+    Complete {
+        result: Value,
+        spend: Spend,
+    },
+    /// Failed for good; `spend` when Anthropic billed the attempt (an unreadable success).
+    Fail {
+        error: String,
+        attempts: i64,
+        spend: Option<Spend>,
+    },
+    /// Back to pending, out of the batch.
+    Requeue {
+        reason: String,
+        attempts: i64,
+    },
+    /// A job cancelled in flight: its result is discarded, its tokens still count.
+    RecordSpend {
+        spend: Spend,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobUpdate {
+    pub job_id: String,
+    pub expected_attempts: i64,
+    pub transition: Transition,
+    /// What the job's timeline says of it, written with it.
+    pub event: Happened,
+}
+
+/// A result of a duplicate batch: billed, so counted, whatever became of the job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DuplicateCharge {
+    pub job_id: String,
+    pub spend: Spend,
+}
+
+#[async_trait]
+pub trait ResultStore: Send + Sync + 'static {
+    async fn job_states(
+        &self,
+        provider_batch_id: &str,
+        job_ids: &[String],
+    ) -> StoreResult<Vec<JobState>>;
+    /// Applies updates in one transaction; returns the ids of the jobs that changed.
+    async fn apply_updates(
+        &self,
+        provider_batch_id: &str,
+        updates: &[JobUpdate],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>>;
+    /// Records what a duplicate batch was billed, once per job; returns the jobs charged.
+    async fn record_duplicate_charges(
+        &self,
+        provider_batch_id: &str,
+        charges: &[DuplicateCharge],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>>;
+    /// A results file ended short of its batch: counts it and plans the next read.
+    async fn record_short_read(
+        &self,
+        batch_id: &str,
+        next_poll_at: DateTime<Utc>,
+        note: &str,
+    ) -> StoreResult<i64>;
+    /// The results are collected (`ended`, or `lost` when the file could not be had): the
+    /// settled counts, the succeeded results billed that could not be read, and a note.
+    async fn finish_batch(
+        &self,
+        batch_id: &str,
+        status: BatchStatus,
+        request_counts: &Value,
+        ended_at: DateTime<Utc>,
+        unaccounted_results: i64,
+        note: Option<&str>,
+    ) -> StoreResult<()>;
+    /// The provider no longer knows the batch: its unfinished jobs go back to pending.
+    async fn lose_batch(
+        &self,
+        batch_id: &str,
+        note: &str,
+        event: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+    /// Jobs of a batch still `processing`.
+    async fn batch_remaining(&self, provider_batch_id: &str) -> StoreResult<i64>;
+    /// Succeeded results recorded as charges of a provider batch (read ones, kept or not).
+    async fn charged_results(&self, provider_batch_id: &str) -> StoreResult<i64>;
+}
