@@ -20,6 +20,7 @@ pub struct Ctx {
     pub instance: Arc<str>,
     /// Whether this instance leads the background work (auto-flush, rescuer) right now.
     pub leading: Arc<AtomicBool>,
+    pub caches: crate::caches::Caches,
 }
 
 impl Ctx {

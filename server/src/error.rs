@@ -17,8 +17,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("Request body is larger than the {limit}-byte limit")]
-    BodyTooLarge { limit: usize },
+    #[error(
+        "Request body is too large: the limit is 1 MB (32 MB for POST /api/v1/batch/enqueue/bulk)"
+    )]
+    BodyTooLarge,
     #[error("{0}")]
     NotImplemented(String),
     #[error("{0}")]

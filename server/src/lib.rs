@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod batches;
+pub mod caches;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -85,6 +85,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         prices,
         instance: instance_name().into(),
         leading: Arc::default(),
+        caches: Default::default(),
     })
 }
 

@@ -183,7 +183,7 @@ impl Backend for WebBackend {
     }
 
     async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Reply<()> {
-        say(access::revoke_token(self.ctx.store(), caller, token_id).await)
+        say(access::revoke_token(&self.ctx, caller, token_id).await)
     }
 
     async fn prices(&self, caller: &Caller) -> Reply<PriceView> {

@@ -132,6 +132,18 @@ pub struct EnqueueResponse {
     pub estimated_completion: String,
 }
 
+/// The answer to a bulk enqueue: every job, in the order sent (without payloads).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BulkEnqueueResponse {
+    pub success: bool,
+    pub jobs: Vec<Job>,
+    /// Jobs made by this request, and jobs that existed already with their idempotency keys.
+    pub created: i64,
+    pub existing: i64,
+    pub message: String,
+    pub estimated_completion: String,
+}
+
 /// What to list: the contract's `status_filter` and `limit`, plus the dashboard's type
 /// filter, text search and paging (by `offset`, or by `cursor` from a page's `next_cursor`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

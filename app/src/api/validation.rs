@@ -20,6 +20,10 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub const MAX_SEARCH_CHARS: usize = 200;
 /// Most jobs one bulk cancel takes.
 pub const MAX_BULK_CANCEL: usize = 1000;
+/// Most jobs one bulk enqueue takes.
+pub const MAX_BULK_ENQUEUE: usize = 10_000;
+/// The largest accepted bulk enqueue body.
+pub const MAX_BULK_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// One entry of a 422 `detail` list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,20 +77,27 @@ pub type Validated<T> = Result<T, Vec<FieldError>>;
 
 /// Collects field errors while reading one request.
 struct Checker {
-    section: &'static str,
+    /// Where the fields read are: `["body"]`, `["query"]`, or an item of a list in the body.
+    at: Vec<Value>,
     errors: Vec<FieldError>,
 }
 
 impl Checker {
     fn new(section: &'static str) -> Self {
+        Self::at(vec![json!(section)])
+    }
+
+    fn at(at: Vec<Value>) -> Self {
         Self {
-            section,
+            at,
             errors: Vec::new(),
         }
     }
 
     fn loc(&self, field: &str) -> Vec<Value> {
-        vec![json!(self.section), json!(field)]
+        let mut loc = self.at.clone();
+        loc.push(json!(field));
+        loc
     }
 
     fn push(&mut self, error: FieldError) {
@@ -279,7 +290,7 @@ fn as_object<'a>(body: &'a Value, errors: &mut Checker) -> Option<&'a Map<String
         _ => {
             errors.push(FieldError::new(
                 "model_attributes_type",
-                vec![json!("body")],
+                errors.at.clone(),
                 "Input should be a valid dictionary or object to extract fields from",
                 body.clone(),
             ));

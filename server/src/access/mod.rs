@@ -5,6 +5,9 @@ mod secret;
 use app::api::{Caller, IssuedToken, Role, TokenView, UserView};
 use chrono::{Duration, Utc};
 
+use sha2::{Digest, Sha256};
+
+use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::store::{CredentialKind, NewCredential, Store, UserRecord};
 
@@ -45,6 +48,17 @@ pub async fn authenticate_token(store: &dyn Store, presented: &str) -> Result<Ca
     verify(store, CredentialKind::Token, presented)
         .await?
         .ok_or(Error::Unauthenticated)
+}
+
+/// A request's bearer token, checked against the store at most once a second per token.
+pub async fn authenticate(ctx: &Ctx, presented: &str) -> Result<Caller> {
+    let key: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if let Some(caller) = ctx.caches.tokens.get(&key) {
+        return Ok(caller);
+    }
+    let caller = authenticate_token(ctx.store(), presented).await?;
+    ctx.caches.tokens.insert(key, caller.clone());
+    Ok(caller)
 }
 
 /// Trades a valid bearer token for a session credential (the cookie's value).
@@ -159,12 +173,15 @@ pub async fn create_token(
     })
 }
 
-pub async fn revoke_token(store: &dyn Store, caller: &Caller, token_id: &str) -> Result<()> {
+pub async fn revoke_token(ctx: &Ctx, caller: &Caller, token_id: &str) -> Result<()> {
     require_admin(caller)?;
-    if store
+    if ctx
+        .store()
         .revoke_credential(CredentialKind::Token, token_id, Utc::now())
         .await?
     {
+        // Revocation is rare: forget every cached token on this instance at once.
+        ctx.caches.tokens.invalidate_all();
         Ok(())
     } else {
         Err(Error::NotFound("No live token has this id".into()))

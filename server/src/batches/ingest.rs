@@ -165,6 +165,8 @@ async fn finish(
     if billed_unseen > 0 {
         tracing::error!(batch = %remote.id, billed_unseen, "Anthropic billed results of this batch that could not be read");
     }
+    // A batch has ended: the typical duration behind estimates may have moved.
+    ctx.caches.batch_duration.invalidate(&());
     Ok(Collected::Done {
         results: read.reports,
         processed: read.processed,

@@ -33,12 +33,19 @@ pub async fn estimate_completion(
     run_after: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>> {
-    let mut durations = ctx.store().recent_batch_durations(HISTORY).await?;
-    durations.sort_by(f64::total_cmp);
-    let typical = durations
-        .get(durations.len() / 2)
-        .copied()
-        .unwrap_or(PRIOR_BATCH_SECONDS);
+    let typical = match ctx.caches.batch_duration.get(&()) {
+        Some(typical) => typical,
+        None => {
+            let mut durations = ctx.store().recent_batch_durations(HISTORY).await?;
+            durations.sort_by(f64::total_cmp);
+            let typical = durations
+                .get(durations.len() / 2)
+                .copied()
+                .unwrap_or(PRIOR_BATCH_SECONDS);
+            ctx.caches.batch_duration.insert((), typical);
+            typical
+        }
+    };
     let start = run_after.map_or(now, |at| at.max(now));
     let wait = chrono::Duration::from_std(ctx.config.flush_interval()).unwrap_or_default()
         + chrono::Duration::milliseconds((typical * 1000.0) as i64);

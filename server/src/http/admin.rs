@@ -33,7 +33,7 @@ pub async fn revoke_token(
     AdminUser(admin): AdminUser,
     Path(token_id): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
-    access::revoke_token(ctx.store(), &admin, &token_id).await?;
+    access::revoke_token(&ctx, &admin, &token_id).await?;
     Ok(Json(
         serde_json::json!({ "success": true, "revoked": token_id }),
     ))

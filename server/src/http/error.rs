@@ -22,7 +22,7 @@ impl IntoResponse for Error {
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {

@@ -1,7 +1,7 @@
 //! Extractors: authentication, and request bodies and queries read for field-by-field validation.
 
 use app::api::Caller;
-use app::api::validation::{FieldError, MAX_BODY_BYTES};
+use app::api::validation::FieldError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
@@ -29,9 +29,7 @@ impl FromRequestParts<Ctx> for AuthUser {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or(Error::Unauthenticated)?;
-        access::authenticate_token(ctx.store(), token)
-            .await
-            .map(AuthUser)
+        access::authenticate(ctx, token).await.map(AuthUser)
     }
 }
 
@@ -84,9 +82,7 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
 async fn read_json<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Value>, Error> {
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::BodyTooLarge {
-                limit: MAX_BODY_BYTES,
-            }
+            Error::BodyTooLarge
         } else {
             Error::BadInput(rejection.body_text())
         }

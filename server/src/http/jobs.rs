@@ -1,9 +1,11 @@
 //! The contract's job endpoints: parse, authenticate, call one use case, answer.
 
-use app::api::validation::{parse_bulk_cancel, parse_days, parse_enqueue, parse_list_query};
+use app::api::validation::{
+    parse_bulk_cancel, parse_bulk_enqueue, parse_days, parse_enqueue, parse_list_query,
+};
 use app::api::{
-    BulkCancelResponse, CancelResponse, DailyCost, EnqueueResponse, Job, JobEventView, JobList,
-    Stats,
+    BulkCancelResponse, BulkEnqueueResponse, CancelResponse, DailyCost, EnqueueResponse, Job,
+    JobEventView, JobList, Stats,
 };
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +23,15 @@ pub async fn enqueue(
 ) -> Result<Json<EnqueueResponse>> {
     let request = parse_enqueue(&body)?;
     jobs::enqueue(&ctx, &caller, request).await.map(Json)
+}
+
+pub async fn enqueue_many(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BulkEnqueueResponse>> {
+    let requests = parse_bulk_enqueue(&body)?;
+    jobs::enqueue_many(&ctx, &caller, requests).await.map(Json)
 }
 
 pub async fn list(

@@ -8,7 +8,7 @@ mod extract;
 mod internal;
 mod jobs;
 
-use app::api::validation::MAX_BODY_BYTES;
+use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
@@ -20,6 +20,10 @@ use crate::error::Error;
 pub fn router(ctx: Ctx) -> Router {
     let batch = Router::new()
         .route("/enqueue", post(jobs::enqueue))
+        .route(
+            "/enqueue/bulk",
+            post(jobs::enqueue_many).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)),
+        )
         .route("/jobs", get(jobs::list))
         .route("/jobs/cancel", post(jobs::cancel_many))
         .route("/jobs/{job_id}", get(jobs::get))

@@ -1,22 +1,22 @@
 //! Use cases of jobs, one per action, each with the caller's identity. The REST handlers and
 //! the dashboard's server functions both call these.
 
+mod enqueue;
 mod view;
 
 use app::api::validation::MAX_BULK_CANCEL;
 use app::api::{
-    BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, EnqueueRequest,
-    EnqueueResponse, Job, JobDetail, JobEventView, JobList, JobStatus, ListQuery, Stats,
-    nanos_to_usd,
+    BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, Job, JobDetail,
+    JobEventView, JobList, JobStatus, ListQuery, Stats, nanos_to_usd,
 };
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::store::{CancelOutcome, InsertOutcome, JobRecord, NewJob, Visibility};
+use crate::store::{CancelOutcome, JobRecord, Visibility};
 
+pub use enqueue::{enqueue, enqueue_many};
 pub use view::{to_api_job, to_event_view};
 
 const NOT_FOUND: &str = "Job not found";
@@ -28,58 +28,6 @@ pub fn visibility(caller: &Caller) -> Visibility {
     } else {
         Visibility::Owner(caller.user_id.clone())
     }
-}
-
-pub async fn enqueue(
-    ctx: &Ctx,
-    caller: &Caller,
-    request: EnqueueRequest,
-) -> Result<EnqueueResponse> {
-    // The stores keep microseconds: the answer shows what a later read will.
-    let now = Utc::now().trunc_subsecs(6);
-    let new_job = NewJob {
-        id: uuid::Uuid::now_v7().to_string(),
-        owner_id: caller.user_id.clone(),
-        owner_name: caller.name.clone(),
-        job_type: request.job_type,
-        priority: request.priority,
-        payload: Value::Object(request.payload.clone()),
-        run_after: request.run_after.map(|at| at.trunc_subsecs(6)),
-        idempotency_key: request.idempotency_key.clone(),
-        request_hash: fingerprint(&request),
-        created_at: now,
-    };
-    let request_hash = new_job.request_hash.clone();
-    let (record, message) = match ctx.enqueuer.insert(new_job).await? {
-        InsertOutcome::Created(record) => {
-            let message = match record.run_after {
-                Some(at) if at > now => format!(
-                    "Job queued; it will not be sent before {}.",
-                    at.to_rfc3339()
-                ),
-                _ => "Job queued for the next batch.".to_string(),
-            };
-            (record, message)
-        }
-        InsertOutcome::Existing(record) if record.request_hash == request_hash => (
-            record,
-            "A job with this idempotency key already exists; this is that job.".to_string(),
-        ),
-        InsertOutcome::Existing(_) => {
-            return Err(Error::Conflict(
-                "This idempotency key was already used for a different request; use a new key for a new job.".into(),
-            ));
-        }
-    };
-    let estimated_completion = crate::batches::estimate_completion(ctx, record.run_after, now)
-        .await?
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    Ok(EnqueueResponse {
-        success: true,
-        job: to_api_job(record, true),
-        message,
-        estimated_completion,
-    })
 }
 
 pub async fn list(ctx: &Ctx, caller: &Caller, query: ListQuery) -> Result<JobList> {
@@ -230,53 +178,4 @@ async fn find(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<JobRecord> {
         .get_job(job_id, &visibility(caller))
         .await?
         .ok_or_else(|| Error::NotFound(NOT_FOUND.into()))
-}
-
-/// Identifies a request after defaults, so a retry with the same key can be told from a new request.
-fn fingerprint(request: &EnqueueRequest) -> String {
-    let canonical = serde_json::json!([
-        request.job_type.as_str(),
-        canonical_json(&Value::Object(request.payload.clone())),
-        request.priority,
-        request.run_after.map(|t| t.timestamp_micros()),
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-}
-
-/// JSON text with object keys sorted at every level, whatever map order serde_json was built with.
-fn canonical_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let body: Vec<String> = entries
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
-                .collect();
-            format!("{{{}}}", body.join(","))
-        }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn canonical_json_ignores_key_order() {
-        let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}});
-        let b = json!({"a": {"x": null, "y": [1, {"c": 3, "d": 2}]}, "b": 1});
-        assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_ne!(canonical_json(&a), canonical_json(&json!({"b": 2})));
-    }
 }

@@ -30,6 +30,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// (`KeyConflicts::Refuse`) The job at this index reuses an idempotency key its owner
+    /// already used for a different request; nothing was inserted.
+    #[error("job {index} reuses an idempotency key for a different request")]
+    KeyConflict { index: usize },
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("migration failed: {0}")]
@@ -213,6 +217,16 @@ pub struct JobRecord {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// What inserting does with a job whose owner already used its idempotency key for a
+/// different request (the same request is simply the existing job).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyConflicts {
+    /// Answer the existing job; the caller tells its client.
+    Answer,
+    /// Insert nothing at all and fail with `StoreError::KeyConflict`.
+    Refuse,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum InsertOutcome {
     Created(JobRecord),
@@ -313,12 +327,16 @@ pub trait AccessStore: Send + Sync + 'static {
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Inserts jobs and their `created` events in one transaction (all or none), each unless
-    /// its owner already used its idempotency key (then the existing job is its outcome);
-    /// outcomes in the order of `jobs`.
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<InsertOutcome>>;
+    /// its owner already used its idempotency key (then the existing job is its outcome, or,
+    /// for a different request and `Refuse`, nothing is inserted); outcomes in order of `jobs`.
+    async fn insert_jobs(
+        &self,
+        jobs: &[NewJob],
+        conflicts: KeyConflicts,
+    ) -> StoreResult<Vec<InsertOutcome>>;
     /// One job, as `insert_jobs` inserts it.
     async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome> {
-        self.insert_jobs(std::slice::from_ref(&job))
+        self.insert_jobs(std::slice::from_ref(&job), KeyConflicts::Answer)
             .await?
             .pop()
             .ok_or_else(|| {

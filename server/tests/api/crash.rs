@@ -50,3 +50,60 @@ async fn a_crash_after_the_provider_accepted_the_batch_adopts_it() {
 async fn a_crash_before_the_batch_reached_the_provider_submits_it_once() {
     crash_then_recover("before-submit").await;
 }
+
+#[tokio::test]
+async fn kill_9_during_sustained_enqueue_loses_no_answered_job() {
+    let provider = Provider::start(Duration::from_secs(60)).await;
+    let db = Database::new().await;
+    let mut service = Service::start(&db, &provider, &[]).await;
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Eight clients enqueue as fast as they can, until the service dies under them.
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (url, token, answered) = (service.url.clone(), db.admin.clone(), answered.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0.. {
+                    let sent = http
+                        .post(format!("{url}/api/v1/batch/enqueue"))
+                        .bearer_auth(&token)
+                        .json(&json!({"job_type": "risk_report", "payload": {"client": c, "i": i}}))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { return };
+                    let Ok(body) = response.json::<serde_json::Value>().await else {
+                        return;
+                    };
+                    if let Some(id) = body["job"]["id"].as_str() {
+                        answered.lock().unwrap().push(id.to_string());
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    service.kill();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() > 200,
+        "a sustained load: {} answered",
+        answered.len()
+    );
+
+    let service = Service::start(&db, &provider, &[]).await;
+    let stored: std::collections::HashSet<String> = service
+        .jobs()
+        .await
+        .into_iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered jobs lost: {lost:?}",
+        lost.len()
+    );
+}

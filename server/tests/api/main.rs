@@ -13,5 +13,6 @@ mod jobs;
 mod misc;
 mod money;
 mod robustness;
+mod scale;
 mod service;
 mod soak;

@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::{
     Checker, DEFAULT_FLUSH_MAX_JOBS, DEFAULT_LIST_LIMIT, DEFAULT_PRIORITY, FieldError,
-    MAX_BULK_CANCEL, MAX_FLUSH_JOBS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT, MAX_PAYLOAD_BYTES,
-    MAX_PRIORITY, MAX_SEARCH_CHARS, Validated, as_object, field,
+    MAX_BULK_CANCEL, MAX_BULK_ENQUEUE, MAX_FLUSH_JOBS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT,
+    MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_SEARCH_CHARS, Validated, as_object, field,
 };
 use crate::api::{
     BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
@@ -25,7 +25,60 @@ fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
 /// Reads an enqueue body: `job_type` and `payload` required; `priority` 0–100 (50);
 /// `run_after` ISO-8601 or null (no timezone means UTC); `idempotency_key` 1–255 chars or null.
 pub fn parse_enqueue(body: &Value) -> Validated<EnqueueRequest> {
+    read_enqueue(body, Checker::new("body"))
+}
+
+/// Reads a bulk enqueue body: `jobs`, a list of 1 to 10,000 enqueue bodies, each read as
+/// `parse_enqueue` reads one; errors name the item (`["body", "jobs", 3, "priority"]`).
+pub fn parse_bulk_enqueue(body: &Value) -> Validated<Vec<EnqueueRequest>> {
     let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let items = match c.required(map, body, "jobs") {
+        None => return Err(c.errors),
+        Some(Value::Array(items)) if (1..=MAX_BULK_ENQUEUE).contains(&items.len()) => items,
+        Some(other) => {
+            let (kind, msg) = match other {
+                Value::Array(items) if items.is_empty() => (
+                    "too_short",
+                    "List should have at least 1 item after validation, not 0".to_string(),
+                ),
+                Value::Array(items) => (
+                    "too_long",
+                    format!(
+                        "List should have at most {MAX_BULK_ENQUEUE} items after validation, not {}",
+                        items.len()
+                    ),
+                ),
+                _ => ("list_type", "Input should be a valid list".to_string()),
+            };
+            let input = if kind == "list_type" {
+                other.clone()
+            } else {
+                Value::Null
+            };
+            c.push(FieldError::new(kind, c.loc("jobs"), msg, input));
+            return Err(c.errors);
+        }
+    };
+    let mut requests = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = Checker::at(vec![json!("body"), json!("jobs"), json!(i)]);
+        match read_enqueue(item, at) {
+            Ok(request) => requests.push(request),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(requests)
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_enqueue(body: &Value, mut c: Checker) -> Validated<EnqueueRequest> {
     let Some(map) = as_object(body, &mut c) else {
         return Err(c.errors);
     };

@@ -344,3 +344,58 @@ fn list_query_search_type_and_paging() {
         ["enum", "greater_than_equal", "string_too_long"]
     );
 }
+
+#[test]
+fn bulk_enqueue_reads_each_item_and_names_it_in_errors() {
+    let ok = json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}});
+    let requests = parse_bulk_enqueue(&json!({"jobs": [ok.clone(), ok.clone()]})).unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].priority, DEFAULT_PRIORITY);
+
+    let errors = parse_bulk_enqueue(&json!({"jobs": [
+        ok,
+        {"job_type": "nope", "payload": {}},
+        {"payload": {}, "priority": 101},
+        7
+    ]}))
+    .unwrap_err();
+    assert_eq!(
+        kinds(&errors),
+        vec![
+            (
+                "enum".to_string(),
+                vec![json!("body"), json!("jobs"), json!(1), json!("job_type")]
+            ),
+            (
+                "missing".to_string(),
+                vec![json!("body"), json!("jobs"), json!(2), json!("job_type")]
+            ),
+            (
+                "less_than_equal".to_string(),
+                vec![json!("body"), json!("jobs"), json!(2), json!("priority")]
+            ),
+            (
+                "model_attributes_type".to_string(),
+                vec![json!("body"), json!("jobs"), json!(3)]
+            ),
+        ]
+    );
+    // The list itself: present, a list, 1 to 10,000 items.
+    for (body, kind) in [
+        (json!({}), "missing"),
+        (json!({"jobs": {}}), "list_type"),
+        (json!({"jobs": []}), "too_short"),
+    ] {
+        assert_eq!(
+            parse_bulk_enqueue(&body).unwrap_err()[0].kind,
+            kind,
+            "{body}"
+        );
+    }
+    let many = vec![json!({"job_type": "risk_report", "payload": {}}); MAX_BULK_ENQUEUE + 1];
+    let errors = parse_bulk_enqueue(&json!({"jobs": many})).unwrap_err();
+    assert_eq!(
+        (errors[0].kind.as_str(), &errors[0].loc),
+        ("too_long", &vec![json!("body"), json!("jobs")])
+    );
+}

@@ -337,7 +337,10 @@ pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_onc
         new_job("g3", &a, 2, None),
         new_job("g4", &b, 3, Some("k")),
     ];
-    let outcomes = store.insert_jobs(&group).await.unwrap();
+    let outcomes = store
+        .insert_jobs(&group, KeyConflicts::Answer)
+        .await
+        .unwrap();
     let ids: Vec<(&str, bool)> = outcomes
         .iter()
         .map(|o| match o {
@@ -374,7 +377,47 @@ pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_onc
     let stats = store.stats(&Visibility::All).await.unwrap();
     assert_eq!((stats.total, stats.pending), (3, 3));
     assert_totals_match_a_recount(store.as_ref()).await;
-    assert!(store.insert_jobs(&[]).await.unwrap().is_empty());
+    assert!(
+        store
+            .insert_jobs(&[], KeyConflicts::Answer)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Refusing: a key reused for a different request fails the group, and inserts nothing.
+    let mut different = new_job("g5", &a, 4, Some("k"));
+    different.request_hash = "another request".into();
+    let refused = store
+        .insert_jobs(
+            &[new_job("g6", &a, 5, None), different],
+            KeyConflicts::Refuse,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::KeyConflict { index: 1 })),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .get_job("g6", &Visibility::All)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let same = new_job("g7", &a, 6, Some("k"));
+    let same = NewJob {
+        request_hash: "hash-g1".into(),
+        ..same
+    };
+    let answered = store
+        .insert_jobs(&[same], KeyConflicts::Refuse)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answered[0], InsertOutcome::Existing(r) if r.id == "g1"),
+        "the same request is the job"
+    );
+    assert_totals_match_a_recount(store.as_ref()).await;
 }
 
 pub async fn a_group_with_a_bad_job_inserts_nothing(store: Arc<impl Store>) {
@@ -389,7 +432,13 @@ pub async fn a_group_with_a_bad_job_inserts_nothing(store: Arc<impl Store>) {
         new_job("ok", &a, 0, None),
         new_job("orphan", &ghost, 1, None),
     ];
-    assert!(store.insert_jobs(&group).await.is_err(), "an unknown owner");
+    assert!(
+        store
+            .insert_jobs(&group, KeyConflicts::Answer)
+            .await
+            .is_err(),
+        "an unknown owner"
+    );
     assert!(
         store
             .get_job("ok", &Visibility::All)

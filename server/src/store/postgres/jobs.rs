@@ -33,7 +33,11 @@ async fn by_key(
 
 #[async_trait]
 impl JobStore for PostgresStore {
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<InsertOutcome>> {
+    async fn insert_jobs(
+        &self,
+        jobs: &[NewJob],
+        conflicts: KeyConflicts,
+    ) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         let owners: Vec<&str> = jobs.iter().map(|j| j.owner_id.as_str()).collect();
@@ -70,7 +74,7 @@ impl JobStore for PostgresStore {
         let mut deltas = Deltas::default();
         let mut events = Vec::with_capacity(inserted.len());
         let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        for (index, job) in jobs.iter().enumerate() {
             if inserted.contains(&job.id) {
                 deltas.added(&job.counted(), JobStatus::Pending);
                 events.push((job.id.as_str(), &Happened::Created, job.created_at));
@@ -79,9 +83,12 @@ impl JobStore for PostgresStore {
                 let key = job.idempotency_key.as_deref().ok_or_else(|| {
                     StoreError::Corrupt(format!("job {} was not inserted and has no key", job.id))
                 })?;
-                outcomes.push(InsertOutcome::Existing(
-                    by_key(&mut tx, &job.owner_id, key).await?,
-                ));
+                let existing = by_key(&mut tx, &job.owner_id, key).await?;
+                if conflicts == KeyConflicts::Refuse && existing.request_hash != job.request_hash {
+                    // Dropping the transaction rolls the whole group back.
+                    return Err(StoreError::KeyConflict { index });
+                }
+                outcomes.push(InsertOutcome::Existing(existing));
             }
         }
         insert_events(&mut tx, &events).await?;

@@ -36,7 +36,11 @@ async fn by_key(
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn insert_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<InsertOutcome>> {
+    async fn insert_jobs(
+        &self,
+        jobs: &[NewJob],
+        conflicts: KeyConflicts,
+    ) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.begin_write().await?;
         let mut inserted = HashSet::with_capacity(jobs.len());
         for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
@@ -66,7 +70,7 @@ impl JobStore for SqliteStore {
         let mut deltas = Deltas::default();
         let mut events = Vec::with_capacity(inserted.len());
         let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        for (index, job) in jobs.iter().enumerate() {
             if inserted.contains(&job.id) {
                 deltas.added(&job.counted(), JobStatus::Pending);
                 events.push((job.id.as_str(), &Happened::Created, job.created_at));
@@ -75,9 +79,12 @@ impl JobStore for SqliteStore {
                 let key = job.idempotency_key.as_deref().ok_or_else(|| {
                     StoreError::Corrupt(format!("job {} was not inserted and has no key", job.id))
                 })?;
-                outcomes.push(InsertOutcome::Existing(
-                    by_key(&mut tx, &job.owner_id, key).await?,
-                ));
+                let existing = by_key(&mut tx, &job.owner_id, key).await?;
+                if conflicts == KeyConflicts::Refuse && existing.request_hash != job.request_hash {
+                    // Dropping the transaction rolls the whole group back.
+                    return Err(StoreError::KeyConflict { index });
+                }
+                outcomes.push(InsertOutcome::Existing(existing));
             }
         }
         insert_events(&mut tx, &events).await?;
