@@ -1,6 +1,7 @@
 //! Benchmark of the batch loop against a standalone emulator: `--flushes` flushes of
 //! `--jobs-per-flush` jobs each (time, memory), then the ingest of all their results
-//! (lines per second, memory growth). Run by scripts/bench.sh.
+//! (lines per second, memory growth), then a check that the totals still equal a recount.
+//! Run by scripts/bench.sh, which reads its `summary:` lines.
 
 use std::time::Instant;
 
@@ -55,27 +56,29 @@ async fn main() -> anyhow::Result<()> {
     println!("| flush | jobs | time (s) | RSS before (MiB) | peak during (MiB) |");
     println!("|---|---|---|---|---|");
     let mut batch_ids = Vec::new();
+    let (mut flush_seconds, mut slowest, mut highest) = (0.0f64, 0.0f64, 0.0f64);
     for round in 0..args.flushes {
-        for n in 0..args.jobs_per_flush {
-            let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
-            let payload = app::api::examples::example_payload(job_type)
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let request = EnqueueRequest {
-                job_type,
-                payload,
-                priority: n % 101,
-                run_after: None,
-                idempotency_key: None,
-            };
-            jobs::enqueue(&ctx, &owners[n as usize % owners.len()], request).await?;
+        // The jobs to flush, ten at a time per owner through bulk enqueue: the flush is measured.
+        for (o, owner) in owners.iter().enumerate() {
+            let requests: Vec<EnqueueRequest> = (0..args.jobs_per_flush)
+                .filter(|n| *n as usize % owners.len() == o)
+                .map(|n| {
+                    let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
+                    EnqueueRequest::new(
+                        job_type,
+                        app::api::examples::example_payload(job_type),
+                        n % 101,
+                    )
+                })
+                .collect();
+            jobs::enqueue_many(&ctx, owner, requests).await?;
         }
         let (before, _) = memory();
         reset_peak();
         let started = Instant::now();
         let answer = batches::flush(
             &ctx,
+            &admin,
             FlushRequest {
                 max_jobs: args.jobs_per_flush,
                 job_types: None,
@@ -90,8 +93,15 @@ async fn main() -> anyhow::Result<()> {
             round + 1,
             answer.jobs_count
         );
+        flush_seconds += seconds;
+        slowest = slowest.max(seconds);
+        highest = highest.max(peak);
         batch_ids.push(answer.batch_id.unwrap_or_default());
     }
+    let flushed = args.flushes as i64 * args.jobs_per_flush;
+    println!(
+        "summary: flush_total_jobs={flushed} flush_total_s={flush_seconds:.2} flush_slowest_s={slowest:.2} flush_peak_rss_mib={highest:.0}"
+    );
 
     let (before, _) = memory();
     reset_peak();
@@ -99,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     let mut lines = 0;
     for id in &batch_ids {
         loop {
-            let answer = batches::poll(&ctx, id).await?;
+            let answer = batches::poll(&ctx, &admin, id).await?;
             if answer.status == "ended" {
                 lines += answer.jobs_processed;
                 break;
@@ -116,6 +126,16 @@ async fn main() -> anyhow::Result<()> {
         lines as f64 / seconds,
         peak - before,
         stats.completed_jobs
+    );
+    let exact = ctx
+        .store()
+        .totals(&ai_batch::store::Visibility::All)
+        .await?
+        == ctx.store().recount_totals().await?;
+    println!(
+        "summary: ingest_lines_per_s={:.0} ingest_rss_growth_mib={:.0} totals_equal_recount={exact}",
+        lines as f64 / seconds,
+        peak - before
     );
     Ok(())
 }

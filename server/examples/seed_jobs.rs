@@ -54,16 +54,8 @@ async fn main() -> anyhow::Result<()> {
                 while n < missing {
                     let job_type = JobType::ALL[n as usize % JobType::ALL.len()];
                     let ticker = ["AAPL", "MSFT", "NVDA", "TSLA"][n as usize % 4];
-                    let request = EnqueueRequest {
-                        job_type,
-                        payload: json!({"ticker": ticker, "n": n})
-                            .as_object()
-                            .cloned()
-                            .unwrap_or_default(),
-                        priority: n % 101,
-                        run_after: None,
-                        idempotency_key: None,
-                    };
+                    let request =
+                        EnqueueRequest::new(job_type, json!({"ticker": ticker, "n": n}), n % 101);
                     jobs::enqueue(&ctx, &owners[n as usize % owners.len()], request).await?;
                     n += step;
                 }

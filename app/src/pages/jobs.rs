@@ -153,12 +153,13 @@ fn JobsTable(
 ) -> impl IntoView {
     let shown = list.jobs.len() as i64;
     let summary = format!(
-        "{} pending · {} processing · showing {}–{} of {}",
+        "{} pending · {} processing · showing {}–{} of {}{}",
         list.pending_count,
         list.processing_count,
         if shown == 0 { 0 } else { query.offset + 1 },
         query.offset + shown,
-        list.total_count
+        list.total_count,
+        if list.total_count_capped { "+" } else { "" }
     );
     let page_link = move |offset: i64| {
         let mut params = vec![format!("offset={offset}")];
@@ -174,8 +175,9 @@ fn JobsTable(
         format!("/jobs?{}", params.join("&"))
     };
     let newer = (query.offset > 0).then(|| page_link((query.offset - PAGE_SIZE).max(0)));
-    let older =
-        (query.offset + shown < list.total_count).then(|| page_link(query.offset + PAGE_SIZE));
+    let more =
+        query.offset + shown < list.total_count || (list.total_count_capped && shown == PAGE_SIZE);
+    let older = more.then(|| page_link(query.offset + PAGE_SIZE));
     view! {
         <p class="mt-3 text-sm text-slate-600" data-testid="job-counts">{summary}</p>
         <div class="mt-2 overflow-x-auto rounded-lg border border-slate-200 bg-white">

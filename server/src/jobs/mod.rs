@@ -39,6 +39,7 @@ pub async fn list(ctx: &Ctx, caller: &Caller, query: ListQuery) -> Result<JobLis
             .map(|r| to_api_job(r, false))
             .collect(),
         total_count: page.total_count,
+        total_count_capped: page.total_count_capped,
         pending_count: page.pending_count,
         processing_count: page.processing_count,
         next_cursor: page.next_cursor.map(|c| c.encode()),

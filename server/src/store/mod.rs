@@ -10,6 +10,7 @@ pub(crate) mod conformance;
 mod group_commit;
 mod postgres;
 mod results;
+mod search;
 mod sqlite;
 mod totals;
 
@@ -17,6 +18,7 @@ pub use batches::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
 pub use postgres::PostgresStore;
 pub use results::*;
+pub use search::{SEARCH_COUNT_CAP, capped_count, search_words};
 pub use sqlite::SqliteStore;
 pub use totals::{Amounts, Cell, Counted, Deltas, TotalsRow};
 
@@ -103,6 +105,8 @@ pub struct NewCredential {
     pub secret_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a session: the id of the token it was opened with.
+    pub opened_with: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -244,8 +248,10 @@ pub enum CancelOutcome {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobPage {
     pub jobs: Vec<JobRecord>,
-    /// Jobs matching the filter, before the limit.
+    /// Jobs matching the filter, before the limit; a search's count stops at the cap.
     pub total_count: i64,
+    /// A search matched more jobs than `total_count` says (it reached `SEARCH_COUNT_CAP`).
+    pub total_count_capped: bool,
     pub pending_count: i64,
     pub processing_count: i64,
     /// Where the next page starts, when this one is full.
@@ -314,7 +320,8 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// Bearer tokens (not sessions) of every user.
     async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
-    /// Marks a credential revoked; `false` if there is no such live credential.
+    /// Marks a credential revoked, and for a token every live session opened with it, in one
+    /// transaction; `false` if there is no such live credential.
     async fn revoke_credential(
         &self,
         kind: CredentialKind,

@@ -147,7 +147,7 @@ async fn a_refused_batch_puts_its_jobs_back() {
 #[tokio::test]
 async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
     let s = setup().await;
-    let enqueues = (0..1200).map(|i| {
+    let enqueues = (0..1500).map(|i| {
         s.app
             .alice
             .enqueue(json!({"job_type": "trading_analytics", "payload": {"i": i}}))
@@ -163,10 +163,10 @@ async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
         .unwrap()
         .to_string();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    // Cut after 700 lines: the first 500-line chunk is written whole, the next is not begun.
+    // Cut after 1,200 lines: the first 1,000-line chunk is written whole, the next is not begun.
     s.emulator.set_faults(Faults {
         cut_results: Some(StreamFault {
-            after_lines: 700,
+            after_lines: 1200,
             times: Some(1),
             ..StreamFault::default()
         }),
@@ -177,7 +177,7 @@ async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
     let stats = s.app.admin.get("/api/v1/batch/stats").await.body;
     assert_eq!(
         (&stats["completed_jobs"], &stats["processing_jobs"]),
-        (&json!(500), &json!(700))
+        (&json!(1000), &json!(500))
     );
     let processing = s
         .app
@@ -193,12 +193,12 @@ async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
         );
     }
     let done = poll_until_ended(&s, &batch).await;
-    assert_eq!(done["jobs_processed"], 700);
-    assert_eq!(done["results"].as_array().unwrap().len(), 700);
+    assert_eq!(done["jobs_processed"], 500);
+    assert_eq!(done["results"].as_array().unwrap().len(), 500);
     let stats = s.app.admin.get("/api/v1/batch/stats").await.body;
     assert_eq!(
         (&stats["completed_jobs"], &stats["processing_jobs"]),
-        (&json!(1200), &json!(0))
+        (&json!(1500), &json!(0))
     );
 }
 

@@ -27,6 +27,7 @@ pub async fn credentials_are_found_by_kind_and_id(store: Arc<impl Store>) {
         secret_hash: "h".into(),
         created_at: t0(),
         expires_at: Some(t0() + Duration::hours(1)),
+        opened_with: None,
     };
     store.insert_credential(credential).await.unwrap();
     let found = store
@@ -74,6 +75,7 @@ pub async fn tokens_are_listed_and_revoked_once(store: Arc<impl Store>) {
                 secret_hash: "h".into(),
                 created_at: at(minutes),
                 expires_at: None,
+                opened_with: (kind == CredentialKind::Session).then(|| "t1".to_string()),
             })
             .await
             .unwrap();
@@ -124,4 +126,20 @@ pub async fn tokens_are_listed_and_revoked_once(store: Arc<impl Store>) {
         store.list_tokens().await.unwrap()[0].revoked_at,
         Some(at(5))
     );
+    let session = store
+        .find_credential(CredentialKind::Session, "s1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        session.revoked_at,
+        Some(at(5)),
+        "the session opened with t1 ends with it"
+    );
+    let other = store
+        .find_credential(CredentialKind::Token, "t2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.revoked_at, None, "other credentials live on");
 }

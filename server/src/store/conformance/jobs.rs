@@ -270,32 +270,20 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
         ids(&store.list_jobs(&all, &search("j1")).await.unwrap()),
         ["j1"]
     );
-    assert_eq!(
-        store
-            .list_jobs(&all, &search("%"))
-            .await
-            .unwrap()
-            .total_count,
-        4,
-        "a literal %"
-    );
-    assert_eq!(
-        store
-            .list_jobs(&all, &search("0%_"))
-            .await
-            .unwrap()
-            .total_count,
-        4,
-        "wildcards are literal"
-    );
-    assert_eq!(
-        store
-            .list_jobs(&all, &search("x_y"))
-            .await
-            .unwrap()
-            .total_count,
-        0
-    );
+    let count = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let page = store.list_jobs(&Visibility::All, &search(text)).await;
+            page.unwrap().total_count
+        }
+    };
+    assert_eq!(count("nvd").await, 2, "a word's start, any case");
+    assert_eq!(count("vda").await, 0, "not the middle of a word");
+    assert_eq!(count("SURE 100").await, 4, "every word, in any order");
+    assert_eq!(count("sure nvda").await, 2);
+    assert_eq!(count("%").await, 0, "no words: only an id or key matches");
+    assert_eq!(count("0%_").await, 0, "punctuation separates words");
+    assert_eq!(count("x_y").await, 0);
     let typed = app::api::ListQuery {
         job_type: Some(JobType::SentimentAnalysis),
         limit: 1,
@@ -304,6 +292,50 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
     };
     let page = store.list_jobs(&all, &typed).await.unwrap();
     assert_eq!((ids(&page), page.total_count), (vec!["j2".to_string()], 2));
+}
+
+pub async fn a_search_count_stops_at_the_cap(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let many: Vec<NewJob> = (0..=SEARCH_COUNT_CAP)
+        .map(|i| {
+            let mut job = new_job(&format!("c{i}"), &a, i, None);
+            job.payload = json!({"ticker": "NVDA"});
+            job
+        })
+        .collect();
+    store
+        .insert_jobs(&many, KeyConflicts::Answer)
+        .await
+        .unwrap();
+    let query = app::api::ListQuery {
+        search: Some("nvda".into()),
+        limit: 50,
+        ..app::api::ListQuery::default()
+    };
+    let page = store.list_jobs(&Visibility::All, &query).await.unwrap();
+    assert_eq!(
+        (page.jobs.len(), page.total_count, page.total_count_capped),
+        (50, SEARCH_COUNT_CAP, true)
+    );
+    assert_eq!(
+        page.jobs[0].id,
+        format!("c{SEARCH_COUNT_CAP}"),
+        "newest first"
+    );
+    let exact = store
+        .list_jobs(
+            &Visibility::All,
+            &app::api::ListQuery {
+                limit: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (exact.total_count, exact.total_count_capped),
+        (SEARCH_COUNT_CAP + 1, false)
+    );
 }
 
 pub async fn events_are_kept_in_order_with_their_details(store: Arc<impl Store>) {

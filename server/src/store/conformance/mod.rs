@@ -38,6 +38,7 @@ macro_rules! store_conformance {
             cancel_moves_pending_to_cancelled_once,
             stats_sum_the_visible_jobs,
             lists_search_filter_by_type_and_page,
+            a_search_count_stops_at_the_cap,
             events_are_kept_in_order_with_their_details,
             flush_candidates_come_in_flush_order_and_page_by_cursor,
             claims_take_pending_jobs_write_members_and_hold_a_lease,

@@ -51,8 +51,8 @@ impl AccessStore for PostgresStore {
 
     async fn insert_credential(&self, c: NewCredential) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at, opened_with) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&c.id)
         .bind(c.kind.as_str())
@@ -60,6 +60,7 @@ impl AccessStore for PostgresStore {
         .bind(&c.secret_hash)
         .bind(c.created_at)
         .bind(c.expires_at)
+        .bind(&c.opened_with)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -129,15 +130,27 @@ impl AccessStore for PostgresStore {
         id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "UPDATE credentials SET revoked_at = $1 WHERE kind = $2 AND id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(kind.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if changed == 1 && kind == CredentialKind::Token {
+            sqlx::query(
+                "UPDATE credentials SET revoked_at = $1 WHERE kind = $2 AND opened_with = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(CredentialKind::Session.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(changed == 1)
     }
 }

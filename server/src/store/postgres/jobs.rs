@@ -130,13 +130,21 @@ impl JobStore for PostgresStore {
             .collect::<StoreResult<Vec<_>>>()?;
 
         let totals = self.totals(visibility).await?;
-        let total_count = if filter.search.is_some() {
-            let mut matching = QueryBuilder::new("SELECT COUNT(*) FROM jobs j WHERE TRUE");
+        let (total_count, total_count_capped) = if filter.search.is_some() {
+            let mut matching =
+                QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE TRUE");
             push_visibility(&mut matching, visibility);
             push_filter(&mut matching, filter);
-            matching.build_query_scalar().fetch_one(&self.pool).await?
+            matching
+                .push(" LIMIT ")
+                .push_bind(SEARCH_COUNT_CAP + 1)
+                .push(") AS matching");
+            capped_count(matching.build_query_scalar().fetch_one(&self.pool).await?)
         } else {
-            count_from(&totals, filter.status_filter, filter.job_type)
+            (
+                count_from(&totals, filter.status_filter, filter.job_type),
+                false,
+            )
         };
         let next_cursor = (jobs.len() as i64 == filter.limit)
             .then(|| jobs.last())
@@ -148,6 +156,7 @@ impl JobStore for PostgresStore {
         Ok(JobPage {
             jobs,
             total_count,
+            total_count_capped,
             pending_count: count_from(&totals, Some(JobStatus::Pending), None),
             processing_count: count_from(&totals, Some(JobStatus::Processing), None),
             next_cursor,
@@ -286,6 +295,10 @@ impl JobStore for PostgresStore {
     }
 }
 
+/// A payload's words, exactly as the migration's `jobs_payload_words` index computes them.
+const PAYLOAD_WORDS: &str =
+    "to_tsvector('simple', regexp_replace(j.payload::text, '[^[:alnum:]]+', ' ', 'g'))";
+
 /// The list's filters: status, type, and a search by id, idempotency key or payload text.
 fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &ListQuery) {
     if let Some(status) = filter.status_filter {
@@ -297,18 +310,20 @@ fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &ListQuery) {
             .push_bind(job_type.as_str());
     }
     if let Some(text) = &filter.search {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
         query
             .push(" AND (j.id = ")
             .push_bind(text.clone())
             .push(" OR j.idempotency_key = ")
-            .push_bind(text.clone())
-            // Case-insensitive like SQLite's search; three characters or more use the trigram index.
-            .push(" OR j.payload::text ILIKE ")
-            .push_bind(format!("%{escaped}%"))
-            .push(" ESCAPE '\\')");
+            .push_bind(text.clone());
+        let words = search_words(text);
+        if !words.is_empty() {
+            // Each word as a prefix (nvd:*), all of them.
+            let prefixes: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
+            query
+                .push(format!(" OR {PAYLOAD_WORDS} @@ to_tsquery('simple', "))
+                .push_bind(prefixes.join(" & "))
+                .push(")");
+        }
+        query.push(")");
     }
 }

@@ -39,7 +39,8 @@ impl AccessStore for SqliteStore {
 
     async fn insert_credential(&self, c: NewCredential) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at, opened_with) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(c.kind.as_str())
@@ -47,6 +48,7 @@ impl AccessStore for SqliteStore {
         .bind(&c.secret_hash)
         .bind(to_micros(c.created_at))
         .bind(c.expires_at.map(to_micros))
+        .bind(&c.opened_with)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -109,13 +111,25 @@ impl AccessStore for SqliteStore {
         id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE credentials SET revoked_at = ? WHERE kind = ? AND id = ? AND revoked_at IS NULL")
             .bind(to_micros(now))
             .bind(kind.as_str())
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if changed == 1 && kind == CredentialKind::Token {
+            sqlx::query(
+                "UPDATE credentials SET revoked_at = ? WHERE kind = ? AND opened_with = ? AND revoked_at IS NULL",
+            )
+            .bind(to_micros(now))
+            .bind(CredentialKind::Session.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(changed == 1)
     }
 }

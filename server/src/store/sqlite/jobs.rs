@@ -14,9 +14,6 @@ use super::{
 use crate::events::Happened;
 use crate::store::*;
 
-/// A search this short cannot use the trigram index (three characters or more).
-const SHORTEST_INDEXED_SEARCH: usize = 3;
-
 /// The job an owner already made with an idempotency key, read inside the writing transaction
 /// (it may have been inserted by the same transaction).
 async fn by_key(
@@ -129,13 +126,21 @@ impl JobStore for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
 
         let totals = self.totals(visibility).await?;
-        let total_count = if filter.search.is_some() {
-            let mut matching = QueryBuilder::new("SELECT COUNT(*) FROM jobs j WHERE 1 = 1");
+        let (total_count, total_count_capped) = if filter.search.is_some() {
+            let mut matching =
+                QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1");
             push_visibility(&mut matching, visibility);
             push_filter(&mut matching, filter);
-            matching.build_query_scalar().fetch_one(&self.pool).await?
+            matching
+                .push(" LIMIT ")
+                .push_bind(SEARCH_COUNT_CAP + 1)
+                .push(")");
+            capped_count(matching.build_query_scalar().fetch_one(&self.pool).await?)
         } else {
-            count_from(&totals, filter.status_filter, filter.job_type)
+            (
+                count_from(&totals, filter.status_filter, filter.job_type),
+                false,
+            )
         };
         let next_cursor = (jobs.len() as i64 == filter.limit)
             .then(|| jobs.last())
@@ -147,6 +152,7 @@ impl JobStore for SqliteStore {
         Ok(JobPage {
             jobs,
             total_count,
+            total_count_capped,
             pending_count: count_from(&totals, Some(JobStatus::Pending), None),
             processing_count: count_from(&totals, Some(JobStatus::Processing), None),
             next_cursor,
@@ -299,26 +305,20 @@ fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ListQuery) {
             .push_bind(job_type.as_str());
     }
     if let Some(text) = &filter.search {
+        // One set of rowids from three indexes; an OR of the three would scan every job.
         query
-            .push(" AND (j.id = ")
+            .push(" AND j.rowid IN (SELECT rowid FROM jobs WHERE id = ")
             .push_bind(text.clone())
-            .push(" OR j.idempotency_key = ")
+            .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
             .push_bind(text.clone());
-        if text.chars().count() >= SHORTEST_INDEXED_SEARCH {
-            // A quoted phrase of trigrams is a substring, case-insensitively; quotes are doubled.
+        let words = search_words(text);
+        if !words.is_empty() {
+            // Each word as a prefix ("nvd"*), all of them: FTS5's implicit AND.
+            let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
             query
-                .push(" OR j.rowid IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
-                .push_bind(format!("\"{}\"", text.replace('"', "\"\"")))
-                .push("))");
-        } else {
-            let escaped = text
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            query
-                .push(" OR j.payload LIKE ")
-                .push_bind(format!("%{escaped}%"))
-                .push(" ESCAPE '\\')");
+                .push(" UNION ALL SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
+                .push_bind(prefixes.join(" "));
         }
+        query.push(")");
     }
 }

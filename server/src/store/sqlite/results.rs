@@ -179,11 +179,12 @@ impl ResultStore for SqliteStore {
         job_ids: &[String],
     ) -> StoreResult<Vec<JobState>> {
         let mut states = Vec::with_capacity(job_ids.len());
+        // `+j.batch_id`: find each job by its id, not by scanning the whole batch's index.
         for chunk in job_ids.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
                  EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) AS charged \
-                 FROM jobs j WHERE j.batch_id = ",
+                 FROM jobs j WHERE +j.batch_id = ",
             );
             query.push_bind(provider_batch_id).push(" AND j.id IN (");
             let mut list = query.separated(", ");

@@ -1,0 +1,42 @@
+//! What a search of the jobs list means, the same on both stores: the job with that id, the
+//! job with that idempotency key, or jobs whose payload holds every word of the search, each
+//! as a word or the start of one, case-insensitively ("nvd" finds NVDA, "vda" does not).
+//! Each store indexes the payload's words (SQLite FTS5, PostgreSQL a `tsvector` GIN index).
+
+/// Counting a search's matches stops past this many; a list then says its count is capped.
+pub const SEARCH_COUNT_CAP: i64 = 10_000;
+/// Words of a search used; more only slow the index down.
+const MOST_WORDS: usize = 8;
+
+/// The words of a search: runs of letters and digits, lower-cased (the stores' tokenizers
+/// split the payload the same way).
+pub fn search_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MOST_WORDS)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A search's count as the list reports it: at most the cap, and whether it was reached.
+/// Stores count up to one past the cap.
+pub fn capped_count(counted: i64) -> (i64, bool) {
+    (counted.min(SEARCH_COUNT_CAP), counted > SEARCH_COUNT_CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_runs_of_letters_and_digits() {
+        assert_eq!(search_words("NVDA"), ["nvda"]);
+        assert_eq!(
+            search_words(" risk-report, Q3_2026 "),
+            ["risk", "report", "q3", "2026"]
+        );
+        assert_eq!(search_words("%_\"*"), Vec::<String>::new());
+        assert_eq!(search_words("Société"), ["société"]);
+        assert_eq!(search_words(&"a ".repeat(20)).len(), MOST_WORDS);
+    }
+}
