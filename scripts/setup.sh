@@ -30,8 +30,14 @@ install_build_tools() {
     cargo install wasm-bindgen-cli --version 0.2.129 --locked
   fi
   if [[ ! -x node_modules/.bin/tailwindcss || package-lock.json -nt node_modules/.package-lock.json ]]; then
-    step "installing npm packages (Tailwind, wasm-opt, Playwright)"
+    step "installing npm packages (Tailwind, wasm-opt, Swagger UI, Playwright)"
     npm ci --no-audit --no-fund
+  fi
+  # The API page's assets, served from our own origin (cargo-leptos copies public/ into the site).
+  local vendor=public/docs/vendor
+  if [[ ! -f $vendor/swagger-ui-bundle.js || node_modules/swagger-ui-dist/package.json -nt $vendor/swagger-ui-bundle.js ]]; then
+    mkdir -p "$vendor"
+    cp node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css,LICENSE} "$vendor/"
   fi
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test: Rust unit, store conformance (SQLite and
 # PostgreSQL), API and provider tests on SQLite, the API tests again on PostgreSQL, the chaos
-# test of three instances on PostgreSQL; the official Python SDK against the emulator; then
+# test of three instances on PostgreSQL; schemathesis against the REST contract's OpenAPI
+# document, as admin and as trader; the official Python SDK against the emulator; then
 # the Playwright suite in Debian's Chromium against the built server. PostgreSQL runs locally
 # (127.0.0.1:5432, user postgres); each test makes its own database and drops it. The chaos
 # test restarts the local cluster (pg_ctlcluster, as root).
@@ -19,6 +20,9 @@ AI_BATCH_TEST_DATABASE=postgres cargo test --locked -p server --test api
 
 step "building the dashboard for the browser tests"
 cargo leptos build
+
+step "the REST contract fuzzed from its OpenAPI document (schemathesis, as admin and as trader)"
+AI_BATCH_BIN="$(ai_batch_bin debug)" ./scripts/contract.sh
 
 step "the official anthropic SDK against the standalone emulator"
 AI_BATCH_BIN="$(ai_batch_bin debug)" .venv/bin/python -m pytest -q end2end/sdk

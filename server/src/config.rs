@@ -68,12 +68,52 @@ pub struct Config {
     #[command(flatten)]
     pub batch: BatchConfig,
 
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+
     /// Test failpoint: the process exits at the named point (`after-submit`).
     #[arg(long, env = "AI_BATCH_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 
     #[command(flatten)]
     pub emulator: EmulatorConfig,
+}
+
+/// What protects the REST API from a runaway client or a stuck request.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LimitsConfig {
+    /// Enqueue requests per second per token (single and bulk each count as one); 0 = no limit.
+    #[arg(long, env = "AI_BATCH_ENQUEUE_PER_SEC", default_value_t = 500)]
+    pub enqueue_per_sec: u32,
+
+    /// Requests a token may send at once above its enqueue rate before waiting.
+    #[arg(long, env = "AI_BATCH_ENQUEUE_BURST", default_value_t = 1000)]
+    pub enqueue_burst: u32,
+
+    /// Other API requests (reads, cancels, admin calls) per second per token; 0 = no limit.
+    #[arg(long, env = "AI_BATCH_READS_PER_SEC", default_value_t = 100)]
+    pub reads_per_sec: u32,
+
+    /// Requests a token may send at once above its read rate before waiting.
+    #[arg(long, env = "AI_BATCH_READS_BURST", default_value_t = 200)]
+    pub reads_burst: u32,
+
+    /// Record request, provider and ingest metrics for `GET /metrics` (admins).
+    #[arg(long, env = "AI_BATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics: bool,
+
+    /// Also serve `/metrics` without a token on this address (e.g. `127.0.0.1:9464` for a
+    /// Prometheus on the same host); unset, only admins read it on the main address.
+    #[arg(long, env = "AI_BATCH_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Longest an API request may run, in seconds (flush and poll are exempt: leases guard them).
+    #[arg(
+        long = "api-request-timeout-secs",
+        env = "AI_BATCH_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub api_request_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, clap::Args)]

@@ -29,6 +29,19 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("Anthropic: {0}")]
     Provider(#[from] ProviderError),
+    /// This token sent more requests than its limit allows; it may try again after the wait.
+    #[error(
+        "Too many requests: this token's limit is {per_second} per second; retry after {retry_after_secs} s"
+    )]
+    RateLimited {
+        per_second: u32,
+        retry_after_secs: u64,
+    },
+    /// The request ran past the server's request timeout.
+    #[error(
+        "The request took longer than {0} s and was stopped; retry it (an enqueue with an idempotency key is never duplicated)"
+    )]
+    Timeout(u64),
     /// The create call failed in a way that leaves open whether the batch exists.
     #[error(
         "The batch may or may not have reached Anthropic ({0}); it will be reconciled automatically."
@@ -65,6 +78,10 @@ impl Error {
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => Some(1),
             Error::Provider(e) if e.is_busy() => Some(30),
             Error::SubmissionUncertain(_) => Some(30),
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Error::Timeout(_) => Some(1),
             _ => None,
         }
     }

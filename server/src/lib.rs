@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod pricing;
 pub mod provider;
 pub mod scheduler;

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use axum::Router;
+use axum::http::{HeaderValue, header};
 use leptos::prelude::LeptosOptions;
 use leptos_config::Env;
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{Config, EmulatorConfig, ProviderKind};
 use crate::context::Ctx;
@@ -29,9 +31,21 @@ pub fn app_with(ctx: Ctx, options: LeptosOptions, extra: Router) -> Router {
         .merge(http::router(ctx.clone()))
         .merge(web::router(ctx, options));
     // A panic in any handler answers 500 JSON, and the server goes on serving.
-    routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+    let routes = routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(
         http::panicked,
-    ))
+    ));
+    // Pages set their own Content-Security-Policy (with the render's nonce, in `app::shell`).
+    let headers = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    headers.into_iter().fold(routes, |routes, (name, value)| {
+        routes.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    })
 }
 
 /// Everything the service needs before it listens. With the emulator as provider, this starts
@@ -145,6 +159,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     println!("Bitcain AI Batch is running: open http://{addr}/ and sign in with an access token.");
+    if let Some(metrics_addr) = config.limits.metrics_addr {
+        let listener = TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+        let router = http::metrics_router(ctx.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        println!("Metrics for Prometheus: http://{metrics_addr}/metrics (no token needed there).");
+    }
     let scheduler = Scheduler::start(&ctx);
     axum::serve(listener, app(ctx, leptos_options(&config)))
         .with_graceful_shutdown(async {

@@ -141,30 +141,26 @@ impl Backend for WebBackend {
     }
 
     async fn flush_preview(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushPreview> {
-        say(access::require_admin(caller))?;
         let request = checked(parse_flush(
             &serde_json::to_value(request).unwrap_or_default(),
         ))?;
-        say(batches::preview(&self.ctx, request).await)
+        say(batches::preview(&self.ctx, caller, request).await)
     }
 
     async fn flush(&self, caller: &Caller, request: FlushRequest) -> Reply<FlushResponse> {
-        say(access::require_admin(caller))?;
         let request = checked(parse_flush(
             &serde_json::to_value(request).unwrap_or_default(),
         ))?;
-        say(batches::flush(&self.ctx, request).await)
+        say(batches::flush(&self.ctx, caller, request).await)
     }
 
     async fn batches(&self, caller: &Caller) -> Reply<BatchList> {
-        say(access::require_admin(caller))?;
-        say(batches::list(&self.ctx, 100).await)
+        say(batches::list(&self.ctx, caller, 100).await)
     }
 
     async fn poll(&self, caller: &Caller, batch_id: &str) -> Reply<PollResponse> {
-        say(access::require_admin(caller))?;
         let request = checked(parse_poll(&serde_json::json!({ "batch_id": batch_id })))?;
-        say(batches::poll(&self.ctx, &request.batch_id).await)
+        say(batches::poll(&self.ctx, caller, &request.batch_id).await)
     }
 
     async fn users(&self, caller: &Caller) -> Reply<Vec<UserView>> {
@@ -187,8 +183,7 @@ impl Backend for WebBackend {
     }
 
     async fn prices(&self, caller: &Caller) -> Reply<PriceView> {
-        say(access::require_admin(caller))?;
-        Ok(self.ctx.prices.view())
+        say(access::price_table(&self.ctx, caller))
     }
 }
 

@@ -7,6 +7,7 @@ macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -82,6 +83,7 @@ impl Caller {
 
 /// The contract's `job` object, plus the product's extra fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: String,
     pub job_type: JobType,
@@ -116,15 +118,51 @@ pub struct Job {
 
 /// A valid enqueue request, defaults applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EnqueueRequest {
     pub job_type: JobType,
+    /// Any JSON object, at most 256 KB as compact JSON.
+    #[cfg_attr(feature = "ssr", schema(example = json!({"ticker": "NVDA", "horizon_days": 30})))]
     pub payload: serde_json::Map<String, Value>,
+    /// Higher goes first.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(required = false, default = 50, minimum = 0, maximum = 100)
+    )]
     pub priority: i64,
+    /// Never sent before this: ISO-8601 date-time or date (UTC without a zone); REST also
+    /// takes a Unix timestamp in seconds, or milliseconds above 2×10¹⁰.
+    /// (The pattern documents the common forms; the server reads every valid date from 1600
+    /// to 9999.)
+    #[cfg_attr(
+        feature = "ssr",
+        schema(value_type = Option<String>, format = DateTime, pattern = r"^(160[1-9]|16[1-9][0-9]|1[7-9][0-9]{2}|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$")
+    )]
     pub run_after: Option<DateTime<Utc>>,
+    /// The same key with the same request returns the first job; with another request, 409.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<String>,
 }
 
+impl EnqueueRequest {
+    /// A job of this type with its payload (an object; anything else becomes `{}`) and the
+    /// contract's defaults for everything else.
+    pub fn new(job_type: JobType, payload: Value, priority: i64) -> Self {
+        Self {
+            job_type,
+            payload: match payload {
+                Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            priority,
+            run_after: None,
+            idempotency_key: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EnqueueResponse {
     pub success: bool,
     pub job: Job,
@@ -132,8 +170,17 @@ pub struct EnqueueResponse {
     pub estimated_completion: String,
 }
 
+/// A bulk enqueue: each job as the single endpoint takes it; all are enqueued or none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct BulkEnqueueRequest {
+    #[cfg_attr(feature = "ssr", schema(min_items = 1, max_items = 10000))]
+    pub jobs: Vec<EnqueueRequest>,
+}
+
 /// The answer to a bulk enqueue: every job, in the order sent (without payloads).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BulkEnqueueResponse {
     pub success: bool,
     pub jobs: Vec<Job>,
@@ -175,7 +222,7 @@ impl ListCursor {
     pub fn decode(text: &str) -> Option<ListCursor> {
         let (micros, id) = text.split_once('.')?;
         let created_at = DateTime::<Utc>::from_timestamp_micros(micros.parse().ok()?)?;
-        (!id.is_empty() && id.len() <= 64).then(|| ListCursor {
+        (!id.is_empty() && id.chars().count() <= 64).then(|| ListCursor {
             created_at,
             id: id.to_string(),
         })
@@ -206,9 +253,14 @@ impl ListQuery {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct JobList {
     pub jobs: Vec<Job>,
+    /// Jobs matching the filters; for a search (`q`), counted up to 10,000.
     pub total_count: i64,
+    /// A search matched more jobs than `total_count` (which stopped at 10,000).
+    #[serde(default)]
+    pub total_count_capped: bool,
     pub pending_count: i64,
     pub processing_count: i64,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -217,12 +269,14 @@ pub struct JobList {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CancelResponse {
     pub success: bool,
     pub cancelled: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Stats {
     pub total_jobs_queued: i64,
     pub pending_jobs: i64,
@@ -236,13 +290,23 @@ pub struct Stats {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FlushRequest {
+    #[cfg_attr(
+        feature = "ssr",
+        schema(required = false, default = 100, minimum = 1, maximum = 10000)
+    )]
     pub max_jobs: i64,
     pub job_types: Option<Vec<JobType>>,
+    #[cfg_attr(
+        feature = "ssr",
+        schema(required = false, default = 0, minimum = 0, maximum = 100)
+    )]
     pub min_priority: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PollRequest {
     pub batch_id: String,
 }
@@ -254,6 +318,7 @@ pub fn nanos_to_usd(nanos: i64) -> f64 {
 
 /// The contract's flush answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FlushResponse {
     pub success: bool,
     pub batch_id: Option<String>,
@@ -264,6 +329,7 @@ pub struct FlushResponse {
 
 /// The contract's poll answer. `status` is the provider's `processing_status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PollResponse {
     pub success: bool,
     pub batch_id: String,
@@ -278,6 +344,7 @@ pub struct PollResponse {
 pub const POLL_RESULTS_CAP: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PollResult {
     pub job_id: String,
     pub job_type: JobType,
@@ -292,6 +359,7 @@ pub struct PollResult {
 
 /// One entry of a job's history, for the dashboard's timeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct JobEventView {
     pub kind: String,
     pub detail: Option<String>,
@@ -300,6 +368,7 @@ pub struct JobEventView {
 
 /// A batch as admins see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BatchView {
     /// Anthropic's id (`msgbatch_…`), once the provider has accepted the batch.
     pub batch_id: Option<String>,
@@ -331,6 +400,7 @@ pub struct BatchView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BatchList {
     pub batches: Vec<BatchView>,
 }
@@ -344,17 +414,21 @@ pub struct JobDetail {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BulkCancelRequest {
+    #[cfg_attr(feature = "ssr", schema(min_items = 1, max_items = 1000))]
     pub job_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BulkCancelResponse {
     pub cancelled: i64,
     pub results: Vec<BulkCancelItem>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BulkCancelItem {
     pub job_id: String,
     pub cancelled: bool,
@@ -363,6 +437,7 @@ pub struct BulkCancelItem {
 
 /// What a flush with these options would send, before sending it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FlushPreview {
     pub jobs_count: i64,
     pub estimated_tokens: i64,
@@ -373,6 +448,7 @@ pub struct FlushPreview {
 
 /// Cost of the jobs completed on one day, of one type (and owner, for admins).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DailyCost {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
@@ -384,6 +460,7 @@ pub struct DailyCost {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UserView {
     pub id: String,
     pub name: String,
@@ -393,6 +470,7 @@ pub struct UserView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TokenView {
     /// The public part of the token (`aib_<id>_…`).
     pub id: String,
@@ -401,13 +479,24 @@ pub struct TokenView {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CreateTokenRequest {
+    /// A name of 1 to 64 characters without control characters (spaces around it are dropped).
+    #[cfg_attr(
+        feature = "ssr",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub user: String,
     pub role: Role,
 }
 
 /// A new token: `token` is shown this once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IssuedToken {
     pub user: String,
     pub role: Role,
@@ -415,13 +504,26 @@ pub struct IssuedToken {
     pub token: String,
 }
 
+/// The answer to a revoke.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RevokedToken {
+    pub success: bool,
+    /// The token's id.
+    pub revoked: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PriceView {
     pub version: String,
     pub batch_discount_percent: i64,
     pub default_model: String,
+    /// Job type and the model it runs on.
+    #[cfg_attr(feature = "ssr", schema(value_type = Vec<Vec<String>>))]
     pub job_models: Vec<(String, String)>,
     /// Model, then USD per million tokens: input, output, cache write, cache read.
+    #[cfg_attr(feature = "ssr", schema(value_type = Vec<Vec<Value>>))]
     pub models: Vec<(String, [f64; 4])>,
 }
 

@@ -27,6 +27,7 @@ pub const MAX_BULK_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// One entry of a 422 `detail` list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FieldError {
     #[serde(rename = "type")]
     pub kind: String,

@@ -2,7 +2,7 @@
 
 mod secret;
 
-use app::api::{Caller, IssuedToken, Role, TokenView, UserView};
+use app::api::{Caller, IssuedToken, PriceView, Role, TokenView, UserView};
 use chrono::{Duration, Utc};
 
 use sha2::{Digest, Sha256};
@@ -20,7 +20,8 @@ pub struct Issued {
 /// Creates the user if needed (an existing user keeps its role) and issues a bearer token.
 pub async fn issue_token(store: &dyn Store, name: &str, role: Role) -> Result<Issued> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 64 {
+    // Characters, not bytes: the REST validator and the dashboard count the same way.
+    if name.is_empty() || name.chars().count() > 64 {
         return Err(Error::BadInput("a user name has 1 to 64 characters".into()));
     }
     let user = store
@@ -32,7 +33,7 @@ pub async fn issue_token(store: &dyn Store, name: &str, role: Role) -> Result<Is
             user.role
         )));
     }
-    let plain = issue(store, CredentialKind::Token, &user, None).await?;
+    let plain = issue(store, CredentialKind::Token, &user, None, None).await?;
     Ok(Issued { user, plain })
 }
 
@@ -61,7 +62,8 @@ pub async fn authenticate(ctx: &Ctx, presented: &str) -> Result<Caller> {
     Ok(caller)
 }
 
-/// Trades a valid bearer token for a session credential (the cookie's value).
+/// Trades a valid bearer token for a session credential (the cookie's value). The session
+/// remembers the token: revoking the token ends it.
 pub async fn open_session(store: &dyn Store, token: &str, lifetime: Duration) -> Result<String> {
     let caller = authenticate_token(store, token).await?;
     let user = UserRecord {
@@ -70,7 +72,15 @@ pub async fn open_session(store: &dyn Store, token: &str, lifetime: Duration) ->
         role: caller.role,
         created_at: Utc::now(),
     };
-    issue(store, CredentialKind::Session, &user, Some(lifetime)).await
+    let token_id = secret::parse(token).map(|(id, _)| id.to_string());
+    issue(
+        store,
+        CredentialKind::Session,
+        &user,
+        Some(lifetime),
+        token_id,
+    )
+    .await
 }
 
 pub async fn session_caller(store: &dyn Store, cookie: &str) -> Result<Option<Caller>> {
@@ -89,6 +99,7 @@ async fn issue(
     kind: CredentialKind,
     user: &UserRecord,
     lifetime: Option<Duration>,
+    opened_with: Option<String>,
 ) -> Result<String> {
     let secret = secret::generate();
     let now = Utc::now();
@@ -100,6 +111,7 @@ async fn issue(
             secret_hash: secret.hash,
             created_at: now,
             expires_at: lifetime.map(|l| now + l),
+            opened_with,
         })
         .await?;
     Ok(secret.plain)
@@ -185,6 +197,21 @@ pub async fn revoke_token(ctx: &Ctx, caller: &Caller, token_id: &str) -> Result<
         Ok(())
     } else {
         Err(Error::NotFound("No live token has this id".into()))
+    }
+}
+
+/// The price table in force (admins).
+pub fn price_table(ctx: &Ctx, caller: &Caller) -> Result<PriceView> {
+    require_admin(caller)?;
+    Ok(ctx.prices.view())
+}
+
+/// The scheduler's identity when it flushes and polls: an admin that no token can become.
+pub fn scheduler() -> Caller {
+    Caller {
+        user_id: "scheduler".into(),
+        name: "scheduler".into(),
+        role: Role::Admin,
     }
 }
 

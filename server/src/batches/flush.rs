@@ -2,11 +2,12 @@
 //! read a page at a time and rendered straight into the request body, which is the only copy
 //! of their payloads; adding stops at Anthropic's 256 MB.
 
-use app::api::{FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
+use app::api::{Caller, FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
 use chrono::{DateTime, Utc};
 
 use super::lease::{Held, new_lease};
 use super::submit::submit;
+use crate::access::require_admin;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::pricing::Usage;
@@ -98,8 +99,9 @@ async fn plan(
     Ok((!plan.claims.is_empty()).then_some(plan))
 }
 
-/// What `flush` would send now with these options, without sending anything.
-pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
+/// What `flush` would send now with these options, without sending anything (admins).
+pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushPreview> {
+    require_admin(caller)?;
     let now = Utc::now();
     let Some(plan) = plan(ctx, &request, now, BatchBodyBuilder::measuring()).await? else {
         return Ok(FlushPreview {
@@ -125,7 +127,10 @@ pub async fn preview(ctx: &Ctx, request: FlushRequest) -> Result<FlushPreview> {
     })
 }
 
-pub async fn flush(ctx: &Ctx, request: FlushRequest) -> Result<FlushResponse> {
+/// Sends eligible jobs as one batch (admins, and the scheduler as [`crate::access::scheduler`]).
+pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushResponse> {
+    require_admin(caller)?;
+    tracing::info!(by = %caller.name, ?request, "flush");
     let now = Utc::now();
     let Some(mut plan) = plan(ctx, &request, now, BatchBodyBuilder::new()).await? else {
         return Ok(nothing_sent(why_nothing(ctx, now).await?));

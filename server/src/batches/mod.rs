@@ -1,5 +1,6 @@
 //! Use cases of the batch loop: flush, poll, reconcile, and the estimates they feed.
-//! Admins (over REST and the dashboard) and the scheduler call the same functions.
+//! Admins (over REST and the dashboard) and the scheduler call the same functions; each
+//! checks its caller itself, so no entry point can forget to.
 
 mod flush;
 mod ingest;
@@ -10,9 +11,10 @@ mod reconcile;
 mod submit;
 mod window;
 
-use app::api::{BatchList, BatchView, nanos_to_usd};
+use app::api::{BatchList, BatchView, Caller, nanos_to_usd};
 use chrono::{DateTime, Utc};
 
+use crate::access::require_admin;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::store::BatchRecord;
@@ -53,7 +55,9 @@ pub async fn estimate_completion(
     Ok(start.checked_add_signed(wait).unwrap_or(start))
 }
 
-pub async fn list(ctx: &Ctx, limit: i64) -> Result<BatchList> {
+/// The newest batches (admins).
+pub async fn list(ctx: &Ctx, caller: &Caller, limit: i64) -> Result<BatchList> {
+    require_admin(caller)?;
     let batches = ctx.store().list_batches(limit).await?;
     let now = Utc::now();
     let stuck_after = ctx.config.batch.stuck_after_failures;

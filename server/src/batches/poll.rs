@@ -3,11 +3,12 @@
 
 use std::time::Duration as StdDuration;
 
-use app::api::{PollResponse, PollResult};
+use app::api::{Caller, PollResponse, PollResult};
 use chrono::{DateTime, Duration, Utc};
 
 use super::ingest::{Collected, collect};
 use super::lease::Held;
+use crate::access::require_admin;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Happened;
@@ -46,7 +47,9 @@ pub(super) struct Answer {
 }
 
 /// Polls a batch now (an admin's poll), waiting briefly if another worker is polling it.
-pub async fn poll(ctx: &Ctx, provider_batch_id: &str) -> Result<PollResponse> {
+pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result<PollResponse> {
+    require_admin(caller)?;
+    tracing::info!(by = %caller.name, batch_id = %provider_batch_id, "poll");
     let batch = ctx
         .store()
         .find_batch(provider_batch_id)

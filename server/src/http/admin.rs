@@ -1,15 +1,20 @@
 //! Admin endpoints for access and prices, under `/api/v1/admin`.
 
 use app::api::validation::parse_create_token;
-use app::api::{IssuedToken, PriceView, UserView};
+#[allow(unused_imports)] // the request type is named only in the OpenAPI attributes
+use app::api::{CreateTokenRequest, IssuedToken, PriceView, RevokedToken, UserView};
 use axum::Json;
 use axum::extract::{Path, State};
 
 use super::extract::{AdminUser, JsonBody};
+use super::openapi::ErrorBody;
 use crate::access;
 use crate::context::Ctx;
 use crate::error::Result;
 
+/// Users and their tokens (ids only, never secrets).
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "access",
+    responses((status = 200, description = "Every user", body = Vec<UserView>)))]
 pub async fn users(
     State(ctx): State<Ctx>,
     AdminUser(admin): AdminUser,
@@ -17,6 +22,12 @@ pub async fn users(
     access::list_users(ctx.store(), &admin).await.map(Json)
 }
 
+/// Issue a token (the user is created if new); the token is shown this once.
+#[utoipa::path(post, path = "/api/v1/admin/tokens", tag = "access", request_body = CreateTokenRequest,
+    responses(
+        (status = 200, description = "The new token", body = IssuedToken),
+        (status = 409, description = "The user exists with another role", body = ErrorBody),
+    ))]
 pub async fn create_token(
     State(ctx): State<Ctx>,
     AdminUser(admin): AdminUser,
@@ -28,17 +39,31 @@ pub async fn create_token(
         .map(Json)
 }
 
+/// Revoke a token, and end the dashboard sessions opened with it.
+#[utoipa::path(delete, path = "/api/v1/admin/tokens/{token_id}", tag = "access",
+    params(("token_id" = String, Path, description = "The token's public id")),
+    responses(
+        (status = 200, description = "Revoked", body = RevokedToken),
+        (status = 404, description = "No live token has this id", body = ErrorBody),
+    ))]
 pub async fn revoke_token(
     State(ctx): State<Ctx>,
     AdminUser(admin): AdminUser,
     Path(token_id): Path<String>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<RevokedToken>> {
     access::revoke_token(&ctx, &admin, &token_id).await?;
-    Ok(Json(
-        serde_json::json!({ "success": true, "revoked": token_id }),
-    ))
+    Ok(Json(RevokedToken {
+        success: true,
+        revoked: token_id,
+    }))
 }
 
-pub async fn prices(State(ctx): State<Ctx>, _: AdminUser) -> Json<PriceView> {
-    Json(ctx.prices.view())
+/// The price table in force.
+#[utoipa::path(get, path = "/api/v1/admin/prices", tag = "access",
+    responses((status = 200, description = "Prices per model, and the batch discount", body = PriceView)))]
+pub async fn prices(
+    State(ctx): State<Ctx>,
+    AdminUser(admin): AdminUser,
+) -> Result<Json<PriceView>> {
+    access::price_table(&ctx, &admin).map(Json)
 }

@@ -14,7 +14,8 @@ use crate::error::Error;
 /// Any signed-in caller, from `Authorization: Bearer …`.
 pub struct AuthUser(pub Caller);
 
-/// A caller with the admin role; traders get 403.
+/// A caller with the admin role; traders get 403 before any body is read. The use cases check
+/// again: this only decides which error a trader sees first.
 pub struct AdminUser(pub Caller);
 
 impl FromRequestParts<Ctx> for AuthUser {

@@ -3,19 +3,29 @@
 use app::api::validation::{
     parse_bulk_cancel, parse_bulk_enqueue, parse_days, parse_enqueue, parse_list_query,
 };
+#[allow(unused_imports)]
+// the request and status types are named only in the OpenAPI attributes
 use app::api::{
-    BulkCancelResponse, BulkEnqueueResponse, CancelResponse, DailyCost, EnqueueResponse, Job,
-    JobEventView, JobList, Stats,
+    BulkCancelRequest, BulkCancelResponse, BulkEnqueueRequest, BulkEnqueueResponse, CancelResponse,
+    DailyCost, EnqueueRequest, EnqueueResponse, Job, JobEventView, JobList, JobStatus, JobType,
+    Stats,
 };
 use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
 
 use super::extract::{AuthUser, JobId, JsonBody, QueryPairs};
+use super::openapi::ErrorBody;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::jobs;
 
+/// Queue a job for the next batch.
+#[utoipa::path(post, path = "/api/v1/batch/enqueue", tag = "jobs", request_body = EnqueueRequest,
+    responses(
+        (status = 200, description = "The job, queued; or the job this idempotency key made already", body = EnqueueResponse),
+        (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
+    ))]
 pub async fn enqueue(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -25,6 +35,12 @@ pub async fn enqueue(
     jobs::enqueue(&ctx, &caller, request).await.map(Json)
 }
 
+/// Queue up to 10,000 jobs at once, all or none.
+#[utoipa::path(post, path = "/api/v1/batch/enqueue/bulk", tag = "jobs", request_body = BulkEnqueueRequest,
+    responses(
+        (status = 200, description = "Every job, in the order sent", body = BulkEnqueueResponse),
+        (status = 409, description = "An item's idempotency key was used for a different request; nothing was enqueued", body = ErrorBody),
+    ))]
 pub async fn enqueue_many(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -34,6 +50,17 @@ pub async fn enqueue_many(
     jobs::enqueue_many(&ctx, &caller, requests).await.map(Json)
 }
 
+/// Visible jobs, newest first (a trader's own; every job for an admin).
+#[utoipa::path(get, path = "/api/v1/batch/jobs", tag = "jobs",
+    params(
+        ("status_filter" = Option<JobStatus>, Query, description = "Only jobs in this status"),
+        ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
+        ("q" = Option<String>, Query, max_length = 200, description = "A job id, an idempotency key, or words of the payload (prefixes, any order)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 50)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Jobs to skip"),
+        ("cursor" = Option<String>, Query, pattern = r"^([0-9]{1,18}\..{1,64})?$", description = "A page's `next_cursor`: continue after it"),
+    ),
+    responses((status = 200, description = "A page of jobs and the counts", body = JobList)))]
 pub async fn list(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -43,6 +70,12 @@ pub async fn list(
     jobs::list(&ctx, &caller, query).await.map(Json)
 }
 
+/// One job, with its payload.
+#[utoipa::path(get, path = "/api/v1/batch/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+    ))]
 pub async fn get(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -51,6 +84,13 @@ pub async fn get(
     jobs::get(&ctx, &caller, &job_id).await.map(Json)
 }
 
+/// Cancel a pending or processing job.
+#[utoipa::path(post, path = "/api/v1/batch/jobs/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = CancelResponse),
+        (status = 409, description = "The job has ended already", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -59,6 +99,13 @@ pub async fn cancel(
     jobs::cancel(&ctx, &caller, &job_id).await.map(Json)
 }
 
+/// The structured result of a completed job.
+#[utoipa::path(get, path = "/api/v1/batch/jobs/{job_id}/result", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The result object", body = Object),
+        (status = 409, description = "The job has not completed", body = ErrorBody),
+    ))]
 pub async fn result(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -67,6 +114,12 @@ pub async fn result(
     jobs::result(&ctx, &caller, &job_id).await.map(Json)
 }
 
+/// The job's history, oldest first.
+#[utoipa::path(get, path = "/api/v1/batch/jobs/{job_id}/events", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "What happened to the job", body = Vec<JobEventView>),
+    ))]
 pub async fn events(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -75,10 +128,16 @@ pub async fn events(
     jobs::events(&ctx, &caller, &job_id).await.map(Json)
 }
 
+/// Counts, tokens, cost and savings of the visible jobs.
+#[utoipa::path(get, path = "/api/v1/batch/stats", tag = "jobs",
+    responses((status = 200, description = "Totals", body = Stats)))]
 pub async fn stats(State(ctx): State<Ctx>, AuthUser(caller): AuthUser) -> Result<Json<Stats>> {
     jobs::stats(&ctx, &caller).await.map(Json)
 }
 
+/// Cancel several jobs; each answers for itself.
+#[utoipa::path(post, path = "/api/v1/batch/jobs/cancel", tag = "jobs", request_body = BulkCancelRequest,
+    responses((status = 200, description = "One result per job", body = BulkCancelResponse)))]
 pub async fn cancel_many(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
@@ -90,6 +149,10 @@ pub async fn cancel_many(
         .map(Json)
 }
 
+/// Cost paid and standard cost per UTC day, job type and owner.
+#[utoipa::path(get, path = "/api/v1/batch/stats/daily", tag = "jobs",
+    params(("days" = Option<i64>, Query, minimum = 1, maximum = 366, description = "Days back from today (default 30)")),
+    responses((status = 200, description = "One row per day, type and owner", body = Vec<DailyCost>)))]
 pub async fn daily_costs(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,

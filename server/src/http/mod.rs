@@ -7,12 +7,16 @@ pub use error::panicked;
 mod extract;
 mod internal;
 mod jobs;
+mod limits;
+mod openapi;
 
 use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, header};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::context::Ctx;
 use crate::error::Error;
@@ -36,7 +40,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/internal/flush", post(internal::flush))
         .route("/internal/poll", post(internal::poll))
         .route("/internal/batches", get(internal::list_batches));
-    Router::new()
+    let routes = Router::new()
         .nest("/api/v1/batch", batch)
         .route("/api/v1/admin/users", get(admin::users))
         .route("/api/v1/admin/tokens", post(admin::create_token))
@@ -47,13 +51,83 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/admin/prices", get(admin::prices))
         .route("/api/v1/{*rest}", any(not_found))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::Limits::new(&ctx.config.limits),
+            limits::guard,
+        ))
+        // Answers carry jobs and tokens: no cache, shared or private, may keep them.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    let routes = if ctx.config.limits.metrics {
+        crate::metrics::handle();
+        routes.layer(axum::middleware::from_fn(limits::observe))
+    } else {
+        routes
+    };
+    routes.with_state(ctx)
+}
+
+/// `/metrics` alone, without a token, for a listener of its own (`AI_BATCH_METRICS_ADDR`).
+pub fn metrics_router(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
         .with_state(ctx)
 }
 
-/// For load balancers and operators: whether the database answers, and whether this instance
-/// leads the background work.
+/// Prometheus text for admins.
+async fn metrics(
+    State(ctx): State<Ctx>,
+    extract::AdminUser(_): extract::AdminUser,
+) -> Result<axum::response::Response, Error> {
+    metrics_text(State(ctx)).await
+}
+
+async fn metrics_text(State(ctx): State<Ctx>) -> Result<axum::response::Response, Error> {
+    use axum::response::IntoResponse;
+    let text = crate::metrics::render(&ctx).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+}
+
+/// The API page: Swagger UI (bundled, see `public/docs`) over `/openapi.json`.
+async fn docs() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                 frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("../../../public/docs/index.html"),
+    )
+}
+
+/// Whether the database answers, and whether this instance leads the background work.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "Serving", body = openapi::Health)))]
 async fn healthz(State(ctx): State<Ctx>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let engine = if ctx.config.database_url.starts_with("sqlite:") {
@@ -62,7 +136,12 @@ async fn healthz(State(ctx): State<Ctx>) -> axum::response::Response {
         "postgres"
     };
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), ctx.store().ping()).await;
-    let body = |status: &str| json!({"status": status, "instance": &*ctx.instance, "leader": ctx.is_leader(), "database": engine});
+    let body = |status: &str| openapi::Health {
+        status: status.into(),
+        instance: ctx.instance.to_string(),
+        leader: ctx.is_leader(),
+        database: engine.into(),
+    };
     match ping {
         Ok(Ok(())) => Json(body("ok")).into_response(),
         _ => {

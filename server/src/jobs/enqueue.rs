@@ -50,6 +50,7 @@ pub async fn enqueue(
     let request_hash = new_job.request_hash.clone();
     let (record, message) = match ctx.enqueuer.insert(new_job).await? {
         InsertOutcome::Created(record) => {
+            crate::metrics::jobs_enqueued(1);
             let message = match record.run_after {
                 Some(at) if at > now => format!(
                     "Job queued; it will not be sent before {}.",
@@ -102,6 +103,7 @@ pub async fn enqueue_many(
         .filter(|o| matches!(o, InsertOutcome::Created(_)))
         .count() as i64;
     let existing = outcomes.len() as i64 - created;
+    crate::metrics::jobs_enqueued(created as usize);
     let latest_run_after = requests.iter().filter_map(|r| r.run_after).max();
     Ok(BulkEnqueueResponse {
         success: true,

@@ -105,16 +105,22 @@ impl AnthropicClient {
     /// Sends with retries and returns the successful response.
     async fn send(
         &self,
+        operation: &'static str,
         build: impl Fn() -> RequestBuilder,
         retry: Retry,
     ) -> Result<Response, ProviderError> {
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let error = match build().send().await {
-                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) if response.status().is_success() => {
+                    crate::metrics::provider_call(operation, "ok", started.elapsed());
+                    return Ok(response);
+                }
                 Ok(response) => api_error(response).await,
                 Err(e) => ProviderError::from_transport(e),
             };
+            crate::metrics::provider_call(operation, error.outcome(), started.elapsed());
             let allowed = match retry {
                 Retry::Transient => error.retryable(),
                 Retry::OnlyIfNothingCreated => error.retryable() && error.proves_nothing_created(),
@@ -152,6 +158,7 @@ impl AnthropicClient {
 
     async fn call<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         method: Method,
         path: &str,
         body: Option<&BatchBody>,
@@ -160,6 +167,7 @@ impl AnthropicClient {
         let url = self.url(path);
         let response = self
             .send(
+                operation,
                 || {
                     let request = self.request(&self.json, method.clone(), &url);
                     match body {
@@ -244,6 +252,7 @@ pub fn parse_retry_after(
 impl Provider for AnthropicClient {
     async fn create_batch(&self, body: BatchBody) -> Result<MessageBatch, ProviderError> {
         self.call(
+            "create",
             Method::POST,
             "/v1/messages/batches",
             Some(&body),
@@ -254,6 +263,7 @@ impl Provider for AnthropicClient {
 
     async fn retrieve_batch(&self, batch_id: &str) -> Result<MessageBatch, ProviderError> {
         self.call(
+            "retrieve",
             Method::GET,
             &format!("/v1/messages/batches/{batch_id}"),
             None,
@@ -278,11 +288,13 @@ impl Provider for AnthropicClient {
         } else {
             format!("/v1/messages/batches?{}", query.join("&"))
         };
-        self.call(Method::GET, &path, None, Retry::Transient).await
+        self.call("list", Method::GET, &path, None, Retry::Transient)
+            .await
     }
 
     async fn cancel_batch(&self, batch_id: &str) -> Result<MessageBatch, ProviderError> {
         self.call(
+            "cancel",
             Method::POST,
             &format!("/v1/messages/batches/{batch_id}/cancel"),
             None,
@@ -293,6 +305,7 @@ impl Provider for AnthropicClient {
 
     async fn delete_batch(&self, batch_id: &str) -> Result<DeletedBatch, ProviderError> {
         self.call(
+            "delete",
             Method::DELETE,
             &format!("/v1/messages/batches/{batch_id}"),
             None,
@@ -316,6 +329,7 @@ impl Provider for AnthropicClient {
             })?;
         let response = self
             .send(
+                "results",
                 || self.request(&self.download, Method::GET, &url),
                 Retry::Transient,
             )

@@ -30,6 +30,21 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// A short label for metrics: the HTTP status, or what went wrong on the wire.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ProviderError::Api { status: 429, .. } => "429",
+            ProviderError::Api { status: 529, .. } => "529",
+            ProviderError::Api { status, .. } if *status >= 500 => "5xx",
+            ProviderError::Api { .. } => "4xx",
+            ProviderError::Connect(_) => "connect",
+            ProviderError::Timeout(_) => "timeout",
+            ProviderError::Dropped(_) | ProviderError::StreamCut(_) => "dropped",
+            ProviderError::Decode(_) => "decode",
+            ProviderError::InvalidRequest(_) => "invalid",
+        }
+    }
+
     pub fn retryable(&self) -> bool {
         match self {
             ProviderError::Api { status, .. } => matches!(status, 408 | 429) || *status >= 500,

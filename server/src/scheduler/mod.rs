@@ -144,7 +144,7 @@ async fn auto_flush(ctx: Ctx) -> crate::error::Result<()> {
             job_types: None,
             min_priority: 0,
         };
-        let answer = batches::flush(&ctx, request).await?;
+        let answer = batches::flush(&ctx, &crate::access::scheduler(), request).await?;
         tracing::info!(jobs = answer.jobs_count, batch = ?answer.batch_id, "auto-flush: {}", answer.message);
     }
     Ok(())

@@ -7,6 +7,7 @@ mod dashboard_api;
 mod database;
 mod enqueue;
 mod faults;
+mod hardening;
 mod harness;
 mod idempotency;
 mod jobs;

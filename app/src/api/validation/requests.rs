@@ -368,14 +368,17 @@ pub fn parse_create_token(body: &Value) -> Validated<CreateTokenRequest> {
     };
     let user = match c.required(map, body, "user") {
         None => None,
-        Some(Value::String(name)) if (1..=64).contains(&name.trim().chars().count()) => {
+        Some(Value::String(name))
+            if (1..=64).contains(&name.trim().chars().count())
+                && !name.chars().any(char::is_control) =>
+        {
             Some(name.trim().to_string())
         }
         Some(other) => {
             c.push(FieldError::new(
                 "string_type",
                 c.loc("user"),
-                "Input should be a name of 1 to 64 characters",
+                "Input should be a name of 1 to 64 characters, without control characters",
                 other.clone(),
             ));
             None

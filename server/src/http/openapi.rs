@@ -1,0 +1,331 @@
+//! The OpenAPI 3.1 document of the REST API, generated from the handlers' attributes and the
+//! shared types in `app::api`, served at `/openapi.json` and browsed at `/docs`.
+
+use app::api::JobType;
+use app::api::examples::example_payload;
+use app::api::validation::FieldError;
+use serde::Serialize;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Type};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::{admin, internal, jobs};
+
+/// FastAPI's error body: `{"detail": "..."}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub detail: String,
+}
+
+/// FastAPI's 422 body: one entry per invalid field.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<FieldError>,
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `database unavailable` (with a 503).
+    pub status: String,
+    pub instance: String,
+    /// Whether this instance runs the background work.
+    pub leader: bool,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Bitcain AI Batch",
+        description = "Queue AI jobs; they run through Anthropic's Message Batches at half price. \
+            Every endpoint but /healthz takes `Authorization: Bearer <token>`.",
+        version = env!("CARGO_PKG_VERSION"),
+    ),
+    paths(
+        jobs::enqueue, jobs::enqueue_many, jobs::list, jobs::get, jobs::cancel, jobs::result,
+        jobs::events, jobs::stats, jobs::cancel_many, jobs::daily_costs,
+        internal::flush, internal::flush_preview, internal::poll, internal::list_batches,
+        admin::users, admin::create_token, admin::revoke_token, admin::prices,
+        super::healthz,
+    ),
+    components(schemas(ErrorBody, ValidationErrorBody, FieldError)),
+    modifiers(&Security, &CommonAnswers, &OptionalBodies, &Links, &Examples),
+    tags(
+        (name = "jobs", description = "Queue jobs and read them back (traders see their own)"),
+        (name = "batches", description = "Flush and poll (admins)"),
+        (name = "access", description = "Users, tokens and prices (admins)"),
+        (name = "service", description = "For load balancers"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, built once.
+pub fn document() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut document =
+            serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        fix_link_field_names(&mut document);
+        document.to_string()
+    })
+}
+
+/// utoipa 5.5 writes a link's `operationId` as `operation_id`, which no client reads.
+fn fix_link_field_names(document: &mut serde_json::Value) {
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    let responses = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            if let Some(id) = link.remove("operation_id") {
+                link.insert("operationId".into(), id);
+            }
+        }
+    }
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The answers every operation can give, added once instead of on every handler.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = path == "/healthz";
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                if public {
+                    operation.security = Some(vec![SecurityRequirement::default()]);
+                    answer(
+                        operation,
+                        "503",
+                        "The database does not answer",
+                        "Health",
+                        true,
+                    );
+                    continue;
+                }
+                answer(
+                    operation,
+                    "401",
+                    "Missing or invalid token",
+                    "ErrorBody",
+                    false,
+                );
+                if path.contains("{job_id}") {
+                    answer(
+                        operation,
+                        "404",
+                        "No such job, or another user's",
+                        "ErrorBody",
+                        false,
+                    );
+                }
+                let admin_only = operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|tags| tags.iter().any(|t| t == "batches" || t == "access"));
+                if admin_only {
+                    answer(
+                        operation,
+                        "403",
+                        "A trader on an admin endpoint",
+                        "ErrorBody",
+                        false,
+                    );
+                }
+                let takes_input =
+                    operation.request_body.is_some() || operation.parameters.is_some();
+                if takes_input {
+                    answer(
+                        operation,
+                        "422",
+                        "Invalid fields, all listed at once",
+                        "ValidationErrorBody",
+                        false,
+                    );
+                }
+                if operation.request_body.is_some() {
+                    answer(
+                        operation,
+                        "413",
+                        "Body over 1 MB (32 MB for bulk enqueue)",
+                        "ErrorBody",
+                        false,
+                    );
+                }
+                answer(
+                    operation,
+                    "429",
+                    "Past this token's rate limit",
+                    "ErrorBody",
+                    true,
+                );
+                answer(
+                    operation,
+                    "503",
+                    "The database or Anthropic is busy, or the request timed out",
+                    "ErrorBody",
+                    true,
+                );
+            }
+        }
+    }
+}
+
+/// Adds an answer with a JSON body of the named schema, and `Retry-After` where it helps.
+fn answer(operation: &mut Operation, status: &str, why: &str, schema: &str, retry_after: bool) {
+    if operation.responses.responses.contains_key(status) {
+        return;
+    }
+    let mut response = ResponseBuilder::new().description(why).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(schema)))
+            .build(),
+    );
+    if retry_after {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait before trying again"))
+                .build(),
+        );
+    }
+    operation
+        .responses
+        .responses
+        .insert(status.to_string(), RefOr::T(response.build()));
+}
+
+/// How a queued job leads to its reads and cancel (clients and fuzzers follow these links
+/// instead of guessing ids).
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(RefOr::T(queued)) = openapi
+            .paths
+            .paths
+            .get_mut("/api/v1/batch/enqueue")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.responses.responses.get_mut("200"))
+        else {
+            return;
+        };
+        for (name, operation_id) in [
+            ("job", "get"),
+            ("cancel", "cancel"),
+            ("result", "result"),
+            ("events", "events"),
+        ] {
+            let link = LinkBuilder::new()
+                .operation_id(operation_id)
+                .parameter("job_id", "$response.body#/job/id")
+                .build();
+            queued.links.insert(name.to_string(), RefOr::T(link));
+        }
+    }
+}
+
+/// Flush and its preview take an empty body as all defaults.
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for path in [
+            "/api/v1/batch/internal/flush",
+            "/api/v1/batch/internal/flush/preview",
+        ] {
+            if let Some(body) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut())
+            {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+}
+
+/// A realistic enqueue body per job type, on the enqueue endpoint.
+struct Examples;
+
+impl Modify for Examples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(enqueue) = openapi
+            .paths
+            .paths
+            .get_mut("/api/v1/batch/enqueue")
+            .and_then(|item| item.post.as_mut())
+        else {
+            return;
+        };
+        let Some(body) = enqueue.request_body.as_mut() else {
+            return;
+        };
+        for content in body.content.values_mut() {
+            for &job_type in JobType::ALL {
+                let example = serde_json::json!({
+                    "job_type": job_type.as_str(),
+                    "payload": example_payload(job_type),
+                    "priority": 50,
+                });
+                content.examples.insert(
+                    job_type.as_str().to_string(),
+                    RefOr::T(ExampleBuilder::new().value(Some(example)).build()),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_name_their_operation_as_openapi_spells_it() {
+        let document: serde_json::Value = serde_json::from_str(document()).unwrap();
+        let link =
+            &document["paths"]["/api/v1/batch/enqueue"]["post"]["responses"]["200"]["links"]["job"];
+        assert_eq!(link["operationId"], "get", "{link}");
+        assert!(link.get("operation_id").is_none(), "{link}");
+    }
+}
