@@ -27,6 +27,10 @@ const SESSION_COOKIE: &str = "aib_session";
 
 pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
     let routes = generate_route_list(App);
+    let exports = Router::new()
+        .route("/exports/jobs.csv", axum::routing::get(export_jobs))
+        .route("/exports/daily.csv", axum::routing::get(export_daily_costs))
+        .with_state(ctx.clone());
     let backend: BackendHandle = Arc::new(WebBackend { ctx });
     Router::new()
         .leptos_routes_with_context(
@@ -40,6 +44,7 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options)
+        .merge(exports)
         .layer(axum::middleware::from_fn(reject_cross_site))
 }
 
@@ -198,6 +203,44 @@ impl WebBackend {
             "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
         )
     }
+}
+
+/// The signed-in dashboard user, from the session cookie.
+async fn cookie_caller(ctx: &Ctx, headers: &HeaderMap) -> crate::error::Result<Caller> {
+    let cookie = session_cookie(headers).ok_or(Error::Unauthenticated)?;
+    access::session_caller(ctx.store(), &cookie)
+        .await?
+        .ok_or(Error::Unauthenticated)
+}
+
+/// The jobs page's download: the same export as REST, for the signed-in user.
+async fn export_jobs(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    headers: HeaderMap,
+    query: crate::http::QueryPairs,
+) -> crate::error::Result<Response> {
+    let caller = cookie_caller(&ctx, &headers).await?;
+    let query = parse_list_query(query.iter())?;
+    let csv = jobs::jobs_csv(ctx, caller, query);
+    Ok(crate::http::csv_download(
+        "jobs.csv",
+        axum::body::Body::from_stream(csv),
+    ))
+}
+
+/// The Savings page's download.
+async fn export_daily_costs(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    headers: HeaderMap,
+    query: crate::http::QueryPairs,
+) -> crate::error::Result<Response> {
+    let caller = cookie_caller(&ctx, &headers).await?;
+    let days = parse_days(query.iter())?;
+    let csv = jobs::daily_costs_csv(&ctx, &caller, days).await?;
+    Ok(crate::http::csv_download(
+        "daily-costs.csv",
+        axum::body::Body::from(csv),
+    ))
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {

@@ -116,6 +116,19 @@ pub struct Job {
     pub payload: Option<Value>,
 }
 
+impl Job {
+    /// How many times the job was sent to Anthropic, as people count: `attempts` holds the
+    /// tries that ended without a result, so the one in flight or that completed adds one.
+    pub fn tries(&self) -> i64 {
+        let current = match self.status {
+            JobStatus::Processing | JobStatus::Completed => true,
+            JobStatus::Cancelled => self.cancel_requested && self.batch_id.is_some(),
+            JobStatus::Pending | JobStatus::Failed => false,
+        };
+        self.attempts + i64::from(current)
+    }
+}
+
 /// A valid enqueue request, defaults applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -457,6 +470,11 @@ pub struct DailyCost {
     pub jobs: i64,
     pub cost_usd: f64,
     pub standard_cost_usd: f64,
+    /// The same two amounts exactly, in nano-dollars: pages add and subtract these.
+    #[serde(default)]
+    pub cost_nanos: i64,
+    #[serde(default)]
+    pub standard_cost_nanos: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -533,4 +551,73 @@ pub struct Session {
     pub caller: Caller,
     /// The built-in emulator stands in for Anthropic.
     pub emulator: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: JobStatus, attempts: i64, batch: bool, cancel_requested: bool) -> Job {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        Job {
+            id: "j".into(),
+            job_type: JobType::RiskReport,
+            status,
+            priority: 50,
+            custom_id: "j".into(),
+            batch_id: batch.then(|| "b".into()),
+            created_at: now,
+            updated_at: now,
+            run_after: None,
+            completed_at: None,
+            tokens_used: 0,
+            error_message: None,
+            owner: "alice".into(),
+            attempts,
+            model: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+            standard_cost_usd: 0.0,
+            savings_usd: 0.0,
+            duplicate_tokens: 0,
+            duplicate_cost_usd: 0.0,
+            price_version: None,
+            idempotency_key: None,
+            cancel_requested,
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn tries_count_the_send_that_is_in_flight_or_completed() {
+        assert_eq!(job(JobStatus::Pending, 0, false, false).tries(), 0);
+        assert_eq!(job(JobStatus::Processing, 0, true, false).tries(), 1);
+        assert_eq!(job(JobStatus::Completed, 0, true, false).tries(), 1);
+        assert_eq!(
+            job(JobStatus::Completed, 1, true, false).tries(),
+            2,
+            "after one retry"
+        );
+        assert_eq!(
+            job(JobStatus::Pending, 1, false, false).tries(),
+            1,
+            "requeued once"
+        );
+        assert_eq!(
+            job(JobStatus::Failed, 3, true, false).tries(),
+            3,
+            "gave up after three"
+        );
+        assert_eq!(
+            job(JobStatus::Cancelled, 0, true, true).tries(),
+            1,
+            "cancelled in flight"
+        );
+        assert_eq!(
+            job(JobStatus::Cancelled, 0, false, false).tries(),
+            0,
+            "cancelled while queued"
+        );
+    }
 }

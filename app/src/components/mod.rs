@@ -7,7 +7,7 @@ mod result_view;
 mod signed_in;
 mod status_badge;
 
-pub use format::{money, short_id, when};
+pub use format::{money, money_usd, short_id, when};
 pub use layout::Layout;
 pub use live::live_ticker;
 pub use result_view::ResultView;

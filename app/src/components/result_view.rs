@@ -63,13 +63,40 @@ pub fn ResultView(result: Value) -> impl IntoView {
     .into_any()
 }
 
+/// A field's name as a trader would write it: `max_drawdown_pct` → "Max drawdown %",
+/// `cagr_pct` → "CAGR %", `var_95_usd` → "VaR 95 USD".
 fn label(key: &str) -> String {
-    let words = key.replace('_', " ").replace(" pct", " %");
-    let mut chars = words.chars();
+    let words: Vec<String> = key
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .map(|word| match word {
+            "pct" => "%".to_string(),
+            "cagr" | "usd" | "id" | "pnl" | "roi" | "eps" | "esg" => word.to_uppercase(),
+            "var" => "VaR".to_string(),
+            "cvar" => "CVaR".to_string(),
+            _ => word.to_string(),
+        })
+        .collect();
+    let sentence = words.join(" ");
+    let mut chars = sentence.chars();
     chars
         .next()
         .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
         .unwrap_or_default()
+}
+
+/// Figures where more is worse: drawn in red, read by their size whatever their sign.
+fn is_risk(key: &str) -> bool {
+    const RISKS: [&str; 7] = [
+        "drawdown",
+        "risk",
+        "loss",
+        "var",
+        "cvar",
+        "volatility",
+        "vol",
+    ];
+    key.split('_').any(|part| RISKS.contains(&part))
 }
 
 fn figure(key: &str, value: &Value) -> AnyView {
@@ -79,9 +106,12 @@ fn figure(key: &str, value: &Value) -> AnyView {
     } else {
         format!("{n:.2}")
     };
-    // Scores in [-1, 1] and shares in [0, 100] get a gauge.
-    let gauge = if key.ends_with("_pct") && (0.0..=100.0).contains(&n) {
-        Some(n / 100.0)
+    // Scores in [-1, 1] and shares in [0, 100] get a gauge; a risk's gauge is red and
+    // measures its size (a drawdown of -23% fills 23%).
+    let risk = is_risk(key);
+    let share = if risk { n.abs() } else { n };
+    let gauge = if key.ends_with("_pct") && (0.0..=100.0).contains(&share) {
+        Some(share / 100.0)
     } else if key == "score" && (-1.0..=1.0).contains(&n) {
         Some((n + 1.0) / 2.0)
     } else {
@@ -93,7 +123,7 @@ fn figure(key: &str, value: &Value) -> AnyView {
             <div class="text-lg font-semibold tabular-nums">{shown}{key.ends_with("_pct").then_some("%")}</div>
             {gauge.map(|g| view! {
                 <div class="mt-1 h-1.5 rounded bg-slate-100" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", g * 100.0)>
-                    <div class="h-1.5 rounded bg-emerald-500" style=format!("width: {:.0}%", g * 100.0)></div>
+                    <div class=if risk { "h-1.5 rounded bg-rose-500" } else { "h-1.5 rounded bg-emerald-500" } data-risk=risk.to_string() style=format!("width: {:.0}%", g * 100.0)></div>
                 </div>
             })}
         </div>
@@ -136,5 +166,42 @@ fn plain(value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_read_as_a_trader_writes_them() {
+        assert_eq!(label("cagr_pct"), "CAGR %");
+        assert_eq!(label("max_drawdown_pct"), "Max drawdown %");
+        assert_eq!(label("weaknesses"), "Weaknesses");
+        assert_eq!(label("var_95_usd"), "VaR 95 USD");
+        assert_eq!(label("cvar_pct"), "CVaR %");
+        assert_eq!(label("next_steps"), "Next steps");
+    }
+
+    #[test]
+    fn drawdown_and_risk_read_as_risk_and_nothing_else_does() {
+        for key in [
+            "max_drawdown_pct",
+            "var_95_usd",
+            "cvar_pct",
+            "volatility_pct",
+            "risk_score",
+        ] {
+            assert!(is_risk(key), "{key}");
+        }
+        for key in [
+            "cagr_pct",
+            "sharpe",
+            "win_rate_pct",
+            "variance_explained",
+            "invariant",
+        ] {
+            assert!(!is_risk(key), "{key}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{BatchView, FlushRequest, JobType};
-use crate::components::{SignedIn, live_ticker, money, short_id, when};
+use crate::components::{SignedIn, live_ticker, money_usd, short_id, when};
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 
 /// Admins: flush with a preview before confirming, and watch batches move.
@@ -54,7 +54,7 @@ fn BatchesPage(
             "Send {} jobs (about {} tokens, at most {}) to Anthropic now?",
             p.jobs_count,
             p.estimated_tokens,
-            money(p.estimated_cost_usd)
+            money_usd(p.estimated_cost_usd)
         );
         if window().confirm_with_message(&message).unwrap_or(false) {
             flush.dispatch(request());
@@ -103,7 +103,7 @@ fn BatchesPage(
             </div>
             <p role="status" data-testid="flush-preview" class="mt-3 text-sm text-slate-700">
                 {move || preview.value().get().map(|r| match r {
-                    Ok(p) => format!("{} Estimated cost at batch prices: at most {}.", p.message, money(p.estimated_cost_usd)),
+                    Ok(p) => format!("{} Estimated cost at batch prices: at most {}.", p.message, money_usd(p.estimated_cost_usd)),
                     Err(e) => e.to_string(),
                 })}
             </p>
@@ -164,7 +164,7 @@ fn BatchRow(
                     </span>
                 })}
                 {(batch.billed_tokens > 0).then(|| view! {
-                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money(batch.billed_cost_usd), batch.billed_tokens)}</span>
+                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money_usd(batch.billed_cost_usd), batch.billed_tokens)}</span>
                 })}
                 {(batch.unaccounted_results > 0).then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::JobDetail;
-use crate::components::{ResultView, SignedIn, StatusBadge, live_ticker, money, when};
+use crate::components::{ResultView, SignedIn, StatusBadge, live_ticker, money_usd, when};
 use crate::server_fns::{cancel_jobs, load_job};
 
 /// One job: figures, timeline, and its result rendered for its type.
@@ -87,18 +87,18 @@ fn Detail(
                 {format!(
                     "A duplicate batch at Anthropic ran this job again: {} tokens, {} of the cost below. It was billed, so it is counted.",
                     job.duplicate_tokens,
-                    money(job.duplicate_cost_usd)
+                    money_usd(job.duplicate_cost_usd)
                 )}
             </p>
         })}
         <div class="mt-4 grid grid-cols-2 gap-3 sm:grid-cols-4 lg:grid-cols-7">
             {figure("Priority", job.priority.to_string())}
-            {figure("Attempts", job.attempts.to_string())}
+            {figure("Attempts", job.tries().to_string())}
             {figure("Tokens in", job.input_tokens.to_string())}
             {figure("Tokens out", job.output_tokens.to_string())}
-            {figure("Cost paid", money(job.cost_usd))}
-            {figure("Standard cost", money(job.standard_cost_usd))}
-            {figure("Saved", money(job.savings_usd))}
+            {figure("Cost paid", money_usd(job.cost_usd))}
+            {figure("Standard cost", money_usd(job.standard_cost_usd))}
+            {figure("Saved", money_usd(job.savings_usd))}
         </div>
         <div class="mt-6 grid gap-6 lg:grid-cols-3">
             <section class="lg:col-span-2">

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::validation::parse_list_query;
 use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
-use crate::components::{SignedIn, StatusBadge, live_ticker, money, short_id, when};
+use crate::components::{SignedIn, StatusBadge, live_ticker, money_usd, short_id, when};
 use crate::server_fns::{cancel_jobs, list_jobs};
 
 const PAGE_SIZE: i64 = 50;
@@ -161,25 +161,26 @@ fn JobsTable(
         list.total_count,
         if list.total_count_capped { "+" } else { "" }
     );
-    let page_link = move |offset: i64| {
-        let mut params = vec![format!("offset={offset}")];
-        if let Some(s) = query.status_filter {
-            params.push(format!("status_filter={s}"));
+    let filters = filter_params(&query);
+    let page_link = {
+        let filters = filters.clone();
+        move |offset: i64| {
+            let params: Vec<String> = std::iter::once(format!("offset={offset}"))
+                .chain(filters.iter().cloned())
+                .collect();
+            format!("/jobs?{}", params.join("&"))
         }
-        if let Some(t) = query.job_type {
-            params.push(format!("job_type={t}"));
-        }
-        if let Some(q) = &query.search {
-            params.push(format!("q={}", urlencode(q)));
-        }
-        format!("/jobs?{}", params.join("&"))
     };
+    let csv_link = format!("/exports/jobs.csv?{}", filters.join("&"));
     let newer = (query.offset > 0).then(|| page_link((query.offset - PAGE_SIZE).max(0)));
     let more =
         query.offset + shown < list.total_count || (list.total_count_capped && shown == PAGE_SIZE);
     let older = more.then(|| page_link(query.offset + PAGE_SIZE));
     view! {
-        <p class="mt-3 text-sm text-slate-600" data-testid="job-counts">{summary}</p>
+        <div class="mt-3 flex flex-wrap items-center justify-between gap-2 text-sm">
+            <p class="text-slate-600" data-testid="job-counts">{summary}</p>
+            <a href=csv_link download="jobs.csv" data-testid="export-csv" class="text-emerald-700 underline hover:text-emerald-900">"Download CSV (these filters, every page)"</a>
+        </div>
         <div class="mt-2 overflow-x-auto rounded-lg border border-slate-200 bg-white">
             <table class="min-w-full text-left text-sm" data-testid="jobs-table">
                 <thead class="bg-slate-50 text-xs uppercase text-slate-500">
@@ -259,7 +260,7 @@ fn JobRow(
             <td class="px-3 py-2 text-right tabular-nums">{job.priority}</td>
             <td class="whitespace-nowrap px-3 py-2">{when(job.created_at)}</td>
             <td class="px-3 py-2 text-right tabular-nums">{job.tokens_used}</td>
-            <td class="px-3 py-2 text-right tabular-nums">{money(job.cost_usd)}</td>
+            <td class="px-3 py-2 text-right tabular-nums">{money_usd(job.cost_usd)}</td>
             {show_owner.then(|| view! { <td class="px-3 py-2">{job.owner.clone()}</td> })}
             <td class="px-3 py-2 text-right">
                 {cancellable.then(|| view! {
@@ -279,4 +280,19 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The list's filters as URL parameters: for page links and the CSV download.
+fn filter_params(query: &ListQuery) -> Vec<String> {
+    let mut params = vec![];
+    if let Some(s) = query.status_filter {
+        params.push(format!("status_filter={s}"));
+    }
+    if let Some(t) = query.job_type {
+        params.push(format!("job_type={t}"));
+    }
+    if let Some(q) = &query.search {
+        params.push(format!("q={}", urlencode(q)));
+    }
+    params
 }

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 
 use crate::api::{DailyCost, Stats};
-use crate::components::{SignedIn, money};
+use crate::components::{SignedIn, money, money_usd};
 use crate::server_fns::savings;
 
 const DAYS: i64 = 30;
@@ -21,7 +21,10 @@ fn SavingsPage(
     data: Resource<Result<(Stats, Vec<DailyCost>), ServerFnError>>,
 ) -> impl IntoView {
     view! {
-        <h1 class="text-xl font-semibold">"Savings"</h1>
+        <div class="flex flex-wrap items-end justify-between gap-4">
+            <h1 class="text-xl font-semibold">"Savings"</h1>
+            <a href=format!("/exports/daily.csv?days={DAYS}") download="daily-costs.csv" data-testid="export-daily-csv" class="text-sm text-emerald-700 underline hover:text-emerald-900">"Download daily costs (CSV)"</a>
+        </div>
         <Suspense fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -50,8 +53,8 @@ fn Cards(stats: Stats) -> impl IntoView {
             {card("Pending / processing", format!("{} / {}", stats.pending_jobs, stats.processing_jobs))}
             {card("Failed", stats.failed_jobs.to_string())}
             {card("Tokens used", stats.total_tokens_used.to_string())}
-            {card("Cost paid", money(stats.total_cost_usd))}
-            {card("Saved by batching", money(stats.total_savings_usd))}
+            {card("Cost paid", money_usd(stats.total_cost_usd))}
+            {card("Saved by batching", money_usd(stats.total_savings_usd))}
             {card("Avg. hours to result", format!("{:.2}", stats.avg_processing_time_hours))}
         </div>
     }
@@ -60,24 +63,21 @@ fn Cards(stats: Stats) -> impl IntoView {
 /// Daily cost paid against the standard API's price, as an SVG bar chart drawn here.
 #[component]
 fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
-    let mut by_day: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut by_day: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for d in &daily {
         let entry = by_day.entry(d.day.clone()).or_default();
-        entry.0 += d.cost_usd;
-        entry.1 += d.standard_cost_usd;
+        entry.0 += d.cost_nanos;
+        entry.1 += d.standard_cost_nanos;
     }
     if by_day.is_empty() {
         return view! { <p class="mt-6 text-slate-500">"No costs yet: they appear when batches return results."</p> }.into_any();
     }
     let (width, height, pad) = (720.0, 220.0, 30.0);
-    let top = by_day
-        .values()
-        .map(|(_, s)| *s)
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
+    let top = by_day.values().map(|(_, s)| *s).max().unwrap_or(0).max(1);
     let slot = (width - 2.0 * pad) / by_day.len() as f64;
     let bar = (slot * 0.35).min(24.0);
-    let scale = |v: f64| (height - 2.0 * pad) * v / top;
+    // Geometry only: amounts stay integers, bars need floats.
+    let scale = |v: i64| (height - 2.0 * pad) * v as f64 / top as f64;
     view! {
         <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
             <h2 class="font-semibold">{format!("Daily cost, last {DAYS} days")}</h2>
@@ -109,16 +109,16 @@ fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
 #[component]
 fn Breakdown(daily: Vec<DailyCost>, per_user: bool) -> impl IntoView {
     let sum = |key: &dyn Fn(&DailyCost) -> String| {
-        let mut totals: BTreeMap<String, (i64, f64, f64)> = BTreeMap::new();
+        let mut totals: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
         for d in &daily {
             let t = totals.entry(key(d)).or_default();
             t.0 += d.jobs;
-            t.1 += d.cost_usd;
-            t.2 += d.standard_cost_usd;
+            t.1 += d.cost_nanos;
+            t.2 += d.standard_cost_nanos;
         }
         totals
     };
-    let table = |title: &'static str, rows: BTreeMap<String, (i64, f64, f64)>| {
+    let table = |title: &'static str, rows: BTreeMap<String, (i64, i64, i64)>| {
         view! {
             <section class="rounded-lg border border-slate-200 bg-white p-4">
                 <h2 class="font-semibold">{title}</h2>

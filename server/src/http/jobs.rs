@@ -11,7 +11,10 @@ use app::api::{
     Stats,
 };
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::extract::{AuthUser, JobId, JsonBody, QueryPairs};
@@ -160,4 +163,51 @@ pub async fn daily_costs(
 ) -> Result<Json<Vec<DailyCost>>> {
     let days = parse_days(query.iter())?;
     jobs::daily_costs(&ctx, &caller, days).await.map(Json)
+}
+
+/// The visible jobs matching the list's filters, as CSV, newest first, streamed.
+#[utoipa::path(get, path = "/api/v1/batch/exports/jobs.csv", tag = "jobs",
+    params(
+        ("status_filter" = Option<JobStatus>, Query, description = "Only jobs in this status"),
+        ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
+        ("q" = Option<String>, Query, max_length = 200, description = "As for the list"),
+    ),
+    responses((status = 200, description = "A header line, then one job per line", content_type = "text/csv", body = String)))]
+pub async fn export_jobs(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    query: QueryPairs,
+) -> Result<Response> {
+    let query = parse_list_query(query.iter())?;
+    Ok(csv_download(
+        "jobs.csv",
+        Body::from_stream(jobs::jobs_csv(ctx, caller, query)),
+    ))
+}
+
+/// Cost paid and standard cost per UTC day, job type and owner, as CSV.
+#[utoipa::path(get, path = "/api/v1/batch/exports/daily.csv", tag = "jobs",
+    params(("days" = Option<i64>, Query, minimum = 1, maximum = 366, description = "Days back from today (default 30)")),
+    responses((status = 200, description = "A header line, then one row per day, type and owner", content_type = "text/csv", body = String)))]
+pub async fn export_daily_costs(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+    query: QueryPairs,
+) -> Result<Response> {
+    let days = parse_days(query.iter())?;
+    let csv = jobs::daily_costs_csv(&ctx, &caller, days).await?;
+    Ok(csv_download("daily-costs.csv", Body::from(csv)))
+}
+
+/// A CSV answer the browser saves as `filename`.
+pub fn csv_download(filename: &str, body: Body) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -4,6 +4,8 @@ mod admin;
 mod error;
 
 pub use error::panicked;
+pub(crate) use extract::QueryPairs;
+pub(crate) use jobs::csv_download;
 mod extract;
 mod internal;
 mod jobs;
@@ -36,6 +38,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/jobs/{job_id}/events", get(jobs::events))
         .route("/stats", get(jobs::stats))
         .route("/stats/daily", get(jobs::daily_costs))
+        .route("/exports/jobs.csv", get(jobs::export_jobs))
+        .route("/exports/daily.csv", get(jobs::export_daily_costs))
         .route("/internal/flush/preview", post(internal::flush_preview))
         .route("/internal/flush", post(internal::flush))
         .route("/internal/poll", post(internal::poll))

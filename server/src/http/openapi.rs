@@ -50,7 +50,8 @@ pub struct Health {
     ),
     paths(
         jobs::enqueue, jobs::enqueue_many, jobs::list, jobs::get, jobs::cancel, jobs::result,
-        jobs::events, jobs::stats, jobs::cancel_many, jobs::daily_costs,
+        jobs::events, jobs::stats, jobs::cancel_many, jobs::daily_costs, jobs::export_jobs,
+        jobs::export_daily_costs,
         internal::flush, internal::flush_preview, internal::poll, internal::list_batches,
         admin::users, admin::create_token, admin::revoke_token, admin::prices,
         super::healthz,

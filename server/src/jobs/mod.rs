@@ -2,6 +2,7 @@
 //! the dashboard's server functions both call these.
 
 mod enqueue;
+mod export;
 mod view;
 
 use app::api::validation::MAX_BULK_CANCEL;
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, JobRecord, Visibility};
 
 pub use enqueue::{enqueue, enqueue_many};
+pub use export::{daily_costs_csv, jobs_csv};
 pub use view::{to_api_job, to_event_view};
 
 const NOT_FOUND: &str = "Job not found";
@@ -155,6 +157,8 @@ pub async fn daily_costs(ctx: &Ctx, caller: &Caller, days: i64) -> Result<Vec<Da
             jobs: r.jobs,
             cost_usd: nanos_to_usd(r.cost_nanos),
             standard_cost_usd: nanos_to_usd(r.standard_cost_nanos),
+            cost_nanos: r.cost_nanos,
+            standard_cost_nanos: r.standard_cost_nanos,
         })
         .collect())
 }

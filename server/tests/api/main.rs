@@ -6,6 +6,7 @@ mod crash;
 mod dashboard_api;
 mod database;
 mod enqueue;
+mod exports;
 mod faults;
 mod hardening;
 mod harness;
