@@ -192,6 +192,12 @@ pub async fn create_token(user: String, role: Role) -> Result<IssuedToken, Serve
 }
 
 #[server]
+pub async fn new_webhook_secret(user_id: String) -> Result<WebhookSecret, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.new_webhook_secret(&caller, &user_id).await)
+}
+
+#[server]
 pub async fn revoke_token(token_id: String) -> Result<(), ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.revoke_token(&caller, &token_id).await)

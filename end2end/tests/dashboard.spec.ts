@@ -139,6 +139,11 @@ test('an admin creates a token, shown once, and sees the prices', async ({ brows
   await expect(page.getByTestId('new-token')).toContainText('aib_');
   await expect(page.getByText('hana', { exact: true })).toBeVisible();
   await expect(page.getByTestId('prices')).toContainText('claude-sonnet-4-5');
+  // A webhook signing secret for hana, shown once after a confirmation.
+  const hana = page.getByTestId('user-row').filter({ hasText: 'hana' });
+  page.once('dialog', (dialog) => dialog.accept());
+  await hana.getByRole('button', { name: 'New webhook secret' }).click();
+  await expect(hana.getByTestId('webhook-secret')).toContainText('whsec_');
   await page.screenshot({ path: screenshotPath('access'), fullPage: true });
   expect(problems).toEqual([]);
 });

@@ -71,12 +71,45 @@ pub struct Config {
     #[command(flatten)]
     pub limits: LimitsConfig,
 
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+
     /// Test failpoint: the process exits at the named point (`after-submit`).
     #[arg(long, env = "AI_BATCH_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 
     #[command(flatten)]
     pub emulator: EmulatorConfig,
+}
+
+/// Completion webhooks: the deliverer runs in the scheduler, on the leader.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhookConfig {
+    /// Deliver completion webhooks.
+    #[arg(id = "webhooks", long = "webhooks", env = "AI_BATCH_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub enabled: bool,
+
+    /// Accept `http://` callbacks to this machine (127.0.0.1, localhost, [::1]): for development.
+    #[arg(long = "webhook-allow-http-loopback", env = "AI_BATCH_WEBHOOK_ALLOW_HTTP_LOOPBACK", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_http_loopback: bool,
+
+    /// Seconds a receiver has to answer one delivery.
+    #[arg(
+        id = "webhook_timeout_secs",
+        long = "webhook-timeout-secs",
+        env = "AI_BATCH_WEBHOOK_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub timeout_secs: u64,
+
+    /// Attempts before a webhook is given up (the waits double from 1 s, at most an hour).
+    #[arg(
+        id = "webhook_max_attempts",
+        long = "webhook-max-attempts",
+        env = "AI_BATCH_WEBHOOK_MAX_ATTEMPTS",
+        default_value_t = 10
+    )]
+    pub max_attempts: i64,
 }
 
 /// What protects the REST API from a runaway client or a stuck request.

@@ -35,6 +35,17 @@ pub enum Happened {
     BilledAgain {
         batch: String,
     },
+    /// The job's webhook was answered with a 2xx.
+    WebhookDelivered {
+        status: u16,
+        attempt: i64,
+    },
+    /// An attempt at the webhook failed; `retry_in_secs` is `None` when it was the last.
+    WebhookFailed {
+        error: String,
+        attempt: i64,
+        retry_in_secs: Option<i64>,
+    },
 }
 
 impl Happened {
@@ -49,6 +60,8 @@ impl Happened {
             Happened::Returned { .. } => "returned",
             Happened::ResultDiscarded { .. } => "result_discarded",
             Happened::BilledAgain { .. } => "billed_again",
+            Happened::WebhookDelivered { .. } => "webhook_delivered",
+            Happened::WebhookFailed { .. } => "webhook_failed",
         }
     }
 
@@ -70,6 +83,19 @@ impl Happened {
             )),
             Happened::BilledAgain { batch } => Some(format!(
                 "duplicate batch {batch} ran this job again; what it was billed is counted"
+            )),
+            Happened::WebhookDelivered { status, attempt } => {
+                Some(format!("webhook answered {status} (attempt {attempt})"))
+            }
+            Happened::WebhookFailed {
+                error,
+                attempt,
+                retry_in_secs: Some(secs),
+            } => Some(format!(
+                "webhook attempt {attempt} failed: {error}; next try in {secs} s"
+            )),
+            Happened::WebhookFailed { error, attempt, .. } => Some(format!(
+                "webhook attempt {attempt} failed: {error}; no more tries"
             )),
         }
     }

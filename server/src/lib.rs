@@ -21,3 +21,4 @@ pub mod store;
 pub mod templates;
 pub mod testing;
 mod web;
+pub mod webhooks;

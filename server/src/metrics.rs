@@ -21,6 +21,7 @@ const ENQUEUED: &str = "aib_jobs_enqueued_total";
 const PROVIDER_CALLS: &str = "aib_provider_calls_total";
 const PROVIDER_SECONDS: &str = "aib_provider_call_duration_seconds";
 const RESULTS_INGESTED: &str = "aib_results_ingested_total";
+const WEBHOOKS: &str = "aib_webhook_attempts_total";
 
 /// Latency buckets from 0.5 ms to a minute: enqueues sit at the low end, provider calls high.
 const BUCKETS: &[f64] = &[
@@ -59,6 +60,12 @@ pub fn provider_call(operation: &'static str, outcome: &str, elapsed: Duration) 
     counter!(PROVIDER_CALLS, "operation" => operation, "outcome" => outcome.to_string())
         .increment(1);
     histogram!(PROVIDER_SECONDS, "operation" => operation).record(elapsed.as_secs_f64());
+}
+
+/// One webhook attempt, delivered or not.
+pub fn webhook_attempt(delivered: bool) {
+    let outcome = if delivered { "delivered" } else { "failed" };
+    counter!(WEBHOOKS, "outcome" => outcome).increment(1);
 }
 
 /// Result lines read from results files (a re-read after a cut download counts again).

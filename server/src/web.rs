@@ -187,6 +187,11 @@ impl Backend for WebBackend {
         say(access::revoke_token(&self.ctx, caller, token_id).await)
     }
 
+    async fn new_webhook_secret(&self, caller: &Caller, user_id: &str) -> Reply<WebhookSecret> {
+        let secret = say(crate::webhooks::rotate_secret(&self.ctx, caller, user_id).await)?;
+        Ok(WebhookSecret { secret })
+    }
+
     async fn prices(&self, caller: &Caller) -> Reply<PriceView> {
         say(access::price_table(&self.ctx, caller))
     }

@@ -47,6 +47,8 @@ pub trait Backend: Send + Sync + 'static {
         request: CreateTokenRequest,
     ) -> Reply<IssuedToken>;
     async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Reply<()>;
+    /// A new webhook signing secret for the user (an admin's action), shown once.
+    async fn new_webhook_secret(&self, caller: &Caller, user_id: &str) -> Reply<WebhookSecret>;
     async fn prices(&self, caller: &Caller) -> Reply<PriceView>;
 }
 

@@ -155,6 +155,17 @@ pub struct EnqueueRequest {
     /// The same key with the same request returns the first job; with another request, 409.
     #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<String>,
+    /// Where to POST the job when it ends, signed (see the README): `https://…`, or `http://`
+    /// to this machine when the server allows it.
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "ssr",
+        schema(
+            max_length = 2048,
+            pattern = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
+        )
+    )]
+    pub callback_url: Option<String>,
 }
 
 impl EnqueueRequest {
@@ -170,6 +181,7 @@ impl EnqueueRequest {
             priority,
             run_after: None,
             idempotency_key: None,
+            callback_url: None,
         }
     }
 }
@@ -520,6 +532,14 @@ pub struct IssuedToken {
     pub role: Role,
     pub token_id: String,
     pub token: String,
+}
+
+/// A webhook signing secret, shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct WebhookSecret {
+    /// HMAC-SHA256 key for the `Bitcain-Signature` header of your webhooks.
+    pub secret: String,
 }
 
 /// The answer to a revoke.

@@ -18,6 +18,8 @@ pub const DEFAULT_FLUSH_MAX_JOBS: i64 = 100;
 pub const MAX_FLUSH_JOBS: i64 = 10_000;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub const MAX_SEARCH_CHARS: usize = 200;
+/// The longest accepted webhook address.
+pub const MAX_CALLBACK_URL_CHARS: usize = 2048;
 /// Most jobs one bulk cancel takes.
 pub const MAX_BULK_CANCEL: usize = 1000;
 /// Most jobs one bulk enqueue takes.

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::api::{Role, UserView};
 use crate::components::{SignedIn, when};
-use crate::server_fns::{access_overview, create_token, revoke_token};
+use crate::server_fns::{access_overview, create_token, new_webhook_secret, revoke_token};
 
 /// Admins: users and their tokens, and the price table in force.
 #[component]
@@ -100,9 +100,26 @@ fn AccessPage(
 
 #[component]
 fn UserRow(user: UserView, revoke: Action<String, Result<(), ServerFnError>>) -> impl IntoView {
+    let secret = Action::new(|user_id: &String| new_webhook_secret(user_id.clone()));
+    let user_id = user.id.clone();
     view! {
-        <li class="py-2 text-sm">
-            <div><strong>{user.name.clone()}</strong><span class="ml-2 text-xs uppercase text-slate-500">{user.role.as_str()}</span></div>
+        <li class="py-2 text-sm" data-testid="user-row">
+            <div class="flex flex-wrap items-center gap-2">
+                <strong>{user.name.clone()}</strong><span class="text-xs uppercase text-slate-500">{user.role.as_str()}</span>
+                <button type="button" class="ml-auto text-xs text-emerald-700 underline" on:click=move |_| {
+                    if window().confirm_with_message("Make a new webhook signing secret for this user? Webhooks from now on are signed with it; the old one stops matching.").unwrap_or(false) {
+                        secret.dispatch(user_id.clone());
+                    }
+                }>"New webhook secret"</button>
+            </div>
+            {move || secret.value().get().map(|r| match r {
+                Ok(s) => view! {
+                    <p class="mt-1 rounded bg-emerald-50 px-2 py-1 text-xs" data-testid="webhook-secret">
+                        "Webhook secret, shown only now: "<code class="break-all">{s.secret}</code>
+                    </p>
+                }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-1 text-xs text-rose-700">{e.to_string()}</p> }.into_any(),
+            })}
             <ul class="mt-1 space-y-1">
                 {user.tokens.into_iter().map(|t| {
                     let id = t.id.clone();

@@ -200,6 +200,11 @@ pub async fn revoke_token(ctx: &Ctx, caller: &Caller, token_id: &str) -> Result<
     }
 }
 
+/// A fresh random secret (for webhook signing keys).
+pub fn random_secret() -> String {
+    secret::random()
+}
+
 /// The price table in force (admins).
 pub fn price_table(ctx: &Ctx, caller: &Caller) -> Result<PriceView> {
     require_admin(caller)?;

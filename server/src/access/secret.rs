@@ -17,10 +17,14 @@ pub struct Secret {
     pub plain: String,
 }
 
+/// 40 random letters and digits from the OS-seeded CSPRNG (about 238 bits).
+pub fn random() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), SECRET_LEN)
+}
+
 pub fn generate() -> Secret {
-    let mut rng = rand::rng();
-    let id = Alphanumeric.sample_string(&mut rng, ID_LEN);
-    let secret = Alphanumeric.sample_string(&mut rng, SECRET_LEN);
+    let id = Alphanumeric.sample_string(&mut rand::rng(), ID_LEN);
+    let secret = random();
     Secret {
         plain: format!("{PREFIX}{id}_{secret}"),
         hash: hash(&secret),

@@ -1,12 +1,12 @@
-//! Admin endpoints for access and prices, under `/api/v1/admin`.
+//! Endpoints for access: users, tokens and prices (admins), and each user's webhook secret.
 
 use app::api::validation::parse_create_token;
 #[allow(unused_imports)] // the request type is named only in the OpenAPI attributes
-use app::api::{CreateTokenRequest, IssuedToken, PriceView, RevokedToken, UserView};
+use app::api::{CreateTokenRequest, IssuedToken, PriceView, RevokedToken, UserView, WebhookSecret};
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::extract::{AdminUser, JsonBody};
+use super::extract::{AdminUser, AuthUser, JsonBody};
 use super::openapi::ErrorBody;
 use crate::access;
 use crate::context::Ctx;
@@ -66,4 +66,15 @@ pub async fn prices(
     AdminUser(admin): AdminUser,
 ) -> Result<Json<PriceView>> {
     access::price_table(&ctx, &admin).map(Json)
+}
+
+/// Make (or replace) your webhook signing secret; it is shown this once.
+#[utoipa::path(post, path = "/api/v1/webhooks/secret", tag = "jobs",
+    responses((status = 200, description = "The new secret; deliveries from now on are signed with it", body = WebhookSecret)))]
+pub async fn webhook_secret(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<WebhookSecret>> {
+    let secret = crate::webhooks::rotate_secret(&ctx, &caller, &caller.user_id).await?;
+    Ok(Json(WebhookSecret { secret }))
 }

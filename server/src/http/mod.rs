@@ -53,6 +53,7 @@ pub fn router(ctx: Ctx) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route("/api/v1/admin/prices", get(admin::prices))
+        .route("/api/v1/webhooks/secret", post(admin::webhook_secret))
         .route("/api/v1/{*rest}", any(not_found))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

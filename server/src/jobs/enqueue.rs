@@ -1,8 +1,9 @@
 //! Enqueueing: one job through the group-commit writer, or many in one transaction.
 
+use app::api::validation::FieldError;
 use app::api::{BulkEnqueueResponse, Caller, EnqueueRequest, EnqueueResponse};
 use chrono::{DateTime, SubsecRound, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::to_api_job;
@@ -26,7 +27,41 @@ fn new_job(caller: &Caller, request: &EnqueueRequest, now: DateTime<Utc>) -> New
         run_after: request.run_after.map(|at| at.trunc_subsecs(6)),
         idempotency_key: request.idempotency_key.clone(),
         request_hash: fingerprint(request),
+        callback_url: request.callback_url.clone(),
         created_at: now,
+    }
+}
+
+/// `http://` callbacks (to this machine, as the parser allows) only when the server allows
+/// them: a setting for development and tests.
+fn check_callbacks(ctx: &Ctx, requests: &[&EnqueueRequest], bulk: bool) -> Result<()> {
+    if ctx.config.webhooks.allow_http_loopback {
+        return Ok(());
+    }
+    let refused: Vec<FieldError> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let url = r.callback_url.as_deref()?;
+            url.get(..7)?.eq_ignore_ascii_case("http://").then(|| {
+                let mut loc = vec![json!("body")];
+                if bulk {
+                    loc.extend([json!("jobs"), json!(i)]);
+                }
+                loc.push(json!("callback_url"));
+                FieldError::new(
+                    "url_scheme",
+                    loc,
+                    "URL scheme should be 'https': this server does not send webhooks over plain http",
+                    json!(url),
+                )
+            })
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(refused))
     }
 }
 
@@ -45,6 +80,10 @@ pub async fn enqueue(
     caller: &Caller,
     request: EnqueueRequest,
 ) -> Result<EnqueueResponse> {
+    check_callbacks(ctx, &[&request], false)?;
+    if request.callback_url.is_some() {
+        crate::webhooks::require_secret(ctx, caller).await?;
+    }
     let now = now();
     let new_job = new_job(caller, &request, now);
     let request_hash = new_job.request_hash.clone();
@@ -87,6 +126,10 @@ pub async fn enqueue_many(
     caller: &Caller,
     requests: Vec<EnqueueRequest>,
 ) -> Result<BulkEnqueueResponse> {
+    check_callbacks(ctx, &requests.iter().collect::<Vec<_>>(), true)?;
+    if requests.iter().any(|r| r.callback_url.is_some()) {
+        crate::webhooks::require_secret(ctx, caller).await?;
+    }
     let now = now();
     let jobs: Vec<NewJob> = requests.iter().map(|r| new_job(caller, r, now)).collect();
     let outcomes = match ctx.store().insert_jobs(&jobs, KeyConflicts::Refuse).await {
@@ -130,6 +173,11 @@ fn fingerprint(request: &EnqueueRequest) -> String {
         request.priority,
         request.run_after.map(|t| t.timestamp_micros()),
     ]);
+    // Jobs without a callback keep the fingerprint they always had.
+    let canonical = match &request.callback_url {
+        Some(url) => serde_json::json!([canonical, url]),
+        None => canonical,
+    };
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 

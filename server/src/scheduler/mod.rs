@@ -62,6 +62,15 @@ impl Scheduler {
                 auto_poll,
             ));
         }
+        if ctx.config.webhooks.enabled {
+            services.spawn(every(
+                "webhooks",
+                tick,
+                stop.clone(),
+                ctx.clone(),
+                deliver_webhooks,
+            ));
+        }
         Some(Self { stop, services })
     }
 
@@ -168,6 +177,14 @@ async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
         tracing::warn!(?report, "rescuer reconciled batches");
     }
     Ok(())
+}
+
+/// Sends the webhooks of jobs that ended; a slow receiver holds up only this service.
+async fn deliver_webhooks(ctx: Ctx) -> crate::error::Result<()> {
+    if !ctx.is_leader() {
+        return Ok(());
+    }
+    crate::webhooks::deliver_due(&ctx).await.map(|_| ())
 }
 
 #[cfg(test)]

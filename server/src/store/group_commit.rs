@@ -107,6 +107,7 @@ mod tests {
             run_after: None,
             idempotency_key: key,
             request_hash: format!("hash-{i}"),
+            callback_url: None,
             created_at: now,
         };
         // Sixty requests at once, so they share groups: one names an owner that does not

@@ -13,6 +13,7 @@ mod results;
 mod search;
 mod sqlite;
 mod totals;
+mod webhooks;
 
 pub use batches::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
@@ -21,6 +22,7 @@ pub use results::*;
 pub use search::{SEARCH_COUNT_CAP, capped_count, search_words};
 pub use sqlite::SqliteStore;
 pub use totals::{Amounts, Cell, Counted, Deltas, TotalsRow};
+pub use webhooks::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -137,6 +139,8 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Fingerprint of the request after defaults, to tell a retry from a different request.
     pub request_hash: String,
+    /// Where to POST the job when it ends (a webhook row is made with the job).
+    pub callback_url: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -399,9 +403,15 @@ pub trait InstanceStore: Send + Sync + 'static {
 }
 
 /// Everything the service stores: one implementation per database, one conformance suite.
-pub trait Store: AccessStore + JobStore + BatchStore + ResultStore + InstanceStore {}
+pub trait Store:
+    AccessStore + JobStore + BatchStore + ResultStore + InstanceStore + WebhookStore
+{
+}
 
-impl<T: AccessStore + JobStore + BatchStore + ResultStore + InstanceStore> Store for T {}
+impl<T> Store for T where
+    T: AccessStore + JobStore + BatchStore + ResultStore + InstanceStore + WebhookStore
+{
+}
 
 /// Opens the store a database URL names (`sqlite:` or `postgres:`), running its migrations.
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<std::sync::Arc<dyn Store>> {

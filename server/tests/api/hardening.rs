@@ -165,6 +165,10 @@ async fn batch_use_cases_refuse_a_trader_whoever_calls_them() {
         access::price_table(ctx, &trader),
         Err(Error::Forbidden)
     ));
+    assert!(matches!(
+        ai_batch::webhooks::rotate_secret(ctx, &trader, "someone-else").await,
+        Err(Error::Forbidden)
+    ));
     // The scheduler acts as an admin no token can become.
     assert!(batches::list(ctx, &access::scheduler(), 10).await.is_ok());
 }

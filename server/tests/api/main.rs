@@ -18,3 +18,4 @@ mod robustness;
 mod scale;
 mod service;
 mod soak;
+mod webhooks;

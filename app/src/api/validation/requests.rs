@@ -4,8 +4,9 @@ use serde_json::{Value, json};
 
 use super::{
     Checker, DEFAULT_FLUSH_MAX_JOBS, DEFAULT_LIST_LIMIT, DEFAULT_PRIORITY, FieldError,
-    MAX_BULK_CANCEL, MAX_BULK_ENQUEUE, MAX_FLUSH_JOBS, MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT,
-    MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_SEARCH_CHARS, Validated, as_object, field,
+    MAX_BULK_CANCEL, MAX_BULK_ENQUEUE, MAX_CALLBACK_URL_CHARS, MAX_FLUSH_JOBS,
+    MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_SEARCH_CHARS,
+    Validated, as_object, field,
 };
 use crate::api::{
     BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
@@ -135,13 +136,103 @@ fn read_enqueue(body: &Value, mut c: Checker) -> Validated<EnqueueRequest> {
         Some(v) => idempotency_key(&mut c, v).map(Some),
     };
 
+    let callback_url = match field(map, "callback_url") {
+        None => Some(None),
+        Some(v) => callback_url(&mut c, v).map(Some),
+    };
+
     c.finish(|| EnqueueRequest {
         job_type: job_type.expect("checked"),
         payload: payload.expect("checked"),
         priority: priority.expect("checked"),
         run_after: run_after.expect("checked"),
         idempotency_key: idempotency_key.expect("checked"),
+        callback_url: callback_url.expect("checked"),
     })
+}
+
+/// Hosts an `http://` callback may name: the same machine only (the server must also allow
+/// it by a setting); anything else must be `https://`.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
+
+/// A webhook address: `https://host[:port]/path`, or `http://` to this machine; at most
+/// 2,048 characters, no credentials, no spaces.
+fn callback_url(c: &mut Checker, input: &Value) -> Option<String> {
+    let loc = c.loc("callback_url");
+    let Some(url) = input.as_str() else {
+        c.push(FieldError::new(
+            "url_type",
+            loc,
+            "URL input should be a string or URL",
+            input.clone(),
+        ));
+        return None;
+    };
+    let problem = callback_problem(url);
+    if let Some((kind, msg)) = problem {
+        c.push(FieldError::new(kind, loc, msg, input.clone()));
+        return None;
+    }
+    Some(url.to_string())
+}
+
+fn callback_problem(url: &str) -> Option<(&'static str, String)> {
+    if url.chars().count() > MAX_CALLBACK_URL_CHARS {
+        return Some((
+            "url_too_long",
+            format!("URL should have at most {MAX_CALLBACK_URL_CHARS} characters"),
+        ));
+    }
+    let invalid = || {
+        Some((
+            "url_parsing",
+            "Input should be a valid URL: https://host/path in ASCII, without spaces or credentials"
+                .into(),
+        ))
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return invalid();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // ASCII only, as RFC 3986 writes URLs: anything else must be percent-encoded.
+    if url.chars().any(|ch| !ch.is_ascii_graphic()) || authority.contains('@') {
+        return invalid();
+    }
+    let Some(host) = host_of(authority) else {
+        return invalid();
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => None,
+        "http" if LOOPBACK_HOSTS.contains(&host.to_ascii_lowercase().as_str()) => None,
+        _ => Some((
+            "url_scheme",
+            "URL scheme should be 'https' (or 'http' to this machine: 127.0.0.1, localhost, [::1])"
+                .into(),
+        )),
+    }
+}
+
+/// The host of `host[:port]` or `[v6][:port]`; `None` when it is not one.
+pub fn host_of(authority: &str) -> Option<&str> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')? + 2;
+            (&authority[..end], &authority[end..])
+        }
+        None => match authority.find(':') {
+            Some(i) => (&authority[..i], &authority[i..]),
+            None => (authority, ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || (port.len() > 1
+            && port.starts_with(':')
+            && port[1..].chars().all(|c| c.is_ascii_digit()));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
+    (port_ok && host_ok).then_some(host)
 }
 
 fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {

@@ -16,12 +16,14 @@ mod batches;
 mod jobs;
 mod leadership;
 mod results;
+mod webhooks;
 
 pub use access::*;
 pub use batches::*;
 pub use jobs::*;
 pub use leadership::*;
 pub use results::*;
+pub use webhooks::*;
 
 macro_rules! store_conformance {
     ($factory:path) => {
@@ -54,6 +56,8 @@ macro_rules! store_conformance {
             polls_short_reads_finishes_and_losses_are_recorded,
             daily_costs_come_from_the_charges,
             leadership_is_held_by_one_owner_until_it_lapses,
+            webhooks_become_due_when_their_job_ends_and_are_claimed_once,
+            webhook_secrets_are_kept_per_user,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -102,6 +106,7 @@ fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> New
         run_after: None,
         idempotency_key: key.map(Into::into),
         request_hash: format!("hash-{id}"),
+        callback_url: None,
         created_at: at(minutes),
     }
 }

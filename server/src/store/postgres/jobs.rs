@@ -91,6 +91,21 @@ impl JobStore for PostgresStore {
                 outcomes.push(InsertOutcome::Existing(existing));
             }
         }
+        // A job that asked for a webhook gets its row now; it becomes due when the job ends.
+        let (webhook_jobs, webhook_urls): (Vec<&str>, Vec<&str>) = jobs
+            .iter()
+            .filter(|job| inserted.contains(&job.id))
+            .filter_map(|job| Some((job.id.as_str(), job.callback_url.as_deref()?)))
+            .unzip();
+        if !webhook_jobs.is_empty() {
+            sqlx::query(
+                "INSERT INTO webhooks (job_id, url) SELECT * FROM unnest($1::text[], $2::text[])",
+            )
+            .bind(&webhook_jobs)
+            .bind(&webhook_urls)
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_events(&mut tx, &events).await?;
         apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;

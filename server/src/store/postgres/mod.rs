@@ -18,6 +18,7 @@ mod batches;
 mod instances;
 mod jobs;
 mod results;
+mod webhooks;
 
 /// A job as the totals see it, read back from a write with `RETURNING`.
 const COUNTED: &str = "id, owner_id, job_type, input_tokens, output_tokens, cost_nanos, standard_cost_nanos, \

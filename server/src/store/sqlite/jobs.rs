@@ -84,6 +84,19 @@ impl JobStore for SqliteStore {
                 outcomes.push(InsertOutcome::Existing(existing));
             }
         }
+        // A job that asked for a webhook gets its row now; it becomes due when the job ends.
+        let webhooks: Vec<(&str, &str)> = jobs
+            .iter()
+            .filter(|job| inserted.contains(&job.id))
+            .filter_map(|job| Some((job.id.as_str(), job.callback_url.as_deref()?)))
+            .collect();
+        for chunk in webhooks.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO webhooks (job_id, url) ");
+            query.push_values(chunk, |mut b, (job_id, url)| {
+                b.push_bind(job_id.to_string()).push_bind(url.to_string());
+            });
+            query.build().execute(&mut *tx).await?;
+        }
         insert_events(&mut tx, &events).await?;
         apply_totals(&mut tx, &deltas).await?;
         tx.commit().await?;

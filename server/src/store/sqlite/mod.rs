@@ -16,6 +16,7 @@ mod batches;
 mod instances;
 mod jobs;
 mod results;
+mod webhooks;
 
 /// Rows per multi-row statement: far under SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 500;

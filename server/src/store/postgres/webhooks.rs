@@ -1,0 +1,98 @@
+//! Completion webhooks on PostgreSQL: claims skip rows another instance holds.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use super::{PostgresStore, insert_events};
+use crate::events::Happened;
+use crate::store::*;
+
+#[derive(FromRow)]
+struct DueRow {
+    job_id: String,
+    owner_id: String,
+    url: String,
+    attempts: i64,
+}
+
+#[async_trait]
+impl WebhookStore for PostgresStore {
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DueWebhook>> {
+        let rows: Vec<DueRow> = sqlx::query_as(
+            "WITH due AS ( \
+                 SELECT job_id FROM webhooks WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $2 \
+                 AND delivered_at IS NULL AND gave_up_at IS NULL ORDER BY next_attempt_at LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE webhooks w SET next_attempt_at = $1 FROM due, jobs j \
+             WHERE w.job_id = due.job_id AND j.id = w.job_id \
+             RETURNING w.job_id, j.owner_id, w.url, w.attempts",
+        )
+        .bind(hold_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DueWebhook {
+                job_id: r.job_id,
+                owner_id: r.owner_id,
+                url: r.url,
+                attempts: r.attempts,
+            })
+            .collect())
+    }
+
+    async fn finish_webhook(
+        &self,
+        job_id: &str,
+        outcome: &WebhookOutcome,
+        event: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let query = match outcome {
+            WebhookOutcome::Delivered => sqlx::query(
+                "UPDATE webhooks SET attempts = attempts + 1, delivered_at = $1, next_attempt_at = NULL, \
+                 last_error = NULL WHERE job_id = $2",
+            )
+            .bind(now),
+            WebhookOutcome::Failed { error, retry_at } => sqlx::query(
+                "UPDATE webhooks SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, \
+                 gave_up_at = CASE WHEN $2::timestamptz IS NULL THEN $3::timestamptz END WHERE job_id = $4",
+            )
+            .bind(error)
+            .bind(*retry_at)
+            .bind(now),
+        };
+        query.bind(job_id).execute(&mut *tx).await?;
+        insert_events(&mut tx, &[(job_id, event, now)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_webhook_secret(&self, user_id: &str, secret: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET webhook_secret = $1 WHERE id = $2")
+            .bind(secret)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn webhook_secret(&self, user_id: &str) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT webhook_secret FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+}
