@@ -310,9 +310,8 @@ impl JobStore for PostgresStore {
     }
 }
 
-/// A payload's words, exactly as the migration's `jobs_payload_words` index computes them.
-const PAYLOAD_WORDS: &str =
-    "to_tsvector('simple', regexp_replace(j.payload::text, '[^[:alnum:]]+', ' ', 'g'))";
+/// A payload's words: a stored column (migration 000006), indexed by `jobs_payload_words`.
+const PAYLOAD_WORDS: &str = "j.payload_words";
 
 /// The list's filters: status, type, and a search by id, idempotency key or payload text.
 fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &ListQuery) {
