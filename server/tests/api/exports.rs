@@ -2,7 +2,6 @@
 //! and the dashboard's download is the same file.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -99,21 +98,7 @@ async fn daily_costs_export_exactly_what_the_stats_count_and_the_dashboard_serve
             .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": ticker}}))
             .await;
     }
-    let flush = app
-        .admin
-        .post("/api/v1/batch/internal/flush", json!({}))
-        .await;
-    let batch = flush.body["batch_id"].as_str().unwrap().to_string();
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let poll = app
-            .admin
-            .post("/api/v1/batch/internal/poll", json!({"batch_id": batch}))
-            .await;
-        if poll.body["status"] == "ended" {
-            break;
-        }
-    }
+    app.flush_and_collect().await;
     let stats = app.alice.get("/api/v1/batch/stats").await.body;
     assert_eq!(stats["completed_jobs"], 5);
 

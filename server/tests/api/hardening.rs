@@ -255,25 +255,7 @@ async fn metrics_move_with_real_traffic_and_only_admins_read_them() {
             .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": ticker}}))
             .await;
     }
-    let flush = app
-        .admin
-        .post("/api/v1/batch/internal/flush", json!({}))
-        .await;
-    assert_eq!(flush.status, StatusCode::OK, "{}", flush.body);
-    let batch_id = flush.body["batch_id"].as_str().unwrap().to_string();
-    let mut status = String::new();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let poll = app
-            .admin
-            .post("/api/v1/batch/internal/poll", json!({"batch_id": batch_id}))
-            .await;
-        status = poll.body["status"].as_str().unwrap_or_default().to_string();
-        if status == "ended" {
-            break;
-        }
-    }
-    assert_eq!(status, "ended");
+    app.flush_and_collect().await;
 
     let (_, after) = read(app.admin.clone()).await;
     // Counters are per process (tests run side by side): they grew by at least our traffic.

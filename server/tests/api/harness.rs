@@ -129,6 +129,34 @@ impl TestApp {
         }
     }
 
+    /// The admin flushes every eligible job, then polls until the batch has ended and its
+    /// results are in; returns the batch id.
+    pub async fn flush_and_collect(&self) -> String {
+        let flush = self
+            .admin
+            .post("/api/v1/batch/internal/flush", serde_json::json!({}))
+            .await;
+        assert_eq!(flush.status, StatusCode::OK, "{}", flush.body);
+        let batch = flush.body["batch_id"]
+            .as_str()
+            .expect("a batch")
+            .to_string();
+        for _ in 0..80 {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let poll = self
+                .admin
+                .post(
+                    "/api/v1/batch/internal/poll",
+                    serde_json::json!({"batch_id": batch}),
+                )
+                .await;
+            if poll.body["status"] == "ended" {
+                return batch;
+            }
+        }
+        panic!("batch {batch} did not end");
+    }
+
     pub fn with_token(&self, token: &str) -> Client {
         Client {
             token: Some(token.into()),

@@ -77,25 +77,8 @@ async fn run_jobs(app: &TestApp, count: usize, callback: &str) -> Vec<String> {
                 .await,
         );
     }
-    let flush = app
-        .admin
-        .post("/api/v1/batch/internal/flush", json!({}))
-        .await;
-    let batch = flush.body["batch_id"]
-        .as_str()
-        .expect("a batch")
-        .to_string();
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let poll = app
-            .admin
-            .post("/api/v1/batch/internal/poll", json!({"batch_id": batch}))
-            .await;
-        if poll.body["status"] == "ended" {
-            return ids;
-        }
-    }
-    panic!("the batch did not end");
+    app.flush_and_collect().await;
+    ids
 }
 
 async fn events(app: &TestApp, id: &str) -> Vec<Value> {

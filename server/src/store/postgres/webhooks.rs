@@ -2,19 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 
 use super::{PostgresStore, insert_events};
 use crate::events::Happened;
 use crate::store::*;
-
-#[derive(FromRow)]
-struct DueRow {
-    job_id: String,
-    owner_id: String,
-    url: String,
-    attempts: i64,
-}
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
@@ -24,7 +15,7 @@ impl WebhookStore for PostgresStore {
         hold_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<DueWebhook>> {
-        let rows: Vec<DueRow> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "WITH due AS ( \
                  SELECT job_id FROM webhooks WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $2 \
                  AND delivered_at IS NULL AND gave_up_at IS NULL ORDER BY next_attempt_at LIMIT $3 \
@@ -37,16 +28,7 @@ impl WebhookStore for PostgresStore {
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DueWebhook {
-                job_id: r.job_id,
-                owner_id: r.owner_id,
-                url: r.url,
-                attempts: r.attempts,
-            })
-            .collect())
+        .await?)
     }
 
     async fn finish_webhook(

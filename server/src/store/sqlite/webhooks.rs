@@ -2,19 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 
 use super::{SqliteStore, insert_events};
 use crate::events::Happened;
 use crate::store::*;
-
-#[derive(FromRow)]
-struct DueRow {
-    job_id: String,
-    owner_id: String,
-    url: String,
-    attempts: i64,
-}
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -24,8 +15,8 @@ impl WebhookStore for SqliteStore {
         hold_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<DueWebhook>> {
-        let mut tx = self.begin_write().await?;
-        let rows: Vec<DueRow> = sqlx::query_as(
+        // One statement: the claim is atomic without a transaction of its own.
+        Ok(sqlx::query_as(
             "UPDATE webhooks SET next_attempt_at = ? WHERE job_id IN ( \
                  SELECT job_id FROM webhooks WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ? \
                  AND delivered_at IS NULL AND gave_up_at IS NULL ORDER BY next_attempt_at LIMIT ?) \
@@ -35,18 +26,8 @@ impl WebhookStore for SqliteStore {
         .bind(to_micros(hold_until))
         .bind(to_micros(now))
         .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DueWebhook {
-                job_id: r.job_id,
-                owner_id: r.owner_id,
-                url: r.url,
-                attempts: r.attempts,
-            })
-            .collect())
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     async fn finish_webhook(
