@@ -192,6 +192,12 @@ pub async fn create_token(user: String, role: Role) -> Result<IssuedToken, Serve
 }
 
 #[server]
+pub async fn retry_jobs(job_ids: Vec<String>) -> Result<RetryResponse, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.retry_jobs(&caller, job_ids).await)
+}
+
+#[server]
 pub async fn new_webhook_secret(user_id: String) -> Result<WebhookSecret, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.new_webhook_secret(&caller, &user_id).await)

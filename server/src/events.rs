@@ -35,6 +35,10 @@ pub enum Happened {
     BilledAgain {
         batch: String,
     },
+    /// An admin sent a failed job back for one more attempt.
+    Requeued {
+        by: String,
+    },
     /// The job's webhook was answered with a 2xx.
     WebhookDelivered {
         status: u16,
@@ -60,6 +64,7 @@ impl Happened {
             Happened::Returned { .. } => "returned",
             Happened::ResultDiscarded { .. } => "result_discarded",
             Happened::BilledAgain { .. } => "billed_again",
+            Happened::Requeued { .. } => "requeued",
             Happened::WebhookDelivered { .. } => "webhook_delivered",
             Happened::WebhookFailed { .. } => "webhook_failed",
         }
@@ -83,6 +88,9 @@ impl Happened {
             )),
             Happened::BilledAgain { batch } => Some(format!(
                 "duplicate batch {batch} ran this job again; what it was billed is counted"
+            )),
+            Happened::Requeued { by } => Some(format!(
+                "retried by {by}: pending again for one more attempt"
             )),
             Happened::WebhookDelivered { status, attempt } => {
                 Some(format!("webhook answered {status} (attempt {attempt})"))

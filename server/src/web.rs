@@ -136,6 +136,13 @@ impl Backend for WebBackend {
         say(jobs::cancel_many(&self.ctx, caller, &request.job_ids).await)
     }
 
+    async fn retry_jobs(&self, caller: &Caller, job_ids: Vec<String>) -> Reply<RetryResponse> {
+        let request = checked(parse_bulk_cancel(
+            &serde_json::json!({ "job_ids": job_ids }),
+        ))?;
+        say(jobs::retry(&self.ctx, caller, &request.job_ids).await)
+    }
+
     async fn stats(&self, caller: &Caller) -> Reply<Stats> {
         say(jobs::stats(&self.ctx, caller).await)
     }

@@ -32,6 +32,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Reply<Result<EnqueueResponse, Vec<FieldError>>>;
     async fn cancel_jobs(&self, caller: &Caller, job_ids: Vec<String>)
     -> Reply<BulkCancelResponse>;
+    /// Failed jobs back for one more attempt (admins).
+    async fn retry_jobs(&self, caller: &Caller, job_ids: Vec<String>) -> Reply<RetryResponse>;
     async fn stats(&self, caller: &Caller) -> Reply<Stats>;
     async fn daily_costs(&self, caller: &Caller, days: i64) -> Reply<Vec<DailyCost>>;
 

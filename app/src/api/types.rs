@@ -460,6 +460,23 @@ pub struct BulkCancelItem {
     pub detail: Option<String>,
 }
 
+/// The answer to an admin's retry of failed jobs: each job answers for itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RetryResponse {
+    pub retried: i64,
+    pub results: Vec<RetryItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RetryItem {
+    pub job_id: String,
+    pub retried: bool,
+    /// Why not, when it was not (not found, or not failed).
+    pub detail: Option<String>,
+}
+
 /// What a flush with these options would send, before sending it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

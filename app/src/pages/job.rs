@@ -3,9 +3,9 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::JobDetail;
+use crate::api::{BulkCancelResponse, JobDetail, JobStatus, RetryResponse};
 use crate::components::{ResultView, SignedIn, StatusBadge, live_ticker, money_usd, when};
-use crate::server_fns::{cancel_jobs, load_job};
+use crate::server_fns::{cancel_jobs, load_job, retry_jobs};
 
 /// One job: figures, timeline, and its result rendered for its type.
 #[component]
@@ -17,24 +17,45 @@ pub fn JobPage() -> impl IntoView {
         let id = id.clone();
         async move { cancel_jobs(vec![id]).await }
     });
+    let retry = Action::new(|id: &String| {
+        let id = id.clone();
+        async move { retry_jobs(vec![id]).await }
+    });
     let detail = Resource::new(
-        move || (id(), tick.get(), cancel.version().get()),
-        |(id, _, _)| load_job(id),
+        move || {
+            (
+                id(),
+                tick.get(),
+                cancel.version().get(),
+                retry.version().get(),
+            )
+        },
+        |(id, _, _, _)| load_job(id),
     );
-    view! { <SignedIn page=move |_| view! { <JobView detail cancel /> }.into_any() /> }
+    view! {
+        <SignedIn page=move |session| {
+            let admin = session.caller.is_admin();
+            view! { <JobView detail cancel retry admin /> }.into_any()
+        } />
+    }
 }
+
+type CancelAction = Action<String, Result<BulkCancelResponse, ServerFnError>>;
+type RetryAction = Action<String, Result<RetryResponse, ServerFnError>>;
 
 #[component]
 fn JobView(
     detail: Resource<Result<JobDetail, ServerFnError>>,
-    cancel: Action<String, Result<crate::api::BulkCancelResponse, ServerFnError>>,
+    cancel: CancelAction,
+    retry: RetryAction,
+    admin: bool,
 ) -> impl IntoView {
     view! {
         <p class="text-sm"><a href="/jobs" class="text-emerald-700 underline">"← All jobs"</a></p>
         <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <Detail detail cancel /> }.into_any(),
+                    Ok(detail) => view! { <Detail detail cancel retry admin /> }.into_any(),
                     Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
                 }
             })}
@@ -45,11 +66,23 @@ fn JobView(
 #[component]
 fn Detail(
     detail: JobDetail,
-    cancel: Action<String, Result<crate::api::BulkCancelResponse, ServerFnError>>,
+    cancel: CancelAction,
+    retry: RetryAction,
+    admin: bool,
 ) -> impl IntoView {
     let job = detail.job;
     let cancellable = !job.status.is_terminal();
+    let retriable = admin && job.status == JobStatus::Failed;
     let id = job.id.clone();
+    let retry_id = job.id.clone();
+    let on_retry = move |_| {
+        if window()
+            .confirm_with_message("Send this failed job back for one more attempt?")
+            .unwrap_or(false)
+        {
+            retry.dispatch(retry_id.clone());
+        }
+    };
     let on_cancel = move |_| {
         if window()
             .confirm_with_message("Cancel this job? This cannot be undone.")
@@ -77,6 +110,9 @@ fn Detail(
             <code class="text-xs text-slate-500">{job.id.clone()}</code>
             {cancellable.then(|| view! {
                 <button type="button" class="ml-auto rounded border border-rose-300 px-2 py-1 text-sm text-rose-700 hover:bg-rose-50" on:click=on_cancel>"Cancel job"</button>
+            })}
+            {retriable.then(|| view! {
+                <button type="button" class="ml-auto rounded border border-emerald-300 px-2 py-1 text-sm text-emerald-700 hover:bg-emerald-50" on:click=on_retry>"Retry job"</button>
             })}
         </div>
         {job.error_message.clone().filter(|_| job.status == crate::api::JobStatus::Failed).map(|e| view! {

@@ -2,16 +2,19 @@
 
 use app::api::validation::{parse_flush, parse_poll};
 #[allow(unused_imports)] // the request types are named only in the OpenAPI attributes
-use app::api::{BatchList, FlushPreview, FlushRequest, FlushResponse, PollRequest, PollResponse};
+use app::api::{
+    BatchList, BulkCancelRequest, FlushPreview, FlushRequest, FlushResponse, PollRequest,
+    PollResponse, RetryResponse,
+};
 use axum::Json;
 use axum::extract::State;
 
 use super::extract::{AdminUser, JsonBody, OptionalJsonBody, QueryPairs};
 #[allow(unused_imports)]
 use super::openapi::ErrorBody;
-use crate::batches;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::{batches, jobs};
 
 /// Send eligible jobs to Anthropic as one batch.
 #[utoipa::path(post, path = "/api/v1/batch/internal/flush", tag = "batches", request_body(content = FlushRequest, description = "Every field is optional; an empty body takes the defaults"),
@@ -74,4 +77,16 @@ pub async fn flush_preview(
     batches::preview(&ctx, &caller, parse_flush(&body)?)
         .await
         .map(Json)
+}
+
+/// Send failed jobs back for one more attempt (same job, same id).
+#[utoipa::path(post, path = "/api/v1/batch/internal/jobs/retry", tag = "batches", request_body = BulkCancelRequest,
+    responses((status = 200, description = "One result per job", body = RetryResponse)))]
+pub async fn retry_jobs(
+    State(ctx): State<Ctx>,
+    AdminUser(caller): AdminUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<RetryResponse>> {
+    let request = app::api::validation::parse_bulk_cancel(&body)?;
+    jobs::retry(&ctx, &caller, &request.job_ids).await.map(Json)
 }

@@ -43,7 +43,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/internal/flush/preview", post(internal::flush_preview))
         .route("/internal/flush", post(internal::flush))
         .route("/internal/poll", post(internal::poll))
-        .route("/internal/batches", get(internal::list_batches));
+        .route("/internal/batches", get(internal::list_batches))
+        .route("/internal/jobs/retry", post(internal::retry_jobs));
     let routes = Router::new()
         .nest("/api/v1/batch", batch)
         .route("/api/v1/admin/users", get(admin::users))

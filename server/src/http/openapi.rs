@@ -53,6 +53,7 @@ pub struct Health {
         jobs::events, jobs::stats, jobs::cancel_many, jobs::daily_costs, jobs::export_jobs,
         jobs::export_daily_costs,
         internal::flush, internal::flush_preview, internal::poll, internal::list_batches,
+        internal::retry_jobs,
         admin::users, admin::create_token, admin::revoke_token, admin::prices, admin::webhook_secret,
         super::healthz,
     ),

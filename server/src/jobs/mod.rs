@@ -6,15 +6,18 @@ mod export;
 mod view;
 
 use app::api::validation::MAX_BULK_CANCEL;
+use std::collections::HashSet;
+
 use app::api::{
     BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, Job, JobDetail,
-    JobEventView, JobList, JobStatus, ListQuery, Stats, nanos_to_usd,
+    JobEventView, JobList, JobStatus, ListQuery, RetryItem, RetryResponse, Stats, nanos_to_usd,
 };
 use chrono::Utc;
 use serde_json::Value;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::events::Happened;
 use crate::store::{CancelOutcome, JobRecord, Visibility};
 
 pub use enqueue::{enqueue, enqueue_many};
@@ -138,6 +141,41 @@ pub async fn cancel_many(
     }
     Ok(BulkCancelResponse {
         cancelled: results.iter().filter(|r| r.cancelled).count() as i64,
+        results,
+    })
+}
+
+/// Failed jobs back to pending for one more attempt, same job (admins). Each id answers for
+/// itself: retried, not found, or not failed.
+pub async fn retry(ctx: &Ctx, caller: &Caller, job_ids: &[String]) -> Result<RetryResponse> {
+    crate::access::require_admin(caller)?;
+    let happened = Happened::Requeued {
+        by: caller.name.clone(),
+    };
+    let retried: HashSet<String> = ctx
+        .store()
+        .retry_failed(job_ids, &happened, Utc::now())
+        .await?
+        .into_iter()
+        .collect();
+    let mut results = Vec::with_capacity(job_ids.len());
+    for id in job_ids {
+        let detail = if retried.contains(id) {
+            None
+        } else {
+            Some(match ctx.store().get_job(id, &Visibility::All).await? {
+                Some(job) => format!("the job is {}, not failed", job.status),
+                None => NOT_FOUND.to_string(),
+            })
+        };
+        results.push(RetryItem {
+            job_id: id.clone(),
+            retried: detail.is_none(),
+            detail,
+        });
+    }
+    Ok(RetryResponse {
+        retried: results.iter().filter(|r| r.retried).count() as i64,
         results,
     })
 }

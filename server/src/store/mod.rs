@@ -368,6 +368,14 @@ pub trait JobStore: Send + Sync + 'static {
         visibility: &Visibility,
         now: DateTime<Utc>,
     ) -> StoreResult<CancelOutcome>;
+    /// Puts failed jobs back to pending for one more attempt (their attempts, charges and
+    /// history stay), each with the event, atomically; returns the ids that were failed.
+    async fn retry_failed(
+        &self,
+        ids: &[String],
+        happened: &crate::events::Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>>;
     /// Read from the totals, never by scanning jobs.
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
     /// The totals the store keeps, per owner, status and job type, in key order.

@@ -337,3 +337,80 @@ async fn a_batch_the_provider_forgot_puts_its_jobs_back() {
         (Some("pending"), Some(0), None)
     );
 }
+
+#[tokio::test]
+async fn an_admin_retries_a_failed_job_and_it_completes() {
+    let s = setup_with(&[("--max-attempts", "1")]).await;
+    s.emulator.set_faults(Faults {
+        expired_percent: 100,
+        ..Faults::default()
+    });
+    let id = s
+        .app
+        .alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "NVDA"}}))
+        .await;
+    s.app.flush_and_collect().await;
+    assert_eq!(job(&s, &id).await["status"], "failed");
+
+    // A trader may not; an admin sends it back for one more attempt, once.
+    let body = json!({"job_ids": [id, "no-such-job"]});
+    let refused = s
+        .app
+        .alice
+        .post("/api/v1/batch/internal/jobs/retry", body.clone())
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let retried = s
+        .app
+        .admin
+        .post("/api/v1/batch/internal/jobs/retry", body.clone())
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    assert_eq!(retried.body["retried"], 1);
+    assert_eq!(retried.body["results"][1]["detail"], "Job not found");
+    let again = s
+        .app
+        .admin
+        .post("/api/v1/batch/internal/jobs/retry", body)
+        .await;
+    assert_eq!(again.body["retried"], 0);
+    assert_eq!(
+        again.body["results"][0]["detail"],
+        "the job is pending, not failed"
+    );
+
+    s.emulator.set_faults(Faults::default());
+    s.app.flush_and_collect().await;
+    let done = job(&s, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 1, "the failed attempt is still counted");
+    let events = s
+        .app
+        .admin
+        .get(&format!("/api/v1/batch/jobs/{id}/events"))
+        .await
+        .body;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "submitted",
+            "failed",
+            "requeued",
+            "submitted",
+            "completed"
+        ]
+    );
+    let stats = s.app.admin.get("/api/v1/batch/stats").await.body;
+    assert_eq!(
+        (&stats["completed_jobs"], &stats["failed_jobs"]),
+        (&json!(1), &json!(0))
+    );
+}

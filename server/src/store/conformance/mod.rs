@@ -57,6 +57,7 @@ macro_rules! store_conformance {
             daily_costs_come_from_the_charges,
             leadership_is_held_by_one_owner_until_it_lapses,
             webhooks_become_due_when_their_job_ends_and_are_claimed_once,
+            an_admin_retry_sends_failed_jobs_back_once,
             webhook_secrets_are_kept_per_user,
         );
     };

@@ -484,3 +484,52 @@ pub async fn daily_costs_come_from_the_charges(store: Arc<impl Store>) {
     );
     assert_totals_match_a_recount(store.as_ref()).await;
 }
+
+pub async fn an_admin_retry_sends_failed_jobs_back_once(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["bad", "ok"]).await;
+    let (complete, done) = completed(1000);
+    let failed = Transition::Fail {
+        error: "unreadable".into(),
+        attempts: 1,
+        spend: Some(spend(500)),
+    };
+    let updates = [
+        update(
+            "bad",
+            0,
+            failed,
+            Happened::Failed {
+                reason: "unreadable".into(),
+            },
+        ),
+        update("ok", 0, complete, done),
+    ];
+    store.apply_updates(BATCH, &updates, at(30)).await.unwrap();
+    let billed = job(store.as_ref(), "bad").await;
+    assert!(billed.cost_nanos > 0);
+    let requeued = Happened::Requeued { by: "ops".into() };
+    let ids = ["bad".to_string(), "ok".to_string(), "nope".to_string()];
+    let retried = store.retry_failed(&ids, &requeued, at(31)).await.unwrap();
+    assert_eq!(retried, ["bad"], "only the failed job");
+    let bad = job(store.as_ref(), "bad").await;
+    assert_eq!(bad.status, JobStatus::Pending);
+    assert_eq!((bad.error_message, bad.batch_id), (None, None));
+    assert_eq!(bad.attempts, 1, "its attempts stay");
+    assert_eq!(
+        (bad.input_tokens, bad.output_tokens, bad.cost_nanos),
+        (billed.input_tokens, billed.output_tokens, billed.cost_nanos),
+        "what it was billed stays"
+    );
+    assert_eq!(job(store.as_ref(), "ok").await.status, JobStatus::Completed);
+    let events = store.job_events("bad").await.unwrap();
+    assert_eq!(kinds(&events).last(), Some(&"requeued"));
+    assert!(
+        store
+            .retry_failed(&ids, &requeued, at(32))
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    assert_totals_match_a_recount(store.as_ref()).await;
+}

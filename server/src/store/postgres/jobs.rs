@@ -228,6 +228,40 @@ impl JobStore for PostgresStore {
         })
     }
 
+    async fn retry_failed(
+        &self,
+        ids: &[String],
+        happened: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'pending', error_message = NULL, batch_id = NULL, \
+             local_batch_id = NULL, completed_at = NULL, updated_at = $1 \
+             WHERE status = 'failed' AND id = ANY($2) RETURNING {COUNTED}"
+        );
+        let rows: Vec<CountedRow> = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut deltas = Deltas::default();
+        let mut retried = Vec::with_capacity(rows.len());
+        for row in rows {
+            let job = row.counted()?;
+            deltas.moved(&job, JobStatus::Failed, &job, JobStatus::Pending);
+            retried.push(row.id);
+        }
+        let events: Vec<_> = retried
+            .iter()
+            .map(|id| (id.as_str(), happened, now))
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        apply_totals(&mut tx, &deltas).await?;
+        tx.commit().await?;
+        Ok(retried)
+    }
+
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord> {
         Ok(stats_from(&self.totals(visibility).await?))
     }

@@ -221,6 +221,45 @@ impl JobStore for SqliteStore {
         })
     }
 
+    async fn retry_failed(
+        &self,
+        ids: &[String],
+        happened: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let mut deltas = Deltas::default();
+        let mut retried = Vec::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE jobs SET status = 'pending', error_message = NULL, batch_id = NULL, \
+                 local_batch_id = NULL, completed_at = NULL, updated_at = ",
+            );
+            query
+                .push_bind(to_micros(now))
+                .push(" WHERE status = 'failed' AND id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.clone());
+            }
+            query.push(format!(") RETURNING {COUNTED}"));
+            let rows: Vec<CountedRow> = query.build_query_as().fetch_all(&mut *tx).await?;
+            for row in rows {
+                let job = row.counted()?;
+                deltas.moved(&job, JobStatus::Failed, &job, JobStatus::Pending);
+                retried.push(row.id);
+            }
+        }
+        let events: Vec<_> = retried
+            .iter()
+            .map(|id| (id.as_str(), happened, now))
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        apply_totals(&mut tx, &deltas).await?;
+        tx.commit().await?;
+        Ok(retried)
+    }
+
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord> {
         Ok(stats_from(&self.totals(visibility).await?))
     }
