@@ -28,7 +28,7 @@ LAST=""
 until curl -fs "http://127.0.0.1:$PORT/sign-in" >/dev/null 2>&1; do
   sleep 5
   kill -0 $PID 2>/dev/null || { echo "run.sh stopped early:"; tail -n 20 "$LOG"; exit 1; }
-  STEP="$(grep '==>' "$LOG" | tail -n 1)"
+  STEP="$(grep '==>' "$LOG" | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g')"
   if [[ $STEP != "$LAST" ]]; then echo "$(( $(date +%s) - START )) s: ${STEP#*==> }"; LAST="$STEP"; fi
 done
 echo "page up after $(( $(date +%s) - START )) s"

@@ -1,7 +1,6 @@
 //! Endpoints for access: users, tokens and prices (admins), and each user's webhook secret.
 
 use app::api::validation::parse_create_token;
-#[allow(unused_imports)] // the request type is named only in the OpenAPI attributes
 use app::api::{CreateTokenRequest, IssuedToken, PriceView, RevokedToken, UserView, WebhookSecret};
 use axum::Json;
 use axum::extract::{Path, State};

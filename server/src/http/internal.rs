@@ -1,7 +1,6 @@
 //! Admin endpoints that drive batches: flush, poll, and the list of batches.
 
 use app::api::validation::{parse_flush, parse_poll};
-#[allow(unused_imports)] // the request types are named only in the OpenAPI attributes
 use app::api::{
     BatchList, BulkCancelRequest, FlushPreview, FlushRequest, FlushResponse, PollRequest,
     PollResponse, RetryResponse,
@@ -10,7 +9,6 @@ use axum::Json;
 use axum::extract::State;
 
 use super::extract::{AdminUser, JsonBody, OptionalJsonBody, QueryPairs};
-#[allow(unused_imports)]
 use super::openapi::ErrorBody;
 use crate::context::Ctx;
 use crate::error::Result;

@@ -3,7 +3,6 @@
 use app::api::validation::{
     parse_bulk_cancel, parse_bulk_enqueue, parse_days, parse_enqueue, parse_list_query,
 };
-#[allow(unused_imports)]
 // the request and status types are named only in the OpenAPI attributes
 use app::api::{
     BulkCancelRequest, BulkCancelResponse, BulkEnqueueRequest, BulkEnqueueResponse, CancelResponse,
