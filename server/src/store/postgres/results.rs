@@ -143,7 +143,7 @@ impl ResultStore for PostgresStore {
         provider_batch_id: &str,
         job_ids: &[String],
     ) -> StoreResult<Vec<JobState>> {
-        let rows: Vec<StateRow> = sqlx::query_as(
+        let rows: Vec<JobStateRow> = sqlx::query_as(
             "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
              EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) AS charged \
              FROM jobs j WHERE j.batch_id = $1 AND j.id = ANY($2)",
@@ -152,19 +152,7 @@ impl ResultStore for PostgresStore {
         .bind(job_ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(JobState {
-                    job_type: parse_job_type(&row.job_type)?,
-                    status: parse_status(&row.status)?,
-                    id: row.id,
-                    attempts: row.attempts,
-                    cancel_requested: row.cancel_requested,
-                    charged: row.charged,
-                    model: row.model,
-                })
-            })
-            .collect()
+        rows.into_iter().map(JobState::try_from).collect()
     }
 
     async fn apply_updates(
@@ -570,17 +558,6 @@ impl ResultStore for PostgresStore {
                 .await?,
         )
     }
-}
-
-#[derive(FromRow)]
-struct StateRow {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    cancel_requested: bool,
-    charged: bool,
-    model: Option<String>,
 }
 
 #[derive(FromRow)]

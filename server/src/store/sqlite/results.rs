@@ -192,17 +192,9 @@ impl ResultStore for SqliteStore {
                 list.push_bind(id.as_str());
             }
             list.push_unseparated(")");
-            let rows: Vec<StateRow> = query.build_query_as().fetch_all(&self.pool).await?;
+            let rows: Vec<JobStateRow> = query.build_query_as().fetch_all(&self.pool).await?;
             for row in rows {
-                states.push(JobState {
-                    job_type: parse_job_type(&row.job_type)?,
-                    status: parse_status(&row.status)?,
-                    id: row.id,
-                    attempts: row.attempts,
-                    cancel_requested: row.cancel_requested,
-                    charged: row.charged,
-                    model: row.model,
-                });
+                states.push(JobState::try_from(row)?);
             }
         }
         Ok(states)
@@ -555,17 +547,6 @@ impl ResultStore for SqliteStore {
                 .await?,
         )
     }
-}
-
-#[derive(FromRow)]
-struct StateRow {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    cancel_requested: bool,
-    charged: bool,
-    model: Option<String>,
 }
 
 #[derive(FromRow)]
