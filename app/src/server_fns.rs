@@ -198,6 +198,37 @@ pub async fn retry_jobs(job_ids: Vec<String>) -> Result<RetryResponse, ServerFnE
 }
 
 #[server]
+pub async fn budget() -> Result<BudgetView, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.budget(&caller).await)
+}
+
+#[server]
+pub async fn budgets() -> Result<Vec<BudgetView>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.budgets(&caller).await)
+}
+
+#[server]
+pub async fn set_budget(
+    user: String,
+    monthly_cap_usd: Option<f64>,
+) -> Result<BudgetView, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(
+        ssr::backend()?
+            .set_budget(&caller, &user, monthly_cap_usd)
+            .await,
+    )
+}
+
+#[server]
+pub async fn audit_log(query: AuditQuery) -> Result<AuditPage, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.audit_log(&caller, query).await)
+}
+
+#[server]
 pub async fn new_webhook_secret(user_id: String) -> Result<WebhookSecret, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.new_webhook_secret(&caller, &user_id).await)

@@ -137,7 +137,7 @@ test('an admin creates a token, shown once, and sees the prices', async ({ brows
   await page.getByLabel('User (created if new)').fill('hana');
   await page.getByRole('button', { name: 'Create token' }).click();
   await expect(page.getByTestId('new-token')).toContainText('aib_');
-  await expect(page.getByText('hana', { exact: true })).toBeVisible();
+  await expect(page.getByTestId('user-row').getByText('hana', { exact: true })).toBeVisible();
   await expect(page.getByTestId('prices')).toContainText('claude-sonnet-4-5');
   // A webhook signing secret for hana, shown once after a confirmation.
   const hana = page.getByTestId('user-row').filter({ hasText: 'hana' });

@@ -95,7 +95,7 @@ test('the admin pages are readable with JavaScript off', async ({ browser }) => 
   await expect(page).toHaveURL(/\/jobs$/);
   await page.goto('/admin/access');
   await expect(page.getByTestId('prices')).toContainText('claude-sonnet-4-5');
-  await expect(page.getByText('night-ops', { exact: true })).toBeVisible();
+  await expect(page.getByTestId('user-row').getByText('night-ops', { exact: true })).toBeVisible();
   await page.goto('/admin/batches');
   await expect(page.getByRole('heading', { name: 'Flush queued jobs' })).toBeVisible();
   await context.close();

@@ -21,6 +21,8 @@ pub struct Ctx {
     /// Whether this instance leads the background work (auto-flush, rescuer) right now.
     pub leading: Arc<AtomicBool>,
     pub caches: crate::caches::Caches,
+    /// Told to open dashboards as things change.
+    pub changes: crate::changes::Changes,
 }
 
 impl Ctx {

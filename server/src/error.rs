@@ -25,6 +25,9 @@ pub enum Error {
     NotImplemented(String),
     #[error("{0}")]
     BadInput(String),
+    /// The jobs could take their owner past the monthly budget an admin set.
+    #[error("{0}")]
+    OverBudget(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("Anthropic: {0}")]

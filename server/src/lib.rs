@@ -1,8 +1,11 @@
 //! Bitcain AI Batch: the service behind the `ai-batch` binary.
 
 pub mod access;
+pub mod audit;
 pub mod batches;
+pub mod budgets;
 pub mod caches;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -199,6 +199,26 @@ impl PriceTable {
             .unwrap_or(&self.default_model)
     }
 
+    /// The most a rendered request may cost at batch prices: its prompt and its whole
+    /// `max_tokens` (0 for a model without a price). What budgets and previews count.
+    pub fn bound_nanos(&self, model: &str, rendered: &crate::templates::RenderedRequest) -> i64 {
+        let usage = Usage {
+            input_tokens: rendered.prompt_tokens,
+            output_tokens: rendered.max_tokens,
+            ..Usage::default()
+        };
+        self.cost(model, &usage).map_or(0, |c| c.paid_nanos)
+    }
+
+    /// The most a job may cost, rendered as a flush would render it now.
+    pub fn job_bound_nanos(&self, job_type: JobType, payload_json: &str) -> i64 {
+        let model = self.model_for(job_type);
+        self.bound_nanos(
+            model,
+            &crate::templates::render(job_type, payload_json, model),
+        )
+    }
+
     /// Cost of one result's usage on `model`; `None` for a model without a price.
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<Cost> {
         let p = self.models.get(model)?;

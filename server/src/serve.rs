@@ -100,6 +100,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         instance: instance_name().into(),
         leading: Arc::default(),
         caches: Default::default(),
+        changes: Default::default(),
     })
 }
 
@@ -168,9 +169,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         println!("Metrics for Prometheus: http://{metrics_addr}/metrics (no token needed there).");
     }
     let scheduler = Scheduler::start(&ctx);
+    let changes = ctx.changes.clone();
     axum::serve(listener, app(ctx, leptos_options(&config)))
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Open live streams end, so the shutdown does not wait for their pages.
+            changes.close();
         })
         .await?;
     if let Some(scheduler) = scheduler {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use app::api::backend::{Backend, BackendHandle, Reply};
 use app::api::validation::{
-    FieldError, parse_bulk_cancel, parse_create_token, parse_days, parse_enqueue, parse_flush,
-    parse_list_query, parse_poll,
+    FieldError, parse_audit_query, parse_budget_request, parse_bulk_cancel, parse_create_token,
+    parse_days, parse_enqueue, parse_flush, parse_list_query, parse_poll,
 };
 use app::api::*;
 use app::{App, shell};
@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::config::ProviderKind;
 use crate::context::Ctx;
 use crate::error::Error;
-use crate::{access, batches, jobs};
+use crate::{access, audit, batches, budgets, jobs};
 
 const SESSION_COOKIE: &str = "aib_session";
 
@@ -30,6 +30,7 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
     let exports = Router::new()
         .route("/exports/jobs.csv", axum::routing::get(export_jobs))
         .route("/exports/daily.csv", axum::routing::get(export_daily_costs))
+        .route("/live", axum::routing::get(live_changes))
         .with_state(ctx.clone());
     let backend: BackendHandle = Arc::new(WebBackend { ctx });
     Router::new()
@@ -122,7 +123,16 @@ impl Backend for WebBackend {
             Ok(request) => request,
             Err(errors) => return Ok(Err(errors)),
         };
-        say(jobs::enqueue(&self.ctx, caller, request).await).map(Ok)
+        match jobs::enqueue(&self.ctx, caller, request).await {
+            // A refusal the form shows in place, not a failure of the request.
+            Err(Error::OverBudget(why)) => Ok(Err(vec![FieldError::new(
+                "over_budget",
+                vec![Value::from("body")],
+                why,
+                Value::Null,
+            )])),
+            other => say(other).map(Ok),
+        }
     }
 
     async fn cancel_jobs(
@@ -202,6 +212,41 @@ impl Backend for WebBackend {
     async fn prices(&self, caller: &Caller) -> Reply<PriceView> {
         say(access::price_table(&self.ctx, caller))
     }
+
+    async fn budget(&self, caller: &Caller) -> Reply<BudgetView> {
+        say(budgets::own(&self.ctx, caller).await)
+    }
+
+    async fn budgets(&self, caller: &Caller) -> Reply<Vec<BudgetView>> {
+        say(budgets::all(&self.ctx, caller).await)
+    }
+
+    async fn set_budget(
+        &self,
+        caller: &Caller,
+        user: &str,
+        monthly_cap_usd: Option<f64>,
+    ) -> Reply<BudgetView> {
+        let request = checked(parse_budget_request(
+            &serde_json::json!({ "monthly_cap_usd": monthly_cap_usd }),
+        ))?;
+        say(budgets::set(&self.ctx, caller, user, &request).await)
+    }
+
+    async fn audit_log(&self, caller: &Caller, query: AuditQuery) -> Reply<AuditPage> {
+        let action = query.action.map(|a| a.as_str().to_string());
+        let numbers = [
+            ("before", query.before.map(|b| b.to_string())),
+            ("limit", query.limit.map(|l| l.to_string())),
+        ];
+        let pairs = numbers
+            .iter()
+            .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+            .chain(action.as_deref().map(|a| ("action", a)))
+            .chain(query.actor.as_deref().map(|a| ("actor", a)));
+        let query = checked(parse_audit_query(pairs))?;
+        say(audit::log(&self.ctx, caller, &query).await)
+    }
 }
 
 impl WebBackend {
@@ -223,6 +268,25 @@ async fn cookie_caller(ctx: &Ctx, headers: &HeaderMap) -> crate::error::Result<C
     access::session_caller(ctx.store(), &cookie)
         .await?
         .ok_or(Error::Unauthenticated)
+}
+
+/// Server-sent events telling the signed-in user's open pages what changed (`change` events
+/// whose data is `{"topics": ["jobs", "batches"]}`); pages read again only then.
+async fn live_changes(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    headers: HeaderMap,
+) -> crate::error::Result<Response> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let caller = cookie_caller(&ctx, &headers).await?;
+    let watcher = ctx.changes.watch(caller);
+    let events = futures::stream::unfold(watcher, |mut watcher| async move {
+        let told = watcher.next().await?;
+        let event = Event::default().event("change").json_data(&told);
+        Some((event, watcher))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// The jobs page's download: the same export as REST, for the signed-in user.

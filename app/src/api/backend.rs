@@ -52,6 +52,19 @@ pub trait Backend: Send + Sync + 'static {
     /// A new webhook signing secret for the user (an admin's action), shown once.
     async fn new_webhook_secret(&self, caller: &Caller, user_id: &str) -> Reply<WebhookSecret>;
     async fn prices(&self, caller: &Caller) -> Reply<PriceView>;
+
+    /// The caller's own budget this month.
+    async fn budget(&self, caller: &Caller) -> Reply<BudgetView>;
+    /// Every capped user's budget (admins).
+    async fn budgets(&self, caller: &Caller) -> Reply<Vec<BudgetView>>;
+    /// Sets (`Some` USD) or removes a user's monthly cap (admins).
+    async fn set_budget(
+        &self,
+        caller: &Caller,
+        user: &str,
+        monthly_cap_usd: Option<f64>,
+    ) -> Reply<BudgetView>;
+    async fn audit_log(&self, caller: &Caller, query: AuditQuery) -> Reply<AuditPage>;
 }
 
 pub type BackendHandle = Arc<dyn Backend>;

@@ -2,35 +2,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Declares a string enum of the contract once: its variants, wire names and listing.
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $wire),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($wire => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 wire_enum!(
     /// The kinds of work the contract accepts.
     JobType {
@@ -339,6 +310,21 @@ pub struct PollRequest {
 /// Money is stored as integer nano-dollars and shown as USD numbers.
 pub fn nanos_to_usd(nanos: i64) -> f64 {
     nanos as f64 / 1e9
+}
+
+/// The one way money is shown: exact nano-dollars, in cents, or in millionths of a dollar
+/// below a cent (batch jobs often cost less).
+pub fn money(nanos: i64) -> String {
+    const CENT: i64 = 10_000_000;
+    let sign = if nanos < 0 { "-" } else { "" };
+    let nanos = nanos.unsigned_abs();
+    if nanos != 0 && nanos < CENT as u64 {
+        let micros = (nanos + 500) / 1000;
+        format!("{sign}$0.{micros:06}")
+    } else {
+        let cents = (nanos + CENT as u64 / 2) / CENT as u64;
+        format!("{sign}${}.{:02}", cents / 100, cents % 100)
+    }
 }
 
 /// The contract's flush answer.

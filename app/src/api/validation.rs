@@ -376,8 +376,10 @@ fn parse_datetime_str(s: &str) -> Result<DateTime<Utc>, RunAfterError> {
     }
 }
 
+mod oversight;
 mod requests;
 
+pub use oversight::*;
 pub use requests::*;
 
 #[cfg(test)]

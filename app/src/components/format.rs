@@ -1,23 +1,10 @@
 use chrono::{DateTime, Utc};
 
+pub use crate::api::money;
+
 /// Times are shown in UTC, the same on the server and in the browser (no hydration mismatch).
 pub fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// The one way money is shown: exact nano-dollars, in cents, or in millionths of a dollar
-/// below a cent (batch jobs often cost less).
-pub fn money(nanos: i64) -> String {
-    const CENT: i64 = 10_000_000;
-    let sign = if nanos < 0 { "-" } else { "" };
-    let nanos = nanos.unsigned_abs();
-    if nanos != 0 && nanos < CENT as u64 {
-        let micros = (nanos + 500) / 1000;
-        format!("{sign}$0.{micros:06}")
-    } else {
-        let cents = (nanos + CENT as u64 / 2) / CENT as u64;
-        format!("{sign}${}.{:02}", cents / 100, cents % 100)
-    }
 }
 
 /// For amounts the API gives only in USD: back to nano-dollars, then [`money`].

@@ -1,15 +1,36 @@
-use std::time::Duration;
-
 use leptos::prelude::*;
 
-/// A counter that goes up every `every` in the browser (never on the server), for resources
-/// that should refresh themselves: read it in their source.
-pub fn live_ticker(every: Duration) -> RwSignal<u64> {
+/// A counter that goes up when the server says `topic` changed (server-sent events from
+/// `/live`, which the browser reconnects by itself), in the browser only: read it in a
+/// resource's source to read again only when there is something new.
+pub fn live_changes(topic: &'static str) -> RwSignal<u64> {
+    use leptos::wasm_bindgen::{JsCast, closure::Closure};
+    use send_wrapper::SendWrapper;
+
     let tick = RwSignal::new(0u64);
     Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), every) {
-            on_cleanup(move || handle.clear());
-        }
+        let Ok(source) = web_sys::EventSource::new("/live") else {
+            return;
+        };
+        let on_change =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+                let data = event.data().as_string().unwrap_or_default();
+                if told_about(&data, topic) {
+                    tick.update(|t| *t += 1);
+                }
+            });
+        let _ =
+            source.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
+        let open = SendWrapper::new((source, on_change));
+        on_cleanup(move || open.take().0.close());
     });
     tick
+}
+
+/// Whether a `change` event's data (`{"topics": [...]}`) names `topic`.
+fn told_about(data: &str, topic: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v["topics"].as_array().map(|t| t.iter().any(|x| x == topic)))
+        .unwrap_or(true)
 }

@@ -1,5 +1,6 @@
 //! Pieces shared by the pages.
 
+mod budget;
 mod format;
 mod layout;
 mod live;
@@ -7,9 +8,10 @@ mod result_view;
 mod signed_in;
 mod status_badge;
 
+pub use budget::{BudgetBar, BudgetResource, BudgetSummary, budget_of};
 pub use format::{money, money_usd, short_id, when};
 pub use layout::Layout;
-pub use live::live_ticker;
+pub use live::live_changes;
 pub use result_view::ResultView;
 pub use signed_in::SignedIn;
 pub use status_badge::StatusBadge;

@@ -1,10 +1,8 @@
-use std::time::Duration;
-
 use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{BatchView, FlushRequest, JobType};
-use crate::components::{SignedIn, live_ticker, money_usd, short_id, when};
+use crate::components::{SignedIn, live_changes, money_usd, short_id, when};
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 
 /// Admins: flush with a preview before confirming, and watch batches move.
@@ -12,7 +10,7 @@ use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 pub fn Batches() -> impl IntoView {
     let flush = Action::new(|r: &FlushRequest| flush_now(r.clone()));
     let poll = Action::new(|id: &String| poll_batch(id.clone()));
-    let tick = live_ticker(Duration::from_secs(3));
+    let tick = live_changes("batches");
     let batches = Resource::new(
         move || (tick.get(), flush.version().get(), poll.version().get()),
         |_| list_batches(),

@@ -1,10 +1,8 @@
-use std::time::Duration;
-
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{BulkCancelResponse, JobDetail, JobStatus, RetryResponse};
-use crate::components::{ResultView, SignedIn, StatusBadge, live_ticker, money_usd, when};
+use crate::components::{ResultView, SignedIn, StatusBadge, live_changes, money_usd, when};
 use crate::server_fns::{cancel_jobs, load_job, retry_jobs};
 
 /// One job: figures, timeline, and its result rendered for its type.
@@ -12,7 +10,7 @@ use crate::server_fns::{cancel_jobs, load_job, retry_jobs};
 pub fn JobPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let tick = live_ticker(Duration::from_secs(3));
+    let tick = live_changes("jobs");
     let cancel = Action::new(|id: &String| {
         let id = id.clone();
         async move { cancel_jobs(vec![id]).await }

@@ -1,5 +1,4 @@
 use std::collections::HashSet;
-use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_router::components::Form;
@@ -7,8 +6,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::validation::parse_list_query;
 use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
-use crate::components::{SignedIn, StatusBadge, live_ticker, money_usd, short_id, when};
-use crate::server_fns::{cancel_jobs, list_jobs};
+use crate::components::{SignedIn, StatusBadge, live_changes, money_usd, short_id, when};
+use crate::server_fns::{cancel_jobs, list_jobs, retry_jobs};
 
 const PAGE_SIZE: i64 = 50;
 
@@ -31,22 +30,34 @@ pub fn Jobs() -> impl IntoView {
         query.limit = PAGE_SIZE;
         query
     });
-    let tick = live_ticker(Duration::from_secs(3));
+    let tick = live_changes("jobs");
     let selected = RwSignal::new(HashSet::<String>::new());
     let cancel = Action::new(|ids: &Vec<String>| {
         let ids = ids.clone();
         async move { cancel_jobs(ids).await }
     });
+    let retry = Action::new(|ids: &Vec<String>| {
+        let ids = ids.clone();
+        async move { retry_jobs(ids).await }
+    });
     let jobs = Resource::new(
-        move || (query.get(), tick.get(), cancel.version().get()),
-        |(q, _, _)| list_jobs(q),
+        move || {
+            (
+                query.get(),
+                tick.get(),
+                cancel.version().get(),
+                retry.version().get(),
+            )
+        },
+        |(q, _, _, _)| list_jobs(q),
     );
     view! {
-        <SignedIn page=move |session| view! { <JobsPage session query selected cancel jobs /> }.into_any() />
+        <SignedIn page=move |session| view! { <JobsPage session query selected cancel retry jobs /> }.into_any() />
     }
 }
 
 type CancelAction = Action<Vec<String>, Result<crate::api::BulkCancelResponse, ServerFnError>>;
+type RetryAction = Action<Vec<String>, Result<crate::api::RetryResponse, ServerFnError>>;
 
 #[component]
 fn JobsPage(
@@ -54,9 +65,22 @@ fn JobsPage(
     query: Memo<ListQuery>,
     selected: RwSignal<HashSet<String>>,
     cancel: CancelAction,
+    retry: RetryAction,
     jobs: Resource<Result<JobList, ServerFnError>>,
 ) -> impl IntoView {
     let show_owner = session.caller.is_admin();
+    let retry_selected = move |_| {
+        let ids: Vec<String> = selected.get_untracked().into_iter().collect();
+        if !ids.is_empty()
+            && confirm(&format!(
+                "Send {} selected jobs back for one more attempt (failed ones only)?",
+                ids.len()
+            ))
+        {
+            retry.dispatch(ids);
+            selected.set(HashSet::new());
+        }
+    };
 
     let cancel_selected = move |_| {
         let ids: Vec<String> = selected.get_untracked().into_iter().collect();
@@ -80,6 +104,16 @@ fn JobsPage(
             Err(e) => e.to_string(),
         })
     };
+    let retried = move || {
+        retry.value().get().map(|r| match r {
+            Ok(answer) => format!(
+                "Sent {} of {} jobs back for one more attempt.",
+                answer.retried,
+                answer.results.len()
+            ),
+            Err(e) => e.to_string(),
+        })
+    };
 
     view! {
         <div class="flex flex-wrap items-end justify-between gap-4">
@@ -97,7 +131,18 @@ fn JobsPage(
             >
                 {move || format!("Cancel selected ({})", selected.with(HashSet::len))}
             </button>
-            <span role="status" class="text-slate-600">{outcome}</span>
+            {show_owner.then(|| view! {
+                <button
+                    type="button"
+                    data-testid="retry-selected"
+                    class="rounded border border-emerald-300 px-2 py-1 text-emerald-700 hover:bg-emerald-50 disabled:opacity-40"
+                    disabled=move || selected.with(HashSet::is_empty)
+                    on:click=retry_selected
+                >
+                    {move || format!("Retry selected ({})", selected.with(HashSet::len))}
+                </button>
+            })}
+            <span role="status" class="text-slate-600">{outcome}{retried}</span>
         </div>
         <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading jobs…"</p> }>
             {move || Suspend::new(async move {
@@ -221,6 +266,8 @@ fn JobRow(
     cancel: CancelAction,
 ) -> impl IntoView {
     let cancellable = !job.status.is_terminal();
+    // Admins select failed jobs too, to retry them.
+    let selectable = cancellable || (show_owner && job.status == JobStatus::Failed);
     let id = job.id.clone();
     let toggle = {
         let id = id.clone();
@@ -250,13 +297,13 @@ fn JobRow(
     view! {
         <tr data-job-id=id.clone()>
             <td class="px-3 py-2">
-                {cancellable.then(|| view! {
+                {selectable.then(|| view! {
                     <input type="checkbox" aria-label=format!("Select job {}", short_id(&id)) prop:checked=is_selected on:change=toggle />
                 })}
             </td>
             <td class="px-3 py-2 font-mono text-xs"><a href=format!("/jobs/{id}") class="text-emerald-700 underline" title=id.clone()>{short_id(&id)}</a></td>
             <td class="px-3 py-2">{job.job_type.as_str()}</td>
-            <td class="px-3 py-2"><StatusBadge status=job.status /></td>
+            <td class="px-3 py-2" title=job.error_message.clone().unwrap_or_default()><StatusBadge status=job.status /></td>
             <td class="px-3 py-2 text-right tabular-nums">{job.priority}</td>
             <td class="whitespace-nowrap px-3 py-2">{when(job.created_at)}</td>
             <td class="px-3 py-2 text-right tabular-nums">{job.tokens_used}</td>

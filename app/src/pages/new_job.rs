@@ -4,13 +4,16 @@ use leptos_router::hooks::use_navigate;
 use crate::api::JobType;
 use crate::api::examples::example_payload;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
-use crate::components::SignedIn;
+use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of};
 use crate::server_fns::EnqueueJob;
 
 /// The enqueue form: the same checks as the API, with each field's error beside it.
 #[component]
 pub fn NewJob() -> impl IntoView {
-    view! { <SignedIn page=|_| view! { <EnqueueForm /> }.into_any() /> }
+    // Resources belong to the route, not to the session check's render.
+    let enqueue = ServerAction::<EnqueueJob>::new();
+    let budget = budget_of(Signal::derive(move || enqueue.version().get()));
+    view! { <SignedIn page=move |_| view! { <EnqueueForm enqueue budget /> }.into_any() /> }
 }
 
 fn pretty_example(job_type: JobType) -> String {
@@ -18,8 +21,7 @@ fn pretty_example(job_type: JobType) -> String {
 }
 
 #[component]
-fn EnqueueForm() -> impl IntoView {
-    let enqueue = ServerAction::<EnqueueJob>::new();
+fn EnqueueForm(enqueue: ServerAction<EnqueueJob>, budget: BudgetResource) -> impl IntoView {
     let payload = RwSignal::new(pretty_example(JobType::ALL[0]));
     let errors = move || match enqueue.value().get() {
         Some(Ok(Err(errors))) => errors,
@@ -35,8 +37,17 @@ fn EnqueueForm() -> impl IntoView {
                 .join("; ")
         }
     };
+    // Failures, and refusals of the whole request (no field to put them beside).
     let failure = move || match enqueue.value().get() {
         Some(Err(e)) => Some(e.to_string()),
+        Some(Ok(Err(errors))) => {
+            let whole: Vec<String> = errors
+                .into_iter()
+                .filter(|e| e.field().is_none())
+                .map(|e| e.msg)
+                .collect();
+            (!whole.is_empty()).then(|| whole.join("; "))
+        }
         _ => None,
     };
     // After a successful enqueue, show the new job.
@@ -50,6 +61,7 @@ fn EnqueueForm() -> impl IntoView {
     let error_text = "mt-1 text-sm text-rose-700";
     view! {
         <h1 class="text-xl font-semibold">"New job"</h1>
+        <div class="max-w-3xl"><BudgetSummary budget /></div>
         <ActionForm action=enqueue attr:class="mt-4 grid max-w-3xl gap-4 rounded-lg border border-slate-200 bg-white p-5">
             <label class="block">
                 <span class="text-sm font-medium">"Job type"</span>

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 
 use crate::api::{DailyCost, Stats};
-use crate::components::{SignedIn, money, money_usd};
+use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of, money, money_usd};
 use crate::server_fns::savings;
 
 const DAYS: i64 = 30;
@@ -12,19 +12,22 @@ const DAYS: i64 = 30;
 #[component]
 pub fn Savings() -> impl IntoView {
     let data = Resource::new(|| (), |_| savings(DAYS));
-    view! { <SignedIn page=move |session| view! { <SavingsPage per_user=session.caller.is_admin() data /> }.into_any() /> }
+    let budget = budget_of(Signal::stored(0));
+    view! { <SignedIn page=move |session| view! { <SavingsPage per_user=session.caller.is_admin() data budget /> }.into_any() /> }
 }
 
 #[component]
 fn SavingsPage(
     per_user: bool,
     data: Resource<Result<(Stats, Vec<DailyCost>), ServerFnError>>,
+    budget: BudgetResource,
 ) -> impl IntoView {
     view! {
         <div class="flex flex-wrap items-end justify-between gap-4">
             <h1 class="text-xl font-semibold">"Savings"</h1>
             <a href=format!("/exports/daily.csv?days={DAYS}") download="daily-costs.csv" data-testid="export-daily-csv" class="text-sm text-emerald-700 underline hover:text-emerald-900">"Download daily costs (CSV)"</a>
         </div>
+        <BudgetSummary budget />
         <Suspense fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {

@@ -2,7 +2,7 @@
 
 mod secret;
 
-use app::api::{Caller, IssuedToken, PriceView, Role, TokenView, UserView};
+use app::api::{AuditAction, Caller, IssuedToken, PriceView, Role, TokenView, UserView};
 use chrono::{Duration, Utc};
 
 use sha2::{Digest, Sha256};
@@ -17,8 +17,19 @@ pub struct Issued {
     pub plain: String,
 }
 
-/// Creates the user if needed (an existing user keeps its role) and issues a bearer token.
+/// Creates the user if needed (an existing user keeps its role) and issues a bearer token
+/// (the command line and first start; an admin's go through [`create_token`]).
 pub async fn issue_token(store: &dyn Store, name: &str, role: Role) -> Result<Issued> {
+    issue_token_by(store, name, role, None).await
+}
+
+/// The same, recorded in the audit log as `by`'s action when there is one.
+async fn issue_token_by(
+    store: &dyn Store,
+    name: &str,
+    role: Role,
+    by: Option<&Caller>,
+) -> Result<Issued> {
     let name = name.trim();
     // Characters, not bytes: the REST validator and the dashboard count the same way.
     if name.is_empty() || name.chars().count() > 64 {
@@ -33,7 +44,7 @@ pub async fn issue_token(store: &dyn Store, name: &str, role: Role) -> Result<Is
             user.role
         )));
     }
-    let plain = issue(store, CredentialKind::Token, &user, None, None).await?;
+    let plain = issue(store, CredentialKind::Token, &user, None, None, by).await?;
     Ok(Issued { user, plain })
 }
 
@@ -79,6 +90,7 @@ pub async fn open_session(store: &dyn Store, token: &str, lifetime: Duration) ->
         &user,
         Some(lifetime),
         token_id,
+        None,
     )
     .await
 }
@@ -100,9 +112,18 @@ async fn issue(
     user: &UserRecord,
     lifetime: Option<Duration>,
     opened_with: Option<String>,
+    by: Option<&Caller>,
 ) -> Result<String> {
     let secret = secret::generate();
     let now = Utc::now();
+    let audit = by.map(|admin| {
+        crate::audit::entry(
+            admin,
+            AuditAction::TokenCreate,
+            Some(secret.id.clone()),
+            Some(format!("for {} ({})", user.name, user.role)),
+        )
+    });
     store
         .insert_credential(NewCredential {
             id: secret.id,
@@ -112,6 +133,7 @@ async fn issue(
             created_at: now,
             expires_at: lifetime.map(|l| now + l),
             opened_with,
+            audit,
         })
         .await?;
     Ok(secret.plain)
@@ -173,7 +195,7 @@ pub async fn create_token(
     role: Role,
 ) -> Result<IssuedToken> {
     require_admin(caller)?;
-    let issued = issue_token(store, user, role).await?;
+    let issued = issue_token_by(store, user, role, Some(caller)).await?;
     let token_id = secret::parse(&issued.plain)
         .map(|(id, _)| id.to_string())
         .unwrap_or_default();
@@ -189,7 +211,17 @@ pub async fn revoke_token(ctx: &Ctx, caller: &Caller, token_id: &str) -> Result<
     require_admin(caller)?;
     if ctx
         .store()
-        .revoke_credential(CredentialKind::Token, token_id, Utc::now())
+        .revoke_credential(
+            CredentialKind::Token,
+            token_id,
+            Utc::now(),
+            Some(&crate::audit::entry(
+                caller,
+                AuditAction::TokenRevoke,
+                Some(token_id.to_string()),
+                None,
+            )),
+        )
         .await?
     {
         // Revocation is rare: forget every cached token on this instance at once.

@@ -2,7 +2,9 @@
 //! read a page at a time and rendered straight into the request body, which is the only copy
 //! of their payloads; adding stops at Anthropic's 256 MB.
 
-use app::api::{Caller, FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
+use std::collections::BTreeMap;
+
+use app::api::{AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
 use chrono::{DateTime, Utc};
 
 use super::lease::{Held, new_lease};
@@ -10,7 +12,6 @@ use super::submit::submit;
 use crate::access::require_admin;
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::pricing::Usage;
 use crate::provider::BatchBodyBuilder;
 use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch};
 use crate::templates;
@@ -28,11 +29,23 @@ struct Plan {
     cost_nanos: i64,
     /// Eligible jobs (within `max_jobs`) that did not fit the size limit.
     left_for_size: usize,
+    /// Jobs left pending because their owner's budget has no room for them, by owner name.
+    over_budget: BTreeMap<String, usize>,
 }
 
 impl Plan {
     fn tokens(&self) -> i64 {
         self.claims.iter().map(|(_, t)| t).sum()
+    }
+
+    /// " 3 jobs of alice wait: …", or nothing.
+    fn over_budget_note(&self) -> String {
+        self.over_budget
+            .iter()
+            .map(|(owner, jobs)| {
+                format!(" {jobs} jobs of {owner} stay pending: over their monthly budget.")
+            })
+            .collect()
     }
 }
 
@@ -41,7 +54,7 @@ async fn plan(
     request: &FlushRequest,
     now: DateTime<Utc>,
     body: BatchBodyBuilder,
-) -> Result<Option<Plan>> {
+) -> Result<Plan> {
     let filter = FlushFilter {
         job_types: request.job_types.clone(),
         min_priority: request.min_priority,
@@ -52,7 +65,9 @@ async fn plan(
         claims: Vec::new(),
         cost_nanos: 0,
         left_for_size: 0,
+        over_budget: BTreeMap::new(),
     };
+    let mut allowances = crate::budgets::flush_allowances(ctx, now).await?;
     let mut cursor: Option<FlushCursor> = None;
     let mut seen = 0i64;
     while seen < request.max_jobs {
@@ -68,6 +83,14 @@ async fn plan(
             }
             let model = ctx.prices.model_for(job.job_type).to_string();
             let rendered = templates::render(job.job_type, &job.payload, &model);
+            let bound = ctx.prices.bound_nanos(&model, &rendered);
+            if let Some((owner, left)) = allowances.get_mut(&job.owner_id) {
+                if bound > *left {
+                    *plan.over_budget.entry(owner.clone()).or_default() += 1;
+                    continue;
+                }
+                *left -= bound;
+            }
             if !plan.body.fits(BatchBodyBuilder::entry_bytes(
                 &job.id,
                 rendered.params.len(),
@@ -76,12 +99,7 @@ async fn plan(
                 continue;
             }
             plan.body.push(&job.id, &rendered.params)?;
-            let usage = Usage {
-                input_tokens: rendered.prompt_tokens,
-                output_tokens: rendered.max_tokens,
-                ..Usage::default()
-            };
-            plan.cost_nanos += ctx.prices.cost(&model, &usage).map_or(0, |c| c.paid_nanos);
+            plan.cost_nanos += bound;
             plan.claims.push((
                 Claim {
                     job_id: job.id.clone(),
@@ -96,21 +114,22 @@ async fn plan(
             _ => break,
         }
     }
-    Ok((!plan.claims.is_empty()).then_some(plan))
+    Ok(plan)
 }
 
 /// What `flush` would send now with these options, without sending anything (admins).
 pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushPreview> {
     require_admin(caller)?;
     let now = Utc::now();
-    let Some(plan) = plan(ctx, &request, now, BatchBodyBuilder::measuring()).await? else {
+    let plan = plan(ctx, &request, now, BatchBodyBuilder::measuring()).await?;
+    if plan.claims.is_empty() {
         return Ok(FlushPreview {
             jobs_count: 0,
             estimated_tokens: 0,
             estimated_cost_usd: 0.0,
-            message: why_nothing(ctx, now).await?,
+            message: why_nothing(ctx, now, &plan).await?,
         });
-    };
+    }
     let jobs = plan.claims.len();
     let mut message = format!("{jobs} jobs would be sent, about {} tokens.", plan.tokens());
     if plan.left_for_size > 0 {
@@ -119,6 +138,7 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
             plan.left_for_size
         ));
     }
+    message.push_str(&plan.over_budget_note());
     Ok(FlushPreview {
         jobs_count: jobs as i64,
         estimated_tokens: plan.tokens(),
@@ -132,9 +152,10 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
     require_admin(caller)?;
     tracing::info!(by = %caller.name, ?request, "flush");
     let now = Utc::now();
-    let Some(mut plan) = plan(ctx, &request, now, BatchBodyBuilder::new()).await? else {
-        return Ok(nothing_sent(why_nothing(ctx, now).await?));
-    };
+    let mut plan = plan(ctx, &request, now, BatchBodyBuilder::new()).await?;
+    if plan.claims.is_empty() {
+        return Ok(nothing_sent(why_nothing(ctx, now, &plan).await?));
+    }
 
     let batch_id = uuid::Uuid::now_v7().to_string();
     let lease = new_lease(ctx, now);
@@ -144,6 +165,12 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
         request_bytes: plan.body.bytes() as i64,
         created_at: now,
         lease: lease.clone(),
+        audit: crate::audit::entry_by_person(
+            caller,
+            AuditAction::Flush,
+            Some(batch_id.clone()),
+            Some(format!("{} jobs", plan.claims.len())),
+        ),
     };
     let claims: Vec<Claim> = plan.claims.iter().map(|(c, _)| c.clone()).collect();
     let claimed = ctx.store().claim_jobs(new_batch, &claims).await?;
@@ -159,7 +186,12 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
     let estimated_tokens = plan.tokens();
     let jobs_count = plan.claims.len() as i64;
     let held = Held::start(ctx, &batch_id, lease);
-    let batch = submit(ctx, &batch_id, plan.body.finish()?, held).await?;
+    let over_budget = plan.over_budget_note();
+    let batch = submit(ctx, &batch_id, plan.body.finish()?, held).await;
+    // Claimed jobs are processing now whatever the submission's outcome.
+    ctx.changes.batches();
+    ctx.changes.jobs();
+    let batch = batch?;
 
     let mut message = format!(
         "Submitted {jobs_count} jobs to Anthropic as batch {}.",
@@ -171,6 +203,7 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
             plan.left_for_size
         ));
     }
+    message.push_str(&over_budget);
     Ok(FlushResponse {
         success: true,
         batch_id: Some(batch.id),
@@ -190,7 +223,10 @@ fn nothing_sent(message: String) -> FlushResponse {
     }
 }
 
-async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>) -> Result<String> {
+async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>, plan: &Plan) -> Result<String> {
+    if !plan.over_budget.is_empty() {
+        return Ok(format!("Nothing to flush:{}", plan.over_budget_note()));
+    }
     let (eligible, _) = ctx.store().eligible_summary(now).await?;
     let (pending, _) = ctx
         .store()

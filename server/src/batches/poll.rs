@@ -70,9 +70,22 @@ pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result
         };
         let answer = poll_held(ctx, &batch).await;
         held.release().await;
+        tell_changes(ctx, answer.as_ref().ok());
         answer?
     };
     let remaining = ctx.store().batch_remaining(provider_batch_id).await?;
+    // A poll is many transactions (one per chunk of results): its entry follows them.
+    if let Some(entry) = crate::audit::entry_by_person(
+        caller,
+        app::api::AuditAction::Poll,
+        Some(provider_batch_id.to_string()),
+        Some(format!(
+            "{}: {} results stored, {remaining} jobs open",
+            answer.status, answer.processed
+        )),
+    ) {
+        ctx.store().record_audit(&entry).await?;
+    }
     Ok(PollResponse {
         success: true,
         batch_id: provider_batch_id.to_string(),
@@ -95,6 +108,7 @@ pub async fn poll_due(ctx: &Ctx) -> Result<usize> {
         };
         let outcome = poll_held(ctx, &batch).await;
         held.release().await;
+        tell_changes(ctx, outcome.as_ref().ok());
         let id = batch.provider_batch_id.as_deref().unwrap_or(&batch.id);
         match outcome {
             Ok(answer) => {
@@ -109,6 +123,14 @@ pub async fn poll_due(ctx: &Ctx) -> Result<usize> {
         }
     }
     Ok(polled)
+}
+
+/// A poll may move the batch; jobs changed only if results were stored.
+fn tell_changes(ctx: &Ctx, answer: Option<&Answer>) {
+    ctx.changes.batches();
+    if answer.is_none_or(|a| a.processed > 0) {
+        ctx.changes.jobs();
+    }
 }
 
 async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {

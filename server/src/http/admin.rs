@@ -1,15 +1,19 @@
-//! Endpoints for access: users, tokens and prices (admins), and each user's webhook secret.
+//! Endpoints for access: users, tokens, prices, budgets and the audit log (admins), and each
+//! user's webhook secret.
 
-use app::api::validation::parse_create_token;
-use app::api::{CreateTokenRequest, IssuedToken, PriceView, RevokedToken, UserView, WebhookSecret};
+use app::api::validation::{parse_audit_query, parse_budget_request, parse_create_token};
+use app::api::{
+    AuditAction, AuditPage, BudgetRequest, BudgetView, CreateTokenRequest, IssuedToken, PriceView,
+    RevokedToken, UserView, WebhookSecret,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::extract::{AdminUser, AuthUser, JsonBody};
+use super::extract::{AdminUser, AuthUser, JsonBody, QueryPairs};
 use super::openapi::ErrorBody;
-use crate::access;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::{access, audit, budgets};
 
 /// Users and their tokens (ids only, never secrets).
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "access",
@@ -76,4 +80,52 @@ pub async fn webhook_secret(
 ) -> Result<Json<WebhookSecret>> {
     let secret = crate::webhooks::rotate_secret(&ctx, &caller, &caller.user_id).await?;
     Ok(Json(WebhookSecret { secret }))
+}
+
+/// Every user with a monthly cap, with what they spent this UTC month and what their unbilled
+/// jobs may still cost.
+#[utoipa::path(get, path = "/api/v1/admin/budgets", tag = "budgets",
+    responses((status = 200, description = "Capped users' budgets this month", body = Vec<BudgetView>)))]
+pub async fn budgets(
+    State(ctx): State<Ctx>,
+    AdminUser(admin): AdminUser,
+) -> Result<Json<Vec<BudgetView>>> {
+    budgets::all(&ctx, &admin).await.map(Json)
+}
+
+/// Set a user's monthly cap in USD (UTC months), or remove it with `null`. Past costs never
+/// change; from now on enqueues that could pass the cap are refused (402) and flushes leave
+/// the user's jobs pending once it is reached.
+#[utoipa::path(put, path = "/api/v1/admin/budgets/{user}", tag = "budgets", request_body = BudgetRequest,
+    params(("user" = String, Path, description = "The user's name")),
+    responses(
+        (status = 200, description = "The user's budget now", body = BudgetView),
+        (status = 404, description = "No user has this name", body = ErrorBody),
+    ))]
+pub async fn set_budget(
+    State(ctx): State<Ctx>,
+    AdminUser(admin): AdminUser,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BudgetView>> {
+    let request = parse_budget_request(&body)?;
+    budgets::set(&ctx, &admin, &user, &request).await.map(Json)
+}
+
+/// What admins did (tokens, flushes, polls, budgets, retries), newest first.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "access",
+    params(
+        ("action" = Option<AuditAction>, Query, description = "Only this kind of action"),
+        ("actor" = Option<String>, Query, description = "Only this admin's actions (user name)"),
+        ("before" = Option<i64>, Query, minimum = 1, description = "A page's `next_before`: older entries"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+    ),
+    responses((status = 200, description = "A page of the audit log", body = AuditPage)))]
+pub async fn audit_log(
+    State(ctx): State<Ctx>,
+    AdminUser(admin): AdminUser,
+    query: QueryPairs,
+) -> Result<Json<AuditPage>> {
+    let query = parse_audit_query(query.iter())?;
+    audit::log(&ctx, &admin, &query).await.map(Json)
 }

@@ -25,6 +25,7 @@ impl IntoResponse for Error {
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,
+            Error::OverBudget(_) => StatusCode::PAYMENT_REQUIRED,
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %self, "database unavailable");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -5,9 +5,9 @@ use app::api::validation::{
 };
 // the request and status types are named only in the OpenAPI attributes
 use app::api::{
-    BulkCancelRequest, BulkCancelResponse, BulkEnqueueRequest, BulkEnqueueResponse, CancelResponse,
-    DailyCost, EnqueueRequest, EnqueueResponse, Job, JobEventView, JobList, JobStatus, JobType,
-    Stats,
+    BudgetView, BulkCancelRequest, BulkCancelResponse, BulkEnqueueRequest, BulkEnqueueResponse,
+    CancelResponse, DailyCost, EnqueueRequest, EnqueueResponse, Job, JobEventView, JobList,
+    JobStatus, JobType, Stats,
 };
 use axum::Json;
 use axum::body::Body;
@@ -26,6 +26,7 @@ use crate::jobs;
 #[utoipa::path(post, path = "/api/v1/batch/enqueue", tag = "jobs", request_body = EnqueueRequest,
     responses(
         (status = 200, description = "The job, queued; or the job this idempotency key made already", body = EnqueueResponse),
+        (status = 402, description = "The job could take you past your monthly budget; nothing was enqueued", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
     ))]
 pub async fn enqueue(
@@ -41,6 +42,7 @@ pub async fn enqueue(
 #[utoipa::path(post, path = "/api/v1/batch/enqueue/bulk", tag = "jobs", request_body = BulkEnqueueRequest,
     responses(
         (status = 200, description = "Every job, in the order sent", body = BulkEnqueueResponse),
+        (status = 402, description = "The jobs could take you past your monthly budget; nothing was enqueued", body = ErrorBody),
         (status = 409, description = "An item's idempotency key was used for a different request; nothing was enqueued", body = ErrorBody),
     ))]
 pub async fn enqueue_many(
@@ -135,6 +137,17 @@ pub async fn events(
     responses((status = 200, description = "Totals", body = Stats)))]
 pub async fn stats(State(ctx): State<Ctx>, AuthUser(caller): AuthUser) -> Result<Json<Stats>> {
     jobs::stats(&ctx, &caller).await.map(Json)
+}
+
+/// Your monthly budget: the cap an admin set (if any), what you spent this UTC month, and
+/// what your pending and in-flight jobs may still cost at most.
+#[utoipa::path(get, path = "/api/v1/batch/budget", tag = "budgets",
+    responses((status = 200, description = "Your budget this month", body = BudgetView)))]
+pub async fn budget(
+    State(ctx): State<Ctx>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<BudgetView>> {
+    crate::budgets::own(&ctx, &caller).await.map(Json)
 }
 
 /// Cancel several jobs; each answers for itself.

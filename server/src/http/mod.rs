@@ -15,7 +15,7 @@ mod openapi;
 use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, header};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -38,6 +38,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/jobs/{job_id}/events", get(jobs::events))
         .route("/stats", get(jobs::stats))
         .route("/stats/daily", get(jobs::daily_costs))
+        .route("/budget", get(jobs::budget))
         .route("/exports/jobs.csv", get(jobs::export_jobs))
         .route("/exports/daily.csv", get(jobs::export_daily_costs))
         .route("/internal/flush/preview", post(internal::flush_preview))
@@ -54,6 +55,9 @@ pub fn router(ctx: Ctx) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route("/api/v1/admin/prices", get(admin::prices))
+        .route("/api/v1/admin/budgets", get(admin::budgets))
+        .route("/api/v1/admin/budgets/{user}", put(admin::set_budget))
+        .route("/api/v1/admin/audit", get(admin::audit_log))
         .route("/api/v1/webhooks/secret", post(admin::webhook_secret))
         .route("/api/v1/{*rest}", any(not_found))
         .route("/healthz", get(healthz))

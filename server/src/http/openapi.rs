@@ -50,11 +50,12 @@ pub struct Health {
     ),
     paths(
         jobs::enqueue, jobs::enqueue_many, jobs::list, jobs::get, jobs::cancel, jobs::result,
-        jobs::events, jobs::stats, jobs::cancel_many, jobs::daily_costs, jobs::export_jobs,
+        jobs::events, jobs::stats, jobs::budget, jobs::cancel_many, jobs::daily_costs, jobs::export_jobs,
         jobs::export_daily_costs,
         internal::flush, internal::flush_preview, internal::poll, internal::list_batches,
         internal::retry_jobs,
         admin::users, admin::create_token, admin::revoke_token, admin::prices, admin::webhook_secret,
+        admin::budgets, admin::set_budget, admin::audit_log,
         super::healthz,
     ),
     components(schemas(ErrorBody, ValidationErrorBody, FieldError)),
@@ -62,7 +63,8 @@ pub struct Health {
     tags(
         (name = "jobs", description = "Queue jobs and read them back (traders see their own)"),
         (name = "batches", description = "Flush and poll (admins)"),
-        (name = "access", description = "Users, tokens and prices (admins)"),
+        (name = "access", description = "Users, tokens, prices and the audit log (admins)"),
+        (name = "budgets", description = "Monthly spend caps: your own, and every user's (admins)"),
         (name = "service", description = "For load balancers"),
     )
 )]

@@ -16,14 +16,18 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn new_job(caller: &Caller, request: &EnqueueRequest, now: DateTime<Utc>) -> NewJob {
+fn new_job(ctx: &Ctx, caller: &Caller, request: &EnqueueRequest, now: DateTime<Utc>) -> NewJob {
+    let payload = Value::Object(request.payload.clone());
     NewJob {
+        cost_bound_nanos: ctx
+            .prices
+            .job_bound_nanos(request.job_type, &payload.to_string()),
         id: uuid::Uuid::now_v7().to_string(),
         owner_id: caller.user_id.clone(),
         owner_name: caller.name.clone(),
         job_type: request.job_type,
         priority: request.priority,
-        payload: Value::Object(request.payload.clone()),
+        payload,
         run_after: request.run_after.map(|at| at.trunc_subsecs(6)),
         idempotency_key: request.idempotency_key.clone(),
         request_hash: fingerprint(request),
@@ -85,11 +89,13 @@ pub async fn enqueue(
         crate::webhooks::require_secret(ctx, caller).await?;
     }
     let now = now();
-    let new_job = new_job(caller, &request, now);
+    let new_job = new_job(ctx, caller, &request, now);
+    crate::budgets::check_enqueue(ctx, caller, new_job.cost_bound_nanos).await?;
     let request_hash = new_job.request_hash.clone();
     let (record, message) = match ctx.enqueuer.insert(new_job).await? {
         InsertOutcome::Created(record) => {
             crate::metrics::jobs_enqueued(1);
+            ctx.changes.jobs_of(&caller.user_id);
             let message = match record.run_after {
                 Some(at) if at > now => format!(
                     "Job queued; it will not be sent before {}.",
@@ -131,7 +137,12 @@ pub async fn enqueue_many(
         crate::webhooks::require_secret(ctx, caller).await?;
     }
     let now = now();
-    let jobs: Vec<NewJob> = requests.iter().map(|r| new_job(caller, r, now)).collect();
+    let jobs: Vec<NewJob> = requests
+        .iter()
+        .map(|r| new_job(ctx, caller, r, now))
+        .collect();
+    let bound = jobs.iter().map(|j| j.cost_bound_nanos).sum();
+    crate::budgets::check_enqueue(ctx, caller, bound).await?;
     let outcomes = match ctx.store().insert_jobs(&jobs, KeyConflicts::Refuse).await {
         Ok(outcomes) => outcomes,
         Err(StoreError::KeyConflict { index }) => {
@@ -147,6 +158,9 @@ pub async fn enqueue_many(
         .count() as i64;
     let existing = outcomes.len() as i64 - created;
     crate::metrics::jobs_enqueued(created as usize);
+    if created > 0 {
+        ctx.changes.jobs_of(&caller.user_id);
+    }
     let latest_run_after = requests.iter().filter_map(|r| r.run_after).max();
     Ok(BulkEnqueueResponse {
         success: true,

@@ -61,10 +61,13 @@ pub async fn cancel(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<CancelRe
         .cancel_job(job_id, &visibility(caller), Utc::now())
         .await?
     {
-        CancelOutcome::Cancelled { .. } => Ok(CancelResponse {
-            success: true,
-            cancelled: true,
-        }),
+        CancelOutcome::Cancelled { job, .. } => {
+            ctx.changes.jobs_of(&job.owner_id);
+            Ok(CancelResponse {
+                success: true,
+                cancelled: true,
+            })
+        }
         CancelOutcome::NotFound => Err(Error::NotFound(NOT_FOUND.into())),
         CancelOutcome::Terminal(status) => Err(Error::Conflict(format!(
             "Job is already {status}; only pending or processing jobs can be cancelled."
@@ -154,10 +157,30 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, job_ids: &[String]) -> Result<Ret
     };
     let retried: HashSet<String> = ctx
         .store()
-        .retry_failed(job_ids, &happened, Utc::now())
+        .retry_failed(
+            job_ids,
+            &happened,
+            Utc::now(),
+            &crate::audit::entry(
+                caller,
+                app::api::AuditAction::Retry,
+                Some(match job_ids {
+                    [one] => one.clone(),
+                    many => format!("{} jobs", many.len()),
+                }),
+                (job_ids.len() > 1).then(|| {
+                    let shown: Vec<&str> = job_ids.iter().take(5).map(String::as_str).collect();
+                    let more = if job_ids.len() > 5 { ", …" } else { "" };
+                    format!("{}{more}", shown.join(", "))
+                }),
+            ),
+        )
         .await?
         .into_iter()
         .collect();
+    if !retried.is_empty() {
+        ctx.changes.jobs();
+    }
     let mut results = Vec::with_capacity(job_ids.len());
     for id in job_ids {
         let detail = if retried.contains(id) {

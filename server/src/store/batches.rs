@@ -120,6 +120,8 @@ pub struct FlushCursor {
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueuedJob {
     pub id: String,
+    /// Whose budget the job spends.
+    pub owner_id: String,
     pub job_type: JobType,
     pub priority: i64,
     /// The payload as stored: compact JSON text.
@@ -145,6 +147,8 @@ pub struct NewBatch {
     pub created_at: DateTime<Utc>,
     /// Held by the flush from the claim until the create call's outcome is written.
     pub lease: Lease,
+    /// The admin who asked for the flush, written to the audit log with the claim.
+    pub audit: Option<super::AuditEntry>,
 }
 
 /// A job to claim into a batch, with the model its request names.

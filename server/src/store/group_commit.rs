@@ -108,6 +108,7 @@ mod tests {
             idempotency_key: key,
             request_hash: format!("hash-{i}"),
             callback_url: None,
+            cost_bound_nanos: 0,
             created_at: now,
         };
         // Sixty requests at once, so they share groups: one names an owner that does not

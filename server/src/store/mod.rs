@@ -8,6 +8,7 @@ mod batches;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod group_commit;
+mod oversight;
 mod postgres;
 mod results;
 mod search;
@@ -17,6 +18,7 @@ mod webhooks;
 
 pub use batches::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
+pub use oversight::*;
 pub use postgres::PostgresStore;
 pub use results::*;
 pub use search::{SEARCH_COUNT_CAP, capped_count, search_words};
@@ -109,6 +111,8 @@ pub struct NewCredential {
     pub expires_at: Option<DateTime<Utc>>,
     /// For a session: the id of the token it was opened with.
     pub opened_with: Option<String>,
+    /// The admin who issued it, written to the audit log with the credential.
+    pub audit: Option<AuditEntry>,
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +145,8 @@ pub struct NewJob {
     pub request_hash: String,
     /// Where to POST the job when it ends (a webhook row is made with the job).
     pub callback_url: Option<String>,
+    /// What the job may cost at most at batch prices: what a budget counts until it is billed.
+    pub cost_bound_nanos: i64,
     pub created_at: DateTime<Utc>,
 }
 
@@ -324,13 +330,15 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// Bearer tokens (not sessions) of every user.
     async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
-    /// Marks a credential revoked, and for a token every live session opened with it, in one
-    /// transaction; `false` if there is no such live credential.
+    /// Marks a credential revoked, and for a token every live session opened with it, with
+    /// the audit entry, in one transaction; `false` (and nothing written) if there is no such
+    /// live credential.
     async fn revoke_credential(
         &self,
         kind: CredentialKind,
         id: &str,
         now: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool>;
 }
 
@@ -369,12 +377,14 @@ pub trait JobStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<CancelOutcome>;
     /// Puts failed jobs back to pending for one more attempt (their attempts, charges and
-    /// history stay), each with the event, atomically; returns the ids that were failed.
+    /// history stay), each with the event and the audit entry, atomically; returns the ids
+    /// that were failed.
     async fn retry_failed(
         &self,
         ids: &[String],
         happened: &crate::events::Happened,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> StoreResult<Vec<String>>;
     /// Read from the totals, never by scanning jobs.
     async fn stats(&self, visibility: &Visibility) -> StoreResult<StatsRecord>;
@@ -412,12 +422,26 @@ pub trait InstanceStore: Send + Sync + 'static {
 
 /// Everything the service stores: one implementation per database, one conformance suite.
 pub trait Store:
-    AccessStore + JobStore + BatchStore + ResultStore + InstanceStore + WebhookStore
+    AccessStore
+    + JobStore
+    + BatchStore
+    + ResultStore
+    + InstanceStore
+    + WebhookStore
+    + BudgetStore
+    + AuditStore
 {
 }
 
 impl<T> Store for T where
-    T: AccessStore + JobStore + BatchStore + ResultStore + InstanceStore + WebhookStore
+    T: AccessStore
+        + JobStore
+        + BatchStore
+        + ResultStore
+        + InstanceStore
+        + WebhookStore
+        + BudgetStore
+        + AuditStore
 {
 }
 
@@ -442,6 +466,11 @@ pub(crate) fn parse_status(s: &str) -> StoreResult<JobStatus> {
 
 pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {
     Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
+}
+
+pub(crate) fn parse_audit_action(s: &str) -> StoreResult<app::api::AuditAction> {
+    app::api::AuditAction::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action {s:?}")))
 }
 
 pub(crate) fn parse_batch_status(s: &str) -> StoreResult<BatchStatus> {

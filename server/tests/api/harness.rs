@@ -180,6 +180,11 @@ impl Client {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send(self.http.put(format!("{}{path}", self.url)).json(&body))
+            .await
+    }
+
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
         self.send(
             self.http

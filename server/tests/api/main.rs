@@ -2,6 +2,7 @@
 
 mod access;
 mod batch_loop;
+mod budgets;
 mod crash;
 mod dashboard_api;
 mod database;

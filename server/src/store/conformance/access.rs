@@ -28,6 +28,7 @@ pub async fn credentials_are_found_by_kind_and_id(store: Arc<impl Store>) {
         created_at: t0(),
         expires_at: Some(t0() + Duration::hours(1)),
         opened_with: None,
+        audit: None,
     };
     store.insert_credential(credential).await.unwrap();
     let found = store
@@ -76,6 +77,8 @@ pub async fn tokens_are_listed_and_revoked_once(store: Arc<impl Store>) {
                 created_at: at(minutes),
                 expires_at: None,
                 opened_with: (kind == CredentialKind::Session).then(|| "t1".to_string()),
+                audit: (kind == CredentialKind::Token)
+                    .then(|| audited(&ann, AuditAction::TokenCreate, id, minutes)),
             })
             .await
             .unwrap();
@@ -98,20 +101,30 @@ pub async fn tokens_are_listed_and_revoked_once(store: Arc<impl Store>) {
     assert_eq!(tokens[0].created_at, at(1));
     assert!(
         store
-            .revoke_credential(CredentialKind::Token, "t1", at(5))
+            .revoke_credential(
+                CredentialKind::Token,
+                "t1",
+                at(5),
+                Some(&audited(&ann, AuditAction::TokenRevoke, "t1", 5))
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .revoke_credential(CredentialKind::Token, "t1", at(6))
+            .revoke_credential(
+                CredentialKind::Token,
+                "t1",
+                at(6),
+                Some(&audited(&ann, AuditAction::TokenRevoke, "t1", 6))
+            )
             .await
             .unwrap(),
         "once"
     );
     assert!(
         !store
-            .revoke_credential(CredentialKind::Token, "s1", at(6))
+            .revoke_credential(CredentialKind::Token, "s1", at(6), None)
             .await
             .unwrap(),
         "a session is not a token"
@@ -142,4 +155,28 @@ pub async fn tokens_are_listed_and_revoked_once(store: Arc<impl Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(other.revoked_at, None, "other credentials live on");
+    let log = store
+        .audit_log(&AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(AuditAction, Option<&str>)> = log
+        .iter()
+        .map(|r| (r.entry.action, r.entry.target.as_deref()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (AuditAction::TokenRevoke, Some("t1")),
+            (AuditAction::TokenCreate, Some("t2")),
+            (AuditAction::TokenCreate, Some("t1")),
+        ],
+        "newest first; a revoke that changed nothing is not recorded"
+    );
+    assert_eq!(
+        log[0].entry,
+        audited(&ann, AuditAction::TokenRevoke, "t1", 5)
+    );
 }

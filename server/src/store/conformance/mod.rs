@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use app::api::{JobStatus, JobType, Role};
+use app::api::{AuditAction, JobStatus, JobType, Role};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
@@ -15,6 +15,7 @@ mod access;
 mod batches;
 mod jobs;
 mod leadership;
+mod oversight;
 mod results;
 mod webhooks;
 
@@ -22,6 +23,7 @@ pub use access::*;
 pub use batches::*;
 pub use jobs::*;
 pub use leadership::*;
+pub use oversight::*;
 pub use results::*;
 pub use webhooks::*;
 
@@ -59,6 +61,9 @@ macro_rules! store_conformance {
             webhooks_become_due_when_their_job_ends_and_are_claimed_once,
             an_admin_retry_sends_failed_jobs_back_once,
             webhook_secrets_are_kept_per_user,
+            budgets_are_set_replaced_and_removed_with_their_audit_entry,
+            budget_usage_counts_the_month_s_charges_and_unbilled_bounds,
+            a_flush_claim_is_audited_with_it_and_the_log_pages_and_filters,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -108,7 +113,23 @@ fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> New
         idempotency_key: key.map(Into::into),
         request_hash: format!("hash-{id}"),
         callback_url: None,
+        cost_bound_nanos: JOB_BOUND,
         created_at: at(minutes),
+    }
+}
+
+/// What each test job may cost at most.
+const JOB_BOUND: i64 = 7_000;
+
+/// An audit entry by `admin` at minute `minutes`.
+fn audited(admin: &UserRecord, action: AuditAction, target: &str, minutes: i64) -> AuditEntry {
+    AuditEntry {
+        at: at(minutes),
+        actor_id: admin.id.clone(),
+        actor_name: admin.name.clone(),
+        action,
+        target: Some(target.into()),
+        detail: Some(format!("{action} {target}")),
     }
 }
 
@@ -175,6 +196,7 @@ fn new_batch(id: &str, owner: &str, minutes: i64) -> NewBatch {
         request_bytes: 5000,
         created_at: at(minutes),
         lease: lease(owner, minutes + 1),
+        audit: None,
     }
 }
 

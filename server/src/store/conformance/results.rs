@@ -4,9 +4,14 @@
 use super::*;
 use crate::events::Happened;
 
-const BATCH: &str = "msgbatch_r";
+pub(super) const BATCH: &str = "msgbatch_r";
 
-fn update(job_id: &str, attempts: i64, transition: Transition, event: Happened) -> JobUpdate {
+pub(super) fn update(
+    job_id: &str,
+    attempts: i64,
+    transition: Transition,
+    event: Happened,
+) -> JobUpdate {
     JobUpdate {
         job_id: job_id.into(),
         expected_attempts: attempts,
@@ -15,7 +20,7 @@ fn update(job_id: &str, attempts: i64, transition: Transition, event: Happened) 
     }
 }
 
-fn completed(tokens: i64) -> (Transition, Happened) {
+pub(super) fn completed(tokens: i64) -> (Transition, Happened) {
     (
         Transition::Complete {
             result: json!({"risk_level": "low"}),
@@ -509,7 +514,16 @@ pub async fn an_admin_retry_sends_failed_jobs_back_once(store: Arc<impl Store>) 
     assert!(billed.cost_nanos > 0);
     let requeued = Happened::Requeued { by: "ops".into() };
     let ids = ["bad".to_string(), "ok".to_string(), "nope".to_string()];
-    let retried = store.retry_failed(&ids, &requeued, at(31)).await.unwrap();
+    let ops = user(store.as_ref(), "ops", Role::Admin).await;
+    let retried = store
+        .retry_failed(
+            &ids,
+            &requeued,
+            at(31),
+            &audited(&ops, AuditAction::Retry, "bad", 31),
+        )
+        .await
+        .unwrap();
     assert_eq!(retried, ["bad"], "only the failed job");
     let bad = job(store.as_ref(), "bad").await;
     assert_eq!(bad.status, JobStatus::Pending);
@@ -525,11 +539,26 @@ pub async fn an_admin_retry_sends_failed_jobs_back_once(store: Arc<impl Store>) 
     assert_eq!(kinds(&events).last(), Some(&"requeued"));
     assert!(
         store
-            .retry_failed(&ids, &requeued, at(32))
+            .retry_failed(
+                &ids,
+                &requeued,
+                at(32),
+                &audited(&ops, AuditAction::Retry, "bad", 32)
+            )
             .await
             .unwrap()
             .is_empty(),
         "once"
     );
+    let log = store
+        .audit_log(&AuditFilter {
+            action: Some(AuditAction::Retry),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2, "each retry is recorded with it");
+    assert_eq!(log[0].entry.at, at(32));
     assert_totals_match_a_recount(store.as_ref()).await;
 }

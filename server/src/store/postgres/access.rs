@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
+use super::oversight::insert_audit;
 use super::{PostgresStore, UserRow};
 use crate::store::*;
 
@@ -50,6 +51,7 @@ impl AccessStore for PostgresStore {
     }
 
     async fn insert_credential(&self, c: NewCredential) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at, opened_with) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -61,8 +63,12 @@ impl AccessStore for PostgresStore {
         .bind(c.created_at)
         .bind(c.expires_at)
         .bind(&c.opened_with)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(audit) = &c.audit {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -129,6 +135,7 @@ impl AccessStore for PostgresStore {
         kind: CredentialKind,
         id: &str,
         now: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
@@ -149,6 +156,11 @@ impl AccessStore for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        }
+        if changed == 1
+            && let Some(audit) = audit
+        {
+            insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)

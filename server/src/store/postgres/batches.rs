@@ -50,10 +50,10 @@ impl BatchStore for PostgresStore {
         after: Option<&FlushCursor>,
         page: i64,
     ) -> StoreResult<Vec<QueuedJob>> {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT id, job_type, priority, payload, created_at FROM jobs \
-             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ",
-        );
+        let mut query = QueryBuilder::<Postgres>::new(&format!(
+            "SELECT {QUEUED_COLUMNS} FROM jobs \
+             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= "
+        ));
         query
             .push_bind(filter.now)
             .push(") AND priority >= ")
@@ -163,6 +163,9 @@ impl BatchStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         apply_totals(&mut tx, &deltas).await?;
+        if let Some(audit) = &batch.audit {
+            super::oversight::insert_audit(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(claimed)
     }
@@ -342,10 +345,10 @@ impl BatchStore for PostgresStore {
     }
 
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
-        let rows: Vec<QueuedRow> = sqlx::query_as(
-            "SELECT id, job_type, priority, payload, created_at FROM jobs \
+        let rows: Vec<QueuedRow> = sqlx::query_as(&format!(
+            "SELECT {QUEUED_COLUMNS} FROM jobs \
              WHERE local_batch_id = $1 AND status = 'processing' ORDER BY priority DESC, created_at, id",
-        )
+        ))
         .bind(batch_id)
         .fetch_all(&self.pool)
         .await?;
@@ -487,9 +490,13 @@ impl BatchStore for PostgresStore {
     }
 }
 
+/// A job as a flush renders it.
+const QUEUED_COLUMNS: &str = "id, owner_id, job_type, priority, payload, created_at";
+
 #[derive(FromRow)]
 struct QueuedRow {
     id: String,
+    owner_id: String,
     job_type: String,
     priority: i64,
     payload: Json<Value>,
@@ -505,6 +512,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
             payload: row.payload.0.to_string(),
             created_at: row.created_at,
             id: row.id,
+            owner_id: row.owner_id,
             priority: row.priority,
         })
     }

@@ -47,15 +47,17 @@ impl JobStore for PostgresStore {
         let run_afters: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_after).collect();
         let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
         let hashes: Vec<&str> = jobs.iter().map(|j| j.request_hash.as_str()).collect();
+        let bounds: Vec<i64> = jobs.iter().map(|j| j.cost_bound_nanos).collect();
         let created: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.created_at).collect();
         // A key reused by its owner (before, or earlier in this very statement) inserts nothing.
         let inserted: HashSet<String> = sqlx::query_scalar(
             "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, idempotency_key, \
-             request_hash, created_at, updated_at) \
-             SELECT id, owner_id, job_type, 'pending', priority, payload, run_after, key, hash, created, created \
+             request_hash, cost_bound_nanos, created_at, updated_at) \
+             SELECT id, owner_id, job_type, 'pending', priority, payload, run_after, key, hash, bound, \
+                    created, created \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::timestamptz[], \
-                         $7::text[], $8::text[], $9::timestamptz[]) WITH ORDINALITY \
-                  AS v(id, owner_id, job_type, priority, payload, run_after, key, hash, created, n) \
+                         $7::text[], $8::text[], $9::timestamptz[], $10::bigint[]) WITH ORDINALITY \
+                  AS v(id, owner_id, job_type, priority, payload, run_after, key, hash, created, bound, n) \
              ORDER BY n ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(&ids)
@@ -67,6 +69,7 @@ impl JobStore for PostgresStore {
         .bind(&keys)
         .bind(&hashes)
         .bind(&created)
+        .bind(&bounds)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
@@ -233,6 +236,7 @@ impl JobStore for PostgresStore {
         ids: &[String],
         happened: &Happened,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
@@ -258,6 +262,7 @@ impl JobStore for PostgresStore {
             .collect();
         insert_events(&mut tx, &events).await?;
         apply_totals(&mut tx, &deltas).await?;
+        super::oversight::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(retried)
     }

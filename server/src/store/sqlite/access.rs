@@ -4,6 +4,7 @@ use app::api::Role;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::oversight::insert_audit;
 use super::{CredentialRow, SqliteStore, UserRow};
 use crate::store::*;
 
@@ -38,6 +39,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn insert_credential(&self, c: NewCredential) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO credentials (id, kind, user_id, secret_hash, created_at, expires_at, opened_with) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -49,8 +51,12 @@ impl AccessStore for SqliteStore {
         .bind(to_micros(c.created_at))
         .bind(c.expires_at.map(to_micros))
         .bind(&c.opened_with)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        if let Some(audit) = &c.audit {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -110,6 +116,7 @@ impl AccessStore for SqliteStore {
         kind: CredentialKind,
         id: &str,
         now: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE credentials SET revoked_at = ? WHERE kind = ? AND id = ? AND revoked_at IS NULL")
@@ -128,6 +135,11 @@ impl AccessStore for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        }
+        if changed == 1
+            && let Some(audit) = audit
+        {
+            insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)

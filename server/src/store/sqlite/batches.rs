@@ -45,10 +45,10 @@ impl BatchStore for SqliteStore {
         after: Option<&FlushCursor>,
         page: i64,
     ) -> StoreResult<Vec<QueuedJob>> {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, job_type, priority, payload, created_at FROM jobs \
-             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ",
-        );
+        let mut query = QueryBuilder::<Sqlite>::new(&format!(
+            "SELECT {QUEUED_COLUMNS} FROM jobs \
+             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= "
+        ));
         query
             .push_bind(to_micros(filter.now))
             .push(") AND priority >= ")
@@ -161,6 +161,9 @@ impl BatchStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         apply_totals(&mut tx, &deltas).await?;
+        if let Some(audit) = &batch.audit {
+            super::oversight::insert_audit(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(claimed)
     }
@@ -342,10 +345,10 @@ impl BatchStore for SqliteStore {
     }
 
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
-        let rows: Vec<QueuedRow> = sqlx::query_as(
-            "SELECT id, job_type, priority, payload, created_at FROM jobs \
+        let rows: Vec<QueuedRow> = sqlx::query_as(&format!(
+            "SELECT {QUEUED_COLUMNS} FROM jobs \
              WHERE local_batch_id = ? AND status = 'processing' ORDER BY priority DESC, created_at, id",
-        )
+        ))
         .bind(batch_id)
         .fetch_all(&self.pool)
         .await?;
@@ -502,9 +505,13 @@ fn qualified(columns: &str) -> String {
         .join(", ")
 }
 
+/// A job as a flush renders it.
+const QUEUED_COLUMNS: &str = "id, owner_id, job_type, priority, payload, created_at";
+
 #[derive(FromRow)]
 struct QueuedRow {
     id: String,
+    owner_id: String,
     job_type: String,
     priority: i64,
     payload: String,
@@ -519,6 +526,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
             created_at: from_micros(row.created_at)?,
             payload: row.payload,
             id: row.id,
+            owner_id: row.owner_id,
             priority: row.priority,
         })
     }

@@ -43,7 +43,7 @@ impl JobStore for SqliteStore {
         for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, \
-                 idempotency_key, request_hash, created_at, updated_at) ",
+                 idempotency_key, request_hash, cost_bound_nanos, created_at, updated_at) ",
             );
             query.push_values(chunk, |mut b, job| {
                 let created_at = to_micros(job.created_at);
@@ -56,6 +56,7 @@ impl JobStore for SqliteStore {
                     .push_bind(job.run_after.map(to_micros))
                     .push_bind(job.idempotency_key.clone())
                     .push_bind(job.request_hash.clone())
+                    .push_bind(job.cost_bound_nanos)
                     .push_bind(created_at)
                     .push_bind(created_at);
             });
@@ -226,6 +227,7 @@ impl JobStore for SqliteStore {
         ids: &[String],
         happened: &Happened,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.begin_write().await?;
         let mut deltas = Deltas::default();
@@ -256,6 +258,7 @@ impl JobStore for SqliteStore {
             .collect();
         insert_events(&mut tx, &events).await?;
         apply_totals(&mut tx, &deltas).await?;
+        super::oversight::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(retried)
     }

@@ -15,6 +15,7 @@ mod access;
 mod batches;
 mod instances;
 mod jobs;
+mod oversight;
 mod results;
 mod webhooks;
 

@@ -1,8 +1,15 @@
+//! Admins: users and tokens, budgets, the audit log and the prices in force.
+
+mod audit;
+mod budgets;
+
 use leptos::prelude::*;
 
 use crate::api::{Role, UserView};
 use crate::components::{SignedIn, when};
-use crate::server_fns::{access_overview, create_token, new_webhook_secret, revoke_token};
+use crate::server_fns::{self, access_overview, create_token, new_webhook_secret, revoke_token};
+use audit::AuditLog;
+use budgets::Budgets;
 
 /// Admins: users and their tokens, and the price table in force.
 #[component]
@@ -10,11 +17,18 @@ pub fn Access() -> impl IntoView {
     // Resources belong to the route, not to the session check's render (which may run twice).
     let create = Action::new(|(user, role): &(String, Role)| create_token(user.clone(), *role));
     let revoke = Action::new(|id: &String| revoke_token(id.clone()));
+    let set_budget = Action::new(|(user, cap): &(String, Option<f64>)| {
+        server_fns::set_budget(user.clone(), *cap)
+    });
     let data = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| access_overview(),
     );
-    view! { <SignedIn admin=true page=move |_| view! { <AccessPage create revoke data /> }.into_any() /> }
+    let budgets = budgets::budget_list(set_budget);
+    let changed = Signal::derive(move || {
+        create.version().get() + revoke.version().get() + set_budget.version().get()
+    });
+    view! { <SignedIn admin=true page=move |_| view! { <AccessPage create revoke set_budget budgets data changed /> }.into_any() /> }
 }
 
 type Overview = Result<(Vec<UserView>, crate::api::PriceView), ServerFnError>;
@@ -23,7 +37,10 @@ type Overview = Result<(Vec<UserView>, crate::api::PriceView), ServerFnError>;
 fn AccessPage(
     create: Action<(String, Role), Result<crate::api::IssuedToken, ServerFnError>>,
     revoke: Action<String, Result<(), ServerFnError>>,
+    set_budget: budgets::SetBudget,
+    budgets: budgets::BudgetList,
     data: Resource<Overview>,
+    changed: Signal<usize>,
 ) -> impl IntoView {
     let user = RwSignal::new(String::new());
     let role = RwSignal::new(Role::Trader);
@@ -71,6 +88,7 @@ fn AccessPage(
             {move || Suspend::new(async move {
                 match data.await {
                     Ok((users, prices)) => view! {
+                        <Budgets set=set_budget data=budgets users=users.iter().map(|u| u.name.clone()).collect() />
                         <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
                             <h2 class="font-semibold">"Users and tokens"</h2>
                             <ul class="mt-2 divide-y divide-slate-100">
@@ -95,6 +113,7 @@ fn AccessPage(
                 }
             })}
         </Transition>
+        <AuditLog changed />
     }
 }
 

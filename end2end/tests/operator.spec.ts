@@ -1,0 +1,182 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect, test, type Browser } from '@playwright/test';
+import { aiBatchBin, serverEnv } from '../playwright.config';
+import { createToken, open, screenshotPath, signIn, watchConsole } from './support';
+
+async function signedIn(browser: Browser, token: string, baseURL?: string) {
+  const context = await browser.newContext(baseURL ? { baseURL } : {});
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await signIn(page, token);
+  return { context, page, problems };
+}
+
+test('an admin caps a trader: the trader sees it, an enqueue over it is refused inline, a flush leaves their jobs', async ({ browser }) => {
+  const traderToken = createToken('frank', 'trader');
+  const adminToken = createToken('chief', 'admin');
+  const auth = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
+  const trader = await signedIn(browser, traderToken);
+  const admin = await signedIn(browser, adminToken);
+  const res = await trader.page.request.post('/api/v1/batch/enqueue', {
+    ...auth(traderToken),
+    data: { job_type: 'risk_report', payload: { ticker: 'AAPL' } },
+  });
+  expect(res.status()).toBe(200);
+  const waiting = (await res.json()).job.id as string;
+
+  // The admin sets a cap of $0 on the Access page.
+  await open(admin.page, '/admin/access');
+  const budgets = admin.page.getByTestId('budgets');
+  await budgets.getByLabel('User').selectOption('frank');
+  await budgets.getByLabel('Cap, USD per month (empty: no cap)').fill('0');
+  await budgets.getByRole('button', { name: 'Set budget' }).click();
+  await expect(budgets.getByRole('status')).toContainText('Budget of frank saved.');
+  const row = budgets.getByTestId('budget-row').filter({ hasText: 'frank' });
+  await expect(row).toContainText('$0.00 cap');
+  await expect(row).toContainText('over');
+  await expect(admin.page.getByTestId('audit-row').first()).toContainText('budget_change');
+  await expect(admin.page.getByTestId('audit-row').first()).toContainText('frank');
+  await admin.page.screenshot({ path: screenshotPath('access'), fullPage: true });
+
+  // The trader sees it on Savings and on New job, where an enqueue is refused inline.
+  await open(trader.page, '/savings');
+  await expect(trader.page.getByTestId('budget')).toContainText('$0.00 cap');
+  await expect(trader.page.getByTestId('budget')).toContainText('Over budget');
+  await trader.page.screenshot({ path: screenshotPath('savings-budget'), fullPage: true });
+  await open(trader.page, '/jobs/new');
+  await expect(trader.page.getByTestId('budget')).toContainText('pending jobs may cost up to');
+  await trader.page.getByRole('button', { name: 'Queue job' }).click();
+  await expect(trader.page.getByRole('alert')).toContainText('Over your monthly budget');
+  await expect(trader.page).toHaveURL(/\/jobs\/new(\?|$)/);
+  await trader.page.screenshot({ path: screenshotPath('enqueue-over-budget'), fullPage: true });
+
+  // The flush preview says the capped trader's job waits, and the flush leaves it pending.
+  await open(admin.page, '/admin/batches');
+  await admin.page.getByRole('button', { name: 'Preview' }).click();
+  await expect(admin.page.getByTestId('flush-preview')).toContainText('jobs of frank stay pending: over their monthly budget');
+  const flushed = await admin.page.request.post('/api/v1/batch/internal/flush', { ...auth(adminToken), data: {} });
+  expect((await flushed.json()).message).toContain('jobs of frank stay pending');
+  const job = await (await trader.page.request.get(`/api/v1/batch/jobs/${waiting}`, auth(traderToken))).json();
+  expect(job.status).toBe('pending');
+  expect(trader.problems).toEqual([]);
+  expect(admin.problems).toEqual([]);
+});
+
+test('a job completed through REST shows on an open jobs page without a reload, and an idle page asks nothing', async ({ browser }) => {
+  const token = createToken('gina', 'trader');
+  const adminToken = createToken('live-ops', 'admin');
+  const { page, problems } = await signedIn(browser, token);
+  // Quiet first: earlier tests' batches have ended (their results change jobs).
+  await expect
+    .poll(async () => {
+      const res = await page.request.get('/api/v1/batch/internal/batches', { headers: { Authorization: `Bearer ${adminToken}` } });
+      const open = ['submitting', 'in_progress', 'canceling'];
+      return ((await res.json()).batches as { status: string; results_collected: boolean }[]).filter(
+        (b) => open.includes(b.status) || (b.status === 'ended' && !b.results_collected),
+      ).length;
+    }, { timeout: 30_000 })
+    .toBe(0);
+  await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
+  const listReads: string[] = [];
+  page.on('request', (r) => {
+    if (r.url().includes('list_jobs')) listReads.push(r.url());
+  });
+  await page.waitForTimeout(4_000);
+  expect(listReads, 'an idle jobs page reads nothing').toEqual([]);
+
+  const res = await page.request.post('/api/v1/batch/enqueue', {
+    headers: { Authorization: `Bearer ${token}` },
+    data: { job_type: 'sentiment_analysis', payload: { ticker: 'TSLA', headlines: ['Deliveries beat'] } },
+  });
+  const id = (await res.json()).job.id as string;
+  const row = page.getByTestId('jobs-table').locator('tr', { hasText: id.slice(0, 8) });
+  await expect(row).toContainText('pending', { timeout: 5_000 });
+  await page.request.post('/api/v1/batch/internal/flush', { headers: { Authorization: `Bearer ${adminToken}` }, data: {} });
+  await expect(row).toContainText('completed', { timeout: 20_000 });
+  expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+  await page.screenshot({ path: screenshotPath('jobs-live'), fullPage: true });
+  expect(problems).toEqual([]);
+});
+
+// A server of its own beside a standalone emulator whose faults the test sets.
+test.describe('with a provider that expires every request', () => {
+  const port = 40000 + Math.floor(Math.random() * 10000);
+  const emulatorPort = port + 1;
+  const baseURL = `http://127.0.0.1:${port}`;
+  const emulatorURL = `http://127.0.0.1:${emulatorPort}`;
+  const env = {
+    ...process.env,
+    ...serverEnv,
+    DATABASE_URL: `sqlite://${path.join(mkdtempSync(path.join(tmpdir(), 'ai-batch-e2e-retry-')), 'e2e.db')}`,
+    AI_BATCH_ADDR: `127.0.0.1:${port}`,
+    AI_BATCH_PROVIDER: 'anthropic',
+    ANTHROPIC_BASE_URL: emulatorURL,
+    ANTHROPIC_API_KEY: 'sk-ant-e2e',
+    AI_BATCH_MAX_ATTEMPTS: '1',
+    AI_BATCH_EMULATOR_ADDR: `127.0.0.1:${emulatorPort}`,
+    AI_BATCH_EMULATOR_FAULTS: '{"expired_percent": 100}',
+  };
+  const children: ChildProcess[] = [];
+
+  async function ready(url: string) {
+    for (let i = 0; i < 120; i++) {
+      try {
+        if ((await fetch(url)).ok) return;
+      } catch {
+        // not up yet
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`${url} did not come up`);
+  }
+
+  test.beforeAll(async () => {
+    children.push(spawn(aiBatchBin, ['emulator'], { env, stdio: 'ignore' }));
+    await ready(`${emulatorURL}/_emulator/health`);
+    children.push(spawn(aiBatchBin, ['serve'], { env, stdio: 'ignore' }));
+    await ready(`${baseURL}/healthz`);
+  });
+
+  test.afterAll(() => {
+    for (const child of children) child.kill('SIGINT');
+  });
+
+  test('an admin retries a failed job from its page and it completes', async ({ browser }) => {
+    const token = (user: string, role: string) =>
+      execFileSync(aiBatchBin, ['token', 'create', '--user', user, '--role', role], { env, encoding: 'utf8' }).trim().split('\n').pop()!.trim();
+    const traderToken = token('hana', 'trader');
+    const adminToken = token('ops', 'admin');
+    const admin = await signedIn(browser, adminToken, baseURL);
+    const api = admin.page.request;
+    const enqueued = await api.post(`${baseURL}/api/v1/batch/enqueue`, {
+      headers: { Authorization: `Bearer ${traderToken}` },
+      data: { job_type: 'risk_report', payload: { ticker: 'NVDA' } },
+    });
+    const id = (await enqueued.json()).job.id as string;
+    const adminAuth = { Authorization: `Bearer ${adminToken}` };
+    await api.post(`${baseURL}/api/v1/batch/internal/flush`, { headers: adminAuth, data: {} });
+
+    await open(admin.page, `/jobs/${id}`);
+    await expect(admin.page.getByTestId('job-status')).toHaveText('failed', { timeout: 20_000 });
+    await expect(admin.page.getByTestId('job-error')).toBeVisible();
+    await admin.page.screenshot({ path: screenshotPath('job-failed'), fullPage: true });
+
+    // The provider recovers; the admin retries from the page and the same job completes.
+    await fetch(`${emulatorURL}/_emulator/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    admin.page.once('dialog', (dialog) => dialog.accept());
+    await admin.page.getByRole('button', { name: 'Retry job' }).click();
+    await expect(admin.page.getByTestId('job-status')).toHaveText('pending');
+    await api.post(`${baseURL}/api/v1/batch/internal/flush`, { headers: adminAuth, data: {} });
+    await expect(admin.page.getByTestId('job-status')).toHaveText('completed', { timeout: 20_000 });
+    await expect(admin.page.getByTestId('timeline')).toContainText('requeued');
+
+    await open(admin.page, '/admin/access');
+    await admin.page.getByLabel('Action').selectOption('retry');
+    await expect(admin.page.getByTestId('audit-row')).toHaveCount(1);
+    await expect(admin.page.getByTestId('audit-row')).toContainText(id);
+    expect(admin.problems).toEqual([]);
+  });
+});

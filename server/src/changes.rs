@@ -1,0 +1,177 @@
+//! What changed, told to open dashboards as it happens (server-sent events), so a page reads
+//! again only when there is something new and an idle page costs the server nothing.
+//! In-process: a change made by another instance reaches that instance's dashboards.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use app::api::Caller;
+use serde::Serialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+/// Changes coming in a burst (a bulk enqueue, an ingest) are told as one event.
+const COALESCE: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Jobs,
+    Batches,
+}
+
+#[derive(Clone, Debug)]
+struct Change {
+    topic: Topic,
+    /// The one owner whose jobs changed; `None`: anyone's.
+    owner: Option<String>,
+}
+
+impl Change {
+    fn concerns(&self, caller: &Caller) -> bool {
+        caller.is_admin() || self.owner.as_deref().is_none_or(|o| o == caller.user_id)
+    }
+}
+
+#[derive(Clone)]
+pub struct Changes {
+    sender: broadcast::Sender<Change>,
+    /// Cancelled when the server stops, so open streams end and shutdown does not wait.
+    closing: CancellationToken,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(1024).0,
+            closing: CancellationToken::new(),
+        }
+    }
+}
+
+/// What one event tells a page: the topics that changed since the last one.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Told {
+    pub topics: BTreeSet<Topic>,
+}
+
+impl Changes {
+    /// Jobs of this owner changed.
+    pub fn jobs_of(&self, owner_id: &str) {
+        self.send(Topic::Jobs, Some(owner_id.to_string()));
+    }
+
+    /// Jobs of any owner changed.
+    pub fn jobs(&self) {
+        self.send(Topic::Jobs, None);
+    }
+
+    /// Batches changed (their status or progress).
+    pub fn batches(&self) {
+        self.send(Topic::Batches, None);
+    }
+
+    fn send(&self, topic: Topic, owner: Option<String>) {
+        // Nobody listening is fine.
+        let _ = self.sender.send(Change { topic, owner });
+    }
+
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// What concerns `caller`, one coalesced event at a time, until the server stops.
+    pub fn watch(&self, caller: Caller) -> Watcher {
+        Watcher {
+            receiver: self.sender.subscribe(),
+            closing: self.closing.clone(),
+            caller,
+        }
+    }
+}
+
+pub struct Watcher {
+    receiver: broadcast::Receiver<Change>,
+    closing: CancellationToken,
+    caller: Caller,
+}
+
+impl Watcher {
+    /// Waits for a change that concerns the caller, gathers the burst it came in, and tells
+    /// it; `None` once the server stops.
+    pub async fn next(&mut self) -> Option<Told> {
+        let mut topics = BTreeSet::new();
+        while topics.is_empty() {
+            tokio::select! {
+                _ = self.closing.cancelled() => return None,
+                received = self.receiver.recv() => self.take(received, &mut topics)?,
+            }
+        }
+        let until = tokio::time::Instant::now() + COALESCE;
+        while let Ok(received) = tokio::time::timeout_at(until, self.receiver.recv()).await {
+            self.take(received, &mut topics)?;
+        }
+        Some(Told { topics })
+    }
+
+    fn take(
+        &self,
+        received: Result<Change, RecvError>,
+        topics: &mut BTreeSet<Topic>,
+    ) -> Option<()> {
+        match received {
+            Ok(change) if change.concerns(&self.caller) => {
+                topics.insert(change.topic);
+            }
+            Ok(_) => {}
+            // Missed some: say everything may have changed.
+            Err(RecvError::Lagged(_)) => topics.extend([Topic::Jobs, Topic::Batches]),
+            Err(RecvError::Closed) => return None,
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::api::Role;
+
+    fn caller(id: &str, role: Role) -> Caller {
+        Caller {
+            user_id: id.into(),
+            name: id.into(),
+            role,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trader_hears_their_own_and_everyone_s_changes_in_one_event_per_burst() {
+        let changes = Changes::default();
+        let mut alice = changes.watch(caller("alice", Role::Trader));
+        let mut admin = changes.watch(caller("root", Role::Admin));
+        changes.jobs_of("bob");
+        changes.jobs_of("alice");
+        changes.jobs_of("alice");
+        let told = alice.next().await.unwrap();
+        assert_eq!(told.topics, BTreeSet::from([Topic::Jobs]));
+        assert_eq!(
+            admin.next().await.unwrap().topics,
+            BTreeSet::from([Topic::Jobs])
+        );
+        changes.jobs_of("bob");
+        changes.batches();
+        changes.jobs();
+        assert_eq!(
+            alice.next().await.unwrap().topics,
+            BTreeSet::from([Topic::Jobs, Topic::Batches]),
+            "bob's change alone is not told to alice; everyone's are"
+        );
+        changes.close();
+        assert_eq!(
+            alice.next().await,
+            None,
+            "streams end when the server stops"
+        );
+    }
+}

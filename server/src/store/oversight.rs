@@ -1,0 +1,93 @@
+//! What budgets and the audit log store, apart from the engines.
+
+use app::api::AuditAction;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{StoreResult, UserRecord};
+
+/// A user's cap and what counts against it since the start of a month.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetUsage {
+    pub user_id: String,
+    pub user_name: String,
+    /// `None`: no cap.
+    pub cap_nanos: Option<i64>,
+    /// Charged since the month began (every charge of the user's jobs, duplicates included).
+    pub spent_nanos: i64,
+    /// The cost bounds of the user's jobs being processed (sent, not yet billed).
+    pub in_flight_bound_nanos: i64,
+    /// The cost bounds of the user's pending jobs.
+    pub pending_bound_nanos: i64,
+}
+
+impl BudgetUsage {
+    /// What may still be spent on jobs not yet sent; `None` without a cap.
+    pub fn unsent_allowance(&self) -> Option<i64> {
+        self.cap_nanos
+            .map(|cap| cap - self.spent_nanos - self.in_flight_bound_nanos)
+    }
+
+    /// Cap − spent − every unbilled job's bound; `None` without a cap.
+    pub fn remaining(&self) -> Option<i64> {
+        self.unsent_allowance()
+            .map(|left| left - self.pending_bound_nanos)
+    }
+}
+
+/// An admin action, written by the store in the transaction of the action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub action: AuditAction,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub entry: AuditEntry,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub action: Option<AuditAction>,
+    pub actor_name: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Monthly spend caps.
+#[async_trait]
+pub trait BudgetStore: Send + Sync + 'static {
+    /// Sets (`Some`) or removes (`None`) the named user's cap with its audit entry, in one
+    /// transaction; the user, or `None` if no user has that name.
+    async fn set_budget(
+        &self,
+        user_name: &str,
+        cap_nanos: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<UserRecord>>;
+    /// The user's cap, if any.
+    async fn monthly_cap(&self, user_id: &str) -> StoreResult<Option<i64>>;
+    /// One user's cap and usage since `month_start`.
+    async fn budget_usage(
+        &self,
+        user_id: &str,
+        month_start: DateTime<Utc>,
+    ) -> StoreResult<BudgetUsage>;
+    /// The same for every user with a cap, by user name.
+    async fn capped_usages(&self, month_start: DateTime<Utc>) -> StoreResult<Vec<BudgetUsage>>;
+}
+
+/// The audit log of admin actions.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// For an action that is not one transaction of its own (a poll).
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Newest first.
+    async fn audit_log(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+}

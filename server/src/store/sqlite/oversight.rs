@@ -1,0 +1,186 @@
+//! Budgets and the audit log on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{SqliteStore, UserRow};
+use crate::store::*;
+
+/// A user's cap and the three amounts that count against it; `?` is the month's start.
+const USAGE: &str = "SELECT u.id, u.name, b.monthly_cap_nanos, \
+    (SELECT COALESCE(SUM(c.cost_nanos), 0) FROM charges c JOIN jobs j ON j.id = c.job_id \
+     WHERE j.owner_id = u.id AND c.at >= ?1) AS spent, \
+    (SELECT COALESCE(SUM(cost_bound_nanos), 0) FROM jobs WHERE owner_id = u.id AND status = 'processing') AS in_flight, \
+    (SELECT COALESCE(SUM(cost_bound_nanos), 0) FROM jobs WHERE owner_id = u.id AND status = 'pending') AS pending \
+    FROM users u ";
+
+#[derive(FromRow)]
+struct UsageRow {
+    id: String,
+    name: String,
+    monthly_cap_nanos: Option<i64>,
+    spent: i64,
+    in_flight: i64,
+    pending: i64,
+}
+
+impl From<UsageRow> for BudgetUsage {
+    fn from(row: UsageRow) -> Self {
+        BudgetUsage {
+            user_id: row.id,
+            user_name: row.name,
+            cap_nanos: row.monthly_cap_nanos,
+            spent_nanos: row.spent,
+            in_flight_bound_nanos: row.in_flight,
+            pending_bound_nanos: row.pending,
+        }
+    }
+}
+
+/// Writes an audit entry inside the caller's transaction.
+pub(super) async fn insert_audit(
+    conn: &mut SqliteConnection,
+    entry: &AuditEntry,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, actor_name, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(to_micros(entry.at))
+    .bind(&entry.actor_id)
+    .bind(&entry.actor_name)
+    .bind(entry.action.as_str())
+    .bind(&entry.target)
+    .bind(&entry.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl BudgetStore for SqliteStore {
+    async fn set_budget(
+        &self,
+        user_name: &str,
+        cap_nanos: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<UserRecord>> {
+        let mut tx = self.begin_write().await?;
+        let user: Option<UserRow> =
+            sqlx::query_as("SELECT id, name, role, created_at FROM users WHERE name = ?")
+                .bind(user_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        match cap_nanos {
+            Some(cap) => {
+                sqlx::query(
+                    "INSERT INTO budgets (user_id, monthly_cap_nanos, updated_at, updated_by) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (user_id) DO UPDATE SET monthly_cap_nanos = excluded.monthly_cap_nanos, \
+                     updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                )
+                .bind(&user.id)
+                .bind(cap)
+                .bind(to_micros(audit.at))
+                .bind(&audit.actor_name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM budgets WHERE user_id = ?")
+                    .bind(&user.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        user.try_into().map(Some)
+    }
+
+    async fn monthly_cap(&self, user_id: &str) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT monthly_cap_nanos FROM budgets WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn budget_usage(
+        &self,
+        user_id: &str,
+        month_start: DateTime<Utc>,
+    ) -> StoreResult<BudgetUsage> {
+        let row: UsageRow = sqlx::query_as(&format!(
+            "{USAGE} LEFT JOIN budgets b ON b.user_id = u.id WHERE u.id = ?2"
+        ))
+        .bind(to_micros(month_start))
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn capped_usages(&self, month_start: DateTime<Utc>) -> StoreResult<Vec<BudgetUsage>> {
+        let rows: Vec<UsageRow> = sqlx::query_as(&format!(
+            "{USAGE} JOIN budgets b ON b.user_id = u.id ORDER BY u.name"
+        ))
+        .bind(to_micros(month_start))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(BudgetUsage::from).collect())
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await?;
+        insert_audit(&mut conn, entry).await
+    }
+
+    async fn audit_log(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, at, actor_id, actor_name, action, target, detail FROM audit_log WHERE 1 = 1",
+        );
+        if let Some(action) = filter.action {
+            query.push(" AND action = ").push_bind(action.as_str());
+        }
+        if let Some(actor) = &filter.actor_name {
+            query.push(" AND actor_name = ").push_bind(actor.clone());
+        }
+        if let Some(before) = filter.before_id {
+            query.push(" AND id < ").push_bind(before);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(filter.limit);
+        let rows: Vec<(
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        )> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(id, at, actor_id, actor_name, action, target, detail)| {
+                Ok(AuditRecord {
+                    id,
+                    entry: AuditEntry {
+                        at: from_micros(at)?,
+                        actor_id,
+                        actor_name,
+                        action: parse_audit_action(&action)?,
+                        target,
+                        detail,
+                    },
+                })
+            })
+            .collect()
+    }
+}
