@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures the release build, everything side by side in one run, and ends with a table of
 # the goals (issue 10) and what was measured. BENCHMARKS.md records a run per engine.
-#   ./scripts/bench.sh            on SQLite (and the dashboard's WASM size and time to interactive)
+#   ./scripts/bench.sh            on SQLite (and the dashboard's WASM size, time to interactive,
+#                                 and the server's CPU under an idle open jobs page)
 #   ./scripts/bench.sh postgres   on PostgreSQL, a database of its own (and two instances, and
 #                                 pg-boss send() on the same database as the peer)
 # What it measures, in order: the ceiling (a bare axum handler parsing the same body, built
@@ -199,6 +200,8 @@ if [[ $ENGINE == sqlite ]]; then
   WASM="$ROOT/target/site/pkg/ai-batch.wasm"
   echo "ai-batch.wasm: $(stat -c %s "$WASM") bytes raw, $(gzip -9 -c "$WASM" | wc -c) bytes gzip -9"
   node end2end/bench/tti.mjs "$URL" "$ADMIN" 15
+  step "server CPU while an admin's jobs page is open and nothing changes (60 s each)"
+  node end2end/bench/idle_cpu.mjs "$URL" "$ADMIN" "$SERVER_A" 60
 fi
 kill "$SERVER_A"
 

@@ -3,7 +3,8 @@
 # PostgreSQL), API and provider tests on SQLite, the API tests again on PostgreSQL, the chaos
 # test of three instances on PostgreSQL; schemathesis against the REST contract's OpenAPI
 # document, as admin and as trader; the official Python SDK against the emulator; then
-# the Playwright suite in Debian's Chromium against the built server. PostgreSQL runs locally
+# the Playwright suite in Debian's Chromium against the built server; last, the release WASM's
+# size against its budget. PostgreSQL runs locally
 # (127.0.0.1:5432, user postgres); each test makes its own database and drops it. The chaos
 # test restarts the local cluster (pg_ctlcluster, as root).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -29,3 +30,6 @@ AI_BATCH_BIN="$(ai_batch_bin debug)" .venv/bin/python -m pytest -q end2end/sdk
 
 step "Playwright (Debian's Chromium)"
 AI_BATCH_BIN="$(ai_batch_bin debug)" npx playwright test --config end2end/playwright.config.ts
+
+step "the dashboard's release WASM against its size budget"
+./scripts/wasm-size.sh

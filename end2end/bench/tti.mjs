@@ -1,19 +1,10 @@
 // Time to interactive of the jobs page in headless Chromium: from navigation start until the
 // app marks <body data-hydrated>, the moment clicks start to work. Median of RUNS loads.
 // Usage: node end2end/bench/tti.mjs URL TOKEN [RUNS]
-import { chromium } from 'playwright-core';
+import { signedIn } from './signed_in.mjs';
 
 const [url, token, runs = '10'] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
-const page = await (await browser.newContext()).newPage();
-await page.goto(`${url}/sign-in`);
-await page.waitForFunction(() => document.body.dataset.hydrated === 'true');
-await page.fill('#token', token);
-await page.click('button[type=submit]');
-await page.waitForURL(/\/jobs$/);
+const { browser, page } = await signedIn(url, token);
 
 const times = [];
 for (let i = 0; i < Number(runs); i++) {

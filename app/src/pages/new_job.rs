@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::JobType;
-use crate::api::examples::example_payload;
+use crate::api::examples::example_json;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
 use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of};
 use crate::server_fns::EnqueueJob;
@@ -17,7 +17,7 @@ pub fn NewJob() -> impl IntoView {
 }
 
 fn pretty_example(job_type: JobType) -> String {
-    serde_json::to_string_pretty(&example_payload(job_type)).unwrap_or_default()
+    example_json(job_type).to_string()
 }
 
 #[component]
