@@ -90,7 +90,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
              (Anthropic, or one standalone `ai-batch emulator` with AI_BATCH_PROVIDER=anthropic and ANTHROPIC_BASE_URL)"
         );
     }
-    Ok(Ctx {
+    let ctx = Ctx {
         config: Arc::new(config.clone()),
         enqueuer: crate::store::GroupCommit::start(store.clone()),
         store,
@@ -101,7 +101,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         leading: Arc::default(),
         caches: Default::default(),
         changes: Default::default(),
-    })
+    };
+    crate::changes::relay::start(&ctx.changes, ctx.store.clone(), ctx.instance.clone()).await;
+    Ok(ctx)
 }
 
 /// `host:pid:random`: unique per process, and readable in a lease or a log line.

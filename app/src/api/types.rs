@@ -195,6 +195,9 @@ pub struct ListQuery {
     pub job_type: Option<JobType>,
     /// A job id, an idempotency key, or text found in the payload (e.g. a ticker).
     pub search: Option<String>,
+    /// Text the job's error message contains (any case): failed jobs by what went wrong.
+    #[serde(default)]
+    pub error: Option<String>,
     pub limit: i64,
     pub offset: i64,
     /// Continue after this job (newest first): keyset paging, as fast on the last page as on the first.
@@ -227,6 +230,11 @@ impl ListCursor {
 
 impl ListQuery {
     /// The query as the pairs of a URL, to be read by `validation::parse_list_query`.
+    /// Whether the filters go past what the kept totals can count (a text to match).
+    pub fn matches_text(&self) -> bool {
+        self.search.is_some() || self.error.is_some()
+    }
+
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let mut pairs = vec![
             ("limit".to_string(), self.limit.to_string()),
@@ -240,6 +248,9 @@ impl ListQuery {
         }
         if let Some(q) = &self.search {
             pairs.push(("q".into(), q.clone()));
+        }
+        if let Some(error) = &self.error {
+            pairs.push(("error".into(), error.clone()));
         }
         if let Some(cursor) = &self.cursor {
             pairs.push(("cursor".into(), cursor.encode()));

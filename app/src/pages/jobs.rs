@@ -17,7 +17,7 @@ pub fn Jobs() -> impl IntoView {
     let query_map = use_query_map();
     let query = Memo::new(move |_| {
         let map = query_map.read();
-        let pairs: Vec<(String, String)> = ["status_filter", "job_type", "q", "offset"]
+        let pairs: Vec<(String, String)> = ["status_filter", "job_type", "q", "error", "offset"]
             .iter()
             .filter_map(|k| {
                 map.get(k)
@@ -183,6 +183,10 @@ fn Filters(query: Memo<ListQuery>) -> impl IntoView {
                 <span class="text-xs text-slate-500">"Search: id, idempotency key or payload text"</span>
                 <input name="q" type="search" value=current.search.clone().unwrap_or_default() placeholder="e.g. NVDA" class="rounded border border-slate-300 px-2 py-1" />
             </label>
+            <label class="flex flex-col gap-1">
+                <span class="text-xs text-slate-500">"Error contains"</span>
+                <input name="error" type="search" value=current.error.clone().unwrap_or_default() placeholder="e.g. expired" class="rounded border border-slate-300 px-2 py-1" />
+            </label>
             <button type="submit" class="rounded bg-slate-900 px-3 py-1.5 text-white">"Apply"</button>
         </Form>
     }
@@ -340,6 +344,9 @@ fn filter_params(query: &ListQuery) -> Vec<String> {
     }
     if let Some(q) = &query.search {
         params.push(format!("q={}", urlencode(q)));
+    }
+    if let Some(error) = &query.error {
+        params.push(format!("error={}", urlencode(error)));
     }
     params
 }

@@ -60,6 +60,7 @@ pub async fn enqueue_many(
         ("status_filter" = Option<JobStatus>, Query, description = "Only jobs in this status"),
         ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
         ("q" = Option<String>, Query, max_length = 200, description = "A job id, an idempotency key, or words of the payload (prefixes, any order)"),
+        ("error" = Option<String>, Query, max_length = 200, description = "Text the job's error message contains, any case (failed jobs by what went wrong)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 50)"),
         ("offset" = Option<i64>, Query, minimum = 0, description = "Jobs to skip"),
         ("cursor" = Option<String>, Query, pattern = r"^([0-9]{1,18}\..{1,64})?$", description = "A page's `next_cursor`: continue after it"),
@@ -183,6 +184,7 @@ pub async fn daily_costs(
         ("status_filter" = Option<JobStatus>, Query, description = "Only jobs in this status"),
         ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
         ("q" = Option<String>, Query, max_length = 200, description = "As for the list"),
+        ("error" = Option<String>, Query, max_length = 200, description = "As for the list"),
     ),
     responses((status = 200, description = "A header line, then one job per line", content_type = "text/csv", body = String)))]
 pub async fn export_jobs(

@@ -3,6 +3,7 @@
 use app::api::{JobStatus, JobType, Role};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 
 mod batches;
 #[cfg(test)]
@@ -21,7 +22,7 @@ pub use group_commit::{GroupCommit, MAX_GROUP};
 pub use oversight::*;
 pub use postgres::PostgresStore;
 pub use results::*;
-pub use search::{SEARCH_COUNT_CAP, capped_count, search_words};
+pub use search::{SEARCH_COUNT_CAP, capped_count, contains_pattern, search_words};
 pub use sqlite::SqliteStore;
 pub use totals::{Amounts, Cell, Counted, Deltas, TotalsRow};
 pub use webhooks::*;
@@ -418,6 +419,12 @@ pub trait InstanceStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Gives the lease up, if `owner` holds it.
     async fn resign(&self, name: &str, owner: &str) -> StoreResult<()>;
+    /// Tells every instance listening on this database (this one too) `message`; nothing
+    /// where one process owns the database.
+    async fn announce(&self, message: &str) -> StoreResult<()>;
+    /// What instances announce, as it comes (a lost connection is made again, and what was
+    /// announced meanwhile is missed); `None` where one process owns the database.
+    async fn announcements(&self) -> StoreResult<Option<BoxStream<'static, String>>>;
 }
 
 /// Everything the service stores: one implementation per database, one conformance suite.

@@ -24,8 +24,28 @@ pub fn capped_count(counted: i64) -> (i64, bool) {
     (counted.min(SEARCH_COUNT_CAP), counted > SEARCH_COUNT_CAP)
 }
 
+/// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere, its own `%`, `_` and `\` taken
+/// literally.
+pub fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_contains_pattern_takes_wildcards_literally() {
+        assert_eq!(super::contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+
     use super::*;
 
     #[test]

@@ -352,6 +352,16 @@ async fn an_admin_retries_a_failed_job_and_it_completes() {
         .await;
     s.app.flush_and_collect().await;
     assert_eq!(job(&s, &id).await["status"], "failed");
+    // Found by what went wrong, and not by another error.
+    let by_error = |text: &str| {
+        let path = format!("/api/v1/batch/jobs?status_filter=failed&error={text}");
+        let admin = &s.app.admin;
+        async move { admin.get(&path).await.body }
+    };
+    let found = by_error("EXPIRED%20before").await;
+    assert_eq!(found["total_count"], 1, "{found}");
+    assert_eq!(found["jobs"][0]["id"], id.as_str());
+    assert_eq!(by_error("unreadable").await["total_count"], 0);
 
     // A trader may not; an admin sends it back for one more attempt, once.
     let body = json!({"job_ids": [id, "no-such-job"]});

@@ -23,6 +23,14 @@ pub struct TestApp {
     _db: TestDatabase,
 }
 
+impl Drop for TestApp {
+    /// Ends what the server started besides its requests (live streams, the relay between
+    /// instances) before the database goes.
+    fn drop(&mut self) {
+        self.ctx.changes.close();
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     url: String,

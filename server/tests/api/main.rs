@@ -13,6 +13,7 @@ mod hardening;
 mod harness;
 mod idempotency;
 mod jobs;
+mod live;
 mod misc;
 mod money;
 mod robustness;

@@ -325,26 +325,31 @@ pub fn parse_list_query<'a>(
                     input.clone(),
                 )),
             },
-            "q" => {
-                let text = raw.trim();
-                if text.chars().count() > MAX_SEARCH_CHARS {
-                    c.push(
-                        FieldError::new(
-                            "string_too_long",
-                            c.loc(name),
-                            format!("String should have at most {MAX_SEARCH_CHARS} characters"),
-                            input.clone(),
-                        )
-                        .with_ctx(json!({ "max_length": MAX_SEARCH_CHARS })),
-                    );
-                } else if !text.is_empty() {
-                    query.search = Some(text.to_owned());
-                }
-            }
+            "q" => query.search = search_text(&mut c, name, raw),
+            "error" => query.error = search_text(&mut c, name, raw),
             _ => {}
         }
     }
     c.finish(|| query)
+}
+
+/// A text to look for, trimmed: `None` when empty, an error past `MAX_SEARCH_CHARS`.
+fn search_text(c: &mut Checker, name: &str, raw: &str) -> Option<String> {
+    let text = raw.trim();
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        c.push(
+            FieldError::new(
+                "string_too_long",
+                c.loc(name),
+                format!("String should have at most {MAX_SEARCH_CHARS} characters"),
+                Value::String(raw.to_owned()),
+            )
+            .with_ctx(json!({ "max_length": MAX_SEARCH_CHARS })),
+        );
+        None
+    } else {
+        (!text.is_empty()).then(|| text.to_owned())
+    }
 }
 
 /// Reads a flush body: `max_jobs` 1–10000 (100), `job_types` null or a list of job types,

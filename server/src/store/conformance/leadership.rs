@@ -1,4 +1,7 @@
-//! One leader for the background work among instances sharing the database.
+//! What instances sharing the database coordinate through: one leader for the background
+//! work, and announcements of what changed.
+
+use futures::StreamExt;
 
 use super::*;
 
@@ -34,4 +37,24 @@ pub async fn leadership_is_held_by_one_owner_until_it_lapses(store: Arc<impl Sto
     );
     store.resign(duty, "b").await.unwrap();
     assert!(store.lead(duty, "c", at(6), at(4)).await.unwrap());
+}
+
+pub async fn announcements_reach_every_listener(store: Arc<impl Store>) {
+    let Some(mut heard) = store.announcements().await.unwrap() else {
+        // One process owns this database: there is nobody to tell.
+        store.announce("nobody hears this").await.unwrap();
+        return;
+    };
+    let mut also = store
+        .announcements()
+        .await
+        .unwrap()
+        .expect("a second listener");
+    store.announce("jobs changed").await.unwrap();
+    for listener in [&mut heard, &mut also] {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
+            .await
+            .expect("heard in time");
+        assert_eq!(message.as_deref(), Some("jobs changed"));
+    }
 }

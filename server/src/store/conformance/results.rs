@@ -562,3 +562,60 @@ pub async fn an_admin_retry_sends_failed_jobs_back_once(store: Arc<impl Store>) 
     assert_eq!(log[0].entry.at, at(32));
     assert_totals_match_a_recount(store.as_ref()).await;
 }
+
+pub async fn failed_jobs_are_found_by_their_error(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["e1", "e2", "ok"]).await;
+    let fail = |id: &str, error: &str| {
+        update(
+            id,
+            0,
+            Transition::Fail {
+                error: error.into(),
+                attempts: 1,
+                spend: None,
+            },
+            Happened::Failed {
+                reason: error.into(),
+            },
+        )
+    };
+    let (complete, done) = completed(1000);
+    let updates = [
+        fail("e1", "Unreadable result line"),
+        fail("e2", "expired after 50%_of the window"),
+        update("ok", 0, complete, done),
+    ];
+    store.apply_updates(BATCH, &updates, at(30)).await.unwrap();
+    let found = |error: &str, status: Option<JobStatus>| {
+        let store = store.clone();
+        let query = app::api::ListQuery {
+            error: Some(error.into()),
+            status_filter: status,
+            limit: 10,
+            ..app::api::ListQuery::default()
+        };
+        async move {
+            let page = store.list_jobs(&Visibility::All, &query).await.unwrap();
+            let ids: Vec<String> = page.jobs.into_iter().map(|j| j.id).collect();
+            (ids, page.total_count)
+        }
+    };
+    assert_eq!(
+        found("unreadable", None).await,
+        (vec!["e1".into()], 1),
+        "any case"
+    );
+    assert_eq!(
+        found("50%_of", Some(JobStatus::Failed)).await,
+        (vec!["e2".into()], 1)
+    );
+    assert_eq!(
+        found("5_%", None).await,
+        (vec![], 0),
+        "wildcards are literal"
+    );
+    assert_eq!(
+        found("unreadable", Some(JobStatus::Completed)).await,
+        (vec![], 0)
+    );
+}

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use sqlx::postgres::PgListener;
 
 use super::PostgresStore;
 use crate::store::*;
@@ -43,4 +45,37 @@ impl InstanceStore for PostgresStore {
             .await?;
         Ok(())
     }
+
+    async fn announce(&self, message: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(ANNOUNCEMENTS)
+            .bind(message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn announcements(&self) -> StoreResult<Option<BoxStream<'static, String>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(ANNOUNCEMENTS).await?;
+        let heard = futures::stream::unfold(listener, |mut listener| async move {
+            loop {
+                match listener.recv().await {
+                    Ok(notification) => {
+                        return Some((notification.payload().to_string(), listener));
+                    }
+                    // The next call connects again; wait a little so a database that is down
+                    // is not asked in a loop.
+                    Err(error) => {
+                        tracing::debug!(%error, "listening for announcements failed; trying again");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(Box::pin(heard)))
+    }
 }
+
+/// The PostgreSQL channel instances announce their changes on.
+const ANNOUNCEMENTS: &str = "ai_batch_changes";

@@ -148,7 +148,7 @@ impl JobStore for PostgresStore {
             .collect::<StoreResult<Vec<_>>>()?;
 
         let totals = self.totals(visibility).await?;
-        let (total_count, total_count_capped) = if filter.search.is_some() {
+        let (total_count, total_count_capped) = if filter.matches_text() {
             let mut matching =
                 QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE TRUE");
             push_visibility(&mut matching, visibility);
@@ -361,6 +361,12 @@ fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &ListQuery) {
         query
             .push(" AND j.job_type = ")
             .push_bind(job_type.as_str());
+    }
+    if let Some(text) = &filter.error {
+        query
+            .push(" AND j.error_message ILIKE ")
+            .push_bind(contains_pattern(text))
+            .push(" ESCAPE '\\'");
     }
     if let Some(text) = &filter.search {
         query

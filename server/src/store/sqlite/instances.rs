@@ -43,4 +43,14 @@ impl InstanceStore for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn announce(&self, _message: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn announcements(
+        &self,
+    ) -> StoreResult<Option<futures::stream::BoxStream<'static, String>>> {
+        Ok(None)
+    }
 }

@@ -140,7 +140,7 @@ impl JobStore for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
 
         let totals = self.totals(visibility).await?;
-        let (total_count, total_count_capped) = if filter.search.is_some() {
+        let (total_count, total_count_capped) = if filter.matches_text() {
             let mut matching =
                 QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1");
             push_visibility(&mut matching, visibility);
@@ -358,6 +358,12 @@ fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ListQuery) {
         query
             .push(" AND j.job_type = ")
             .push_bind(job_type.as_str());
+    }
+    if let Some(text) = &filter.error {
+        query
+            .push(" AND j.error_message LIKE ")
+            .push_bind(contains_pattern(text))
+            .push(" ESCAPE '\\'");
     }
     if let Some(text) = &filter.search {
         // One set of rowids from three indexes; an OR of the three would scan every job.

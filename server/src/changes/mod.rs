@@ -1,19 +1,23 @@
 //! What changed, told to open dashboards as it happens (server-sent events), so a page reads
 //! again only when there is something new and an idle page costs the server nothing.
-//! In-process: a change made by another instance reaches that instance's dashboards.
+//! Instances sharing a PostgreSQL database relay their changes to each other (`relay`).
+
+pub mod relay;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use app::api::Caller;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Changes coming in a burst (a bulk enqueue, an ingest) are told as one event.
 const COALESCE: Duration = Duration::from_millis(300);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Topic {
     Jobs,
@@ -38,6 +42,8 @@ pub struct Changes {
     sender: broadcast::Sender<Change>,
     /// Cancelled when the server stops, so open streams end and shutdown does not wait.
     closing: CancellationToken,
+    /// Where changes go to be told to the other instances, once `relay::start` set it up.
+    relay: Arc<OnceLock<mpsc::Sender<Change>>>,
 }
 
 impl Default for Changes {
@@ -45,6 +51,7 @@ impl Default for Changes {
         Self {
             sender: broadcast::channel(1024).0,
             closing: CancellationToken::new(),
+            relay: Arc::default(),
         }
     }
 }
@@ -72,6 +79,18 @@ impl Changes {
     }
 
     fn send(&self, topic: Topic, owner: Option<String>) {
+        if let Some(relay) = self.relay.get() {
+            // Full: the relay is behind and gathers what it has; pages catch up on the next.
+            let _ = relay.try_send(Change {
+                topic,
+                owner: owner.clone(),
+            });
+        }
+        self.tell_here(topic, owner);
+    }
+
+    /// Tells this instance's pages only (a change another instance announced).
+    fn tell_here(&self, topic: Topic, owner: Option<String>) {
         // Nobody listening is fine.
         let _ = self.sender.send(Change { topic, owner });
     }

@@ -1,0 +1,54 @@
+//! Live pages across instances: what changes through one instance is told to a page open on
+//! another (PostgreSQL, whatever the run's default).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::service::{Database, Provider, Service};
+
+#[tokio::test]
+async fn a_job_enqueued_through_one_instance_is_told_to_a_page_open_on_another() {
+    let db = Database::postgres().await;
+    let provider = Provider::start(Duration::from_secs(60)).await;
+    let a = Service::start(&db, &provider, &[]).await;
+    let b = Service::start(&db, &provider, &[]).await;
+    let store = ai_batch::store::connect(&db.url, 2).await.unwrap();
+    let cookie =
+        ai_batch::access::open_session(store.as_ref(), &db.admin, chrono::Duration::hours(1))
+            .await
+            .unwrap();
+    let http = reqwest::Client::new();
+    let mut live = http
+        .get(format!("{}/live", b.url))
+        .header("cookie", format!("aib_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+
+    let enqueued = http
+        .post(format!("{}/api/v1/batch/enqueue", a.url))
+        .bearer_auth(&db.admin)
+        .json(&json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enqueued.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = live.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: change") && seen.contains(r#""topics":["jobs"]"#) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(told.is_ok(), "instance b told its page nothing: {seen:?}");
+
+    let anonymous = http.get(format!("{}/live", b.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
