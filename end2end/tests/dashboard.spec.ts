@@ -125,10 +125,15 @@ test('a trader is refused the admin pages', async ({ browser }) => {
     await expect(page.getByRole('alert')).toContainText('This page is for admins');
   }
   await page.screenshot({ path: screenshotPath('refused'), fullPage: true });
-  // The browser reports each refused page's 403 status; that refusal is what is tested here.
-  const unexpected = problems.filter((p) => !p.includes('status of 403 (Forbidden)'));
+  const missing = await open(page, '/no-such-page');
+  expect(missing?.status()).toBe(404);
+  await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
+  await page.screenshot({ path: screenshotPath('not-found'), fullPage: true });
+  // The browser reports each refused page's 403 and the missing page's 404; those answers are
+  // what is tested here.
+  const unexpected = problems.filter((p) => !/status of (403 \(Forbidden\)|404 \(Not Found\))/.test(p));
   expect(unexpected).toEqual([]);
-  expect(problems.length).toBe(2);
+  expect(problems.length).toBe(3);
 });
 
 test('an admin creates a token, shown once, and sees the prices', async ({ browser }) => {

@@ -79,13 +79,21 @@ test('a job completed through REST shows on an open jobs page without a reload, 
       ).length;
     }, { timeout: 30_000 })
     .toBe(0);
+  // The last of those results was told to open pages a moment ago (coalesced per 300 ms).
+  await page.waitForTimeout(1_500);
   await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
   const listReads: string[] = [];
   page.on('request', (r) => {
-    if (r.url().includes('list_jobs')) listReads.push(r.url());
+    if (r.url().includes('list_jobs')) listReads.push(`${r.method()} ${r.url()} ${r.postData() ?? ''}`);
+  });
+  await page.evaluate(() => {
+    const told: string[] = [];
+    (window as unknown as { told: string[] }).told = told;
+    new EventSource('/live').addEventListener('change', (e) => told.push((e as MessageEvent).data));
   });
   await page.waitForTimeout(4_000);
-  expect(listReads, 'an idle jobs page reads nothing').toEqual([]);
+  const told = await page.evaluate(() => (window as unknown as { told: string[] }).told);
+  expect(listReads, `an idle jobs page reads nothing (told: ${told.join(' ')})`).toEqual([]);
 
   const res = await page.request.post('/api/v1/batch/enqueue', {
     headers: { Authorization: `Bearer ${token}` },
@@ -174,6 +182,8 @@ test.describe('with a provider that expires every request', () => {
     await expect(admin.page.getByTestId('timeline')).toContainText('requeued');
 
     await open(admin.page, '/admin/access');
+    // The log hydrates once its rows have loaded; filter after that.
+    await expect(admin.page.getByTestId('audit-row').first()).toBeVisible();
     await admin.page.getByLabel('Action').selectOption('retry');
     await expect(admin.page.getByTestId('audit-row')).toHaveCount(1);
     await expect(admin.page.getByTestId('audit-row')).toContainText(id);

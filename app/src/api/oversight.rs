@@ -30,7 +30,12 @@ pub struct BudgetView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BudgetRequest {
-    /// USD per UTC month, 0 to 1,000,000,000.
+    /// USD per UTC month, 0 to 1,000,000,000; `null` removes the cap. Required: an empty
+    /// body changes nothing by accident.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(required = true, minimum = 0, maximum = 1_000_000_000)
+    )]
     pub monthly_cap_usd: Option<f64>,
 }
 

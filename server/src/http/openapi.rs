@@ -127,9 +127,14 @@ impl Modify for CommonAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = path == "/healthz";
-            for operation in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
             {
                 if public {
                     operation.security = Some(vec![SecurityRequirement::default()]);
@@ -158,10 +163,11 @@ impl Modify for CommonAnswers {
                         false,
                     );
                 }
-                let admin_only = operation
-                    .tags
-                    .as_ref()
-                    .is_some_and(|tags| tags.iter().any(|t| t == "batches" || t == "access"));
+                let admin_only = path.starts_with("/api/v1/admin/")
+                    || operation
+                        .tags
+                        .as_ref()
+                        .is_some_and(|tags| tags.iter().any(|t| t == "batches" || t == "access"));
                 if admin_only {
                     answer(
                         operation,
