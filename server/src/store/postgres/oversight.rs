@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::{PostgresStore, UserRow};
+use crate::store::oversight::UsageRow;
 use crate::store::*;
 
 /// A user's cap and the three amounts that count against it; `$1` is the month's start.
@@ -14,29 +15,6 @@ const USAGE: &str = "SELECT u.id, u.name, b.monthly_cap_nanos, \
     (SELECT COALESCE(SUM(cost_bound_nanos), 0)::bigint FROM jobs WHERE owner_id = u.id AND status = 'processing') AS in_flight, \
     (SELECT COALESCE(SUM(cost_bound_nanos), 0)::bigint FROM jobs WHERE owner_id = u.id AND status = 'pending') AS pending \
     FROM users u ";
-
-#[derive(FromRow)]
-struct UsageRow {
-    id: String,
-    name: String,
-    monthly_cap_nanos: Option<i64>,
-    spent: i64,
-    in_flight: i64,
-    pending: i64,
-}
-
-impl From<UsageRow> for BudgetUsage {
-    fn from(row: UsageRow) -> Self {
-        BudgetUsage {
-            user_id: row.id,
-            user_name: row.name,
-            cap_nanos: row.monthly_cap_nanos,
-            spent_nanos: row.spent,
-            in_flight_bound_nanos: row.in_flight,
-            pending_bound_nanos: row.pending,
-        }
-    }
-}
 
 /// Writes an audit entry inside the caller's transaction.
 pub(super) async fn insert_audit(conn: &mut PgConnection, entry: &AuditEntry) -> StoreResult<()> {
