@@ -1,4 +1,5 @@
-//! Server functions of the dashboard: thin, each calls one backend use case.
+//! Server functions of the dashboard: thin, each calls one backend use case. Each has a
+//! stable address, `/api/<name>`, which logs, limits and tests can name.
 
 use leptos::prelude::*;
 use serde_json::Value;
@@ -23,11 +24,31 @@ mod ssr {
         Ok(backend()?.session(&parts.headers).await)
     }
 
+    /// The signed-in user, with this call counted against their limit.
     pub async fn caller() -> Result<Caller, ServerFnError> {
-        session()
+        admitted(false).await
+    }
+
+    /// The same, for an enqueue (which has a limit of its own).
+    pub async fn enqueuer() -> Result<Caller, ServerFnError> {
+        admitted(true).await
+    }
+
+    async fn admitted(enqueue: bool) -> Result<Caller, ServerFnError> {
+        let caller = session()
             .await?
             .map(|s| s.caller)
-            .ok_or_else(|| ServerFnError::new("Your session has ended: sign in again."))
+            .ok_or_else(|| ServerFnError::new("Your session has ended: sign in again."))?;
+        answer(backend()?.admit(&caller, enqueue))?;
+        Ok(caller)
+    }
+
+    /// Where the request came from, when the server knows.
+    pub async fn client_address() -> Option<std::net::IpAddr> {
+        leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .await
+            .ok()
+            .map(|info| info.0.ip())
     }
 
     pub fn set_cookie(value: &str) {
@@ -42,15 +63,16 @@ mod ssr {
     }
 }
 
-#[server]
+#[server(endpoint = "current_session")]
 pub async fn current_session() -> Result<Option<Session>, ServerFnError> {
     ssr::session().await
 }
 
 /// Signs in and goes to the jobs page, or answers why not (a refusal is an answer, not a failure).
-#[server]
+#[server(endpoint = "sign_in")]
 pub async fn sign_in(token: String) -> Result<Option<String>, ServerFnError> {
-    match ssr::backend()?.sign_in(token.trim()).await {
+    let address = ssr::client_address().await;
+    match ssr::backend()?.sign_in(token.trim(), address).await {
         Ok(cookie) => {
             ssr::set_cookie(&cookie);
             leptos_axum::redirect("/jobs");
@@ -60,7 +82,7 @@ pub async fn sign_in(token: String) -> Result<Option<String>, ServerFnError> {
     }
 }
 
-#[server]
+#[server(endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), ServerFnError> {
     let parts: http::request::Parts = leptos_axum::extract().await?;
     let cookie = ssr::backend()?.sign_out(&parts.headers).await;
@@ -69,20 +91,20 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     Ok(())
 }
 
-#[server]
+#[server(endpoint = "list_jobs")]
 pub async fn list_jobs(query: ListQuery) -> Result<JobList, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.list_jobs(&caller, query).await)
 }
 
-#[server]
+#[server(endpoint = "load_job")]
 pub async fn load_job(job_id: String) -> Result<JobDetail, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.job_detail(&caller, &job_id).await)
 }
 
 /// The enqueue form: fields as typed; the body is checked by the same rules as the REST API.
-#[server]
+#[server(endpoint = "enqueue_job")]
 pub async fn enqueue_job(
     job_type: String,
     payload: String,
@@ -90,7 +112,7 @@ pub async fn enqueue_job(
     run_after: String,
     idempotency_key: String,
 ) -> Result<Result<EnqueueResponse, Vec<FieldError>>, ServerFnError> {
-    let caller = ssr::caller().await?;
+    let caller = ssr::enqueuer().await?;
     let body = match form_body(&job_type, &payload, &priority, &run_after, &idempotency_key) {
         Ok(body) => body,
         Err(errors) => return Ok(Err(errors)),
@@ -131,13 +153,13 @@ pub fn form_body(
     Ok(body)
 }
 
-#[server]
+#[server(endpoint = "cancel_jobs")]
 pub async fn cancel_jobs(job_ids: Vec<String>) -> Result<BulkCancelResponse, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.cancel_jobs(&caller, job_ids).await)
 }
 
-#[server]
+#[server(endpoint = "savings")]
 pub async fn savings(days: i64) -> Result<(Stats, Vec<DailyCost>), ServerFnError> {
     let caller = ssr::caller().await?;
     let backend = ssr::backend()?;
@@ -147,31 +169,31 @@ pub async fn savings(days: i64) -> Result<(Stats, Vec<DailyCost>), ServerFnError
     ))
 }
 
-#[server]
+#[server(endpoint = "preview_flush")]
 pub async fn preview_flush(request: FlushRequest) -> Result<FlushPreview, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.flush_preview(&caller, request).await)
 }
 
-#[server]
+#[server(endpoint = "flush_now")]
 pub async fn flush_now(request: FlushRequest) -> Result<FlushResponse, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.flush(&caller, request).await)
 }
 
-#[server]
+#[server(endpoint = "list_batches")]
 pub async fn list_batches() -> Result<BatchList, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.batches(&caller).await)
 }
 
-#[server]
+#[server(endpoint = "poll_batch")]
 pub async fn poll_batch(batch_id: String) -> Result<PollResponse, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.poll(&caller, &batch_id).await)
 }
 
-#[server]
+#[server(endpoint = "access_overview")]
 pub async fn access_overview() -> Result<(Vec<UserView>, PriceView), ServerFnError> {
     let caller = ssr::caller().await?;
     let backend = ssr::backend()?;
@@ -181,7 +203,7 @@ pub async fn access_overview() -> Result<(Vec<UserView>, PriceView), ServerFnErr
     ))
 }
 
-#[server]
+#[server(endpoint = "create_token")]
 pub async fn create_token(user: String, role: Role) -> Result<IssuedToken, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(
@@ -191,25 +213,32 @@ pub async fn create_token(user: String, role: Role) -> Result<IssuedToken, Serve
     )
 }
 
-#[server]
-pub async fn retry_jobs(job_ids: Vec<String>) -> Result<RetryResponse, ServerFnError> {
+#[server(endpoint = "retry_jobs")]
+pub async fn retry_jobs(
+    job_ids: Vec<String>,
+    confirm_rebill: bool,
+) -> Result<RetryReply, ServerFnError> {
     let caller = ssr::caller().await?;
-    ssr::answer(ssr::backend()?.retry_jobs(&caller, job_ids).await)
+    ssr::answer(
+        ssr::backend()?
+            .retry_jobs(&caller, job_ids, confirm_rebill)
+            .await,
+    )
 }
 
-#[server]
+#[server(endpoint = "budget")]
 pub async fn budget() -> Result<BudgetView, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.budget(&caller).await)
 }
 
-#[server]
+#[server(endpoint = "budgets")]
 pub async fn budgets() -> Result<Vec<BudgetView>, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.budgets(&caller).await)
 }
 
-#[server]
+#[server(endpoint = "set_budget")]
 pub async fn set_budget(
     user: String,
     monthly_cap_usd: Option<f64>,
@@ -222,19 +251,19 @@ pub async fn set_budget(
     )
 }
 
-#[server]
+#[server(endpoint = "audit_log")]
 pub async fn audit_log(query: AuditQuery) -> Result<AuditPage, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.audit_log(&caller, query).await)
 }
 
-#[server]
+#[server(endpoint = "new_webhook_secret")]
 pub async fn new_webhook_secret(user_id: String) -> Result<WebhookSecret, ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.new_webhook_secret(&caller, &user_id).await)
 }
 
-#[server]
+#[server(endpoint = "revoke_token")]
 pub async fn revoke_token(token_id: String) -> Result<(), ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.revoke_token(&caller, &token_id).await)

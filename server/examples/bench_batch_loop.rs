@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            jobs::enqueue_many(&ctx, owner, requests).await?;
+            jobs::enqueue_many(&ctx, owner, requests.into_iter().map(Ok)).await?;
         }
         let (before, _) = memory();
         reset_peak();
@@ -79,11 +79,7 @@ async fn main() -> anyhow::Result<()> {
         let answer = batches::flush(
             &ctx,
             &admin,
-            FlushRequest {
-                max_jobs: args.jobs_per_flush,
-                job_types: None,
-                min_priority: 0,
-            },
+            FlushRequest::options(args.jobs_per_flush, None, 0),
         )
         .await?;
         let seconds = started.elapsed().as_secs_f64();

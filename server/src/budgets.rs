@@ -11,7 +11,7 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use crate::access::require_admin;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::store::BudgetUsage;
+use crate::store::{Allowances, BudgetUsage};
 
 /// Midnight UTC on the first of `now`'s month.
 pub fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
@@ -127,18 +127,37 @@ pub async fn check_enqueue(ctx: &Ctx, caller: &Caller, new_bound_nanos: i64) -> 
     )))
 }
 
-/// What each capped owner may still have sent (cap − spent − in flight), by owner id, with
-/// their names: the flush admits their jobs while they fit.
-pub async fn flush_allowances(
-    ctx: &Ctx,
-    now: DateTime<Utc>,
-) -> Result<HashMap<String, (String, i64)>> {
+/// The budgets' side of a flush.
+pub struct FlushBudgets {
+    /// What each capped owner may still have sent (cap − spent − in flight).
+    pub allowances: Allowances,
+    /// Capped owners' names, by id, for messages.
+    pub names: HashMap<String, String>,
+    /// Capped owners whose first eligible job does not fit their allowance: none of their
+    /// jobs can go, so none may trigger an automatic flush.
+    pub blocked: Vec<String>,
+}
+
+pub async fn for_flush(ctx: &Ctx, now: DateTime<Utc>) -> Result<FlushBudgets> {
     let usages = ctx.store().capped_usages(month_start(now)).await?;
-    Ok(usages
-        .into_iter()
-        .filter_map(|u| {
-            let left = u.unsent_allowance()?;
-            Some((u.user_id, (u.user_name, left)))
-        })
-        .collect())
+    let allowances = Allowances::new(&usages);
+    let blocked = if usages.is_empty() {
+        Vec::new()
+    } else {
+        ctx.store()
+            .first_capped_bounds(now)
+            .await?
+            .into_iter()
+            .filter(|(owner, bound)| allowances.blocks(owner, *bound))
+            .map(|(owner, _)| owner)
+            .collect()
+    };
+    Ok(FlushBudgets {
+        allowances,
+        names: usages
+            .into_iter()
+            .map(|u| (u.user_id, u.user_name))
+            .collect(),
+        blocked,
+    })
 }

@@ -89,9 +89,20 @@ pub struct WebhookConfig {
     #[arg(id = "webhooks", long = "webhooks", env = "AI_BATCH_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub enabled: bool,
 
-    /// Accept `http://` callbacks to this machine (127.0.0.1, localhost, [::1]): for development.
+    /// Accept callbacks to this machine (`http://` or `https://` to 127.0.0.1, localhost,
+    /// [::1]): for development and tests, never in production.
     #[arg(long = "webhook-allow-http-loopback", env = "AI_BATCH_WEBHOOK_ALLOW_HTTP_LOOPBACK", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_http_loopback: bool,
+
+    /// Networks of internal receivers webhooks may reach although they are not public
+    /// (comma-separated CIDRs, e.g. `10.20.0.0/16,fd00:1::/64`). Anything else private,
+    /// loopback, link-local or reserved is refused.
+    #[arg(
+        long = "webhook-allow-networks",
+        env = "AI_BATCH_WEBHOOK_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allow_networks: Vec<ipnet::IpNet>,
 
     /// Seconds a receiver has to answer one delivery.
     #[arg(
@@ -112,6 +123,16 @@ pub struct WebhookConfig {
     pub max_attempts: i64,
 }
 
+impl WebhookConfig {
+    /// Which addresses deliveries may reach besides public ones.
+    pub fn destinations(&self) -> crate::webhooks::Destinations {
+        crate::webhooks::Destinations {
+            allowed: self.allow_networks.clone(),
+            loopback: self.allow_http_loopback,
+        }
+    }
+}
+
 /// What protects the REST API from a runaway client or a stuck request.
 #[derive(Clone, Debug, clap::Args)]
 pub struct LimitsConfig {
@@ -130,6 +151,15 @@ pub struct LimitsConfig {
     /// Requests a token may send at once above its read rate before waiting.
     #[arg(long, env = "AI_BATCH_READS_BURST", default_value_t = 200)]
     pub reads_burst: u32,
+
+    /// Failed authentications (a wrong or missing token, a failed sign-in) per second per
+    /// client address; past it, 429. 0 = no limit.
+    #[arg(long, env = "AI_BATCH_AUTH_FAILURES_PER_SEC", default_value_t = 2)]
+    pub auth_failures_per_sec: u32,
+
+    /// Failed authentications an address may make at once before waiting.
+    #[arg(long, env = "AI_BATCH_AUTH_FAILURES_BURST", default_value_t = 20)]
+    pub auth_failures_burst: u32,
 
     /// Record request, provider and ingest metrics for `GET /metrics` (admins).
     #[arg(long, env = "AI_BATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]

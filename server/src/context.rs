@@ -23,7 +23,16 @@ pub struct Ctx {
     pub caches: crate::caches::Caches,
     /// Told to open dashboards as things change.
     pub changes: crate::changes::Changes,
+    /// Completion webhooks in flight, and the client that sends them.
+    pub webhooks: Arc<crate::webhooks::Deliveries>,
+    /// What each client may ask of this instance.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Places for parsing bulk enqueue bodies: a burst of large bodies waits its turn.
+    pub bulk_parsing: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bulk bodies (up to 32 MB each) parsed at once.
+pub const BULK_BODIES_AT_ONCE: usize = 2;
 
 impl Ctx {
     pub fn store(&self) -> &dyn Store {

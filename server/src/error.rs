@@ -28,6 +28,9 @@ pub enum Error {
     /// The jobs could take their owner past the monthly budget an admin set.
     #[error("{0}")]
     OverBudget(String),
+    /// A retry would send again jobs that were billed already, and nobody confirmed it.
+    #[error("{0}")]
+    RebillNotConfirmed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("Anthropic: {0}")]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 mod http;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod pricing;
 pub mod provider;

@@ -199,11 +199,12 @@ impl PriceTable {
             .unwrap_or(&self.default_model)
     }
 
-    /// The most a rendered request may cost at batch prices: its prompt and its whole
-    /// `max_tokens` (0 for a model without a price). What budgets and previews count.
+    /// The most a rendered request may cost at batch prices: its prompt at one token per byte
+    /// and its whole `max_tokens` (0 for a model without a price). What budgets and previews
+    /// count: an upper bound whatever the text (emoji and CJK cost several tokens a character).
     pub fn bound_nanos(&self, model: &str, rendered: &crate::templates::RenderedRequest) -> i64 {
         let usage = Usage {
-            input_tokens: rendered.prompt_tokens,
+            input_tokens: rendered.prompt_bound_tokens,
             output_tokens: rendered.max_tokens,
             ..Usage::default()
         };

@@ -101,18 +101,29 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         leading: Arc::default(),
         caches: Default::default(),
         changes: Default::default(),
+        webhooks: Arc::new(crate::webhooks::Deliveries::new(
+            config.webhooks.destinations(),
+            Arc::new(crate::webhooks::SystemLookup),
+        )),
+        limits: Arc::new(crate::limits::Limits::new(&config.limits)),
+        bulk_parsing: Arc::new(tokio::sync::Semaphore::new(
+            crate::context::BULK_BODIES_AT_ONCE,
+        )),
     };
     crate::changes::relay::start(&ctx.changes, ctx.store.clone(), ctx.instance.clone()).await;
     Ok(ctx)
 }
 
-/// `host:pid:random`: unique per process, and readable in a lease or a log line.
+/// A random id, unique per process: what leases and `/healthz` show. It says nothing of the
+/// machine (anyone may read `/healthz`); the log line at start ties it to the host and pid.
 fn instance_name() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let id = format!("i-{}", &random[..12]);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".into());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}:{}:{}", std::process::id(), &random[..8])
+    tracing::info!(instance = %id, %host, pid = std::process::id(), "this process's instance id");
+    id
 }
 
 pub fn emulator_settings(config: &EmulatorConfig, prices: &PriceTable) -> emulator::Settings {
@@ -172,7 +183,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let scheduler = Scheduler::start(&ctx);
     let changes = ctx.changes.clone();
-    axum::serve(listener, app(ctx, leptos_options(&config)))
+    let app = app(ctx, leptos_options(&config)).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
             // Open live streams end, so the shutdown does not wait for their pages.

@@ -13,11 +13,17 @@ pub fn postgres_admin_url() -> String {
 pub struct TempPostgres {
     pub url: String,
     name: String,
+    admin: String,
 }
 
 impl TempPostgres {
     pub async fn create() -> TempPostgres {
-        let admin = postgres_admin_url();
+        Self::create_on(&postgres_admin_url()).await
+    }
+
+    /// On the server `admin` names (a URL to its `postgres` database).
+    pub async fn create_on(admin: &str) -> TempPostgres {
+        let admin = admin.to_string();
         let name = format!("aib_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin)
             .await
@@ -33,13 +39,14 @@ impl TempPostgres {
         TempPostgres {
             url: format!("{base}/{name}"),
             name,
+            admin,
         }
     }
 }
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin) = (self.name.clone(), self.admin.clone());
         // Drop may run inside a runtime that is shutting down: a thread and runtime of its own.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -49,7 +56,7 @@ impl Drop for TempPostgres {
                 return;
             };
             runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .execute(&mut conn)
                         .await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use app::api::backend::{Backend, BackendHandle, Reply};
 use app::api::validation::{
     FieldError, parse_audit_query, parse_budget_request, parse_bulk_cancel, parse_create_token,
-    parse_days, parse_enqueue, parse_flush, parse_list_query, parse_poll,
+    parse_days, parse_enqueue, parse_flush, parse_list_query, parse_poll, parse_retry,
 };
 use app::api::*;
 use app::{App, shell};
@@ -21,12 +21,14 @@ use serde_json::Value;
 use crate::config::ProviderKind;
 use crate::context::Ctx;
 use crate::error::Error;
+use crate::limits::{Asker, Use};
 use crate::{access, audit, batches, budgets, jobs};
 
 const SESSION_COOKIE: &str = "aib_session";
 
 pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
     let routes = generate_route_list(App);
+    let timeout = crate::http::request_timeout(&ctx);
     let exports = Router::new()
         .route("/exports/jobs.csv", axum::routing::get(export_jobs))
         .route("/exports/daily.csv", axum::routing::get(export_daily_costs))
@@ -46,7 +48,31 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options)
         .merge(exports)
+        .layer(axum::middleware::from_fn(bounded_body))
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            crate::http::limits::timeout,
+        ))
         .layer(axum::middleware::from_fn(reject_cross_site))
+}
+
+/// Dashboard calls carry a few fields; a body past the REST limit is a 413 before any of it
+/// reaches a server function (which would fail on it with a 500).
+async fn bounded_body(request: Request, next: Next) -> Response {
+    use app::api::validation::MAX_BODY_BYTES;
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Error::BodyTooLarge.into_response();
+    }
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Err(_) => Error::BodyTooLarge.into_response(),
+    }
 }
 
 struct WebBackend {
@@ -80,17 +106,25 @@ impl Backend for WebBackend {
         }
     }
 
-    async fn sign_in(&self, token: &str) -> Reply<String> {
+    async fn sign_in(&self, token: &str, address: Option<std::net::IpAddr>) -> Reply<String> {
         let lifetime = self.ctx.config.session_lifetime();
-        let cookie = access::open_session(self.ctx.store(), token, lifetime)
-            .await
-            .map_err(|e| match e {
-                Error::Unauthenticated => {
-                    "That token is not valid. Check it and try again.".to_string()
-                }
-                other => other.public_message(),
-            })?;
+        let cookie = match access::open_session(self.ctx.store(), token, lifetime).await {
+            Ok(cookie) => cookie,
+            Err(Error::Unauthenticated) => {
+                say(self.ctx.limits.failed_auth(address))?;
+                return Err("That token is not valid. Check it and try again.".to_string());
+            }
+            Err(other) => return Err(other.public_message()),
+        };
         Ok(self.cookie(&cookie, lifetime.num_seconds()))
+    }
+
+    fn admit(&self, caller: &Caller, enqueue: bool) -> Reply<()> {
+        let what = if enqueue { Use::Enqueue } else { Use::Other };
+        say(self
+            .ctx
+            .limits
+            .check(&Asker::User(caller.user_id.clone()), what))
     }
 
     async fn sign_out(&self, headers: &HeaderMap) -> String {
@@ -123,14 +157,23 @@ impl Backend for WebBackend {
             Ok(request) => request,
             Err(errors) => return Ok(Err(errors)),
         };
+        let key = request.idempotency_key.clone();
         match jobs::enqueue(&self.ctx, caller, request).await {
-            // A refusal the form shows in place, not a failure of the request.
+            // Refusals the form shows in place, not failures of the request: REST answers
+            // them 402 and 409.
             Err(Error::OverBudget(why)) => Ok(Err(vec![FieldError::new(
                 "over_budget",
                 vec![Value::from("body")],
                 why,
                 Value::Null,
             )])),
+            Err(Error::Conflict(why)) => Ok(Err(vec![FieldError::new(
+                "conflict",
+                vec![Value::from("body"), Value::from("idempotency_key")],
+                why,
+                key.map_or(Value::Null, Value::from),
+            )])),
+            Err(Error::Validation(errors)) => Ok(Err(errors)),
             other => say(other).map(Ok),
         }
     }
@@ -146,11 +189,19 @@ impl Backend for WebBackend {
         say(jobs::cancel_many(&self.ctx, caller, &request.job_ids).await)
     }
 
-    async fn retry_jobs(&self, caller: &Caller, job_ids: Vec<String>) -> Reply<RetryResponse> {
-        let request = checked(parse_bulk_cancel(
-            &serde_json::json!({ "job_ids": job_ids }),
+    async fn retry_jobs(
+        &self,
+        caller: &Caller,
+        job_ids: Vec<String>,
+        confirm_rebill: bool,
+    ) -> Reply<RetryReply> {
+        let request = checked(parse_retry(
+            &serde_json::json!({ "job_ids": job_ids, "confirm_rebill": confirm_rebill }),
         ))?;
-        say(jobs::retry(&self.ctx, caller, &request.job_ids).await)
+        match jobs::retry(&self.ctx, caller, &request).await {
+            Err(Error::RebillNotConfirmed(why)) => Ok(RetryReply::NeedsConfirmation(why)),
+            other => say(other).map(RetryReply::Retried),
+        }
     }
 
     async fn stats(&self, caller: &Caller) -> Reply<Stats> {
@@ -297,7 +348,7 @@ async fn export_jobs(
 ) -> crate::error::Result<Response> {
     let caller = cookie_caller(&ctx, &headers).await?;
     let query = parse_list_query(query.iter())?;
-    let csv = jobs::jobs_csv(ctx, caller, query);
+    let csv = jobs::jobs_csv(ctx, caller, query).await?;
     Ok(crate::http::csv_download(
         "jobs.csv",
         axum::body::Body::from_stream(csv),

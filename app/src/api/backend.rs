@@ -17,8 +17,11 @@ pub type Reply<T> = Result<T, String>;
 pub trait Backend: Send + Sync + 'static {
     /// The signed-in user of a dashboard request, from its session cookie.
     async fn session(&self, headers: &http::HeaderMap) -> Option<Session>;
-    /// Checks a bearer token and opens a session; returns the `Set-Cookie` value.
-    async fn sign_in(&self, token: &str) -> Reply<String>;
+    /// Checks a bearer token and opens a session; returns the `Set-Cookie` value. Failures
+    /// count against `address`, which is refused for a while past its limit.
+    async fn sign_in(&self, token: &str, address: Option<std::net::IpAddr>) -> Reply<String>;
+    /// Counts a dashboard call of the signed-in user against their limits (enqueues apart).
+    fn admit(&self, caller: &Caller, enqueue: bool) -> Reply<()>;
     /// Ends the request's session; returns the `Set-Cookie` value that clears it.
     async fn sign_out(&self, headers: &http::HeaderMap) -> String;
 
@@ -32,8 +35,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Reply<Result<EnqueueResponse, Vec<FieldError>>>;
     async fn cancel_jobs(&self, caller: &Caller, job_ids: Vec<String>)
     -> Reply<BulkCancelResponse>;
-    /// Failed jobs back for one more attempt (admins).
-    async fn retry_jobs(&self, caller: &Caller, job_ids: Vec<String>) -> Reply<RetryResponse>;
+    /// Failed jobs back for one more attempt (admins); jobs billed already only with
+    /// `confirm_rebill`, else the answer says what confirming would cost.
+    async fn retry_jobs(
+        &self,
+        caller: &Caller,
+        job_ids: Vec<String>,
+        confirm_rebill: bool,
+    ) -> Reply<RetryReply>;
     async fn stats(&self, caller: &Caller) -> Reply<Stats>;
     async fn daily_costs(&self, caller: &Caller, days: i64) -> Reply<Vec<DailyCost>>;
 

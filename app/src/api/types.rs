@@ -310,6 +310,86 @@ pub struct FlushRequest {
         schema(required = false, default = 0, minimum = 0, maximum = 100)
     )]
     pub min_priority: i64,
+    /// The `preview_token` of the preview this flush confirms: the flush then sends only
+    /// what that preview promised (the same options, no more jobs and no higher cost), or
+    /// answers 409 and sends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ssr", schema(required = false, max_length = 200))]
+    pub preview_token: Option<String>,
+}
+
+impl FlushRequest {
+    /// The options as a flush with no preview to confirm takes them.
+    pub fn options(max_jobs: i64, job_types: Option<Vec<JobType>>, min_priority: i64) -> Self {
+        Self {
+            max_jobs,
+            job_types,
+            min_priority,
+            preview_token: None,
+        }
+    }
+}
+
+/// What a preview promised: the options it was made with, and at most how many jobs and how
+/// much money the flush that confirms it may send. Carried as `preview_token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviewToken {
+    pub max_jobs: i64,
+    pub job_types: Option<Vec<JobType>>,
+    pub min_priority: i64,
+    pub jobs_count: i64,
+    pub cost_nanos: i64,
+}
+
+impl PreviewToken {
+    /// `v1.<max_jobs>.<min_priority>.<types joined by + , or *>.<jobs>.<cost nanos>`.
+    pub fn encode(&self) -> String {
+        let types = match &self.job_types {
+            None => "*".to_string(),
+            Some(types) => types
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        };
+        format!(
+            "v1.{}.{}.{types}.{}.{}",
+            self.max_jobs, self.min_priority, self.jobs_count, self.cost_nanos
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.strip_prefix("v1.")?.split('.');
+        let mut number = || parts.next()?.parse::<i64>().ok();
+        let (max_jobs, min_priority) = (number()?, number()?);
+        let types = parts.next()?;
+        let job_types = if types == "*" {
+            None
+        } else {
+            Some(
+                types
+                    .split('+')
+                    .map(JobType::parse)
+                    .collect::<Option<Vec<_>>>()?,
+            )
+        };
+        let mut number = || parts.next()?.parse::<i64>().ok();
+        let (jobs_count, cost_nanos) = (number()?, number()?);
+        parts.next().is_none().then_some(Self {
+            max_jobs,
+            job_types,
+            min_priority,
+            jobs_count,
+            cost_nanos,
+        })
+    }
+
+    /// Whether `request` asks for the options this preview was made with.
+    pub fn matches(&self, request: &FlushRequest) -> bool {
+        self.max_jobs == request.max_jobs
+            && self.min_priority == request.min_priority
+            && self.job_types == request.job_types
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -458,11 +538,32 @@ pub struct BulkCancelItem {
 }
 
 /// The answer to an admin's retry of failed jobs: each job answers for itself.
+/// An admin's retry of failed jobs. A job that was billed already is billed again when it
+/// runs again: retrying one needs `confirm_rebill`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RetryRequest {
+    #[cfg_attr(feature = "ssr", schema(min_items = 1, max_items = 1000))]
+    pub job_ids: Vec<String>,
+    /// Retry jobs that were billed already, knowing they will be billed again.
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(required = false, default = false))]
+    pub confirm_rebill: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RetryResponse {
     pub retried: i64,
     pub results: Vec<RetryItem>,
+}
+
+/// The dashboard's retry answer: done, or a question, since some jobs were billed already.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RetryReply {
+    Retried(RetryResponse),
+    /// Nothing was retried: confirming would bill these jobs again (the message says how much).
+    NeedsConfirmation(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -483,6 +584,9 @@ pub struct FlushPreview {
     /// At batch prices, if every request used its whole `max_tokens`: an upper bound.
     pub estimated_cost_usd: f64,
     pub message: String,
+    /// Pass it as the flush's `preview_token` to send exactly what this preview promised.
+    #[serde(default)]
+    pub preview_token: String,
 }
 
 /// Cost of the jobs completed on one day, of one type (and owner, for admins).

@@ -78,6 +78,42 @@ impl FieldError {
 
 pub type Validated<T> = Result<T, Vec<FieldError>>;
 
+/// Text no store may keep: PostgreSQL refuses NUL in text and JSON, so neither store takes it
+/// (both answer the same 422).
+pub fn nul_error(loc: Vec<Value>, input: Value) -> FieldError {
+    FieldError::new(
+        "string_pattern_mismatch",
+        loc,
+        "String should not contain the NUL character (\\u0000)",
+        input,
+    )
+    .with_ctx(json!({ "pattern": "^[^\\x00]*$" }))
+}
+
+/// Whether a JSON value holds NUL in any string or key.
+pub fn value_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(value_has_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains('\0') || value_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A path parameter (a job, token or user named in the URL): text a store can look up.
+pub fn parse_path_text(name: &str, value: &str) -> Validated<String> {
+    if value.contains('\0') {
+        Err(vec![nul_error(
+            vec![json!("path"), json!(name)],
+            Value::String(value.to_owned()),
+        )])
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 /// Collects field errors while reading one request.
 struct Checker {
     /// Where the fields read are: `["body"]`, `["query"]`, or an item of a list in the body.
@@ -105,6 +141,16 @@ impl Checker {
 
     fn push(&mut self, error: FieldError) {
         self.errors.push(error);
+    }
+
+    /// `text` if a store can keep it; otherwise a NUL error at `loc`.
+    fn storable<'t>(&mut self, loc: Vec<Value>, text: &'t str) -> Option<&'t str> {
+        if text.contains('\0') {
+            self.push(nul_error(loc, Value::String(text.to_owned())));
+            None
+        } else {
+            Some(text)
+        }
     }
 
     /// A required field's value, or a `missing` error (which, as in pydantic, shows the body).
@@ -324,7 +370,8 @@ fn earliest_datetime() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-fn latest_datetime() -> DateTime<Utc> {
+/// The latest time the API reads or writes (RFC 3339 has four-digit years).
+pub fn latest_datetime() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -377,6 +424,7 @@ fn parse_datetime_str(s: &str) -> Result<DateTime<Utc>, RunAfterError> {
 }
 
 mod oversight;
+pub mod raw;
 mod requests;
 
 pub use oversight::*;

@@ -27,25 +27,36 @@ fn BatchesPage(
     let max_jobs = RwSignal::new(DEFAULT_FLUSH_MAX_JOBS.to_string());
     let min_priority = RwSignal::new("0".to_string());
     let types = RwSignal::new(Vec::<JobType>::new());
-    let request = move || FlushRequest {
-        max_jobs: max_jobs
-            .get_untracked()
-            .trim()
-            .parse()
-            .unwrap_or(DEFAULT_FLUSH_MAX_JOBS)
-            .clamp(1, MAX_FLUSH_JOBS),
-        job_types: Some(types.get_untracked()).filter(|t| !t.is_empty()),
-        min_priority: min_priority
-            .get_untracked()
-            .trim()
-            .parse()
-            .unwrap_or(0)
-            .clamp(0, 100),
+    let request = move || {
+        FlushRequest::options(
+            max_jobs
+                .get_untracked()
+                .trim()
+                .parse()
+                .unwrap_or(DEFAULT_FLUSH_MAX_JOBS)
+                .clamp(1, MAX_FLUSH_JOBS),
+            Some(types.get_untracked()).filter(|t| !t.is_empty()),
+            min_priority
+                .get_untracked()
+                .trim()
+                .parse()
+                .unwrap_or(0)
+                .clamp(0, 100),
+        )
     };
     let preview = Action::new(|r: &FlushRequest| preview_flush(r.clone()));
+    // A confirmation binds: the flush sent is the one previewed (its token goes with it, and
+    // the server refuses a flush that would send more), and editing a field voids the preview.
+    let previewed = RwSignal::new(None::<FlushRequest>);
+    let void = move || {
+        preview.value().set(None);
+        previewed.set(None);
+    };
 
     let on_flush = move |_| {
-        let Some(Ok(p)) = preview.value().get_untracked() else {
+        let (Some(Ok(p)), Some(asked)) =
+            (preview.value().get_untracked(), previewed.get_untracked())
+        else {
             return;
         };
         let message = format!(
@@ -55,8 +66,11 @@ fn BatchesPage(
             money_usd(p.estimated_cost_usd)
         );
         if window().confirm_with_message(&message).unwrap_or(false) {
-            flush.dispatch(request());
-            preview.value().set(None);
+            flush.dispatch(FlushRequest {
+                preview_token: Some(p.preview_token),
+                ..asked
+            });
+            void();
         }
     };
     let field = "rounded border border-slate-300 px-2 py-1";
@@ -67,11 +81,11 @@ fn BatchesPage(
             <div class="mt-3 flex flex-wrap items-end gap-4 text-sm">
                 <label class="flex flex-col gap-1">
                     <span class="text-xs text-slate-500">"Max jobs (1–10000)"</span>
-                    <input type="number" min="1" max="10000" class=field prop:value=move || max_jobs.get() on:input=move |ev| max_jobs.set(event_target_value(&ev)) />
+                    <input type="number" min="1" max="10000" class=field prop:value=move || max_jobs.get() on:input=move |ev| { void(); max_jobs.set(event_target_value(&ev)); } />
                 </label>
                 <label class="flex flex-col gap-1">
                     <span class="text-xs text-slate-500">"Min priority (0–100)"</span>
-                    <input type="number" min="0" max="100" class=field prop:value=move || min_priority.get() on:input=move |ev| min_priority.set(event_target_value(&ev)) />
+                    <input type="number" min="0" max="100" class=field prop:value=move || min_priority.get() on:input=move |ev| { void(); min_priority.set(event_target_value(&ev)); } />
                 </label>
                 <fieldset class="flex flex-wrap gap-2">
                     <legend class="text-xs text-slate-500">"Only these types (none: all)"</legend>
@@ -79,7 +93,7 @@ fn BatchesPage(
                         let t = *t;
                         view! {
                             <label class="flex items-center gap-1">
-                                <input type="checkbox" on:change=move |_| types.update(|v| if let Some(i) = v.iter().position(|x| *x == t) { v.remove(i); } else { v.push(t); }) />
+                                <input type="checkbox" on:change=move |_| { void(); types.update(|v| if let Some(i) = v.iter().position(|x| *x == t) { v.remove(i); } else { v.push(t); }); } />
                                 {t.as_str()}
                             </label>
                         }
@@ -87,13 +101,17 @@ fn BatchesPage(
                 </fieldset>
             </div>
             <div class="mt-3 flex flex-wrap items-center gap-3">
-                <button type="button" class="rounded border border-slate-300 px-3 py-1.5 text-sm hover:bg-slate-100" on:click=move |_| { preview.dispatch(request()); }>
+                <button type="button" class="rounded border border-slate-300 px-3 py-1.5 text-sm hover:bg-slate-100" on:click=move |_| {
+                    let asked = request();
+                    previewed.set(Some(asked.clone()));
+                    preview.dispatch(asked);
+                }>
                     "Preview"
                 </button>
                 <button
                     type="button"
                     class="rounded bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700 disabled:opacity-40"
-                    disabled=move || !matches!(preview.value().get(), Some(Ok(p)) if p.jobs_count > 0)
+                    disabled=move || previewed.get().is_none() || !matches!(preview.value().get(), Some(Ok(p)) if p.jobs_count > 0)
                     on:click=on_flush
                 >
                     "Send batch…"

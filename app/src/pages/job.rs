@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{BulkCancelResponse, JobDetail, JobStatus, RetryResponse};
+use crate::api::{BulkCancelResponse, JobDetail, JobStatus, RetryReply, money};
 use crate::components::{ResultView, SignedIn, StatusBadge, live_changes, money_usd, when};
 use crate::server_fns::{cancel_jobs, load_job, retry_jobs};
 
@@ -15,9 +15,9 @@ pub fn JobPage() -> impl IntoView {
         let id = id.clone();
         async move { cancel_jobs(vec![id]).await }
     });
-    let retry = Action::new(|id: &String| {
-        let id = id.clone();
-        async move { retry_jobs(vec![id]).await }
+    let retry = Action::new(|(id, confirm_rebill): &(String, bool)| {
+        let (id, confirm_rebill) = (id.clone(), *confirm_rebill);
+        async move { retry_jobs(vec![id], confirm_rebill).await }
     });
     let detail = Resource::new(
         move || {
@@ -39,7 +39,7 @@ pub fn JobPage() -> impl IntoView {
 }
 
 type CancelAction = Action<String, Result<BulkCancelResponse, ServerFnError>>;
-type RetryAction = Action<String, Result<RetryResponse, ServerFnError>>;
+type RetryAction = Action<(String, bool), Result<RetryReply, ServerFnError>>;
 
 #[component]
 fn JobView(
@@ -73,12 +73,20 @@ fn Detail(
     let retriable = admin && job.status == JobStatus::Failed;
     let id = job.id.clone();
     let retry_id = job.id.clone();
+    // A job that was billed is billed again if it runs again: the dialog says so, and only
+    // then is the new charge confirmed.
+    let billed_nanos = (job.cost_usd * 1e9).round() as i64;
     let on_retry = move |_| {
-        if window()
-            .confirm_with_message("Send this failed job back for one more attempt?")
-            .unwrap_or(false)
-        {
-            retry.dispatch(retry_id.clone());
+        let question = if billed_nanos > 0 {
+            format!(
+                "This job was billed {} already. Sent again, it is billed again. Retry it and pay again?",
+                money(billed_nanos)
+            )
+        } else {
+            "Send this failed job back for one more attempt?".to_string()
+        };
+        if window().confirm_with_message(&question).unwrap_or(false) {
+            retry.dispatch((retry_id.clone(), billed_nanos > 0));
         }
     };
     let on_cancel = move |_| {
@@ -113,6 +121,11 @@ fn Detail(
                 <button type="button" class="ml-auto rounded border border-emerald-300 px-2 py-1 text-sm text-emerald-700 hover:bg-emerald-50" on:click=on_retry>"Retry job"</button>
             })}
         </div>
+        {move || retry.value().get().and_then(|r| match r {
+            Ok(RetryReply::NeedsConfirmation(why)) => Some(why),
+            Ok(RetryReply::Retried(_)) => None,
+            Err(e) => Some(e.to_string()),
+        }).map(|why| view! { <p role="alert" data-testid="retry-refused" class="mt-3 rounded bg-amber-50 px-3 py-2 text-amber-900">{why}</p> })}
         {job.error_message.clone().filter(|_| job.status == crate::api::JobStatus::Failed).map(|e| view! {
             <p role="alert" data-testid="job-error" class="mt-3 rounded bg-rose-50 px-3 py-2 text-rose-800">{e}</p>
         })}

@@ -5,7 +5,7 @@ use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::validation::parse_list_query;
-use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
+use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, RetryReply, Session};
 use crate::components::{SignedIn, StatusBadge, live_changes, money_usd, short_id, when};
 use crate::server_fns::{cancel_jobs, list_jobs, retry_jobs};
 
@@ -36,9 +36,13 @@ pub fn Jobs() -> impl IntoView {
         let ids = ids.clone();
         async move { cancel_jobs(ids).await }
     });
-    let retry = Action::new(|ids: &Vec<String>| {
-        let ids = ids.clone();
-        async move { retry_jobs(ids).await }
+    let retry = Action::new(|(ids, confirm_rebill): &(Vec<String>, bool)| {
+        let (ids, confirm_rebill) = (ids.clone(), *confirm_rebill);
+        async move {
+            retry_jobs(ids.clone(), confirm_rebill)
+                .await
+                .map(|reply| (ids, reply))
+        }
     });
     let jobs = Resource::new(
         move || {
@@ -57,7 +61,10 @@ pub fn Jobs() -> impl IntoView {
 }
 
 type CancelAction = Action<Vec<String>, Result<crate::api::BulkCancelResponse, ServerFnError>>;
-type RetryAction = Action<Vec<String>, Result<crate::api::RetryResponse, ServerFnError>>;
+/// A retry of the jobs given, and whether re-billing jobs billed already was confirmed; its
+/// answer keeps the ids, to ask again when the server says some were billed.
+type RetryAction =
+    Action<(Vec<String>, bool), Result<(Vec<String>, crate::api::RetryReply), ServerFnError>>;
 
 #[component]
 fn JobsPage(
@@ -77,10 +84,18 @@ fn JobsPage(
                 ids.len()
             ))
         {
-            retry.dispatch(ids);
+            retry.dispatch((ids, false));
             selected.set(HashSet::new());
         }
     };
+    // Jobs billed already are sent again only once the admin has seen what it costs.
+    Effect::new(move |_| {
+        if let Some(Ok((ids, RetryReply::NeedsConfirmation(why)))) = retry.value().get()
+            && confirm(&format!("{why}\n\nRetry them and pay again?"))
+        {
+            retry.dispatch((ids, true));
+        }
+    });
 
     let cancel_selected = move |_| {
         let ids: Vec<String> = selected.get_untracked().into_iter().collect();
@@ -106,11 +121,12 @@ fn JobsPage(
     };
     let retried = move || {
         retry.value().get().map(|r| match r {
-            Ok(answer) => format!(
+            Ok((_, RetryReply::Retried(answer))) => format!(
                 "Sent {} of {} jobs back for one more attempt.",
                 answer.retried,
                 answer.results.len()
             ),
+            Ok((_, RetryReply::NeedsConfirmation(why))) => why,
             Err(e) => e.to_string(),
         })
     };

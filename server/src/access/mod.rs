@@ -62,6 +62,11 @@ pub async fn authenticate_token(store: &dyn Store, presented: &str) -> Result<Ca
         .ok_or(Error::Unauthenticated)
 }
 
+/// The public id of a token that authenticated (the part a limit is keyed on).
+pub fn token_id(presented: &str) -> String {
+    secret::parse(presented).map_or_else(String::new, |(id, _)| id.to_string())
+}
+
 /// A request's bearer token, checked against the store at most once a second per token.
 pub async fn authenticate(ctx: &Ctx, presented: &str) -> Result<Caller> {
     let key: [u8; 32] = Sha256::digest(presented.as_bytes()).into();

@@ -2,16 +2,20 @@
 //! read a page at a time and rendered straight into the request body, which is the only copy
 //! of their payloads; adding stops at Anthropic's 256 MB.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use app::api::{AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, nanos_to_usd};
+use app::api::{
+    AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, PreviewToken, money,
+    nanos_to_usd,
+};
 use chrono::{DateTime, Utc};
 
 use super::lease::{Held, new_lease};
 use super::submit::submit;
 use crate::access::require_admin;
+use crate::budgets::{FlushBudgets, month_start};
 use crate::context::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::provider::BatchBodyBuilder;
 use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch};
 use crate::templates;
@@ -28,9 +32,9 @@ struct Plan {
     /// Upper bound of the cost at batch prices (every request using its whole `max_tokens`).
     cost_nanos: i64,
     /// Eligible jobs (within `max_jobs`) that did not fit the size limit.
-    left_for_size: usize,
+    left_for_size: i64,
     /// Jobs left pending because their owner's budget has no room for them, by owner name.
-    over_budget: BTreeMap<String, usize>,
+    over_budget: BTreeMap<String, i64>,
 }
 
 impl Plan {
@@ -38,7 +42,7 @@ impl Plan {
         self.claims.iter().map(|(_, t)| t).sum()
     }
 
-    /// " 3 jobs of alice wait: …", or nothing.
+    /// " 3 jobs of alice stay pending: …", or nothing.
     fn over_budget_note(&self) -> String {
         self.over_budget
             .iter()
@@ -47,18 +51,33 @@ impl Plan {
             })
             .collect()
     }
+
+    fn token(&self, request: &FlushRequest) -> PreviewToken {
+        PreviewToken {
+            max_jobs: request.max_jobs,
+            job_types: request.job_types.clone(),
+            min_priority: request.min_priority,
+            jobs_count: self.claims.len() as i64,
+            cost_nanos: self.cost_nanos,
+        }
+    }
 }
 
+/// Reads eligible jobs in flush order until `max_jobs` are planned, the batch is full, or none
+/// are left. A capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
+/// once one does not, that owner's jobs are left out of the rest of the reading, so jobs held
+/// back by a budget never fill a flush or stand in front of another owner's.
 async fn plan(
     ctx: &Ctx,
     request: &FlushRequest,
+    max_jobs: i64,
     now: DateTime<Utc>,
     body: BatchBodyBuilder,
 ) -> Result<Plan> {
-    let filter = FlushFilter {
+    let mut filter = FlushFilter {
         job_types: request.job_types.clone(),
         min_priority: request.min_priority,
-        now,
+        ..FlushFilter::due(now)
     };
     let mut plan = Plan {
         body,
@@ -67,67 +86,102 @@ async fn plan(
         left_for_size: 0,
         over_budget: BTreeMap::new(),
     };
-    let mut allowances = crate::budgets::flush_allowances(ctx, now).await?;
+    let FlushBudgets {
+        mut allowances,
+        names,
+        ..
+    } = crate::budgets::for_flush(ctx, now).await?;
+    let mut planned_of: HashMap<String, i64> = HashMap::new();
     let mut cursor: Option<FlushCursor> = None;
-    let mut seen = 0i64;
-    while seen < request.max_jobs {
-        let page = PAGE.min(request.max_jobs - seen);
+    'reading: while (plan.claims.len() as i64) < max_jobs {
         let jobs = ctx
             .store()
-            .eligible_jobs(&filter, cursor.as_ref(), page)
+            .eligible_jobs(&filter, cursor.as_ref(), PAGE)
             .await?;
         for job in &jobs {
-            if plan.left_for_size > 0 {
-                plan.left_for_size += 1;
+            if (plan.claims.len() as i64) >= max_jobs {
+                break 'reading;
+            }
+            if allowances.stopped().contains(&job.owner_id) {
                 continue;
             }
             let model = ctx.prices.model_for(job.job_type).to_string();
             let rendered = templates::render(job.job_type, &job.payload, &model);
-            let bound = ctx.prices.bound_nanos(&model, &rendered);
-            if let Some((owner, left)) = allowances.get_mut(&job.owner_id) {
-                if bound > *left {
-                    *plan.over_budget.entry(owner.clone()).or_default() += 1;
-                    continue;
-                }
-                *left -= bound;
+            // Prices may have changed since the enqueue: the larger bound holds.
+            let bound = ctx
+                .prices
+                .bound_nanos(&model, &rendered)
+                .max(job.cost_bound_nanos);
+            if !allowances.admit(&job.owner_id, bound) {
+                filter.exclude_owners.push(job.owner_id.clone());
+                continue;
             }
             if !plan.body.fits(BatchBodyBuilder::entry_bytes(
                 &job.id,
                 rendered.params.len(),
             )) {
-                plan.left_for_size = 1;
-                continue;
+                let (eligible, _) = ctx.store().eligible_summary(&filter).await?;
+                plan.left_for_size =
+                    (eligible - plan.claims.len() as i64).min(max_jobs - plan.claims.len() as i64);
+                break 'reading;
             }
             plan.body.push(&job.id, &rendered.params)?;
             plan.cost_nanos += bound;
+            if allowances.is_capped(&job.owner_id) {
+                *planned_of.entry(job.owner_id.clone()).or_default() += 1;
+            }
             plan.claims.push((
                 Claim {
                     job_id: job.id.clone(),
                     model,
+                    owner_id: job.owner_id.clone(),
+                    bound_nanos: bound,
                 },
                 rendered.estimated_tokens,
             ));
         }
-        seen += jobs.len() as i64;
         match jobs.last() {
-            Some(last) if jobs.len() as i64 == page => cursor = Some(last.cursor()),
+            Some(last) if jobs.len() as i64 == PAGE => cursor = Some(last.cursor()),
             _ => break,
+        }
+    }
+    for owner in allowances.stopped() {
+        let held = FlushFilter {
+            owner: Some(owner.clone()),
+            exclude_owners: Vec::new(),
+            ..filter.clone()
+        };
+        let (pending, _) = ctx.store().eligible_summary(&held).await?;
+        let waiting = pending - planned_of.get(owner).copied().unwrap_or(0);
+        if waiting > 0 {
+            let name = names.get(owner).cloned().unwrap_or_else(|| owner.clone());
+            plan.over_budget.insert(name, waiting);
         }
     }
     Ok(plan)
 }
 
-/// What `flush` would send now with these options, without sending anything (admins).
+/// What `flush` would send now with these options, without sending anything (admins). Its
+/// `preview_token` lets the flush that confirms it send no more than this.
 pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushPreview> {
     require_admin(caller)?;
     let now = Utc::now();
-    let plan = plan(ctx, &request, now, BatchBodyBuilder::measuring()).await?;
+    let plan = plan(
+        ctx,
+        &request,
+        request.max_jobs,
+        now,
+        BatchBodyBuilder::measuring(),
+    )
+    .await?;
+    let preview_token = plan.token(&request).encode();
     if plan.claims.is_empty() {
         return Ok(FlushPreview {
             jobs_count: 0,
             estimated_tokens: 0,
             estimated_cost_usd: 0.0,
             message: why_nothing(ctx, now, &plan).await?,
+            preview_token,
         });
     }
     let jobs = plan.claims.len();
@@ -144,15 +198,32 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
         estimated_tokens: plan.tokens(),
         estimated_cost_usd: nanos_to_usd(plan.cost_nanos),
         message,
+        preview_token,
     })
 }
 
 /// Sends eligible jobs as one batch (admins, and the scheduler as [`crate::access::scheduler`]).
+/// With a `preview_token`, it sends only what that preview promised, or nothing (409).
 pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushResponse> {
     require_admin(caller)?;
     tracing::info!(by = %caller.name, ?request, "flush");
+    let promised = confirmed_preview(&request)?;
+    let max_jobs = promised
+        .as_ref()
+        .map_or(request.max_jobs, |p| p.jobs_count.min(request.max_jobs));
     let now = Utc::now();
-    let mut plan = plan(ctx, &request, now, BatchBodyBuilder::new()).await?;
+    let mut plan = plan(ctx, &request, max_jobs, now, BatchBodyBuilder::new()).await?;
+    if let Some(promised) = &promised
+        && plan.cost_nanos > promised.cost_nanos
+    {
+        return Err(Error::Conflict(format!(
+            "The jobs to flush changed since the preview: these {} jobs may cost up to {}, more than the {} \
+             previewed. Nothing was sent; preview again.",
+            plan.claims.len(),
+            money(plan.cost_nanos),
+            money(promised.cost_nanos)
+        )));
+    }
     if plan.claims.is_empty() {
         return Ok(nothing_sent(why_nothing(ctx, now, &plan).await?));
     }
@@ -171,26 +242,34 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
             Some(batch_id.clone()),
             Some(format!("{} jobs", plan.claims.len())),
         ),
+        month_start: month_start(now),
     };
     let claims: Vec<Claim> = plan.claims.iter().map(|(c, _)| c.clone()).collect();
     let claimed = ctx.store().claim_jobs(new_batch, &claims).await?;
     if claimed.is_empty() {
         return Ok(nothing_sent(
-            "The eligible jobs were taken by another flush or cancelled meanwhile.".into(),
+            "The eligible jobs were taken by another flush, cancelled, or held back by their owner's budget meanwhile."
+                .into(),
         ));
     }
-    // Jobs taken or cancelled between the read and the claim are not sent.
+    // Jobs taken or cancelled between the read and the claim, or that a concurrent flush left
+    // no budget for, are not sent.
     let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
     plan.body.retain(|id| claimed.contains(id));
     plan.claims.retain(|(c, _)| claimed.contains(&c.job_id));
     let estimated_tokens = plan.tokens();
     let jobs_count = plan.claims.len() as i64;
+    let owners: Vec<String> = plan
+        .claims
+        .iter()
+        .map(|(c, _)| c.owner_id.clone())
+        .collect();
     let held = Held::start(ctx, &batch_id, lease);
     let over_budget = plan.over_budget_note();
     let batch = submit(ctx, &batch_id, plan.body.finish()?, held).await;
     // Claimed jobs are processing now whatever the submission's outcome.
     ctx.changes.batches();
-    ctx.changes.jobs();
+    ctx.changes.jobs_of_each(owners);
     let batch = batch?;
 
     let mut message = format!(
@@ -213,6 +292,24 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
     })
 }
 
+/// The preview a flush confirms, if it names one; its options must be the request's.
+fn confirmed_preview(request: &FlushRequest) -> Result<Option<PreviewToken>> {
+    let Some(token) = &request.preview_token else {
+        return Ok(None);
+    };
+    // The validator let only a decodable token through.
+    let promised = PreviewToken::decode(token)
+        .ok_or_else(|| Error::BadInput("preview_token is not a preview's token".into()))?;
+    if !promised.matches(request) {
+        return Err(Error::Conflict(
+            "The flush options (max_jobs, job_types, min_priority) differ from the preview's. Nothing was sent; \
+             preview again with these options."
+                .into(),
+        ));
+    }
+    Ok(Some(promised))
+}
+
 fn nothing_sent(message: String) -> FlushResponse {
     FlushResponse {
         success: true,
@@ -227,10 +324,10 @@ async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>, plan: &Plan) -> Result<Strin
     if !plan.over_budget.is_empty() {
         return Ok(format!("Nothing to flush:{}", plan.over_budget_note()));
     }
-    let (eligible, _) = ctx.store().eligible_summary(now).await?;
+    let (eligible, _) = ctx.store().eligible_summary(&FlushFilter::due(now)).await?;
     let (pending, _) = ctx
         .store()
-        .eligible_summary(DateTime::<Utc>::MAX_UTC)
+        .eligible_summary(&FlushFilter::due(DateTime::<Utc>::MAX_UTC))
         .await?;
     Ok(if pending == 0 {
         "Nothing to flush: no jobs are pending.".to_string()

@@ -51,8 +51,9 @@ pub async fn estimate_completion(
     let start = run_after.map_or(now, |at| at.max(now));
     let wait = chrono::Duration::from_std(ctx.config.flush_interval()).unwrap_or_default()
         + chrono::Duration::milliseconds((typical * 1000.0) as i64);
-    // Checked: a `run_after` near the end of the supported range must not overflow.
-    Ok(start.checked_add_signed(wait).unwrap_or(start))
+    // Capped at the end of year 9999: a time past it has no RFC 3339 form.
+    let latest = app::api::validation::latest_datetime();
+    Ok(start.checked_add_signed(wait).unwrap_or(latest).min(latest))
 }
 
 /// The newest batches (admins).

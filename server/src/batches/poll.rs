@@ -70,7 +70,7 @@ pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result
         };
         let answer = poll_held(ctx, &batch).await;
         held.release().await;
-        tell_changes(ctx, answer.as_ref().ok());
+        tell_changes(ctx, &batch, answer.as_ref().ok()).await;
         answer?
     };
     let remaining = ctx.store().batch_remaining(provider_batch_id).await?;
@@ -108,7 +108,7 @@ pub async fn poll_due(ctx: &Ctx) -> Result<usize> {
         };
         let outcome = poll_held(ctx, &batch).await;
         held.release().await;
-        tell_changes(ctx, outcome.as_ref().ok());
+        tell_changes(ctx, &batch, outcome.as_ref().ok()).await;
         let id = batch.provider_batch_id.as_deref().unwrap_or(&batch.id);
         match outcome {
             Ok(answer) => {
@@ -125,11 +125,16 @@ pub async fn poll_due(ctx: &Ctx) -> Result<usize> {
     Ok(polled)
 }
 
-/// A poll may move the batch; jobs changed only if results were stored.
-fn tell_changes(ctx: &Ctx, answer: Option<&Answer>) {
+/// A poll may move the batch; jobs changed only if results were stored, and then only their
+/// owners' pages are told.
+async fn tell_changes(ctx: &Ctx, batch: &BatchRecord, answer: Option<&Answer>) {
     ctx.changes.batches();
     if answer.is_none_or(|a| a.processed > 0) {
-        ctx.changes.jobs();
+        let members_of = batch.duplicate_of.as_deref().unwrap_or(&batch.id);
+        match ctx.store().batch_owners(members_of).await {
+            Ok(owners) => ctx.changes.jobs_of_each(owners),
+            Err(e) => tracing::warn!(error = %e, "open pages are not told of this poll"),
+        }
     }
 }
 

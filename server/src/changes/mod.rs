@@ -27,13 +27,15 @@ pub enum Topic {
 #[derive(Clone, Debug)]
 struct Change {
     topic: Topic,
-    /// The one owner whose jobs changed; `None`: anyone's.
+    /// The one owner whose jobs changed; `None`: nobody's in particular (batches), which
+    /// only admins see.
     owner: Option<String>,
 }
 
 impl Change {
+    /// A page is told only what its user may see: a trader, their own jobs; an admin, all.
     fn concerns(&self, caller: &Caller) -> bool {
-        caller.is_admin() || self.owner.as_deref().is_none_or(|o| o == caller.user_id)
+        caller.is_admin() || self.owner.as_deref() == Some(caller.user_id.as_str())
     }
 }
 
@@ -68,12 +70,15 @@ impl Changes {
         self.send(Topic::Jobs, Some(owner_id.to_string()));
     }
 
-    /// Jobs of any owner changed.
-    pub fn jobs(&self) {
-        self.send(Topic::Jobs, None);
+    /// Jobs of each of these owners changed.
+    pub fn jobs_of_each(&self, owners: impl IntoIterator<Item = String>) {
+        let owners: BTreeSet<String> = owners.into_iter().collect();
+        for owner in owners {
+            self.send(Topic::Jobs, Some(owner));
+        }
     }
 
-    /// Batches changed (their status or progress).
+    /// Batches changed (their status or progress): admins' pages.
     pub fn batches(&self) {
         self.send(Topic::Batches, None);
     }
@@ -143,8 +148,13 @@ impl Watcher {
                 topics.insert(change.topic);
             }
             Ok(_) => {}
-            // Missed some: say everything may have changed.
-            Err(RecvError::Lagged(_)) => topics.extend([Topic::Jobs, Topic::Batches]),
+            // Missed some: say everything the caller sees may have changed.
+            Err(RecvError::Lagged(_)) => {
+                topics.insert(Topic::Jobs);
+                if self.caller.is_admin() {
+                    topics.insert(Topic::Batches);
+                }
+            }
             Err(RecvError::Closed) => return None,
         }
         Some(())
@@ -165,7 +175,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_trader_hears_their_own_and_everyone_s_changes_in_one_event_per_burst() {
+    async fn a_trader_hears_only_their_own_changes_in_one_event_per_burst() {
         let changes = Changes::default();
         let mut alice = changes.watch(caller("alice", Role::Trader));
         let mut admin = changes.watch(caller("root", Role::Admin));
@@ -180,11 +190,20 @@ mod tests {
         );
         changes.jobs_of("bob");
         changes.batches();
-        changes.jobs();
+        assert_eq!(
+            admin.next().await.unwrap().topics,
+            BTreeSet::from([Topic::Jobs, Topic::Batches])
+        );
+        let quiet = tokio::time::timeout(Duration::from_millis(500), alice.next()).await;
+        assert!(
+            quiet.is_err(),
+            "bob's jobs and the batches are not alice's to hear of: {quiet:?}"
+        );
+        changes.jobs_of_each(["bob".to_string(), "alice".to_string()]);
         assert_eq!(
             alice.next().await.unwrap().topics,
-            BTreeSet::from([Topic::Jobs, Topic::Batches]),
-            "bob's change alone is not told to alice; everyone's are"
+            BTreeSet::from([Topic::Jobs]),
+            "a change naming her among others is"
         );
         changes.close();
         assert_eq!(

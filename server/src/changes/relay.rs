@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use super::{COALESCE, Change, Changes, Topic};
 use crate::store::Store;
 
-/// Owners named one by one up to this many; past it, a change concerns everyone.
-const MAX_OWNERS: usize = 100;
+/// Changes per announcement: owner ids are 36 characters, and a NOTIFY payload must stay
+/// under 8,000 bytes. More changes go as several announcements, never as "everyone's".
+const MAX_CHANGES: usize = 100;
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Announcement {
@@ -23,16 +24,16 @@ pub(super) struct Announcement {
 }
 
 impl Announcement {
-    fn gather(from: &str, changes: impl IntoIterator<Item = Change>) -> Self {
-        let mut set: BTreeSet<(Topic, Option<String>)> =
+    fn gather(from: &str, changes: impl IntoIterator<Item = Change>) -> Vec<Self> {
+        let set: BTreeSet<(Topic, Option<String>)> =
             changes.into_iter().map(|c| (c.topic, c.owner)).collect();
-        if set.len() > MAX_OWNERS {
-            set = set.into_iter().map(|(topic, _)| (topic, None)).collect();
-        }
-        Announcement {
-            from: from.to_string(),
-            changes: set.into_iter().collect(),
-        }
+        let set: Vec<_> = set.into_iter().collect();
+        set.chunks(MAX_CHANGES)
+            .map(|chunk| Announcement {
+                from: from.to_string(),
+                changes: chunk.to_vec(),
+            })
+            .collect()
     }
 }
 
@@ -64,10 +65,11 @@ pub async fn start(changes: &Changes, store: Arc<dyn Store>, instance: Arc<str>)
             while let Ok(more) = outbound.try_recv() {
                 burst.push(more);
             }
-            let message =
-                serde_json::to_string(&Announcement::gather(&from, burst)).unwrap_or_default();
-            if let Err(error) = store.announce(&message).await {
-                tracing::debug!(%error, "announcing changes failed; other instances' pages miss them");
+            for announcement in Announcement::gather(&from, burst) {
+                let message = serde_json::to_string(&announcement).unwrap_or_default();
+                if let Err(error) = store.announce(&message).await {
+                    tracing::debug!(%error, "announcing changes failed; other instances' pages miss them");
+                }
             }
         }
     });
@@ -97,22 +99,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_burst_is_one_announcement_and_many_owners_become_everyone() {
+    fn a_burst_is_one_announcement_and_many_owners_stay_named() {
         let change = |owner: &str| Change {
             topic: Topic::Jobs,
             owner: Some(owner.into()),
         };
         let few = Announcement::gather("a", [change("x"), change("x"), change("y")]);
+        assert_eq!(few.len(), 1);
         assert_eq!(
-            few.changes,
+            few[0].changes,
             [
                 (Topic::Jobs, Some("x".to_string())),
                 (Topic::Jobs, Some("y".to_string()))
             ]
         );
-        let text = serde_json::to_string(&few).unwrap();
-        assert_eq!(serde_json::from_str::<Announcement>(&text).unwrap(), few);
-        let many = Announcement::gather("a", (0..=MAX_OWNERS).map(|i| change(&i.to_string())));
-        assert_eq!(many.changes, [(Topic::Jobs, None)]);
+        let text = serde_json::to_string(&few[0]).unwrap();
+        assert_eq!(serde_json::from_str::<Announcement>(&text).unwrap(), few[0]);
+        let many =
+            Announcement::gather("a", (0..=MAX_CHANGES).map(|i| change(&format!("{i:036}"))));
+        assert_eq!(many.len(), 2, "split, never widened to everyone");
+        assert!(
+            many.iter()
+                .flat_map(|a| &a.changes)
+                .all(|(_, o)| o.is_some())
+        );
+        let longest = many
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap().len())
+            .max();
+        assert!(
+            longest.unwrap() < 8000,
+            "{longest:?} bytes: too long for NOTIFY"
+        );
     }
 }

@@ -125,10 +125,15 @@ fn last_user_text(params: &Value) -> String {
     }
 }
 
-/// About four characters per token, as English text averages.
+/// About four characters per token for ASCII text, as English averages; every byte of any
+/// other character a token of its own, the worst a byte-level tokenizer does (emoji and CJK
+/// really take one to three tokens a character). So traders' adversarial text costs here at
+/// least what it may cost at Anthropic, and the budget's bound is tested against that.
 pub fn count_tokens(text: &str) -> i64 {
+    let ascii = text.bytes().filter(u8::is_ascii).count() as i64;
+    let other = text.len() as i64 - ascii;
     // At least one token, like any real answer.
-    ((text.chars().count() as i64 + 3) / 4).max(1)
+    ((ascii + 3) / 4 + other).max(1)
 }
 
 /// Values of the JSON object after "Input data (JSON):" in the user message, by field name

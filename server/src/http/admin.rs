@@ -1,7 +1,9 @@
 //! Endpoints for access: users, tokens, prices, budgets and the audit log (admins), and each
 //! user's webhook secret.
 
-use app::api::validation::{parse_audit_query, parse_budget_request, parse_create_token};
+use app::api::validation::{
+    parse_audit_query, parse_budget_request, parse_create_token, parse_path_text,
+};
 use app::api::{
     AuditAction, AuditPage, BudgetRequest, BudgetView, CreateTokenRequest, IssuedToken, PriceView,
     RevokedToken, UserView, WebhookSecret,
@@ -54,6 +56,7 @@ pub async fn revoke_token(
     AdminUser(admin): AdminUser,
     Path(token_id): Path<String>,
 ) -> Result<Json<RevokedToken>> {
+    let token_id = parse_path_text("token_id", &token_id)?;
     access::revoke_token(&ctx, &admin, &token_id).await?;
     Ok(Json(RevokedToken {
         success: true,
@@ -108,6 +111,7 @@ pub async fn set_budget(
     Path(user): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BudgetView>> {
+    let user = parse_path_text("user", &user)?;
     let request = parse_budget_request(&body)?;
     budgets::set(&ctx, &admin, &user, &request).await.map(Json)
 }

@@ -21,7 +21,7 @@ impl IntoResponse for Error {
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::RebillNotConfirmed(_) => StatusCode::CONFLICT,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,

@@ -2,6 +2,7 @@
 
 use app::api::Caller;
 use app::api::validation::FieldError;
+use app::api::validation::raw::json_invalid;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
@@ -10,6 +11,7 @@ use serde_json::Value;
 use crate::access;
 use crate::context::Ctx;
 use crate::error::Error;
+use crate::limits::{Asker, Use};
 
 /// Any signed-in caller, from `Authorization: Bearer …`.
 pub struct AuthUser(pub Caller);
@@ -21,17 +23,52 @@ pub struct AdminUser(pub Caller);
 impl FromRequestParts<Ctx> for AuthUser {
     type Rejection = Error;
 
+    /// Authenticates, then counts the call against the token's limit. A failure counts
+    /// against the client's address instead; past its limit the answer is 429.
     async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, Error> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
+            .and_then(|v| v.trim_start().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(Error::Unauthenticated)?;
-        access::authenticate(ctx, token).await.map(AuthUser)
+            .map(|(_, token)| token.trim());
+        let authenticated = match token {
+            Some(token) => access::authenticate(ctx, token)
+                .await
+                .map(|caller| (caller, access::token_id(token))),
+            None => Err(Error::Unauthenticated),
+        };
+        let (caller, token_id) = match authenticated {
+            Ok(found) => found,
+            Err(Error::Unauthenticated) => {
+                ctx.limits.failed_auth(client_address(parts))?;
+                return Err(Error::Unauthenticated);
+            }
+            Err(other) => return Err(other),
+        };
+        // Inside the nested `/api/v1/batch` router the URI has lost its prefix; the original
+        // has it.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |original| original.0.path());
+        let what = if path.starts_with("/api/v1/batch/enqueue") {
+            Use::Enqueue
+        } else {
+            Use::Other
+        };
+        ctx.limits.check(&Asker::Token(token_id), what)?;
+        Ok(AuthUser(caller))
     }
+}
+
+/// The address the request came from, when the server was started with connection info.
+pub fn client_address(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 impl FromRequestParts<Ctx> for AdminUser {
@@ -54,16 +91,25 @@ pub struct JsonBody(pub Value);
 /// Like [`JsonBody`], but an empty body reads as `{}` (for endpoints whose fields all have defaults).
 pub struct OptionalJsonBody(pub Value);
 
+/// A JSON body's bytes, unparsed, for the validators that measure before they build
+/// (`parse_enqueue_bytes`): empty is a 422 `missing`, past the limit a 413.
+pub struct RawJsonBody(pub Bytes);
+
+/// A bulk enqueue's body, read only once one of the few places for parsing one is free: a
+/// 32 MB body takes a few times that in memory while it is read, so a burst of them waits
+/// its turn instead of taking the server's memory. The place is held as long as the value.
+pub struct BulkBody {
+    pub bytes: Bytes,
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         match read_json(req, state).await? {
             Some(value) => Ok(JsonBody(value)),
-            None => Err(Error::Validation(vec![FieldError::missing(
-                vec!["body".into()],
-                Value::Null,
-            )])),
+            None => Err(missing_body()),
         }
     }
 }
@@ -80,7 +126,41 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
     }
 }
 
-async fn read_json<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Value>, Error> {
+impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        read_bytes(req, state)
+            .await?
+            .map(RawJsonBody)
+            .ok_or_else(missing_body)
+    }
+}
+
+impl FromRequest<Ctx> for BulkBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, ctx: &Ctx) -> Result<Self, Error> {
+        let place = ctx
+            .bulk_parsing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::BadInput("the server is stopping".into()))?;
+        let bytes = read_bytes(req, ctx).await?.ok_or_else(missing_body)?;
+        Ok(BulkBody {
+            bytes,
+            _place: place,
+        })
+    }
+}
+
+fn missing_body() -> Error {
+    Error::Validation(vec![FieldError::missing(vec!["body".into()], Value::Null)])
+}
+
+/// The body, or `None` when it is empty (whitespace only).
+async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Bytes>, Error> {
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::BodyTooLarge
@@ -88,23 +168,16 @@ async fn read_json<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Val
             Error::BadInput(rejection.body_text())
         }
     })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        let position = byte_offset(&bytes, e.line(), e.column());
-        Error::Validation(vec![FieldError::json_invalid(position, e.to_string())])
-    })
+    Ok((!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes))
 }
 
-/// serde_json reports line and column; FastAPI reports a position in the body.
-fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
-    let line_start: usize = bytes
-        .split(|b| *b == b'\n')
-        .take(line.saturating_sub(1))
-        .map(|l| l.len() + 1)
-        .sum();
-    (line_start + column.saturating_sub(1)).min(bytes.len())
+async fn read_json<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Value>, Error> {
+    let Some(bytes) = read_bytes(req, state).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Validation(vec![json_invalid(&bytes, &e)]))
 }
 
 /// The raw query pairs, for `app::api::validation::parse_list_query`.
@@ -137,9 +210,10 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(id)| JobId(id))
-            .map_err(|_| Error::NotFound("Job not found".into()))
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| Error::NotFound("Job not found".into()))?;
+        Ok(JobId(app::api::validation::parse_path_text("job_id", &id)?))
     }
 }

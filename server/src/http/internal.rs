@@ -1,9 +1,9 @@
 //! Admin endpoints that drive batches: flush, poll, and the list of batches.
 
-use app::api::validation::{parse_flush, parse_poll};
+use app::api::validation::{parse_flush, parse_poll, parse_retry};
 use app::api::{
-    BatchList, BulkCancelRequest, FlushPreview, FlushRequest, FlushResponse, PollRequest,
-    PollResponse, RetryResponse,
+    BatchList, FlushPreview, FlushRequest, FlushResponse, PollRequest, PollResponse, RetryRequest,
+    RetryResponse,
 };
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +18,7 @@ use crate::{batches, jobs};
 #[utoipa::path(post, path = "/api/v1/batch/internal/flush", tag = "batches", request_body(content = FlushRequest, description = "Every field is optional; an empty body takes the defaults"),
     responses(
         (status = 200, description = "The batch sent, or why nothing was sent", body = FlushResponse),
-        (status = 409, description = "Reconciliation took this batch over; this copy was cancelled", body = ErrorBody),
+        (status = 409, description = "The preview named by preview_token no longer holds (other options, more cost), so nothing was sent; or reconciliation took this batch over and this copy was cancelled", body = ErrorBody),
         (status = 502, description = "Anthropic refused or failed the create", body = ErrorBody),
     ))]
 pub async fn flush(
@@ -77,14 +77,18 @@ pub async fn flush_preview(
         .map(Json)
 }
 
-/// Send failed jobs back for one more attempt (same job, same id).
-#[utoipa::path(post, path = "/api/v1/batch/internal/jobs/retry", tag = "batches", request_body = BulkCancelRequest,
-    responses((status = 200, description = "One result per job", body = RetryResponse)))]
+/// Send failed jobs back for one more attempt (same job, same id). A job that was billed
+/// already is billed again if it runs again: such a retry needs `confirm_rebill`.
+#[utoipa::path(post, path = "/api/v1/batch/internal/jobs/retry", tag = "batches", request_body = RetryRequest,
+    responses(
+        (status = 200, description = "One result per job", body = RetryResponse),
+        (status = 409, description = "Some of these jobs were billed already and confirm_rebill was not given; nothing was retried", body = ErrorBody),
+    ))]
 pub async fn retry_jobs(
     State(ctx): State<Ctx>,
     AdminUser(caller): AdminUser,
     JsonBody(body): JsonBody,
 ) -> Result<Json<RetryResponse>> {
-    let request = app::api::validation::parse_bulk_cancel(&body)?;
-    jobs::retry(&ctx, &caller, &request.job_ids).await.map(Json)
+    let request = parse_retry(&body)?;
+    jobs::retry(&ctx, &caller, &request).await.map(Json)
 }

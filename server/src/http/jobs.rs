@@ -1,7 +1,8 @@
 //! The contract's job endpoints: parse, authenticate, call one use case, answer.
 
 use app::api::validation::{
-    parse_bulk_cancel, parse_bulk_enqueue, parse_days, parse_enqueue, parse_list_query,
+    parse_bulk_cancel, parse_bulk_items, parse_days, parse_enqueue_bytes, parse_list_query,
+    read_bulk_item,
 };
 // the request and status types are named only in the OpenAPI attributes
 use app::api::{
@@ -16,7 +17,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::extract::{AuthUser, JobId, JsonBody, QueryPairs};
+use super::extract::{AuthUser, BulkBody, JobId, JsonBody, QueryPairs, RawJsonBody};
 use super::openapi::ErrorBody;
 use crate::context::Ctx;
 use crate::error::Result;
@@ -32,9 +33,9 @@ use crate::jobs;
 pub async fn enqueue(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
-    JsonBody(body): JsonBody,
+    RawJsonBody(body): RawJsonBody,
 ) -> Result<Json<EnqueueResponse>> {
-    let request = parse_enqueue(&body)?;
+    let request = parse_enqueue_bytes(&body)?;
     jobs::enqueue(&ctx, &caller, request).await.map(Json)
 }
 
@@ -48,9 +49,14 @@ pub async fn enqueue(
 pub async fn enqueue_many(
     State(ctx): State<Ctx>,
     AuthUser(caller): AuthUser,
-    JsonBody(body): JsonBody,
+    body: BulkBody,
 ) -> Result<Json<BulkEnqueueResponse>> {
-    let requests = parse_bulk_enqueue(&body)?;
+    let items = parse_bulk_items(&body.bytes)?;
+    // Each item is read as the use case takes it, so only one item's values exist at a time.
+    let requests = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| read_bulk_item(i, item));
     jobs::enqueue_many(&ctx, &caller, requests).await.map(Json)
 }
 
@@ -195,7 +201,7 @@ pub async fn export_jobs(
     let query = parse_list_query(query.iter())?;
     Ok(csv_download(
         "jobs.csv",
-        Body::from_stream(jobs::jobs_csv(ctx, caller, query)),
+        Body::from_stream(jobs::jobs_csv(ctx, caller, query).await?),
     ))
 }
 

@@ -9,7 +9,7 @@ pub(crate) use jobs::csv_download;
 mod extract;
 mod internal;
 mod jobs;
-mod limits;
+pub(crate) mod limits;
 mod openapi;
 
 use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
@@ -67,8 +67,8 @@ pub fn router(ctx: Ctx) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            limits::Limits::new(&ctx.config.limits),
-            limits::guard,
+            request_timeout(&ctx),
+            limits::timeout,
         ))
         // Answers carry jobs and tokens: no cache, shared or private, may keep them.
         .layer(SetResponseHeaderLayer::overriding(
@@ -82,6 +82,11 @@ pub fn router(ctx: Ctx) -> Router {
         routes
     };
     routes.with_state(ctx)
+}
+
+/// The longest a request may run.
+pub(crate) fn request_timeout(ctx: &Ctx) -> std::time::Duration {
+    std::time::Duration::from_secs(ctx.config.limits.api_request_timeout_secs.max(1))
 }
 
 /// `/metrics` alone, without a token, for a listener of its own (`AI_BATCH_METRICS_ADDR`).

@@ -1,6 +1,6 @@
 //! Enqueueing: one job through the group-commit writer, or many in one transaction.
 
-use app::api::validation::FieldError;
+use app::api::validation::{FieldError, Validated};
 use app::api::{BulkEnqueueResponse, Caller, EnqueueRequest, EnqueueResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
@@ -9,19 +9,19 @@ use sha2::{Digest, Sha256};
 use super::to_api_job;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::store::{InsertOutcome, KeyConflicts, NewJob, StoreError};
+use crate::store::{InsertOutcome, JobRecord, KeyConflicts, NewJob, StoreError, Visibility};
 
 /// The stores keep microseconds: an answer shows the times a later read will.
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// The job a request makes, with its payload as compact text (the request's values are not
+/// kept: a bulk enqueue holds thousands of these at once).
 fn new_job(ctx: &Ctx, caller: &Caller, request: &EnqueueRequest, now: DateTime<Utc>) -> NewJob {
-    let payload = Value::Object(request.payload.clone());
+    let payload = Value::Object(request.payload.clone()).to_string();
     NewJob {
-        cost_bound_nanos: ctx
-            .prices
-            .job_bound_nanos(request.job_type, &payload.to_string()),
+        cost_bound_nanos: ctx.prices.job_bound_nanos(request.job_type, &payload),
         id: uuid::Uuid::now_v7().to_string(),
         owner_id: caller.user_id.clone(),
         owner_name: caller.name.clone(),
@@ -36,37 +36,36 @@ fn new_job(ctx: &Ctx, caller: &Caller, request: &EnqueueRequest, now: DateTime<U
     }
 }
 
-/// `http://` callbacks (to this machine, as the parser allows) only when the server allows
-/// them: a setting for development and tests.
-fn check_callbacks(ctx: &Ctx, requests: &[&EnqueueRequest], bulk: bool) -> Result<()> {
-    if ctx.config.webhooks.allow_http_loopback {
-        return Ok(());
+/// Callbacks the server may not send to: `http://` unless the server allows it (a setting for
+/// development and tests), and any address that is not public, written as an IP in any form
+/// or as a name that is this machine (names are checked again for the address actually
+/// dialled). `at` is the item's place in a bulk body.
+fn check_callback(ctx: &Ctx, request: &EnqueueRequest, at: Option<usize>) -> Option<FieldError> {
+    let url = request.callback_url.as_deref()?;
+    let mut loc = vec![json!("body")];
+    if let Some(i) = at {
+        loc.extend([json!("jobs"), json!(i)]);
     }
-    let refused: Vec<FieldError> = requests
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let url = r.callback_url.as_deref()?;
-            url.get(..7)?.eq_ignore_ascii_case("http://").then(|| {
-                let mut loc = vec![json!("body")];
-                if bulk {
-                    loc.extend([json!("jobs"), json!(i)]);
-                }
-                loc.push(json!("callback_url"));
-                FieldError::new(
-                    "url_scheme",
-                    loc,
-                    "URL scheme should be 'https': this server does not send webhooks over plain http",
-                    json!(url),
-                )
-            })
-        })
-        .collect();
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation(refused))
+    loc.push(json!("callback_url"));
+    let plain_http = url.get(..7)?.eq_ignore_ascii_case("http://");
+    if plain_http && !ctx.config.webhooks.allow_http_loopback {
+        return Some(FieldError::new(
+            "url_scheme",
+            loc,
+            "URL scheme should be 'https': this server does not send webhooks over plain http",
+            json!(url),
+        ));
     }
+    let why = ctx.webhooks.refuses_url(url)?;
+    Some(FieldError::new(
+        "url_host",
+        loc,
+        format!(
+            "URL host is not allowed: {why}. Webhooks go only to public addresses (an operator may \
+             allow internal networks with AI_BATCH_WEBHOOK_ALLOW_NETWORKS)"
+        ),
+        json!(url),
+    ))
 }
 
 async fn estimated_completion(
@@ -79,23 +78,59 @@ async fn estimated_completion(
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// What an existing job answers to a request that reuses its key: itself, for the same
+/// request; a conflict for another.
+fn same_request(existing: JobRecord, request_hash: &str) -> Result<JobRecord> {
+    if existing.request_hash == request_hash {
+        Ok(existing)
+    } else {
+        Err(Error::Conflict(
+            "This idempotency key was already used for a different request; use a new key for a new job.".into(),
+        ))
+    }
+}
+
 pub async fn enqueue(
     ctx: &Ctx,
     caller: &Caller,
     request: EnqueueRequest,
 ) -> Result<EnqueueResponse> {
-    check_callbacks(ctx, &[&request], false)?;
+    if let Some(refused) = check_callback(ctx, &request, None) {
+        return Err(Error::Validation(vec![refused]));
+    }
     if request.callback_url.is_some() {
         crate::webhooks::require_secret(ctx, caller).await?;
     }
     let now = now();
     let new_job = new_job(ctx, caller, &request, now);
+    // A retry of a job that exists is that job, whatever the budget says now.
+    if let Some(key) = &request.idempotency_key
+        && let Some(existing) = ctx
+            .store()
+            .jobs_by_keys(&caller.user_id, std::slice::from_ref(key))
+            .await?
+            .pop()
+    {
+        let existing = ctx
+            .store()
+            .get_job(&existing.id, &Visibility::Owner(caller.user_id.clone()))
+            .await?
+            .unwrap_or(existing);
+        return answer(
+            ctx,
+            same_request(existing, &new_job.request_hash)?,
+            now,
+            EXISTS,
+        )
+        .await;
+    }
     crate::budgets::check_enqueue(ctx, caller, new_job.cost_bound_nanos).await?;
     let request_hash = new_job.request_hash.clone();
-    let (record, message) = match ctx.enqueuer.insert(new_job).await? {
-        InsertOutcome::Created(record) => {
+    match ctx.enqueuer.insert(new_job).await? {
+        InsertOutcome::Created(mut record) => {
             crate::metrics::jobs_enqueued(1);
             ctx.changes.jobs_of(&caller.user_id);
+            record.payload = Some(Value::Object(request.payload));
             let message = match record.run_after {
                 Some(at) if at > now => format!(
                     "Job queued; it will not be sent before {}.",
@@ -103,45 +138,88 @@ pub async fn enqueue(
                 ),
                 _ => "Job queued for the next batch.".to_string(),
             };
-            (record, message)
+            answer(ctx, record, now, &message).await
         }
-        InsertOutcome::Existing(record) if record.request_hash == request_hash => (
-            record,
-            "A job with this idempotency key already exists; this is that job.".to_string(),
-        ),
-        InsertOutcome::Existing(_) => {
-            return Err(Error::Conflict(
-                "This idempotency key was already used for a different request; use a new key for a new job.".into(),
-            ));
+        InsertOutcome::Existing(record) => {
+            answer(ctx, same_request(record, &request_hash)?, now, EXISTS).await
         }
-    };
+    }
+}
+
+const EXISTS: &str = "A job with this idempotency key already exists; this is that job.";
+
+async fn answer(
+    ctx: &Ctx,
+    record: JobRecord,
+    now: DateTime<Utc>,
+    message: &str,
+) -> Result<EnqueueResponse> {
     let estimated_completion = estimated_completion(ctx, record.run_after, now).await?;
     Ok(EnqueueResponse {
         success: true,
         job: to_api_job(record, true),
-        message,
+        message: message.to_string(),
         estimated_completion,
     })
 }
 
-/// Enqueues up to 10,000 jobs at once, all or none, in one transaction. A job whose key its
-/// owner already used for the same request is that job; for a different request, nothing is
-/// enqueued and the answer is a 409 naming the item.
+/// Enqueues up to 10,000 jobs at once, all or none, in one transaction. `requests` are read
+/// one at a time and each is turned into its job before the next is read, so only one
+/// request's values exist at once. A job whose key its owner already used for the same
+/// request is that job (and is not counted against the budget again); for a different
+/// request, nothing is enqueued and the answer is a 409 naming the item.
 pub async fn enqueue_many(
     ctx: &Ctx,
     caller: &Caller,
-    requests: Vec<EnqueueRequest>,
+    requests: impl Iterator<Item = Validated<EnqueueRequest>>,
 ) -> Result<BulkEnqueueResponse> {
-    check_callbacks(ctx, &requests.iter().collect::<Vec<_>>(), true)?;
-    if requests.iter().any(|r| r.callback_url.is_some()) {
+    let now = now();
+    let mut jobs = Vec::new();
+    let mut errors = Vec::new();
+    let mut latest_run_after = None;
+    let mut callbacks = false;
+    for (i, request) in requests.enumerate() {
+        match request {
+            Ok(request) => {
+                if let Some(refused) = check_callback(ctx, &request, Some(i)) {
+                    errors.push(refused);
+                }
+                callbacks |= request.callback_url.is_some();
+                latest_run_after = latest_run_after.max(request.run_after);
+                jobs.push(new_job(ctx, caller, &request, now));
+            }
+            Err(mut refused) => errors.append(&mut refused),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    if callbacks {
         crate::webhooks::require_secret(ctx, caller).await?;
     }
-    let now = now();
-    let jobs: Vec<NewJob> = requests
+    let keys: Vec<String> = jobs
         .iter()
-        .map(|r| new_job(ctx, caller, r, now))
+        .filter_map(|j| j.idempotency_key.clone())
         .collect();
-    let bound = jobs.iter().map(|j| j.cost_bound_nanos).sum();
+    let existing: std::collections::HashSet<String> = if keys.is_empty() {
+        Default::default()
+    } else {
+        ctx.store()
+            .jobs_by_keys(&caller.user_id, &keys)
+            .await?
+            .into_iter()
+            .filter_map(|j| j.idempotency_key)
+            .collect()
+    };
+    let bound = jobs
+        .iter()
+        .filter(|j| {
+            j.idempotency_key
+                .as_ref()
+                .is_none_or(|k| !existing.contains(k))
+        })
+        .map(|j| j.cost_bound_nanos)
+        .sum();
     crate::budgets::check_enqueue(ctx, caller, bound).await?;
     let outcomes = match ctx.store().insert_jobs(&jobs, KeyConflicts::Refuse).await {
         Ok(outcomes) => outcomes,
@@ -161,7 +239,6 @@ pub async fn enqueue_many(
     if created > 0 {
         ctx.changes.jobs_of(&caller.user_id);
     }
-    let latest_run_after = requests.iter().filter_map(|r| r.run_after).max();
     Ok(BulkEnqueueResponse {
         success: true,
         created,

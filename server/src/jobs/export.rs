@@ -1,9 +1,9 @@
 //! Exports as CSV (the list's filters apply; a trader's own jobs, every job for an admin),
 //! streamed a page at a time by keyset, so a million rows never sit in memory.
 
-use app::api::{Caller, DailyCost, Job, ListCursor, ListQuery};
+use app::api::{Caller, DailyCost, Job, JobList, ListCursor, ListQuery};
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use super::{daily_costs, list};
 use crate::context::Ctx;
@@ -33,6 +33,17 @@ const JOB_HEADER: [&str; 18] = [
     "error_message",
 ];
 
+/// A text cell a spreadsheet cannot take for a formula: one that starts with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'` (OWASP's rule for CSV injection), which
+/// spreadsheets show as text and do not display. Numbers and times we write are left alone.
+fn text(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
 /// Money in exports is exact: nano-dollars written as dollars with nine decimals.
 fn usd(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
@@ -49,20 +60,20 @@ fn job_row(job: &Job) -> [String; 18] {
         job.job_type.to_string(),
         job.status.to_string(),
         job.priority.to_string(),
-        job.owner.clone(),
+        text(&job.owner),
         job.created_at.to_rfc3339(),
         time(job.run_after),
         time(job.completed_at),
-        job.batch_id.clone().unwrap_or_default(),
+        text(job.batch_id.as_deref().unwrap_or_default()),
         job.tries().to_string(),
-        job.model.clone().unwrap_or_default(),
+        text(job.model.as_deref().unwrap_or_default()),
         job.input_tokens.to_string(),
         job.output_tokens.to_string(),
         usd(nanos(job.cost_usd)),
         usd(nanos(job.standard_cost_usd)),
         usd(nanos(job.savings_usd)),
-        job.idempotency_key.clone().unwrap_or_default(),
-        job.error_message.clone().unwrap_or_default(),
+        text(job.idempotency_key.as_deref().unwrap_or_default()),
+        text(job.error_message.as_deref().unwrap_or_default()),
     ]
 }
 
@@ -84,40 +95,43 @@ fn csv_chunk<R: IntoIterator<Item = S>, S: AsRef<[u8]>>(
 }
 
 /// The jobs matching `query` (its limit, offset and cursor are ignored), newest first: the
-/// header, then one chunk per page.
-pub fn jobs_csv(ctx: Ctx, caller: Caller, query: ListQuery) -> impl Stream<Item = Result<Bytes>> {
+/// header, then one chunk per page. The first page is read before anything is sent, so a
+/// query that fails is an error answer, not a download cut short.
+pub async fn jobs_csv(
+    ctx: Ctx,
+    caller: Caller,
+    query: ListQuery,
+) -> Result<impl Stream<Item = Result<Bytes>>> {
     let first = ListQuery {
         limit: PAGE,
         offset: 0,
         cursor: None,
         ..query
     };
-    futures::stream::try_unfold(Some((first, true)), move |state| {
+    let page = list(&ctx, &caller, first.clone()).await?;
+    let mut chunk = csv_chunk([JOB_HEADER]).to_vec();
+    chunk.extend_from_slice(&csv_chunk(page.jobs.iter().map(job_row)));
+    let head = futures::stream::once(futures::future::ready(Ok(Bytes::from(chunk))));
+    let rest = futures::stream::try_unfold(after(first, &page), move |next| {
         let (ctx, caller) = (ctx.clone(), caller.clone());
         async move {
-            let Some((query, first)) = state else {
+            let Some(query) = next else {
                 return Ok(None);
             };
             let page = list(&ctx, &caller, query.clone()).await?;
-            let mut chunk = if first {
-                csv_chunk([JOB_HEADER]).to_vec()
-            } else {
-                Vec::new()
-            };
-            chunk.extend_from_slice(&csv_chunk(page.jobs.iter().map(job_row)));
-            let next = page
-                .next_cursor
-                .as_deref()
-                .and_then(ListCursor::decode)
-                .map(|cursor| {
-                    let next = ListQuery {
-                        cursor: Some(cursor),
-                        ..query
-                    };
-                    (next, false)
-                });
-            Ok(Some((Bytes::from(chunk), next)))
+            let chunk = csv_chunk(page.jobs.iter().map(job_row));
+            Ok(Some((chunk, after(query, &page))))
         }
+    });
+    Ok(head.chain(rest))
+}
+
+/// The query of the page after `page`, if there is one.
+fn after(query: ListQuery, page: &JobList) -> Option<ListQuery> {
+    let cursor = page.next_cursor.as_deref().and_then(ListCursor::decode)?;
+    Some(ListQuery {
+        cursor: Some(cursor),
+        ..query
     })
 }
 
@@ -138,7 +152,7 @@ pub async fn daily_costs_csv(ctx: &Ctx, caller: &Caller, days: i64) -> Result<By
         [
             d.day.clone(),
             d.job_type.to_string(),
-            d.owner.clone(),
+            text(&d.owner),
             d.jobs.to_string(),
             usd(d.cost_nanos),
             usd(d.standard_cost_nanos),
@@ -153,6 +167,23 @@ pub async fn daily_costs_csv(ctx: &Ctx, caller: &Caller, days: i64) -> Result<By
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_that_start_a_formula_are_written_as_text() {
+        for cell in [
+            "=cmd|' /C calc'!A0",
+            "+1+2",
+            "-1+2",
+            "@SUM(1,1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(text(cell), format!("'{cell}"));
+        }
+        for cell in ["alice", "", "1+2", "a=b"] {
+            assert_eq!(text(cell), cell);
+        }
+    }
 
     #[test]
     fn dollars_are_written_exactly() {

@@ -6,11 +6,12 @@ mod export;
 mod view;
 
 use app::api::validation::MAX_BULK_CANCEL;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use app::api::{
     BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, Job, JobDetail,
-    JobEventView, JobList, JobStatus, ListQuery, RetryItem, RetryResponse, Stats, nanos_to_usd,
+    JobEventView, JobList, JobStatus, ListQuery, RetryItem, RetryRequest, RetryResponse, Stats,
+    nanos_to_usd,
 };
 use chrono::Utc;
 use serde_json::Value;
@@ -149,9 +150,37 @@ pub async fn cancel_many(
 }
 
 /// Failed jobs back to pending for one more attempt, same job (admins). Each id answers for
-/// itself: retried, not found, or not failed.
-pub async fn retry(ctx: &Ctx, caller: &Caller, job_ids: &[String]) -> Result<RetryResponse> {
+/// itself: retried, not found, or not failed. A job that was billed already is billed again
+/// when it runs again, so retrying one needs `confirm_rebill`; without it nothing is retried.
+pub async fn retry(ctx: &Ctx, caller: &Caller, request: &RetryRequest) -> Result<RetryResponse> {
     crate::access::require_admin(caller)?;
+    let job_ids = &request.job_ids;
+    let mut found = HashMap::with_capacity(job_ids.len());
+    for id in job_ids {
+        if let Some(job) = ctx.store().get_job(id, &Visibility::All).await? {
+            found.insert(id.clone(), job);
+        }
+    }
+    let billed: Vec<&JobRecord> = found
+        .values()
+        .filter(|j| j.status == JobStatus::Failed && j.cost_nanos > 0)
+        .collect();
+    if !billed.is_empty() && !request.confirm_rebill {
+        let total: i64 = billed.iter().map(|j| j.cost_nanos).sum();
+        let named: Vec<String> = billed
+            .iter()
+            .take(3)
+            .map(|j| format!("{} ({})", j.id, app::api::money(j.cost_nanos)))
+            .collect();
+        return Err(Error::RebillNotConfirmed(format!(
+            "{} of these jobs were billed already ({} in all: {}{}). Sent again, they are billed again. \
+             Nothing was retried; to retry them anyway, confirm the new charge (\"confirm_rebill\": true).",
+            billed.len(),
+            app::api::money(total),
+            named.join(", "),
+            if billed.len() > 3 { ", …" } else { "" },
+        )));
+    }
     let happened = Happened::Requeued {
         by: caller.name.clone(),
     };
@@ -164,43 +193,58 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, job_ids: &[String]) -> Result<Ret
             &crate::audit::entry(
                 caller,
                 app::api::AuditAction::Retry,
-                Some(match job_ids {
+                Some(match job_ids.as_slice() {
                     [one] => one.clone(),
                     many => format!("{} jobs", many.len()),
                 }),
-                (job_ids.len() > 1).then(|| {
-                    let shown: Vec<&str> = job_ids.iter().take(5).map(String::as_str).collect();
-                    let more = if job_ids.len() > 5 { ", …" } else { "" };
-                    format!("{}{more}", shown.join(", "))
-                }),
+                retry_detail(job_ids, billed.len()),
             ),
         )
         .await?
         .into_iter()
         .collect();
-    if !retried.is_empty() {
-        ctx.changes.jobs();
-    }
-    let mut results = Vec::with_capacity(job_ids.len());
-    for id in job_ids {
-        let detail = if retried.contains(id) {
-            None
-        } else {
-            Some(match ctx.store().get_job(id, &Visibility::All).await? {
-                Some(job) => format!("the job is {}, not failed", job.status),
-                None => NOT_FOUND.to_string(),
-            })
-        };
-        results.push(RetryItem {
-            job_id: id.clone(),
-            retried: detail.is_none(),
-            detail,
-        });
-    }
+    ctx.changes.jobs_of_each(
+        found
+            .values()
+            .filter(|j| retried.contains(&j.id))
+            .map(|j| j.owner_id.clone()),
+    );
+    let results: Vec<RetryItem> = job_ids
+        .iter()
+        .map(|id| {
+            let detail = if retried.contains(id) {
+                None
+            } else {
+                Some(match found.get(id) {
+                    Some(job) => format!("the job is {}, not failed", job.status),
+                    None => NOT_FOUND.to_string(),
+                })
+            };
+            RetryItem {
+                job_id: id.clone(),
+                retried: detail.is_none(),
+                detail,
+            }
+        })
+        .collect();
     Ok(RetryResponse {
         retried: results.iter().filter(|r| r.retried).count() as i64,
         results,
     })
+}
+
+/// The audit entry's detail: the first ids of a retry of several, and what was re-billed.
+fn retry_detail(job_ids: &[String], rebilled: usize) -> Option<String> {
+    let mut parts = Vec::new();
+    if job_ids.len() > 1 {
+        let shown: Vec<&str> = job_ids.iter().take(5).map(String::as_str).collect();
+        let more = if job_ids.len() > 5 { ", …" } else { "" };
+        parts.push(format!("{}{more}", shown.join(", ")));
+    }
+    if rebilled > 0 {
+        parts.push(format!("{rebilled} billed before, confirmed to bill again"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// What the visible jobs cost per day over the last `days` days, by type and owner.

@@ -143,16 +143,18 @@ async fn auto_flush(ctx: Ctx) -> crate::error::Result<()> {
         return Ok(());
     }
     let now = Utc::now();
-    let (eligible, waiting_since) = ctx.store().eligible_summary(now).await?;
+    // Jobs their owner's budget holds back can neither fill a flush nor ask for one.
+    let held_back = crate::budgets::for_flush(&ctx, now).await?.blocked;
+    let due = crate::store::FlushFilter {
+        exclude_owners: held_back,
+        ..crate::store::FlushFilter::due(now)
+    };
+    let (eligible, waiting_since) = ctx.store().eligible_summary(&due).await?;
     let waited_enough = waiting_since.is_some_and(|since| {
         (now - since).to_std().unwrap_or_default() >= ctx.config.flush_interval()
     });
     if eligible > 0 && (eligible >= ctx.config.batch.auto_flush_min_jobs || waited_enough) {
-        let request = FlushRequest {
-            max_jobs: ctx.config.batch.auto_flush_max_jobs,
-            job_types: None,
-            min_priority: 0,
-        };
+        let request = FlushRequest::options(ctx.config.batch.auto_flush_max_jobs, None, 0);
         let answer = batches::flush(&ctx, &crate::access::scheduler(), request).await?;
         tracing::info!(jobs = answer.jobs_count, batch = ?answer.batch_id, "auto-flush: {}", answer.message);
     }

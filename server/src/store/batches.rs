@@ -99,13 +99,28 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
-/// Which pending jobs a flush may take.
-#[derive(Clone, Debug)]
+/// Which pending jobs a flush may take: the one definition of eligibility, which each store
+/// writes as one SQL condition (`push_eligible`) for its candidates and its counts.
+#[derive(Clone, Debug, Default)]
 pub struct FlushFilter {
     pub job_types: Option<Vec<JobType>>,
     pub min_priority: i64,
     /// Jobs whose `run_after` is later than this are not eligible.
     pub now: DateTime<Utc>,
+    /// Owners whose jobs are left out (their budget has no room for them).
+    pub exclude_owners: Vec<String>,
+    /// Only this owner's jobs (to count what a budget holds back).
+    pub owner: Option<String>,
+}
+
+impl FlushFilter {
+    /// Every pending job whose time has come, whoever and whatever it is.
+    pub fn due(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            ..Self::default()
+        }
+    }
 }
 
 /// Where a page of eligible jobs continues: after this job, in flush order.
@@ -126,6 +141,8 @@ pub struct QueuedJob {
     pub priority: i64,
     /// The payload as stored: compact JSON text.
     pub payload: String,
+    /// The most it may cost, as fixed at enqueue.
+    pub cost_bound_nanos: i64,
     pub created_at: DateTime<Utc>,
 }
 
@@ -149,13 +166,19 @@ pub struct NewBatch {
     pub lease: Lease,
     /// The admin who asked for the flush, written to the audit log with the claim.
     pub audit: Option<super::AuditEntry>,
+    /// The start of the budget month: capped owners' jobs are admitted against what was
+    /// charged since.
+    pub month_start: DateTime<Utc>,
 }
 
-/// A job to claim into a batch, with the model its request names.
+/// A job to claim into a batch, with the model its request names and the most it may cost
+/// (what its owner's budget counts until it is billed).
 #[derive(Clone, Debug)]
 pub struct Claim {
     pub job_id: String,
     pub model: String,
+    pub owner_id: String,
+    pub bound_nanos: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -204,14 +227,19 @@ pub trait BatchStore: Send + Sync + 'static {
         after: Option<&FlushCursor>,
         page: i64,
     ) -> StoreResult<Vec<QueuedJob>>;
-    /// How many pending jobs are eligible now, and since when the longest-waiting one has been.
+    /// How many pending jobs the filter admits, and since when the longest-waiting one has been.
     async fn eligible_summary(
         &self,
-        now: DateTime<Utc>,
+        filter: &FlushFilter,
     ) -> StoreResult<(i64, Option<DateTime<Utc>>)>;
+    /// For each capped owner with eligible jobs at `now`: the cost bound of their first one in
+    /// flush order (what their budget must fit for a flush to take anything of theirs).
+    async fn first_capped_bounds(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, i64)>>;
     /// In one transaction: the batch as `submitting` under the flush's lease, those of the
-    /// jobs still pending moved to `processing` in it, and its members. Returns the ids
-    /// claimed (none: nothing is written).
+    /// jobs still pending and admitted by their owner's budget ([`super::Allowances`], read
+    /// inside the transaction so that concurrent claims cannot pass a cap together) moved to
+    /// `processing` in it with their bounds, and its members. Returns the ids claimed (none:
+    /// nothing is written).
     async fn claim_jobs(&self, batch: NewBatch, claims: &[Claim]) -> StoreResult<Vec<String>>;
 
     /// Extends a lease its owner holds; `false` if it is no longer theirs.
@@ -263,6 +291,8 @@ pub trait BatchStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Every job the batch was ever asked to run.
     async fn batch_members(&self, batch_id: &str) -> StoreResult<Vec<String>>;
+    /// The owners of those jobs, each once.
+    async fn batch_owners(&self, batch_id: &str) -> StoreResult<Vec<String>>;
     /// Jobs still `processing` in a local batch, to submit it again.
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>>;
     /// `submitting` batches nobody holds: for reconciliation.

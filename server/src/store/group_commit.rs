@@ -103,7 +103,7 @@ mod tests {
             owner_name: "alice".into(),
             job_type: JobType::RiskReport,
             priority: 50,
-            payload: serde_json::json!({ "i": i }),
+            payload: serde_json::json!({ "i": i }).to_string(),
             run_after: None,
             idempotency_key: key,
             request_hash: format!("hash-{i}"),

@@ -139,7 +139,8 @@ pub struct NewJob {
     pub owner_name: String,
     pub job_type: JobType,
     pub priority: i64,
-    pub payload: serde_json::Value,
+    /// The payload as compact JSON text (a JSON object), as it is stored.
+    pub payload: String,
     pub run_after: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
     /// Fingerprint of the request after defaults, to tell a retry from a different request.
@@ -152,7 +153,8 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    /// The job as stored once inserted: what a read would give back.
+    /// The job as stored once inserted: what a list would give back (without its payload:
+    /// a bulk insert answers thousands of jobs, and their payloads stay text).
     pub fn record(&self) -> JobRecord {
         JobRecord {
             id: self.id.clone(),
@@ -161,7 +163,7 @@ impl NewJob {
             job_type: self.job_type,
             status: JobStatus::Pending,
             priority: self.priority,
-            payload: Some(self.payload.clone()),
+            payload: None,
             run_after: self.run_after,
             idempotency_key: self.idempotency_key.clone(),
             request_hash: self.request_hash.clone(),
@@ -364,6 +366,8 @@ pub trait JobStore: Send + Sync + 'static {
             })
     }
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>>;
+    /// The jobs `owner_id` made with any of these idempotency keys (without payloads).
+    async fn jobs_by_keys(&self, owner_id: &str, keys: &[String]) -> StoreResult<Vec<JobRecord>>;
     /// Visible jobs matching the filter, newest first, with counts.
     async fn list_jobs(
         &self,

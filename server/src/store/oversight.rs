@@ -1,5 +1,7 @@
 //! What budgets and the audit log store, apart from the engines.
 
+use std::collections::{BTreeSet, HashMap};
+
 use app::api::AuditAction;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,7 +17,8 @@ pub struct BudgetUsage {
     pub cap_nanos: Option<i64>,
     /// Charged since the month began (every charge of the user's jobs, duplicates included).
     pub spent_nanos: i64,
-    /// The cost bounds of the user's jobs being processed (sent, not yet billed).
+    /// The cost bounds of the user's jobs sent and not yet billed: processing, or cancelled in
+    /// flight while their batch has not ended (the provider bills them if they complete).
     pub in_flight_bound_nanos: i64,
     /// The cost bounds of the user's pending jobs.
     pub pending_bound_nanos: i64,
@@ -32,6 +35,62 @@ impl BudgetUsage {
     pub fn remaining(&self) -> Option<i64> {
         self.unsent_allowance()
             .map(|left| left - self.pending_bound_nanos)
+    }
+}
+
+/// The one admission rule of budgets: a capped owner's jobs go, in flush order, while their
+/// bounds fit in cap − spent − in flight; the first that does not fit stops that owner for
+/// the rest of the flush. Uncapped owners are always admitted. The flush plans with it, and
+/// the store applies it again inside the claim's transaction, where no other claim can
+/// interleave.
+#[derive(Clone, Debug, Default)]
+pub struct Allowances {
+    left: HashMap<String, i64>,
+    stopped: BTreeSet<String>,
+}
+
+impl Allowances {
+    pub fn new<'a>(usages: impl IntoIterator<Item = &'a BudgetUsage>) -> Self {
+        Self {
+            left: usages
+                .into_iter()
+                .filter_map(|u| Some((u.user_id.clone(), u.unsent_allowance()?)))
+                .collect(),
+            stopped: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a job of `owner` that may cost `bound` is admitted; if so, its bound is taken
+    /// from the owner's allowance.
+    pub fn admit(&mut self, owner: &str, bound: i64) -> bool {
+        if self.stopped.contains(owner) {
+            return false;
+        }
+        match self.left.get_mut(owner) {
+            None => true,
+            Some(left) if bound <= *left => {
+                *left -= bound;
+                true
+            }
+            Some(_) => {
+                self.stopped.insert(owner.to_string());
+                false
+            }
+        }
+    }
+
+    /// Whether `owner`'s next job, costing at most `bound`, would be refused.
+    pub fn blocks(&self, owner: &str, bound: i64) -> bool {
+        self.stopped.contains(owner) || self.left.get(owner).is_some_and(|left| bound > *left)
+    }
+
+    /// Owners stopped so far, in name order of their ids.
+    pub fn stopped(&self) -> &BTreeSet<String> {
+        &self.stopped
+    }
+
+    pub fn is_capped(&self, owner: &str) -> bool {
+        self.left.contains_key(owner)
     }
 }
 

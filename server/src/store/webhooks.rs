@@ -30,12 +30,21 @@ pub enum WebhookOutcome {
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
     /// Up to `limit` webhooks whose jobs have ended and whose next attempt is due at `now`,
-    /// oldest first; each is held until `hold_until` (no other claim takes it before then).
-    async fn claim_webhooks(
+    /// oldest first, at most `per_owner` of any one owner and none of `busy_owners`.
+    async fn due_webhooks(
         &self,
         now: DateTime<Utc>,
-        hold_until: DateTime<Utc>,
         limit: i64,
+        per_owner: i64,
+        busy_owners: &[String],
+    ) -> StoreResult<Vec<DueWebhook>>;
+    /// Claims those of `job_ids` still due at `now`: each is held until `hold_until` (no other
+    /// claim takes it before then). Returns the ones claimed.
+    async fn claim_webhooks(
+        &self,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
     ) -> StoreResult<Vec<DueWebhook>>;
     /// Records an attempt (counted once) and its event on the job, in one transaction.
     async fn finish_webhook(

@@ -28,6 +28,10 @@ pub struct RenderedRequest {
     /// The prompt part of the estimate, and the output allowance.
     pub prompt_tokens: i64,
     pub max_tokens: i64,
+    /// The most tokens the prompt can be: every byte of the request one token (a byte-level
+    /// tokenizer never makes more tokens than bytes), plus the hidden tool prompt. What a
+    /// budget's cost bound counts, so that no text, however strange, costs more than it.
+    pub prompt_bound_tokens: i64,
 }
 
 impl RenderedRequest {
@@ -119,10 +123,11 @@ pub fn render(job_type: JobType, payload_json: &str, model: &str) -> RenderedReq
     .expect("request parameters serialize");
     let prompt_tokens = estimate_prompt_tokens(params.len(), true);
     RenderedRequest {
-        params,
         estimated_tokens: prompt_tokens + t.max_tokens,
         prompt_tokens,
         max_tokens: t.max_tokens,
+        prompt_bound_tokens: params.len() as i64 + TOOL_OVERHEAD_TOKENS,
+        params,
     }
 }
 

@@ -1,16 +1,22 @@
 //! Completion webhooks: when a job that asked for one ends, its job object is POSTed to its
-//! `callback_url`, signed the way Stripe and GitHub sign theirs (HMAC-SHA256 of
-//! `"{timestamp}.{body}"` with the owner's secret). Deliveries run as a scheduler service of
-//! their own, never inside ingest; a failed one is retried with doubling waits and every
-//! attempt is an event on the job.
+//! `callback_url`, signed by the Standard Webhooks specification (`send`), and only to
+//! addresses a trader may make this server reach (`address`). Deliveries run as a scheduler
+//! service of their own, never inside ingest; a failed one is retried with doubling waits and
+//! every attempt is an event on the job.
+//!
+//! Fair to every owner: at most [`PER_OWNER`] deliveries of one owner are in flight at once,
+//! and each runs as a task of its own, so a receiver that never answers holds up only its
+//! owner's next deliveries, never another owner's.
 
+pub mod address;
 mod send;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use app::api::Caller;
 use chrono::Utc;
-use futures::StreamExt;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -18,14 +24,86 @@ use crate::events::Happened;
 use crate::jobs::to_api_job;
 use crate::store::{DueWebhook, Visibility, WebhookOutcome};
 
-pub use send::{SIGNATURE_HEADER, sign};
+pub use address::{Destinations, Lookup, SystemLookup};
+pub use send::{SIGNATURE_HEADER, sign, sign_legacy};
 
-/// Webhooks claimed per round, and sent at once.
-const ROUND: i64 = 64;
-const AT_ONCE: usize = 16;
+/// Deliveries of one owner in flight at once.
+pub const PER_OWNER: usize = 4;
+/// Deliveries in flight at once, all owners together.
+const AT_ONCE: usize = 64;
 /// The wait after the first failure; it doubles after each, up to an hour.
 const FIRST_WAIT_SECS: i64 = 1;
 const LONGEST_WAIT_SECS: i64 = 3600;
+
+/// The deliverer: its HTTP client (which dials only allowed addresses) and what is in flight.
+pub struct Deliveries {
+    client: reqwest::Client,
+    destinations: Destinations,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+impl Deliveries {
+    pub fn new(destinations: Destinations, lookup: Arc<dyn Lookup>) -> Self {
+        Self {
+            client: send::client(destinations.clone(), lookup),
+            destinations,
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Owners with every place taken, and the places left in all.
+    fn busy(&self) -> (Vec<String>, usize) {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let busy = in_flight
+            .iter()
+            .filter(|(_, n)| **n >= PER_OWNER)
+            .map(|(owner, _)| owner.clone())
+            .collect();
+        (busy, AT_ONCE.saturating_sub(in_flight.values().sum()))
+    }
+
+    /// Takes a place for `owner`, if one is free, until the returned guard is dropped.
+    fn take(self: &Arc<Self>, owner: &str) -> Option<Place> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = in_flight.values().sum();
+        let mine = in_flight.entry(owner.to_string()).or_default();
+        if *mine >= PER_OWNER || total >= AT_ONCE {
+            return None;
+        }
+        *mine += 1;
+        Some(Place {
+            deliveries: self.clone(),
+            owner: owner.to_string(),
+        })
+    }
+
+    /// The addresses a callback may not name, judged without a lookup (for enqueue).
+    pub fn refuses_url(&self, url: &str) -> Option<String> {
+        self.destinations.refuses_url(url)
+    }
+}
+
+/// A delivery's place in flight; given back when dropped, even if the delivery panics.
+struct Place {
+    deliveries: Arc<Deliveries>,
+    owner: String,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .deliveries
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = in_flight.get_mut(&self.owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                in_flight.remove(&self.owner);
+            }
+        }
+    }
+}
 
 /// Makes (or replaces) a user's signing secret and shows it this once: the caller's own, or
 /// any user's for an admin (the Access page).
@@ -50,24 +128,50 @@ pub async fn require_secret(ctx: &Ctx, caller: &Caller) -> Result<()> {
     }
 }
 
-/// One round: sends the webhooks that are due, a few at a time; `Ok(sent)`.
+/// One round: claims the webhooks that are due and that have a free place (never more than
+/// [`PER_OWNER`] of one owner in flight), and starts each as a task of its own; `Ok(started)`.
+/// The round does not wait for them.
 pub async fn deliver_due(ctx: &Ctx) -> Result<usize> {
+    let deliveries = ctx.webhooks.clone();
+    let (busy, room) = deliveries.busy();
+    if room == 0 {
+        return Ok(0);
+    }
     let timeout = Duration::from_secs(ctx.config.webhooks.timeout_secs.max(1));
     let now = Utc::now();
-    // Held past the longest a round can take, so a crashed round's webhooks come back.
+    let due = ctx
+        .store()
+        .due_webhooks(now, room as i64, PER_OWNER as i64, &busy)
+        .await?;
+    let mut places = Vec::new();
+    for webhook in due {
+        if let Some(place) = deliveries.take(&webhook.owner_id) {
+            places.push((webhook.job_id, place));
+        }
+    }
+    if places.is_empty() {
+        return Ok(0);
+    }
+    // Held past the longest a delivery can take, so a crashed instance's webhooks come back.
     let hold =
         chrono::Duration::from_std(timeout * 4).unwrap_or_default() + chrono::Duration::seconds(30);
-    let due = ctx.store().claim_webhooks(now, now + hold, ROUND).await?;
-    let count = due.len();
-    let results: Vec<Result<()>> = futures::stream::iter(due)
-        .map(|webhook| deliver(ctx, webhook, timeout))
-        .buffer_unordered(AT_ONCE)
-        .collect()
-        .await;
-    for result in results {
-        result?;
+    let ids: Vec<String> = places.iter().map(|(id, _)| id.clone()).collect();
+    let claimed = ctx.store().claim_webhooks(&ids, now, now + hold).await?;
+    let mut places: HashMap<String, Place> = places.into_iter().collect();
+    let started = claimed.len();
+    for webhook in claimed {
+        let Some(place) = places.remove(&webhook.job_id) else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _place = place;
+            if let Err(e) = deliver(&ctx, webhook, timeout).await {
+                tracing::warn!(error = %e, "a webhook delivery could not be recorded; it is sent again later");
+            }
+        });
     }
-    Ok(count)
+    Ok(started)
 }
 
 async fn deliver(ctx: &Ctx, webhook: DueWebhook, timeout: Duration) -> Result<()> {
@@ -78,7 +182,15 @@ async fn deliver(ctx: &Ctx, webhook: DueWebhook, timeout: Duration) -> Result<()
     let answer = match (job, secret) {
         (Some(job), Some(secret)) => {
             let body = serde_json::to_vec(&to_api_job(job, false)).unwrap_or_default();
-            send::post(&webhook.url, body, &secret, timeout).await
+            let message_id = format!("msg_{}", webhook.job_id);
+            let delivery = send::Delivery {
+                url: &webhook.url,
+                message_id: &message_id,
+                body,
+                secret: &secret,
+                timeout,
+            };
+            send::post(&ctx.webhooks.client, &ctx.webhooks.destinations, delivery).await
         }
         (None, _) => Err("the job no longer exists".to_string()),
         (_, None) => Err("its owner has no signing secret".to_string()),
@@ -112,5 +224,32 @@ async fn deliver(ctx: &Ctx, webhook: DueWebhook, timeout: Duration) -> Result<()
     store
         .finish_webhook(&webhook.job_id, &outcome, &event, now)
         .await?;
+    ctx.changes.jobs_of(&webhook.owner_id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_takes_at_most_their_places_and_gets_them_back() {
+        let deliveries = Arc::new(Deliveries::new(
+            Destinations::default(),
+            Arc::new(SystemLookup),
+        ));
+        let mine: Vec<Place> = (0..PER_OWNER)
+            .map(|_| deliveries.take("slow").expect("a place"))
+            .collect();
+        assert!(
+            deliveries.take("slow").is_none(),
+            "no more than {PER_OWNER}"
+        );
+        assert_eq!(deliveries.busy().0, vec!["slow".to_string()]);
+        let other = deliveries.take("fast");
+        assert!(other.is_some(), "another owner still gets a place");
+        drop(mine);
+        assert!(deliveries.busy().0.is_empty());
+        assert!(deliveries.take("slow").is_some(), "places come back");
+    }
 }

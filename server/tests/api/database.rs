@@ -25,6 +25,16 @@ impl TestDatabase {
         Self::create(true).await
     }
 
+    /// A database of its own on the server at `admin_url`.
+    pub async fn postgres_on(admin_url: &str) -> TestDatabase {
+        let postgres = TempPostgres::create_on(admin_url).await;
+        TestDatabase {
+            url: postgres.url.clone(),
+            _dir: tempfile::tempdir().expect("temp dir"),
+            _postgres: Some(postgres),
+        }
+    }
+
     async fn create(postgres: bool) -> TestDatabase {
         let dir = tempfile::tempdir().expect("temp dir");
         let postgres = if postgres {

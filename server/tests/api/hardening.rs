@@ -139,11 +139,7 @@ async fn batch_use_cases_refuse_a_trader_whoever_calls_them() {
         name: "trader".into(),
         role: Role::Trader,
     };
-    let request = FlushRequest {
-        max_jobs: 10,
-        job_types: None,
-        min_priority: 0,
-    };
+    let request = FlushRequest::options(10, None, 0);
     let ctx = &app.ctx;
     assert!(matches!(
         batches::flush(ctx, &trader, request.clone()).await,

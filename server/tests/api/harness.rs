@@ -65,6 +65,7 @@ pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
         // Tests drive the API far past a person's pace; `hardening.rs` turns the limits on.
         ("--enqueue-per-sec", "0"),
         ("--reads-per-sec", "0"),
+        ("--auth-failures-per-sec", "0"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -90,9 +91,31 @@ impl TestApp {
 
     /// Starts with `extra` routes served beside the application's own, built the same way.
     pub async fn start_with_routes(overrides: &[(&str, &str)], extra: axum::Router) -> Self {
+        Self::start_full(overrides, extra, None).await
+    }
+
+    /// Starts with webhook deliveries resolving names through `lookup` (a stand-in for DNS).
+    pub async fn start_with_lookup(
+        overrides: &[(&str, &str)],
+        lookup: std::sync::Arc<dyn ai_batch::webhooks::Lookup>,
+    ) -> Self {
+        Self::start_full(overrides, axum::Router::new(), Some(lookup)).await
+    }
+
+    async fn start_full(
+        overrides: &[(&str, &str)],
+        extra: axum::Router,
+        lookup: Option<std::sync::Arc<dyn ai_batch::webhooks::Lookup>>,
+    ) -> Self {
         let db = TestDatabase::new().await;
         let config = test_config(&db, overrides);
-        let ctx = serve::connect(&config).await.expect("database");
+        let mut ctx = serve::connect(&config).await.expect("database");
+        if let Some(lookup) = lookup {
+            ctx.webhooks = std::sync::Arc::new(ai_batch::webhooks::Deliveries::new(
+                config.webhooks.destinations(),
+                lookup,
+            ));
+        }
         let token = |name: &'static str, role| {
             let ctx = ctx.clone();
             async move {
@@ -113,7 +136,8 @@ impl TestApp {
             .expect("port");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let scheduler = ai_batch::scheduler::Scheduler::start(&ctx);
-        let app = serve::app_with(ctx.clone(), serve::leptos_options(&config), extra);
+        let app = serve::app_with(ctx.clone(), serve::leptos_options(&config), extra)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.expect("server") });
 
         let http = reqwest::Client::builder()

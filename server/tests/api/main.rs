@@ -2,6 +2,7 @@
 
 mod access;
 mod batch_loop;
+mod budget_abuse;
 mod budgets;
 mod crash;
 mod dashboard_api;
@@ -11,6 +12,7 @@ mod exports;
 mod faults;
 mod hardening;
 mod harness;
+mod hostile;
 mod idempotency;
 mod jobs;
 mod live;

@@ -153,6 +153,11 @@ impl Database {
         Self::on(TestDatabase::postgres().await).await
     }
 
+    /// A PostgreSQL database of a cluster the caller owns (a test that breaks it).
+    pub async fn at(admin_url: &str) -> Database {
+        Self::on(TestDatabase::postgres_on(admin_url).await).await
+    }
+
     async fn on(db: TestDatabase) -> Database {
         let store = ai_batch::store::connect(&db.url, 2).await.unwrap();
         let admin = ai_batch::access::issue_token(store.as_ref(), "ops", app::api::Role::Admin)

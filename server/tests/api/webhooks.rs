@@ -1,6 +1,7 @@
 //! Completion webhooks against a real receiver on a loopback port: signed deliveries,
 //! retries after failures, and a receiver that never answers holding up nothing else.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -81,6 +82,21 @@ async fn run_jobs(app: &TestApp, count: usize, callback: &str) -> Vec<String> {
     ids
 }
 
+/// A receiver's verification, written from the specification (not with our signer).
+fn standard_webhooks_valid(secret: &str, id: &str, t: &str, body: &[u8], signatures: &str) -> bool {
+    use base64::Engine;
+    use hmac::Mac;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let key = engine
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{t}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", engine.encode(mac.finalize().into_bytes()));
+    signatures.split(' ').any(|s| s == expected)
+}
+
 async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     let answer = app
         .alice
@@ -138,19 +154,32 @@ async fn a_webhook_is_delivered_once_signed_with_the_owners_secret() {
     );
     assert!(job["cost_usd"].as_f64().unwrap() > 0.0);
 
-    // The receiver's check: recompute the HMAC over "{t}.{body}" with the secret.
-    let signature = headers[ai_batch::webhooks::SIGNATURE_HEADER]
-        .to_str()
-        .unwrap();
-    let t: i64 = signature
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split(',').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((chrono::Utc::now().timestamp() - t).abs() < 60);
-    assert_eq!(signature, ai_batch::webhooks::sign(&secret, t, body));
-    assert_ne!(signature, ai_batch::webhooks::sign("whsec_wrong", t, body));
+    // The receiver's check, by the Standard Webhooks specification: the HMAC-SHA256 of
+    // "{webhook-id}.{webhook-timestamp}.{body}", keyed with the secret's base64 part.
+    let header = |name: &str| headers[name].to_str().unwrap().to_string();
+    let (id, t) = (header("webhook-id"), header("webhook-timestamp"));
+    assert_eq!(id, format!("msg_{}", ids[0]));
+    assert!((chrono::Utc::now().timestamp() - t.parse::<i64>().unwrap()).abs() < 60);
+    assert!(standard_webhooks_valid(
+        &secret,
+        &id,
+        &t,
+        body,
+        &header("webhook-signature")
+    ));
+    assert!(!standard_webhooks_valid(
+        "whsec_d3Jvbmc=",
+        &id,
+        &t,
+        body,
+        &header("webhook-signature")
+    ));
+    // The older header, for receivers written against it: HMAC over "{t}.{body}".
+    let legacy = header(ai_batch::webhooks::SIGNATURE_HEADER);
+    assert_eq!(
+        legacy,
+        ai_batch::webhooks::sign_legacy(&secret, t.parse().unwrap(), body)
+    );
 
     wait_for("the delivery event", async || {
         events(&app, &ids[0])
@@ -264,4 +293,197 @@ async fn callbacks_must_be_https_unless_the_server_allows_loopback_http() {
         .post("/api/v1/batch/enqueue", json!({"job_type": "risk_report", "payload": {}, "callback_url": "https://hooks.example.com/ai?x=1"}))
         .await;
     assert_eq!(https.status, StatusCode::OK, "{}", https.body);
+}
+
+/// Refused at enqueue, never flushed: every literal form of an address that is not public.
+#[tokio::test]
+async fn callbacks_to_private_addresses_are_refused_at_enqueue() {
+    let app = TestApp::start().await;
+    app.alice.post("/api/v1/webhooks/secret", json!({})).await;
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.255.255.1/",
+        "https://127.0.0.1/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://2130706433/",
+        "https://0x7f.1/",
+        "https://localhost/",
+        "https://0.0.0.0/",
+        "https://100.64.1.1/",
+        "https://[fd12::1]/",
+        "https://[fe80::1]/",
+        "https://224.0.0.251/",
+    ] {
+        let answer = app
+            .alice
+            .post(
+                "/api/v1/batch/enqueue",
+                json!({"job_type": "risk_report", "payload": {}, "callback_url": url}),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["detail"][0]["type"], "url_host", "{url}");
+        let bulk = app
+            .alice
+            .post(
+                "/api/v1/batch/enqueue/bulk",
+                json!({"jobs": [{"job_type": "risk_report", "payload": {}}, {"job_type": "risk_report", "payload": {}, "callback_url": url}]}),
+            )
+            .await;
+        assert_eq!(
+            bulk.body["detail"][0]["loc"],
+            json!(["body", "jobs", 1, "callback_url"]),
+            "{url}"
+        );
+    }
+    let jobs = app.alice.get("/api/v1/batch/jobs").await;
+    assert_eq!(jobs.body["total_count"], 0, "nothing was enqueued");
+}
+
+/// A stand-in resolver: every name resolves to these addresses.
+struct Resolves(Vec<std::net::IpAddr>);
+
+impl ai_batch::webhooks::Lookup for Resolves {
+    fn lookup(
+        &self,
+        _host: String,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<Vec<std::net::IpAddr>>> + Send>>
+    {
+        let found = self.0.clone();
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+/// A loopback listener that counts the connections it accepts (and answers nothing).
+async fn counting_listener() -> (Arc<AtomicUsize>, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (accepted, port)
+}
+
+async fn webhook_events(app: &TestApp, id: &str) -> Vec<String> {
+    let mut found = vec![];
+    wait_for("a delivery attempt", async || {
+        found = events(app, id)
+            .await
+            .iter()
+            .filter(|e| {
+                e["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("webhook")
+            })
+            .filter_map(|e| e["detail"].as_str().map(String::from))
+            .collect();
+        !found.is_empty()
+    })
+    .await;
+    found
+}
+
+/// A name that passed the enqueue but resolves to a private or loopback address is refused
+/// when the delivery connects: no connection is made. With the network allowed, the same
+/// delivery does connect (so the test can tell).
+#[tokio::test]
+async fn a_name_resolving_to_a_private_address_is_refused_when_dialled() {
+    let (accepted, port) = counting_listener().await;
+    let schedule = [
+        ("--scheduler", "true"),
+        ("--auto-flush", "false"),
+        ("--auto-poll", "false"),
+        ("--rescuer", "false"),
+        ("--tick-ms", "100"),
+        ("--webhook-timeout-secs", "2"),
+        ("--webhook-max-attempts", "1"),
+    ];
+    for answer in [
+        vec!["127.0.0.1".parse().unwrap()],
+        vec![
+            "::ffff:127.0.0.1".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+        ],
+        vec!["10.0.0.7".parse().unwrap()],
+    ] {
+        let app = TestApp::start_with_lookup(&schedule, Arc::new(Resolves(answer.clone()))).await;
+        app.alice.post("/api/v1/webhooks/secret", json!({})).await;
+        let url = format!("https://hooks.example.com:{port}/hook");
+        let ids = run_jobs(&app, 1, &url).await;
+        let details = webhook_events(&app, &ids[0]).await;
+        assert!(
+            details[0].contains("refused") && details[0].contains("hooks.example.com"),
+            "{answer:?}: {details:?}"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "no connection was made");
+
+    let mut allowed = schedule.to_vec();
+    allowed.push(("--webhook-allow-networks", "127.0.0.0/8"));
+    let app = TestApp::start_with_lookup(
+        &allowed,
+        Arc::new(Resolves(vec!["127.0.0.1".parse().unwrap()])),
+    )
+    .await;
+    app.alice.post("/api/v1/webhooks/secret", json!({})).await;
+    let ids = run_jobs(&app, 1, &format!("https://hooks.example.com:{port}/hook")).await;
+    webhook_events(&app, &ids[0]).await;
+    assert!(
+        accepted.load(Ordering::SeqCst) > 0,
+        "an allowed network is dialled"
+    );
+}
+
+/// Fifty deliveries to a receiver that never answers hold up another owner's webhook by no
+/// more than a few ticks.
+#[tokio::test]
+async fn one_owners_slow_receiver_does_not_delay_anothers_webhooks() {
+    let app = TestApp::start_with(&[
+        ("--scheduler", "true"),
+        ("--auto-flush", "false"),
+        ("--auto-poll", "false"),
+        ("--rescuer", "false"),
+        ("--tick-ms", "200"),
+        ("--webhook-allow-http-loopback", "true"),
+        ("--webhook-timeout-secs", "10"),
+    ])
+    .await;
+    let (tarpit, slow_url) = receiver(0, true).await;
+    let (fast, fast_url) = receiver(0, false).await;
+    app.alice.post("/api/v1/webhooks/secret", json!({})).await;
+    app.bob.post("/api/v1/webhooks/secret", json!({})).await;
+    run_jobs(&app, 50, &slow_url).await;
+    wait_for("the tarpit to hold deliveries", async || {
+        tarpit.in_flight.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let id = app
+        .bob
+        .enqueue(json!({"job_type": "risk_report", "payload": {}, "callback_url": fast_url}))
+        .await;
+    app.flush_and_collect().await;
+    let ended = std::time::Instant::now();
+    wait_for("bob's delivery", async || {
+        fast.calls.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let delay = ended.elapsed();
+    assert!(delay < Duration::from_secs(5), "bob waited {delay:?}");
+    assert!(
+        tarpit.in_flight.load(Ordering::SeqCst) <= ai_batch::webhooks::PER_OWNER,
+        "the slow owner holds at most their places"
+    );
+    let job = app.bob.get(&format!("/api/v1/batch/jobs/{id}")).await;
+    assert_eq!(job.body["status"], "completed");
 }

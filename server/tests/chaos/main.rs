@@ -5,10 +5,11 @@
 //! twice, every job is terminal, the books equal the provider's, and a new leader took over
 //! within the limit each time.
 //!
-//! It restarts the machine's PostgreSQL cluster (`pg_ctlcluster … restart`, as root), so it is
-//! a test binary of its own: cargo runs test binaries one after another, never beside it.
-//! `scripts/chaos.sh` runs a long version (`AI_BATCH_CHAOS_JOBS`, `AI_BATCH_CHAOS_ROUNDS`).
+//! The PostgreSQL it restarts is its own (`cluster`: initdb into a temporary directory, on a
+//! free port), never the machine's. `scripts/chaos.sh` runs a long version
+//! (`AI_BATCH_CHAOS_JOBS`, `AI_BATCH_CHAOS_ROUNDS`).
 
+mod cluster;
 #[path = "../api/database.rs"]
 mod database;
 #[path = "../api/service.rs"]
@@ -113,33 +114,6 @@ async fn kill_the_leader(
     took
 }
 
-/// Restarts the machine's PostgreSQL cluster the way an operator would, keeping it down for
-/// `down` (longer than a request waits for a connection, so requests meet the outage).
-fn restart_postgres(down: Duration) {
-    let versions = std::fs::read_dir("/etc/postgresql").expect("a local PostgreSQL cluster");
-    let versions: Vec<String> = versions
-        .flatten()
-        .map(|v| v.file_name().to_string_lossy().to_string())
-        .collect();
-    let pg_ctlcluster = |version: &str, action: &str| {
-        let status = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", version, "main", action])
-            .status()
-            .expect("pg_ctlcluster runs (as root)");
-        assert!(
-            status.success(),
-            "pg_ctlcluster {version} main {action}: {status}"
-        );
-    };
-    for version in &versions {
-        pg_ctlcluster(version, "stop");
-    }
-    std::thread::sleep(down);
-    for version in &versions {
-        pg_ctlcluster(version, "start");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     let jobs = setting("AI_BATCH_CHAOS_JOBS", 400) as usize;
@@ -150,7 +124,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         errored_percent: 3,
         ..Faults::default()
     });
-    let db = Database::postgres().await;
+    let cluster = Arc::new(cluster::PrivateCluster::start());
+    let db = Database::at(&cluster.url).await;
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(Service::start(&db, &provider, ENV).await);
@@ -264,10 +239,15 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         }
         takeovers.push(kill_the_leader(&mut instances, &urls, &db, &provider).await);
 
-        // PostgreSQL restarts while requests flow: down for six seconds.
-        tokio::task::spawn_blocking(|| restart_postgres(Duration::from_secs(6)))
-            .await
-            .unwrap();
+        // PostgreSQL crashes while requests flow, and is back six seconds later.
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            cluster.down();
+            std::thread::sleep(Duration::from_secs(6));
+            cluster.up();
+        })
+        .await
+        .unwrap();
     }
     clients.await.unwrap();
     stop_reading.cancel();

@@ -56,7 +56,9 @@ pub fn parse_audit_query<'a>(
                     AuditAction::parse,
                 );
             }
-            "actor" if !raw.trim().is_empty() => query.actor = Some(raw.trim().to_string()),
+            "actor" if !raw.trim().is_empty() => {
+                query.actor = c.storable(c.loc(name), raw).map(|a| a.trim().to_string());
+            }
             "before" => query.before = c.int_in(c.loc(name), &input, 1, i64::MAX),
             "limit" => {
                 query.limit = c.int_in(c.loc(name), &input, 1, AuditQuery::MAX_LIMIT);

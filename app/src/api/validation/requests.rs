@@ -1,16 +1,21 @@
 //! The readers of each request: which fields, which rules, which defaults.
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use super::raw::{compact_len, echo, raw_json};
 use super::{
     Checker, DEFAULT_FLUSH_MAX_JOBS, DEFAULT_LIST_LIMIT, DEFAULT_PRIORITY, FieldError,
     MAX_BULK_CANCEL, MAX_BULK_ENQUEUE, MAX_CALLBACK_URL_CHARS, MAX_FLUSH_JOBS,
     MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_SEARCH_CHARS,
-    Validated, as_object, field,
+    Validated, as_object, field, nul_error, value_has_nul,
 };
 use crate::api::{
     BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
-    ListCursor, ListQuery, PollRequest, Role,
+    ListCursor, ListQuery, PollRequest, PreviewToken, RetryRequest, Role,
 };
 
 fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
@@ -26,91 +31,220 @@ fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
 /// Reads an enqueue body: `job_type` and `payload` required; `priority` 0–100 (50);
 /// `run_after` ISO-8601 or null (no timezone means UTC); `idempotency_key` 1–255 chars or null.
 pub fn parse_enqueue(body: &Value) -> Validated<EnqueueRequest> {
-    read_enqueue(body, Checker::new("body"))
-}
-
-/// Reads a bulk enqueue body: `jobs`, a list of 1 to 10,000 enqueue bodies, each read as
-/// `parse_enqueue` reads one; errors name the item (`["body", "jobs", 3, "priority"]`).
-pub fn parse_bulk_enqueue(body: &Value) -> Validated<Vec<EnqueueRequest>> {
     let mut c = Checker::new("body");
     let Some(map) = as_object(body, &mut c) else {
         return Err(c.errors);
     };
-    let items = match c.required(map, body, "jobs") {
-        None => return Err(c.errors),
-        Some(Value::Array(items)) if (1..=MAX_BULK_ENQUEUE).contains(&items.len()) => items,
-        Some(other) => {
-            let (kind, msg) = match other {
-                Value::Array(items) if items.is_empty() => (
-                    "too_short",
-                    "List should have at least 1 item after validation, not 0".to_string(),
-                ),
-                Value::Array(items) => (
-                    "too_long",
-                    format!(
-                        "List should have at most {MAX_BULK_ENQUEUE} items after validation, not {}",
-                        items.len()
-                    ),
-                ),
-                _ => ("list_type", "Input should be a valid list".to_string()),
-            };
-            let input = if kind == "list_type" {
-                other.clone()
-            } else {
-                Value::Null
-            };
-            c.push(FieldError::new(kind, c.loc("jobs"), msg, input));
-            return Err(c.errors);
-        }
+    read_enqueue(
+        Fields {
+            map: Cow::Borrowed(map),
+            echo: Cow::Borrowed(body),
+            oversized: Vec::new(),
+        },
+        c,
+    )
+}
+
+/// Reads an enqueue body from its bytes, as `parse_enqueue` reads a value, but sizes are
+/// measured on the text: no field is built past its limit.
+pub fn parse_enqueue_bytes(bytes: &[u8]) -> Validated<EnqueueRequest> {
+    read_enqueue_raw(raw_json(bytes)?, Checker::new("body"))
+}
+
+/// A bulk enqueue body's items, unread: `jobs` must be a list of 1 to 10,000. Each item is
+/// then read with [`read_bulk_item`], one at a time, so that a caller can keep what it needs
+/// of each (its payload as text) and drop the rest before reading the next.
+pub fn parse_bulk_items(bytes: &[u8]) -> Validated<Vec<&RawValue>> {
+    let body = raw_json(bytes)?;
+    let mut c = Checker::new("body");
+    let Ok(map) = serde_json::from_str::<BTreeMap<String, &RawValue>>(body.get()) else {
+        as_object(&echo(body), &mut c);
+        return Err(c.errors);
     };
-    let mut requests = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = Checker::at(vec![json!("body"), json!("jobs"), json!(i)]);
-        match read_enqueue(item, at) {
-            Ok(request) => requests.push(request),
-            Err(mut e) => errors.append(&mut e),
+    let Some(jobs) = map.get("jobs") else {
+        c.push(FieldError::missing(c.loc("jobs"), echo(body)));
+        return Err(c.errors);
+    };
+    let problem = match serde_json::from_str::<Vec<&RawValue>>(jobs.get()) {
+        Ok(items) if (1..=MAX_BULK_ENQUEUE).contains(&items.len()) => return Ok(items),
+        Ok(items) if items.is_empty() => (
+            "too_short",
+            "List should have at least 1 item after validation, not 0".to_string(),
+            Value::Null,
+        ),
+        Ok(items) => (
+            "too_long",
+            format!(
+                "List should have at most {MAX_BULK_ENQUEUE} items after validation, not {}",
+                items.len()
+            ),
+            Value::Null,
+        ),
+        Err(_) => (
+            "list_type",
+            "Input should be a valid list".to_string(),
+            echo(jobs),
+        ),
+    };
+    let (kind, msg, input) = problem;
+    c.push(FieldError::new(kind, c.loc("jobs"), msg, input));
+    Err(c.errors)
+}
+
+/// One item of a bulk enqueue, as `parse_enqueue_bytes` reads a body; its errors name it
+/// (`["body", "jobs", 3, "priority"]`).
+pub fn read_bulk_item(index: usize, item: &RawValue) -> Validated<EnqueueRequest> {
+    read_enqueue_raw(
+        item,
+        Checker::at(vec![json!("body"), json!("jobs"), json!(index)]),
+    )
+}
+
+/// Fields longer than this (other than the payload) are refused unread: no valid value of
+/// theirs comes near it.
+const SMALL_FIELD_BYTES: usize = 16 * 1024;
+
+/// The fields of an enqueue body as read so far: values built, and fields left unbuilt
+/// because their text is past any valid size (with that size).
+struct Fields<'a> {
+    map: Cow<'a, Map<String, Value>>,
+    /// What a `missing` error shows as its input: the body (or its size, when large).
+    echo: Cow<'a, Value>,
+    oversized: Vec<(&'static str, usize)>,
+}
+
+/// What a body says of one field.
+enum Given<'v> {
+    Absent,
+    /// Present, but too large to have been built.
+    TooLarge(usize),
+    Value(&'v Value),
+}
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Given<'_> {
+        if let Some((_, size)) = self.oversized.iter().find(|(n, _)| *n == name) {
+            return Given::TooLarge(*size);
         }
+        self.map.get(name).map_or(Given::Absent, Given::Value)
     }
-    if errors.is_empty() {
-        Ok(requests)
-    } else {
-        Err(errors)
+
+    /// A required field: absent is a `missing` error.
+    fn required(&self, c: &mut Checker, name: &str) -> Given<'_> {
+        let given = self.get(name);
+        if matches!(given, Given::Absent) {
+            c.push(FieldError::missing(
+                c.loc(name),
+                self.echo.clone().into_owned(),
+            ));
+        }
+        given
+    }
+
+    /// An optional field: absent or null is `None`.
+    fn optional(&self, name: &str) -> Given<'_> {
+        match self.get(name) {
+            Given::Value(Value::Null) => Given::Absent,
+            other => other,
+        }
     }
 }
 
-fn read_enqueue(body: &Value, mut c: Checker) -> Validated<EnqueueRequest> {
-    let Some(map) = as_object(body, &mut c) else {
+const ENQUEUE_FIELDS: [&str; 6] = [
+    "job_type",
+    "payload",
+    "priority",
+    "run_after",
+    "idempotency_key",
+    "callback_url",
+];
+
+fn read_enqueue_raw(raw: &RawValue, mut c: Checker) -> Validated<EnqueueRequest> {
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+        as_object(&echo(raw), &mut c);
         return Err(c.errors);
     };
+    let mut map = Map::new();
+    let mut oversized = Vec::new();
+    for name in ENQUEUE_FIELDS {
+        let Some(text) = fields.get(name) else {
+            continue;
+        };
+        let size = if name == "payload" {
+            compact_len(text.get())
+        } else {
+            text.get().len()
+        };
+        let limit = if name == "payload" {
+            MAX_PAYLOAD_BYTES
+        } else {
+            SMALL_FIELD_BYTES
+        };
+        if size > limit {
+            oversized.push((name, size));
+        } else {
+            map.insert(
+                name.to_string(),
+                serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            );
+        }
+    }
+    read_enqueue(
+        Fields {
+            map: Cow::Owned(map),
+            echo: Cow::Owned(echo(raw)),
+            oversized,
+        },
+        c,
+    )
+}
 
-    let job_type = match c.required(map, body, "job_type") {
-        None => None,
-        Some(v) => job_type(&mut c, v),
+fn read_enqueue(fields: Fields<'_>, mut c: Checker) -> Validated<EnqueueRequest> {
+    let too_large = |c: &mut Checker, name: &str, size: usize| {
+        let error = if name == "payload" {
+            format!("payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}")
+        } else {
+            format!("{name} is {size} bytes, far longer than any valid value")
+        };
+        c.push(
+            FieldError::new(
+                "value_error",
+                c.loc(name),
+                format!("Value error, {error}"),
+                json!({ "size_bytes": size }),
+            )
+            .with_ctx(json!({ "error": error })),
+        );
     };
 
-    let payload = match c.required(map, body, "payload") {
-        None => None,
-        Some(Value::Object(p)) => {
+    let job_type = match fields.required(&mut c, "job_type") {
+        Given::Absent => None,
+        Given::TooLarge(size) => {
+            too_large(&mut c, "job_type", size);
+            None
+        }
+        Given::Value(v) => job_type(&mut c, v),
+    };
+
+    let payload = match fields.required(&mut c, "payload") {
+        Given::Absent => None,
+        Given::TooLarge(size) => {
+            too_large(&mut c, "payload", size);
+            None
+        }
+        Given::Value(Value::Object(p)) => {
             let size = serde_json::to_vec(p).map(|b| b.len()).unwrap_or(usize::MAX);
             if size > MAX_PAYLOAD_BYTES {
-                let error =
-                    format!("payload is {size} bytes of JSON; the limit is {MAX_PAYLOAD_BYTES}");
-                c.push(
-                    FieldError::new(
-                        "value_error",
-                        c.loc("payload"),
-                        format!("Value error, {error}"),
-                        json!({ "size_bytes": size }),
-                    )
-                    .with_ctx(json!({ "error": error })),
-                );
+                too_large(&mut c, "payload", size);
+                None
+            } else if p.iter().any(|(k, v)| k.contains('\0') || value_has_nul(v)) {
+                c.push(nul_error(c.loc("payload"), json!({ "size_bytes": size })));
                 None
             } else {
                 Some(p.clone())
             }
         }
-        Some(other) => {
+        Given::Value(other) => {
             c.push(FieldError::new(
                 "dict_type",
                 c.loc("payload"),
@@ -121,24 +255,40 @@ fn read_enqueue(body: &Value, mut c: Checker) -> Validated<EnqueueRequest> {
         }
     };
 
-    let priority = match map.get("priority") {
-        None => Some(DEFAULT_PRIORITY),
-        Some(v) => c.int_in(c.loc("priority"), v, 0, MAX_PRIORITY),
+    let priority = match fields.get("priority") {
+        Given::Absent => Some(DEFAULT_PRIORITY),
+        Given::TooLarge(size) => {
+            too_large(&mut c, "priority", size);
+            None
+        }
+        Given::Value(v) => c.int_in(c.loc("priority"), v, 0, MAX_PRIORITY),
     };
 
-    let run_after = match field(map, "run_after") {
-        None => Some(None),
-        Some(v) => c.datetime(c.loc("run_after"), v).map(Some),
+    let run_after = match fields.optional("run_after") {
+        Given::Absent => Some(None),
+        Given::TooLarge(size) => {
+            too_large(&mut c, "run_after", size);
+            None
+        }
+        Given::Value(v) => c.datetime(c.loc("run_after"), v).map(Some),
     };
 
-    let idempotency_key = match field(map, "idempotency_key") {
-        None => Some(None),
-        Some(v) => idempotency_key(&mut c, v).map(Some),
+    let idempotency_key = match fields.optional("idempotency_key") {
+        Given::Absent => Some(None),
+        Given::TooLarge(size) => {
+            too_large(&mut c, "idempotency_key", size);
+            None
+        }
+        Given::Value(v) => idempotency_key(&mut c, v).map(Some),
     };
 
-    let callback_url = match field(map, "callback_url") {
-        None => Some(None),
-        Some(v) => callback_url(&mut c, v).map(Some),
+    let callback_url = match fields.optional("callback_url") {
+        Given::Absent => Some(None),
+        Given::TooLarge(size) => {
+            too_large(&mut c, "callback_url", size);
+            None
+        }
+        Given::Value(v) => callback_url(&mut c, v).map(Some),
     };
 
     c.finish(|| EnqueueRequest {
@@ -246,6 +396,7 @@ fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
         ));
         return None;
     };
+    c.storable(loc.clone(), key)?;
     let chars = key.chars().count();
     if chars < 1 {
         c.push(
@@ -316,15 +467,17 @@ pub fn parse_list_query<'a>(
                     query.offset = offset;
                 }
             }
-            "cursor" if !raw.is_empty() => match ListCursor::decode(raw) {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => c.push(FieldError::new(
-                    "value_error",
-                    c.loc(name),
-                    "Value error, not a cursor from a list's next_cursor",
-                    input.clone(),
-                )),
-            },
+            "cursor" if !raw.is_empty() => {
+                match ListCursor::decode(raw).filter(|_| !raw.contains('\0')) {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => c.push(FieldError::new(
+                        "value_error",
+                        c.loc(name),
+                        "Value error, not a cursor from a list's next_cursor",
+                        input.clone(),
+                    )),
+                }
+            }
             "q" => query.search = search_text(&mut c, name, raw),
             "error" => query.error = search_text(&mut c, name, raw),
             _ => {}
@@ -335,7 +488,7 @@ pub fn parse_list_query<'a>(
 
 /// A text to look for, trimmed: `None` when empty, an error past `MAX_SEARCH_CHARS`.
 fn search_text(c: &mut Checker, name: &str, raw: &str) -> Option<String> {
-    let text = raw.trim();
+    let text = c.storable(c.loc(name), raw)?.trim();
     if text.chars().count() > MAX_SEARCH_CHARS {
         c.push(
             FieldError::new(
@@ -391,10 +544,26 @@ pub fn parse_flush(body: &Value) -> Validated<FlushRequest> {
             None
         }
     };
+    let preview_token = match field(map, "preview_token") {
+        None => Some(None),
+        Some(Value::String(token)) if PreviewToken::decode(token).is_some() => {
+            Some(Some(token.clone()))
+        }
+        Some(other) => {
+            c.push(FieldError::new(
+                "value_error",
+                c.loc("preview_token"),
+                "Value error, not a preview_token from POST /api/v1/batch/internal/flush/preview",
+                other.clone(),
+            ));
+            None
+        }
+    };
     c.finish(|| FlushRequest {
         max_jobs: max_jobs.expect("checked"),
         job_types: job_types.expect("checked"),
         min_priority: min_priority.expect("checked"),
+        preview_token: preview_token.expect("checked"),
     })
 }
 
@@ -406,7 +575,7 @@ pub fn parse_poll(body: &Value) -> Validated<PollRequest> {
     };
     let batch_id = match c.required(map, body, "batch_id") {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => c.storable(c.loc("batch_id"), s).map(str::to_owned),
         Some(other) => {
             c.push(FieldError::new(
                 "string_type",
@@ -428,18 +597,56 @@ pub fn parse_bulk_cancel(body: &Value) -> Validated<BulkCancelRequest> {
     let Some(map) = as_object(body, &mut c) else {
         return Err(c.errors);
     };
-    let ids = match c.required(map, body, "job_ids") {
+    let ids = job_ids(&mut c, map, body);
+    c.finish(|| BulkCancelRequest {
+        job_ids: ids.expect("checked"),
+    })
+}
+
+/// Reads a retry body: `job_ids` as for a bulk cancel, and `confirm_rebill` (false).
+pub fn parse_retry(body: &Value) -> Validated<RetryRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let ids = job_ids(&mut c, map, body);
+    let confirm_rebill = match field(map, "confirm_rebill") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            c.push(FieldError::new(
+                "bool_type",
+                c.loc("confirm_rebill"),
+                "Input should be a valid boolean",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    c.finish(|| RetryRequest {
+        job_ids: ids.expect("checked"),
+        confirm_rebill: confirm_rebill.expect("checked"),
+    })
+}
+
+/// `job_ids`: a list of 1 to 1000 job ids.
+fn job_ids(c: &mut Checker, map: &Map<String, Value>, body: &Value) -> Option<Vec<String>> {
+    match c.required(map, body, "job_ids") {
         None => None,
         Some(Value::Array(items))
             if items.iter().all(Value::is_string)
                 && (1..=MAX_BULK_CANCEL).contains(&items.len()) =>
         {
-            Some(
-                items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-            )
+            let before = c.errors.len();
+            let ids: Vec<String> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| {
+                    let loc = vec![json!("body"), json!("job_ids"), json!(i)];
+                    c.storable(loc, v.as_str()?).map(String::from)
+                })
+                .collect();
+            (c.errors.len() == before).then_some(ids)
         }
         Some(other) => {
             c.push(FieldError::new(
@@ -450,10 +657,7 @@ pub fn parse_bulk_cancel(body: &Value) -> Validated<BulkCancelRequest> {
             ));
             None
         }
-    };
-    c.finish(|| BulkCancelRequest {
-        job_ids: ids.expect("checked"),
-    })
+    }
 }
 
 /// Reads a token request: `user` (1–64 characters) and `role` (`trader` or `admin`).

@@ -1,6 +1,25 @@
 use super::*;
-use crate::api::{FlushRequest, JobStatus, JobType, ListQuery};
+use crate::api::{EnqueueRequest, FlushRequest, JobStatus, JobType, ListQuery, PreviewToken};
 use serde_json::json;
+
+/// A bulk body read as the server reads it: its items, then each in turn.
+fn parse_bulk(body: &Value) -> Validated<Vec<EnqueueRequest>> {
+    let text = body.to_string();
+    let items = parse_bulk_items(text.as_bytes())?;
+    let mut requests = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match read_bulk_item(i, item) {
+            Ok(request) => requests.push(request),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(requests)
+    } else {
+        Err(errors)
+    }
+}
 
 fn kinds(errors: &[FieldError]) -> Vec<(String, Vec<Value>)> {
     errors
@@ -256,7 +275,8 @@ fn flush_rules() {
         FlushRequest {
             max_jobs: 100,
             job_types: None,
-            min_priority: 0
+            min_priority: 0,
+            preview_token: None,
         }
     );
     let f =
@@ -348,11 +368,11 @@ fn list_query_search_type_and_paging() {
 #[test]
 fn bulk_enqueue_reads_each_item_and_names_it_in_errors() {
     let ok = json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}});
-    let requests = parse_bulk_enqueue(&json!({"jobs": [ok.clone(), ok.clone()]})).unwrap();
+    let requests = parse_bulk(&json!({"jobs": [ok.clone(), ok.clone()]})).unwrap();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].priority, DEFAULT_PRIORITY);
 
-    let errors = parse_bulk_enqueue(&json!({"jobs": [
+    let errors = parse_bulk(&json!({"jobs": [
         ok,
         {"job_type": "nope", "payload": {}},
         {"payload": {}, "priority": 101},
@@ -386,16 +406,106 @@ fn bulk_enqueue_reads_each_item_and_names_it_in_errors() {
         (json!({"jobs": {}}), "list_type"),
         (json!({"jobs": []}), "too_short"),
     ] {
-        assert_eq!(
-            parse_bulk_enqueue(&body).unwrap_err()[0].kind,
-            kind,
-            "{body}"
-        );
+        assert_eq!(parse_bulk(&body).unwrap_err()[0].kind, kind, "{body}");
     }
     let many = vec![json!({"job_type": "risk_report", "payload": {}}); MAX_BULK_ENQUEUE + 1];
-    let errors = parse_bulk_enqueue(&json!({"jobs": many})).unwrap_err();
+    let errors = parse_bulk(&json!({"jobs": many})).unwrap_err();
     assert_eq!(
         (errors[0].kind.as_str(), &errors[0].loc),
         ("too_long", &vec![json!("body"), json!("jobs")])
     );
+}
+
+#[test]
+fn a_preview_token_carries_what_the_preview_promised() {
+    let token = PreviewToken {
+        max_jobs: 100,
+        job_types: Some(vec![JobType::RiskReport, JobType::SentimentAnalysis]),
+        min_priority: 5,
+        jobs_count: 3,
+        cost_nanos: 12_345,
+    };
+    let text = token.encode();
+    assert_eq!(PreviewToken::decode(&text), Some(token.clone()));
+    let request = parse_flush(&json!({"max_jobs": 100, "min_priority": 5,
+        "job_types": ["risk_report", "sentiment_analysis"], "preview_token": text}))
+    .unwrap();
+    assert!(token.matches(&request));
+    assert!(!token.matches(&FlushRequest::options(101, request.job_types.clone(), 5)));
+    for bad in [
+        json!("v1.1.2"),
+        json!("nonsense"),
+        json!(7),
+        json!("v1.1.0.*.1.1.extra"),
+    ] {
+        let errors = parse_flush(&json!({"preview_token": bad})).unwrap_err();
+        assert_eq!(
+            errors[0].loc,
+            vec![json!("body"), json!("preview_token")],
+            "{bad}"
+        );
+    }
+    let any = PreviewToken {
+        job_types: None,
+        ..token
+    };
+    assert_eq!(PreviewToken::decode(&any.encode()), Some(any));
+}
+
+#[test]
+fn nul_is_refused_wherever_text_is_stored_or_looked_up() {
+    let enqueue = |field: &str, value: Value| {
+        let mut body = json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}});
+        body[field] = value;
+        parse_enqueue(&body)
+    };
+    for (field, value) in [
+        ("payload", json!({"ticker": "A\u{0}B"})),
+        ("payload", json!({"nested": [{"k\u{0}": 1}]})),
+        ("idempotency_key", json!("key\u{0}")),
+    ] {
+        let errors = enqueue(field, value).unwrap_err();
+        assert_eq!(errors[0].kind, "string_pattern_mismatch", "{field}");
+        assert_eq!(errors[0].loc, vec![json!("body"), json!(field)]);
+    }
+    for name in ["q", "error", "cursor"] {
+        let errors = parse_list_query([(name, "a\u{0}b")]).unwrap_err();
+        assert_eq!(errors[0].loc, vec![json!("query"), json!(name)], "{name}");
+    }
+    assert!(parse_poll(&json!({"batch_id": "msgbatch_\u{0}"})).is_err());
+    assert!(parse_bulk_cancel(&json!({"job_ids": ["ok", "bad\u{0}"]})).is_err());
+    assert!(parse_path_text("job_id", "x\u{0}").is_err());
+    assert_eq!(parse_path_text("job_id", "x").unwrap(), "x");
+}
+
+#[test]
+fn enqueue_bodies_are_measured_before_they_are_built() {
+    // Thirty-two megabytes of zeros: refused by size, whatever memory its value would take.
+    let zeros = format!(
+        r#"{{"job_type": "risk_report", "payload": {{"a": [{}0]}}}}"#,
+        "0,".repeat(400_000)
+    );
+    let errors = parse_enqueue_bytes(zeros.as_bytes()).unwrap_err();
+    assert_eq!(errors[0].loc, vec![json!("body"), json!("payload")]);
+    assert_eq!(errors[0].input, json!({"size_bytes": 800_009}));
+    let long_key = format!(
+        r#"{{"job_type": "risk_report", "payload": {{}}, "idempotency_key": [{}0]}}"#,
+        "0,".repeat(20_000)
+    );
+    let errors = parse_enqueue_bytes(long_key.as_bytes()).unwrap_err();
+    assert_eq!(errors[0].loc, vec![json!("body"), json!("idempotency_key")]);
+    // The same rules as a value: defaults, every error at once, json_invalid positions.
+    let ok = parse_enqueue_bytes(br#"{"job_type": "risk_report", "payload": {"ticker": "AAPL"}}"#)
+        .unwrap();
+    assert_eq!(ok.priority, DEFAULT_PRIORITY);
+    let errors = parse_enqueue_bytes(br#"{"payload": [1], "priority": 101}"#).unwrap_err();
+    assert_eq!(
+        kinds(&errors)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        ["missing", "dict_type", "less_than_equal"]
+    );
+    let broken = parse_enqueue_bytes(b"{\"job_type\": ").unwrap_err();
+    assert_eq!(broken[0].kind, "json_invalid");
 }

@@ -2,13 +2,24 @@
 
 use leptos::prelude::*;
 
-use crate::api::{AuditAction, AuditQuery};
+use crate::api::{AuditAction, AuditPage, AuditQuery};
 use crate::components::when;
 use crate::server_fns::audit_log;
 
-/// `changed` moves when an action on this page may have added an entry.
-#[component]
-pub fn AuditLog(#[prop(into)] changed: Signal<usize>) -> impl IntoView {
+/// The log's filters and the page of it they select.
+#[derive(Clone, Copy)]
+pub struct AuditState {
+    action: RwSignal<Option<AuditAction>>,
+    actor: RwSignal<String>,
+    before: RwSignal<Option<i64>>,
+    data: Resource<Result<AuditPage, ServerFnError>>,
+}
+
+/// The log, read again when `changed` moves (an action on the page may have added an entry).
+/// Made by the route, like every resource: one made inside the signed-in check's render would
+/// be made again if that render runs again, and its data would not be what the browser
+/// hydrates against.
+pub fn audit_state(changed: Signal<usize>) -> AuditState {
     let action = RwSignal::new(None::<AuditAction>);
     let actor = RwSignal::new(String::new());
     let before = RwSignal::new(None::<i64>);
@@ -23,6 +34,22 @@ pub fn AuditLog(#[prop(into)] changed: Signal<usize>) -> impl IntoView {
             })
         },
     );
+    AuditState {
+        action,
+        actor,
+        before,
+        data,
+    }
+}
+
+#[component]
+pub fn AuditLog(state: AuditState) -> impl IntoView {
+    let AuditState {
+        action,
+        actor,
+        before,
+        data,
+    } = state;
     let input = "rounded border border-slate-300 px-2 py-1";
     view! {
         <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="audit-log">

@@ -28,7 +28,8 @@ pub fn Access() -> impl IntoView {
     let changed = Signal::derive(move || {
         create.version().get() + revoke.version().get() + set_budget.version().get()
     });
-    view! { <SignedIn admin=true page=move |_| view! { <AccessPage create revoke set_budget budgets data changed /> }.into_any() /> }
+    let audit = audit::audit_state(changed);
+    view! { <SignedIn admin=true page=move |_| view! { <AccessPage create revoke set_budget budgets data audit /> }.into_any() /> }
 }
 
 type Overview = Result<(Vec<UserView>, crate::api::PriceView), ServerFnError>;
@@ -40,7 +41,7 @@ fn AccessPage(
     set_budget: budgets::SetBudget,
     budgets: budgets::BudgetList,
     data: Resource<Overview>,
-    changed: Signal<usize>,
+    audit: audit::AuditState,
 ) -> impl IntoView {
     let user = RwSignal::new(String::new());
     let role = RwSignal::new(Role::Trader);
@@ -113,7 +114,7 @@ fn AccessPage(
                 }
             })}
         </Transition>
-        <AuditLog changed />
+        <AuditLog state=audit />
     }
 }
 

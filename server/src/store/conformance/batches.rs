@@ -29,11 +29,7 @@ pub async fn flush_candidates_come_in_flush_order_and_page_by_cursor(store: Arc<
         .cancel_job("mid", &Visibility::All, at(6))
         .await
         .unwrap();
-    let filter = FlushFilter {
-        job_types: None,
-        min_priority: 0,
-        now: at(10),
-    };
+    let filter = FlushFilter::due(at(10));
     let all = store.eligible_jobs(&filter, None, 100).await.unwrap();
     assert_eq!(ids(&all), ["high-old", "high-new", "low-old"]);
     assert_eq!(
@@ -55,7 +51,7 @@ pub async fn flush_candidates_come_in_flush_order_and_page_by_cursor(store: Arc<
     let picky = FlushFilter {
         job_types: Some(vec![JobType::RiskReport]),
         min_priority: 50,
-        now: at(10),
+        ..FlushFilter::due(at(10))
     };
     assert_eq!(
         ids(&store.eligible_jobs(&picky, None, 100).await.unwrap()),
@@ -63,7 +59,7 @@ pub async fn flush_candidates_come_in_flush_order_and_page_by_cursor(store: Arc<
     );
     let due = FlushFilter {
         now: at(61),
-        ..filter
+        ..filter.clone()
     };
     assert_eq!(
         store.eligible_jobs(&due, None, 1).await.unwrap()[0].id,
@@ -71,12 +67,37 @@ pub async fn flush_candidates_come_in_flush_order_and_page_by_cursor(store: Arc<
     );
     // How many are eligible, and since when the longest-waiting one has been.
     assert_eq!(
-        store.eligible_summary(at(10)).await.unwrap(),
+        store.eligible_summary(&filter).await.unwrap(),
         (3, Some(at(0)))
     );
     assert_eq!(
-        store.eligible_summary(at(61)).await.unwrap(),
+        store.eligible_summary(&due).await.unwrap(),
         (4, Some(at(0)))
+    );
+    // The same filter counts what it lists: types and priority, and owners left out or alone.
+    assert_eq!(store.eligible_summary(&picky).await.unwrap().0, 1);
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    created(store.as_ref(), new_job("theirs", &b, 2, None)).await;
+    let without_b = FlushFilter {
+        exclude_owners: vec![b.id.clone()],
+        ..filter.clone()
+    };
+    assert_eq!(
+        ids(&store.eligible_jobs(&without_b, None, 100).await.unwrap()),
+        ["high-old", "high-new", "low-old"]
+    );
+    assert_eq!(store.eligible_summary(&without_b).await.unwrap().0, 3);
+    let only_b = FlushFilter {
+        owner: Some(b.id.clone()),
+        ..filter.clone()
+    };
+    assert_eq!(
+        ids(&store.eligible_jobs(&only_b, None, 100).await.unwrap()),
+        ["theirs"]
+    );
+    assert_eq!(
+        store.eligible_summary(&only_b).await.unwrap(),
+        (1, Some(at(2)))
     );
     assert_totals_match_a_recount(store.as_ref()).await;
 }
@@ -358,7 +379,11 @@ pub async fn a_refused_batch_puts_its_jobs_back(store: Arc<impl Store>) {
         (BatchStatus::Failed, Some("400 invalid"), None, Some(at(12)))
     );
     assert_eq!(
-        store.eligible_summary(at(13)).await.unwrap().0,
+        store
+            .eligible_summary(&FlushFilter::due(at(13)))
+            .await
+            .unwrap()
+            .0,
         2,
         "eligible again"
     );

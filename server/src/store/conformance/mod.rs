@@ -60,11 +60,14 @@ macro_rules! store_conformance {
             leadership_is_held_by_one_owner_until_it_lapses,
             announcements_reach_every_listener,
             webhooks_become_due_when_their_job_ends_and_are_claimed_once,
+            due_webhooks_are_fair_to_every_owner,
             an_admin_retry_sends_failed_jobs_back_once,
             failed_jobs_are_found_by_their_error,
             webhook_secrets_are_kept_per_user,
             budgets_are_set_replaced_and_removed_with_their_audit_entry,
             budget_usage_counts_the_month_s_charges_and_unbilled_bounds,
+            a_job_cancelled_in_flight_counts_until_its_batch_settles,
+            claims_admit_capped_owners_jobs_within_their_cap_even_when_concurrent,
             a_flush_claim_is_audited_with_it_and_the_log_pages_and_filters,
         );
     };
@@ -110,7 +113,7 @@ fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> New
         owner_name: owner.name.clone(),
         job_type: JobType::RiskReport,
         priority: 50,
-        payload: json!({"ticker": "AAPL", "n": minutes}),
+        payload: json!({"ticker": "AAPL", "n": minutes}).to_string(),
         run_after: None,
         idempotency_key: key.map(Into::into),
         request_hash: format!("hash-{id}"),
@@ -168,11 +171,19 @@ fn lease(owner: &str, minutes: i64) -> Lease {
     }
 }
 
+/// Claims of jobs whose owner has no budget (uncapped owners are always admitted).
 fn claims(ids: &[&str]) -> Vec<Claim> {
+    claims_of("nobody-capped", ids, JOB_BOUND)
+}
+
+/// Claims of `owner_id`'s jobs, each with this bound.
+fn claims_of(owner_id: &str, ids: &[&str], bound_nanos: i64) -> Vec<Claim> {
     ids.iter()
         .map(|id| Claim {
             job_id: id.to_string(),
             model: "claude-sonnet-4-5".into(),
+            owner_id: owner_id.into(),
+            bound_nanos,
         })
         .collect()
 }
@@ -199,6 +210,7 @@ fn new_batch(id: &str, owner: &str, minutes: i64) -> NewBatch {
         created_at: at(minutes),
         lease: lease(owner, minutes + 1),
         audit: None,
+        month_start: t0(),
     }
 }
 

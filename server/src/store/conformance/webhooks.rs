@@ -19,10 +19,14 @@ pub async fn webhooks_become_due_when_their_job_ends_and_are_claimed_once(store:
     let claim = |now: DateTime<Utc>| {
         let store = store.clone();
         async move {
-            store
-                .claim_webhooks(now, now + Duration::minutes(1), 10)
+            let due = store.due_webhooks(now, 10, 10, &[]).await.unwrap();
+            let ids: Vec<String> = due.iter().map(|w| w.job_id.clone()).collect();
+            let claimed = store
+                .claim_webhooks(&ids, now, now + Duration::minutes(1))
                 .await
-                .unwrap()
+                .unwrap();
+            assert_eq!(claimed, due, "what was due is claimed");
+            claimed
         }
     };
     assert!(
@@ -138,4 +142,51 @@ pub async fn webhook_secrets_are_kept_per_user(store: Arc<impl Store>) {
         Some("whsec_2")
     );
     assert_eq!(store.webhook_secret("nobody").await.unwrap(), None);
+}
+
+/// A busy owner's webhooks wait; the others' go, at most `per_owner` of each; a claim taken
+/// once is not taken again.
+pub async fn due_webhooks_are_fair_to_every_owner(store: Arc<impl Store>) {
+    let (slow, fast) = (
+        user(store.as_ref(), "slow", Role::Trader).await,
+        user(store.as_ref(), "fast", Role::Trader).await,
+    );
+    let hooked = |id: &str, owner: &UserRecord, minutes: i64| NewJob {
+        callback_url: Some("https://hooks.example.com/h".into()),
+        ..new_job(id, owner, minutes, None)
+    };
+    let mut jobs: Vec<NewJob> = (0..6).map(|i| hooked(&format!("s{i}"), &slow, i)).collect();
+    jobs.push(hooked("f0", &fast, 10));
+    store
+        .insert_jobs(&jobs, KeyConflicts::Refuse)
+        .await
+        .unwrap();
+    for job in &jobs {
+        store
+            .cancel_job(&job.id, &Visibility::All, at(20))
+            .await
+            .unwrap();
+    }
+    let ids = |due: &[DueWebhook]| due.iter().map(|w| w.job_id.clone()).collect::<Vec<_>>();
+    let due = store.due_webhooks(at(21), 100, 2, &[]).await.unwrap();
+    assert_eq!(
+        ids(&due),
+        ["f0", "s0", "s1"],
+        "two of the slow owner's, oldest first"
+    );
+    let due = store
+        .due_webhooks(at(21), 100, 2, std::slice::from_ref(&slow.id))
+        .await
+        .unwrap();
+    assert_eq!(ids(&due), ["f0"], "a busy owner's wait");
+    let claimed = store
+        .claim_webhooks(&["s0".into(), "f0".into()], at(21), at(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let again = store
+        .claim_webhooks(&["s0".into(), "s1".into()], at(21), at(30))
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), ["s1"], "a claimed webhook is held");
 }

@@ -50,21 +50,8 @@ impl BatchStore for PostgresStore {
         after: Option<&FlushCursor>,
         page: i64,
     ) -> StoreResult<Vec<QueuedJob>> {
-        let mut query = QueryBuilder::<Postgres>::new(&format!(
-            "SELECT {QUEUED_COLUMNS} FROM jobs \
-             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= "
-        ));
-        query
-            .push_bind(filter.now)
-            .push(") AND priority >= ")
-            .push_bind(filter.min_priority);
-        if let Some(types) = &filter.job_types {
-            let names: Vec<String> = types.iter().map(|t| t.as_str().to_string()).collect();
-            query
-                .push(" AND job_type = ANY(")
-                .push_bind(names)
-                .push(")");
-        }
+        let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {QUEUED_COLUMNS} FROM jobs"));
+        push_eligible(&mut query, filter);
         if let Some(cursor) = after {
             // Flush order is (priority DESC, created_at, id): continue strictly after the cursor.
             query
@@ -87,14 +74,24 @@ impl BatchStore for PostgresStore {
 
     async fn eligible_summary(
         &self,
-        now: DateTime<Utc>,
+        filter: &FlushFilter,
     ) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT COUNT(*), MIN(GREATEST(created_at, COALESCE(run_after, created_at))) FROM jobs",
+        );
+        push_eligible(&mut query, filter);
+        Ok(query.build_query_as().fetch_one(&self.pool).await?)
+    }
+
+    async fn first_capped_bounds(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT COUNT(*), MIN(GREATEST(created_at, COALESCE(run_after, created_at))) FROM jobs \
-             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= $1)",
+            "SELECT b.user_id, f.bound FROM budgets b CROSS JOIN LATERAL ( \
+               SELECT j.cost_bound_nanos AS bound FROM jobs j WHERE j.owner_id = b.user_id \
+               AND j.status = 'pending' AND (j.run_after IS NULL OR j.run_after <= $1) \
+               ORDER BY j.priority DESC, j.created_at, j.id LIMIT 1) f",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?)
     }
 
@@ -112,14 +109,27 @@ impl BatchStore for PostgresStore {
         .bind(batch.lease.until)
         .execute(&mut *tx)
         .await?;
+        // Capped owners' budget rows are locked before their usage is read: two claims (two
+        // instances, two admins) admit against one allowance, one after the other.
+        let mut owners: Vec<&str> = claims.iter().map(|c| c.owner_id.as_str()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let usages =
+            super::oversight::capped_usages_in(&mut tx, batch.month_start, Some(&owners)).await?;
+        let mut allowances = Allowances::new(&usages);
+        let claims: Vec<&Claim> = claims
+            .iter()
+            .filter(|c| allowances.admit(&c.owner_id, c.bound_nanos))
+            .collect();
         let ids: Vec<&str> = claims.iter().map(|c| c.job_id.as_str()).collect();
         let models: Vec<&str> = claims.iter().map(|c| c.model.as_str()).collect();
+        let bounds: Vec<i64> = claims.iter().map(|c| c.bound_nanos).collect();
         // Jobs another transaction holds (another instance's claim, a cancel) are skipped.
         let sql = format!(
-            "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(id, model)), \
+            "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $5::bigint[]) AS w(id, model, bound)), \
              free AS (SELECT j.id FROM jobs j JOIN wanted w ON w.id = j.id WHERE j.status = 'pending' \
                       ORDER BY j.id FOR UPDATE OF j SKIP LOCKED) \
-             UPDATE jobs j SET status = 'processing', local_batch_id = $3, model = w.model, updated_at = $4 \
+             UPDATE jobs j SET status = 'processing', local_batch_id = $3, model = w.model, cost_bound_nanos = w.bound, updated_at = $4 \
              FROM free JOIN wanted w ON w.id = free.id WHERE j.id = free.id RETURNING {}",
             COUNTED
                 .split(", ")
@@ -132,6 +142,7 @@ impl BatchStore for PostgresStore {
             .bind(&models)
             .bind(&batch.id)
             .bind(batch.created_at)
+            .bind(&bounds)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
@@ -344,6 +355,16 @@ impl BatchStore for PostgresStore {
         )
     }
 
+    async fn batch_owners(&self, batch_id: &str) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT j.owner_id FROM batch_jobs bj JOIN jobs j ON j.id = bj.job_id \
+             WHERE bj.batch_id = $1 ORDER BY j.owner_id",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
         let rows: Vec<QueuedRow> = sqlx::query_as(&format!(
             "SELECT {QUEUED_COLUMNS} FROM jobs \
@@ -491,7 +512,34 @@ impl BatchStore for PostgresStore {
 }
 
 /// A job as a flush renders it.
-const QUEUED_COLUMNS: &str = "id, owner_id, job_type, priority, payload, created_at";
+const QUEUED_COLUMNS: &str =
+    "id, owner_id, job_type, priority, payload, cost_bound_nanos, created_at";
+
+/// `WHERE` with the filter's eligibility: pending, due, of the types and priority asked, of the
+/// owners not left out.
+fn push_eligible(query: &mut QueryBuilder<'_, Postgres>, filter: &FlushFilter) {
+    query
+        .push(" WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ")
+        .push_bind(filter.now)
+        .push(") AND priority >= ")
+        .push_bind(filter.min_priority);
+    if let Some(types) = &filter.job_types {
+        let names: Vec<String> = types.iter().map(|t| t.as_str().to_string()).collect();
+        query
+            .push(" AND job_type = ANY(")
+            .push_bind(names)
+            .push(")");
+    }
+    if !filter.exclude_owners.is_empty() {
+        query
+            .push(" AND owner_id <> ALL(")
+            .push_bind(filter.exclude_owners.clone())
+            .push(")");
+    }
+    if let Some(owner) = &filter.owner {
+        query.push(" AND owner_id = ").push_bind(owner.clone());
+    }
+}
 
 #[derive(FromRow)]
 struct QueuedRow {
@@ -500,6 +548,7 @@ struct QueuedRow {
     job_type: String,
     priority: i64,
     payload: Json<Value>,
+    cost_bound_nanos: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -514,6 +563,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
             id: row.id,
             owner_id: row.owner_id,
             priority: row.priority,
+            cost_bound_nanos: row.cost_bound_nanos,
         })
     }
 }

@@ -43,7 +43,7 @@ impl JobStore for PostgresStore {
         let owners: Vec<&str> = jobs.iter().map(|j| j.owner_id.as_str()).collect();
         let types: Vec<&str> = jobs.iter().map(|j| j.job_type.as_str()).collect();
         let priorities: Vec<i64> = jobs.iter().map(|j| j.priority).collect();
-        let payloads: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.payload).collect();
+        let payloads: Vec<&str> = jobs.iter().map(|j| j.payload.as_str()).collect();
         let run_afters: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_after).collect();
         let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
         let hashes: Vec<&str> = jobs.iter().map(|j| j.request_hash.as_str()).collect();
@@ -53,9 +53,9 @@ impl JobStore for PostgresStore {
         let inserted: HashSet<String> = sqlx::query_scalar(
             "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, idempotency_key, \
              request_hash, cost_bound_nanos, created_at, updated_at) \
-             SELECT id, owner_id, job_type, 'pending', priority, payload, run_after, key, hash, bound, \
+             SELECT id, owner_id, job_type, 'pending', priority, payload::jsonb, run_after, key, hash, bound, \
                     created, created \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::timestamptz[], \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[], \
                          $7::text[], $8::text[], $9::timestamptz[], $10::bigint[]) WITH ORDINALITY \
                   AS v(id, owner_id, job_type, priority, payload, run_after, key, hash, created, bound, n) \
              ORDER BY n ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
@@ -121,6 +121,17 @@ impl JobStore for PostgresStore {
             push_visibility(q, visibility);
         })
         .await
+    }
+
+    async fn jobs_by_keys(&self, owner_id: &str, keys: &[String]) -> StoreResult<Vec<JobRecord>> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE j.owner_id = $1 AND j.idempotency_key = ANY($2)"
+        ))
+        .bind(owner_id)
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(JobRecord::try_from).collect()
     }
 
     async fn list_jobs(&self, visibility: &Visibility, filter: &ListQuery) -> StoreResult<JobPage> {

@@ -9,16 +9,40 @@ use crate::store::*;
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
-    async fn claim_webhooks(
+    async fn due_webhooks(
         &self,
         now: DateTime<Utc>,
-        hold_until: DateTime<Utc>,
         limit: i64,
+        per_owner: i64,
+        busy_owners: &[String],
+    ) -> StoreResult<Vec<DueWebhook>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, owner_id, url, attempts FROM ( \
+               SELECT w.job_id, j.owner_id, w.url, w.attempts, w.next_attempt_at, \
+                      ROW_NUMBER() OVER (PARTITION BY j.owner_id ORDER BY w.next_attempt_at, w.job_id) AS n \
+               FROM webhooks w JOIN jobs j ON j.id = w.job_id \
+               WHERE w.next_attempt_at IS NOT NULL AND w.delivered_at IS NULL AND w.gave_up_at IS NULL \
+               AND w.next_attempt_at <= $1 AND j.owner_id <> ALL($2)) due \
+             WHERE n <= $3 ORDER BY next_attempt_at, job_id LIMIT $4",
+        )
+        .bind(now)
+        .bind(busy_owners)
+        .bind(per_owner)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
     ) -> StoreResult<Vec<DueWebhook>> {
         Ok(sqlx::query_as(
             "WITH due AS ( \
-                 SELECT job_id FROM webhooks WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $2 \
-                 AND delivered_at IS NULL AND gave_up_at IS NULL ORDER BY next_attempt_at LIMIT $3 \
+                 SELECT job_id FROM webhooks WHERE job_id = ANY($3) AND next_attempt_at IS NOT NULL \
+                 AND next_attempt_at <= $2 AND delivered_at IS NULL AND gave_up_at IS NULL \
                  FOR UPDATE SKIP LOCKED) \
              UPDATE webhooks w SET next_attempt_at = $1 FROM due, jobs j \
              WHERE w.job_id = due.job_id AND j.id = w.job_id \
@@ -26,7 +50,7 @@ impl WebhookStore for PostgresStore {
         )
         .bind(hold_until)
         .bind(now)
-        .bind(limit)
+        .bind(job_ids)
         .fetch_all(&self.pool)
         .await?)
     }

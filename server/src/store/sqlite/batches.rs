@@ -45,22 +45,8 @@ impl BatchStore for SqliteStore {
         after: Option<&FlushCursor>,
         page: i64,
     ) -> StoreResult<Vec<QueuedJob>> {
-        let mut query = QueryBuilder::<Sqlite>::new(&format!(
-            "SELECT {QUEUED_COLUMNS} FROM jobs \
-             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= "
-        ));
-        query
-            .push_bind(to_micros(filter.now))
-            .push(") AND priority >= ")
-            .push_bind(filter.min_priority);
-        if let Some(types) = &filter.job_types {
-            query.push(" AND job_type IN (");
-            let mut list = query.separated(", ");
-            for job_type in types {
-                list.push_bind(job_type.as_str());
-            }
-            list.push_unseparated(")");
-        }
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {QUEUED_COLUMNS} FROM jobs"));
+        push_eligible(&mut query, filter);
         if let Some(cursor) = after {
             // Flush order is (priority DESC, created_at, id): continue strictly after the cursor.
             query
@@ -85,20 +71,35 @@ impl BatchStore for SqliteStore {
 
     async fn eligible_summary(
         &self,
-        now: DateTime<Utc>,
+        filter: &FlushFilter,
     ) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
-        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(MAX(created_at, COALESCE(run_after, created_at))) FROM jobs \
-             WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ?)",
-        )
-        .bind(to_micros(now))
-        .fetch_one(&self.pool)
-        .await?;
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT COUNT(*), MIN(MAX(created_at, COALESCE(run_after, created_at))) FROM jobs",
+        );
+        push_eligible(&mut query, filter);
+        let (count, oldest): (i64, Option<i64>) =
+            query.build_query_as().fetch_one(&self.pool).await?;
         Ok((count, oldest.map(from_micros).transpose()?))
     }
 
+    async fn first_capped_bounds(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT b.user_id, (SELECT j.cost_bound_nanos FROM jobs j WHERE j.owner_id = b.user_id                AND j.status = 'pending' AND (j.run_after IS NULL OR j.run_after <= ?1)                ORDER BY j.priority DESC, j.created_at, j.id LIMIT 1) AS bound              FROM budgets b WHERE bound IS NOT NULL",
+        )
+        .bind(to_micros(now))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn claim_jobs(&self, batch: NewBatch, claims: &[Claim]) -> StoreResult<Vec<String>> {
+        // The one writer serialises claims, so what the budgets admit here holds.
         let mut tx = self.begin_write().await?;
+        let usages = super::oversight::capped_usages_in(&mut tx, batch.month_start).await?;
+        let mut allowances = Allowances::new(&usages);
+        let claims: Vec<&Claim> = claims
+            .iter()
+            .filter(|c| allowances.admit(&c.owner_id, c.bound_nanos))
+            .collect();
         let at = to_micros(batch.created_at);
         sqlx::query(
             "INSERT INTO batches (id, status, job_count, estimated_tokens, request_bytes, created_at, \
@@ -116,15 +117,16 @@ impl BatchStore for SqliteStore {
         let mut deltas = Deltas::default();
         let mut claimed = std::collections::HashSet::with_capacity(claims.len());
         for chunk in claims.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new("WITH wanted (id, model) AS (");
+            let mut query = QueryBuilder::<Sqlite>::new("WITH wanted (id, model, bound) AS (");
             query.push_values(chunk, |mut b, claim| {
                 b.push_bind(claim.job_id.clone())
-                    .push_bind(claim.model.clone());
+                    .push_bind(claim.model.clone())
+                    .push_bind(claim.bound_nanos);
             });
             query
                 .push(") UPDATE jobs SET status = 'processing', local_batch_id = ")
                 .push_bind(batch.id.clone())
-                .push(", model = wanted.model, updated_at = ")
+                .push(", model = wanted.model, cost_bound_nanos = wanted.bound, updated_at = ")
                 .push_bind(at)
                 .push(format!(
                     " FROM wanted WHERE jobs.id = wanted.id AND jobs.status = 'pending' RETURNING {}",
@@ -344,6 +346,16 @@ impl BatchStore for SqliteStore {
         )
     }
 
+    async fn batch_owners(&self, batch_id: &str) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT j.owner_id FROM batch_jobs bj JOIN jobs j ON j.id = bj.job_id \
+             WHERE bj.batch_id = ? ORDER BY j.owner_id",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
         let rows: Vec<QueuedRow> = sqlx::query_as(&format!(
             "SELECT {QUEUED_COLUMNS} FROM jobs \
@@ -506,7 +518,37 @@ fn qualified(columns: &str) -> String {
 }
 
 /// A job as a flush renders it.
-const QUEUED_COLUMNS: &str = "id, owner_id, job_type, priority, payload, created_at";
+const QUEUED_COLUMNS: &str =
+    "id, owner_id, job_type, priority, payload, cost_bound_nanos, created_at";
+
+/// `WHERE` with the filter's eligibility: pending, due, of the types and priority asked, of the
+/// owners not left out.
+fn push_eligible(query: &mut QueryBuilder<'_, Sqlite>, filter: &FlushFilter) {
+    query
+        .push(" WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ")
+        .push_bind(to_micros(filter.now))
+        .push(") AND priority >= ")
+        .push_bind(filter.min_priority);
+    if let Some(types) = &filter.job_types {
+        query.push(" AND job_type IN (");
+        let mut list = query.separated(", ");
+        for job_type in types {
+            list.push_bind(job_type.as_str());
+        }
+        list.push_unseparated(")");
+    }
+    if !filter.exclude_owners.is_empty() {
+        query.push(" AND owner_id NOT IN (");
+        let mut list = query.separated(", ");
+        for owner in &filter.exclude_owners {
+            list.push_bind(owner.clone());
+        }
+        list.push_unseparated(")");
+    }
+    if let Some(owner) = &filter.owner {
+        query.push(" AND owner_id = ").push_bind(owner.clone());
+    }
+}
 
 #[derive(FromRow)]
 struct QueuedRow {
@@ -515,6 +557,7 @@ struct QueuedRow {
     job_type: String,
     priority: i64,
     payload: String,
+    cost_bound_nanos: i64,
     created_at: i64,
 }
 
@@ -528,6 +571,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
             id: row.id,
             owner_id: row.owner_id,
             priority: row.priority,
+            cost_bound_nanos: row.cost_bound_nanos,
         })
     }
 }

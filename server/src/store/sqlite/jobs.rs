@@ -52,7 +52,7 @@ impl JobStore for SqliteStore {
                     .push_bind(job.job_type.as_str())
                     .push_bind("pending")
                     .push_bind(job.priority)
-                    .push_bind(job.payload.to_string())
+                    .push_bind(job.payload.clone())
                     .push_bind(job.run_after.map(to_micros))
                     .push_bind(job.idempotency_key.clone())
                     .push_bind(job.request_hash.clone())
@@ -112,6 +112,28 @@ impl JobStore for SqliteStore {
             }
             Visibility::All => self.job_by("j.id = ?", &[id]).await,
         }
+    }
+
+    async fn jobs_by_keys(&self, owner_id: &str, keys: &[String]) -> StoreResult<Vec<JobRecord>> {
+        let mut jobs = Vec::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE j.owner_id = "
+            ));
+            query
+                .push_bind(owner_id)
+                .push(" AND j.idempotency_key IN (");
+            let mut list = query.separated(", ");
+            for key in chunk {
+                list.push_bind(key.clone());
+            }
+            list.push_unseparated(")");
+            let rows: Vec<JobRow> = query.build_query_as().fetch_all(&self.pool).await?;
+            for row in rows {
+                jobs.push(JobRecord::try_from(row)?);
+            }
+        }
+        Ok(jobs)
     }
 
     async fn list_jobs(&self, visibility: &Visibility, filter: &ListQuery) -> StoreResult<JobPage> {

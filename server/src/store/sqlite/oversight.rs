@@ -8,13 +8,33 @@ use super::{SqliteStore, UserRow};
 use crate::store::oversight::UsageRow;
 use crate::store::*;
 
-/// A user's cap and the three amounts that count against it; `?` is the month's start.
+/// A user's cap and the three amounts that count against it; `?` is the month's start. In
+/// flight: processing, or cancelled while processing and not billed yet by a batch that has
+/// not ended (the provider bills it if it completes).
 const USAGE: &str = "SELECT u.id, u.name, b.monthly_cap_nanos, \
     (SELECT COALESCE(SUM(c.cost_nanos), 0) FROM charges c JOIN jobs j ON j.id = c.job_id \
      WHERE j.owner_id = u.id AND c.at >= ?1) AS spent, \
-    (SELECT COALESCE(SUM(cost_bound_nanos), 0) FROM jobs WHERE owner_id = u.id AND status = 'processing') AS in_flight, \
+    (SELECT COALESCE(SUM(j.cost_bound_nanos), 0) FROM jobs j WHERE j.owner_id = u.id AND (j.status = 'processing' \
+     OR (j.status = 'cancelled' AND j.cancel_requested \
+         AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) \
+         AND EXISTS (SELECT 1 FROM batches lb WHERE lb.id = j.local_batch_id AND NOT lb.results_collected \
+                     AND lb.status NOT IN ('failed', 'lost'))))) AS in_flight, \
     (SELECT COALESCE(SUM(cost_bound_nanos), 0) FROM jobs WHERE owner_id = u.id AND status = 'pending') AS pending \
     FROM users u ";
+
+/// Every capped user's usage, read on `conn` (inside a claim's transaction).
+pub(super) async fn capped_usages_in(
+    conn: &mut SqliteConnection,
+    month_start: DateTime<Utc>,
+) -> StoreResult<Vec<BudgetUsage>> {
+    let rows: Vec<UsageRow> = sqlx::query_as(&format!(
+        "{USAGE} JOIN budgets b ON b.user_id = u.id ORDER BY u.name"
+    ))
+    .bind(to_micros(month_start))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(BudgetUsage::from).collect())
+}
 
 /// Writes an audit entry inside the caller's transaction.
 pub(super) async fn insert_audit(
@@ -103,13 +123,8 @@ impl BudgetStore for SqliteStore {
     }
 
     async fn capped_usages(&self, month_start: DateTime<Utc>) -> StoreResult<Vec<BudgetUsage>> {
-        let rows: Vec<UsageRow> = sqlx::query_as(&format!(
-            "{USAGE} JOIN budgets b ON b.user_id = u.id ORDER BY u.name"
-        ))
-        .bind(to_micros(month_start))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(BudgetUsage::from).collect())
+        let mut conn = self.pool.acquire().await?;
+        capped_usages_in(&mut conn, month_start).await
     }
 }
 

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, insert_events};
 use crate::events::Happened;
@@ -9,25 +10,67 @@ use crate::store::*;
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
-    async fn claim_webhooks(
+    async fn due_webhooks(
         &self,
         now: DateTime<Utc>,
-        hold_until: DateTime<Utc>,
         limit: i64,
+        per_owner: i64,
+        busy_owners: &[String],
     ) -> StoreResult<Vec<DueWebhook>> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT job_id, owner_id, url, attempts FROM ( \
+               SELECT w.job_id, j.owner_id, w.url, w.attempts, w.next_attempt_at, \
+                      ROW_NUMBER() OVER (PARTITION BY j.owner_id ORDER BY w.next_attempt_at, w.job_id) AS n \
+               FROM webhooks w JOIN jobs j ON j.id = w.job_id \
+               WHERE w.next_attempt_at IS NOT NULL AND w.delivered_at IS NULL AND w.gave_up_at IS NULL \
+               AND w.next_attempt_at <= ",
+        );
+        query.push_bind(to_micros(now));
+        if !busy_owners.is_empty() {
+            query.push(" AND j.owner_id NOT IN (");
+            let mut list = query.separated(", ");
+            for owner in busy_owners {
+                list.push_bind(owner.clone());
+            }
+            list.push_unseparated(")");
+        }
+        query
+            .push(") WHERE n <= ")
+            .push_bind(per_owner)
+            .push(" ORDER BY next_attempt_at, job_id LIMIT ")
+            .push_bind(limit);
+        Ok(query.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<DueWebhook>> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         // One statement: the claim is atomic without a transaction of its own.
-        Ok(sqlx::query_as(
-            "UPDATE webhooks SET next_attempt_at = ? WHERE job_id IN ( \
-                 SELECT job_id FROM webhooks WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ? \
-                 AND delivered_at IS NULL AND gave_up_at IS NULL ORDER BY next_attempt_at LIMIT ?) \
-             RETURNING job_id, (SELECT owner_id FROM jobs WHERE jobs.id = webhooks.job_id) AS owner_id, \
-                       url, attempts",
-        )
-        .bind(to_micros(hold_until))
-        .bind(to_micros(now))
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?)
+        let mut query = QueryBuilder::<Sqlite>::new("UPDATE webhooks SET next_attempt_at = ");
+        query
+            .push_bind(to_micros(hold_until))
+            .push(
+                " WHERE next_attempt_at IS NOT NULL AND delivered_at IS NULL AND gave_up_at IS NULL \
+                 AND next_attempt_at <= ",
+            )
+            .push_bind(to_micros(now))
+            .push(" AND job_id IN (");
+        let mut list = query.separated(", ");
+        for id in job_ids {
+            list.push_bind(id.clone());
+        }
+        list.push_unseparated(")");
+        query.push(
+            " RETURNING job_id, (SELECT owner_id FROM jobs WHERE jobs.id = webhooks.job_id) AS owner_id, \
+             url, attempts",
+        );
+        Ok(query.build_query_as().fetch_all(&self.writer).await?)
     }
 
     async fn finish_webhook(
