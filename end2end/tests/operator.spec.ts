@@ -189,4 +189,45 @@ test.describe('with a provider that expires every request', () => {
     await expect(admin.page.getByTestId('audit-row')).toContainText(id);
     expect(admin.problems).toEqual([]);
   });
+
+  test('retrying a job that was billed says so and asks to pay again', async ({ browser }) => {
+    const token = (user: string, role: string) =>
+      execFileSync(aiBatchBin, ['token', 'create', '--user', user, '--role', role], { env, encoding: 'utf8' }).trim().split('\n').pop()!.trim();
+    const traderToken = token('ines', 'trader');
+    const adminToken = token('ops2', 'admin');
+    const admin = await signedIn(browser, adminToken, baseURL);
+    const api = admin.page.request;
+    // The provider bills the request, and its results line cannot be read: the job fails, billed.
+    await fetch(`${emulatorURL}/_emulator/faults`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"malformed_results": {"after_lines": 0, "times": 1}}',
+    });
+    const enqueued = await api.post(`${baseURL}/api/v1/batch/enqueue`, {
+      headers: { Authorization: `Bearer ${traderToken}` },
+      data: { job_type: 'risk_report', payload: { ticker: 'AMD' } },
+    });
+    const id = (await enqueued.json()).job.id as string;
+    const adminAuth = { Authorization: `Bearer ${adminToken}` };
+    await api.post(`${baseURL}/api/v1/batch/internal/flush`, { headers: adminAuth, data: {} });
+    await open(admin.page, `/jobs/${id}`);
+    await expect(admin.page.getByTestId('job-status')).toHaveText('failed', { timeout: 20_000 });
+
+    // Declined: nothing happens. Accepted: the job goes back, the new charge confirmed.
+    let question = '';
+    admin.page.once('dialog', (dialog) => {
+      question = dialog.message();
+      void dialog.dismiss();
+    });
+    await admin.page.getByRole('button', { name: 'Retry job' }).click();
+    await expect.poll(() => question).toContain('billed');
+    expect(question).toContain('pay again');
+    await expect(admin.page.getByTestId('job-status')).toHaveText('failed');
+    admin.page.once('dialog', (dialog) => dialog.accept());
+    await admin.page.getByRole('button', { name: 'Retry job' }).click();
+    await expect(admin.page.getByTestId('job-status')).toHaveText('pending');
+    const retried = await api.get(`${baseURL}/api/v1/admin/audit?action=retry`, { headers: adminAuth });
+    expect(JSON.stringify(await retried.json())).toContain('confirmed to bill again');
+    expect(admin.problems).toEqual([]);
+  });
 });

@@ -105,7 +105,8 @@ impl Job {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EnqueueRequest {
     pub job_type: JobType,
-    /// Any JSON object, at most 256 KB as compact JSON.
+    /// Any JSON object, at most 256 KB as compact JSON, with no NUL (`\u0000`) in its keys or
+    /// strings.
     #[cfg_attr(feature = "ssr", schema(example = json!({"ticker": "NVDA", "horizon_days": 30})))]
     pub payload: serde_json::Map<String, Value>,
     /// Higher goes first.
@@ -124,16 +125,18 @@ pub struct EnqueueRequest {
     )]
     pub run_after: Option<DateTime<Utc>>,
     /// The same key with the same request returns the first job; with another request, 409.
+    /// No NUL (`\u0000`).
     #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<String>,
-    /// Where to POST the job when it ends, signed (see the README): `https://…`, or `http://`
-    /// to this machine when the server allows it.
+    /// Where to POST the job when it ends, signed (see the README): `https://` and a DNS name
+    /// (or a public IP address) that does not resolve to a private, loopback or link-local
+    /// address; `http://` to this machine only when the server allows it.
     #[serde(default)]
     #[cfg_attr(
         feature = "ssr",
         schema(
             max_length = 2048,
-            pattern = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
+            pattern = r"^https://([A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*\.?(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?#][!-~]*)?$"
         )
     )]
     pub callback_url: Option<String>,

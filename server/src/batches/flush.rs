@@ -297,16 +297,14 @@ fn confirmed_preview(request: &FlushRequest) -> Result<Option<PreviewToken>> {
     let Some(token) = &request.preview_token else {
         return Ok(None);
     };
-    // The validator let only a decodable token through.
-    let promised = PreviewToken::decode(token)
-        .ok_or_else(|| Error::BadInput("preview_token is not a preview's token".into()))?;
-    if !promised.matches(request) {
+    let promised = PreviewToken::decode(token).filter(|p| p.matches(request));
+    let Some(promised) = promised else {
         return Err(Error::Conflict(
-            "The flush options (max_jobs, job_types, min_priority) differ from the preview's. Nothing was sent; \
-             preview again with these options."
+            "This preview_token is not from a preview of these options (max_jobs, job_types, min_priority). \
+             Nothing was sent; preview again with these options."
                 .into(),
         ));
-    }
+    };
     Ok(Some(promised))
 }
 

@@ -56,6 +56,14 @@ fn check_callback(ctx: &Ctx, request: &EnqueueRequest, at: Option<usize>) -> Opt
             json!(url),
         ));
     }
+    if url::Url::parse(url).is_err() {
+        return Some(FieldError::new(
+            "url_parsing",
+            loc,
+            "Input should be a valid URL: https://host/path in ASCII, without spaces or credentials",
+            json!(url),
+        ));
+    }
     let why = ctx.webhooks.refuses_url(url)?;
     Some(FieldError::new(
         "url_host",

@@ -47,7 +47,7 @@ pub fn parse_audit_query<'a>(
     for (name, raw) in pairs {
         let input = Value::String(raw.to_owned());
         match name {
-            "action" if !raw.is_empty() => {
+            "action" => {
                 query.action = c.enum_of(
                     c.loc(name),
                     &input,

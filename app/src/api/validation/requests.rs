@@ -15,7 +15,7 @@ use super::{
 };
 use crate::api::{
     BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
-    ListCursor, ListQuery, PollRequest, PreviewToken, RetryRequest, Role,
+    ListCursor, ListQuery, PollRequest, RetryRequest, Role,
 };
 
 fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
@@ -352,6 +352,11 @@ fn callback_problem(url: &str) -> Option<(&'static str, String)> {
         return invalid();
     };
     match scheme.to_ascii_lowercase().as_str() {
+        "https" if !is_internet_host(host) => Some((
+            "url_host",
+            "URL host should be a DNS name on the internet (like hooks.example.com) or a public IP address"
+                .into(),
+        )),
         "https" => None,
         "http" if LOOPBACK_HOSTS.contains(&host.to_ascii_lowercase().as_str()) => None,
         _ => Some((
@@ -359,6 +364,25 @@ fn callback_problem(url: &str) -> Option<(&'static str, String)> {
             "URL scheme should be 'https' (or 'http' to this machine: 127.0.0.1, localhost, [::1])"
                 .into(),
         )),
+    }
+}
+
+/// An IP address written plainly (whether it is public is the server's to judge), or a
+/// dotted DNS name whose last label starts with a letter, as every top-level domain does. A
+/// single label (`localhost`, `intranet`) names something on this machine's network, and
+/// numbers in other forms (`2130706433`, `0x7f.1`) are addresses in disguise.
+fn is_internet_host(host: &str) -> bool {
+    if host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    match name.rsplit_once('.') {
+        Some((rest, tld)) => {
+            !rest.is_empty()
+                && tld.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.split('.').all(|label| !label.is_empty())
+        }
+        None => false,
     }
 }
 
@@ -377,7 +401,8 @@ pub fn host_of(authority: &str) -> Option<&str> {
     let port_ok = port.is_empty()
         || (port.len() > 1
             && port.starts_with(':')
-            && port[1..].chars().all(|c| c.is_ascii_digit()));
+            && port[1..].chars().all(|c| c.is_ascii_digit())
+            && port[1..].parse::<u16>().is_ok());
     let host_ok = !host.is_empty()
         && host
             .chars()
@@ -544,16 +569,17 @@ pub fn parse_flush(body: &Value) -> Validated<FlushRequest> {
             None
         }
     };
+    // Opaque to the reader: whether it is a preview of these options is the flush's to say.
     let preview_token = match field(map, "preview_token") {
         None => Some(None),
-        Some(Value::String(token)) if PreviewToken::decode(token).is_some() => {
-            Some(Some(token.clone()))
-        }
+        Some(Value::String(token)) if token.chars().count() <= 200 => c
+            .storable(c.loc("preview_token"), token)
+            .map(|t| Some(t.to_owned())),
         Some(other) => {
             c.push(FieldError::new(
-                "value_error",
+                "string_type",
                 c.loc("preview_token"),
-                "Value error, not a preview_token from POST /api/v1/batch/internal/flush/preview",
+                "Input should be a preview's preview_token (a string of at most 200 characters)",
                 other.clone(),
             ));
             None
@@ -610,7 +636,7 @@ pub fn parse_retry(body: &Value) -> Validated<RetryRequest> {
         return Err(c.errors);
     };
     let ids = job_ids(&mut c, map, body);
-    let confirm_rebill = match field(map, "confirm_rebill") {
+    let confirm_rebill = match map.get("confirm_rebill") {
         None => Some(false),
         Some(Value::Bool(b)) => Some(*b),
         Some(other) => {

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# What issue 17's fixes cost and bought, side by side in one run: the release build of a
+# commit before them (BEFORE, default ed4f740) against this checkout's, each on fresh SQLite.
+#   ./scripts/bench-abuse.sh
+# 1. Memory: peak RSS (VmHWM) of a server sent one 32 MB bulk body of zeros (refused, 422),
+#    one 32 MB body of 128 valid jobs of ~250 KB each, and eight 32 MB bodies at once (with
+#    /healthz asked meanwhile).
+# 2. Webhooks: another owner's delivery delay while 48 deliveries wait on a receiver that never
+#    answers (10 s timeout).
+# 3. Single enqueue over HTTP (wrk, 16 connections), the two builds alternated.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+BEFORE="${BEFORE:-ed4f740}"
+DURATION="${DURATION:-15s}"
+install_build_tools
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+
+step "building the release of this checkout, and of $BEFORE beside it"
+cargo build --release --locked -p server --bin ai-batch >&2
+AFTER_BIN="$(ai_batch_bin release)"
+OLD_SRC="$HOME/.cache/bitcain-ai-batch/before-$BEFORE"
+if [[ ! -d $OLD_SRC ]]; then git worktree add --detach "$OLD_SRC" "$BEFORE" >&2; fi
+(cd "$OLD_SRC" && CARGO_TARGET_DIR="$HOME/.cache/bitcain-ai-batch/target-before" \
+  cargo build --release --locked -p server --bin ai-batch >&2)
+BEFORE_BIN="$HOME/.cache/bitcain-ai-batch/target-before/release/ai-batch"
+
+WORK="$(mktemp -d)"
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+wait_up() { for _ in $(seq 200); do curl -fs "$1/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+export RUST_LOG=warn AI_BATCH_ENQUEUE_PER_SEC=0 AI_BATCH_READS_PER_SEC=0 AI_BATCH_AUTH_FAILURES_PER_SEC=0
+
+# start NAME BIN [VAR=value …]: a server on a fresh database; sets URL, PID, TOKEN (a trader's).
+start() {
+  local name=$1 bin=$2; shift 2
+  local port=$((20000 + RANDOM % 20000))
+  URL="http://127.0.0.1:$port"
+  env DATABASE_URL="sqlite://$WORK/$name.db" AI_BATCH_ADDR="127.0.0.1:$port" AI_BATCH_SCHEDULER=false "$@" \
+    "$bin" serve >"$WORK/$name.log" 2>&1 &
+  PID=$!; PIDS+=("$PID")
+  wait_up "$URL"
+  TOKEN="$(DATABASE_URL="sqlite://$WORK/$name.db" "$bin" token create --user alice --role trader | tail -n 1)"
+}
+peak_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+step "bodies: 32 MB of zeros in one payload, and 128 valid payloads of ~250 KB"
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+limit = 32 * 1024 * 1024 - 1024
+zeros = (limit - 64) // 2
+open(f"{work}/zeros.json", "w").write('{"jobs": [{"job_type": "risk_report", "payload": {"a": [' + "0," * zeros + '0]}}]}')
+item = json.dumps({"job_type": "risk_report", "payload": {"a": [0] * 125_000}}, separators=(",", ":"))
+count = limit // (len(item) + 1)
+open(f"{work}/valid.json", "w").write('{"jobs": [' + ",".join([item] * count) + "]}")
+print(f"zeros body {zeros * 2 // 1024 // 1024} MB; valid body {count} jobs of {len(item) // 1024} KB")
+PY
+
+echo "| build | idle MB | one 32 MB body of zeros (422): peak MB | 128 valid jobs, 32 MB (200): peak MB | eight 32 MB bodies at once: peak MB, /healthz answered |"
+echo "|---|---|---|---|---|"
+for which in before after; do
+  bin="$BEFORE_BIN"; [[ $which == after ]] && bin="$AFTER_BIN"
+  row="| $which"
+  start "mem-$which-1" "$bin"; row="$row | $(peak_mb "$PID")"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data-binary @"$WORK/zeros.json" "$URL/api/v1/batch/enqueue/bulk")
+  row="$row | $(peak_mb "$PID") ($code)"; kill "$PID"
+  start "mem-$which-2" "$bin"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data-binary @"$WORK/valid.json" "$URL/api/v1/batch/enqueue/bulk")
+  row="$row | $(peak_mb "$PID") ($code)"; kill "$PID"
+  start "mem-$which-3" "$bin"
+  for _ in $(seq 8); do
+    curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+      --data-binary @"$WORK/zeros.json" "$URL/api/v1/batch/enqueue/bulk" &
+  done
+  answered=0; asked=0
+  while [[ $(jobs -rp | wc -l) -gt 0 ]]; do
+    asked=$((asked + 1))
+    curl -fs -m 1 "$URL/healthz" >/dev/null && answered=$((answered + 1))
+    sleep 0.2
+  done
+  row="$row | $(peak_mb "$PID"), $answered of $asked |"; kill "$PID"
+  echo "$row"
+done
+
+step "webhooks: another owner's delivery while 48 wait on a tarpit"
+python3 scripts/bench/receivers.py "$WORK/deliveries.log" >"$WORK/ports" & PIDS+=($!)
+for _ in $(seq 50); do [[ -s $WORK/ports ]] && break; sleep 0.1; done
+read -r TARPIT FAST <"$WORK/ports"
+echo "| build | bob's delay: job completed → delivered |"
+echo "|---|---|"
+for which in before after; do
+  bin="$BEFORE_BIN"; [[ $which == after ]] && bin="$AFTER_BIN"
+  start "hooks-$which" "$bin" AI_BATCH_SCHEDULER=true AI_BATCH_AUTO_FLUSH_MIN_JOBS=1 AI_BATCH_POLL_INTERVAL_SECS=1 \
+    AI_BATCH_SCHEDULER_TICK_MS=200 AI_BATCH_EMULATOR_DELAY_SECS=1 AI_BATCH_WEBHOOK_ALLOW_HTTP_LOOPBACK=true
+  ALICE="$TOKEN"
+  BOB="$(DATABASE_URL="sqlite://$WORK/hooks-$which.db" "$bin" token create --user bob --role trader | tail -n 1)"
+  for t in "$ALICE" "$BOB"; do curl -fs -X POST -H "Authorization: Bearer $t" "$URL/api/v1/webhooks/secret" >/dev/null; done
+  jobs_json=$(python3 -c "import json; print(json.dumps({'jobs': [{'job_type': 'risk_report', 'payload': {'i': i}, 'callback_url': 'http://127.0.0.1:$TARPIT/hook'} for i in range(48)]}))")
+  curl -fs -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' -d "$jobs_json" "$URL/api/v1/batch/enqueue/bulk" >/dev/null
+  for _ in $(seq 300); do grep -q tarpit "$WORK/deliveries.log" 2>/dev/null && break; sleep 0.1; done
+  id=$(curl -fs -H "Authorization: Bearer $BOB" -H 'Content-Type: application/json' \
+    -d "{\"job_type\": \"risk_report\", \"payload\": {}, \"callback_url\": \"http://127.0.0.1:$FAST/hook\"}" \
+    "$URL/api/v1/batch/enqueue" | python3 -c 'import json, sys; print(json.load(sys.stdin)["job"]["id"])')
+  until curl -fs -H "Authorization: Bearer $BOB" "$URL/api/v1/batch/jobs/$id" | grep -q '"status":"completed"'; do sleep 0.05; done
+  completed=$(date +%s.%N)
+  delay="not delivered within 120 s"
+  for _ in $(seq 1200); do
+    at=$(awk -v id="msg_$id" '$1 == "fast" && ($3 == id || $3 == "-") {print $2; exit}' "$WORK/deliveries.log")
+    if [[ -n $at ]]; then delay="$(awk -v a="$at" -v b="$completed" 'BEGIN {printf "%.1f s", a - b}')"; break; fi
+    sleep 0.1
+  done
+  echo "| $which | $delay |"
+  kill "$PID"; : >"$WORK/deliveries.log"
+done
+
+step "single enqueue over HTTP, the two builds alternated (wrk -t2 -c16 -d$DURATION)"
+start "enq-before" "$BEFORE_BIN"; B_URL=$URL; B_TOKEN=$TOKEN
+start "enq-after" "$AFTER_BIN"; A_URL=$URL; A_TOKEN=$TOKEN
+echo "| round | before req/s | after req/s | after p99 ms |"
+echo "|---|---|---|---|"
+for round in 1 2 3; do
+  b=$(TOKEN="$B_TOKEN" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$B_URL/api/v1/batch/enqueue" | awk '/Requests\/sec/ {print $2}')
+  TOKEN="$A_TOKEN" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$A_URL/api/v1/batch/enqueue" >"$WORK/a.txt"
+  a=$(awk '/Requests\/sec/ {print $2}' "$WORK/a.txt")
+  p99=$(awk '$1 == "99%" {print $2}' "$WORK/a.txt")
+  echo "| $round | $b | $a | $p99 |"
+done
