@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What issue 17's fixes cost and bought, side by side in one run: the release build of a
 # commit before them (BEFORE, default ed4f740) against this checkout's, each on fresh SQLite.
-#   ./scripts/bench-abuse.sh
+#   ./scripts/bench-abuse.sh          (AFTER_BIN=path skips building this checkout)
 # 1. Memory: peak RSS (VmHWM) of a server sent one 32 MB bulk body of zeros (refused, 422),
 #    one 32 MB body of 128 valid jobs of ~250 KB each, and eight 32 MB bodies at once (with
 #    /healthz asked meanwhile).
 # 2. Webhooks: another owner's delivery delay while 48 deliveries wait on a receiver that never
 #    answers (10 s timeout).
-# 3. Single enqueue over HTTP (wrk, 16 connections), the two builds alternated.
+# 3. Single enqueue over HTTP (wrk, 16 connections), the two builds alternated after a warm-up
+#    round each: req/s, server CPU per request, p99.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 BEFORE="${BEFORE:-ed4f740}"
 DURATION="${DURATION:-15s}"
@@ -17,8 +18,10 @@ if ! command -v wrk >/dev/null; then
 fi
 
 step "building the release of this checkout, and of $BEFORE beside it"
-cargo build --release --locked -p server --bin ai-batch >&2
-AFTER_BIN="$(ai_batch_bin release)"
+if [[ -z ${AFTER_BIN:-} ]]; then
+  cargo build --release --locked -p server --bin ai-batch >&2
+  AFTER_BIN="$(ai_batch_bin release)"
+fi
 OLD_SRC="$HOME/.cache/bitcain-ai-batch/before-$BEFORE"
 if [[ ! -d $OLD_SRC ]]; then git worktree add --detach "$OLD_SRC" "$BEFORE" >&2; fi
 (cd "$OLD_SRC" && CARGO_TARGET_DIR="$HOME/.cache/bitcain-ai-batch/target-before" \
@@ -71,12 +74,14 @@ for which in before after; do
     --data-binary @"$WORK/valid.json" "$URL/api/v1/batch/enqueue/bulk")
   row="$row | $(peak_mb "$PID") ($code)"; kill "$PID"
   start "mem-$which-3" "$bin"
+  senders=()
   for _ in $(seq 8); do
     curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
       --data-binary @"$WORK/zeros.json" "$URL/api/v1/batch/enqueue/bulk" &
+    senders+=($!)
   done
   answered=0; asked=0
-  while [[ $(jobs -rp | wc -l) -gt 0 ]]; do
+  while kill -0 "${senders[@]}" 2>/dev/null; do
     asked=$((asked + 1))
     curl -fs -m 1 "$URL/healthz" >/dev/null && answered=$((answered + 1))
     sleep 0.2
@@ -117,14 +122,26 @@ for which in before after; do
 done
 
 step "single enqueue over HTTP, the two builds alternated (wrk -t2 -c16 -d$DURATION)"
-start "enq-before" "$BEFORE_BIN"; B_URL=$URL; B_TOKEN=$TOKEN
-start "enq-after" "$AFTER_BIN"; A_URL=$URL; A_TOKEN=$TOKEN
-echo "| round | before req/s | after req/s | after p99 ms |"
-echo "|---|---|---|---|"
-for round in 1 2 3; do
-  b=$(TOKEN="$B_TOKEN" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$B_URL/api/v1/batch/enqueue" | awk '/Requests\/sec/ {print $2}')
-  TOKEN="$A_TOKEN" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$A_URL/api/v1/batch/enqueue" >"$WORK/a.txt"
-  a=$(awk '/Requests\/sec/ {print $2}' "$WORK/a.txt")
-  p99=$(awk '$1 == "99%" {print $2}' "$WORK/a.txt")
-  echo "| $round | $b | $a | $p99 |"
+# Server CPU per request (utime + stime from /proc) beside req/s: throughput on a shared 2-core
+# machine drifts between rounds, the CPU a request costs much less. One warm-up round each first:
+# a fresh server's first round is slower whichever build it is.
+TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# round URL TOKEN PID: "req/s µs-of-CPU-per-request p99"
+round() {
+  local c0 c1 out
+  c0=$(cpu_ticks "$3")
+  out=$(TOKEN="$2" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$1/api/v1/batch/enqueue")
+  c1=$(cpu_ticks "$3")
+  awk -v a="$c0" -v b="$c1" -v t="$TCK" '
+    /requests in/ {n = $1} /Requests\/sec/ {rps = $2} $1 == "99%" {p99 = $2}
+    END {printf "%s | %.0f | %s", rps, (b - a) / t * 1e6 / n, p99}' <<<"$out"
+}
+start "enq-before" "$BEFORE_BIN"; B_URL=$URL; B_TOKEN=$TOKEN; B_PID=$PID
+start "enq-after" "$AFTER_BIN"; A_URL=$URL; A_TOKEN=$TOKEN; A_PID=$PID
+round "$B_URL" "$B_TOKEN" "$B_PID" >/dev/null; round "$A_URL" "$A_TOKEN" "$A_PID" >/dev/null
+echo "| round | before req/s | before CPU µs/req | before p99 | after req/s | after CPU µs/req | after p99 |"
+echo "|---|---|---|---|---|---|---|"
+for r in 1 2 3 4; do
+  echo "| $r | $(round "$B_URL" "$B_TOKEN" "$B_PID") | $(round "$A_URL" "$A_TOKEN" "$A_PID") |"
 done
