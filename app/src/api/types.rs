@@ -36,6 +36,18 @@ impl JobStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
+
+    /// The cancel rule, for pages and the store alike: a job may be cancelled until it ends.
+    /// Cancelling one in flight (`processing`) cannot recall it from the provider, which may
+    /// still bill it; the budget counts it until its batch settles.
+    pub fn can_cancel(self) -> bool {
+        matches!(self, Self::Pending | Self::Processing)
+    }
+
+    /// The statuses `can_cancel` admits.
+    pub fn cancellable() -> impl Iterator<Item = JobStatus> {
+        Self::ALL.iter().copied().filter(|s| s.can_cancel())
+    }
 }
 
 /// Who is asking: every use case takes one, and visibility follows from it.

@@ -69,7 +69,7 @@ fn Detail(
     admin: bool,
 ) -> impl IntoView {
     let job = detail.job;
-    let cancellable = !job.status.is_terminal();
+    let cancellable = job.status.can_cancel();
     let retriable = admin && job.status == JobStatus::Failed;
     let id = job.id.clone();
     let retry_id = job.id.clone();

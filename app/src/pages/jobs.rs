@@ -285,7 +285,7 @@ fn JobRow(
     selected: RwSignal<HashSet<String>>,
     cancel: CancelAction,
 ) -> impl IntoView {
-    let cancellable = !job.status.is_terminal();
+    let cancellable = job.status.can_cancel();
     // Admins select failed jobs too, to retry them.
     let selectable = cancellable || (show_owner && job.status == JobStatus::Failed);
     let id = job.id.clone();

@@ -1,4 +1,5 @@
-//! Persistence behind one trait: an implementation per database, one conformance suite for all.
+//! Persistence behind one trait: one implementation (`sql`) over an engine per database
+//! (`engine`), one conformance suite for both.
 
 use app::api::{JobStatus, JobType, Role};
 use async_trait::async_trait;
@@ -8,22 +9,21 @@ use futures::stream::BoxStream;
 mod batches;
 #[cfg(test)]
 pub(crate) mod conformance;
+pub(crate) mod engine;
 mod group_commit;
 mod oversight;
-mod postgres;
 mod results;
 mod search;
-mod sqlite;
+mod sql;
 mod totals;
 mod webhooks;
 
 pub use batches::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
 pub use oversight::*;
-pub use postgres::PostgresStore;
 pub use results::*;
 pub use search::{SEARCH_COUNT_CAP, capped_count, contains_pattern, search_words};
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 pub use totals::{Amounts, Cell, Counted, Deltas, TotalsRow};
 pub use webhooks::*;
 
@@ -431,7 +431,13 @@ pub trait InstanceStore: Send + Sync + 'static {
     async fn announcements(&self) -> StoreResult<Option<BoxStream<'static, String>>>;
 }
 
-/// Everything the service stores: one implementation per database, one conformance suite.
+/// The store on the embedded SQLite database.
+pub type SqliteStore = SqlStore<engine::Sqlite>;
+/// The store on PostgreSQL, for several instances on one database.
+pub type PostgresStore = SqlStore<engine::Postgres>;
+
+/// Everything the service stores: one implementation over each database's engine, one
+/// conformance suite.
 pub trait Store:
     AccessStore
     + JobStore
@@ -525,13 +531,4 @@ pub(crate) fn count_from(
         })
         .map(|r| r.jobs)
         .sum()
-}
-
-pub(crate) fn to_micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-pub(crate) fn from_micros(micros: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| StoreError::Corrupt(format!("time out of range: {micros}")))
 }

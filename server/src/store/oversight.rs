@@ -94,30 +94,6 @@ impl Allowances {
     }
 }
 
-/// A budget's row as both engines read it (`USAGE` in each store's `oversight.rs`).
-#[derive(sqlx::FromRow)]
-pub(crate) struct UsageRow {
-    id: String,
-    name: String,
-    monthly_cap_nanos: Option<i64>,
-    spent: i64,
-    in_flight: i64,
-    pending: i64,
-}
-
-impl From<UsageRow> for BudgetUsage {
-    fn from(row: UsageRow) -> Self {
-        BudgetUsage {
-            user_id: row.id,
-            user_name: row.name,
-            cap_nanos: row.monthly_cap_nanos,
-            spent_nanos: row.spent,
-            in_flight_bound_nanos: row.in_flight,
-            pending_bound_nanos: row.pending,
-        }
-    }
-}
-
 /// An admin action, written by the store in the transaction of the action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEntry {

@@ -22,34 +22,6 @@ pub struct JobState {
     pub model: Option<String>,
 }
 
-/// A job's state as both stores read it (the same columns), before its text is checked.
-#[derive(sqlx::FromRow)]
-pub(crate) struct JobStateRow {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    cancel_requested: bool,
-    charged: bool,
-    model: Option<String>,
-}
-
-impl TryFrom<JobStateRow> for JobState {
-    type Error = super::StoreError;
-
-    fn try_from(row: JobStateRow) -> StoreResult<Self> {
-        Ok(JobState {
-            job_type: super::parse_job_type(&row.job_type)?,
-            status: super::parse_status(&row.status)?,
-            id: row.id,
-            attempts: row.attempts,
-            cancel_requested: row.cancel_requested,
-            charged: row.charged,
-            model: row.model,
-        })
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spend {
     pub input_tokens: i64,

@@ -8,7 +8,7 @@ use super::StoreResult;
 use crate::events::Happened;
 
 /// A webhook to send now: the job it is about, where to, and the attempts made so far.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DueWebhook {
     pub job_id: String,
     pub owner_id: String,

@@ -13,6 +13,7 @@ use super::*;
 
 mod access;
 mod batches;
+mod enums;
 mod jobs;
 mod leadership;
 mod oversight;
@@ -21,6 +22,7 @@ mod webhooks;
 
 pub use access::*;
 pub use batches::*;
+pub use enums::*;
 pub use jobs::*;
 pub use leadership::*;
 pub use oversight::*;
@@ -69,6 +71,7 @@ macro_rules! store_conformance {
             a_job_cancelled_in_flight_counts_until_its_batch_settles,
             claims_admit_capped_owners_jobs_within_their_cap_even_when_concurrent,
             a_flush_claim_is_audited_with_it_and_the_log_pages_and_filters,
+            every_job_type_status_role_and_audit_action_round_trips,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -82,6 +85,49 @@ macro_rules! store_conformance {
     };
 }
 pub(crate) use store_conformance;
+
+/// Every `pub async fn` of the case files is in `store_conformance!`'s list (a case left out
+/// would never run) and every listed name is a case.
+#[test]
+fn every_case_is_listed() {
+    let files = [
+        include_str!("access.rs"),
+        include_str!("batches.rs"),
+        include_str!("enums.rs"),
+        include_str!("jobs.rs"),
+        include_str!("leadership.rs"),
+        include_str!("oversight.rs"),
+        include_str!("results.rs"),
+        include_str!("webhooks.rs"),
+    ];
+    let mut written: Vec<&str> = files
+        .iter()
+        .flat_map(|file| file.lines())
+        .filter_map(|line| line.strip_prefix("pub async fn "))
+        .map(|rest| rest.split('(').next().unwrap_or(rest))
+        .collect();
+    let this = include_str!("mod.rs");
+    let start = this.find("@cases $factory;\n").expect("the list") + "@cases $factory;\n".len();
+    let end = start + this[start..].find(");").expect("the list's end");
+    let mut listed: Vec<&str> = this[start..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    written.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(written, listed, "store_conformance! lists every case, once");
+    assert_eq!(
+        std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/store/conformance"
+        ))
+        .unwrap()
+        .count(),
+        files.len() + 1,
+        "every case file is read above"
+    );
+}
 
 fn list(status_filter: Option<JobStatus>, limit: i64) -> app::api::ListQuery {
     app::api::ListQuery {

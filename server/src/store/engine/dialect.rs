@@ -1,0 +1,121 @@
+//! Where the two databases' SQL differs, side by side: every fragment the store's one set of
+//! statements (`store::sql`) asks of its engine. Everything else is written once.
+
+use super::Query;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Whether writers run concurrently and must lock the rows they decide on (PostgreSQL);
+    /// on SQLite one writer at a time is the lock.
+    pub const fn locks_rows(self) -> bool {
+        matches!(self, Self::Postgres)
+    }
+
+    /// Items bound one placeholder each (`IN (?, …)`) per statement: SQLite's limit on binds.
+    pub const fn items_per_statement(self) -> usize {
+        match self {
+            Self::Sqlite => 500,
+            Self::Postgres => 10_000,
+        }
+    }
+
+    /// After a `SELECT … ORDER BY …` that claims rows of `alias`: what keeps two transactions
+    /// from claiming the same ones.
+    pub fn skip_locked(self, alias: &str) -> String {
+        match self {
+            Self::Sqlite => String::new(),
+            Self::Postgres => format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
+        }
+    }
+
+    /// The greater of two expressions.
+    pub fn greatest(self, a: &str, b: &str) -> String {
+        match self {
+            Self::Sqlite => format!("MAX({a}, {b})"),
+            Self::Postgres => format!("GREATEST({a}, {b})"),
+        }
+    }
+
+    /// The UTC day (days since the epoch) of a time column, as an integer (SQLite keeps
+    /// times as integer microseconds).
+    pub fn day_of(self, column: &str) -> String {
+        match self {
+            Self::Sqlite => format!("({column} / 86400000000)"),
+            Self::Postgres => {
+                format!("CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / 86400) AS BIGINT)")
+            }
+        }
+    }
+
+    /// Microseconds from one time column to another, as an integer.
+    pub fn micros_between(self, from: &str, to: &str) -> String {
+        match self {
+            Self::Sqlite => format!("({to} - {from})"),
+            Self::Postgres => {
+                format!("CAST(EXTRACT(EPOCH FROM {to} - {from}) * 1000000 AS BIGINT)")
+            }
+        }
+    }
+
+    /// `LIKE` that ignores case (SQLite's does, for ASCII).
+    pub const fn like_any_case(self) -> &'static str {
+        match self {
+            Self::Sqlite => "LIKE",
+            Self::Postgres => "ILIKE",
+        }
+    }
+
+    /// Before a column in a condition: "do not use an index on this column", where SQLite's
+    /// planner would pick a worse one.
+    pub const fn not_by_index(self) -> &'static str {
+        match self {
+            Self::Sqlite => "+",
+            Self::Postgres => "",
+        }
+    }
+
+    /// Appends ` AND <jobs j matching the search>`: its id, its idempotency key, or every word
+    /// as the start of a word of its payload (`store::search`).
+    pub fn push_search(self, query: &mut Query, text: &str, words: &[String]) {
+        match self {
+            Self::Sqlite => {
+                // One set of rowids from three indexes; an OR of the three would scan every job.
+                query
+                    .push(" AND j.rowid IN (SELECT rowid FROM jobs WHERE id = ")
+                    .bind(text)
+                    .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
+                    .bind(text);
+                if !words.is_empty() {
+                    // Each word as a prefix ("nvd"*), all of them: FTS5's implicit AND.
+                    let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+                    query
+                        .push(" UNION ALL SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
+                        .bind(prefixes.join(" "));
+                }
+                query.push(")");
+            }
+            Self::Postgres => {
+                query
+                    .push(" AND (j.id = ")
+                    .bind(text)
+                    .push(" OR j.idempotency_key = ")
+                    .bind(text);
+                if !words.is_empty() {
+                    // Each word as a prefix (nvd:*), all of them, against the stored words
+                    // (migration 000006, indexed by `jobs_payload_words`).
+                    let prefixes: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
+                    query
+                        .push(" OR j.payload_words @@ to_tsquery('simple', ")
+                        .bind(prefixes.join(" & "))
+                        .push(")");
+                }
+                query.push(")");
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! PostgreSQL, for several instances on one database: writes run concurrently, each guarded by
+//! the state it expects; claims skip rows another transaction holds (`FOR UPDATE SKIP
+//! LOCKED`); a set of rows is bound as one array per column (`unnest`), in one statement.
+//! Times are `timestamptz`, money `bigint`, payloads and results `jsonb`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Arguments, Encode, Type};
+
+use super::{Arg, Binder, Dialect, Engine, Kind, Query, Row, Rows, render};
+use crate::store::{StoreError, StoreResult};
+
+/// How long a request waits for a connection before it is told to come back (503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The channel instances announce their changes on.
+const ANNOUNCEMENTS: &str = "ai_batch_changes";
+
+#[derive(Clone)]
+pub struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    /// Connects with a pool of at most `max_connections` and runs the migrations. Several
+    /// instances starting at once run them once: sqlx holds an advisory lock while migrating.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// PostgreSQL's binds: `$1`, `$2`, … in order; a set of rows as `unnest` of one array a column.
+#[derive(Default)]
+struct PgBinds {
+    args: PgArguments,
+    count: usize,
+}
+
+impl PgBinds {
+    fn add<'q, T: Encode<'q, sqlx::Postgres> + Type<sqlx::Postgres> + 'q>(
+        &mut self,
+        sql: &mut String,
+        value: T,
+        cast: &str,
+    ) -> StoreResult<()>
+    where
+        'q: 'static,
+    {
+        self.count += 1;
+        sql.push_str(&format!("${}{cast}", self.count));
+        self.args
+            .add(value)
+            .map_err(|e| StoreError::Corrupt(format!("a value could not be bound: {e}")))
+    }
+
+    /// One column of a set of rows, as an array of its kind.
+    fn column(&mut self, sql: &mut String, kind: Kind, values: Vec<Arg>) -> StoreResult<()> {
+        let texts = |values: Vec<Arg>| -> Vec<Option<String>> {
+            values
+                .into_iter()
+                .map(|v| match v {
+                    Arg::Text(t) | Arg::Json(t) => t,
+                    _ => None,
+                })
+                .collect()
+        };
+        match kind {
+            Kind::Text => self.add(sql, texts(values), "::text[]"),
+            Kind::Json => self.add(sql, texts(values), "::text[]::jsonb[]"),
+            Kind::Int => {
+                let ints: Vec<Option<i64>> = values
+                    .into_iter()
+                    .map(|v| if let Arg::Int(i) = v { i } else { None })
+                    .collect();
+                self.add(sql, ints, "::bigint[]")
+            }
+            Kind::Bool => {
+                let bools: Vec<Option<bool>> = values
+                    .into_iter()
+                    .map(|v| if let Arg::Bool(b) = v { Some(b) } else { None })
+                    .collect();
+                self.add(sql, bools, "::boolean[]")
+            }
+            Kind::Time => {
+                let times: Vec<Option<DateTime<Utc>>> = values
+                    .into_iter()
+                    .map(|v| if let Arg::Time(t) = v { t } else { None })
+                    .collect();
+                self.add(sql, times, "::timestamptz[]")
+            }
+        }
+    }
+}
+
+impl Binder for PgBinds {
+    fn bind(&mut self, sql: &mut String, arg: Arg) -> StoreResult<()> {
+        match arg {
+            Arg::Text(v) => self.add(sql, v, ""),
+            Arg::Int(v) => self.add(sql, v, ""),
+            Arg::Bool(v) => self.add(sql, v, ""),
+            Arg::Time(v) => self.add(sql, v, ""),
+            Arg::Json(v) => {
+                let raw = v
+                    .map(serde_json::value::RawValue::from_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("JSON to bind: {e}")))?;
+                self.add(sql, raw.map(Json), "")
+            }
+        }
+    }
+
+    /// `SELECT c1, … FROM unnest($1::text[], …) WITH ORDINALITY … ORDER BY n`: the rows in the
+    /// order given, so concurrent writers lock the same rows in the same order.
+    fn rows(&mut self, sql: &mut String, rows: Rows) -> StoreResult<()> {
+        let names: Vec<&str> = rows.columns.iter().map(|(n, _)| *n).collect();
+        let mut columns: Vec<Vec<Arg>> = vec![Vec::with_capacity(rows.values.len()); names.len()];
+        for row in rows.values {
+            for (i, value) in row.into_iter().enumerate() {
+                columns[i].push(value);
+            }
+        }
+        sql.push_str(&format!("SELECT {} FROM unnest(", names.join(", ")));
+        for (i, ((_, kind), values)) in rows.columns.iter().zip(columns).enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            self.column(sql, *kind, values)?;
+        }
+        sql.push_str(&format!(
+            ") WITH ORDINALITY AS unnested ({}, row_order) ORDER BY row_order",
+            names.join(", ")
+        ));
+        Ok(())
+    }
+}
+
+/// The one statement `query` is: written and bound.
+fn statement(query: Query) -> StoreResult<(String, PgArguments)> {
+    let mut binds = PgBinds::default();
+    let sql = render(query, &mut binds)?;
+    Ok((sql, binds.args))
+}
+
+#[async_trait]
+impl Engine for Postgres {
+    type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    async fn read<R: Row>(&self, query: Query) -> StoreResult<Vec<R>> {
+        if query.has_no_rows() {
+            return Ok(Vec::new());
+        }
+        let (sql, args) = statement(query)?;
+        Ok(sqlx::query_as_with(&sql, args)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn write<R: Row>(&self, query: Query) -> StoreResult<Vec<R>> {
+        self.read(query).await
+    }
+
+    async fn execute(&self, query: Query) -> StoreResult<u64> {
+        if query.has_no_rows() {
+            return Ok(0);
+        }
+        let (sql, args) = statement(query)?;
+        let done = sqlx::query_with(&sql, args).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn begin(&self) -> StoreResult<Self::Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn commit(tx: Self::Tx) -> StoreResult<()> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query) -> StoreResult<Vec<R>> {
+        if query.has_no_rows() {
+            return Ok(Vec::new());
+        }
+        let (sql, args) = statement(query)?;
+        Ok(sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?)
+    }
+
+    async fn tx_execute(tx: &mut Self::Tx, query: Query) -> StoreResult<u64> {
+        if query.has_no_rows() {
+            return Ok(0);
+        }
+        let (sql, args) = statement(query)?;
+        let done = sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn announce(&self, message: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(ANNOUNCEMENTS)
+            .bind(message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn announcements(&self) -> StoreResult<Option<BoxStream<'static, String>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(ANNOUNCEMENTS).await?;
+        let heard = futures::stream::unfold(listener, |mut listener| async move {
+            loop {
+                match listener.recv().await {
+                    Ok(notification) => {
+                        return Some((notification.payload().to_string(), listener));
+                    }
+                    // The next call connects again; wait a little so a database that is down
+                    // is not asked in a loop.
+                    Err(error) => {
+                        tracing::debug!(%error, "listening for announcements failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(Box::pin(heard)))
+    }
+}

@@ -1,0 +1,575 @@
+//! The flush's side of the batch tables: candidates, claims, leases, the create's outcomes,
+//! and what reconciliation reads. Every batch write is guarded by the lease or the state it
+//! expects; on PostgreSQL, claims skip rows another transaction holds.
+
+use app::api::JobStatus;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::rows::{
+    BATCH_COLUMNS, BatchRow, ClockRow, CountedRow, QUEUED_COLUMNS, QueuedRow, column,
+    counted_of_jobs,
+};
+use super::{SqlStore, apply_totals, insert_events, tx_execute, tx_read};
+use crate::events::Happened;
+use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
+use crate::store::*;
+
+/// The lease is free: lapsed, never taken, or already ours (binds: now, owner).
+const LEASE_FREE: &str = "(lease_expires_at IS NULL OR lease_expires_at < ? OR lease_owner = ?)";
+
+impl<E: Engine> SqlStore<E> {
+    /// Batches selected by `tail` (the SQL after `FROM batches b`) and its binds.
+    async fn batches_where(
+        &self,
+        tail: &str,
+        args: impl IntoIterator<Item = Arg>,
+    ) -> StoreResult<Vec<BatchRecord>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches b {tail}");
+        self.read::<BatchRow>(&sql, args)
+            .await?
+            .into_iter()
+            .map(BatchRecord::try_from)
+            .collect()
+    }
+}
+
+/// ` WHERE …`: the filter's eligibility, the one definition of it. Pending, due, of the types
+/// and priority asked, of the owners not left out (or of the one owner asked).
+fn push_eligible(query: &mut Query, filter: &FlushFilter) {
+    query
+        .push(" WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ")
+        .bind(filter.now)
+        .push(") AND priority >= ")
+        .bind(filter.min_priority);
+    if let Some(types) = &filter.job_types {
+        query
+            .push(" AND job_type IN ")
+            .list(types.iter().map(|t| t.as_str()));
+    }
+    if !filter.exclude_owners.is_empty() {
+        query
+            .push(" AND owner_id NOT IN ")
+            .list(filter.exclude_owners.iter());
+    }
+    if let Some(owner) = &filter.owner {
+        query.push(" AND owner_id = ").bind(owner.as_str());
+    }
+}
+
+/// Puts a local batch's jobs that are still `processing` back to pending, with an event each.
+pub(super) async fn requeue_processing<E: Engine>(
+    tx: &mut E::Tx,
+    batch_id: &str,
+    happened: &Happened,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'pending', batch_id = NULL, local_batch_id = NULL, updated_at = ? \
+         WHERE local_batch_id = ? AND status = 'processing' RETURNING {}",
+        super::COUNTED
+    );
+    let rows: Vec<CountedRow> = tx_read::<E, _>(tx, &sql, [now.into(), batch_id.into()]).await?;
+    let mut deltas = Deltas::default();
+    super::counted_moves(
+        &rows,
+        JobStatus::Processing,
+        JobStatus::Pending,
+        &mut deltas,
+    )?;
+    let events: Vec<_> = rows
+        .iter()
+        .map(|r| (r.id.as_str(), happened, now))
+        .collect();
+    insert_events::<E>(tx, &events).await?;
+    apply_totals::<E>(tx, &deltas).await?;
+    Ok(rows.len() as i64)
+}
+
+#[async_trait]
+impl<E: Engine> BatchStore for SqlStore<E> {
+    async fn eligible_jobs(
+        &self,
+        filter: &FlushFilter,
+        after: Option<&FlushCursor>,
+        page: i64,
+    ) -> StoreResult<Vec<QueuedJob>> {
+        let mut query = Query::new(format!("SELECT {QUEUED_COLUMNS} FROM jobs"), []);
+        push_eligible(&mut query, filter);
+        if let Some(cursor) = after {
+            // Flush order is (priority DESC, created_at, id): continue strictly after the cursor.
+            query
+                .push(" AND (priority < ")
+                .bind(cursor.priority)
+                .push(" OR (priority = ")
+                .bind(cursor.priority)
+                .push(" AND (created_at, id) > (")
+                .bind(cursor.created_at)
+                .push(", ")
+                .bind(cursor.id.as_str())
+                .push(")))");
+        }
+        query
+            .push(" ORDER BY priority DESC, created_at, id LIMIT ")
+            .bind(page);
+        self.engine
+            .read::<QueuedRow>(query)
+            .await?
+            .into_iter()
+            .map(QueuedJob::try_from)
+            .collect()
+    }
+
+    async fn eligible_summary(
+        &self,
+        filter: &FlushFilter,
+    ) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        let mut query = Query::new(
+            format!(
+                "SELECT CAST(COUNT(*) AS BIGINT), MIN({}) FROM jobs",
+                E::DIALECT.greatest("created_at", "COALESCE(run_after, created_at)")
+            ),
+            [],
+        );
+        push_eligible(&mut query, filter);
+        let rows: Vec<(i64, Option<engine::Time>)> = self.engine.read(query).await?;
+        let (count, oldest) = rows.into_iter().next().unwrap_or((0, None));
+        Ok((count, oldest.map(|t| t.0)))
+    }
+
+    async fn first_capped_bounds(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, i64)>> {
+        // Unqualified columns of the subquery are the job's (budgets has none of those names).
+        let mut query = Query::new("SELECT b.user_id, (SELECT cost_bound_nanos FROM jobs", []);
+        push_eligible(&mut query, &FlushFilter::due(now));
+        query.push(" AND owner_id = b.user_id ORDER BY priority DESC, created_at, id LIMIT 1) AS bound FROM budgets b");
+        let rows: Vec<(String, Option<i64>)> = self.engine.read(query).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(owner, bound)| Some((owner, bound?)))
+            .collect())
+    }
+
+    async fn claim_jobs(&self, batch: NewBatch, claims: &[Claim]) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin().await?;
+        // What the budgets admit is decided here, where no other claim can interleave: SQLite's
+        // one writer serialises claims; on PostgreSQL the owners' budget rows are locked first.
+        let mut owners: Vec<&str> = claims.iter().map(|c| c.owner_id.as_str()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let usages =
+            super::budgets::capped_usages_in::<E>(&mut tx, batch.month_start, &owners).await?;
+        let mut allowances = Allowances::new(&usages);
+        let claims: Vec<&Claim> = claims
+            .iter()
+            .filter(|c| allowances.admit(&c.owner_id, c.bound_nanos))
+            .collect();
+        tx_execute::<E>(
+            &mut tx,
+            "INSERT INTO batches (id, status, job_count, estimated_tokens, request_bytes, created_at, \
+             lease_owner, lease_expires_at, submit_started_at) VALUES (?, 'submitting', 0, ?, ?, ?, ?, ?, ?)",
+            [
+                batch.id.as_str().into(),
+                batch.estimated_tokens.into(),
+                batch.request_bytes.into(),
+                batch.created_at.into(),
+                batch.lease.owner.as_str().into(),
+                batch.lease.until.into(),
+                batch.created_at.into(),
+            ],
+        )
+        .await?;
+        let mut wanted = Rows::new(&[
+            ("id", Kind::Text),
+            ("model", Kind::Text),
+            ("bound", Kind::Int),
+        ]);
+        for claim in &claims {
+            wanted.push(vec![
+                claim.job_id.as_str().into(),
+                claim.model.as_str().into(),
+                claim.bound_nanos.into(),
+            ]);
+        }
+        let mut claim = Query::default();
+        // Jobs another transaction holds (another instance's claim, a cancel) are skipped.
+        claim
+            .push(&format!("WITH wanted {} AS (", wanted.names()))
+            .rows(wanted)
+            .push(&format!(
+                "), free AS (SELECT j.id FROM jobs j JOIN wanted w ON w.id = j.id WHERE j.status = 'pending' \
+                 ORDER BY j.id{}) \
+                 UPDATE jobs SET status = 'processing', local_batch_id = ",
+                E::DIALECT.skip_locked("j")
+            ))
+            .bind(batch.id.as_str())
+            .push(", model = wanted.model, cost_bound_nanos = wanted.bound, updated_at = ")
+            .bind(batch.created_at)
+            .push(&format!(
+                " FROM free JOIN wanted ON wanted.id = free.id WHERE jobs.id = free.id RETURNING {}",
+                counted_of_jobs()
+            ));
+        let rows: Vec<CountedRow> = if claims.is_empty() {
+            Vec::new()
+        } else {
+            E::tx_read(&mut tx, claim).await?
+        };
+        if rows.is_empty() {
+            // Dropping the transaction rolls the batch row back.
+            return Ok(Vec::new());
+        }
+        let mut deltas = Deltas::default();
+        super::counted_moves(
+            &rows,
+            JobStatus::Pending,
+            JobStatus::Processing,
+            &mut deltas,
+        )?;
+        let set: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        // In flush order, as asked.
+        let claimed: Vec<String> = claims
+            .iter()
+            .filter(|c| set.contains(c.job_id.as_str()))
+            .map(|c| c.job_id.clone())
+            .collect();
+        let mut members = Rows::new(&[("batch_id", Kind::Text), ("job_id", Kind::Text)]);
+        for id in &claimed {
+            members.push(vec![batch.id.as_str().into(), id.as_str().into()]);
+        }
+        let mut insert = Query::default();
+        insert
+            .push(&format!("WITH v {} AS (", members.names()))
+            .rows(members)
+            .push(") INSERT INTO batch_jobs (batch_id, job_id) SELECT * FROM v");
+        E::tx_execute(&mut tx, insert).await?;
+        tx_execute::<E>(
+            &mut tx,
+            "UPDATE batches SET job_count = ? WHERE id = ?",
+            [(claimed.len() as i64).into(), batch.id.as_str().into()],
+        )
+        .await?;
+        apply_totals::<E>(&mut tx, &deltas).await?;
+        if let Some(audit) = &batch.audit {
+            super::audit::insert_audit::<E>(&mut tx, audit).await?;
+        }
+        E::commit(tx).await?;
+        Ok(claimed)
+    }
+
+    async fn renew_lease(&self, batch_id: &str, lease: &Lease) -> StoreResult<bool> {
+        self.write_one(
+            "UPDATE batches SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+            [
+                lease.until.into(),
+                batch_id.into(),
+                lease.owner.as_str().into(),
+            ],
+        )
+        .await
+    }
+
+    async fn take_lease(
+        &self,
+        batch_id: &str,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.write_one(
+            &format!(
+                "UPDATE batches SET lease_owner = ?, lease_expires_at = ? WHERE id = ? AND {LEASE_FREE}"
+            ),
+            [
+                lease.owner.as_str().into(),
+                lease.until.into(),
+                batch_id.into(),
+                now.into(),
+                lease.owner.as_str().into(),
+            ],
+        )
+        .await
+    }
+
+    async fn release_lease(&self, batch_id: &str, owner: &str) -> StoreResult<()> {
+        self.write_one(
+            "UPDATE batches SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+            [batch_id.into(), owner.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn start_submit(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.write_one(
+            "UPDATE batches SET submit_started_at = ?, submit_ended_at = NULL \
+             WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+            [now.into(), batch_id.into(), owner.into()],
+        )
+        .await
+    }
+
+    async fn record_submission(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        s: &Submission,
+        happened: &Happened,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let at = s.submitted_at;
+        let changed = tx_execute::<E>(
+            &mut tx,
+            "UPDATE batches SET provider_batch_id = ?, status = 'in_progress', submitted_at = ?, \
+             submit_ended_at = COALESCE(submit_ended_at, ?), provider_created_at = ?, clock_sample = ?, \
+             expires_at = ?, next_poll_at = ?, swept_at = ?, error = NULL, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+            [
+                s.provider_batch_id.as_str().into(),
+                at.into(),
+                at.into(),
+                s.provider_created_at.into(),
+                s.clock_sample.into(),
+                s.expires_at.into(),
+                s.next_poll_at.into(),
+                s.swept.then_some(at).into(),
+                batch_id.into(),
+                owner.into(),
+            ],
+        )
+        .await?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        // Jobs cancelled while the batch was being submitted were sent too: they keep the id.
+        let ids = column::<String>(
+            tx_read::<E, _>(
+                &mut tx,
+                "UPDATE jobs SET batch_id = ?, updated_at = ? \
+                 WHERE local_batch_id = ? AND batch_id IS NULL AND status IN ('processing', 'cancelled') RETURNING id",
+                [s.provider_batch_id.as_str().into(), at.into(), batch_id.into()],
+            )
+            .await?,
+        );
+        let events: Vec<_> = ids
+            .iter()
+            .map(|id| (id.as_str(), happened, s.submitted_at))
+            .collect();
+        insert_events::<E>(&mut tx, &events).await?;
+        E::commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn release_batch(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        error: &str,
+        happened: &Happened,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        let mut tx = self.begin().await?;
+        let changed = tx_execute::<E>(
+            &mut tx,
+            "UPDATE batches SET status = 'failed', error = ?, submit_ended_at = ?, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+            [error.into(), now.into(), batch_id.into(), owner.into()],
+        )
+        .await?;
+        if changed == 0 {
+            return Ok(0);
+        }
+        let released = requeue_processing::<E>(&mut tx, batch_id, happened, now).await?;
+        E::commit(tx).await?;
+        Ok(released)
+    }
+
+    async fn mark_uncertain(
+        &self,
+        batch_id: &str,
+        owner: &str,
+        error: &str,
+        settle_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write_one(
+            "UPDATE batches SET error = ?, submit_ended_at = ?, lease_expires_at = ? \
+             WHERE id = ? AND status = 'submitting' AND lease_owner = ?",
+            [
+                error.into(),
+                now.into(),
+                settle_until.into(),
+                batch_id.into(),
+                owner.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn batch_members(&self, batch_id: &str) -> StoreResult<Vec<String>> {
+        self.read(
+            "SELECT job_id FROM batch_jobs WHERE batch_id = ? ORDER BY job_id",
+            [batch_id.into()],
+        )
+        .await
+        .map(column)
+    }
+
+    async fn batch_owners(&self, batch_id: &str) -> StoreResult<Vec<String>> {
+        self.read(
+            "SELECT DISTINCT j.owner_id FROM batch_jobs bj JOIN jobs j ON j.id = bj.job_id \
+             WHERE bj.batch_id = ? ORDER BY j.owner_id",
+            [batch_id.into()],
+        )
+        .await
+        .map(column)
+    }
+
+    async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
+        let sql = format!(
+            "SELECT {QUEUED_COLUMNS} FROM jobs \
+             WHERE local_batch_id = ? AND status = 'processing' ORDER BY priority DESC, created_at, id"
+        );
+        self.read::<QueuedRow>(&sql, [batch_id.into()])
+            .await?
+            .into_iter()
+            .map(QueuedJob::try_from)
+            .collect()
+    }
+
+    async fn batches_to_reconcile(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "WHERE b.status = 'submitting' AND (b.lease_expires_at IS NULL OR b.lease_expires_at < ?) \
+             ORDER BY b.created_at",
+            [now.into()],
+        )
+        .await
+    }
+
+    async fn batches_to_sweep(&self, ended_before: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "WHERE b.swept_at IS NULL AND b.provider_batch_id IS NOT NULL AND b.duplicate_of IS NULL \
+             AND b.submit_ended_at < ? ORDER BY b.submit_ended_at",
+            [ended_before.into()],
+        )
+        .await
+    }
+
+    async fn mark_swept(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.write_one(
+            "UPDATE batches SET swept_at = ? WHERE id = ?",
+            [now.into(), batch_id.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn clock_samples(&self, limit: i64) -> StoreResult<Vec<ClockSample>> {
+        let rows: Vec<ClockRow> = self
+            .read(
+                "SELECT submit_started_at, submit_ended_at, provider_created_at FROM batches \
+                 WHERE clock_sample AND submit_started_at IS NOT NULL AND submit_ended_at IS NOT NULL \
+                 AND provider_created_at IS NOT NULL ORDER BY submit_ended_at DESC LIMIT ?",
+                [limit.into()],
+            )
+            .await?;
+        Ok(rows.into_iter().map(ClockSample::from).collect())
+    }
+
+    async fn record_duplicate(&self, d: &NewDuplicate) -> StoreResult<bool> {
+        let at = d.created_at;
+        self.write_one(
+            "INSERT INTO batches (id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, \
+             created_at, submitted_at, expires_at, next_poll_at, duplicate_of, swept_at, submit_started_at, \
+             submit_ended_at, provider_created_at, error) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (provider_batch_id) DO NOTHING",
+            [
+                d.id.as_str().into(),
+                d.provider_batch_id.as_str().into(),
+                d.status.as_str().into(),
+                d.job_count.into(),
+                at.into(),
+                at.into(),
+                d.expires_at.into(),
+                at.into(),
+                d.of.as_str().into(),
+                at.into(),
+                at.into(),
+                at.into(),
+                at.into(),
+                d.note.as_str().into(),
+            ],
+        )
+        .await
+    }
+
+    async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()> {
+        self.write_one(
+            "UPDATE batches SET error = ? WHERE id = ?",
+            [note.into(), batch_id.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>> {
+        Ok(self
+            .batches_where("WHERE b.provider_batch_id = ?", [provider_batch_id.into()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "WHERE b.status IN ('in_progress', 'canceling', 'ended') AND NOT b.results_collected \
+             AND (b.next_poll_at IS NULL OR b.next_poll_at <= ?) ORDER BY b.next_poll_at",
+            [now.into()],
+        )
+        .await
+    }
+
+    async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "ORDER BY b.created_at DESC, b.id DESC LIMIT ?",
+            [limit.into()],
+        )
+        .await
+    }
+
+    async fn update_batch_progress(
+        &self,
+        batch_id: &str,
+        status: BatchStatus,
+        next_poll_at: Option<DateTime<Utc>>,
+        poll_failures: i64,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        self.write_one(
+            "UPDATE batches SET status = ?, next_poll_at = ?, poll_failures = ?, error = COALESCE(?, error) \
+             WHERE id = ? AND NOT results_collected",
+            [
+                status.as_str().into(),
+                next_poll_at.into(),
+                poll_failures.into(),
+                error.into(),
+                batch_id.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>> {
+        let sql = format!(
+            "SELECT CAST({} / 1000000.0 AS DOUBLE PRECISION) FROM batches \
+             WHERE status = 'ended' AND duplicate_of IS NULL AND submitted_at IS NOT NULL AND ended_at IS NOT NULL \
+             ORDER BY ended_at DESC LIMIT ?",
+            E::DIALECT.micros_between("submitted_at", "ended_at")
+        );
+        self.read(&sql, [limit.into()]).await.map(column)
+    }
+}

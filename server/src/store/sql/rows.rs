@@ -1,0 +1,500 @@
+//! The rows the store reads, once for both databases, and what each becomes.
+
+use sqlx::FromRow;
+
+use super::super::engine::{JsonText, Time};
+use super::super::*;
+
+/// A job as the totals see it, read back from a write with `RETURNING`.
+pub(super) const COUNTED: &str = "id, owner_id, job_type, input_tokens, output_tokens, cost_nanos, \
+    standard_cost_nanos, created_at, completed_at";
+
+/// `COUNTED` as columns of `jobs`, for a `RETURNING` after a join.
+pub(super) fn counted_of_jobs() -> String {
+    COUNTED
+        .split(", ")
+        .map(|c| format!("jobs.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(FromRow)]
+pub(super) struct CountedRow {
+    pub id: String,
+    owner_id: String,
+    job_type: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    created_at: Time,
+    completed_at: Option<Time>,
+}
+
+impl CountedRow {
+    pub fn counted(&self) -> StoreResult<Counted> {
+        Ok(Counted {
+            owner_id: self.owner_id.clone(),
+            job_type: parse_job_type(&self.job_type)?,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nanos: self.cost_nanos,
+            standard_cost_nanos: self.standard_cost_nanos,
+            created_at: self.created_at.0,
+            completed_at: self.completed_at.map(|t| t.0),
+        })
+    }
+}
+
+/// A job after a duplicate's charge was added: where it counts now.
+#[derive(FromRow)]
+pub(super) struct DuplicatedRow {
+    pub status: String,
+    #[sqlx(flatten)]
+    pub job: CountedRow,
+}
+
+#[derive(FromRow)]
+pub(super) struct TotalsDbRow {
+    owner_id: String,
+    status: String,
+    job_type: String,
+    jobs: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    completion_micros: i64,
+}
+
+impl TryFrom<TotalsDbRow> for TotalsRow {
+    type Error = StoreError;
+    fn try_from(r: TotalsDbRow) -> StoreResult<Self> {
+        Ok(TotalsRow {
+            status: parse_status(&r.status)?,
+            job_type: parse_job_type(&r.job_type)?,
+            owner_id: r.owner_id,
+            jobs: r.jobs,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_nanos: r.cost_nanos,
+            standard_cost_nanos: r.standard_cost_nanos,
+            completion_micros: r.completion_micros,
+        })
+    }
+}
+
+/// Columns of a job for single-job reads.
+pub(super) const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, \
+    j.priority, j.payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, \
+    j.model, j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
+    j.duplicate_cost_nanos, j.price_version, j.result, j.error_message, j.cancel_requested, \
+    j.created_at, j.updated_at, j.completed_at";
+/// The same without the large payload and result, for lists.
+pub(super) const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
+    j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, \
+    j.attempts, j.model, j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, \
+    j.duplicate_tokens, j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, \
+    j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
+pub(super) const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
+
+#[derive(FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    owner_id: String,
+    owner_name: String,
+    job_type: String,
+    status: String,
+    priority: i64,
+    payload: Option<JsonText>,
+    run_after: Option<Time>,
+    idempotency_key: Option<String>,
+    request_hash: String,
+    batch_id: Option<String>,
+    attempts: i64,
+    model: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+    duplicate_tokens: i64,
+    duplicate_cost_nanos: i64,
+    price_version: Option<String>,
+    result: Option<JsonText>,
+    error_message: Option<String>,
+    cancel_requested: bool,
+    created_at: Time,
+    updated_at: Time,
+    completed_at: Option<Time>,
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = StoreError;
+    fn try_from(row: JobRow) -> StoreResult<Self> {
+        Ok(JobRecord {
+            job_type: parse_job_type(&row.job_type)?,
+            status: parse_status(&row.status)?,
+            payload: row.payload.map(|p| p.parse("payload")).transpose()?,
+            result: row.result.map(|r| r.parse("result")).transpose()?,
+            run_after: row.run_after.map(|t| t.0),
+            created_at: row.created_at.0,
+            updated_at: row.updated_at.0,
+            completed_at: row.completed_at.map(|t| t.0),
+            id: row.id,
+            owner_id: row.owner_id,
+            owner_name: row.owner_name,
+            priority: row.priority,
+            idempotency_key: row.idempotency_key,
+            request_hash: row.request_hash,
+            batch_id: row.batch_id,
+            attempts: row.attempts,
+            model: row.model,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cost_nanos: row.cost_nanos,
+            standard_cost_nanos: row.standard_cost_nanos,
+            duplicate_tokens: row.duplicate_tokens,
+            duplicate_cost_nanos: row.duplicate_cost_nanos,
+            price_version: row.price_version,
+            error_message: row.error_message,
+            cancel_requested: row.cancel_requested,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct UserRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: Time,
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> StoreResult<Self> {
+        Ok(UserRecord {
+            id: row.id,
+            name: row.name,
+            role: parse_role(&row.role)?,
+            created_at: row.created_at.0,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct CredentialRow {
+    secret_hash: String,
+    expires_at: Option<Time>,
+    revoked_at: Option<Time>,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+impl TryFrom<CredentialRow> for CredentialRecord {
+    type Error = StoreError;
+    fn try_from(row: CredentialRow) -> StoreResult<Self> {
+        Ok(CredentialRecord {
+            secret_hash: row.secret_hash,
+            expires_at: row.expires_at.map(|t| t.0),
+            revoked_at: row.revoked_at.map(|t| t.0),
+            user: row.user.try_into()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct TokenRow {
+    id: String,
+    user_id: String,
+    created_at: Time,
+    revoked_at: Option<Time>,
+}
+
+impl From<TokenRow> for TokenRecord {
+    fn from(row: TokenRow) -> Self {
+        TokenRecord {
+            id: row.id,
+            user_id: row.user_id,
+            created_at: row.created_at.0,
+            revoked_at: row.revoked_at.map(|t| t.0),
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct EventRow {
+    kind: String,
+    detail: Option<String>,
+    at: Time,
+}
+
+impl From<EventRow> for JobEvent {
+    fn from(row: EventRow) -> Self {
+        JobEvent {
+            kind: row.kind,
+            detail: row.detail,
+            at: row.at.0,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct DailyCostRow {
+    day: i64,
+    job_type: String,
+    owner_name: String,
+    jobs: i64,
+    cost_nanos: i64,
+    standard_cost_nanos: i64,
+}
+
+impl TryFrom<DailyCostRow> for DailyCostRecord {
+    type Error = StoreError;
+    fn try_from(row: DailyCostRow) -> StoreResult<Self> {
+        Ok(DailyCostRecord {
+            day: row.day,
+            job_type: parse_job_type(&row.job_type)?,
+            owner_name: row.owner_name,
+            jobs: row.jobs,
+            cost_nanos: row.cost_nanos,
+            standard_cost_nanos: row.standard_cost_nanos,
+        })
+    }
+}
+
+/// A job as a flush renders it.
+pub(super) const QUEUED_COLUMNS: &str =
+    "id, owner_id, job_type, priority, payload, cost_bound_nanos, created_at";
+
+#[derive(FromRow)]
+pub(super) struct QueuedRow {
+    id: String,
+    owner_id: String,
+    job_type: String,
+    priority: i64,
+    payload: JsonText,
+    cost_bound_nanos: i64,
+    created_at: Time,
+}
+
+impl TryFrom<QueuedRow> for QueuedJob {
+    type Error = StoreError;
+    fn try_from(row: QueuedRow) -> StoreResult<Self> {
+        Ok(QueuedJob {
+            job_type: parse_job_type(&row.job_type)?,
+            created_at: row.created_at.0,
+            // The compact text both databases give back, so a job renders the same on both.
+            payload: row.payload.0,
+            id: row.id,
+            owner_id: row.owner_id,
+            priority: row.priority,
+            cost_bound_nanos: row.cost_bound_nanos,
+        })
+    }
+}
+
+/// A batch's columns, with what its charges add up to.
+pub(super) const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.job_count, \
+    b.estimated_tokens, b.request_bytes, b.created_at, b.submitted_at, b.ended_at, b.expires_at, \
+    b.next_poll_at, b.poll_failures, b.request_counts, b.results_collected, b.error, b.lease_owner, \
+    b.lease_expires_at, b.submit_started_at, b.submit_ended_at, b.provider_created_at, \
+    b.duplicate_of, b.swept_at, b.short_reads, b.unaccounted_results, \
+    CAST(COALESCE((SELECT SUM(c.input_tokens + c.output_tokens) FROM charges c \
+      WHERE c.provider_batch_id = b.provider_batch_id), 0) AS BIGINT) AS billed_tokens, \
+    CAST(COALESCE((SELECT SUM(c.cost_nanos) FROM charges c \
+      WHERE c.provider_batch_id = b.provider_batch_id), 0) AS BIGINT) AS billed_cost_nanos";
+
+#[derive(FromRow)]
+pub(super) struct BatchRow {
+    id: String,
+    provider_batch_id: Option<String>,
+    status: String,
+    job_count: i64,
+    estimated_tokens: i64,
+    request_bytes: i64,
+    created_at: Time,
+    submitted_at: Option<Time>,
+    ended_at: Option<Time>,
+    expires_at: Option<Time>,
+    next_poll_at: Option<Time>,
+    poll_failures: i64,
+    request_counts: Option<JsonText>,
+    results_collected: bool,
+    error: Option<String>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<Time>,
+    submit_started_at: Option<Time>,
+    submit_ended_at: Option<Time>,
+    provider_created_at: Option<Time>,
+    duplicate_of: Option<String>,
+    swept_at: Option<Time>,
+    short_reads: i64,
+    unaccounted_results: i64,
+    billed_tokens: i64,
+    billed_cost_nanos: i64,
+}
+
+impl TryFrom<BatchRow> for BatchRecord {
+    type Error = StoreError;
+    fn try_from(row: BatchRow) -> StoreResult<Self> {
+        let at = |t: Option<Time>| t.map(|t| t.0);
+        Ok(BatchRecord {
+            status: parse_batch_status(&row.status)?,
+            request_counts: row
+                .request_counts
+                .map(|c| c.parse("request_counts"))
+                .transpose()?,
+            created_at: row.created_at.0,
+            submitted_at: at(row.submitted_at),
+            ended_at: at(row.ended_at),
+            expires_at: at(row.expires_at),
+            next_poll_at: at(row.next_poll_at),
+            lease_expires_at: at(row.lease_expires_at),
+            submit_started_at: at(row.submit_started_at),
+            submit_ended_at: at(row.submit_ended_at),
+            provider_created_at: at(row.provider_created_at),
+            swept_at: at(row.swept_at),
+            id: row.id,
+            provider_batch_id: row.provider_batch_id,
+            job_count: row.job_count,
+            estimated_tokens: row.estimated_tokens,
+            request_bytes: row.request_bytes,
+            poll_failures: row.poll_failures,
+            results_collected: row.results_collected,
+            error: row.error,
+            lease_owner: row.lease_owner,
+            duplicate_of: row.duplicate_of,
+            short_reads: row.short_reads,
+            unaccounted_results: row.unaccounted_results,
+            billed_tokens: row.billed_tokens,
+            billed_cost_nanos: row.billed_cost_nanos,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ClockRow {
+    submit_started_at: Time,
+    submit_ended_at: Time,
+    provider_created_at: Time,
+}
+
+impl From<ClockRow> for ClockSample {
+    fn from(row: ClockRow) -> Self {
+        ClockSample {
+            started: row.submit_started_at.0,
+            ended: row.submit_ended_at.0,
+            provider_created_at: row.provider_created_at.0,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct AuditRow {
+    id: i64,
+    at: Time,
+    actor_id: String,
+    actor_name: String,
+    action: String,
+    target: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for AuditRecord {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> StoreResult<Self> {
+        Ok(AuditRecord {
+            id: row.id,
+            entry: AuditEntry {
+                at: row.at.0,
+                actor_id: row.actor_id,
+                actor_name: row.actor_name,
+                action: parse_audit_action(&row.action)?,
+                target: row.target,
+                detail: row.detail,
+            },
+        })
+    }
+}
+
+/// The first value of a one-column result (a count, an id), if any.
+pub(super) fn first<T>(rows: Vec<(T,)>) -> Option<T> {
+    rows.into_iter().next().map(|(value,)| value)
+}
+
+/// Every value of a one-column result.
+pub(super) fn column<T>(rows: Vec<(T,)>) -> Vec<T> {
+    rows.into_iter().map(|(value,)| value).collect()
+}
+
+/// What the batch loop needs to decide a job's outcome, as read.
+#[derive(FromRow)]
+pub(super) struct JobStateRow {
+    id: String,
+    job_type: String,
+    status: String,
+    attempts: i64,
+    cancel_requested: bool,
+    charged: bool,
+    model: Option<String>,
+}
+
+impl TryFrom<JobStateRow> for JobState {
+    type Error = StoreError;
+    fn try_from(row: JobStateRow) -> StoreResult<Self> {
+        Ok(JobState {
+            job_type: parse_job_type(&row.job_type)?,
+            status: parse_status(&row.status)?,
+            id: row.id,
+            attempts: row.attempts,
+            cancel_requested: row.cancel_requested,
+            charged: row.charged,
+            model: row.model,
+        })
+    }
+}
+
+/// A budget's row: the cap and the three amounts that count against it.
+#[derive(FromRow)]
+pub(super) struct UsageRow {
+    id: String,
+    name: String,
+    monthly_cap_nanos: Option<i64>,
+    spent: i64,
+    in_flight: i64,
+    pending: i64,
+}
+
+impl From<UsageRow> for BudgetUsage {
+    fn from(row: UsageRow) -> Self {
+        BudgetUsage {
+            user_id: row.id,
+            user_name: row.name,
+            cap_nanos: row.monthly_cap_nanos,
+            spent_nanos: row.spent,
+            in_flight_bound_nanos: row.in_flight,
+            pending_bound_nanos: row.pending,
+        }
+    }
+}
+
+/// A webhook that is due.
+#[derive(FromRow)]
+pub(super) struct DueWebhookRow {
+    job_id: String,
+    owner_id: String,
+    url: String,
+    attempts: i64,
+}
+
+impl From<DueWebhookRow> for DueWebhook {
+    fn from(row: DueWebhookRow) -> Self {
+        DueWebhook {
+            job_id: row.job_id,
+            owner_id: row.owner_id,
+            url: row.url,
+            attempts: row.attempts,
+        }
+    }
+}
