@@ -16,10 +16,18 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// A payload as compact JSON text at its exact size: a bulk enqueue holds thousands at once,
+/// and a string grown by doubling can take twice its length.
+fn payload_text(payload: &serde_json::Map<String, Value>) -> String {
+    let mut text = serde_json::to_string(payload).expect("a JSON object serializes");
+    text.shrink_to_fit();
+    text
+}
+
 /// The job a request makes, with its payload as compact text (the request's values are not
 /// kept: a bulk enqueue holds thousands of these at once).
 fn new_job(ctx: &Ctx, caller: &Caller, request: &EnqueueRequest, now: DateTime<Utc>) -> NewJob {
-    let payload = Value::Object(request.payload.clone()).to_string();
+    let payload = payload_text(&request.payload);
     NewJob {
         cost_bound_nanos: ctx.prices.job_bound_nanos(request.job_type, &payload),
         id: uuid::Uuid::now_v7().to_string(),

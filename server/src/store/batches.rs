@@ -311,6 +311,8 @@ pub trait BatchStore: Send + Sync + 'static {
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>>;
     /// Batches whose results are still to collect and whose next poll is due.
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
+    /// How many batches have results still to collect, due or not.
+    async fn count_open_batches(&self) -> StoreResult<i64>;
     async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>>;
     async fn update_batch_progress(
         &self,

@@ -81,7 +81,7 @@ impl Dialect {
 
     /// Appends ` AND <jobs j matching the search>`: its id, its idempotency key, or every word
     /// as the start of a word of its payload (`store::search`).
-    pub fn push_search(self, query: &mut Query, text: &str, words: &[String]) {
+    pub fn push_search<'a>(self, query: &mut Query<'a>, text: &'a str, words: &[String]) {
         match self {
             Self::Sqlite => {
                 // One set of rowids from three indexes; an OR of the three would scan every job.

@@ -14,6 +14,8 @@ mod postgres;
 mod sqlite;
 mod types;
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -25,69 +27,71 @@ pub use types::{JsonText, Time};
 
 use super::StoreResult;
 
-/// A value bound to a statement, as both databases store it.
+/// A value bound to a statement, as both databases store it. Text borrows where it can: a
+/// bulk insert binds megabytes of payloads that need not be copied first.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Arg {
-    Text(Option<String>),
+pub enum Arg<'a> {
+    Text(Option<Cow<'a, str>>),
     Int(Option<i64>),
     Bool(bool),
     Time(Option<DateTime<Utc>>),
     /// Compact JSON text (stored as `jsonb` on PostgreSQL).
-    Json(Option<String>),
+    Json(Option<Cow<'a, str>>),
 }
 
-impl Arg {
-    pub fn json(text: impl Into<String>) -> Arg {
+impl<'a> Arg<'a> {
+    pub fn json(text: impl Into<Cow<'a, str>>) -> Self {
         Arg::Json(Some(text.into()))
     }
 }
 
-impl From<&str> for Arg {
-    fn from(v: &str) -> Self {
-        Arg::Text(Some(v.to_string()))
+// `'b: 'a`: text that lives longer (a `&'static str`) binds to a statement of any lifetime.
+impl<'a, 'b: 'a> From<&'b str> for Arg<'a> {
+    fn from(v: &'b str) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
     }
 }
-impl From<&String> for Arg {
-    fn from(v: &String) -> Self {
-        Arg::Text(Some(v.clone()))
+impl<'a, 'b: 'a> From<&'b String> for Arg<'a> {
+    fn from(v: &'b String) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
     }
 }
-impl From<String> for Arg {
+impl From<String> for Arg<'_> {
     fn from(v: String) -> Self {
-        Arg::Text(Some(v))
+        Arg::Text(Some(Cow::Owned(v)))
     }
 }
-impl From<Option<String>> for Arg {
+impl From<Option<String>> for Arg<'_> {
     fn from(v: Option<String>) -> Self {
-        Arg::Text(v)
+        Arg::Text(v.map(Cow::Owned))
     }
 }
-impl From<Option<&str>> for Arg {
-    fn from(v: Option<&str>) -> Self {
-        Arg::Text(v.map(str::to_string))
+impl<'a, 'b: 'a> From<Option<&'b str>> for Arg<'a> {
+    fn from(v: Option<&'b str>) -> Self {
+        Arg::Text(v.map(Cow::Borrowed))
     }
 }
-impl From<i64> for Arg {
+impl From<i64> for Arg<'_> {
     fn from(v: i64) -> Self {
         Arg::Int(Some(v))
     }
 }
-impl From<Option<i64>> for Arg {
+impl From<Option<i64>> for Arg<'_> {
     fn from(v: Option<i64>) -> Self {
         Arg::Int(v)
     }
 }
-impl From<bool> for Arg {
+impl From<bool> for Arg<'_> {
     fn from(v: bool) -> Self {
         Arg::Bool(v)
     }
 }
-impl From<DateTime<Utc>> for Arg {
+impl From<DateTime<Utc>> for Arg<'_> {
     fn from(v: DateTime<Utc>) -> Self {
         Arg::Time(Some(v))
     }
 }
-impl From<Option<DateTime<Utc>>> for Arg {
+impl From<Option<DateTime<Utc>>> for Arg<'_> {
     fn from(v: Option<DateTime<Utc>>) -> Self {
         Arg::Time(v)
     }
@@ -105,12 +109,12 @@ pub enum Kind {
 
 /// A set of rows to bind at once, in order: `WITH v (…) AS ({rows})` in a statement.
 #[derive(Clone, Debug)]
-pub struct Rows {
+pub struct Rows<'a> {
     pub columns: Vec<(&'static str, Kind)>,
-    pub values: Vec<Vec<Arg>>,
+    pub values: Vec<Vec<Arg<'a>>>,
 }
 
-impl Rows {
+impl<'a> Rows<'a> {
     pub fn new(columns: &[(&'static str, Kind)]) -> Self {
         Rows {
             columns: columns.to_vec(),
@@ -118,7 +122,7 @@ impl Rows {
         }
     }
 
-    pub fn push(&mut self, row: Vec<Arg>) {
+    pub fn push(&mut self, row: Vec<Arg<'a>>) {
         debug_assert_eq!(row.len(), self.columns.len());
         self.values.push(row);
     }
@@ -137,18 +141,18 @@ impl Rows {
 /// A statement: SQL with `?` placeholders, its binds in order, and at most one set of rows
 /// (where the SQL says `{rows}`).
 #[derive(Clone, Debug, Default)]
-pub struct Query {
+pub struct Query<'a> {
     pub sql: String,
-    pub args: Vec<Arg>,
-    pub rows: Option<Rows>,
+    pub args: Vec<Arg<'a>>,
+    pub rows: Option<Rows<'a>>,
 }
 
 /// Where `{rows}` stands in a statement.
 pub const ROWS: &str = "{rows}";
 
-impl Query {
+impl<'a> Query<'a> {
     /// A statement and its binds, one per `?`.
-    pub fn new(sql: impl Into<String>, args: impl IntoIterator<Item = Arg>) -> Self {
+    pub fn new(sql: impl Into<String>, args: impl IntoIterator<Item = Arg<'a>>) -> Self {
         let query = Query {
             sql: sql.into(),
             args: args.into_iter().collect(),
@@ -170,14 +174,14 @@ impl Query {
     }
 
     /// Appends a placeholder and its bind.
-    pub fn bind(&mut self, arg: impl Into<Arg>) -> &mut Self {
+    pub fn bind(&mut self, arg: impl Into<Arg<'a>>) -> &mut Self {
         self.sql.push('?');
         self.args.push(arg.into());
         self
     }
 
     /// Appends `(?, ?, …)`, one placeholder per item.
-    pub fn list<A: Into<Arg>>(&mut self, items: impl IntoIterator<Item = A>) -> &mut Self {
+    pub fn list<A: Into<Arg<'a>>>(&mut self, items: impl IntoIterator<Item = A>) -> &mut Self {
         self.sql.push('(');
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
@@ -190,7 +194,7 @@ impl Query {
     }
 
     /// Appends another statement's SQL and binds (a fragment without rows).
-    pub fn append(&mut self, other: Query) -> &mut Self {
+    pub fn append(&mut self, other: Query<'a>) -> &mut Self {
         debug_assert!(other.rows.is_none());
         self.sql.push_str(&other.sql);
         self.args.extend(other.args);
@@ -198,7 +202,7 @@ impl Query {
     }
 
     /// Appends the place of a set of rows (`{rows}`).
-    pub fn rows(&mut self, rows: Rows) -> &mut Self {
+    pub fn rows(&mut self, rows: Rows<'a>) -> &mut Self {
         debug_assert!(self.rows.is_none(), "one set of rows per statement");
         self.sql.push_str(ROWS);
         self.rows = Some(rows);
@@ -213,7 +217,7 @@ impl Query {
 
     /// The statements to run for this one, each with at most `per_statement` rows, and the
     /// binds in their order. Without rows, just this one; over no rows, none.
-    pub fn chunks(self, per_statement: usize) -> Vec<Query> {
+    pub fn chunks(self, per_statement: usize) -> Vec<Query<'a>> {
         match self.rows {
             None => vec![self],
             Some(rows) if rows.is_empty() => Vec::new(),
@@ -238,15 +242,15 @@ impl Query {
 }
 
 /// How an engine writes a statement: its placeholders, its binds, its sets of rows.
-pub(super) trait Binder {
+pub(super) trait Binder<'a> {
     /// Writes the next placeholder and binds `arg` to it.
-    fn bind(&mut self, sql: &mut String, arg: Arg) -> StoreResult<()>;
+    fn bind(&mut self, sql: &mut String, arg: Arg<'a>) -> StoreResult<()>;
     /// Writes a set of rows (a `SELECT` or `VALUES` of them) and binds their values.
-    fn rows(&mut self, sql: &mut String, rows: Rows) -> StoreResult<()>;
+    fn rows(&mut self, sql: &mut String, rows: Rows<'a>) -> StoreResult<()>;
 }
 
 /// The statement as `binder` writes it: each `?` and `{rows}` in turn.
-pub(super) fn render(query: Query, binder: &mut impl Binder) -> StoreResult<String> {
+pub(super) fn render<'a>(query: Query<'a>, binder: &mut impl Binder<'a>) -> StoreResult<String> {
     let mut sql = String::with_capacity(query.sql.len() + 64);
     let mut args = query.args.into_iter();
     let mut rows = query.rows;
@@ -301,16 +305,16 @@ pub trait Engine: Send + Sync + 'static {
     const DIALECT: Dialect;
 
     /// Rows of a read (the readers' pool).
-    async fn read<R: Row>(&self, query: Query) -> StoreResult<Vec<R>>;
+    async fn read<R: Row>(&self, query: Query<'_>) -> StoreResult<Vec<R>>;
     /// Rows of a single-statement write (`… RETURNING`), outside a transaction.
-    async fn write<R: Row>(&self, query: Query) -> StoreResult<Vec<R>>;
+    async fn write<R: Row>(&self, query: Query<'_>) -> StoreResult<Vec<R>>;
     /// A single-statement write; the rows it changed.
-    async fn execute(&self, query: Query) -> StoreResult<u64>;
+    async fn execute(&self, query: Query<'_>) -> StoreResult<u64>;
 
     async fn begin(&self) -> StoreResult<Self::Tx>;
     async fn commit(tx: Self::Tx) -> StoreResult<()>;
-    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query) -> StoreResult<Vec<R>>;
-    async fn tx_execute(tx: &mut Self::Tx, query: Query) -> StoreResult<u64>;
+    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query<'_>) -> StoreResult<Vec<R>>;
+    async fn tx_execute(tx: &mut Self::Tx, query: Query<'_>) -> StoreResult<u64>;
 
     /// Tells every instance listening on this database `message` (nothing on SQLite).
     async fn announce(&self, message: &str) -> StoreResult<()>;

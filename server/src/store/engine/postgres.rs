@@ -49,15 +49,13 @@ struct PgBinds {
 }
 
 impl PgBinds {
+    /// Binds `value` (written into the statement's buffer at once, so it may be borrowed).
     fn add<'q, T: Encode<'q, sqlx::Postgres> + Type<sqlx::Postgres> + 'q>(
         &mut self,
         sql: &mut String,
         value: T,
         cast: &str,
-    ) -> StoreResult<()>
-    where
-        'q: 'static,
-    {
+    ) -> StoreResult<()> {
         self.count += 1;
         sql.push_str(&format!("${}{cast}", self.count));
         self.args
@@ -66,19 +64,19 @@ impl PgBinds {
     }
 
     /// One column of a set of rows, as an array of its kind.
-    fn column(&mut self, sql: &mut String, kind: Kind, values: Vec<Arg>) -> StoreResult<()> {
-        let texts = |values: Vec<Arg>| -> Vec<Option<String>> {
+    fn column(&mut self, sql: &mut String, kind: Kind, values: Vec<Arg<'_>>) -> StoreResult<()> {
+        let texts = |values: &[Arg<'_>]| -> Vec<Option<String>> {
             values
-                .into_iter()
+                .iter()
                 .map(|v| match v {
-                    Arg::Text(t) | Arg::Json(t) => t,
+                    Arg::Text(t) | Arg::Json(t) => t.as_deref().map(str::to_string),
                     _ => None,
                 })
                 .collect()
         };
         match kind {
-            Kind::Text => self.add(sql, texts(values), "::text[]"),
-            Kind::Json => self.add(sql, texts(values), "::text[]::jsonb[]"),
+            Kind::Text => self.add(sql, texts(&values), "::text[]"),
+            Kind::Json => self.add(sql, texts(&values), "::text[]::jsonb[]"),
             Kind::Int => {
                 let ints: Vec<Option<i64>> = values
                     .into_iter()
@@ -104,16 +102,16 @@ impl PgBinds {
     }
 }
 
-impl Binder for PgBinds {
-    fn bind(&mut self, sql: &mut String, arg: Arg) -> StoreResult<()> {
+impl<'a> Binder<'a> for PgBinds {
+    fn bind(&mut self, sql: &mut String, arg: Arg<'a>) -> StoreResult<()> {
         match arg {
-            Arg::Text(v) => self.add(sql, v, ""),
+            Arg::Text(v) => self.add(sql, v.as_deref(), ""),
             Arg::Int(v) => self.add(sql, v, ""),
             Arg::Bool(v) => self.add(sql, v, ""),
             Arg::Time(v) => self.add(sql, v, ""),
             Arg::Json(v) => {
                 let raw = v
-                    .map(serde_json::value::RawValue::from_string)
+                    .map(|text| serde_json::value::RawValue::from_string(text.into_owned()))
                     .transpose()
                     .map_err(|e| StoreError::Corrupt(format!("JSON to bind: {e}")))?;
                 self.add(sql, raw.map(Json), "")
@@ -123,7 +121,7 @@ impl Binder for PgBinds {
 
     /// `SELECT c1, … FROM unnest($1::text[], …) WITH ORDINALITY … ORDER BY n`: the rows in the
     /// order given, so concurrent writers lock the same rows in the same order.
-    fn rows(&mut self, sql: &mut String, rows: Rows) -> StoreResult<()> {
+    fn rows(&mut self, sql: &mut String, rows: Rows<'a>) -> StoreResult<()> {
         let names: Vec<&str> = rows.columns.iter().map(|(n, _)| *n).collect();
         let mut columns: Vec<Vec<Arg>> = vec![Vec::with_capacity(rows.values.len()); names.len()];
         for row in rows.values {
@@ -147,7 +145,7 @@ impl Binder for PgBinds {
 }
 
 /// The one statement `query` is: written and bound.
-fn statement(query: Query) -> StoreResult<(String, PgArguments)> {
+fn statement(query: Query<'_>) -> StoreResult<(String, PgArguments)> {
     let mut binds = PgBinds::default();
     let sql = render(query, &mut binds)?;
     Ok((sql, binds.args))
@@ -159,7 +157,7 @@ impl Engine for Postgres {
 
     const DIALECT: Dialect = Dialect::Postgres;
 
-    async fn read<R: Row>(&self, query: Query) -> StoreResult<Vec<R>> {
+    async fn read<R: Row>(&self, query: Query<'_>) -> StoreResult<Vec<R>> {
         if query.has_no_rows() {
             return Ok(Vec::new());
         }
@@ -169,11 +167,11 @@ impl Engine for Postgres {
             .await?)
     }
 
-    async fn write<R: Row>(&self, query: Query) -> StoreResult<Vec<R>> {
+    async fn write<R: Row>(&self, query: Query<'_>) -> StoreResult<Vec<R>> {
         self.read(query).await
     }
 
-    async fn execute(&self, query: Query) -> StoreResult<u64> {
+    async fn execute(&self, query: Query<'_>) -> StoreResult<u64> {
         if query.has_no_rows() {
             return Ok(0);
         }
@@ -190,7 +188,7 @@ impl Engine for Postgres {
         Ok(tx.commit().await?)
     }
 
-    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query) -> StoreResult<Vec<R>> {
+    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query<'_>) -> StoreResult<Vec<R>> {
         if query.has_no_rows() {
             return Ok(Vec::new());
         }
@@ -198,7 +196,7 @@ impl Engine for Postgres {
         Ok(sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?)
     }
 
-    async fn tx_execute(tx: &mut Self::Tx, query: Query) -> StoreResult<u64> {
+    async fn tx_execute(tx: &mut Self::Tx, query: Query<'_>) -> StoreResult<u64> {
         if query.has_no_rows() {
             return Ok(0);
         }

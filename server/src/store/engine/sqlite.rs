@@ -100,10 +100,10 @@ impl Sqlite {
 
 /// SQLite's binds: `?` in order; a set of rows as `VALUES (?, …), …`.
 #[derive(Default)]
-struct SqliteBinds(SqliteArguments<'static>);
+struct SqliteBinds<'a>(SqliteArguments<'a>);
 
-impl SqliteBinds {
-    fn add(&mut self, arg: Arg) -> StoreResult<()> {
+impl<'a> SqliteBinds<'a> {
+    fn add(&mut self, arg: Arg<'a>) -> StoreResult<()> {
         let added = match arg {
             Arg::Text(v) | Arg::Json(v) => self.0.add(v),
             Arg::Int(v) => self.0.add(v),
@@ -114,13 +114,13 @@ impl SqliteBinds {
     }
 }
 
-impl Binder for SqliteBinds {
-    fn bind(&mut self, sql: &mut String, arg: Arg) -> StoreResult<()> {
+impl<'a> Binder<'a> for SqliteBinds<'a> {
+    fn bind(&mut self, sql: &mut String, arg: Arg<'a>) -> StoreResult<()> {
         sql.push('?');
         self.add(arg)
     }
 
-    fn rows(&mut self, sql: &mut String, rows: Rows) -> StoreResult<()> {
+    fn rows(&mut self, sql: &mut String, rows: Rows<'a>) -> StoreResult<()> {
         sql.push_str("VALUES ");
         let width = rows.columns.len();
         for (i, row) in rows.values.into_iter().enumerate() {
@@ -137,7 +137,7 @@ impl Binder for SqliteBinds {
 
 /// The statements `query` is run as (sets of rows cut to SQLite's limit on binds), each
 /// written and bound.
-fn statements(query: Query) -> StoreResult<Vec<(String, SqliteArguments<'static>)>> {
+fn statements(query: Query<'_>) -> StoreResult<Vec<(String, SqliteArguments<'_>)>> {
     let width = query.rows.as_ref().map_or(1, |r| r.columns.len().max(1));
     query
         .chunks(BINDS_PER_STATEMENT / width)
@@ -156,7 +156,7 @@ impl Engine for Sqlite {
 
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    async fn read<R: Row>(&self, query: Query) -> StoreResult<Vec<R>> {
+    async fn read<R: Row>(&self, query: Query<'_>) -> StoreResult<Vec<R>> {
         let mut rows = Vec::new();
         for (sql, args) in statements(query)? {
             rows.extend(
@@ -168,7 +168,7 @@ impl Engine for Sqlite {
         Ok(rows)
     }
 
-    async fn write<R: Row>(&self, query: Query) -> StoreResult<Vec<R>> {
+    async fn write<R: Row>(&self, query: Query<'_>) -> StoreResult<Vec<R>> {
         let mut rows = Vec::new();
         for (sql, args) in statements(query)? {
             rows.extend(
@@ -180,7 +180,7 @@ impl Engine for Sqlite {
         Ok(rows)
     }
 
-    async fn execute(&self, query: Query) -> StoreResult<u64> {
+    async fn execute(&self, query: Query<'_>) -> StoreResult<u64> {
         let mut changed = 0;
         for (sql, args) in statements(query)? {
             changed += sqlx::query_with(&sql, args)
@@ -199,7 +199,7 @@ impl Engine for Sqlite {
         Ok(tx.commit().await?)
     }
 
-    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query) -> StoreResult<Vec<R>> {
+    async fn tx_read<R: Row>(tx: &mut Self::Tx, query: Query<'_>) -> StoreResult<Vec<R>> {
         let mut rows = Vec::new();
         for (sql, args) in statements(query)? {
             rows.extend(sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?);
@@ -207,7 +207,7 @@ impl Engine for Sqlite {
         Ok(rows)
     }
 
-    async fn tx_execute(tx: &mut Self::Tx, query: Query) -> StoreResult<u64> {
+    async fn tx_execute(tx: &mut Self::Tx, query: Query<'_>) -> StoreResult<u64> {
         let mut changed = 0;
         for (sql, args) in statements(query)? {
             changed += sqlx::query_with(&sql, args)

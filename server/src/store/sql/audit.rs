@@ -10,7 +10,7 @@ use crate::store::*;
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor_id, actor_name, action, target, detail) \
     VALUES (?, ?, ?, ?, ?, ?)";
 
-fn audit_insert(entry: &AuditEntry) -> Query {
+fn audit_insert(entry: &AuditEntry) -> Query<'_> {
     Query::new(
         INSERT_AUDIT,
         [

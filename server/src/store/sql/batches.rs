@@ -8,12 +8,15 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{
     BATCH_COLUMNS, BatchRow, ClockRow, CountedRow, QUEUED_COLUMNS, QueuedRow, column,
-    counted_of_jobs,
+    counted_of_jobs, first,
 };
 use super::{SqlStore, apply_totals, insert_events, tx_execute, tx_read};
 use crate::events::Happened;
 use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
 use crate::store::*;
+
+/// A batch whose results are still to collect.
+const OPEN: &str = "b.status IN ('in_progress', 'canceling', 'ended') AND NOT b.results_collected";
 
 /// The lease is free: lapsed, never taken, or already ours (binds: now, owner).
 const LEASE_FREE: &str = "(lease_expires_at IS NULL OR lease_expires_at < ? OR lease_owner = ?)";
@@ -23,7 +26,7 @@ impl<E: Engine> SqlStore<E> {
     async fn batches_where(
         &self,
         tail: &str,
-        args: impl IntoIterator<Item = Arg>,
+        args: impl IntoIterator<Item = Arg<'_>>,
     ) -> StoreResult<Vec<BatchRecord>> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM batches b {tail}");
         self.read::<BatchRow>(&sql, args)
@@ -36,7 +39,7 @@ impl<E: Engine> SqlStore<E> {
 
 /// ` WHERE …`: the filter's eligibility, the one definition of it. Pending, due, of the types
 /// and priority asked, of the owners not left out (or of the one owner asked).
-fn push_eligible(query: &mut Query, filter: &FlushFilter) {
+fn push_eligible<'a>(query: &mut Query<'a>, filter: &'a FlushFilter) {
     query
         .push(" WHERE status = 'pending' AND (run_after IS NULL OR run_after <= ")
         .bind(filter.now)
@@ -140,7 +143,8 @@ impl<E: Engine> BatchStore for SqlStore<E> {
     async fn first_capped_bounds(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, i64)>> {
         // Unqualified columns of the subquery are the job's (budgets has none of those names).
         let mut query = Query::new("SELECT b.user_id, (SELECT cost_bound_nanos FROM jobs", []);
-        push_eligible(&mut query, &FlushFilter::due(now));
+        let due = FlushFilter::due(now);
+        push_eligible(&mut query, &due);
         query.push(" AND owner_id = b.user_id ORDER BY priority DESC, created_at, id LIMIT 1) AS bound FROM budgets b");
         let rows: Vec<(String, Option<i64>)> = self.engine.read(query).await?;
         Ok(rows
@@ -525,11 +529,23 @@ impl<E: Engine> BatchStore for SqlStore<E> {
 
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>> {
         self.batches_where(
-            "WHERE b.status IN ('in_progress', 'canceling', 'ended') AND NOT b.results_collected \
-             AND (b.next_poll_at IS NULL OR b.next_poll_at <= ?) ORDER BY b.next_poll_at",
+            &format!(
+                "WHERE {OPEN} AND (b.next_poll_at IS NULL OR b.next_poll_at <= ?) \
+                 ORDER BY b.next_poll_at"
+            ),
             [now.into()],
         )
         .await
+    }
+
+    async fn count_open_batches(&self) -> StoreResult<i64> {
+        let rows: Vec<(i64,)> = self
+            .read(
+                &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM batches b WHERE {OPEN}"),
+                [],
+            )
+            .await?;
+        Ok(first(rows).unwrap_or(0))
     }
 
     async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>> {

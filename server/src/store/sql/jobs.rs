@@ -37,7 +37,7 @@ impl<E: Engine> SqlStore<E> {
     async fn job_where(
         &self,
         condition: &str,
-        args: impl IntoIterator<Item = Arg>,
+        args: impl IntoIterator<Item = Arg<'_>>,
     ) -> StoreResult<Option<JobRecord>> {
         let sql = format!("SELECT {JOB_COLUMNS}{JOB_FROM} WHERE {condition}");
         self.read_one::<JobRow>(&sql, args)
@@ -61,7 +61,7 @@ async fn by_key<E: Engine>(tx: &mut E::Tx, owner_id: &str, key: &str) -> StoreRe
 
 /// The list's filters: status, type, error text, and a search by id, idempotency key or
 /// payload words.
-fn push_filter<E: Engine>(query: &mut Query, filter: &ListQuery) {
+fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
     if let Some(status) = filter.status_filter {
         query.push(" AND j.status = ").bind(status.as_str());
     }
@@ -97,7 +97,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
                 job.owner_id.as_str().into(),
                 job.job_type.as_str().into(),
                 job.priority.into(),
-                Arg::json(job.payload.clone()),
+                Arg::json(&job.payload),
                 job.run_after.into(),
                 job.idempotency_key.clone().into(),
                 job.request_hash.as_str().into(),

@@ -46,7 +46,7 @@ impl<E: Engine> SqlStore<E> {
     async fn read<R: Row>(
         &self,
         sql: &str,
-        args: impl IntoIterator<Item = Arg>,
+        args: impl IntoIterator<Item = Arg<'_>>,
     ) -> StoreResult<Vec<R>> {
         self.engine.read(Query::new(sql, args)).await
     }
@@ -55,13 +55,17 @@ impl<E: Engine> SqlStore<E> {
     async fn read_one<R: Row>(
         &self,
         sql: &str,
-        args: impl IntoIterator<Item = Arg>,
+        args: impl IntoIterator<Item = Arg<'_>>,
     ) -> StoreResult<Option<R>> {
         Ok(self.read(sql, args).await?.into_iter().next())
     }
 
     /// A single-statement write; whether it changed exactly one row.
-    async fn write_one(&self, sql: &str, args: impl IntoIterator<Item = Arg>) -> StoreResult<bool> {
+    async fn write_one(
+        &self,
+        sql: &str,
+        args: impl IntoIterator<Item = Arg<'_>>,
+    ) -> StoreResult<bool> {
         Ok(self.engine.execute(Query::new(sql, args)).await? == 1)
     }
 
@@ -74,7 +78,7 @@ impl<E: Engine> SqlStore<E> {
 async fn tx_read<E: Engine, R: Row>(
     tx: &mut E::Tx,
     sql: &str,
-    args: impl IntoIterator<Item = Arg>,
+    args: impl IntoIterator<Item = Arg<'_>>,
 ) -> StoreResult<Vec<R>> {
     E::tx_read(tx, Query::new(sql, args)).await
 }
@@ -83,7 +87,7 @@ async fn tx_read<E: Engine, R: Row>(
 async fn tx_execute<E: Engine>(
     tx: &mut E::Tx,
     sql: &str,
-    args: impl IntoIterator<Item = Arg>,
+    args: impl IntoIterator<Item = Arg<'_>>,
 ) -> StoreResult<u64> {
     E::tx_execute(tx, Query::new(sql, args)).await
 }
@@ -166,7 +170,7 @@ async fn insert_events<E: Engine>(
 }
 
 /// ` AND j.owner_id = ?` for a trader; nothing for an admin.
-fn push_visibility(query: &mut Query, visibility: &Visibility) {
+fn push_visibility<'a>(query: &mut Query<'a>, visibility: &'a Visibility) {
     if let Visibility::Owner(owner_id) = visibility {
         query.push(" AND j.owner_id = ").bind(owner_id.as_str());
     }

@@ -51,7 +51,7 @@ const SPEND_COLUMNS: [(&str, Kind); 5] = [
     ("price_version", Kind::Text),
 ];
 
-fn spend_values(spend: Option<&Spend>) -> [Arg; 5] {
+fn spend_values(spend: Option<&Spend>) -> [Arg<'_>; 5] {
     [
         spend.map_or(0, |s| s.input_tokens).into(),
         spend.map_or(0, |s| s.output_tokens).into(),
@@ -62,7 +62,7 @@ fn spend_values(spend: Option<&Spend>) -> [Arg; 5] {
 }
 
 /// `columns` then the spend's.
-fn with_spend(columns: &[(&'static str, Kind)]) -> Rows {
+fn with_spend(columns: &[(&'static str, Kind)]) -> Rows<'static> {
     let mut all = columns.to_vec();
     all.extend(SPEND_COLUMNS);
     Rows::new(&all)
@@ -111,8 +111,8 @@ async fn insert_charges<E: Engine>(
 /// the state they must still be in. Returns the jobs it changed, as they are now.
 async fn guarded_update<E: Engine>(
     tx: &mut E::Tx,
-    rows: Rows,
-    set: Query,
+    rows: Rows<'_>,
+    set: Query<'_>,
     guard: &str,
     batch: &str,
 ) -> StoreResult<Vec<CountedRow>> {
