@@ -42,6 +42,13 @@ install_build_tools() {
 }
 
 install_test_tools() {
+  # The gates: rustup's default profile has both; a minimal one gets them here.
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      step "adding the $component component"
+      rustup component add "$component"
+    fi
+  done
   if [[ ! -x /usr/bin/chromium ]]; then
     step "installing Chromium from Debian"
     if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi

@@ -56,6 +56,16 @@ fn send_content_security_policy() {
     }
 }
 
+/// The main navigation, beside the routes it links to: path, label, and whether only admins
+/// see it (their pages refuse traders as well).
+pub const NAVIGATION: &[(&str, &str, bool)] = &[
+    ("/jobs", "Jobs", false),
+    ("/jobs/new", "New job", false),
+    ("/savings", "Savings", false),
+    ("/admin/batches", "Batches", true),
+    ("/admin/access", "Access", true),
+];
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();

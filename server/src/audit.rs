@@ -1,41 +1,12 @@
-//! The audit log of admin actions: entries are made here and written by the store in the
-//! transaction of the action they record.
+//! The audit log of admin actions, as admins read it. Entries are made with
+//! `store::AuditEntry::by` and written by the store in the transaction of their action.
 
-use app::api::{AuditAction, AuditEntryView, AuditPage, AuditQuery, Caller};
-use chrono::Utc;
+use app::api::{AuditEntryView, AuditPage, AuditQuery, Caller};
 
-use crate::access::{require_admin, scheduler};
+use crate::access::require_admin;
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::store::{AuditEntry, AuditFilter};
-
-/// The entry for `caller` doing `action` now.
-pub fn entry(
-    caller: &Caller,
-    action: AuditAction,
-    target: Option<String>,
-    detail: Option<String>,
-) -> AuditEntry {
-    AuditEntry {
-        at: Utc::now(),
-        actor_id: caller.user_id.clone(),
-        actor_name: caller.name.clone(),
-        action,
-        target,
-        detail,
-    }
-}
-
-/// The same, unless the caller is the scheduler: its timed flushes and polls are routine,
-/// not an admin's decision, and would bury the log.
-pub fn entry_by_person(
-    caller: &Caller,
-    action: AuditAction,
-    target: Option<String>,
-    detail: Option<String>,
-) -> Option<AuditEntry> {
-    (caller.user_id != scheduler().user_id).then(|| entry(caller, action, target, detail))
-}
+use crate::store::AuditFilter;
 
 /// The log, newest first, filtered (admins).
 pub async fn log(ctx: &Ctx, caller: &Caller, query: &AuditQuery) -> Result<AuditPage> {

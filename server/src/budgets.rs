@@ -70,7 +70,7 @@ pub async fn set(
         Some(cap) => format!("monthly cap {}", app::api::money(cap)),
         None => "cap removed".to_string(),
     };
-    let audit = crate::audit::entry(
+    let audit = crate::store::AuditEntry::by(
         caller,
         AuditAction::BudgetChange,
         Some(user.to_string()),

@@ -125,8 +125,8 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     /// Which addresses deliveries may reach besides public ones.
-    pub fn destinations(&self) -> crate::webhooks::Destinations {
-        crate::webhooks::Destinations {
+    pub fn destinations(&self) -> crate::webhooks::address::Destinations {
+        crate::webhooks::address::Destinations {
             allowed: self.allow_networks.clone(),
             loopback: self.allow_http_loopback,
         }

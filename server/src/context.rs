@@ -24,7 +24,7 @@ pub struct Ctx {
     /// Told to open dashboards as things change.
     pub changes: crate::changes::Changes,
     /// Completion webhooks in flight, and the client that sends them.
-    pub webhooks: Arc<crate::webhooks::Deliveries>,
+    pub webhooks: Arc<crate::webhooks::deliveries::Deliveries>,
     /// What each client may ask of this instance.
     pub limits: Arc<crate::limits::Limits>,
     /// Places for parsing bulk enqueue bodies: a burst of large bodies waits its turn.

@@ -1,20 +1,18 @@
 //! What operators scrape at `GET /metrics` (Prometheus text). Counters and histograms are
 //! recorded where things happen (the API middleware, the provider client, ingest, enqueue);
-//! the money and job gauges are read from the maintained totals at scrape time, so they are
-//! the books themselves, not a second count that could drift.
+//! the money and job gauges are written from the books a use case reads at scrape time
+//! (`books::scrape`), so they are the books themselves, not a second count that could drift.
+//! Nothing here reads the store.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use app::api::{JobStatus, JobType};
-use chrono::Utc;
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::context::Ctx;
-use crate::error::Result;
-use crate::store::{TotalsRow, Visibility};
+use crate::store::TotalsRow;
 
 const API_SECONDS: &str = "aib_api_request_duration_seconds";
 const ENQUEUED: &str = "aib_jobs_enqueued_total";
@@ -76,11 +74,18 @@ pub fn results_ingested(count: usize) {
 /// A gauge read from the totals: name, help, and the value of one totals row.
 type Gauge = (&'static str, &'static str, fn(&TotalsRow) -> f64);
 
-/// The Prometheus text: what was recorded, then gauges read from the books now. The gauges
-/// are written per scrape, not kept in the recorder: each app (and each test's) has its own.
-pub async fn render(ctx: &Ctx) -> Result<String> {
-    let store = ctx.store();
-    let totals = store.totals(&Visibility::All).await?;
+/// What the books say at the moment of a scrape (read by `books::scrape`).
+pub struct Books {
+    pub totals: Vec<TotalsRow>,
+    /// Batches whose results are still to collect.
+    pub open_batches: i64,
+    /// Whether this instance runs the background work.
+    pub leader: bool,
+}
+
+/// The Prometheus text: what was recorded, then gauges of the books. The gauges are written
+/// per scrape, not kept in the recorder: each app (and each test's) has its own.
+pub fn render(books: &Books) -> String {
     let mut text = handle().render();
     let gauges: [Gauge; 4] = [
         ("aib_jobs", "Jobs by status and type.", |t| t.jobs as f64),
@@ -100,7 +105,8 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
         for &status in JobStatus::ALL {
             for &job_type in JobType::ALL {
-                let sum: f64 = totals
+                let sum: f64 = books
+                    .totals
                     .iter()
                     .filter(|t| t.status == status && t.job_type == job_type)
                     .map(value)
@@ -114,15 +120,11 @@ pub async fn render(ctx: &Ctx) -> Result<String> {
             }
         }
     }
-    let open = store
-        .due_batches(Utc::now() + chrono::Duration::days(3650))
-        .await?
-        .len();
-    let leader = u8::from(ctx.is_leader());
+    let (open, leader) = (books.open_batches, u8::from(books.leader));
     let _ = writeln!(
         text,
         "# HELP aib_batches_open Batches whose results are still to collect.\n# TYPE aib_batches_open gauge\naib_batches_open {open}\n\
          # HELP aib_leader 1 when this instance runs the background work.\n# TYPE aib_leader gauge\naib_leader {leader}"
     );
-    Ok(text)
+    text
 }

@@ -34,6 +34,7 @@ pub fn app_with(ctx: Ctx, options: LeptosOptions, extra: Router) -> Router {
     let routes = routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(
         http::panicked,
     ));
+    let routes = traced(routes);
     // Pages set their own Content-Security-Policy (with the render's nonce, in `app::shell`).
     let headers = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -46,6 +47,50 @@ pub fn app_with(ctx: Ctx, options: LeptosOptions, extra: Router) -> Router {
             HeaderValue::from_static(value),
         ))
     })
+}
+
+/// A span per request (method, route, request id; status and latency once answered) around
+/// everything logged while it runs, and its id in `x-request-id` both ways: the client's, or
+/// a new one.
+fn traced(routes: Router) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &axum::http::Request<_>| {
+            let route = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or("unmatched", |p| p.as_str());
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                route,
+                request_id = id,
+                status = tracing::field::Empty,
+                latency_us = tracing::field::Empty,
+            )
+        })
+        .on_request(())
+        .on_response(
+            |response: &axum::http::Response<_>,
+             latency: std::time::Duration,
+             span: &tracing::Span| {
+                span.record("status", response.status().as_u16());
+                span.record("latency_us", latency.as_micros() as u64);
+                tracing::debug!("answered");
+            },
+        )
+        .on_failure(());
+    // Layers run outside in: the id is set first, then the span reads it.
+    routes
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(trace)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Everything the service needs before it listens. With the emulator as provider, this starts

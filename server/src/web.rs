@@ -94,7 +94,7 @@ fn checked<T>(parsed: Result<T, Vec<FieldError>>) -> Reply<T> {
 impl Backend for WebBackend {
     async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = session_cookie(headers)?;
-        match access::session_caller(self.ctx.store(), &cookie).await {
+        match access::session_caller(&self.ctx, &cookie).await {
             Ok(caller) => caller.map(|caller| Session {
                 caller,
                 emulator: self.ctx.provider_kind == ProviderKind::Emulator,
@@ -108,7 +108,7 @@ impl Backend for WebBackend {
 
     async fn sign_in(&self, token: &str, address: Option<std::net::IpAddr>) -> Reply<String> {
         let lifetime = self.ctx.config.session_lifetime();
-        let cookie = match access::open_session(self.ctx.store(), token, lifetime).await {
+        let cookie = match access::open_session(&self.ctx, token, lifetime).await {
             Ok(cookie) => cookie,
             Err(Error::Unauthenticated) => {
                 say(self.ctx.limits.failed_auth(address))?;
@@ -129,7 +129,7 @@ impl Backend for WebBackend {
 
     async fn sign_out(&self, headers: &HeaderMap) -> String {
         if let Some(cookie) = session_cookie(headers)
-            && let Err(e) = access::close_session(self.ctx.store(), &cookie).await
+            && let Err(e) = access::close_session(&self.ctx, &cookie).await
         {
             tracing::warn!(error = %e, "closing a session failed");
         }
@@ -237,7 +237,7 @@ impl Backend for WebBackend {
     }
 
     async fn users(&self, caller: &Caller) -> Reply<Vec<UserView>> {
-        say(access::list_users(self.ctx.store(), caller).await)
+        say(access::list_users(&self.ctx, caller).await)
     }
 
     async fn create_token(
@@ -248,7 +248,7 @@ impl Backend for WebBackend {
         let request = checked(parse_create_token(
             &serde_json::to_value(request).unwrap_or_default(),
         ))?;
-        say(access::create_token(self.ctx.store(), caller, &request.user, request.role).await)
+        say(access::create_token(&self.ctx, caller, &request.user, request.role).await)
     }
 
     async fn revoke_token(&self, caller: &Caller, token_id: &str) -> Reply<()> {
@@ -316,7 +316,7 @@ impl WebBackend {
 /// The signed-in dashboard user, from the session cookie.
 async fn cookie_caller(ctx: &Ctx, headers: &HeaderMap) -> crate::error::Result<Caller> {
     let cookie = session_cookie(headers).ok_or(Error::Unauthenticated)?;
-    access::session_caller(ctx.store(), &cookie)
+    access::session_caller(ctx, &cookie)
         .await?
         .ok_or(Error::Unauthenticated)
 }

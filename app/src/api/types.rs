@@ -62,6 +62,20 @@ impl Caller {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// The scheduler's identity when it flushes and polls: an admin that no token can become
+    /// (user ids of people are UUIDs).
+    pub fn scheduler() -> Self {
+        Caller {
+            user_id: "scheduler".into(),
+            name: "scheduler".into(),
+            role: Role::Admin,
+        }
+    }
+
+    pub fn is_scheduler(&self) -> bool {
+        self.user_id == "scheduler"
+    }
 }
 
 /// The contract's `job` object, plus the product's extra fields.

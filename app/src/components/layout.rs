@@ -24,10 +24,11 @@ pub fn Layout(session: Session, children: Children) -> impl IntoView {
                     "Bitcain "<span class="text-emerald-600">"AI Batch"</span>
                 </a>
                 <nav class="flex flex-wrap gap-1 text-sm" aria-label="Main">
-                    {link("/jobs", "Jobs")}
-                    {link("/jobs/new", "New job")}
-                    {link("/savings", "Savings")}
-                    {caller.is_admin().then(|| view! { {link("/admin/batches", "Batches")} {link("/admin/access", "Access")} })}
+                    {crate::NAVIGATION
+                        .iter()
+                        .filter(|(_, _, admin_only)| !admin_only || caller.is_admin())
+                        .map(|(href, label, _)| link(href, label))
+                        .collect_view()}
                 </nav>
                 <div class="ml-auto flex items-center gap-3 text-sm">
                     <span data-testid="signed-in-as" class="text-slate-600">

@@ -80,7 +80,8 @@ pub async fn authenticate(ctx: &Ctx, presented: &str) -> Result<Caller> {
 
 /// Trades a valid bearer token for a session credential (the cookie's value). The session
 /// remembers the token: revoking the token ends it.
-pub async fn open_session(store: &dyn Store, token: &str, lifetime: Duration) -> Result<String> {
+pub async fn open_session(ctx: &Ctx, token: &str, lifetime: Duration) -> Result<String> {
+    let store = ctx.store();
     let caller = authenticate_token(store, token).await?;
     let user = UserRecord {
         id: caller.user_id,
@@ -100,13 +101,15 @@ pub async fn open_session(store: &dyn Store, token: &str, lifetime: Duration) ->
     .await
 }
 
-pub async fn session_caller(store: &dyn Store, cookie: &str) -> Result<Option<Caller>> {
-    verify(store, CredentialKind::Session, cookie).await
+pub async fn session_caller(ctx: &Ctx, cookie: &str) -> Result<Option<Caller>> {
+    verify(ctx.store(), CredentialKind::Session, cookie).await
 }
 
-pub async fn close_session(store: &dyn Store, cookie: &str) -> Result<()> {
+pub async fn close_session(ctx: &Ctx, cookie: &str) -> Result<()> {
     if let Some((id, _)) = secret::parse(cookie) {
-        store.delete_credential(CredentialKind::Session, id).await?;
+        ctx.store()
+            .delete_credential(CredentialKind::Session, id)
+            .await?;
     }
     Ok(())
 }
@@ -122,7 +125,7 @@ async fn issue(
     let secret = secret::generate();
     let now = Utc::now();
     let audit = by.map(|admin| {
-        crate::audit::entry(
+        crate::store::AuditEntry::by(
             admin,
             AuditAction::TokenCreate,
             Some(secret.id.clone()),
@@ -168,8 +171,9 @@ async fn verify(
 }
 
 /// Every user with their bearer tokens (admins only).
-pub async fn list_users(store: &dyn Store, caller: &Caller) -> Result<Vec<UserView>> {
+pub async fn list_users(ctx: &Ctx, caller: &Caller) -> Result<Vec<UserView>> {
     require_admin(caller)?;
+    let store = ctx.store();
     let tokens = store.list_tokens().await?;
     let users = store.list_users().await?;
     Ok(users
@@ -194,13 +198,13 @@ pub async fn list_users(store: &dyn Store, caller: &Caller) -> Result<Vec<UserVi
 
 /// An admin issues a token (creating the user if needed); it is shown this once.
 pub async fn create_token(
-    store: &dyn Store,
+    ctx: &Ctx,
     caller: &Caller,
     user: &str,
     role: Role,
 ) -> Result<IssuedToken> {
     require_admin(caller)?;
-    let issued = issue_token_by(store, user, role, Some(caller)).await?;
+    let issued = issue_token_by(ctx.store(), user, role, Some(caller)).await?;
     let token_id = secret::parse(&issued.plain)
         .map(|(id, _)| id.to_string())
         .unwrap_or_default();
@@ -220,7 +224,7 @@ pub async fn revoke_token(ctx: &Ctx, caller: &Caller, token_id: &str) -> Result<
             CredentialKind::Token,
             token_id,
             Utc::now(),
-            Some(&crate::audit::entry(
+            Some(&crate::store::AuditEntry::by(
                 caller,
                 AuditAction::TokenRevoke,
                 Some(token_id.to_string()),
@@ -246,15 +250,6 @@ pub fn random_secret() -> String {
 pub fn price_table(ctx: &Ctx, caller: &Caller) -> Result<PriceView> {
     require_admin(caller)?;
     Ok(ctx.prices.view())
-}
-
-/// The scheduler's identity when it flushes and polls: an admin that no token can become.
-pub fn scheduler() -> Caller {
-    Caller {
-        user_id: "scheduler".into(),
-        name: "scheduler".into(),
-        role: Role::Admin,
-    }
 }
 
 pub fn require_admin(caller: &Caller) -> Result<()> {

@@ -202,7 +202,28 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
     })
 }
 
-/// Sends eligible jobs as one batch (admins, and the scheduler as [`crate::access::scheduler`]).
+/// The scheduler's flush: when enough jobs are eligible, or one has waited the flush
+/// interval, as much as one auto-flush may send. Jobs their owner's budget holds back can
+/// neither fill a flush nor ask for one. `None` when it is not time.
+pub async fn auto_flush(ctx: &Ctx) -> Result<Option<FlushResponse>> {
+    let now = Utc::now();
+    let held_back = crate::budgets::for_flush(ctx, now).await?.blocked;
+    let due = FlushFilter {
+        exclude_owners: held_back,
+        ..FlushFilter::due(now)
+    };
+    let (eligible, waiting_since) = ctx.store().eligible_summary(&due).await?;
+    let waited_enough = waiting_since.is_some_and(|since| {
+        (now - since).to_std().unwrap_or_default() >= ctx.config.flush_interval()
+    });
+    if eligible == 0 || (eligible < ctx.config.batch.auto_flush_min_jobs && !waited_enough) {
+        return Ok(None);
+    }
+    let request = FlushRequest::options(ctx.config.batch.auto_flush_max_jobs, None, 0);
+    flush(ctx, &Caller::scheduler(), request).await.map(Some)
+}
+
+/// Sends eligible jobs as one batch (admins, and the scheduler as [`app::api::Caller::scheduler`]).
 /// With a `preview_token`, it sends only what that preview promised, or nothing (409).
 pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushResponse> {
     require_admin(caller)?;
@@ -236,7 +257,7 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
         request_bytes: plan.body.bytes() as i64,
         created_at: now,
         lease: lease.clone(),
-        audit: crate::audit::entry_by_person(
+        audit: crate::store::AuditEntry::by_person(
             caller,
             AuditAction::Flush,
             Some(batch_id.clone()),

@@ -10,8 +10,8 @@ use app::api::{POLL_RESULTS_CAP, PollResult};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use super::cadence::read_again_at;
 use super::outcome::{Rules, decide, decide_unreadable, duplicate_charge, settle_missing};
-use super::poll::read_again_at;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::{BatchResult, MessageBatch, ResultItem};

@@ -2,6 +2,7 @@
 //! Admins (over REST and the dashboard) and the scheduler call the same functions; each
 //! checks its caller itself, so no entry point can forget to.
 
+mod cadence;
 mod flush;
 mod ingest;
 mod lease;
@@ -19,7 +20,19 @@ use crate::context::Ctx;
 use crate::error::Result;
 use crate::store::BatchRecord;
 
-pub use flush::{flush, preview};
+pub use flush::{auto_flush, flush, preview};
+
+/// The provider's word for a running batch, as the store keeps it.
+impl From<crate::provider::ProcessingStatus> for crate::store::BatchStatus {
+    fn from(status: crate::provider::ProcessingStatus) -> Self {
+        use crate::provider::ProcessingStatus;
+        match status {
+            ProcessingStatus::InProgress => Self::InProgress,
+            ProcessingStatus::Canceling => Self::Canceling,
+            ProcessingStatus::Ended => Self::Ended,
+        }
+    }
+}
 pub use poll::{poll, poll_due};
 pub use reconcile::{Reconciled, reconcile};
 

@@ -4,8 +4,9 @@
 use std::time::Duration as StdDuration;
 
 use app::api::{Caller, PollResponse, PollResult};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
+use super::cadence::{next_poll, retry_poll};
 use super::ingest::{Collected, collect};
 use super::lease::Held;
 use crate::access::require_admin;
@@ -13,31 +14,10 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Happened;
 use crate::provider::ProcessingStatus;
-use crate::store::BatchRecord;
+use crate::store::{BatchRecord, BatchStatus};
 
-/// Longest wait between polls of a batch that is still running.
-const MAX_POLL_GAP: Duration = Duration::minutes(5);
 /// How long an admin's poll waits for another worker's poll of the same batch to finish.
 const POLL_PATIENCE: StdDuration = StdDuration::from_secs(5);
-
-pub(super) fn first_poll_delay(ctx: &Ctx) -> Duration {
-    Duration::seconds(ctx.config.batch.poll_interval_secs as i64)
-}
-
-/// Polls grow sparser as a batch ages (a quarter of its age), between the interval and 5 min.
-fn next_poll(ctx: &Ctx, batch: &BatchRecord, now: DateTime<Utc>) -> DateTime<Utc> {
-    let age = now - batch.submitted_at.unwrap_or(batch.created_at);
-    now + (age / 4).clamp(
-        first_poll_delay(ctx),
-        MAX_POLL_GAP.max(first_poll_delay(ctx)),
-    )
-}
-
-/// After a failed poll: the interval doubled per consecutive failure, at most 30 min.
-fn retry_poll(ctx: &Ctx, failures: i64, now: DateTime<Utc>) -> DateTime<Utc> {
-    let factor = 2i32.saturating_pow(failures.clamp(0, 16) as u32);
-    now + (first_poll_delay(ctx) * factor).min(Duration::minutes(30))
-}
 
 pub(super) struct Answer {
     pub status: String,
@@ -75,7 +55,7 @@ pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result
     };
     let remaining = ctx.store().batch_remaining(provider_batch_id).await?;
     // A poll is many transactions (one per chunk of results): its entry follows them.
-    if let Some(entry) = crate::audit::entry_by_person(
+    if let Some(entry) = crate::store::AuditEntry::by_person(
         caller,
         app::api::AuditAction::Poll,
         Some(provider_batch_id.to_string()),
@@ -172,7 +152,7 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
         }
     }
     if remote.processing_status != ProcessingStatus::Ended {
-        let status = super::submit::status_of(remote.processing_status);
+        let status = BatchStatus::from(remote.processing_status);
         ctx.store()
             .update_batch_progress(&batch.id, status, Some(next_poll(ctx, batch, now)), 0, None)
             .await?;
@@ -237,9 +217,4 @@ pub(super) async fn poll_failed(
         tracing::error!(error = %e, "could not record a failed poll");
     }
     error
-}
-
-/// When a batch whose results could not all be read is read again.
-pub(super) fn read_again_at(ctx: &Ctx, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + first_poll_delay(ctx)
 }

@@ -29,7 +29,7 @@ pub(super) async fn submit(
                 clock_sample: true,
                 submitted_at: now,
                 expires_at: remote.expires_at,
-                next_poll_at: now + super::poll::first_poll_delay(ctx),
+                next_poll_at: now + super::cadence::first_poll_delay(ctx),
                 swept: false,
             };
             let event = Happened::Submitted {
@@ -88,10 +88,10 @@ pub(super) async fn record_duplicate(
     note: &str,
     cancel: bool,
 ) -> Result<()> {
-    let mut status = status_of(remote.processing_status);
+    let mut status = BatchStatus::from(remote.processing_status);
     if cancel && remote.processing_status == ProcessingStatus::InProgress {
         match ctx.provider.cancel_batch(&remote.id).await {
-            Ok(cancelled) => status = status_of(cancelled.processing_status),
+            Ok(cancelled) => status = BatchStatus::from(cancelled.processing_status),
             Err(e) => {
                 tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch")
             }
@@ -111,14 +111,6 @@ pub(super) async fn record_duplicate(
         tracing::error!(duplicate = %remote.id, of, "{note}");
     }
     Ok(())
-}
-
-pub(super) fn status_of(status: ProcessingStatus) -> BatchStatus {
-    match status {
-        ProcessingStatus::InProgress => BatchStatus::InProgress,
-        ProcessingStatus::Canceling => BatchStatus::Canceling,
-        ProcessingStatus::Ended => BatchStatus::Ended,
-    }
 }
 
 /// Test failpoint: `AI_BATCH_FAILPOINT=<name>` ends the process here, as a crash would.

@@ -313,7 +313,7 @@ fn short_hash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema;
+    use crate::json_schema;
     use crate::templates;
     use app::api::JobType;
     use app::api::examples::example_payload;
@@ -338,7 +338,7 @@ mod tests {
                 panic!("{job_type} errored");
             };
             let input = &message["content"][0]["input"];
-            schema::validate(&templates::schema(*job_type), input)
+            json_schema::validate(&templates::schema(*job_type), input)
                 .unwrap_or_else(|e| panic!("{job_type}: {e}"));
             assert_eq!(message["stop_reason"], "tool_use");
             let used = message["usage"]["input_tokens"].as_i64().unwrap()

@@ -24,7 +24,7 @@ pub async fn users(
     State(ctx): State<Ctx>,
     AdminUser(admin): AdminUser,
 ) -> Result<Json<Vec<UserView>>> {
-    access::list_users(ctx.store(), &admin).await.map(Json)
+    access::list_users(&ctx, &admin).await.map(Json)
 }
 
 /// Issue a token (the user is created if new); the token is shown this once.
@@ -39,7 +39,7 @@ pub async fn create_token(
     JsonBody(body): JsonBody,
 ) -> Result<Json<IssuedToken>> {
     let request = parse_create_token(&body)?;
-    access::create_token(ctx.store(), &admin, &request.user, request.role)
+    access::create_token(&ctx, &admin, &request.user, request.role)
         .await
         .map(Json)
 }

@@ -15,52 +15,53 @@ mod openapi;
 use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, header};
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::context::Ctx;
 use crate::error::Error;
 
+/// The REST API, each route once with the handler that documents it: this table is also the
+/// OpenAPI document (`openapi::document`), so a route cannot be left out of it.
+pub(crate) fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(jobs::enqueue))
+        .routes(routes!(jobs::enqueue_many).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::cancel_many))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::result))
+        .routes(routes!(jobs::events))
+        .routes(routes!(jobs::stats))
+        .routes(routes!(jobs::daily_costs))
+        .routes(routes!(jobs::budget))
+        .routes(routes!(jobs::export_jobs))
+        .routes(routes!(jobs::export_daily_costs))
+        .routes(routes!(internal::flush_preview))
+        .routes(routes!(internal::flush))
+        .routes(routes!(internal::poll))
+        .routes(routes!(internal::list_batches))
+        .routes(routes!(internal::retry_jobs))
+        .routes(routes!(admin::users))
+        .routes(routes!(admin::create_token))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::prices))
+        .routes(routes!(admin::budgets))
+        .routes(routes!(admin::set_budget))
+        .routes(routes!(admin::audit_log))
+        .routes(routes!(admin::webhook_secret))
+        .routes(routes!(healthz))
+}
+
 pub fn router(ctx: Ctx) -> Router {
-    let batch = Router::new()
-        .route("/enqueue", post(jobs::enqueue))
-        .route(
-            "/enqueue/bulk",
-            post(jobs::enqueue_many).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)),
-        )
-        .route("/jobs", get(jobs::list))
-        .route("/jobs/cancel", post(jobs::cancel_many))
-        .route("/jobs/{job_id}", get(jobs::get))
-        .route("/jobs/{job_id}/cancel", post(jobs::cancel))
-        .route("/jobs/{job_id}/result", get(jobs::result))
-        .route("/jobs/{job_id}/events", get(jobs::events))
-        .route("/stats", get(jobs::stats))
-        .route("/stats/daily", get(jobs::daily_costs))
-        .route("/budget", get(jobs::budget))
-        .route("/exports/jobs.csv", get(jobs::export_jobs))
-        .route("/exports/daily.csv", get(jobs::export_daily_costs))
-        .route("/internal/flush/preview", post(internal::flush_preview))
-        .route("/internal/flush", post(internal::flush))
-        .route("/internal/poll", post(internal::poll))
-        .route("/internal/batches", get(internal::list_batches))
-        .route("/internal/jobs/retry", post(internal::retry_jobs));
-    let routes = Router::new()
-        .nest("/api/v1/batch", batch)
-        .route("/api/v1/admin/users", get(admin::users))
-        .route("/api/v1/admin/tokens", post(admin::create_token))
-        .route(
-            "/api/v1/admin/tokens/{token_id}",
-            axum::routing::delete(admin::revoke_token),
-        )
-        .route("/api/v1/admin/prices", get(admin::prices))
-        .route("/api/v1/admin/budgets", get(admin::budgets))
-        .route("/api/v1/admin/budgets/{user}", put(admin::set_budget))
-        .route("/api/v1/admin/audit", get(admin::audit_log))
-        .route("/api/v1/webhooks/secret", post(admin::webhook_secret))
+    let (api, _) = api().split_for_parts();
+    let routes = api
         .route("/api/v1/{*rest}", any(not_found))
-        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
@@ -106,7 +107,7 @@ async fn metrics(
 
 async fn metrics_text(State(ctx): State<Ctx>) -> Result<axum::response::Response, Error> {
     use axum::response::IntoResponse;
-    let text = crate::metrics::render(&ctx).await?;
+    let text = crate::books::scrape(&ctx).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -150,16 +151,16 @@ async fn healthz(State(ctx): State<Ctx>) -> axum::response::Response {
     } else {
         "postgres"
     };
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), ctx.store().ping()).await;
+    let answers = crate::health::database_answers(&ctx).await;
     let body = |status: &str| openapi::Health {
         status: status.into(),
         instance: ctx.instance.to_string(),
         leader: ctx.is_leader(),
         database: engine.into(),
     };
-    match ping {
-        Ok(Ok(())) => Json(body("ok")).into_response(),
-        _ => {
+    match answers {
+        true => Json(body("ok")).into_response(),
+        false => {
             let mut response = (
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 Json(body("database unavailable")),

@@ -14,8 +14,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{admin, internal, jobs};
-
 /// FastAPI's error body: `{"detail": "..."}`.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -48,18 +46,7 @@ pub struct Health {
             Every endpoint but /healthz takes `Authorization: Bearer <token>`.",
         version = env!("CARGO_PKG_VERSION"),
     ),
-    paths(
-        jobs::enqueue, jobs::enqueue_many, jobs::list, jobs::get, jobs::cancel, jobs::result,
-        jobs::events, jobs::stats, jobs::budget, jobs::cancel_many, jobs::daily_costs, jobs::export_jobs,
-        jobs::export_daily_costs,
-        internal::flush, internal::flush_preview, internal::poll, internal::list_batches,
-        internal::retry_jobs,
-        admin::users, admin::create_token, admin::revoke_token, admin::prices, admin::webhook_secret,
-        admin::budgets, admin::set_budget, admin::audit_log,
-        super::healthz,
-    ),
     components(schemas(ErrorBody, ValidationErrorBody, FieldError)),
-    modifiers(&Security, &CommonAnswers, &OptionalBodies, &Links, &Examples),
     tags(
         (name = "jobs", description = "Queue jobs and read them back (traders see their own)"),
         (name = "batches", description = "Flush and poll (admins)"),
@@ -70,12 +57,24 @@ pub struct Health {
 )]
 pub struct ApiDoc;
 
-/// The document, built once.
+/// The document, built once: what `ApiDoc` says of the API as a whole, the operations of the
+/// route table (`super::api`), then what every operation shares.
 pub fn document() -> &'static str {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     JSON.get_or_init(|| {
-        let mut document =
-            serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        let (_, mut openapi) = super::api().split_for_parts();
+        openapi = ApiDoc::openapi().merge_from(openapi);
+        let modifiers: [&dyn Modify; 5] = [
+            &Security,
+            &CommonAnswers,
+            &OptionalBodies,
+            &Links,
+            &Examples,
+        ];
+        for modifier in modifiers {
+            modifier.modify(&mut openapi);
+        }
+        let mut document = serde_json::to_value(openapi).expect("the document serializes");
         fix_link_field_names(&mut document);
         document.to_string()
     })
@@ -329,6 +328,14 @@ impl Modify for Examples {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document clients generate code from: a change of shape shows up in review as a
+    /// changed snapshot (`cargo insta review`).
+    #[test]
+    fn the_document_keeps_its_shape() {
+        let document: serde_json::Value = serde_json::from_str(document()).unwrap();
+        insta::assert_snapshot!(serde_json::to_string_pretty(&document).unwrap());
+    }
 
     #[test]
     fn links_name_their_operation_as_openapi_spells_it() {

@@ -190,7 +190,7 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, request: &RetryRequest) -> Result
             job_ids,
             &happened,
             Utc::now(),
-            &crate::audit::entry(
+            &crate::store::AuditEntry::by(
                 caller,
                 app::api::AuditAction::Retry,
                 Some(match job_ids.as_slice() {

@@ -8,8 +8,6 @@ mod leader;
 use std::future::Future;
 use std::time::Duration;
 
-use app::api::FlushRequest;
-use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -137,25 +135,12 @@ async fn every<C, F, Fut>(
     tracing::info!(service = name, "scheduler service stopped");
 }
 
-/// Flushes when enough jobs are eligible, or when one has waited the flush interval.
+/// Flushes when the flush rule says it is time (`batches::auto_flush`).
 async fn auto_flush(ctx: Ctx) -> crate::error::Result<()> {
     if !ctx.is_leader() {
         return Ok(());
     }
-    let now = Utc::now();
-    // Jobs their owner's budget holds back can neither fill a flush nor ask for one.
-    let held_back = crate::budgets::for_flush(&ctx, now).await?.blocked;
-    let due = crate::store::FlushFilter {
-        exclude_owners: held_back,
-        ..crate::store::FlushFilter::due(now)
-    };
-    let (eligible, waiting_since) = ctx.store().eligible_summary(&due).await?;
-    let waited_enough = waiting_since.is_some_and(|since| {
-        (now - since).to_std().unwrap_or_default() >= ctx.config.flush_interval()
-    });
-    if eligible > 0 && (eligible >= ctx.config.batch.auto_flush_min_jobs || waited_enough) {
-        let request = FlushRequest::options(ctx.config.batch.auto_flush_max_jobs, None, 0);
-        let answer = batches::flush(&ctx, &crate::access::scheduler(), request).await?;
+    if let Some(answer) = batches::auto_flush(&ctx).await? {
         tracing::info!(jobs = answer.jobs_count, batch = ?answer.batch_id, "auto-flush: {}", answer.message);
     }
     Ok(())

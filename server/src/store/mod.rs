@@ -6,21 +6,23 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
+mod audit;
 mod batches;
+mod budgets;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub(crate) mod engine;
 mod group_commit;
-mod oversight;
 mod results;
 mod search;
 mod sql;
 mod totals;
 mod webhooks;
 
+pub use audit::*;
 pub use batches::*;
+pub use budgets::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
-pub use oversight::*;
 pub use results::*;
 pub use search::{SEARCH_COUNT_CAP, capped_count, contains_pattern, search_words};
 pub use sql::SqlStore;

@@ -166,7 +166,11 @@ async fn batch_use_cases_refuse_a_trader_whoever_calls_them() {
         Err(Error::Forbidden)
     ));
     // The scheduler acts as an admin no token can become.
-    assert!(batches::list(ctx, &access::scheduler(), 10).await.is_ok());
+    assert!(
+        batches::list(ctx, &app::api::Caller::scheduler(), 10)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -187,19 +191,11 @@ async fn revoking_a_token_ends_the_dashboard_sessions_opened_with_it() {
         .unwrap()
         .plain;
     let hour = chrono::Duration::hours(1);
-    let session = access::open_session(app.ctx.store(), token, hour)
-        .await
-        .unwrap();
-    let other_session = access::open_session(app.ctx.store(), &other, hour)
-        .await
-        .unwrap();
+    let session = access::open_session(&app.ctx, token, hour).await.unwrap();
+    let other_session = access::open_session(&app.ctx, &other, hour).await.unwrap();
     let signed_in = |cookie: String| {
         let store = app.ctx.clone();
-        async move {
-            access::session_caller(store.store(), &cookie)
-                .await
-                .unwrap()
-        }
+        async move { access::session_caller(&store, &cookie).await.unwrap() }
     };
     assert!(signed_in(session.clone()).await.is_some());
 

@@ -344,7 +344,7 @@ async fn call(
 
 async fn session(app: &TestApp, client: &Client) -> String {
     let cookie =
-        ai_batch::access::open_session(app.ctx.store(), client.token(), chrono::Duration::hours(1))
+        ai_batch::access::open_session(&app.ctx, client.token(), chrono::Duration::hours(1))
             .await
             .unwrap();
     format!("aib_session={cookie}")

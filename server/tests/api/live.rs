@@ -14,12 +14,20 @@ async fn a_job_enqueued_through_one_instance_is_told_to_a_page_open_on_another()
     let provider = Provider::start(Duration::from_secs(60)).await;
     let a = Service::start(&db, &provider, &[]).await;
     let b = Service::start(&db, &provider, &[]).await;
-    let store = ai_batch::store::connect(&db.url, 2).await.unwrap();
-    let cookie =
-        ai_batch::access::open_session(store.as_ref(), &db.admin, chrono::Duration::hours(1))
-            .await
-            .unwrap();
     let http = reqwest::Client::new();
+    // Signed in on instance b, as a person would.
+    let signed_in = http
+        .post(format!("{}/api/sign_in", b.url))
+        .form(&[("token", db.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set_cookie
+        .strip_prefix("aib_session=")
+        .and_then(|rest| rest.split(';').next())
+        .expect("the session cookie")
+        .to_string();
     let mut live = http
         .get(format!("{}/live", b.url))
         .header("cookie", format!("aib_session={cookie}"))

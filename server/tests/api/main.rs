@@ -21,5 +21,6 @@ mod money;
 mod robustness;
 mod scale;
 mod service;
+mod snapshots;
 mod soak;
 mod webhooks;

@@ -74,7 +74,7 @@ async fn a_panicking_handler_answers_500_json_and_the_server_goes_on() {
 
 /// A dashboard session for a token, as the sign-in page opens one.
 async fn session_cookie(app: &TestApp, token: &str) -> String {
-    let cookie = ai_batch::access::open_session(app.ctx.store(), token, chrono::Duration::hours(1))
+    let cookie = ai_batch::access::open_session(&app.ctx, token, chrono::Duration::hours(1))
         .await
         .unwrap();
     format!("aib_session={cookie}")

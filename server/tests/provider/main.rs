@@ -11,7 +11,7 @@ use ai_batch::provider::{
     AnthropicClient, BatchBody, BatchRequest, BatchResult, ClientConfig, ListParams, MessageBatch,
     ProcessingStatus, Provider, ProviderError, ResultItem,
 };
-use ai_batch::{schema, templates};
+use ai_batch::{json_schema, templates};
 use app::api::JobType;
 use app::api::examples::example_payload;
 use futures::StreamExt;
@@ -179,7 +179,7 @@ async fn create_retrieve_and_stream_results() {
                 } else {
                     JobType::SentimentAnalysis
                 };
-                schema::validate(
+                json_schema::validate(
                     &templates::schema(job_type),
                     &message["content"][0]["input"],
                 )

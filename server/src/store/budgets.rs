@@ -1,12 +1,12 @@
-//! What budgets and the audit log store, apart from the engines.
+//! Budgets as the store keeps them: caps, what counts against them, and the one admission
+//! rule both the flush and the store's claim apply.
 
 use std::collections::{BTreeSet, HashMap};
 
-use app::api::AuditAction;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{StoreResult, UserRecord};
+use super::{AuditEntry, StoreResult, UserRecord};
 
 /// A user's cap and what counts against it since the start of a month.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,31 +94,6 @@ impl Allowances {
     }
 }
 
-/// An admin action, written by the store in the transaction of the action.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub at: DateTime<Utc>,
-    pub actor_id: String,
-    pub actor_name: String,
-    pub action: AuditAction,
-    pub target: Option<String>,
-    pub detail: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub entry: AuditEntry,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    pub action: Option<AuditAction>,
-    pub actor_name: Option<String>,
-    pub before_id: Option<i64>,
-    pub limit: i64,
-}
-
 /// Monthly spend caps.
 #[async_trait]
 pub trait BudgetStore: Send + Sync + 'static {
@@ -140,13 +115,4 @@ pub trait BudgetStore: Send + Sync + 'static {
     ) -> StoreResult<BudgetUsage>;
     /// The same for every user with a cap, by user name.
     async fn capped_usages(&self, month_start: DateTime<Utc>) -> StoreResult<Vec<BudgetUsage>>;
-}
-
-/// The audit log of admin actions.
-#[async_trait]
-pub trait AuditStore: Send + Sync + 'static {
-    /// For an action that is not one transaction of its own (a poll).
-    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
-    /// Newest first.
-    async fn audit_log(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
 }
