@@ -2,50 +2,22 @@
 # What issue 17's fixes cost and bought, side by side in one run: the release build of a
 # commit before them (BEFORE, default ed4f740) against this checkout's, each on fresh SQLite.
 #   ./scripts/bench-abuse.sh          (AFTER_BIN=path skips building this checkout)
-# 1. Memory: peak RSS (VmHWM) of a server sent one 32 MB bulk body of zeros (refused, 422),
-#    one 32 MB body of 128 valid jobs of ~250 KB each, and eight 32 MB bodies at once (with
-#    /healthz asked meanwhile).
+# 1. Memory: peak RSS (VmHWM) of a fresh server sent one 32 MB bulk body of zeros (refused,
+#    422), or of 134 valid jobs of ~244 KB each (stored, 200); then eight such bodies at once
+#    (with /healthz asked meanwhile).
 # 2. Webhooks: another owner's delivery delay while 48 deliveries wait on a receiver that never
 #    answers (10 s timeout).
 # 3. Single enqueue over HTTP (wrk, 16 connections), the two builds alternated after a warm-up
 #    round each: req/s, server CPU per request, p99.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench/sides.sh"
 BEFORE="${BEFORE:-ed4f740}"
-DURATION="${DURATION:-15s}"
+export DURATION="${DURATION:-10s}"
 install_build_tools
 if ! command -v wrk >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-
-step "building the release of this checkout, and of $BEFORE beside it"
-if [[ -z ${AFTER_BIN:-} ]]; then
-  cargo build --release --locked -p server --bin ai-batch >&2
-  AFTER_BIN="$(ai_batch_bin release)"
-fi
-OLD_SRC="$HOME/.cache/bitcain-ai-batch/before-$BEFORE"
-if [[ ! -d $OLD_SRC ]]; then git worktree add --detach "$OLD_SRC" "$BEFORE" >&2; fi
-(cd "$OLD_SRC" && CARGO_TARGET_DIR="$HOME/.cache/bitcain-ai-batch/target-before" \
-  cargo build --release --locked -p server --bin ai-batch >&2)
-BEFORE_BIN="$HOME/.cache/bitcain-ai-batch/target-before/release/ai-batch"
-
-WORK="$(mktemp -d)"
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-wait_up() { for _ in $(seq 200); do curl -fs "$1/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
-export RUST_LOG=warn AI_BATCH_ENQUEUE_PER_SEC=0 AI_BATCH_READS_PER_SEC=0 AI_BATCH_AUTH_FAILURES_PER_SEC=0
-
-# start NAME BIN [VAR=value …]: a server on a fresh database; sets URL, PID, TOKEN (a trader's).
-start() {
-  local name=$1 bin=$2; shift 2
-  local port=$((20000 + RANDOM % 20000))
-  URL="http://127.0.0.1:$port"
-  env DATABASE_URL="sqlite://$WORK/$name.db" AI_BATCH_ADDR="127.0.0.1:$port" AI_BATCH_SCHEDULER=false "$@" \
-    "$bin" serve >"$WORK/$name.log" 2>&1 &
-  PID=$!; PIDS+=("$PID")
-  wait_up "$URL"
-  TOKEN="$(DATABASE_URL="sqlite://$WORK/$name.db" "$bin" token create --user alice --role trader | tail -n 1)"
-}
-peak_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+build_sides "$BEFORE"
 
 step "bodies: 32 MB of zeros in one payload, and 128 valid payloads of ~250 KB"
 python3 - "$WORK" <<'PY'
@@ -60,33 +32,38 @@ open(f"{work}/valid.json", "w").write('{"jobs": [' + ",".join([item] * count) + 
 print(f"zeros body {zeros * 2 // 1024 // 1024} MB; valid body {count} jobs of {len(item) // 1024} KB")
 PY
 
-echo "| build | idle MB | one 32 MB body of zeros (422): peak MB | 128 valid jobs, 32 MB (200): peak MB | eight 32 MB bodies at once: peak MB, /healthz answered |"
-echo "|---|---|---|---|---|"
-for which in before after; do
-  bin="$BEFORE_BIN"; [[ $which == after ]] && bin="$AFTER_BIN"
-  row="| $which"
-  start "mem-$which-1" "$bin"; row="$row | $(peak_mb "$PID")"
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    --data-binary @"$WORK/zeros.json" "$URL/api/v1/batch/enqueue/bulk")
-  row="$row | $(peak_mb "$PID") ($code)"; kill "$PID"
-  start "mem-$which-2" "$bin"
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    --data-binary @"$WORK/valid.json" "$URL/api/v1/batch/enqueue/bulk")
-  row="$row | $(peak_mb "$PID") ($code)"; kill "$PID"
-  start "mem-$which-3" "$bin"
-  senders=()
+# eight BODY: the peak MB of a fresh server sent eight BODY files at once, and how many of the
+# /healthz asked meanwhile it answered.
+eight() {
+  local senders=() answered=0 asked=0
   for _ in $(seq 8); do
     curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-      --data-binary @"$WORK/zeros.json" "$URL/api/v1/batch/enqueue/bulk" &
+      --data-binary @"$1" "$URL/api/v1/batch/enqueue/bulk" &
     senders+=($!)
   done
-  answered=0; asked=0
   while kill -0 "${senders[@]}" 2>/dev/null; do
     asked=$((asked + 1))
     curl -fs -m 1 "$URL/healthz" >/dev/null && answered=$((answered + 1))
     sleep 0.2
   done
-  row="$row | $(peak_mb "$PID"), $answered of $asked |"; kill "$PID"
+  echo "$(peak_mb "$PID"), $answered of $asked"
+}
+# one BODY: "peak MB (status)" of a fresh server sent BODY once.
+one() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data-binary @"$1" "$URL/api/v1/batch/enqueue/bulk")
+  echo "$(peak_mb "$PID") ($code)"
+}
+echo "| build | idle MB | one 32 MB body of zeros (422): peak MB | eight at once: peak MB, /healthz answered | one 32 MB body of valid jobs (200): peak MB | eight at once: peak MB, /healthz answered |"
+echo "|---|---|---|---|---|---|"
+for which in before after; do
+  bin="$BEFORE_BIN"; [[ $which == after ]] && bin="$AFTER_BIN"
+  row="| $which"
+  start "mem-$which-1" "$bin"; row="$row | $(peak_mb "$PID") | $(one "$WORK/zeros.json")"; kill "$PID"
+  start "mem-$which-2" "$bin"; row="$row | $(eight "$WORK/zeros.json")"; kill "$PID"
+  start "mem-$which-3" "$bin"; row="$row | $(one "$WORK/valid.json")"; kill "$PID"
+  start "mem-$which-4" "$bin"; row="$row | $(eight "$WORK/valid.json") |"; kill "$PID"
   echo "$row"
 done
 
@@ -122,26 +99,12 @@ for which in before after; do
 done
 
 step "single enqueue over HTTP, the two builds alternated (wrk -t2 -c16 -d$DURATION)"
-# Server CPU per request (utime + stime from /proc) beside req/s: throughput on a shared 2-core
-# machine drifts between rounds, the CPU a request costs much less. One warm-up round each first:
-# a fresh server's first round is slower whichever build it is.
-TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# round URL TOKEN PID: "req/s µs-of-CPU-per-request p99"
-round() {
-  local c0 c1 out
-  c0=$(cpu_ticks "$3")
-  out=$(TOKEN="$2" wrk -t2 -c16 -d"$DURATION" --latency -s scripts/bench/enqueue.lua "$1/api/v1/batch/enqueue")
-  c1=$(cpu_ticks "$3")
-  awk -v a="$c0" -v b="$c1" -v t="$TCK" '
-    /requests in/ {n = $1} /Requests\/sec/ {rps = $2} $1 == "99%" {p99 = $2}
-    END {printf "%s | %.0f | %s", rps, (b - a) / t * 1e6 / n, p99}' <<<"$out"
-}
+# One warm-up round each first: a fresh server's first round is slower whichever build it is.
 start "enq-before" "$BEFORE_BIN"; B_URL=$URL; B_TOKEN=$TOKEN; B_PID=$PID
 start "enq-after" "$AFTER_BIN"; A_URL=$URL; A_TOKEN=$TOKEN; A_PID=$PID
-round "$B_URL" "$B_TOKEN" "$B_PID" >/dev/null; round "$A_URL" "$A_TOKEN" "$A_PID" >/dev/null
+enqueue_round "$B_URL" "$B_TOKEN" "$B_PID" >/dev/null; enqueue_round "$A_URL" "$A_TOKEN" "$A_PID" >/dev/null
 echo "| round | before req/s | before CPU µs/req | before p99 | after req/s | after CPU µs/req | after p99 |"
 echo "|---|---|---|---|---|---|---|"
 for r in 1 2 3 4; do
-  echo "| $r | $(round "$B_URL" "$B_TOKEN" "$B_PID") | $(round "$A_URL" "$A_TOKEN" "$A_PID") |"
+  echo "| $r | $(enqueue_round "$B_URL" "$B_TOKEN" "$B_PID") | $(enqueue_round "$A_URL" "$A_TOKEN" "$A_PID") |"
 done

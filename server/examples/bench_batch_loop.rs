@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            jobs::enqueue_many(&ctx, owner, requests.into_iter().map(Ok)).await?;
+            let prepared = jobs::prepare_many(&ctx, owner, requests.into_iter().map(Ok))?;
+            jobs::enqueue_many(&ctx, owner, prepared).await?;
         }
         let (before, _) = memory();
         reset_peak();

@@ -51,13 +51,19 @@ pub async fn enqueue_many(
     AuthUser(caller): AuthUser,
     body: BulkBody,
 ) -> Result<Json<BulkEnqueueResponse>> {
-    let items = parse_bulk_items(&body.bytes)?;
-    // Each item is read as the use case takes it, so only one item's values exist at a time.
-    let requests = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| read_bulk_item(i, item));
-    jobs::enqueue_many(&ctx, &caller, requests).await.map(Json)
+    let prepared = {
+        let items = parse_bulk_items(&body.bytes)?;
+        // Each item is read as the use case takes it, so only one item's values exist at a time.
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| read_bulk_item(i, item));
+        jobs::prepare_many(&ctx, &caller, requests)?
+    };
+    // The jobs hold their payloads now: the body goes before they are stored (its place for
+    // parsing too).
+    drop(body);
+    jobs::enqueue_many(&ctx, &caller, prepared).await.map(Json)
 }
 
 /// Visible jobs, newest first (a trader's own; every job for an admin).

@@ -179,16 +179,23 @@ async fn answer(
     })
 }
 
-/// Enqueues up to 10,000 jobs at once, all or none, in one transaction. `requests` are read
-/// one at a time and each is turned into its job before the next is read, so only one
-/// request's values exist at once. A job whose key its owner already used for the same
-/// request is that job (and is not counted against the budget again); for a different
-/// request, nothing is enqueued and the answer is a 409 naming the item.
-pub async fn enqueue_many(
+/// A bulk enqueue's jobs, made from its requests and checked, before anything is stored.
+pub struct Prepared {
+    jobs: Vec<NewJob>,
+    latest_run_after: Option<DateTime<Utc>>,
+    callbacks: bool,
+    now: DateTime<Utc>,
+}
+
+/// Turns up to 10,000 requests into jobs, every field checked: `requests` are read one at a
+/// time and each becomes its job before the next is read, so only one request's values exist
+/// at once; once this returns, the body they were read from can go ([`enqueue_many`] stores
+/// them).
+pub fn prepare_many(
     ctx: &Ctx,
     caller: &Caller,
     requests: impl Iterator<Item = Validated<EnqueueRequest>>,
-) -> Result<BulkEnqueueResponse> {
+) -> Result<Prepared> {
     let now = now();
     let mut jobs = Vec::new();
     let mut errors = Vec::new();
@@ -210,6 +217,28 @@ pub async fn enqueue_many(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
+    Ok(Prepared {
+        jobs,
+        latest_run_after,
+        callbacks,
+        now,
+    })
+}
+
+/// Enqueues prepared jobs, all or none, in one transaction. A job whose key its owner already
+/// used for the same request is that job (and is not counted against the budget again); for
+/// a different request, nothing is enqueued and the answer is a 409 naming the item.
+pub async fn enqueue_many(
+    ctx: &Ctx,
+    caller: &Caller,
+    prepared: Prepared,
+) -> Result<BulkEnqueueResponse> {
+    let Prepared {
+        jobs,
+        latest_run_after,
+        callbacks,
+        now,
+    } = prepared;
     if callbacks {
         crate::webhooks::require_secret(ctx, caller).await?;
     }
@@ -237,7 +266,7 @@ pub async fn enqueue_many(
         .map(|j| j.cost_bound_nanos)
         .sum();
     crate::budgets::check_enqueue(ctx, caller, bound).await?;
-    let outcomes = match ctx.store().insert_jobs(&jobs, KeyConflicts::Refuse).await {
+    let outcomes = match ctx.store().insert_jobs(jobs, KeyConflicts::Refuse).await {
         Ok(outcomes) => outcomes,
         Err(StoreError::KeyConflict { index }) => {
             return Err(Error::Conflict(format!(

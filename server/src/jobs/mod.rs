@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::events::Happened;
 use crate::store::{CancelOutcome, JobRecord, Visibility};
 
-pub use enqueue::{enqueue, enqueue_many};
+pub use enqueue::{Prepared, enqueue, enqueue_many, prepare_many};
 pub use export::{daily_costs_csv, jobs_csv};
 pub use view::{to_api_job, to_event_view};
 

@@ -54,19 +54,26 @@ async fn write(store: Arc<dyn Store>, mut incoming: mpsc::Receiver<Pending>) {
 }
 
 async fn commit(store: &dyn Store, group: Vec<Pending>) {
-    let (jobs, replies): (Vec<NewJob>, Vec<_>) =
+    let (mut jobs, replies): (Vec<NewJob>, Vec<_>) =
         group.into_iter().map(|p| (p.job, p.reply)).unzip();
-    match store.insert_jobs(&jobs, KeyConflicts::Answer).await {
+    // A group that fails is written again job by job: it keeps a copy until it is committed.
+    let grouped = jobs.len() > 1;
+    let attempt = if grouped {
+        jobs.clone()
+    } else {
+        std::mem::take(&mut jobs)
+    };
+    match store.insert_jobs(attempt, KeyConflicts::Answer).await {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
             }
         }
-        Err(error) if jobs.len() > 1 => {
+        Err(error) if grouped => {
             tracing::warn!(%error, jobs = jobs.len(), "a group of enqueues failed; writing each on its own");
             for (job, reply) in jobs.into_iter().zip(replies) {
                 let outcome = store
-                    .insert_jobs(std::slice::from_ref(&job), KeyConflicts::Answer)
+                    .insert_jobs(vec![job], KeyConflicts::Answer)
                     .await
                     .and_then(|mut outcomes| {
                         outcomes

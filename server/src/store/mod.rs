@@ -353,19 +353,19 @@ pub trait JobStore: Send + Sync + 'static {
     /// Inserts jobs and their `created` events in one transaction (all or none), each unless
     /// its owner already used its idempotency key (then the existing job is its outcome, or,
     /// for a different request and `Refuse`, nothing is inserted); outcomes in order of `jobs`.
+    /// The jobs are taken whole, so their payloads are bound without a copy.
     async fn insert_jobs(
         &self,
-        jobs: &[NewJob],
+        jobs: Vec<NewJob>,
         conflicts: KeyConflicts,
     ) -> StoreResult<Vec<InsertOutcome>>;
     /// One job, as `insert_jobs` inserts it.
     async fn insert_job(&self, job: NewJob) -> StoreResult<InsertOutcome> {
-        self.insert_jobs(std::slice::from_ref(&job), KeyConflicts::Answer)
+        let id = job.id.clone();
+        self.insert_jobs(vec![job], KeyConflicts::Answer)
             .await?
             .pop()
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("inserting job {} answered nothing", job.id))
-            })
+            .ok_or_else(|| StoreError::Corrupt(format!("inserting job {id} answered nothing")))
     }
     async fn get_job(&self, id: &str, visibility: &Visibility) -> StoreResult<Option<JobRecord>>;
     /// The jobs `owner_id` made with any of these idempotency keys (without payloads).

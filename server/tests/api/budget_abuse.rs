@@ -197,7 +197,7 @@ async fn backlog(app: &TestApp, owner: &str, count: usize, priority: i64) {
         .collect();
     for chunk in jobs.chunks(5000) {
         store
-            .insert_jobs(chunk, ai_batch::store::KeyConflicts::Refuse)
+            .insert_jobs(chunk.to_vec(), ai_batch::store::KeyConflicts::Refuse)
             .await
             .unwrap();
     }

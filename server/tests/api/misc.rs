@@ -98,3 +98,28 @@ async fn a_job_id_that_is_not_text_is_a_json_404() {
         .await;
     assert_eq!(cancel.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_the_clients_own_if_it_sent_one() {
+    let app = TestApp::start().await;
+    let made = app.alice.get("/api/v1/batch/stats").await;
+    let id = made.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let refused = app.anonymous.get("/api/v1/batch/stats").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.headers.contains_key("x-request-id"), "errors too");
+
+    let given = reqwest::Client::new()
+        .get(format!("{}/healthz", app.url))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-42");
+    let page = reqwest::Client::new()
+        .get(format!("{}/sign-in", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.headers().contains_key("x-request-id"), "pages too");
+}

@@ -321,7 +321,7 @@ pub async fn a_search_count_stops_at_the_cap(store: Arc<impl Store>) {
         })
         .collect();
     store
-        .insert_jobs(&many, KeyConflicts::Answer)
+        .insert_jobs(many.clone(), KeyConflicts::Answer)
         .await
         .unwrap();
     let query = app::api::ListQuery {
@@ -387,7 +387,7 @@ pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_onc
         new_job("g4", &b, 3, Some("k")),
     ];
     let outcomes = store
-        .insert_jobs(&group, KeyConflicts::Answer)
+        .insert_jobs(group.to_vec(), KeyConflicts::Answer)
         .await
         .unwrap();
     let ids: Vec<(&str, bool)> = outcomes
@@ -433,7 +433,7 @@ pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_onc
     assert_totals_match_a_recount(store.as_ref()).await;
     assert!(
         store
-            .insert_jobs(&[], KeyConflicts::Answer)
+            .insert_jobs(Vec::new(), KeyConflicts::Answer)
             .await
             .unwrap()
             .is_empty()
@@ -443,7 +443,7 @@ pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_onc
     different.request_hash = "another request".into();
     let refused = store
         .insert_jobs(
-            &[new_job("g6", &a, 5, None), different],
+            vec![new_job("g6", &a, 5, None), different],
             KeyConflicts::Refuse,
         )
         .await;
@@ -464,7 +464,7 @@ pub async fn a_group_of_jobs_is_inserted_at_once_with_repeated_keys_answered_onc
         ..same
     };
     let answered = store
-        .insert_jobs(&[same], KeyConflicts::Refuse)
+        .insert_jobs(vec![same], KeyConflicts::Refuse)
         .await
         .unwrap();
     assert!(
@@ -488,7 +488,7 @@ pub async fn a_group_with_a_bad_job_inserts_nothing(store: Arc<impl Store>) {
     ];
     assert!(
         store
-            .insert_jobs(&group, KeyConflicts::Answer)
+            .insert_jobs(group.to_vec(), KeyConflicts::Answer)
             .await
             .is_err(),
         "an unknown owner"

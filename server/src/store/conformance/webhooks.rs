@@ -11,7 +11,7 @@ pub async fn webhooks_become_due_when_their_job_ends_and_are_claimed_once(store:
     };
     store
         .insert_jobs(
-            &[with_hook, new_job("w2", &alice, 0, None)],
+            vec![with_hook, new_job("w2", &alice, 0, None)],
             KeyConflicts::Refuse,
         )
         .await
@@ -107,7 +107,7 @@ pub async fn webhooks_become_due_when_their_job_ends_and_are_claimed_once(store:
         ..new_job("w3", &bob, 0, None)
     };
     store
-        .insert_jobs(&[hook], KeyConflicts::Refuse)
+        .insert_jobs(vec![hook], KeyConflicts::Refuse)
         .await
         .unwrap();
     store
@@ -158,7 +158,7 @@ pub async fn due_webhooks_are_fair_to_every_owner(store: Arc<impl Store>) {
     let mut jobs: Vec<NewJob> = (0..6).map(|i| hooked(&format!("s{i}"), &slow, i)).collect();
     jobs.push(hooked("f0", &fast, 10));
     store
-        .insert_jobs(&jobs, KeyConflicts::Refuse)
+        .insert_jobs(jobs.clone(), KeyConflicts::Refuse)
         .await
         .unwrap();
     for job in &jobs {

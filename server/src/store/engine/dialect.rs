@@ -33,6 +33,20 @@ impl Dialect {
         }
     }
 
+    /// After `UPDATE jobs … FROM <set> WHERE jobs.id = <set>.id`, the claim's guard: jobs
+    /// another transaction holds (another instance's claim, a cancel) are skipped, locked in
+    /// id order so two claims never deadlock. Nothing on SQLite, where the claim is the only
+    /// writer.
+    pub fn claimable(self, set: &str) -> String {
+        match self {
+            Self::Sqlite => String::new(),
+            Self::Postgres => format!(
+                " AND jobs.id IN (SELECT j.id FROM jobs j JOIN {set} s ON s.id = j.id \
+                 WHERE j.status = 'pending' ORDER BY j.id FOR UPDATE OF j SKIP LOCKED)"
+            ),
+        }
+    }
+
     /// The greater of two expressions.
     pub fn greatest(self, a: &str, b: &str) -> String {
         match self {

@@ -195,21 +195,16 @@ impl<E: Engine> BatchStore for SqlStore<E> {
             ]);
         }
         let mut claim = Query::default();
-        // Jobs another transaction holds (another instance's claim, a cancel) are skipped.
         claim
             .push(&format!("WITH wanted {} AS (", wanted.names()))
             .rows(wanted)
-            .push(&format!(
-                "), free AS (SELECT j.id FROM jobs j JOIN wanted w ON w.id = j.id WHERE j.status = 'pending' \
-                 ORDER BY j.id{}) \
-                 UPDATE jobs SET status = 'processing', local_batch_id = ",
-                E::DIALECT.skip_locked("j")
-            ))
+            .push(") UPDATE jobs SET status = 'processing', local_batch_id = ")
             .bind(batch.id.as_str())
             .push(", model = wanted.model, cost_bound_nanos = wanted.bound, updated_at = ")
             .bind(batch.created_at)
             .push(&format!(
-                " FROM free JOIN wanted ON wanted.id = free.id WHERE jobs.id = free.id RETURNING {}",
+                " FROM wanted WHERE jobs.id = wanted.id AND jobs.status = 'pending'{} RETURNING {}",
+                E::DIALECT.claimable("wanted"),
                 counted_of_jobs()
             ));
         let rows: Vec<CountedRow> = if claims.is_empty() {

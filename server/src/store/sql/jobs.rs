@@ -86,18 +86,19 @@ fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
 impl<E: Engine> JobStore for SqlStore<E> {
     async fn insert_jobs(
         &self,
-        jobs: &[NewJob],
+        mut jobs: Vec<NewJob>,
         conflicts: KeyConflicts,
     ) -> StoreResult<Vec<InsertOutcome>> {
         let mut tx = self.begin().await?;
         let mut rows = Rows::new(&NEW_JOB_COLUMNS);
-        for job in jobs {
+        for job in &mut jobs {
             rows.push(vec![
                 job.id.as_str().into(),
                 job.owner_id.as_str().into(),
                 job.job_type.as_str().into(),
                 job.priority.into(),
-                Arg::json(&job.payload),
+                // Moved, not copied: the payload is not needed after its insert.
+                Arg::json(std::mem::take(&mut job.payload)),
                 job.run_after.into(),
                 job.idempotency_key.clone().into(),
                 job.request_hash.as_str().into(),
