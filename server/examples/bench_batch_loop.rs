@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            let prepared = jobs::prepare_many(&ctx, owner, requests.into_iter().map(Ok))?;
+            let prepared = jobs::prepare_many(&ctx, owner, requests.into_iter().map(Ok)).await?;
             jobs::enqueue_many(&ctx, owner, prepared).await?;
         }
         let (before, _) = memory();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::emulator::Faults;
 use crate::provider::ClientConfig;
+use crate::templates::CacheTtl;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderKind {
@@ -292,6 +293,13 @@ pub struct BatchConfig {
     /// How often the scheduler's services wake, in milliseconds.
     #[arg(long, env = "AI_BATCH_SCHEDULER_TICK_MS", default_value_t = 1000)]
     pub tick_ms: u64,
+
+    /// How long a cached prefix (a job type's prompt and a shared context) is written for:
+    /// `5m` (1.25× the input price, refreshed by every read) or `1h` (2×; pays when the same
+    /// context is read again more than five minutes after its last read, e.g. by flushes
+    /// spread over the hour).
+    #[arg(long, env = "AI_BATCH_CACHE_TTL", value_enum, default_value_t = CacheTtl::FiveMinutes)]
+    pub cache_ttl: CacheTtl,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -303,6 +311,16 @@ pub struct EmulatorConfig {
         default_value_t = 20
     )]
     pub delay_secs: u64,
+
+    /// The share of requests that read a cached prefix when one is there to read (written
+    /// by a request that finished before they started): Anthropic documents cache hits in
+    /// batches as best effort, 30% to 98%; 0.64 is the middle.
+    #[arg(
+        long = "emulator-cache-hit-rate",
+        env = "AI_BATCH_EMULATOR_CACHE_HIT_RATE",
+        default_value_t = 0.64
+    )]
+    pub cache_hit_rate: f64,
 
     /// Faults to inject, as JSON (see the README), e.g. {"errored_percent": 10}.
     #[arg(long = "emulator-faults", env = "AI_BATCH_EMULATOR_FAULTS", value_parser = parse_faults)]

@@ -18,7 +18,7 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     #[error(
-        "Request body is too large: the limit is 1 MB (32 MB for POST /api/v1/batch/enqueue/bulk)"
+        "Request body is too large: the limit is 1 MB (4 MB for POST /api/v1/batch/contexts, 32 MB for POST /api/v1/batch/enqueue/bulk)"
     )]
     BodyTooLarge,
     #[error("{0}")]

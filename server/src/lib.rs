@@ -10,6 +10,7 @@ pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod contexts;
 pub mod emulator;
 pub mod error;
 pub mod events;

@@ -87,18 +87,38 @@ pub struct Books {
 /// per scrape, not kept in the recorder: each app (and each test's) has its own.
 pub fn render(books: &Books) -> String {
     let mut text = handle().render();
-    let gauges: [Gauge; 4] = [
+    let gauges: [Gauge; 8] = [
         ("aib_jobs", "Jobs by status and type.", |t| t.jobs as f64),
         ("aib_tokens", "Input and output tokens billed.", |t| {
-            (t.input_tokens + t.output_tokens) as f64
+            t.bill.tokens() as f64
         }),
+        (
+            "aib_cache_read_tokens",
+            "Prompt tokens read from the provider's cache.",
+            |t| t.bill.cache_read_tokens as f64,
+        ),
+        (
+            "aib_cache_write_tokens",
+            "Prompt tokens written to the provider's cache.",
+            |t| t.bill.cache_write_tokens as f64,
+        ),
         ("aib_cost_usd", "What the provider billed, in USD.", |t| {
-            t.cost_nanos as f64 / 1e9
+            t.bill.cost_nanos as f64 / 1e9
         }),
         (
             "aib_savings_usd",
             "Standard price less what was billed, in USD.",
-            |t| (t.standard_cost_nanos - t.cost_nanos) as f64 / 1e9,
+            |t| t.bill.savings_nanos() as f64 / 1e9,
+        ),
+        (
+            "aib_saved_by_batching_usd",
+            "What the batch discount saved, in USD.",
+            |t| t.bill.saved_by_batching_nanos() as f64 / 1e9,
+        ),
+        (
+            "aib_saved_by_caching_usd",
+            "What the provider's cache saved on top of the batch discount, in USD.",
+            |t| t.bill.saved_by_caching_nanos() as f64 / 1e9,
         ),
     ];
     for (name, help, value) in gauges {

@@ -23,13 +23,18 @@ pub enum PriceError {
     Invalid(String),
 }
 
-/// Prices in micro-dollars per million tokens, so that per-token costs stay exact integers.
+/// Prices in micro-dollars per million tokens, so that per-token costs stay exact integers,
+/// on the standard Messages API (the batch discount applies to all of them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelPrice {
     pub input: i64,
     pub output: i64,
-    pub cache_write: i64,
+    /// Writing a prefix to the cache for 5 minutes, and for an hour.
+    pub cache_write_5m: i64,
+    pub cache_write_1h: i64,
     pub cache_read: i64,
+    /// The shortest prefix the model caches; a `cache_control` on a shorter one does nothing.
+    pub min_cache_tokens: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -41,7 +46,8 @@ pub struct PriceTable {
     pub models: BTreeMap<String, ModelPrice>,
 }
 
-/// Token counts as Anthropic reports them in a result's `usage`.
+/// Token counts as Anthropic reports them in a result's `usage`: `input_tokens` are the
+/// prompt's tokens neither read from nor written to the cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Usage {
     #[serde(default)]
@@ -52,6 +58,36 @@ pub struct Usage {
     pub cache_creation_input_tokens: i64,
     #[serde(default, deserialize_with = "null_as_zero")]
     pub cache_read_input_tokens: i64,
+    /// The cache writes by time to live; absent from older answers.
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct CacheCreation {
+    #[serde(default, deserialize_with = "null_as_zero")]
+    pub ephemeral_5m_input_tokens: i64,
+    #[serde(default, deserialize_with = "null_as_zero")]
+    pub ephemeral_1h_input_tokens: i64,
+}
+
+impl Usage {
+    /// Cache writes for 5 minutes and for an hour. Without the split, every write is a
+    /// 5-minute one (the default time to live); a split that does not add up to the total is
+    /// read as its 1-hour part, the rest at 5 minutes, so no written token goes unbilled.
+    pub fn cache_writes(&self) -> (i64, i64) {
+        let total = self.cache_creation_input_tokens.max(0);
+        let hour = self
+            .cache_creation
+            .map_or(0, |c| c.ephemeral_1h_input_tokens.max(0))
+            .min(total);
+        (total - hour, hour)
+    }
+
+    /// Every token of the prompt, however it was billed.
+    pub fn prompt_tokens(&self) -> i64 {
+        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+    }
 }
 
 fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -60,15 +96,28 @@ fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error>
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cost {
-    /// What the batch costs: the standard cost less the batch discount.
+    /// What the batch costs: cache reads and writes at their prices, less the batch discount.
     pub paid_nanos: i64,
-    /// What the standard Messages API would have cost.
+    /// The same requests in a batch without caching: every prompt token at the input price,
+    /// less the batch discount.
+    pub uncached_nanos: i64,
+    /// The same requests on the standard Messages API without caching.
     pub standard_nanos: i64,
 }
 
 impl Cost {
     pub fn savings_nanos(&self) -> i64 {
         self.standard_nanos - self.paid_nanos
+    }
+
+    /// What the batch discount saved.
+    pub fn saved_by_batching_nanos(&self) -> i64 {
+        self.standard_nanos - self.uncached_nanos
+    }
+
+    /// What caching saved on top of it (negative when writes cost more than reads saved).
+    pub fn saved_by_caching_nanos(&self) -> i64 {
+        self.uncached_nanos - self.paid_nanos
     }
 }
 
@@ -87,8 +136,19 @@ struct RawTable {
 struct RawPrice {
     input: f64,
     output: f64,
-    cache_write: f64,
+    /// Older tables name the 5-minute write `cache_write`.
+    #[serde(alias = "cache_write")]
+    cache_write_5m: f64,
+    /// Anthropic's 1-hour write is twice the input price; older tables leave it out.
+    cache_write_1h: Option<f64>,
     cache_read: f64,
+    /// Anthropic's documented minimum for Sonnet and Opus when a table leaves it out.
+    #[serde(default = "default_min_cache_tokens")]
+    min_cache_tokens: i64,
+}
+
+fn default_min_cache_tokens() -> i64 {
+    1024
 }
 
 impl PriceTable {
@@ -129,8 +189,13 @@ impl PriceTable {
             let price = ModelPrice {
                 input: micros(p.input, &format!("{name}.input"))?,
                 output: micros(p.output, &format!("{name}.output"))?,
-                cache_write: micros(p.cache_write, &format!("{name}.cache_write"))?,
+                cache_write_5m: micros(p.cache_write_5m, &format!("{name}.cache_write_5m"))?,
+                cache_write_1h: micros(
+                    p.cache_write_1h.unwrap_or(p.input * 2.0),
+                    &format!("{name}.cache_write_1h"),
+                )?,
                 cache_read: micros(p.cache_read, &format!("{name}.cache_read"))?,
+                min_cache_tokens: p.min_cache_tokens.max(0),
             };
             models.insert(name, price);
         }
@@ -183,10 +248,21 @@ impl PriceTable {
                         [
                             usd(p.input),
                             usd(p.output),
-                            usd(p.cache_write),
+                            usd(p.cache_write_5m),
                             usd(p.cache_read),
                         ],
                     )
+                })
+                .collect(),
+            caching: self
+                .models
+                .iter()
+                .map(|(name, p)| app::api::ModelCacheView {
+                    model: name.clone(),
+                    write_5m_usd_per_mtok: usd(p.cache_write_5m),
+                    write_1h_usd_per_mtok: usd(p.cache_write_1h),
+                    read_usd_per_mtok: usd(p.cache_read),
+                    min_cache_tokens: p.min_cache_tokens,
                 })
                 .collect(),
         }
@@ -200,41 +276,89 @@ impl PriceTable {
     }
 
     /// The most a rendered request may cost at batch prices: its prompt at one token per byte
-    /// and its whole `max_tokens` (0 for a model without a price). What budgets and previews
-    /// count: an upper bound whatever the text (emoji and CJK cost several tokens a character).
+    /// (a byte-level tokenizer never makes more), the part of it marked for caching written at
+    /// the 1-hour price (the dearest way a prompt token can be billed), and its whole
+    /// `max_tokens` (0 for a model without a price). What budgets and previews count.
     pub fn bound_nanos(&self, model: &str, rendered: &crate::templates::RenderedRequest) -> i64 {
-        let usage = Usage {
-            input_tokens: rendered.prompt_bound_tokens,
-            output_tokens: rendered.max_tokens,
-            ..Usage::default()
+        let Some(p) = self.models.get(model) else {
+            return 0;
         };
-        self.cost(model, &usage).map_or(0, |c| c.paid_nanos)
+        let cached = rendered
+            .cached_bound_tokens
+            .min(rendered.prompt_bound_tokens);
+        let standard = div_round(
+            i128::from(rendered.prompt_bound_tokens - cached) * i128::from(p.input)
+                + i128::from(cached) * i128::from(p.cache_write_1h.max(p.input))
+                + i128::from(rendered.max_tokens) * i128::from(p.output),
+            1000,
+        );
+        clamp(self.discounted(standard))
     }
 
     /// The most a job may cost, rendered as a flush would render it now.
-    pub fn job_bound_nanos(&self, job_type: JobType, payload_json: &str) -> i64 {
+    pub fn job_bound_nanos(
+        &self,
+        job_type: JobType,
+        payload_json: &str,
+        context: Option<&crate::templates::SharedContext>,
+    ) -> i64 {
         let model = self.model_for(job_type);
-        self.bound_nanos(
+        let rendered = crate::templates::render(
+            job_type,
+            payload_json,
             model,
-            &crate::templates::render(job_type, payload_json, model),
+            context,
+            &self.cache_plan(model, crate::templates::CacheTtl::Hour),
+        );
+        self.bound_nanos(model, &rendered)
+    }
+
+    /// How requests on `model` are marked for caching, writing for `ttl`.
+    pub fn cache_plan(
+        &self,
+        model: &str,
+        ttl: crate::templates::CacheTtl,
+    ) -> crate::templates::CachePlan {
+        crate::templates::CachePlan {
+            ttl,
+            min_tokens: self
+                .models
+                .get(model)
+                .map_or(i64::MAX, |p| p.min_cache_tokens),
+        }
+    }
+
+    /// Each model's minimum cacheable prefix.
+    pub fn cache_minimums(&self) -> impl Iterator<Item = (String, i64)> + '_ {
+        self.models
+            .iter()
+            .map(|(name, p)| (name.clone(), p.min_cache_tokens))
+    }
+
+    /// A price after the batch discount.
+    fn discounted(&self, standard: i128) -> i128 {
+        div_round(
+            standard * i128::from(100 - self.batch_discount_percent),
+            100,
         )
     }
 
     /// Cost of one result's usage on `model`; `None` for a model without a price.
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<Cost> {
         let p = self.models.get(model)?;
+        let (write_5m, write_1h) = usage.cache_writes();
+        let output = i128::from(usage.output_tokens) * i128::from(p.output);
         // micro-dollars per MTok × tokens / 1000 = nano-dollars; i128 keeps it exact.
-        let micro_mtok = i128::from(usage.input_tokens) * i128::from(p.input)
-            + i128::from(usage.output_tokens) * i128::from(p.output)
-            + i128::from(usage.cache_creation_input_tokens) * i128::from(p.cache_write)
-            + i128::from(usage.cache_read_input_tokens) * i128::from(p.cache_read);
-        let standard = div_round(micro_mtok, 1000);
-        let paid = div_round(
-            standard * i128::from(100 - self.batch_discount_percent),
-            100,
-        );
+        let billed = i128::from(usage.input_tokens) * i128::from(p.input)
+            + i128::from(write_5m) * i128::from(p.cache_write_5m)
+            + i128::from(write_1h) * i128::from(p.cache_write_1h)
+            + i128::from(usage.cache_read_input_tokens) * i128::from(p.cache_read)
+            + output;
+        let uncached = i128::from(usage.prompt_tokens()) * i128::from(p.input) + output;
+        let standard = div_round(uncached, 1000);
         Some(Cost {
-            paid_nanos: clamp(paid),
+            paid_nanos: clamp(self.discounted(div_round(billed, 1000))),
+            uncached_nanos: clamp(self.discounted(standard)),
             standard_nanos: clamp(standard),
         })
     }
@@ -282,24 +406,60 @@ mod tests {
             cost,
             Cost {
                 paid_nanos: 2_250_000_000,
+                uncached_nanos: 2_250_000_000,
                 standard_nanos: 4_500_000_000
             }
         );
         assert_eq!(cost.savings_nanos(), 2_250_000_000);
-        let cached = Usage {
-            cache_creation_input_tokens: 1000,
-            cache_read_input_tokens: 1000,
-            ..Usage::default()
+        assert_eq!(cost.saved_by_caching_nanos(), 0);
+        assert_eq!(table.cost("no-such-model", &usage), None);
+    }
+
+    /// A job with cache reads and 5-minute and 1-hour writes, by hand: Sonnet at $3/MTok
+    /// input, $3.75 a 5-minute write, $6 a 1-hour write, $0.30 a read, $15 output; the batch
+    /// halves each.
+    #[test]
+    fn cache_reads_and_writes_of_both_lives_cost_exactly_their_prices() {
+        let table = PriceTable::built_in().unwrap();
+        let usage: Usage = serde_json::from_value(serde_json::json!({
+            "input_tokens": 1_234,
+            "output_tokens": 567,
+            "cache_creation_input_tokens": 30_000,
+            "cache_read_input_tokens": 250_000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 10_000, "ephemeral_1h_input_tokens": 20_000}
+        }))
+        .unwrap();
+        assert_eq!(usage.cache_writes(), (10_000, 20_000));
+        assert_eq!(usage.prompt_tokens(), 281_234);
+        let cost = table.cost("claude-sonnet-4-5", &usage).unwrap();
+        // Billed at standard prices: 1,234 × 3 + 10,000 × 3.75 + 20,000 × 6 + 250,000 × 0.30
+        // + 567 × 15 = 3,702 + 37,500 + 120,000 + 75,000 + 8,505 = 244,707 µ$·token/MTok,
+        // i.e. $0.244707; the batch halves it: $0.1223535.
+        assert_eq!(cost.paid_nanos, 122_353_500);
+        // Without caching, every prompt token at $3: 281,234 × 3 + 8,505 = 852,207 → $0.852207
+        // standard, $0.4261035 in a batch.
+        assert_eq!(cost.standard_nanos, 852_207_000);
+        assert_eq!(cost.uncached_nanos, 426_103_500);
+        assert_eq!(cost.saved_by_batching_nanos(), 426_103_500);
+        assert_eq!(cost.saved_by_caching_nanos(), 303_750_000);
+        assert_eq!(
+            cost.saved_by_batching_nanos() + cost.saved_by_caching_nanos(),
+            cost.savings_nanos()
+        );
+        // Without the split, every write is a 5-minute one.
+        let unsplit = Usage {
+            cache_creation: None,
+            ..usage
         };
-        // 1000 × $3.75/MTok + 1000 × $0.30/MTok = $0.00405.
+        assert_eq!(unsplit.cache_writes(), (30_000, 0));
+        // 3,702 + 30,000 × 3.75 + 75,000 + 8,505 = 199,707 → $0.0998535 in a batch.
         assert_eq!(
             table
-                .cost("claude-sonnet-4-5", &cached)
+                .cost("claude-sonnet-4-5", &unsplit)
                 .unwrap()
-                .standard_nanos,
-            4_050_000
+                .paid_nanos,
+            99_853_500
         );
-        assert_eq!(table.cost("no-such-model", &usage), None);
     }
 
     #[test]

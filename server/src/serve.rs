@@ -176,6 +176,7 @@ pub fn emulator_settings(config: &EmulatorConfig, prices: &PriceTable) -> emulat
         processing_delay: std::time::Duration::from_secs(config.delay_secs),
         known_models: prices.models.keys().cloned().collect(),
         faults: config.faults.clone().unwrap_or_default(),
+        caching: emulator::CacheModel::new(config.cache_hit_rate, prices.cache_minimums()),
     }
 }
 

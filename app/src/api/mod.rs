@@ -3,6 +3,7 @@
 #[macro_use]
 mod wire;
 
+mod contexts;
 pub mod examples;
 mod oversight;
 mod types;
@@ -11,5 +12,6 @@ pub mod validation;
 #[cfg(feature = "ssr")]
 pub mod backend;
 
+pub use contexts::*;
 pub use oversight::*;
 pub use types::*;

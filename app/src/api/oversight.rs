@@ -48,6 +48,7 @@ wire_enum!(
         Poll => "poll",
         BudgetChange => "budget_change",
         Retry => "retry",
+        ContextShare => "context_share",
     }
 );
 

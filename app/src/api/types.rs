@@ -102,6 +102,21 @@ pub struct Job {
     pub cost_usd: f64,
     pub standard_cost_usd: f64,
     pub savings_usd: f64,
+    /// `savings_usd` split by where it came from: the batch discount (against the standard API
+    /// without caching) and, on top of it, the provider's cache (negative when cache writes
+    /// cost more than reads saved).
+    #[serde(default)]
+    pub saved_by_batching_usd: f64,
+    #[serde(default)]
+    pub saved_by_caching_usd: f64,
+    /// Of `input_tokens`, those read from the provider's cache and those written to it.
+    #[serde(default)]
+    pub cache_read_tokens: i64,
+    #[serde(default)]
+    pub cache_write_tokens: i64,
+    /// The shared context the job's request carries.
+    #[serde(default)]
+    pub context_id: Option<String>,
     /// The part of `tokens_used` and `cost_usd` that duplicate batches ran up.
     pub duplicate_tokens: i64,
     pub duplicate_cost_usd: f64,
@@ -166,6 +181,12 @@ pub struct EnqueueRequest {
         )
     )]
     pub callback_url: Option<String>,
+    /// A shared context (`POST /api/v1/batch/contexts`) the job's request carries before its
+    /// payload: the caller's own, or one an admin shared. Cached at the provider, so many jobs
+    /// pay little for it.
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 64))]
+    pub context_id: Option<String>,
 }
 
 impl EnqueueRequest {
@@ -182,6 +203,7 @@ impl EnqueueRequest {
             run_after: None,
             idempotency_key: None,
             callback_url: None,
+            context_id: None,
         }
     }
 }
@@ -323,6 +345,16 @@ pub struct Stats {
     pub total_cost_usd: f64,
     pub total_savings_usd: f64,
     pub avg_processing_time_hours: f64,
+    /// `total_savings_usd` by where it came from: the batch discount, and the cache on top.
+    #[serde(default)]
+    pub total_saved_by_batching_usd: f64,
+    #[serde(default)]
+    pub total_saved_by_caching_usd: f64,
+    /// Prompt tokens read from the provider's cache, and written to it.
+    #[serde(default)]
+    pub cache_read_tokens: i64,
+    #[serde(default)]
+    pub cache_write_tokens: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -634,6 +666,17 @@ pub struct DailyCost {
     pub cost_nanos: i64,
     #[serde(default)]
     pub standard_cost_nanos: i64,
+    /// The same requests in a batch without caching; `standard − uncached` is what batching
+    /// saved, `uncached − cost` what caching saved.
+    #[serde(default)]
+    pub uncached_cost_nanos: i64,
+    /// Prompt tokens read from the cache, written to it, and in all.
+    #[serde(default)]
+    pub cache_read_tokens: i64,
+    #[serde(default)]
+    pub cache_write_tokens: i64,
+    #[serde(default)]
+    pub input_tokens: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -707,9 +750,23 @@ pub struct PriceView {
     /// Job type and the model it runs on.
     #[cfg_attr(feature = "ssr", schema(value_type = Vec<Vec<String>>))]
     pub job_models: Vec<(String, String)>,
-    /// Model, then USD per million tokens: input, output, cache write, cache read.
+    /// Model, then USD per million tokens: input, output, cache write (5 minutes), cache read.
     #[cfg_attr(feature = "ssr", schema(value_type = Vec<Vec<Value>>))]
     pub models: Vec<(String, [f64; 4])>,
+    /// Each model's cache prices (standard API; the batch discount applies on top) and the
+    /// shortest prefix it caches.
+    #[serde(default)]
+    pub caching: Vec<ModelCacheView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ModelCacheView {
+    pub model: String,
+    pub write_5m_usd_per_mtok: f64,
+    pub write_1h_usd_per_mtok: f64,
+    pub read_usd_per_mtok: f64,
+    pub min_cache_tokens: i64,
 }
 
 /// The signed-in user and what the whole dashboard needs to know.
@@ -747,6 +804,11 @@ mod tests {
             cost_usd: 0.0,
             standard_cost_usd: 0.0,
             savings_usd: 0.0,
+            saved_by_batching_usd: 0.0,
+            saved_by_caching_usd: 0.0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            context_id: None,
             duplicate_tokens: 0,
             duplicate_cost_usd: 0.0,
             price_version: None,

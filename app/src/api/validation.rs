@@ -26,6 +26,13 @@ pub const MAX_BULK_CANCEL: usize = 1000;
 pub const MAX_BULK_ENQUEUE: usize = 10_000;
 /// The largest accepted bulk enqueue body.
 pub const MAX_BULK_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// The longest shared context, in bytes of UTF-8 (about 250,000 tokens of English).
+pub const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
+/// The largest accepted body with a context (its text escaped as JSON may grow).
+pub const MAX_CONTEXT_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_CONTEXT_NAME_CHARS: usize = 200;
+/// Context ids are `ctx_` and a UUID; anything far longer is not one.
+pub const MAX_CONTEXT_ID_CHARS: usize = 64;
 
 /// One entry of a 422 `detail` list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

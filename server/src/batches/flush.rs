@@ -11,6 +11,7 @@ use app::api::{
 use chrono::{DateTime, Utc};
 
 use super::lease::{Held, new_lease};
+use super::render::Renderer;
 use super::submit::submit;
 use crate::access::require_admin;
 use crate::budgets::{FlushBudgets, month_start};
@@ -18,7 +19,6 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::provider::BatchBodyBuilder;
 use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch};
-use crate::templates;
 
 /// Candidates read per query: enough to be quick, few enough to hold little.
 const PAGE: i64 = 500;
@@ -92,12 +92,14 @@ async fn plan(
         ..
     } = crate::budgets::for_flush(ctx, now).await?;
     let mut planned_of: HashMap<String, i64> = HashMap::new();
+    let mut renderer = Renderer::default();
     let mut cursor: Option<FlushCursor> = None;
     'reading: while (plan.claims.len() as i64) < max_jobs {
         let jobs = ctx
             .store()
             .eligible_jobs(&filter, cursor.as_ref(), PAGE)
             .await?;
+        renderer.load(ctx, &jobs).await?;
         for job in &jobs {
             if (plan.claims.len() as i64) >= max_jobs {
                 break 'reading;
@@ -105,8 +107,10 @@ async fn plan(
             if allowances.stopped().contains(&job.owner_id) {
                 continue;
             }
-            let model = ctx.prices.model_for(job.job_type).to_string();
-            let rendered = templates::render(job.job_type, &job.payload, &model);
+            let Some((model, rendered)) = renderer.render(ctx, job) else {
+                tracing::warn!(job = %job.id, "its context was deleted; it stays pending");
+                continue;
+            };
             // Prices may have changed since the enqueue: the larger bound holds.
             let bound = ctx
                 .prices
@@ -125,7 +129,8 @@ async fn plan(
                     (eligible - plan.claims.len() as i64).min(max_jobs - plan.claims.len() as i64);
                 break 'reading;
             }
-            plan.body.push(&job.id, &rendered.params)?;
+            plan.body
+                .push_in(&job.id, &rendered.params, rendered.cache_key.as_deref())?;
             plan.cost_nanos += bound;
             if allowances.is_capped(&job.owner_id) {
                 *planned_of.entry(job.owner_id.clone()).or_default() += 1;

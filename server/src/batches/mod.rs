@@ -9,6 +9,7 @@ mod lease;
 mod outcome;
 mod poll;
 mod reconcile;
+mod render;
 mod submit;
 mod window;
 

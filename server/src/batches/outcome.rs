@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::events::Happened;
 use crate::pricing::{PriceTable, Usage};
 use crate::provider::{BatchResult, UnreadableLine};
-use crate::store::{DuplicateCharge, JobState, Spend, Transition};
+use crate::store::{Bill, DuplicateCharge, JobState, Spend, Transition};
 
 /// Error types that say the request itself is wrong: retrying cannot help.
 const PERMANENT_ERRORS: &[&str] = &[
@@ -82,7 +82,7 @@ impl Rules<'_> {
         if !(state.status == JobStatus::Cancelled && state.cancel_requested && !state.charged) {
             return None;
         }
-        let tokens = spend.input_tokens + spend.output_tokens;
+        let tokens = spend.bill.tokens();
         Some(Decision {
             report: self.report(
                 state,
@@ -106,7 +106,7 @@ pub fn decide(state: &JobState, result: &BatchResult, rules: &Rules) -> Option<D
         (JobStatus::Processing, BatchResult::Succeeded { message }) => {
             let spend = spend(state.model.as_deref(), message, rules.prices);
             let answer = structured_answer(message);
-            let tokens = spend.input_tokens + spend.output_tokens;
+            let tokens = spend.bill.tokens();
             Some(Decision {
                 report: rules.report(state, "succeeded", Some(answer.clone()), None, tokens),
                 transition: Transition::Complete {
@@ -206,9 +206,7 @@ pub fn decide_unreadable(
             line.reason
         ),
     };
-    let tokens = spend
-        .as_ref()
-        .map_or(0, |s| s.input_tokens + s.output_tokens);
+    let tokens = spend.as_ref().map_or(0, |s| s.bill.tokens());
     Some(Decision {
         report: rules.report(
             state,
@@ -298,20 +296,30 @@ fn spend(model: Option<&str>, message: &Value, prices: &PriceTable) -> Spend {
 
 pub fn spend_of(model: &str, usage: &Value, prices: &PriceTable) -> Spend {
     let usage: Usage = serde_json::from_value(usage.clone()).unwrap_or_default();
-    let (cost_nanos, standard_cost_nanos, price_version) = match prices.cost(model, &usage) {
-        Some(cost) => (cost.paid_nanos, cost.standard_nanos, prices.version.clone()),
+    let (cost, price_version) = match prices.cost(model, &usage) {
+        Some(cost) => (cost, prices.version.clone()),
         None => {
             tracing::warn!(%model, "no price for this model; its cost is recorded as 0");
-            (0, 0, format!("unpriced:{model}"))
+            let zero = crate::pricing::Cost {
+                paid_nanos: 0,
+                uncached_nanos: 0,
+                standard_nanos: 0,
+            };
+            (zero, format!("unpriced:{model}"))
         }
     };
+    let (_, write_1h) = usage.cache_writes();
     Spend {
-        input_tokens: usage.input_tokens
-            + usage.cache_creation_input_tokens
-            + usage.cache_read_input_tokens,
-        output_tokens: usage.output_tokens,
-        cost_nanos,
-        standard_cost_nanos,
+        bill: Bill {
+            input_tokens: usage.prompt_tokens(),
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cache_read_input_tokens,
+            cache_write_tokens: usage.cache_creation_input_tokens,
+            cost_nanos: cost.paid_nanos,
+            uncached_cost_nanos: cost.uncached_nanos,
+            standard_cost_nanos: cost.standard_nanos,
+        },
+        cache_write_1h_tokens: write_1h,
         price_version,
     }
 }
@@ -383,7 +391,7 @@ mod tests {
         assert_eq!(result, json!({"risk_level": "low"}));
         // 1000 × $3/MTok + 200 × $15/MTok = $0.006; half in a batch.
         assert_eq!(
-            (spend.standard_cost_nanos, spend.cost_nanos),
+            (spend.bill.standard_cost_nanos, spend.bill.cost_nanos),
             (6_000_000, 3_000_000)
         );
         assert_eq!(d.report.tokens_used, 1200);
@@ -495,7 +503,7 @@ mod tests {
         else {
             panic!("{:?}", d.transition)
         };
-        assert_eq!(spend.cost_nanos, 3_000_000);
+        assert_eq!(spend.bill.cost_nanos, 3_000_000);
         assert!(error.contains("not sent again"), "{error}");
         let unbilled = UnreadableLine {
             result_type: Some("errored".into()),

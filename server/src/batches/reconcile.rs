@@ -16,6 +16,7 @@ use chrono::Utc;
 use futures::StreamExt;
 
 use super::lease::{Held, lease_span};
+use super::render::Renderer;
 use super::submit::{record_duplicate, submit};
 use super::window::{self, Offset};
 use crate::context::Ctx;
@@ -23,7 +24,6 @@ use crate::error::Result;
 use crate::events::Happened;
 use crate::provider::{BatchBodyBuilder, ListParams, MessageBatch, ProcessingStatus, ResultItem};
 use crate::store::{BatchRecord, Submission};
-use crate::templates;
 
 /// Answered creates read to estimate the provider's clock.
 const CLOCK_SAMPLES: i64 = 20;
@@ -241,12 +241,14 @@ async fn resubmit(ctx: &Ctx, batch: &BatchRecord, held: Held) -> Result<()> {
         return Ok(());
     }
     let mut body = BatchBodyBuilder::new();
+    let mut renderer = Renderer::default();
+    renderer.load(ctx, &jobs).await?;
     for job in &jobs {
-        let model = ctx.prices.model_for(job.job_type);
-        body.push(
-            &job.id,
-            &templates::render(job.job_type, &job.payload, model).params,
-        )?;
+        // A context deleted meanwhile cannot be: its jobs were waiting, so deletion was refused.
+        let Some((_, rendered)) = renderer.render(ctx, job) else {
+            continue;
+        };
+        body.push_in(&job.id, &rendered.params, rendered.cache_key.as_deref())?;
     }
     if !ctx
         .store()

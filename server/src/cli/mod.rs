@@ -44,6 +44,12 @@ enum Command {
     Templates {
         #[arg(long, env = "AI_BATCH_PRICES", default_value = "config/prices.toml")]
         prices: PathBuf,
+        /// Render each with an example shared context of about this many tokens (0: none).
+        #[arg(long, default_value_t = 0)]
+        context_tokens: usize,
+        /// How long cached prefixes are written for.
+        #[arg(long, value_enum, default_value_t = templates::CacheTtl::FiveMinutes)]
+        cache_ttl: templates::CacheTtl,
     },
 }
 
@@ -119,12 +125,26 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Flush(args)) => remote::flush(args).await,
-        Some(Command::Templates { prices }) => {
+        Some(Command::Templates {
+            prices,
+            context_tokens,
+            cache_ttl,
+        }) => {
             let prices = PriceTable::load(&prices)?;
+            let context = (context_tokens > 0).then(|| templates::SharedContext {
+                id: "ctx_example".into(),
+                name: "Example research note".into(),
+                text: "Rates held; energy rallied; semis beat on margins. "
+                    .repeat(context_tokens * 4 / 52 + 1)
+                    .into(),
+            });
             let mut out = Vec::new();
             for job_type in app::api::JobType::ALL {
                 let payload = app::api::examples::example_payload(*job_type).to_string();
-                let rendered = templates::render(*job_type, &payload, prices.model_for(*job_type));
+                let model = prices.model_for(*job_type);
+                let plan = prices.cache_plan(model, cache_ttl);
+                let rendered =
+                    templates::render(*job_type, &payload, model, context.as_ref(), &plan);
                 out.push(serde_json::json!({
                     "job_type": job_type,
                     "estimated_tokens": rendered.estimated_tokens,

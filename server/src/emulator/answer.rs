@@ -329,6 +329,8 @@ mod tests {
                 *job_type,
                 &example_payload(*job_type).to_string(),
                 "claude-sonnet-4-5",
+                None,
+                &templates::CachePlan::NONE,
             );
             let BatchResult::Succeeded { message } = answer(
                 "job-1",
@@ -353,6 +355,8 @@ mod tests {
             JobType::SentimentAnalysis,
             &example_payload(JobType::SentimentAnalysis).to_string(),
             "claude-sonnet-4-5",
+            None,
+            &templates::CachePlan::NONE,
         );
         let params = rendered.request("j").params_value();
         let BatchResult::Succeeded { message } = answer("j", &params, &models()) else {

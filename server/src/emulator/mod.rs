@@ -3,6 +3,7 @@
 //! in-process behind the real client, or standalone (`ai-batch emulator`).
 
 mod answer;
+mod cache;
 mod faults;
 mod http;
 mod listener;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use cache::CacheModel;
 pub use faults::{AfterCreate, Chaos, Faults, InjectedFailure, StreamFault, Times};
 pub use state::{BilledBatch, BilledRequest, Downloading, Emulator};
 
@@ -24,6 +26,8 @@ pub struct Settings {
     /// Models the emulator accepts; any other is an `invalid_request_error` result.
     pub known_models: Vec<String>,
     pub faults: Faults,
+    /// How the prompt cache behaves.
+    pub caching: CacheModel,
 }
 
 /// Serves the emulator on `listener` until the returned task is dropped or aborted.

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::answer::answer;
+use super::cache::{PromptCache, request_times, roll};
 use super::faults::{CallPlan, chaos_rng, plan};
 use super::{Faults, Settings};
 use crate::provider::{
@@ -31,6 +32,8 @@ pub struct Emulator {
     clock_offset: Mutex<chrono::Duration>,
     /// Results downloads being sent right now.
     downloads: Arc<std::sync::atomic::AtomicUsize>,
+    /// Prefixes written by requests of any batch.
+    cache: Mutex<PromptCache>,
 }
 
 /// Counts a results download while it is being sent.
@@ -78,6 +81,7 @@ impl Emulator {
             batches: Mutex::new(BTreeMap::new()),
             clock_offset: Mutex::new(chrono::Duration::zero()),
             downloads: Arc::default(),
+            cache: Mutex::default(),
         }
     }
 
@@ -258,12 +262,33 @@ impl Emulator {
             None
         };
         let Some(outcome) = outcome else { return };
+        let mut cache = lock(&self.cache);
         let lines: Vec<ResultLine> = stored
             .requests
             .iter()
-            .map(|r| ResultLine {
-                custom_id: r.custom_id.clone(),
-                result: outcome.result(r, &settings),
+            .enumerate()
+            .map(|(i, r)| {
+                let mut result = outcome.result(r, &settings);
+                if let BatchResult::Succeeded { message } = &mut result {
+                    let (start, end) = request_times(
+                        stored.batch.created_at,
+                        chrono::Duration::from_std(settings.processing_delay).unwrap_or_default(),
+                        i,
+                        stored.requests.len(),
+                    );
+                    cached(
+                        &mut cache,
+                        &settings,
+                        &stored.batch,
+                        (start, end),
+                        r,
+                        message,
+                    );
+                }
+                ResultLine {
+                    custom_id: r.custom_id.clone(),
+                    result,
+                }
             })
             .collect();
         let mut counts = RequestCounts::default();
@@ -280,6 +305,34 @@ impl Emulator {
         stored.batch.ended_at = Some(now);
         stored.results = Some(Arc::new(lines));
     }
+}
+
+/// A processed request's usage, with what the prompt cache read and wrote for it.
+fn cached(
+    cache: &mut PromptCache,
+    settings: &Settings,
+    batch: &MessageBatch,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    request: &BatchRequest,
+    message: &mut Value,
+) {
+    let params = request.params_value();
+    let model = params["model"].as_str().unwrap_or_default().to_string();
+    let used = cache.serve(
+        &settings.caching,
+        &params,
+        &model,
+        start,
+        end,
+        roll(&batch.id, &request.custom_id),
+    );
+    let prompt = message["usage"]["input_tokens"]
+        .as_i64()
+        .unwrap_or_default();
+    let output = message["usage"]["output_tokens"]
+        .as_i64()
+        .unwrap_or_default();
+    message["usage"] = used.usage(prompt, output);
 }
 
 enum Ending {

@@ -202,18 +202,33 @@ impl QueryPairs {
     }
 }
 
-/// The `{job_id}` of a path. One that cannot be read as text (bad percent-encoding) names no
-/// job, so it is a JSON 404 like any unknown id, not axum's plain-text 400.
-pub struct JobId(pub String);
+/// An id a path names (its one `{…}` parameter). One that cannot be read as text (bad
+/// percent-encoding) names nothing, so it is a JSON 404 like any unknown id, not axum's
+/// plain-text 400.
+macro_rules! path_id {
+    ($(#[$doc:meta])* $name:ident, $param:literal, $not_found:literal) => {
+        $(#[$doc])*
+        pub struct $name(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for JobId {
-    type Rejection = Error;
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let axum::extract::Path(id) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| Error::NotFound("Job not found".into()))?;
-        Ok(JobId(app::api::validation::parse_path_text("job_id", &id)?))
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+                let axum::extract::Path(id) =
+                    axum::extract::Path::<String>::from_request_parts(parts, state)
+                        .await
+                        .map_err(|_| Error::NotFound($not_found.into()))?;
+                Ok($name(app::api::validation::parse_path_text($param, &id)?))
+            }
+        }
+    };
 }
+
+path_id!(
+    /// The `{job_id}` of a path.
+    JobId, "job_id", "Job not found"
+);
+path_id!(
+    /// The `{context_id}` of a path.
+    ContextId, "context_id", "Context not found"
+);

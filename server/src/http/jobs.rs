@@ -58,7 +58,7 @@ pub async fn enqueue_many(
             .iter()
             .enumerate()
             .map(|(i, item)| read_bulk_item(i, item));
-        jobs::prepare_many(&ctx, &caller, requests)?
+        jobs::prepare_many(&ctx, &caller, requests).await?
     };
     // The jobs hold their payloads now: the body goes before they are stored (its place for
     // parsing too).

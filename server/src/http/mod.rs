@@ -1,6 +1,7 @@
 //! The REST API of the contract, under `/api/v1/batch`.
 
 mod admin;
+mod contexts;
 mod error;
 
 pub use error::panicked;
@@ -12,7 +13,7 @@ mod jobs;
 pub(crate) mod limits;
 mod openapi;
 
-use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
+use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES, MAX_CONTEXT_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, header};
 use axum::routing::{any, get};
@@ -42,6 +43,12 @@ pub(crate) fn api() -> OpenApiRouter<Ctx> {
         .routes(routes!(jobs::budget))
         .routes(routes!(jobs::export_jobs))
         .routes(routes!(jobs::export_daily_costs))
+        .routes(
+            routes!(contexts::create, contexts::list)
+                .layer(DefaultBodyLimit::max(MAX_CONTEXT_BODY_BYTES)),
+        )
+        .routes(routes!(contexts::get, contexts::delete))
+        .routes(routes!(contexts::share))
         .routes(routes!(internal::flush_preview))
         .routes(routes!(internal::flush))
         .routes(routes!(internal::poll))

@@ -49,6 +49,7 @@ pub struct Health {
     components(schemas(ErrorBody, ValidationErrorBody, FieldError)),
     tags(
         (name = "jobs", description = "Queue jobs and read them back (traders see their own)"),
+        (name = "contexts", description = "Large inputs many jobs share, cached at the provider"),
         (name = "batches", description = "Flush and poll (admins)"),
         (name = "access", description = "Users, tokens, prices and the audit log (admins)"),
         (name = "budgets", description = "Monthly spend caps: your own, and every user's (admins)"),
@@ -191,7 +192,7 @@ impl Modify for CommonAnswers {
                     answer(
                         operation,
                         "413",
-                        "Body over 1 MB (32 MB for bulk enqueue)",
+                        "Body over 1 MB (4 MB for a context, 32 MB for bulk enqueue)",
                         "ErrorBody",
                         false,
                     );

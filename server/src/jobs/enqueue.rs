@@ -8,8 +8,10 @@ use sha2::{Digest, Sha256};
 
 use super::to_api_job;
 use crate::context::Ctx;
+use crate::contexts::ForJobs;
 use crate::error::{Error, Result};
 use crate::store::{InsertOutcome, JobRecord, KeyConflicts, NewJob, StoreError, Visibility};
+use crate::templates::SharedContext;
 
 /// The stores keep microseconds: an answer shows the times a later read will.
 fn now() -> DateTime<Utc> {
@@ -25,11 +27,21 @@ fn payload_text(payload: &serde_json::Map<String, Value>) -> String {
 }
 
 /// The job a request makes, with its payload as compact text (the request's values are not
-/// kept: a bulk enqueue holds thousands of these at once).
-fn new_job(ctx: &Ctx, caller: &Caller, request: &EnqueueRequest, now: DateTime<Utc>) -> NewJob {
+/// kept: a bulk enqueue holds thousands of these at once). Its cost bound counts the context
+/// its request carries, written to the cache at the dearest price.
+fn new_job(
+    ctx: &Ctx,
+    caller: &Caller,
+    request: &EnqueueRequest,
+    context: Option<&SharedContext>,
+    now: DateTime<Utc>,
+) -> NewJob {
     let payload = payload_text(&request.payload);
     NewJob {
-        cost_bound_nanos: ctx.prices.job_bound_nanos(request.job_type, &payload),
+        cost_bound_nanos: ctx
+            .prices
+            .job_bound_nanos(request.job_type, &payload, context),
+        context_id: context.map(|c| c.id.clone()),
         id: uuid::Uuid::now_v7().to_string(),
         owner_id: caller.user_id.clone(),
         owner_name: caller.name.clone(),
@@ -118,7 +130,17 @@ pub async fn enqueue(
         crate::webhooks::require_secret(ctx, caller).await?;
     }
     let now = now();
-    let new_job = new_job(ctx, caller, &request, now);
+    let mut contexts = ForJobs::default();
+    let context = match &request.context_id {
+        None => None,
+        Some(id) => Some(
+            contexts
+                .get(ctx, caller, id)
+                .await?
+                .ok_or_else(|| Error::Validation(vec![unknown_context(None, id)]))?,
+        ),
+    };
+    let new_job = new_job(ctx, caller, &request, context, now);
     // A retry of a job that exists is that job, whatever the budget says now.
     if let Some(key) = &request.idempotency_key
         && let Some(existing) = ctx
@@ -142,7 +164,16 @@ pub async fn enqueue(
     }
     crate::budgets::check_enqueue(ctx, caller, new_job.cost_bound_nanos).await?;
     let request_hash = new_job.request_hash.clone();
-    match ctx.enqueuer.insert(new_job).await? {
+    let inserted = match ctx.enqueuer.insert(new_job).await {
+        Err(StoreError::ContextGone { .. }) => {
+            return Err(Error::Conflict(
+                "The context was deleted while the job was being enqueued; the job was not enqueued."
+                    .into(),
+            ));
+        }
+        other => other?,
+    };
+    match inserted {
         InsertOutcome::Created(mut record) => {
             crate::metrics::jobs_enqueued(1);
             ctx.changes.jobs_of(&caller.user_id);
@@ -187,15 +218,32 @@ pub struct Prepared {
     now: DateTime<Utc>,
 }
 
+/// A `context_id` the caller may not use (none of theirs, none shared).
+fn unknown_context(at: Option<usize>, id: &str) -> FieldError {
+    let mut loc = vec![Value::from("body")];
+    if let Some(i) = at {
+        loc.extend([Value::from("jobs"), Value::from(i)]);
+    }
+    loc.push(Value::from("context_id"));
+    FieldError::new(
+        "value_error",
+        loc,
+        "Value error, no context of yours (or shared) has this id",
+        Value::String(id.to_string()),
+    )
+    .with_ctx(json!({ "error": "no context of yours (or shared) has this id" }))
+}
+
 /// Turns up to 10,000 requests into jobs, every field checked: `requests` are read one at a
 /// time and each becomes its job before the next is read, so only one request's values exist
 /// at once; once this returns, the body they were read from can go ([`enqueue_many`] stores
-/// them).
-pub fn prepare_many(
+/// them). Each context the jobs name is looked up once.
+pub async fn prepare_many(
     ctx: &Ctx,
     caller: &Caller,
     requests: impl Iterator<Item = Validated<EnqueueRequest>>,
 ) -> Result<Prepared> {
+    let mut contexts = ForJobs::default();
     let now = now();
     let mut jobs = Vec::new();
     let mut errors = Vec::new();
@@ -209,7 +257,17 @@ pub fn prepare_many(
                 }
                 callbacks |= request.callback_url.is_some();
                 latest_run_after = latest_run_after.max(request.run_after);
-                jobs.push(new_job(ctx, caller, &request, now));
+                let context = match &request.context_id {
+                    None => None,
+                    Some(id) => match contexts.get(ctx, caller, id).await? {
+                        Some(context) => Some(context),
+                        None => {
+                            errors.push(unknown_context(Some(i), id));
+                            continue;
+                        }
+                    },
+                };
+                jobs.push(new_job(ctx, caller, &request, context, now));
             }
             Err(mut refused) => errors.append(&mut refused),
         }
@@ -273,6 +331,11 @@ pub async fn enqueue_many(
                 "jobs[{index}]: this idempotency key was already used for a different request; nothing was enqueued."
             )));
         }
+        Err(StoreError::ContextGone { index }) => {
+            return Err(Error::Conflict(format!(
+                "jobs[{index}]: its context was deleted while the jobs were being enqueued; nothing was enqueued."
+            )));
+        }
         Err(e) => return Err(e.into()),
     };
     let created = outcomes
@@ -309,9 +372,13 @@ fn fingerprint(request: &EnqueueRequest) -> String {
         request.priority,
         request.run_after.map(|t| t.timestamp_micros()),
     ]);
-    // Jobs without a callback keep the fingerprint they always had.
+    // Jobs without a callback or a context keep the fingerprint they always had.
     let canonical = match &request.callback_url {
         Some(url) => serde_json::json!([canonical, url]),
+        None => canonical,
+    };
+    let canonical = match &request.context_id {
+        Some(id) => serde_json::json!([canonical, {"context": id}]),
         None => canonical,
     };
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))

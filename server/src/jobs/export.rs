@@ -12,7 +12,7 @@ use crate::error::Result;
 /// Rows per page read from the store (and per chunk sent).
 const PAGE: i64 = 1000;
 
-const JOB_HEADER: [&str; 18] = [
+const JOB_HEADER: [&str; 23] = [
     "id",
     "job_type",
     "status",
@@ -31,6 +31,11 @@ const JOB_HEADER: [&str; 18] = [
     "savings_usd",
     "idempotency_key",
     "error_message",
+    "saved_by_batching_usd",
+    "saved_by_caching_usd",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "context_id",
 ];
 
 /// A text cell a spreadsheet cannot take for a formula: one that starts with `=`, `+`, `-`,
@@ -51,7 +56,7 @@ fn usd(nanos: i64) -> String {
     format!("{sign}{}.{:09}", n / 1_000_000_000, n % 1_000_000_000)
 }
 
-fn job_row(job: &Job) -> [String; 18] {
+fn job_row(job: &Job) -> [String; 23] {
     let nanos = |usd: f64| (usd * 1e9).round() as i64;
     let time =
         |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
@@ -74,6 +79,11 @@ fn job_row(job: &Job) -> [String; 18] {
         usd(nanos(job.savings_usd)),
         text(job.idempotency_key.as_deref().unwrap_or_default()),
         text(job.error_message.as_deref().unwrap_or_default()),
+        usd(nanos(job.saved_by_batching_usd)),
+        usd(nanos(job.saved_by_caching_usd)),
+        job.cache_read_tokens.to_string(),
+        job.cache_write_tokens.to_string(),
+        text(job.context_id.as_deref().unwrap_or_default()),
     ]
 }
 
@@ -146,6 +156,8 @@ pub async fn daily_costs_csv(ctx: &Ctx, caller: &Caller, days: i64) -> Result<By
         "cost_usd",
         "standard_cost_usd",
         "savings_usd",
+        "saved_by_batching_usd",
+        "saved_by_caching_usd",
     ]
     .map(String::from);
     let row = |d: &DailyCost| {
@@ -157,6 +169,8 @@ pub async fn daily_costs_csv(ctx: &Ctx, caller: &Caller, days: i64) -> Result<By
             usd(d.cost_nanos),
             usd(d.standard_cost_nanos),
             usd(d.standard_cost_nanos - d.cost_nanos),
+            usd(d.standard_cost_nanos - d.uncached_cost_nanos),
+            usd(d.uncached_cost_nanos - d.cost_nanos),
         ]
     };
     Ok(csv_chunk(

@@ -163,14 +163,14 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, request: &RetryRequest) -> Result
     }
     let billed: Vec<&JobRecord> = found
         .values()
-        .filter(|j| j.status == JobStatus::Failed && j.cost_nanos > 0)
+        .filter(|j| j.status == JobStatus::Failed && j.bill.cost_nanos > 0)
         .collect();
     if !billed.is_empty() && !request.confirm_rebill {
-        let total: i64 = billed.iter().map(|j| j.cost_nanos).sum();
+        let total: i64 = billed.iter().map(|j| j.bill.cost_nanos).sum();
         let named: Vec<String> = billed
             .iter()
             .take(3)
-            .map(|j| format!("{} ({})", j.id, app::api::money(j.cost_nanos)))
+            .map(|j| format!("{} ({})", j.id, app::api::money(j.bill.cost_nanos)))
             .collect();
         return Err(Error::RebillNotConfirmed(format!(
             "{} of these jobs were billed already ({} in all: {}{}). Sent again, they are billed again. \
@@ -260,10 +260,14 @@ pub async fn daily_costs(ctx: &Ctx, caller: &Caller, days: i64) -> Result<Vec<Da
             job_type: r.job_type,
             owner: r.owner_name,
             jobs: r.jobs,
-            cost_usd: nanos_to_usd(r.cost_nanos),
-            standard_cost_usd: nanos_to_usd(r.standard_cost_nanos),
-            cost_nanos: r.cost_nanos,
-            standard_cost_nanos: r.standard_cost_nanos,
+            cost_usd: nanos_to_usd(r.bill.cost_nanos),
+            standard_cost_usd: nanos_to_usd(r.bill.standard_cost_nanos),
+            cost_nanos: r.bill.cost_nanos,
+            standard_cost_nanos: r.bill.standard_cost_nanos,
+            uncached_cost_nanos: r.bill.uncached_cost_nanos,
+            cache_read_tokens: r.bill.cache_read_tokens,
+            cache_write_tokens: r.bill.cache_write_tokens,
+            input_tokens: r.bill.input_tokens,
         })
         .collect())
 }
@@ -276,10 +280,14 @@ pub async fn stats(ctx: &Ctx, caller: &Caller) -> Result<Stats> {
         processing_jobs: s.processing,
         completed_jobs: s.completed,
         failed_jobs: s.failed,
-        total_tokens_used: s.tokens,
-        total_cost_usd: nanos_to_usd(s.cost_nanos),
-        total_savings_usd: nanos_to_usd(s.standard_cost_nanos - s.cost_nanos),
+        total_tokens_used: s.bill.tokens(),
+        total_cost_usd: nanos_to_usd(s.bill.cost_nanos),
+        total_savings_usd: nanos_to_usd(s.bill.savings_nanos()),
         avg_processing_time_hours: s.avg_completion_micros.map_or(0.0, |us| us / 3.6e9),
+        total_saved_by_batching_usd: nanos_to_usd(s.bill.saved_by_batching_nanos()),
+        total_saved_by_caching_usd: nanos_to_usd(s.bill.saved_by_caching_nanos()),
+        cache_read_tokens: s.bill.cache_read_tokens,
+        cache_write_tokens: s.bill.cache_write_tokens,
     })
 }
 

@@ -1,8 +1,12 @@
 //! A batch create's body, written once as the JSON Anthropic receives, within its limits.
 //! A flush renders each job straight into it, so no payload is held twice: the body is the
 //! only copy, and the client sends it (and any retry of it) without serializing again.
+//!
+//! Requests that share a cached prefix (a job type and a context) are sent next to each
+//! other: the body is sent as slices of its one buffer in that order, never copied to
+//! reorder it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -12,20 +16,40 @@ use super::{BatchRequest, MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, ProviderError, va
 const PREFIX: &[u8] = b"{\"requests\":[";
 const SUFFIX: &[u8] = b"]}";
 
-/// A finished body: the bytes to send and the `custom_id`s it holds, in order.
+/// A finished body: the buffer its requests were written to, the order they are sent in, and
+/// their `custom_id`s in that order.
 #[derive(Clone, Debug)]
 pub struct BatchBody {
-    bytes: Bytes,
+    buffer: Bytes,
+    /// Each request's bytes in `buffer`, in the order they are sent.
+    order: Vec<Range<usize>>,
     custom_ids: Vec<String>,
+    len: usize,
 }
 
 impl BatchBody {
-    pub fn bytes(&self) -> Bytes {
-        self.bytes.clone()
+    /// The body as sent: slices of the one buffer (`Bytes` clones share it, so a retry sends
+    /// the same bytes without a copy).
+    pub fn chunks(&self) -> Vec<Bytes> {
+        let mut chunks = Vec::with_capacity(self.order.len() * 2 + 2);
+        chunks.push(Bytes::from_static(PREFIX));
+        for (i, range) in self.order.iter().enumerate() {
+            if i > 0 {
+                chunks.push(Bytes::from_static(b","));
+            }
+            chunks.push(self.buffer.slice(range.clone()));
+        }
+        chunks.push(Bytes::from_static(SUFFIX));
+        chunks
+    }
+
+    /// The body in one piece (tests, tools; the client sends `chunks`).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks().concat()
     }
 
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -49,6 +73,8 @@ impl BatchBody {
 struct Entry {
     custom_id: String,
     range: Range<usize>,
+    /// Requests of one group (a cached prefix they share) are sent together.
+    group: Option<String>,
 }
 
 pub struct BatchBodyBuilder {
@@ -113,6 +139,17 @@ impl BatchBodyBuilder {
 
     /// Appends one request; `params` must be a JSON object (the templates write them).
     pub fn push(&mut self, custom_id: &str, params: &str) -> Result<(), ProviderError> {
+        self.push_in(custom_id, params, None)
+    }
+
+    /// Appends one request of a group: requests of one group are sent next to each other, in
+    /// the order their groups first appeared.
+    pub fn push_in(
+        &mut self,
+        custom_id: &str,
+        params: &str,
+        group: Option<&str>,
+    ) -> Result<(), ProviderError> {
         if !valid_custom_id(custom_id) {
             return Err(ProviderError::InvalidRequest(format!(
                 "custom_id {custom_id:?} must match ^[a-zA-Z0-9_-]{{1,64}}$"
@@ -145,6 +182,7 @@ impl BatchBodyBuilder {
         self.entries.push(Entry {
             custom_id: custom_id.to_string(),
             range: start..self.size,
+            group: group.map(str::to_string),
         });
         Ok(())
     }
@@ -171,6 +209,7 @@ impl BatchBodyBuilder {
             kept.push(Entry {
                 custom_id: entry.custom_id,
                 range: write..write + len,
+                group: entry.group,
             });
             write += len;
         }
@@ -181,7 +220,7 @@ impl BatchBodyBuilder {
         self.entries = kept;
     }
 
-    pub fn finish(mut self) -> Result<BatchBody, ProviderError> {
+    pub fn finish(self) -> Result<BatchBody, ProviderError> {
         if !self.keep {
             return Err(ProviderError::InvalidRequest(
                 "a measuring builder has no body to send".into(),
@@ -192,10 +231,31 @@ impl BatchBodyBuilder {
                 "a batch holds at least one request".into(),
             ));
         }
-        self.buf.extend_from_slice(SUFFIX);
+        // Groups in the order they first appear; a request without a group is its own.
+        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        let mut keyed: Vec<(usize, usize, Entry)> = self
+            .entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let rank = match &entry.group {
+                    Some(group) => *first_seen.entry(group.clone()).or_insert(i),
+                    None => i,
+                };
+                (rank, i, entry)
+            })
+            .collect();
+        keyed.sort_by_key(|(rank, i, _)| (*rank, *i));
+        let len = self.size + SUFFIX.len();
+        let (order, custom_ids) = keyed
+            .into_iter()
+            .map(|(_, _, entry)| (entry.range, entry.custom_id))
+            .unzip();
         Ok(BatchBody {
-            bytes: Bytes::from(self.buf),
-            custom_ids: self.entries.into_iter().map(|e| e.custom_id).collect(),
+            buffer: Bytes::from(self.buf),
+            order,
+            custom_ids,
+            len,
         })
     }
 }
@@ -218,7 +278,7 @@ mod tests {
             BatchBodyBuilder::entry_bytes("b-2", r#"{"x":[1,2]}"#.len())
         );
         let body = b.finish().unwrap();
-        let parsed: CreateBatch = serde_json::from_slice(&body.bytes()).unwrap();
+        let parsed: CreateBatch = serde_json::from_slice(&body.to_vec()).unwrap();
         let ids: Vec<&str> = parsed
             .requests
             .iter()
@@ -230,7 +290,41 @@ mod tests {
             parsed.requests[0].params.get(),
             r#"{"model":"m","max_tokens":1}"#
         );
-        assert_eq!(body.len(), body.bytes().len());
+        assert_eq!(body.len(), body.to_vec().len());
+    }
+
+    #[test]
+    fn requests_of_a_group_are_sent_together_in_order_of_first_appearance() {
+        let mut b = BatchBodyBuilder::new();
+        for (id, group) in [
+            ("a1", Some("A")),
+            ("x", None),
+            ("b1", Some("B")),
+            ("a2", Some("A")),
+            ("b2", Some("B")),
+            ("a3", Some("A")),
+        ] {
+            b.push_in(id, &format!(r#"{{"id":"{id}"}}"#), group)
+                .unwrap();
+        }
+        let size = b.bytes();
+        let body = b.finish().unwrap();
+        assert_eq!(body.custom_ids(), ["a1", "a2", "a3", "x", "b1", "b2"]);
+        let bytes = body.to_vec();
+        assert_eq!(bytes.len(), size, "reordering changes no byte count");
+        let parsed: CreateBatch = serde_json::from_slice(&bytes).unwrap();
+        let ids: Vec<&str> = parsed
+            .requests
+            .iter()
+            .map(|r| r.custom_id.as_str())
+            .collect();
+        assert_eq!(ids, body.custom_ids());
+        assert!(
+            parsed
+                .requests
+                .iter()
+                .all(|r| r.params.get().contains(&r.custom_id))
+        );
     }
 
     #[test]

@@ -171,10 +171,14 @@ impl AnthropicClient {
                 || {
                     let request = self.request(&self.json, method.clone(), &url);
                     match body {
-                        // `Bytes` clones share the buffer: a retry sends the same bytes.
-                        Some(body) => request
-                            .header(reqwest::header::CONTENT_TYPE, "application/json")
-                            .body(body.bytes()),
+                        // Slices of one buffer: a retry sends the same bytes, never a copy.
+                        Some(body) => {
+                            let chunks = body.chunks().into_iter().map(Ok::<_, std::io::Error>);
+                            request
+                                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                                .header(reqwest::header::CONTENT_LENGTH, body.len())
+                                .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+                        }
                         None => request,
                     }
                 },

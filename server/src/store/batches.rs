@@ -143,6 +143,8 @@ pub struct QueuedJob {
     pub payload: String,
     /// The most it may cost, as fixed at enqueue.
     pub cost_bound_nanos: i64,
+    /// The shared context its request carries, if any.
+    pub context_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -116,6 +116,7 @@ mod tests {
             request_hash: format!("hash-{i}"),
             callback_url: None,
             cost_bound_nanos: 0,
+            context_id: None,
             created_at: now,
         };
         // Sixty requests at once, so they share groups: one names an owner that does not

@@ -11,6 +11,7 @@ mod batches;
 mod budgets;
 #[cfg(test)]
 pub(crate) mod conformance;
+mod contexts;
 pub(crate) mod engine;
 mod group_commit;
 mod results;
@@ -22,11 +23,12 @@ mod webhooks;
 pub use audit::*;
 pub use batches::*;
 pub use budgets::*;
+pub use contexts::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
 pub use results::*;
 pub use search::{SEARCH_COUNT_CAP, capped_count, contains_pattern, search_words};
 pub use sql::SqlStore;
-pub use totals::{Amounts, Cell, Counted, Deltas, TotalsRow};
+pub use totals::{Amounts, Bill, Cell, Counted, Deltas, TotalsRow};
 pub use webhooks::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum StoreError {
     /// already used for a different request; nothing was inserted.
     #[error("job {index} reuses an idempotency key for a different request")]
     KeyConflict { index: usize },
+    /// The job at this index names a context deleted since it was checked; nothing inserted.
+    #[error("job {index} names a context that was deleted")]
+    ContextGone { index: usize },
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("migration failed: {0}")]
@@ -151,6 +156,8 @@ pub struct NewJob {
     pub callback_url: Option<String>,
     /// What the job may cost at most at batch prices: what a budget counts until it is billed.
     pub cost_bound_nanos: i64,
+    /// The shared context its request carries, if any.
+    pub context_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -172,10 +179,8 @@ impl NewJob {
             batch_id: None,
             attempts: 0,
             model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_nanos: 0,
-            standard_cost_nanos: 0,
+            context_id: self.context_id.clone(),
+            bill: Bill::default(),
             duplicate_tokens: 0,
             duplicate_cost_nanos: 0,
             price_version: None,
@@ -193,10 +198,7 @@ impl NewJob {
         Counted {
             owner_id: self.owner_id.clone(),
             job_type: self.job_type,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_nanos: 0,
-            standard_cost_nanos: 0,
+            bill: Bill::default(),
             created_at: self.created_at,
             completed_at: None,
         }
@@ -219,10 +221,9 @@ pub struct JobRecord {
     pub batch_id: Option<String>,
     pub attempts: i64,
     pub model: Option<String>,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub context_id: Option<String>,
+    /// Its tokens and money: every charge of it (duplicates' included).
+    pub bill: Bill,
     /// The part of the tokens and cost that duplicate batches ran up.
     pub duplicate_tokens: i64,
     pub duplicate_cost_nanos: i64,
@@ -280,9 +281,7 @@ pub struct StatsRecord {
     pub processing: i64,
     pub completed: i64,
     pub failed: i64,
-    pub tokens: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub bill: Bill,
     /// Mean of `completed_at - created_at` over completed jobs, in microseconds.
     pub avg_completion_micros: Option<f64>,
 }
@@ -302,8 +301,7 @@ pub struct DailyCostRecord {
     pub job_type: JobType,
     pub owner_name: String,
     pub jobs: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub bill: Bill,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -449,6 +447,7 @@ pub trait Store:
     + WebhookStore
     + BudgetStore
     + AuditStore
+    + ContextStore
 {
 }
 
@@ -461,6 +460,7 @@ impl<T> Store for T where
         + WebhookStore
         + BudgetStore
         + AuditStore
+        + ContextStore
 {
 }
 
@@ -502,9 +502,7 @@ pub(crate) fn stats_from(rows: &[TotalsRow]) -> StatsRecord {
     let mut completion_micros = 0i64;
     for row in rows {
         stats.total += row.jobs;
-        stats.tokens += row.input_tokens + row.output_tokens;
-        stats.cost_nanos += row.cost_nanos;
-        stats.standard_cost_nanos += row.standard_cost_nanos;
+        stats.bill.add(&row.bill, 1);
         match row.status {
             JobStatus::Pending => stats.pending += row.jobs,
             JobStatus::Processing => stats.processing += row.jobs,

@@ -22,12 +22,12 @@ pub struct JobState {
     pub model: Option<String>,
 }
 
+/// What one result was billed: what it adds to its job's bill, the part of its cache writes
+/// that was written for an hour (kept on the charge), and the prices it was billed at.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spend {
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub bill: super::Bill,
+    pub cache_write_1h_tokens: i64,
     pub price_version: String,
 }
 

@@ -1,4 +1,4 @@
-//! Totals per owner, status and job type (jobs, tokens, cost, standard cost, time to complete),
+//! Totals per owner, status and job type (jobs, their bill, time to complete),
 //! kept in the same transaction as every job change, so stats and list counts are read from a
 //! few rows instead of every job.
 //!
@@ -12,14 +12,83 @@ use std::collections::BTreeMap;
 use app::api::{JobStatus, JobType};
 use chrono::{DateTime, Utc};
 
+/// Tokens and money, as the books keep them for a job, a charge and a cell of the totals:
+/// one set of figures, stored in columns of the same names (`Bill::COLUMNS`) everywhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bill {
+    /// Every token of the prompts, however billed (read from the cache, written to it, or not).
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Of the input tokens, those read from the provider's cache and those written to it.
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    /// What the provider billed.
+    pub cost_nanos: i64,
+    /// The same requests in a batch without caching.
+    pub uncached_cost_nanos: i64,
+    /// The same requests on the standard Messages API without caching.
+    pub standard_cost_nanos: i64,
+}
+
+impl Bill {
+    /// The columns a bill is stored in, in every table that keeps one.
+    pub const COLUMNS: [&'static str; 7] = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_nanos",
+        "uncached_cost_nanos",
+        "standard_cost_nanos",
+    ];
+
+    /// Its figures in the order of `COLUMNS`.
+    pub fn values(&self) -> [i64; 7] {
+        [
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cost_nanos,
+            self.uncached_cost_nanos,
+            self.standard_cost_nanos,
+        ]
+    }
+
+    pub fn add(&mut self, other: &Bill, sign: i64) {
+        self.input_tokens += sign * other.input_tokens;
+        self.output_tokens += sign * other.output_tokens;
+        self.cache_read_tokens += sign * other.cache_read_tokens;
+        self.cache_write_tokens += sign * other.cache_write_tokens;
+        self.cost_nanos += sign * other.cost_nanos;
+        self.uncached_cost_nanos += sign * other.uncached_cost_nanos;
+        self.standard_cost_nanos += sign * other.standard_cost_nanos;
+    }
+
+    pub fn tokens(&self) -> i64 {
+        self.input_tokens + self.output_tokens
+    }
+
+    /// What the batch discount saved.
+    pub fn saved_by_batching_nanos(&self) -> i64 {
+        self.standard_cost_nanos - self.uncached_cost_nanos
+    }
+
+    /// What caching saved on top of it (negative when writes cost more than reads saved).
+    pub fn saved_by_caching_nanos(&self) -> i64 {
+        self.uncached_cost_nanos - self.cost_nanos
+    }
+
+    pub fn savings_nanos(&self) -> i64 {
+        self.standard_cost_nanos - self.cost_nanos
+    }
+}
+
 /// One cell's figures, or a change to them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Amounts {
     pub jobs: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub bill: Bill,
     /// Sum of `completed_at − created_at` over the cell's completed jobs, in microseconds.
     pub completion_micros: i64,
 }
@@ -27,10 +96,7 @@ pub struct Amounts {
 impl Amounts {
     fn add(&mut self, other: &Amounts, sign: i64) {
         self.jobs += sign * other.jobs;
-        self.input_tokens += sign * other.input_tokens;
-        self.output_tokens += sign * other.output_tokens;
-        self.cost_nanos += sign * other.cost_nanos;
-        self.standard_cost_nanos += sign * other.standard_cost_nanos;
+        self.bill.add(&other.bill, sign);
         self.completion_micros += sign * other.completion_micros;
     }
 
@@ -52,10 +118,7 @@ pub struct Cell {
 pub struct Counted {
     pub owner_id: String,
     pub job_type: JobType,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub bill: Bill,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
@@ -71,10 +134,7 @@ impl Counted {
         };
         Amounts {
             jobs: 1,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cost_nanos: self.cost_nanos,
-            standard_cost_nanos: self.standard_cost_nanos,
+            bill: self.bill,
             completion_micros: completion,
         }
     }
@@ -133,10 +193,7 @@ pub struct TotalsRow {
     pub status: JobStatus,
     pub job_type: JobType,
     pub jobs: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_nanos: i64,
-    pub standard_cost_nanos: i64,
+    pub bill: Bill,
     pub completion_micros: i64,
 }
 
@@ -148,10 +205,13 @@ mod tests {
         Counted {
             owner_id: "o".into(),
             job_type: JobType::RiskReport,
-            input_tokens: tokens,
-            output_tokens: 0,
-            cost_nanos: tokens,
-            standard_cost_nanos: 2 * tokens,
+            bill: Bill {
+                input_tokens: tokens,
+                cost_nanos: tokens,
+                uncached_cost_nanos: tokens,
+                standard_cost_nanos: 2 * tokens,
+                ..Bill::default()
+            },
             created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             completed_at: None,
         }
@@ -177,8 +237,11 @@ mod tests {
             &done,
             JobStatus::Completed,
             &Amounts {
-                input_tokens: 100,
-                cost_nanos: 5,
+                bill: Bill {
+                    input_tokens: 100,
+                    cost_nanos: 5,
+                    ..Bill::default()
+                },
                 ..Amounts::default()
             },
         );
@@ -189,10 +252,12 @@ mod tests {
             *rows[0].1,
             Amounts {
                 jobs: 1,
-                input_tokens: 100,
-                cost_nanos: 5,
+                bill: Bill {
+                    input_tokens: 100,
+                    cost_nanos: 5,
+                    ..Bill::default()
+                },
                 completion_micros: 2_000_000,
-                ..Amounts::default()
             }
         );
     }

@@ -117,7 +117,7 @@ async fn flush_with_filters_then_poll_until_every_job_is_done() {
     assert!(
         done["input_tokens"].as_i64().unwrap() > 0 && done["output_tokens"].as_i64().unwrap() > 0
     );
-    assert_eq!(done["price_version"], "2025-11-01");
+    assert_eq!(done["price_version"], "2026-12-01");
     let result = app
         .alice
         .get(&format!("/api/v1/batch/jobs/{risk}/result"))

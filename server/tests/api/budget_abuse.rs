@@ -177,7 +177,7 @@ async fn backlog(app: &TestApp, owner: &str, count: usize, priority: i64) {
     let bound = app
         .ctx
         .prices
-        .job_bound_nanos(JobType::RiskReport, &payload);
+        .job_bound_nanos(JobType::RiskReport, &payload, None);
     let now = Utc::now();
     let jobs: Vec<NewJob> = (0..count)
         .map(|i| NewJob {
@@ -192,6 +192,7 @@ async fn backlog(app: &TestApp, owner: &str, count: usize, priority: i64) {
             request_hash: format!("backlog-{i}"),
             callback_url: None,
             cost_bound_nanos: bound,
+            context_id: None,
             created_at: now,
         })
         .collect();

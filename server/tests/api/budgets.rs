@@ -138,7 +138,7 @@ async fn a_cap_refuses_enqueues_and_flushes_leave_the_capped_owner_pending() {
         .jobs
         .iter()
         .filter(|j| j.owner_name == "alice")
-        .map(|j| j.cost_nanos)
+        .map(|j| j.bill.cost_nanos)
         .sum();
     assert!(billed > 0);
     assert_eq!(mine["spent_nanos"].as_i64(), Some(billed), "{mine}");

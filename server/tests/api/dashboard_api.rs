@@ -245,7 +245,7 @@ async fn admins_manage_tokens_and_read_prices() {
             prices["version"].as_str(),
             prices["batch_discount_percent"].as_i64()
         ),
-        (Some("2025-11-01"), Some(50))
+        (Some("2026-12-01"), Some(50))
     );
     for path in ["/api/v1/admin/users", "/api/v1/admin/prices"] {
         assert_eq!(app.alice.get(path).await.status, StatusCode::FORBIDDEN);

@@ -30,6 +30,7 @@ pub async fn setup_with(overrides: &[(&str, &str)]) -> Setup {
         processing_delay: Duration::from_millis(300),
         known_models: vec!["claude-sonnet-4-5".into()],
         faults: Faults::default(),
+        caching: Default::default(),
     };
     let (addr, emulator, task) = emulator::start("127.0.0.1:0".parse().unwrap(), settings)
         .await

@@ -4,6 +4,7 @@ mod access;
 mod batch_loop;
 mod budget_abuse;
 mod budgets;
+mod caching;
 mod crash;
 mod dashboard_api;
 mod database;

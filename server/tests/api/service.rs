@@ -27,15 +27,17 @@ pub struct Provider {
 impl Provider {
     /// An emulator whose batches end `delay` after their creation.
     pub async fn start(delay: Duration) -> Provider {
+        Self::start_caching(delay, 0.64).await
+    }
+
+    /// The same, its cache read at `hit_rate` (each model caching from its priced minimum).
+    pub async fn start_caching(delay: Duration, hit_rate: f64) -> Provider {
+        let prices = PriceTable::load(std::path::Path::new(PRICES)).unwrap();
         let settings = Settings {
             processing_delay: delay,
-            known_models: PriceTable::load(std::path::Path::new(PRICES))
-                .unwrap()
-                .models
-                .keys()
-                .cloned()
-                .collect(),
+            known_models: prices.models.keys().cloned().collect(),
             faults: Faults::default(),
+            caching: emulator::CacheModel::new(hit_rate, prices.cache_minimums()),
         };
         let (addr, emulator, task) = emulator::start("127.0.0.1:0".parse().unwrap(), settings)
             .await
@@ -58,6 +60,11 @@ impl Provider {
 pub struct Books {
     pub tokens: i64,
     pub cost_nanos: i64,
+    /// The same requests in a batch without caching, and on the standard API without it.
+    pub uncached_nanos: i64,
+    pub standard_nanos: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
     pub billed_per_job: HashMap<String, usize>,
     pub tokens_per_job: HashMap<String, i64>,
     pub cost_nanos_per_job: HashMap<String, i64>,
@@ -77,9 +84,14 @@ impl Books {
                 + usage.cache_creation_input_tokens
                 + usage.cache_read_input_tokens
                 + usage.output_tokens;
-            let cost = prices.cost(&billed.model, &usage).unwrap().paid_nanos;
+            let priced = prices.cost(&billed.model, &usage).unwrap();
+            let cost = priced.paid_nanos;
             books.tokens += tokens;
             books.cost_nanos += cost;
+            books.uncached_nanos += priced.uncached_nanos;
+            books.standard_nanos += priced.standard_nanos;
+            books.cache_read_tokens += usage.cache_read_input_tokens;
+            books.cache_write_tokens += usage.cache_creation_input_tokens;
             let id = billed.custom_id.clone();
             *books.billed_per_job.entry(id.clone()).or_default() += 1;
             *books.tokens_per_job.entry(id.clone()).or_default() += tokens;
@@ -111,6 +123,24 @@ impl Books {
             stats["total_cost_usd"].as_f64(),
             Some(app::api::nanos_to_usd(self.cost_nanos)),
             "cost: service {stats} vs provider {self:?}"
+        );
+        let usd = app::api::nanos_to_usd;
+        assert_eq!(
+            (
+                stats["total_savings_usd"].as_f64(),
+                stats["total_saved_by_batching_usd"].as_f64(),
+                stats["total_saved_by_caching_usd"].as_f64(),
+                stats["cache_read_tokens"].as_i64(),
+                stats["cache_write_tokens"].as_i64(),
+            ),
+            (
+                Some(usd(self.standard_nanos - self.cost_nanos)),
+                Some(usd(self.standard_nanos - self.uncached_nanos)),
+                Some(usd(self.uncached_nanos - self.cost_nanos)),
+                Some(self.cache_read_tokens),
+                Some(self.cache_write_tokens),
+            ),
+            "savings and cache: service {stats} vs provider {self:?}"
         );
     }
 }

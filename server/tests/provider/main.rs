@@ -30,6 +30,7 @@ async fn setup(delay: Duration, tune: impl FnOnce(&mut ClientConfig)) -> Setup {
         processing_delay: delay,
         known_models: vec![MODEL.into()],
         faults: Faults::default(),
+        caching: Default::default(),
     };
     let (addr, emulator, task) = emulator::start("127.0.0.1:0".parse().unwrap(), settings)
         .await
@@ -46,7 +47,8 @@ async fn setup(delay: Duration, tune: impl FnOnce(&mut ClientConfig)) -> Setup {
 }
 
 fn job_request(id: &str, job_type: JobType) -> BatchRequest {
-    templates::render(job_type, &example_payload(job_type).to_string(), MODEL).request(id)
+    let payload = example_payload(job_type).to_string();
+    templates::render(job_type, &payload, MODEL, None, &templates::CachePlan::NONE).request(id)
 }
 
 async fn create(

@@ -9,13 +9,14 @@ use serde_json::{Map, Value, json};
 use super::raw::{compact_len, echo, raw_json};
 use super::{
     Checker, DEFAULT_FLUSH_MAX_JOBS, DEFAULT_LIST_LIMIT, DEFAULT_PRIORITY, FieldError,
-    MAX_BULK_CANCEL, MAX_BULK_ENQUEUE, MAX_CALLBACK_URL_CHARS, MAX_FLUSH_JOBS,
-    MAX_IDEMPOTENCY_KEY_CHARS, MAX_LIST_LIMIT, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_SEARCH_CHARS,
-    Validated, as_object, field, nul_error, value_has_nul,
+    MAX_BULK_CANCEL, MAX_BULK_ENQUEUE, MAX_CALLBACK_URL_CHARS, MAX_CONTEXT_BYTES,
+    MAX_CONTEXT_ID_CHARS, MAX_CONTEXT_NAME_CHARS, MAX_FLUSH_JOBS, MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_LIST_LIMIT, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_SEARCH_CHARS, Validated, as_object, field,
+    nul_error, value_has_nul,
 };
 use crate::api::{
-    BulkCancelRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus, JobType,
-    ListCursor, ListQuery, PollRequest, RetryRequest, Role,
+    BulkCancelRequest, ContextRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus,
+    JobType, ListCursor, ListQuery, PollRequest, RetryRequest, Role, ShareContextRequest,
 };
 
 fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
@@ -150,13 +151,14 @@ impl Fields<'_> {
     }
 }
 
-const ENQUEUE_FIELDS: [&str; 6] = [
+const ENQUEUE_FIELDS: [&str; 7] = [
     "job_type",
     "payload",
     "priority",
     "run_after",
     "idempotency_key",
     "callback_url",
+    "context_id",
 ];
 
 fn read_enqueue_raw(raw: &RawValue, mut c: Checker) -> Validated<EnqueueRequest> {
@@ -291,6 +293,15 @@ fn read_enqueue(fields: Fields<'_>, mut c: Checker) -> Validated<EnqueueRequest>
         Given::Value(v) => callback_url(&mut c, v).map(Some),
     };
 
+    let context_id = match fields.optional("context_id") {
+        Given::Absent => Some(None),
+        Given::TooLarge(size) => {
+            too_large(&mut c, "context_id", size);
+            None
+        }
+        Given::Value(v) => bounded_string(&mut c, "context_id", v, MAX_CONTEXT_ID_CHARS).map(Some),
+    };
+
     c.finish(|| EnqueueRequest {
         job_type: job_type.expect("checked"),
         payload: payload.expect("checked"),
@@ -298,6 +309,7 @@ fn read_enqueue(fields: Fields<'_>, mut c: Checker) -> Validated<EnqueueRequest>
         run_after: run_after.expect("checked"),
         idempotency_key: idempotency_key.expect("checked"),
         callback_url: callback_url.expect("checked"),
+        context_id: context_id.expect("checked"),
     })
 }
 
@@ -411,8 +423,13 @@ pub fn host_of(authority: &str) -> Option<&str> {
 }
 
 fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
-    let loc = c.loc("idempotency_key");
-    let Some(key) = input.as_str() else {
+    bounded_string(c, "idempotency_key", input, MAX_IDEMPOTENCY_KEY_CHARS)
+}
+
+/// A string field of 1 to `max_chars` characters that a store can keep.
+fn bounded_string(c: &mut Checker, name: &str, input: &Value, max_chars: usize) -> Option<String> {
+    let loc = c.loc(name);
+    let Some(text) = input.as_str() else {
         c.push(FieldError::new(
             "string_type",
             loc,
@@ -421,8 +438,8 @@ fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
         ));
         return None;
     };
-    c.storable(loc.clone(), key)?;
-    let chars = key.chars().count();
+    c.storable(loc.clone(), text)?;
+    let chars = text.chars().count();
     if chars < 1 {
         c.push(
             FieldError::new(
@@ -434,20 +451,80 @@ fn idempotency_key(c: &mut Checker, input: &Value) -> Option<String> {
             .with_ctx(json!({ "min_length": 1 })),
         );
         None
-    } else if chars > MAX_IDEMPOTENCY_KEY_CHARS {
+    } else if chars > max_chars {
         c.push(
             FieldError::new(
                 "string_too_long",
                 loc,
-                format!("String should have at most {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+                format!("String should have at most {max_chars} characters"),
                 input.clone(),
             )
-            .with_ctx(json!({ "max_length": MAX_IDEMPOTENCY_KEY_CHARS })),
+            .with_ctx(json!({ "max_length": max_chars })),
         );
         None
     } else {
-        Some(key.to_owned())
+        Some(text.to_owned())
     }
+}
+
+/// Reads a shared context: `name` (1–200 characters) and `text` (1 character to 1 MiB of
+/// UTF-8), neither with a NUL.
+pub fn parse_context_request(body: &Value) -> Validated<ContextRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let name = c
+        .required(map, body, "name")
+        .and_then(|v| bounded_string(&mut c, "name", v, MAX_CONTEXT_NAME_CHARS));
+    let text = match c.required(map, body, "text") {
+        None => None,
+        Some(Value::String(text)) if text.len() > MAX_CONTEXT_BYTES => {
+            let error = format!(
+                "text is {} bytes; the limit is {MAX_CONTEXT_BYTES}",
+                text.len()
+            );
+            c.push(
+                FieldError::new(
+                    "value_error",
+                    c.loc("text"),
+                    format!("Value error, {error}"),
+                    json!({ "size_bytes": text.len() }),
+                )
+                .with_ctx(json!({ "error": error })),
+            );
+            None
+        }
+        Some(v) => bounded_string(&mut c, "text", v, MAX_CONTEXT_BYTES),
+    };
+    c.finish(|| ContextRequest {
+        name: name.expect("checked"),
+        text: text.expect("checked"),
+    })
+}
+
+/// Reads a share toggle: `shared`, a boolean.
+pub fn parse_share_context(body: &Value) -> Validated<ShareContextRequest> {
+    let mut c = Checker::new("body");
+    let Some(map) = as_object(body, &mut c) else {
+        return Err(c.errors);
+    };
+    let shared = match c.required(map, body, "shared") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            c.push(FieldError::new(
+                "bool_type",
+                c.loc("shared"),
+                "Input should be a valid boolean",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    c.finish(|| ShareContextRequest {
+        shared: shared.expect("checked"),
+    })
 }
 
 /// Reads the list query: `status_filter` one of the job statuses, `limit` 1–1000 (50);
@@ -721,6 +798,31 @@ pub fn parse_create_token(body: &Value) -> Validated<CreateTokenRequest> {
 }
 
 /// Reads `days` (1–366, default 30) from a query.
+/// Reads a context query: `include_text`, a boolean as pydantic reads one in a query
+/// (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`; false when absent).
+pub fn parse_include_text<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Validated<bool> {
+    let mut c = Checker::new("query");
+    let mut include = false;
+    for (name, raw) in pairs {
+        if name != "include_text" {
+            continue;
+        }
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => include = true,
+            "false" | "0" | "no" | "off" | "f" | "n" => include = false,
+            _ => c.push(FieldError::new(
+                "bool_parsing",
+                c.loc(name),
+                "Input should be a valid boolean, unable to interpret input",
+                Value::String(raw.to_owned()),
+            )),
+        }
+    }
+    c.finish(|| include)
+}
+
 pub fn parse_days<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Validated<i64> {
     let mut c = Checker::new("query");
     let mut days = 30;

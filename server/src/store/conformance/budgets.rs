@@ -116,7 +116,7 @@ pub async fn budget_usage_counts_the_month_s_charges_and_unbilled_bounds(store: 
         )
         .await
         .unwrap();
-    assert_eq!(job(store.as_ref(), "x1").await.cost_nanos, 1_000_000);
+    assert_eq!(job(store.as_ref(), "x1").await.bill.cost_nanos, 1_000_000);
     assert_eq!(
         store
             .budget_usage(&trader.id, t0())

@@ -86,6 +86,7 @@ fn new_job(id: &str, owner: &UserRecord, minutes: i64, key: Option<&str>) -> New
         request_hash: format!("hash-{id}"),
         callback_url: None,
         cost_bound_nanos: JOB_BOUND,
+        context_id: None,
         created_at: at(minutes),
     }
 }
@@ -217,10 +218,15 @@ async fn submitted_batch(store: &dyn Store, batch: &str, provider: &str, ids: &[
 
 fn spend(tokens: i64) -> Spend {
     Spend {
-        input_tokens: tokens,
-        output_tokens: tokens / 10,
-        cost_nanos: tokens * 1000,
-        standard_cost_nanos: tokens * 2000,
+        bill: Bill {
+            input_tokens: tokens,
+            output_tokens: tokens / 10,
+            cost_nanos: tokens * 1000,
+            uncached_cost_nanos: tokens * 1000,
+            standard_cost_nanos: tokens * 2000,
+            ..Bill::default()
+        },
+        cache_write_1h_tokens: 0,
         price_version: "v1".into(),
     }
 }

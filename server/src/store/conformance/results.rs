@@ -100,10 +100,10 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
     );
     assert_eq!(
         (
-            ok.input_tokens,
-            ok.output_tokens,
-            ok.cost_nanos,
-            ok.standard_cost_nanos,
+            ok.bill.input_tokens,
+            ok.bill.output_tokens,
+            ok.bill.cost_nanos,
+            ok.bill.standard_cost_nanos,
             ok.price_version.as_deref()
         ),
         (1000, 100, 1_000_000, 2_000_000, Some("v1"))
@@ -118,7 +118,7 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
             bad.status,
             bad.attempts,
             bad.error_message.as_deref(),
-            bad.input_tokens
+            bad.bill.input_tokens
         ),
         (JobStatus::Failed, 1, Some("unreadable"), 500),
         "failed, and what was billed counts"
@@ -141,7 +141,7 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
             .unwrap()
             .is_empty()
     );
-    assert_eq!(job(store.as_ref(), "ok").await.input_tokens, 1000);
+    assert_eq!(job(store.as_ref(), "ok").await.bill.input_tokens, 1000);
     assert_eq!(job(store.as_ref(), "ok").await.completed_at, Some(at(30)));
     assert_eq!(store.charged_results(BATCH).await.unwrap(), 2);
     let states = store.job_states(BATCH, &["ok".into()]).await.unwrap();
@@ -159,7 +159,11 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
     );
     let stats = store.stats(&Visibility::All).await.unwrap();
     assert_eq!(
-        (stats.tokens, stats.cost_nanos, stats.standard_cost_nanos),
+        (
+            stats.bill.tokens(),
+            stats.bill.cost_nanos,
+            stats.bill.standard_cost_nanos
+        ),
         (1650, 1_500_000, 3_000_000)
     );
     assert_eq!(
@@ -230,14 +234,17 @@ pub async fn a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill(store: Arc<
     );
     let c = job(store.as_ref(), "c").await;
     assert_eq!(
-        (c.status, c.input_tokens, c.cost_nanos, c.result),
+        (c.status, c.bill.input_tokens, c.bill.cost_nanos, c.result),
         (JobStatus::Cancelled, 800, 800_000, None)
     );
     assert_eq!(
         kinds(&store.job_events("c").await.unwrap()),
         ["created", "submitted", "cancelled", "result_discarded"]
     );
-    assert_eq!(store.stats(&Visibility::All).await.unwrap().tokens, 880);
+    assert_eq!(
+        store.stats(&Visibility::All).await.unwrap().bill.tokens(),
+        880
+    );
     assert_totals_match_a_recount(store.as_ref()).await;
 }
 
@@ -279,8 +286,8 @@ pub async fn duplicate_charges_are_counted_once_and_shown_apart(store: Arc<impl 
     assert_eq!(
         (
             d1.status,
-            d1.input_tokens,
-            d1.cost_nanos,
+            d1.bill.input_tokens,
+            d1.bill.cost_nanos,
             d1.duplicate_tokens,
             d1.duplicate_cost_nanos
         ),
@@ -298,7 +305,7 @@ pub async fn duplicate_charges_are_counted_once_and_shown_apart(store: Arc<impl 
     );
     assert_eq!(store.charged_results("msgbatch_copy").await.unwrap(), 2);
     assert_eq!(
-        store.stats(&Visibility::All).await.unwrap().tokens,
+        store.stats(&Visibility::All).await.unwrap().bill.tokens(),
         2200 + 330
     );
     assert_totals_match_a_recount(store.as_ref()).await;
@@ -463,14 +470,17 @@ pub async fn daily_costs_come_from_the_charges(store: Arc<impl Store>) {
         .await
         .unwrap();
     let rows = store.daily_costs(&Visibility::All, t0()).await.unwrap();
-    let days: Vec<(i64, i64, i64)> = rows.iter().map(|r| (r.day, r.jobs, r.cost_nanos)).collect();
+    let days: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.day, r.jobs, r.bill.cost_nanos))
+        .collect();
     let first = t0().timestamp() / 86_400 + 1;
     assert_eq!(days, [(first, 1, 1_000_000), (first + 1, 1, 1_000_000)]);
     assert_eq!(
         (rows[0].job_type, rows[0].owner_name.as_str()),
         (JobType::RiskReport, "trader")
     );
-    assert_eq!(rows[0].standard_cost_nanos, 2_000_000);
+    assert_eq!(rows[0].bill.standard_cost_nanos, 2_000_000);
     assert_eq!(
         store
             .daily_costs(&Visibility::All, t0() + day * 2)
@@ -511,7 +521,7 @@ pub async fn an_admin_retry_sends_failed_jobs_back_once(store: Arc<impl Store>) 
     ];
     store.apply_updates(BATCH, &updates, at(30)).await.unwrap();
     let billed = job(store.as_ref(), "bad").await;
-    assert!(billed.cost_nanos > 0);
+    assert!(billed.bill.cost_nanos > 0);
     let requeued = Happened::Requeued { by: "ops".into() };
     let ids = ["bad".to_string(), "ok".to_string(), "nope".to_string()];
     let ops = user(store.as_ref(), "ops", Role::Admin).await;
@@ -530,8 +540,16 @@ pub async fn an_admin_retry_sends_failed_jobs_back_once(store: Arc<impl Store>) 
     assert_eq!((bad.error_message, bad.batch_id), (None, None));
     assert_eq!(bad.attempts, 1, "its attempts stay");
     assert_eq!(
-        (bad.input_tokens, bad.output_tokens, bad.cost_nanos),
-        (billed.input_tokens, billed.output_tokens, billed.cost_nanos),
+        (
+            bad.bill.input_tokens,
+            bad.bill.output_tokens,
+            bad.bill.cost_nanos
+        ),
+        (
+            billed.bill.input_tokens,
+            billed.bill.output_tokens,
+            billed.bill.cost_nanos
+        ),
         "what it was billed stays"
     );
     assert_eq!(job(store.as_ref(), "ok").await.status, JobStatus::Completed);

@@ -47,6 +47,16 @@ impl Dialect {
         }
     }
 
+    /// At the end of a sub-`SELECT` that checks a row exists: what keeps a concurrent
+    /// transaction from deleting it before this one commits (a shared row lock on PostgreSQL;
+    /// on SQLite the one writer at a time is the lock).
+    pub const fn share_lock(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR SHARE OF c",
+        }
+    }
+
     /// The greater of two expressions.
     pub fn greatest(self, a: &str, b: &str) -> String {
         match self {

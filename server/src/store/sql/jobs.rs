@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
-    TotalsDbRow, column, first,
+    TotalsDbRow, bill_columns, bill_sums, column, first,
 };
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility, tx_read,
@@ -18,7 +18,7 @@ use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
 use crate::store::*;
 
 /// The columns of `jobs` an insert writes, as a set of rows.
-const NEW_JOB_COLUMNS: [(&str, Kind); 11] = [
+const NEW_JOB_COLUMNS: [(&str, Kind); 12] = [
     ("id", Kind::Text),
     ("owner_id", Kind::Text),
     ("job_type", Kind::Text),
@@ -28,6 +28,7 @@ const NEW_JOB_COLUMNS: [(&str, Kind); 11] = [
     ("idempotency_key", Kind::Text),
     ("request_hash", Kind::Text),
     ("cost_bound_nanos", Kind::Int),
+    ("context_id", Kind::Text),
     ("created_at", Kind::Time),
     ("updated_at", Kind::Time),
 ];
@@ -49,14 +50,15 @@ impl<E: Engine> SqlStore<E> {
 
 /// The job an owner already made with an idempotency key, read inside the writing transaction
 /// (it may have been inserted by the same transaction).
-async fn by_key<E: Engine>(tx: &mut E::Tx, owner_id: &str, key: &str) -> StoreResult<JobRecord> {
+async fn by_key<E: Engine>(
+    tx: &mut E::Tx,
+    owner_id: &str,
+    key: &str,
+) -> StoreResult<Option<JobRecord>> {
     let sql =
         format!("SELECT {JOB_COLUMNS}{JOB_FROM} WHERE j.owner_id = ? AND j.idempotency_key = ?");
     let rows: Vec<JobRow> = tx_read::<E, _>(tx, &sql, [owner_id.into(), key.into()]).await?;
-    rows.into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt(format!("no job of {owner_id} has the key {key}")))?
-        .try_into()
+    rows.into_iter().next().map(JobRecord::try_from).transpose()
 }
 
 /// The list's filters: status, type, error text, and a search by id, idempotency key or
@@ -103,6 +105,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
                 job.idempotency_key.clone().into(),
                 job.request_hash.as_str().into(),
                 job.cost_bound_nanos.into(),
+                job.context_id.as_deref().into(),
                 job.created_at.into(),
                 job.created_at.into(),
             ]);
@@ -112,13 +115,16 @@ impl<E: Engine> JobStore for SqlStore<E> {
         insert
             .push(&format!("WITH v {} AS (", rows.names()))
             .rows(rows)
-            .push(
+            .push(&format!(
                 ") INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, \
-                 idempotency_key, request_hash, cost_bound_nanos, created_at, updated_at) \
+                 idempotency_key, request_hash, cost_bound_nanos, context_id, created_at, updated_at) \
                  SELECT id, owner_id, job_type, 'pending', priority, payload, run_after, idempotency_key, \
-                 request_hash, cost_bound_nanos, created_at, updated_at FROM v WHERE TRUE \
+                 request_hash, cost_bound_nanos, context_id, created_at, updated_at FROM v \
+                 WHERE (v.context_id IS NULL OR EXISTS (SELECT 1 FROM contexts c \
+                 WHERE c.id = v.context_id AND c.deleted_at IS NULL{})) \
                  ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
-            );
+                E::DIALECT.share_lock()
+            ));
         let inserted: HashSet<String> = column(E::tx_read(&mut tx, insert).await?)
             .into_iter()
             .collect();
@@ -131,10 +137,12 @@ impl<E: Engine> JobStore for SqlStore<E> {
                 events.push((job.id.as_str(), &Happened::Created, job.created_at));
                 outcomes.push(InsertOutcome::Created(job.record()));
             } else {
-                let key = job.idempotency_key.as_deref().ok_or_else(|| {
-                    StoreError::Corrupt(format!("job {} was not inserted and has no key", job.id))
-                })?;
-                let existing = by_key::<E>(&mut tx, &job.owner_id, key).await?;
+                let existing = match job.idempotency_key.as_deref() {
+                    Some(key) => by_key::<E>(&mut tx, &job.owner_id, key).await?,
+                    None => None,
+                };
+                // Not inserted and not there: its context was deleted meanwhile.
+                let existing = existing.ok_or(StoreError::ContextGone { index })?;
                 if conflicts == KeyConflicts::Refuse && existing.request_hash != job.request_hash {
                     // Dropping the transaction rolls the whole group back.
                     return Err(StoreError::KeyConflict { index });
@@ -350,8 +358,11 @@ impl<E: Engine> JobStore for SqlStore<E> {
 
     async fn totals(&self, visibility: &Visibility) -> StoreResult<Vec<TotalsRow>> {
         let mut query = Query::new(
-            "SELECT owner_id, status, job_type, jobs, input_tokens, output_tokens, cost_nanos, \
-             standard_cost_nanos, completion_micros FROM job_totals j WHERE j.jobs <> 0",
+            format!(
+                "SELECT owner_id, status, job_type, jobs, {}, completion_micros \
+                 FROM job_totals j WHERE j.jobs <> 0",
+                bill_columns("")
+            ),
             [],
         );
         push_visibility(&mut query, visibility);
@@ -372,10 +383,10 @@ impl<E: Engine> JobStore for SqlStore<E> {
             E::DIALECT.micros_between("created_at", "completed_at")
         );
         let sql = format!(
-            "SELECT owner_id, status, job_type, CAST(COUNT(*) AS BIGINT) AS jobs, \
-             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
-             CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos, CAST(SUM(standard_cost_nanos) AS BIGINT) AS standard_cost_nanos, \
-             CAST(SUM({completion}) AS BIGINT) AS completion_micros FROM jobs GROUP BY owner_id, status, job_type"
+            "SELECT j.owner_id, j.status, j.job_type, CAST(COUNT(*) AS BIGINT) AS jobs, {}, \
+             CAST(SUM({completion}) AS BIGINT) AS completion_micros FROM jobs j \
+             GROUP BY j.owner_id, j.status, j.job_type",
+            bill_sums("j")
         );
         let mut rows = self
             .read::<TotalsDbRow>(&sql, [])
@@ -404,11 +415,10 @@ impl<E: Engine> JobStore for SqlStore<E> {
     ) -> StoreResult<Vec<DailyCostRecord>> {
         let mut query = Query::new(
             format!(
-                "SELECT {} AS day, j.job_type, u.name AS owner_name, CAST(COUNT(*) AS BIGINT) AS jobs, \
-                 CAST(SUM(c.cost_nanos) AS BIGINT) AS cost_nanos, \
-                 CAST(SUM(c.standard_cost_nanos) AS BIGINT) AS standard_cost_nanos \
+                "SELECT {} AS day, j.job_type, u.name AS owner_name, CAST(COUNT(*) AS BIGINT) AS jobs, {} \
                  FROM charges c JOIN jobs j ON j.id = c.job_id JOIN users u ON u.id = j.owner_id WHERE c.at >= ?",
-                E::DIALECT.day_of("c.at")
+                E::DIALECT.day_of("c.at"),
+                bill_sums("c")
             ),
             [since.into()],
         );

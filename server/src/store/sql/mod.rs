@@ -6,6 +6,7 @@ mod access;
 mod audit;
 mod batches;
 mod budgets;
+mod contexts;
 mod instances;
 mod jobs;
 mod results;
@@ -98,42 +99,39 @@ async fn apply_totals<E: Engine>(tx: &mut E::Tx, deltas: &Deltas) -> StoreResult
     if deltas.is_empty() {
         return Ok(());
     }
-    let mut rows = Rows::new(&[
+    let mut columns = vec![
         ("owner_id", Kind::Text),
         ("status", Kind::Text),
         ("job_type", Kind::Text),
         ("jobs", Kind::Int),
-        ("input_tokens", Kind::Int),
-        ("output_tokens", Kind::Int),
-        ("cost_nanos", Kind::Int),
-        ("standard_cost_nanos", Kind::Int),
-        ("completion_micros", Kind::Int),
-    ]);
+    ];
+    columns.extend(Bill::COLUMNS.map(|c| (c, Kind::Int)));
+    columns.push(("completion_micros", Kind::Int));
+    let mut rows = Rows::new(&columns);
     for (cell, a) in deltas.rows() {
-        rows.push(vec![
+        let mut row: Vec<Arg> = vec![
             cell.owner_id.as_str().into(),
             cell.status.as_str().into(),
             cell.job_type.as_str().into(),
             a.jobs.into(),
-            a.input_tokens.into(),
-            a.output_tokens.into(),
-            a.cost_nanos.into(),
-            a.standard_cost_nanos.into(),
-            a.completion_micros.into(),
-        ]);
+        ];
+        row.extend(a.bill.values().map(Arg::from));
+        row.push(a.completion_micros.into());
+        rows.push(row);
     }
+    let names = rows.names();
+    let added: Vec<String> = ["jobs"]
+        .into_iter()
+        .chain(Bill::COLUMNS)
+        .chain(["completion_micros"])
+        .map(|c| format!("{c} = job_totals.{c} + excluded.{c}"))
+        .collect();
     let mut query = Query::default();
-    query.push(&format!("WITH v {} AS (", rows.names())).rows(rows).push(
-        ") INSERT INTO job_totals (owner_id, status, job_type, jobs, input_tokens, output_tokens, \
-         cost_nanos, standard_cost_nanos, completion_micros) \
-         SELECT * FROM v WHERE TRUE ORDER BY owner_id, status, job_type \
-         ON CONFLICT (owner_id, status, job_type) DO UPDATE SET jobs = job_totals.jobs + excluded.jobs, \
-         input_tokens = job_totals.input_tokens + excluded.input_tokens, \
-         output_tokens = job_totals.output_tokens + excluded.output_tokens, \
-         cost_nanos = job_totals.cost_nanos + excluded.cost_nanos, \
-         standard_cost_nanos = job_totals.standard_cost_nanos + excluded.standard_cost_nanos, \
-         completion_micros = job_totals.completion_micros + excluded.completion_micros",
-    );
+    query.push(&format!("WITH v {names} AS (")).rows(rows).push(&format!(
+        ") INSERT INTO job_totals {names} SELECT * FROM v WHERE TRUE ORDER BY owner_id, status, job_type \
+         ON CONFLICT (owner_id, status, job_type) DO UPDATE SET {}",
+        added.join(", ")
+    ));
     E::tx_execute(tx, query).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::batches::requeue_processing;
 use super::rows::{CountedRow, DuplicatedRow, JobStateRow, column, counted_of_jobs, first};
-use super::{COUNTED, SqlStore, apply_totals, insert_events, tx_execute, tx_read};
+use super::{COUNTED, SqlStore, apply_totals, insert_events, tx_execute};
 use crate::events::Happened;
 use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
 use crate::store::*;
@@ -21,10 +21,7 @@ use crate::store::*;
 fn amounts(spend: &Spend) -> Amounts {
     Amounts {
         jobs: 0,
-        input_tokens: spend.input_tokens,
-        output_tokens: spend.output_tokens,
-        cost_nanos: spend.cost_nanos,
-        standard_cost_nanos: spend.standard_cost_nanos,
+        bill: spend.bill,
         completion_micros: 0,
     }
 }
@@ -33,45 +30,50 @@ fn amounts(spend: &Spend) -> Amounts {
 fn without(job: &Counted, spend: Option<&Spend>) -> Counted {
     let mut before = job.clone();
     if let Some(s) = spend {
-        before.input_tokens -= s.input_tokens;
-        before.output_tokens -= s.output_tokens;
-        before.cost_nanos -= s.cost_nanos;
-        before.standard_cost_nanos -= s.standard_cost_nanos;
+        before.bill.add(&s.bill, -1);
     }
     before.completed_at = None;
     before
 }
 
-/// A spend's columns, and their values (zero for none).
-const SPEND_COLUMNS: [(&str, Kind); 5] = [
-    ("input_tokens", Kind::Int),
-    ("output_tokens", Kind::Int),
-    ("cost_nanos", Kind::Int),
-    ("standard_cost_nanos", Kind::Int),
+/// A spend's columns beside a bill's (`v.<bill column>` in the statements).
+const SPEND_EXTRA: [(&str, Kind); 2] = [
+    ("cache_write_1h_tokens", Kind::Int),
     ("price_version", Kind::Text),
 ];
 
-fn spend_values(spend: Option<&Spend>) -> [Arg<'_>; 5] {
-    [
-        spend.map_or(0, |s| s.input_tokens).into(),
-        spend.map_or(0, |s| s.output_tokens).into(),
-        spend.map_or(0, |s| s.cost_nanos).into(),
-        spend.map_or(0, |s| s.standard_cost_nanos).into(),
-        spend.map(|s| s.price_version.clone()).into(),
-    ]
+/// A spend's values in the order of `with_spend`'s columns (zero for none).
+fn spend_values(spend: Option<&Spend>) -> Vec<Arg<'_>> {
+    let bill = spend.map(|s| s.bill).unwrap_or_default();
+    let mut values: Vec<Arg> = bill.values().map(Arg::from).to_vec();
+    values.push(spend.map_or(0, |s| s.cache_write_1h_tokens).into());
+    values.push(spend.map(|s| s.price_version.as_str()).into());
+    values
 }
 
-/// `columns` then the spend's.
+/// `columns` then a spend's.
 fn with_spend(columns: &[(&'static str, Kind)]) -> Rows<'static> {
     let mut all = columns.to_vec();
-    all.extend(SPEND_COLUMNS);
+    all.extend(Bill::COLUMNS.map(|c| (c, Kind::Int)));
+    all.extend(SPEND_EXTRA);
     Rows::new(&all)
 }
 
-/// Adds a spend's columns of `v` to a job's.
-const ADD_SPEND: &str = "input_tokens = jobs.input_tokens + v.input_tokens, \
-    output_tokens = jobs.output_tokens + v.output_tokens, cost_nanos = jobs.cost_nanos + v.cost_nanos, \
-    standard_cost_nanos = jobs.standard_cost_nanos + v.standard_cost_nanos";
+/// Adds a spend's bill (`v`) to a job's.
+fn add_spend() -> String {
+    Bill::COLUMNS
+        .iter()
+        .map(|c| format!("{c} = jobs.{c} + v.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A charge's columns, and the values they take from a spend's row `v`.
+const CHARGE_COLUMNS: &str = "input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, \
+    cache_write_1h_tokens, cost_nanos, uncached_cost_nanos, standard_cost_nanos, price_version";
+const CHARGE_VALUES: &str = "v.input_tokens, v.output_tokens, v.cache_read_tokens, \
+    v.cache_write_tokens - v.cache_write_1h_tokens, v.cache_write_1h_tokens, v.cost_nanos, \
+    v.uncached_cost_nanos, v.standard_cost_nanos, v.price_version";
 
 async fn insert_charges<E: Engine>(
     tx: &mut E::Tx,
@@ -93,14 +95,13 @@ async fn insert_charges<E: Engine>(
     query
         .push(&format!("WITH v {} AS (", rows.names()))
         .rows(rows)
-        .push(
-            ") INSERT INTO charges (job_id, provider_batch_id, kind, input_tokens, output_tokens, cost_nanos, \
-             standard_cost_nanos, price_version, at) SELECT v.job_id, ",
-        )
+        .push(&format!(
+            ") INSERT INTO charges (job_id, provider_batch_id, kind, {CHARGE_COLUMNS}, at) SELECT v.job_id, "
+        ))
         .bind(provider_batch_id)
         .push(", ")
         .bind(kind)
-        .push(", v.input_tokens, v.output_tokens, v.cost_nanos, v.standard_cost_nanos, v.price_version, ")
+        .push(&format!(", {CHARGE_VALUES}, "))
         .bind(at)
         .push(" FROM v");
     E::tx_execute(tx, query).await?;
@@ -217,7 +218,8 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         let set = Query::new(
             format!(
                 "status = 'completed', result = v.result, completed_at = ?, updated_at = ?, \
-                 error_message = NULL, {ADD_SPEND}, price_version = v.price_version"
+                 error_message = NULL, {}, price_version = v.price_version",
+                add_spend()
             ),
             [now.into(), now.into()],
         );
@@ -260,7 +262,8 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         let set = Query::new(
             format!(
                 "status = 'failed', error_message = v.error, attempts = v.new_attempts, updated_at = ?, \
-                 {ADD_SPEND}, price_version = COALESCE(v.price_version, jobs.price_version)"
+                 {}, price_version = COALESCE(v.price_version, jobs.price_version)",
+                add_spend()
             ),
             [now.into()],
         );
@@ -313,7 +316,10 @@ impl<E: Engine> ResultStore for SqlStore<E> {
                 spends.insert(u.job_id.as_str(), spend);
             }
         }
-        let set = Query::new(format!("{ADD_SPEND}, price_version = v.price_version"), []);
+        let set = Query::new(
+            format!("{}, price_version = v.price_version", add_spend()),
+            [],
+        );
         let discarded = guarded_update::<E>(
             &mut tx,
             rows,
@@ -369,12 +375,11 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         insert
             .push(&format!("WITH v {} AS (", rows.names()))
             .rows(rows)
-            .push(
-                ") INSERT INTO charges (job_id, provider_batch_id, kind, input_tokens, output_tokens, cost_nanos, \
-                 standard_cost_nanos, price_version, at) SELECT v.id, ",
-            )
+            .push(&format!(
+                ") INSERT INTO charges (job_id, provider_batch_id, kind, {CHARGE_COLUMNS}, at) SELECT v.id, "
+            ))
             .bind(provider_batch_id)
-            .push(", 'duplicate', v.input_tokens, v.output_tokens, v.cost_nanos, v.standard_cost_nanos, v.price_version, ")
+            .push(&format!(", 'duplicate', {CHARGE_VALUES}, "))
             .bind(now)
             .push(" FROM v WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = v.id) ON CONFLICT DO NOTHING RETURNING job_id");
         let new: HashSet<String> = if charges.is_empty() {
@@ -386,26 +391,26 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         };
         let mut charged = Vec::with_capacity(new.len());
         for c in charges.iter().filter(|c| new.contains(&c.job_id)) {
-            let sql = format!(
-                "UPDATE jobs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
-                 cost_nanos = cost_nanos + ?, standard_cost_nanos = standard_cost_nanos + ?, \
-                 duplicate_tokens = duplicate_tokens + ?, duplicate_cost_nanos = duplicate_cost_nanos + ? \
-                 WHERE id = ? RETURNING status, {COUNTED}"
+            let bill = &c.spend.bill;
+            let sets: Vec<String> = Bill::COLUMNS
+                .iter()
+                .map(|c| format!("{c} = {c} + ?"))
+                .collect();
+            let mut args: Vec<Arg> = bill.values().map(Arg::from).to_vec();
+            args.extend([
+                bill.tokens().into(),
+                bill.cost_nanos.into(),
+                c.job_id.as_str().into(),
+            ]);
+            let update = Query::new(
+                format!(
+                    "UPDATE jobs SET {}, duplicate_tokens = duplicate_tokens + ?, \
+                     duplicate_cost_nanos = duplicate_cost_nanos + ? WHERE id = ? RETURNING status, {COUNTED}",
+                    sets.join(", ")
+                ),
+                args,
             );
-            let rows: Vec<DuplicatedRow> = tx_read::<E, _>(
-                &mut tx,
-                &sql,
-                [
-                    c.spend.input_tokens.into(),
-                    c.spend.output_tokens.into(),
-                    c.spend.cost_nanos.into(),
-                    c.spend.standard_cost_nanos.into(),
-                    (c.spend.input_tokens + c.spend.output_tokens).into(),
-                    c.spend.cost_nanos.into(),
-                    c.job_id.as_str().into(),
-                ],
-            )
-            .await?;
+            let rows: Vec<DuplicatedRow> = E::tx_read(&mut tx, update).await?;
             for row in rows {
                 deltas.charged(
                     &row.job.counted()?,

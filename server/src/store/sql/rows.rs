@@ -5,9 +5,85 @@ use sqlx::FromRow;
 use super::super::engine::{JsonText, Time};
 use super::super::*;
 
+/// A bill's columns (`Bill::COLUMNS`) of the table `alias` names, or unqualified.
+pub(super) fn bill_columns(alias: &str) -> String {
+    Bill::COLUMNS
+        .iter()
+        .map(|c| {
+            if alias.is_empty() {
+                c.to_string()
+            } else {
+                format!("{alias}.{c}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The sum of each of a bill's columns over a group, named as the column. Charges keep their
+/// cache writes by time to live: `CHARGE_CACHE_WRITES` adds them up.
+pub(super) fn bill_sums(alias: &str) -> String {
+    Bill::COLUMNS
+        .iter()
+        .map(|c| {
+            let column = if alias == "c" && *c == "cache_write_tokens" {
+                CHARGE_CACHE_WRITES.to_string()
+            } else {
+                format!("{alias}.{c}")
+            };
+            format!("CAST(SUM({column}) AS BIGINT) AS {c}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A charge's cache writes, for 5 minutes and for an hour together (alias `c`).
+pub(super) const CHARGE_CACHE_WRITES: &str = "c.cache_write_5m_tokens + c.cache_write_1h_tokens";
+
+/// A bill as read from its columns.
+#[derive(FromRow)]
+pub(super) struct BillRow {
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    cost_nanos: i64,
+    uncached_cost_nanos: i64,
+    standard_cost_nanos: i64,
+}
+
+impl From<BillRow> for Bill {
+    fn from(r: BillRow) -> Self {
+        Bill {
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cache_read_tokens: r.cache_read_tokens,
+            cache_write_tokens: r.cache_write_tokens,
+            cost_nanos: r.cost_nanos,
+            uncached_cost_nanos: r.uncached_cost_nanos,
+            standard_cost_nanos: r.standard_cost_nanos,
+        }
+    }
+}
+
+impl From<&BillRow> for Bill {
+    fn from(r: &BillRow) -> Self {
+        Bill {
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cache_read_tokens: r.cache_read_tokens,
+            cache_write_tokens: r.cache_write_tokens,
+            cost_nanos: r.cost_nanos,
+            uncached_cost_nanos: r.uncached_cost_nanos,
+            standard_cost_nanos: r.standard_cost_nanos,
+        }
+    }
+}
+
 /// A job as the totals see it, read back from a write with `RETURNING`.
-pub(super) const COUNTED: &str = "id, owner_id, job_type, input_tokens, output_tokens, cost_nanos, \
-    standard_cost_nanos, created_at, completed_at";
+pub(super) const COUNTED: &str = "id, owner_id, job_type, input_tokens, output_tokens, \
+    cache_read_tokens, cache_write_tokens, cost_nanos, uncached_cost_nanos, standard_cost_nanos, \
+    created_at, completed_at";
 
 /// `COUNTED` as columns of `jobs`, for a `RETURNING` after a join.
 pub(super) fn counted_of_jobs() -> String {
@@ -23,10 +99,8 @@ pub(super) struct CountedRow {
     pub id: String,
     owner_id: String,
     job_type: String,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_nanos: i64,
-    standard_cost_nanos: i64,
+    #[sqlx(flatten)]
+    bill: BillRow,
     created_at: Time,
     completed_at: Option<Time>,
 }
@@ -36,10 +110,7 @@ impl CountedRow {
         Ok(Counted {
             owner_id: self.owner_id.clone(),
             job_type: parse_job_type(&self.job_type)?,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cost_nanos: self.cost_nanos,
-            standard_cost_nanos: self.standard_cost_nanos,
+            bill: (&self.bill).into(),
             created_at: self.created_at.0,
             completed_at: self.completed_at.map(|t| t.0),
         })
@@ -60,10 +131,8 @@ pub(super) struct TotalsDbRow {
     status: String,
     job_type: String,
     jobs: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_nanos: i64,
-    standard_cost_nanos: i64,
+    #[sqlx(flatten)]
+    bill: BillRow,
     completion_micros: i64,
 }
 
@@ -75,10 +144,7 @@ impl TryFrom<TotalsDbRow> for TotalsRow {
             job_type: parse_job_type(&r.job_type)?,
             owner_id: r.owner_id,
             jobs: r.jobs,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            cost_nanos: r.cost_nanos,
-            standard_cost_nanos: r.standard_cost_nanos,
+            bill: r.bill.into(),
             completion_micros: r.completion_micros,
         })
     }
@@ -87,13 +153,15 @@ impl TryFrom<TotalsDbRow> for TotalsRow {
 /// Columns of a job for single-job reads.
 pub(super) const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, \
     j.priority, j.payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, \
-    j.model, j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
+    j.model, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, j.cache_write_tokens, \
+    j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
     j.duplicate_cost_nanos, j.price_version, j.result, j.error_message, j.cancel_requested, \
     j.created_at, j.updated_at, j.completed_at";
 /// The same without the large payload and result, for lists.
 pub(super) const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
     j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, \
-    j.attempts, j.model, j.input_tokens, j.output_tokens, j.cost_nanos, j.standard_cost_nanos, \
+    j.attempts, j.model, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
+    j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, \
     j.duplicate_tokens, j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, \
     j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
 pub(super) const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
@@ -113,10 +181,9 @@ pub(super) struct JobRow {
     batch_id: Option<String>,
     attempts: i64,
     model: Option<String>,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_nanos: i64,
-    standard_cost_nanos: i64,
+    context_id: Option<String>,
+    #[sqlx(flatten)]
+    bill: BillRow,
     duplicate_tokens: i64,
     duplicate_cost_nanos: i64,
     price_version: Option<String>,
@@ -149,10 +216,8 @@ impl TryFrom<JobRow> for JobRecord {
             batch_id: row.batch_id,
             attempts: row.attempts,
             model: row.model,
-            input_tokens: row.input_tokens,
-            output_tokens: row.output_tokens,
-            cost_nanos: row.cost_nanos,
-            standard_cost_nanos: row.standard_cost_nanos,
+            context_id: row.context_id,
+            bill: row.bill.into(),
             duplicate_tokens: row.duplicate_tokens,
             duplicate_cost_nanos: row.duplicate_cost_nanos,
             price_version: row.price_version,
@@ -245,8 +310,8 @@ pub(super) struct DailyCostRow {
     job_type: String,
     owner_name: String,
     jobs: i64,
-    cost_nanos: i64,
-    standard_cost_nanos: i64,
+    #[sqlx(flatten)]
+    bill: BillRow,
 }
 
 impl TryFrom<DailyCostRow> for DailyCostRecord {
@@ -257,15 +322,14 @@ impl TryFrom<DailyCostRow> for DailyCostRecord {
             job_type: parse_job_type(&row.job_type)?,
             owner_name: row.owner_name,
             jobs: row.jobs,
-            cost_nanos: row.cost_nanos,
-            standard_cost_nanos: row.standard_cost_nanos,
+            bill: row.bill.into(),
         })
     }
 }
 
 /// A job as a flush renders it.
 pub(super) const QUEUED_COLUMNS: &str =
-    "id, owner_id, job_type, priority, payload, cost_bound_nanos, created_at";
+    "id, owner_id, job_type, priority, payload, cost_bound_nanos, context_id, created_at";
 
 #[derive(FromRow)]
 pub(super) struct QueuedRow {
@@ -275,6 +339,7 @@ pub(super) struct QueuedRow {
     priority: i64,
     payload: JsonText,
     cost_bound_nanos: i64,
+    context_id: Option<String>,
     created_at: Time,
 }
 
@@ -290,6 +355,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
             owner_id: row.owner_id,
             priority: row.priority,
             cost_bound_nanos: row.cost_bound_nanos,
+            context_id: row.context_id,
         })
     }
 }
@@ -496,5 +562,41 @@ impl From<DueWebhookRow> for DueWebhook {
             url: row.url,
             attempts: row.attempts,
         }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ContextRow {
+    id: String,
+    owner_id: String,
+    owner_name: String,
+    name: String,
+    sha256: String,
+    bytes: i64,
+    tokens_estimate: i64,
+    shared: bool,
+    created_at: Time,
+    text: Option<String>,
+    jobs_waiting: i64,
+    jobs_total: i64,
+}
+
+impl TryFrom<ContextRow> for ContextRecord {
+    type Error = StoreError;
+    fn try_from(row: ContextRow) -> StoreResult<Self> {
+        Ok(ContextRecord {
+            id: row.id,
+            owner_id: row.owner_id,
+            owner_name: row.owner_name,
+            name: row.name,
+            sha256: row.sha256,
+            bytes: row.bytes,
+            tokens_estimate: row.tokens_estimate,
+            shared: row.shared,
+            created_at: row.created_at.0,
+            jobs_waiting: row.jobs_waiting,
+            jobs_total: row.jobs_total,
+            text: row.text,
+        })
     }
 }
