@@ -14,7 +14,7 @@ use crate::contexts;
 use crate::error::Result;
 
 /// Store a context (its text at most 1 MiB); the same text again is the context stored.
-#[utoipa::path(post, path = "/api/v1/batch/contexts", tag = "contexts", request_body = ContextRequest,
+#[utoipa::path(post, path = "/api/v1/batch/contexts", operation_id = "create_context", tag = "contexts", request_body = ContextRequest,
     responses((status = 200, description = "Stored, or already stored", body = ContextCreated)))]
 pub async fn create(
     State(ctx): State<Ctx>,
@@ -26,14 +26,14 @@ pub async fn create(
 }
 
 /// The contexts you may use (your own and shared ones; every one for an admin), newest first.
-#[utoipa::path(get, path = "/api/v1/batch/contexts", tag = "contexts",
+#[utoipa::path(get, path = "/api/v1/batch/contexts", operation_id = "list_contexts", tag = "contexts",
     responses((status = 200, description = "Without their texts", body = ContextList)))]
 pub async fn list(State(ctx): State<Ctx>, AuthUser(caller): AuthUser) -> Result<Json<ContextList>> {
     contexts::list(&ctx, &caller).await.map(Json)
 }
 
 /// One context; its text with `?include_text=true`.
-#[utoipa::path(get, path = "/api/v1/batch/contexts/{context_id}", tag = "contexts",
+#[utoipa::path(get, path = "/api/v1/batch/contexts/{context_id}", operation_id = "get_context", tag = "contexts",
     params(
         ("context_id" = String, Path, description = "The context's id"),
         ("include_text" = Option<bool>, Query, description = "Answer the text too (false)"),
@@ -54,7 +54,7 @@ pub async fn get(
 
 /// Delete one of your contexts (any, for an admin); refused while jobs that have not ended
 /// carry it.
-#[utoipa::path(delete, path = "/api/v1/batch/contexts/{context_id}", tag = "contexts",
+#[utoipa::path(delete, path = "/api/v1/batch/contexts/{context_id}", operation_id = "delete_context", tag = "contexts",
     params(("context_id" = String, Path, description = "The context's id")),
     responses(
         (status = 200, description = "Deleted", body = ContextDeleted),
@@ -70,7 +70,7 @@ pub async fn delete(
 }
 
 /// Share a context with every user, or make it private again (admins).
-#[utoipa::path(put, path = "/api/v1/batch/contexts/{context_id}/shared", tag = "contexts",
+#[utoipa::path(put, path = "/api/v1/batch/contexts/{context_id}/shared", operation_id = "share_context", tag = "contexts",
     request_body = ShareContextRequest,
     params(("context_id" = String, Path, description = "The context's id")),
     responses(

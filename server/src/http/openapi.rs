@@ -338,6 +338,25 @@ mod tests {
         insta::assert_snapshot!(serde_json::to_string_pretty(&document).unwrap());
     }
 
+    /// OpenAPI requires it, and code generators name methods after them.
+    #[test]
+    fn every_operation_has_its_own_id() {
+        let document: serde_json::Value = serde_json::from_str(document()).unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let id = operation["operationId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                    panic!("operationId {id:?} names both {other} and {method} {path}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn links_name_their_operation_as_openapi_spells_it() {
         let document: serde_json::Value = serde_json::from_str(document()).unwrap();

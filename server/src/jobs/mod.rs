@@ -216,6 +216,10 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, request: &RetryRequest) -> Result
                 None
             } else {
                 Some(match found.get(id) {
+                    // Failed yet not retried: the store keeps a job whose text is gone.
+                    Some(job) if job.status == JobStatus::Failed => {
+                        "its context was deleted".to_string()
+                    }
                     Some(job) => format!("the job is {}, not failed", job.status),
                     None => NOT_FOUND.to_string(),
                 })

@@ -368,3 +368,54 @@ async fn a_thousand_jobs_sharing_a_context_are_billed_exactly_under_faults() {
     );
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
+
+/// Deleting a context once its jobs failed is allowed; retrying such a job would send a prompt
+/// without its text, so the job stays failed and the answer says why.
+#[tokio::test]
+async fn a_failed_job_whose_context_is_gone_is_not_retried() {
+    let s = crate::faults::setup_with(&[("--max-attempts", "1")]).await;
+    s.emulator.set_faults(Faults {
+        expired_percent: 100,
+        ..Faults::default()
+    });
+    let stored = s
+        .app
+        .alice
+        .post(CONTEXTS, json!({"name": "Brief", "text": note(1500)}))
+        .await;
+    let context = stored.body["context"]["context_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let enqueued = s
+        .app
+        .alice
+        .post(ENQUEUE, job("risk_report", "NVDA", &context))
+        .await;
+    let id = enqueued.body["job"]["id"].as_str().unwrap().to_string();
+    s.app.flush_and_collect().await;
+    let path = format!("/api/v1/batch/jobs/{id}");
+    assert_eq!(s.app.alice.get(&path).await.body["status"], "failed");
+
+    let deleted = s
+        .app
+        .alice
+        .request(Method::DELETE, &format!("{CONTEXTS}/{context}"))
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    let retried = s
+        .app
+        .admin
+        .post(
+            "/api/v1/batch/internal/jobs/retry",
+            json!({"job_ids": [id]}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    assert_eq!(retried.body["retried"], 0, "{}", retried.body);
+    assert_eq!(
+        retried.body["results"][0]["detail"],
+        "its context was deleted"
+    );
+    assert_eq!(s.app.alice.get(&path).await.body["status"], "failed");
+}

@@ -329,9 +329,15 @@ impl<E: Engine> JobStore for SqlStore<E> {
         let mut deltas = Deltas::default();
         let mut retried = Vec::new();
         for chunk in ids.chunks(E::DIALECT.items_per_statement()) {
+            // A failed job whose context was deleted since stays failed: its text is gone.
             let mut query = Query::new(
-                "UPDATE jobs SET status = 'pending', error_message = NULL, batch_id = NULL, \
-                 local_batch_id = NULL, completed_at = NULL, updated_at = ? WHERE status = 'failed' AND id IN ",
+                format!(
+                    "UPDATE jobs SET status = 'pending', error_message = NULL, batch_id = NULL, \
+                     local_batch_id = NULL, completed_at = NULL, updated_at = ? WHERE status = 'failed' \
+                     AND (context_id IS NULL OR EXISTS (SELECT 1 FROM contexts c \
+                     WHERE c.id = jobs.context_id AND c.deleted_at IS NULL{})) AND id IN ",
+                    E::DIALECT.share_lock()
+                ),
                 [now.into()],
             );
             query
