@@ -61,6 +61,7 @@ fn send_content_security_policy() {
 pub const NAVIGATION: &[(&str, &str, bool)] = &[
     ("/jobs", "Jobs", false),
     ("/jobs/new", "New job", false),
+    ("/contexts", "Contexts", false),
     ("/savings", "Savings", false),
     ("/admin/batches", "Batches", true),
     ("/admin/access", "Access", true),
@@ -87,6 +88,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("jobs") view=pages::Jobs ssr=SsrMode::Async />
                 <Route path=(StaticSegment("jobs"), StaticSegment("new")) view=pages::NewJob ssr=SsrMode::Async />
                 <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=pages::JobPage ssr=SsrMode::Async />
+                <Route path=StaticSegment("contexts") view=pages::Contexts ssr=SsrMode::Async />
                 <Route path=StaticSegment("savings") view=pages::Savings ssr=SsrMode::Async />
                 <Route path=(StaticSegment("admin"), StaticSegment("batches")) view=pages::Batches ssr=SsrMode::Async />
                 <Route path=(StaticSegment("admin"), StaticSegment("access")) view=pages::Access ssr=SsrMode::Async />

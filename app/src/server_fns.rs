@@ -111,46 +111,61 @@ pub async fn enqueue_job(
     priority: String,
     run_after: String,
     idempotency_key: String,
+    // Absent from forms of older pages still open in a browser.
+    context_id: Option<String>,
 ) -> Result<Result<EnqueueResponse, Vec<FieldError>>, ServerFnError> {
     let caller = ssr::enqueuer().await?;
-    let body = match form_body(&job_type, &payload, &priority, &run_after, &idempotency_key) {
+    let form = EnqueueForm {
+        job_type: &job_type,
+        payload: &payload,
+        priority: &priority,
+        run_after: &run_after,
+        idempotency_key: &idempotency_key,
+        context_id: context_id.as_deref().unwrap_or_default(),
+    };
+    let body = match form.body() {
         Ok(body) => body,
         Err(errors) => return Ok(Err(errors)),
     };
     ssr::answer(ssr::backend()?.enqueue(&caller, body).await)
 }
 
-/// The JSON body the enqueue form stands for. Empty optional fields are left out.
-pub fn form_body(
-    job_type: &str,
-    payload: &str,
-    priority: &str,
-    run_after: &str,
-    idempotency_key: &str,
-) -> Result<Value, Vec<FieldError>> {
-    let payload: Value = serde_json::from_str(payload).map_err(|e| {
-        vec![FieldError::new(
-            "json_invalid",
-            vec!["body".into(), "payload".into()],
-            format!("Payload is not valid JSON: {e}"),
-            Value::String(payload.into()),
-        )]
-    })?;
-    let mut body = serde_json::json!({ "job_type": job_type, "payload": payload });
-    let fields = body.as_object_mut().expect("an object");
-    if !priority.trim().is_empty() {
-        fields.insert("priority".into(), Value::String(priority.trim().into()));
+/// The enqueue form's fields as sent; empty optional fields are left out of its body.
+pub struct EnqueueForm<'a> {
+    pub job_type: &'a str,
+    pub payload: &'a str,
+    pub priority: &'a str,
+    pub run_after: &'a str,
+    pub idempotency_key: &'a str,
+    pub context_id: &'a str,
+}
+
+impl EnqueueForm<'_> {
+    /// The JSON body the form stands for, checked afterwards as the REST API checks it.
+    pub fn body(&self) -> Result<Value, Vec<FieldError>> {
+        let payload: Value = serde_json::from_str(self.payload).map_err(|e| {
+            vec![FieldError::new(
+                "json_invalid",
+                vec!["body".into(), "payload".into()],
+                format!("Payload is not valid JSON: {e}"),
+                Value::String(self.payload.into()),
+            )]
+        })?;
+        let mut body = serde_json::json!({ "job_type": self.job_type, "payload": payload });
+        let fields = body.as_object_mut().expect("an object");
+        let optional = [
+            ("priority", self.priority.trim()),
+            ("run_after", self.run_after.trim()),
+            ("idempotency_key", self.idempotency_key),
+            ("context_id", self.context_id.trim()),
+        ];
+        for (name, value) in optional {
+            if !value.is_empty() {
+                fields.insert(name.into(), Value::String(value.into()));
+            }
+        }
+        Ok(body)
     }
-    if !run_after.trim().is_empty() {
-        fields.insert("run_after".into(), Value::String(run_after.trim().into()));
-    }
-    if !idempotency_key.is_empty() {
-        fields.insert(
-            "idempotency_key".into(),
-            Value::String(idempotency_key.into()),
-        );
-    }
-    Ok(body)
 }
 
 #[server(endpoint = "cancel_jobs")]
@@ -267,4 +282,41 @@ pub async fn new_webhook_secret(user_id: String) -> Result<WebhookSecret, Server
 pub async fn revoke_token(token_id: String) -> Result<(), ServerFnError> {
     let caller = ssr::caller().await?;
     ssr::answer(ssr::backend()?.revoke_token(&caller, &token_id).await)
+}
+
+#[server(endpoint = "list_contexts")]
+pub async fn list_contexts() -> Result<ContextList, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.contexts(&caller).await)
+}
+
+// The context actions answer a refusal (too large, in use, not yours) as a value: it is
+// the user's to read, not a failure of the call.
+
+#[server(endpoint = "create_context")]
+pub async fn create_context(
+    name: String,
+    text: String,
+) -> Result<Result<ContextCreated, String>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    Ok(ssr::backend()?.create_context(&caller, name, text).await)
+}
+
+#[server(endpoint = "delete_context")]
+pub async fn delete_context(
+    context_id: String,
+) -> Result<Result<ContextDeleted, String>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    Ok(ssr::backend()?.delete_context(&caller, &context_id).await)
+}
+
+#[server(endpoint = "share_context")]
+pub async fn share_context(
+    context_id: String,
+    shared: bool,
+) -> Result<Result<ContextView, String>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    Ok(ssr::backend()?
+        .share_context(&caller, &context_id, shared)
+        .await)
 }

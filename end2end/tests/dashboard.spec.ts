@@ -56,7 +56,7 @@ test('a trader enqueues, an admin flushes, the trader watches the job complete a
   // The savings page shows the day's cost against the standard price.
   await trader.page.getByRole('link', { name: 'Savings' }).click();
   await expect(trader.page.getByTestId('savings-chart')).toBeVisible();
-  await expect(trader.page.getByTestId('savings-cards')).toContainText('Saved by batching');
+  await expect(trader.page.getByTestId('savings-cards')).toContainText('Saved in all');
   await trader.page.screenshot({ path: screenshotPath('savings'), fullPage: true });
 
   // The admin sees the batch ended with its settled counts.

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use app::api::backend::{Backend, BackendHandle, Reply};
 use app::api::validation::{
-    FieldError, parse_audit_query, parse_budget_request, parse_bulk_cancel, parse_create_token,
-    parse_days, parse_enqueue, parse_flush, parse_list_query, parse_poll, parse_retry,
+    FieldError, parse_audit_query, parse_budget_request, parse_bulk_cancel, parse_context_request,
+    parse_create_token, parse_days, parse_enqueue, parse_flush, parse_list_query, parse_poll,
+    parse_retry, parse_share_context,
 };
 use app::api::*;
 use app::{App, shell};
@@ -22,7 +23,7 @@ use crate::config::ProviderKind;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::limits::{Asker, Use};
-use crate::{access, audit, batches, budgets, jobs};
+use crate::{access, audit, batches, budgets, contexts, jobs};
 
 const SESSION_COOKIE: &str = "aib_session";
 
@@ -57,19 +58,25 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
 }
 
 /// Dashboard calls carry a few fields; a body past the REST limit is a 413 before any of it
-/// reaches a server function (which would fail on it with a 500).
+/// reaches a server function (which would fail on it with a 500). A context upload carries
+/// up to a MiB of text, form-encoded: it has the contexts endpoint's limit.
 async fn bounded_body(request: Request, next: Next) -> Response {
-    use app::api::validation::MAX_BODY_BYTES;
+    use app::api::validation::{MAX_BODY_BYTES, MAX_CONTEXT_BODY_BYTES};
     let (parts, body) = request.into_parts();
+    let limit = if parts.uri.path() == "/api/create_context" {
+        MAX_CONTEXT_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+    if declared.is_some_and(|n| n > limit) {
         return Error::BodyTooLarge.into_response();
     }
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
         Err(_) => Error::BodyTooLarge.into_response(),
     }
@@ -297,6 +304,38 @@ impl Backend for WebBackend {
             .chain(query.actor.as_deref().map(|a| ("actor", a)));
         let query = checked(parse_audit_query(pairs))?;
         say(audit::log(&self.ctx, caller, &query).await)
+    }
+
+    async fn contexts(&self, caller: &Caller) -> Reply<ContextList> {
+        say(contexts::list(&self.ctx, caller).await)
+    }
+
+    async fn create_context(
+        &self,
+        caller: &Caller,
+        name: String,
+        text: String,
+    ) -> Reply<ContextCreated> {
+        let request = checked(parse_context_request(
+            &serde_json::json!({ "name": name, "text": text }),
+        ))?;
+        say(contexts::create(&self.ctx, caller, request).await)
+    }
+
+    async fn delete_context(&self, caller: &Caller, context_id: &str) -> Reply<ContextDeleted> {
+        say(contexts::delete(&self.ctx, caller, context_id).await)
+    }
+
+    async fn share_context(
+        &self,
+        caller: &Caller,
+        context_id: &str,
+        shared: bool,
+    ) -> Reply<ContextView> {
+        let request = checked(parse_share_context(
+            &serde_json::json!({ "shared": shared }),
+        ))?;
+        say(contexts::share(&self.ctx, caller, context_id, request.shared).await)
     }
 }
 

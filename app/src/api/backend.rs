@@ -74,6 +74,24 @@ pub trait Backend: Send + Sync + 'static {
         monthly_cap_usd: Option<f64>,
     ) -> Reply<BudgetView>;
     async fn audit_log(&self, caller: &Caller, query: AuditQuery) -> Reply<AuditPage>;
+
+    /// The contexts the caller may use, newest first.
+    async fn contexts(&self, caller: &Caller) -> Reply<ContextList>;
+    /// Stores a context from its name and text (the same checks as the REST API).
+    async fn create_context(
+        &self,
+        caller: &Caller,
+        name: String,
+        text: String,
+    ) -> Reply<ContextCreated>;
+    async fn delete_context(&self, caller: &Caller, context_id: &str) -> Reply<ContextDeleted>;
+    /// Shares a context with every user, or stops sharing it (admins).
+    async fn share_context(
+        &self,
+        caller: &Caller,
+        context_id: &str,
+        shared: bool,
+    ) -> Reply<ContextView>;
 }
 
 pub type BackendHandle = Arc<dyn Backend>;

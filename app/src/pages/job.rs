@@ -147,6 +147,17 @@ fn Detail(
             {figure("Standard cost", money_usd(job.standard_cost_usd))}
             {figure("Saved", money_usd(job.savings_usd))}
         </div>
+        <div class="mt-3 grid grid-cols-2 gap-3 sm:grid-cols-4" data-testid="job-cache">
+            {figure("Saved by batching", money_usd(job.saved_by_batching_usd))}
+            {figure("Saved by caching", money_usd(job.saved_by_caching_usd))}
+            {figure("Tokens read from cache", job.cache_read_tokens.to_string())}
+            {figure("Tokens written to cache", job.cache_write_tokens.to_string())}
+        </div>
+        {job.context_id.clone().map(|context| view! {
+            <p class="mt-2 text-sm text-slate-600">
+                "Shared context: " <a class="text-emerald-700 underline" href="/contexts"><code>{context}</code></a>
+            </p>
+        })}
         <div class="mt-6 grid gap-6 lg:grid-cols-3">
             <section class="lg:col-span-2">
                 <h2 class="font-semibold">"Result"</h2>

@@ -2,6 +2,7 @@
 
 mod access;
 mod batches;
+mod contexts;
 mod job;
 mod jobs;
 mod new_job;
@@ -11,6 +12,7 @@ mod sign_in;
 
 pub use access::Access;
 pub use batches::Batches;
+pub use contexts::Contexts;
 pub use job::JobPage;
 pub use jobs::Jobs;
 pub use new_job::NewJob;

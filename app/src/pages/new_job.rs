@@ -1,11 +1,11 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
-use crate::api::JobType;
 use crate::api::examples::example_json;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
+use crate::api::{ContextList, JobType};
 use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of};
-use crate::server_fns::EnqueueJob;
+use crate::server_fns::{EnqueueJob, list_contexts};
 
 /// The enqueue form: the same checks as the API, with each field's error beside it.
 #[component]
@@ -13,7 +13,8 @@ pub fn NewJob() -> impl IntoView {
     // Resources belong to the route, not to the session check's render.
     let enqueue = ServerAction::<EnqueueJob>::new();
     let budget = budget_of(Signal::derive(move || enqueue.version().get()));
-    view! { <SignedIn page=move |_| view! { <EnqueueForm enqueue budget /> }.into_any() /> }
+    let contexts = Resource::new(|| (), |_| list_contexts());
+    view! { <SignedIn page=move |_| view! { <EnqueueForm enqueue budget contexts /> }.into_any() /> }
 }
 
 fn pretty_example(job_type: JobType) -> String {
@@ -21,7 +22,11 @@ fn pretty_example(job_type: JobType) -> String {
 }
 
 #[component]
-fn EnqueueForm(enqueue: ServerAction<EnqueueJob>, budget: BudgetResource) -> impl IntoView {
+fn EnqueueForm(
+    enqueue: ServerAction<EnqueueJob>,
+    budget: BudgetResource,
+    contexts: Resource<Result<ContextList, ServerFnError>>,
+) -> impl IntoView {
     let payload = RwSignal::new(pretty_example(JobType::ALL[0]));
     let errors = move || match enqueue.value().get() {
         Some(Ok(Err(errors))) => errors,
@@ -77,6 +82,21 @@ fn EnqueueForm(enqueue: ServerAction<EnqueueJob>, budget: BudgetResource) -> imp
                     {JobType::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.as_str()}</option> }).collect_view()}
                 </select>
                 <p class=error_text data-error="job_type">{error_for("job_type")}</p>
+            </label>
+            <label class="block">
+                <span class="text-sm font-medium">"Shared context (optional)"</span>
+                <select name="context_id" class=input data-testid="context-picker">
+                    <option value="">"None"</option>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            contexts.await.map(|list| list.contexts).unwrap_or_default().into_iter().map(|c| view! {
+                                <option value=c.context_id.clone()>{format!("{} (about {} tokens)", c.name, c.tokens_estimate)}</option>
+                            }).collect_view()
+                        })}
+                    </Transition>
+                </select>
+                <p class="mt-1 text-sm text-slate-500">"Sent before the payload and read from the provider's cache by the jobs that share it. "<a class="text-emerald-700 underline" href="/contexts">"Manage contexts"</a></p>
+                <p class=error_text data-error="context_id">{error_for("context_id")}</p>
             </label>
             <label class="block">
                 <span class="text-sm font-medium">"Payload (JSON object)"</span>

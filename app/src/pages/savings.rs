@@ -49,6 +49,8 @@ fn Cards(stats: Stats) -> impl IntoView {
             </div>
         }
     };
+    let batching = stats.total_saved_by_batching_usd;
+    let caching = stats.total_saved_by_caching_usd;
     view! {
         <div class="mt-4 grid grid-cols-2 gap-3 md:grid-cols-4" data-testid="savings-cards">
             {card("Jobs queued", stats.total_jobs_queued.to_string())}
@@ -57,10 +59,49 @@ fn Cards(stats: Stats) -> impl IntoView {
             {card("Failed", stats.failed_jobs.to_string())}
             {card("Tokens used", stats.total_tokens_used.to_string())}
             {card("Cost paid", money_usd(stats.total_cost_usd))}
-            {card("Saved by batching", money_usd(stats.total_savings_usd))}
+            {card("Saved in all", money_usd(stats.total_savings_usd))}
             {card("Avg. hours to result", format!("{:.2}", stats.avg_processing_time_hours))}
         </div>
+        <Sources batching caching read=stats.cache_read_tokens written=stats.cache_write_tokens />
     }
+}
+
+/// The two sources of savings side by side: the batch discount, and the cache on top of it.
+#[component]
+fn Sources(batching: f64, caching: f64, read: i64, written: i64) -> impl IntoView {
+    let top = batching.abs().max(caching.abs()).max(1e-9);
+    let bar = |label: &'static str, usd: f64, colour: &'static str, testid: &'static str| {
+        let width = format!("width: {:.1}%", 100.0 * usd.max(0.0) / top);
+        view! {
+            <div class="flex items-center gap-3" data-testid=testid>
+                <div class="w-36 text-sm text-slate-600">{label}</div>
+                <div class="h-5 flex-1 rounded bg-slate-100">
+                    <div class=format!("h-5 rounded {colour}") style=width></div>
+                </div>
+                <div class="w-28 text-right text-sm font-semibold tabular-nums">{money_usd(usd)}</div>
+            </div>
+        }
+    };
+    view! {
+        <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4" data-testid="savings-sources">
+            <h2 class="font-semibold">"Where the savings came from"</h2>
+            <div class="mt-3 space-y-2">
+                {bar("Batch discount", batching, "bg-emerald-600", "saved-by-batching")}
+                {bar("Prompt cache", caching, "bg-sky-600", "saved-by-caching")}
+            </div>
+            <p class="mt-2 text-xs text-slate-500">
+                {format!(
+                    "{read} prompt tokens read from the cache, {written} written to it ({}).",
+                    hit_percent(read, written).map_or("no cached prefixes yet".into(), |p| format!("hit rate {p}"))
+                )}
+            </p>
+        </section>
+    }
+}
+
+/// The share of cacheable prompt tokens read rather than written, where any were cacheable.
+fn hit_percent(read: i64, written: i64) -> Option<String> {
+    (read + written > 0).then(|| format!("{:.0}%", 100.0 * read as f64 / (read + written) as f64))
 }
 
 /// Daily cost paid against the standard API's price, as an SVG bar chart drawn here.
@@ -108,35 +149,55 @@ fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
     .into_any()
 }
 
+/// What one row of the breakdown adds up.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    jobs: i64,
+    paid: i64,
+    uncached: i64,
+    standard: i64,
+    read: i64,
+    written: i64,
+}
+
 /// Totals by job type, and by user for admins.
 #[component]
 fn Breakdown(daily: Vec<DailyCost>, per_user: bool) -> impl IntoView {
     let sum = |key: &dyn Fn(&DailyCost) -> String| {
-        let mut totals: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+        let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
         for d in &daily {
             let t = totals.entry(key(d)).or_default();
-            t.0 += d.jobs;
-            t.1 += d.cost_nanos;
-            t.2 += d.standard_cost_nanos;
+            t.jobs += d.jobs;
+            t.paid += d.cost_nanos;
+            t.uncached += d.uncached_cost_nanos;
+            t.standard += d.standard_cost_nanos;
+            t.read += d.cache_read_tokens;
+            t.written += d.cache_write_tokens;
         }
         totals
     };
-    let table = |title: &'static str, rows: BTreeMap<String, (i64, i64, i64)>| {
+    let table = |title: &'static str, testid: &'static str, rows: BTreeMap<String, Totals>| {
         view! {
-            <section class="rounded-lg border border-slate-200 bg-white p-4">
+            <section class="overflow-x-auto rounded-lg border border-slate-200 bg-white p-4" data-testid=testid>
                 <h2 class="font-semibold">{title}</h2>
                 <table class="mt-2 w-full text-left text-sm">
                     <thead class="text-xs uppercase text-slate-500">
-                        <tr><th class="py-1"></th><th class="py-1 text-right">"Jobs"</th><th class="py-1 text-right">"Paid"</th><th class="py-1 text-right">"Standard"</th><th class="py-1 text-right">"Saved"</th></tr>
+                        <tr>
+                            <th class="py-1"></th><th class="py-1 text-right">"Jobs"</th><th class="py-1 text-right">"Paid"</th>
+                            <th class="py-1 text-right">"Standard"</th><th class="py-1 text-right">"By batching"</th>
+                            <th class="py-1 text-right">"By caching"</th><th class="py-1 text-right">"Cache hits"</th>
+                        </tr>
                     </thead>
                     <tbody class="divide-y divide-slate-100">
-                        {rows.into_iter().map(|(name, (jobs, paid, standard))| view! {
+                        {rows.into_iter().map(|(name, t)| view! {
                             <tr>
                                 <td class="py-1">{name}</td>
-                                <td class="py-1 text-right tabular-nums">{jobs}</td>
-                                <td class="py-1 text-right tabular-nums">{money(paid)}</td>
-                                <td class="py-1 text-right tabular-nums">{money(standard)}</td>
-                                <td class="py-1 text-right tabular-nums">{money(standard - paid)}</td>
+                                <td class="py-1 text-right tabular-nums">{t.jobs}</td>
+                                <td class="py-1 text-right tabular-nums">{money(t.paid)}</td>
+                                <td class="py-1 text-right tabular-nums">{money(t.standard)}</td>
+                                <td class="py-1 text-right tabular-nums">{money(t.standard - t.uncached)}</td>
+                                <td class="py-1 text-right tabular-nums">{money(t.uncached - t.paid)}</td>
+                                <td class="py-1 text-right tabular-nums">{hit_percent(t.read, t.written).unwrap_or_else(|| "–".into())}</td>
                             </tr>
                         }).collect_view()}
                     </tbody>
@@ -147,9 +208,9 @@ fn Breakdown(daily: Vec<DailyCost>, per_user: bool) -> impl IntoView {
     let by_type = sum(&|d| d.job_type.as_str().to_string());
     let by_user = per_user.then(|| sum(&|d| d.owner.clone()));
     view! {
-        <div class="mt-6 grid gap-4 md:grid-cols-2">
-            {table("By job type", by_type)}
-            {by_user.map(|rows| table("By user", rows))}
+        <div class="mt-6 grid gap-4 xl:grid-cols-2">
+            {table("By job type", "by-type", by_type)}
+            {by_user.map(|rows| table("By user", "by-user", rows))}
         </div>
     }
 }

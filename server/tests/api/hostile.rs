@@ -402,6 +402,37 @@ async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
     let huge = "x".repeat(3 * 1024 * 1024);
     let (status, _) = call(&app, &cookie, "budget", &[("pad", huge.as_str())]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A context upload may carry up to a MiB of text, form-encoded; past it, the answer is
+    // the REST API's refusal, as a value the page shows; past 4 MB, a 413 unread.
+    let text = "Rates held; spreads tightened. ".repeat(30_000);
+    let (status, body) = call(
+        &app,
+        &cookie,
+        "create_context",
+        &[("name", "Brief"), ("text", &text)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("ctx_"), "{body}");
+    let too_long = "y".repeat(1024 * 1024 + 1);
+    let (status, body) = call(
+        &app,
+        &cookie,
+        "create_context",
+        &[("name", "Big"), ("text", &too_long)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Err") && body.contains("1048576"), "{body}");
+    let (status, _) = call(
+        &app,
+        &cookie,
+        "create_context",
+        &[("name", "Huge"), ("text", &huge), ("pad", &huge)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
