@@ -295,6 +295,45 @@ impl PriceTable {
         clamp(self.discounted(standard))
     }
 
+    /// What a flush preview shows of one request at its bound tokens (whole prompt, whole
+    /// `max_tokens`): its marked prefix written for `ttl` when it is the first of its prefix
+    /// in the batch, read otherwise. `paid_nanos` is the cost with every cache read
+    /// happening, `uncached_nanos` the cost without caching.
+    pub fn preview_cost(
+        &self,
+        model: &str,
+        rendered: &crate::templates::RenderedRequest,
+        writes_prefix: bool,
+        ttl: crate::templates::CacheTtl,
+    ) -> Option<Cost> {
+        let prefix = rendered
+            .cached_bound_tokens
+            .min(rendered.prompt_bound_tokens);
+        let mut usage = Usage {
+            input_tokens: rendered.prompt_bound_tokens - prefix,
+            output_tokens: rendered.max_tokens,
+            ..Usage::default()
+        };
+        if writes_prefix {
+            usage.cache_creation_input_tokens = prefix;
+            usage.cache_creation = Some(CacheCreation {
+                ephemeral_5m_input_tokens: if ttl == crate::templates::CacheTtl::Hour {
+                    0
+                } else {
+                    prefix
+                },
+                ephemeral_1h_input_tokens: if ttl == crate::templates::CacheTtl::Hour {
+                    prefix
+                } else {
+                    0
+                },
+            });
+        } else {
+            usage.cache_read_input_tokens = prefix;
+        }
+        self.cost(model, &usage)
+    }
+
     /// The most a job may cost, rendered as a flush would render it now.
     pub fn job_bound_nanos(
         &self,

@@ -644,6 +644,13 @@ pub struct FlushPreview {
     pub estimated_tokens: i64,
     /// At batch prices, if every request used its whole `max_tokens`: an upper bound.
     pub estimated_cost_usd: f64,
+    /// The same bound with every possible cache read happening (each shared prefix written
+    /// once, at the configured time to live): the best the cache can do.
+    #[serde(default)]
+    pub estimated_cost_with_cache_usd: f64,
+    /// The same bound without caching: the batch discount alone.
+    #[serde(default)]
+    pub estimated_cost_without_cache_usd: f64,
     pub message: String,
     /// Pass it as the flush's `preview_token` to send exactly what this preview promised.
     #[serde(default)]

@@ -119,6 +119,13 @@ fn BatchesPage(
             </div>
             <p role="status" data-testid="flush-preview" class="mt-3 text-sm text-slate-700">
                 {move || preview.value().get().map(|r| match r {
+                    Ok(p) if p.estimated_cost_with_cache_usd < p.estimated_cost_without_cache_usd => format!(
+                        "{} Estimated cost at batch prices: at most {} (every shared prefix written at the 1-hour price); at most {} without the prompt cache; at most {} if every cache read happens.",
+                        p.message,
+                        money_usd(p.estimated_cost_usd),
+                        money_usd(p.estimated_cost_without_cache_usd),
+                        money_usd(p.estimated_cost_with_cache_usd),
+                    ),
                     Ok(p) => format!("{} Estimated cost at batch prices: at most {}.", p.message, money_usd(p.estimated_cost_usd)),
                     Err(e) => e.to_string(),
                 })}

@@ -2,7 +2,7 @@
 //! read a page at a time and rendered straight into the request body, which is the only copy
 //! of their payloads; adding stops at Anthropic's 256 MB.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use app::api::{
     AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, PreviewToken, money,
@@ -31,6 +31,12 @@ struct Plan {
     claims: Vec<(Claim, i64)>,
     /// Upper bound of the cost at batch prices (every request using its whole `max_tokens`).
     cost_nanos: i64,
+    /// The same requests priced as the preview shows them: with every cache read happening
+    /// (each shared prefix written once), and without caching.
+    with_cache_nanos: i64,
+    without_cache_nanos: i64,
+    /// Prefixes some request of the plan writes already.
+    prefixes: HashSet<String>,
     /// Eligible jobs (within `max_jobs`) that did not fit the size limit.
     left_for_size: i64,
     /// Jobs left pending because their owner's budget has no room for them, by owner name.
@@ -83,6 +89,9 @@ async fn plan(
         body,
         claims: Vec::new(),
         cost_nanos: 0,
+        with_cache_nanos: 0,
+        without_cache_nanos: 0,
+        prefixes: HashSet::new(),
         left_for_size: 0,
         over_budget: BTreeMap::new(),
     };
@@ -132,6 +141,19 @@ async fn plan(
             plan.body
                 .push_in(&job.id, &rendered.params, rendered.cache_key.as_deref())?;
             plan.cost_nanos += bound;
+            let writes_prefix = rendered
+                .cache_key
+                .as_ref()
+                .is_some_and(|key| plan.prefixes.insert(key.clone()));
+            if let Some(cost) = ctx.prices.preview_cost(
+                &model,
+                &rendered,
+                writes_prefix,
+                ctx.config.batch.cache_ttl,
+            ) {
+                plan.with_cache_nanos += cost.paid_nanos;
+                plan.without_cache_nanos += cost.uncached_nanos;
+            }
             if allowances.is_capped(&job.owner_id) {
                 *planned_of.entry(job.owner_id.clone()).or_default() += 1;
             }
@@ -185,6 +207,8 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
             jobs_count: 0,
             estimated_tokens: 0,
             estimated_cost_usd: 0.0,
+            estimated_cost_with_cache_usd: 0.0,
+            estimated_cost_without_cache_usd: 0.0,
             message: why_nothing(ctx, now, &plan).await?,
             preview_token,
         });
@@ -202,6 +226,8 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
         jobs_count: jobs as i64,
         estimated_tokens: plan.tokens(),
         estimated_cost_usd: nanos_to_usd(plan.cost_nanos),
+        estimated_cost_with_cache_usd: nanos_to_usd(plan.with_cache_nanos),
+        estimated_cost_without_cache_usd: nanos_to_usd(plan.without_cache_nanos),
         message,
         preview_token,
     })

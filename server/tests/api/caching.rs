@@ -224,6 +224,26 @@ async fn jobs_sharing_a_context_read_it_from_the_cache_and_say_what_that_saved()
         .post("/api/v1/batch/enqueue/bulk", json!({"jobs": jobs}))
         .await;
     assert_eq!(queued.status, StatusCode::OK, "{}", queued.body);
+    // The preview prices the flush three ways: the worst case bounds the other two, and with
+    // every read happening (one write, 47 reads of 20,000 tokens) it is far below the
+    // batch discount alone.
+    let preview = app
+        .admin
+        .post(
+            "/api/v1/batch/internal/flush/preview",
+            json!({"max_jobs": 100}),
+        )
+        .await
+        .body;
+    let usd = |k: &str| preview[k].as_f64().unwrap();
+    assert!(
+        usd("estimated_cost_with_cache_usd") < 0.3 * usd("estimated_cost_without_cache_usd"),
+        "{preview}"
+    );
+    assert!(
+        usd("estimated_cost_without_cache_usd") <= usd("estimated_cost_usd"),
+        "{preview}"
+    );
     app.flush_and_collect().await;
     let listed = app.alice.get("/api/v1/batch/jobs?limit=100").await.body;
     let jobs = listed["jobs"].as_array().unwrap();
