@@ -23,15 +23,37 @@ trap cleanup EXIT
 # Rate limits high: the fuzzer should reach the handlers, not spend its cases on 429s (their
 # own tests are in server/tests/api/hardening.rs and hostile.rs).
 serve() {
-  local port=$((20000 + RANDOM % 20000))
-  URL="http://127.0.0.1:$port"
-  DATABASE_URL="$2" AI_BATCH_ADDR="127.0.0.1:$port" AI_BATCH_SCHEDULER=false \
-    AI_BATCH_ENQUEUE_PER_SEC=100000 AI_BATCH_READS_PER_SEC=100000 AI_BATCH_AUTH_FAILURES_PER_SEC=0 RUST_LOG=warn \
-    "$BIN" serve >"$WORK/$1.log" 2>&1 &
-  SERVERS+=($!)
-  for _ in $(seq 100); do curl -fs "$URL/healthz" >/dev/null && break; sleep 0.1; done
+  # A random port may be taken: a server that exits at start is tried again on another.
+  local port pid up=""
+  for _ in 1 2 3; do
+    port=$((20000 + RANDOM % 12000))
+    URL="http://127.0.0.1:$port"
+    DATABASE_URL="$2" AI_BATCH_ADDR="127.0.0.1:$port" AI_BATCH_SCHEDULER=false \
+      AI_BATCH_ENQUEUE_PER_SEC=100000 AI_BATCH_READS_PER_SEC=100000 AI_BATCH_AUTH_FAILURES_PER_SEC=0 RUST_LOG=warn \
+      "$BIN" serve >>"$WORK/$1.log" 2>&1 &
+    pid=$!
+    SERVERS+=("$pid")
+    for _ in $(seq 600); do
+      if curl -fs "$URL/healthz" >/dev/null; then up=1; break; fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    [[ -n $up ]] && break
+  done
+  if [[ -z $up ]]; then
+    echo "the server did not start; its log:" >&2
+    tail -n 30 "$WORK/$1.log" >&2
+    exit 1
+  fi
   ADMIN="$(grep -A1 'shown only this once' "$WORK/$1.log" | tail -n 1)"
   TRADER="$(DATABASE_URL="$2" "$BIN" token create --user fuzz-trader --role trader | tail -n 1)"
+  # Test data: a context every user may name (schemathesis.toml puts it in enqueue bodies).
+  local stored
+  stored="$(curl -fsS -X POST "$URL/api/v1/batch/contexts" -H "Authorization: Bearer $ADMIN" \
+    -H 'Content-Type: application/json' -d '{"name": "contract", "text": "The fuzzers shared brief."}')"
+  export CONTRACT_CONTEXT_ID="$(.venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["context"]["context_id"])' <<<"$stored")"
+  curl -fsS -X PUT "$URL/api/v1/batch/contexts/$CONTRACT_CONTEXT_ID/shared" -H "Authorization: Bearer $ADMIN" \
+    -H 'Content-Type: application/json' -d '{"shared": true}' >/dev/null
 }
 
 # fuzz ROLE [schemathesis options…]: one run as that role against $URL.
