@@ -116,6 +116,47 @@ test('a bad payload and a bad priority show their errors inline', async ({ brows
   expect(problems).toEqual([]);
 });
 
+test('the payload as fields: a ticker, headlines, a positions table, kept in step with the JSON', async ({ browser }) => {
+  const { page, problems } = await signedIn(browser, createToken('hana', 'trader'));
+  await open(page, '/jobs/new');
+  const json = page.getByLabel('Payload (JSON object)');
+  const fields = page.getByTestId('payload-fields');
+
+  // Sentiment: a ticker and one headline per line, written into the JSON that is sent.
+  await page.getByLabel('Job type').selectOption('sentiment_analysis');
+  await fields.getByLabel('Ticker', { exact: true }).fill('AMD');
+  await fields.getByLabel('Headlines', { exact: true }).fill('AMD wins a hyperscaler order\n=HYPERLINK("x")');
+  await fields.getByLabel('Ticker', { exact: true }).focus();
+  await expect(json).toHaveValue(/"ticker": "AMD"/);
+  await expect(json).toHaveValue(/"=HYPERLINK\(\\"x\\"\)"/);
+
+  // The JSON drives the fields too.
+  await json.fill('{"ticker": "IBM", "headlines": ["One", "Two"]}');
+  await expect(fields.getByLabel('Ticker', { exact: true })).toHaveValue('IBM');
+  await expect(fields.getByLabel('Headlines', { exact: true })).toHaveValue('One\nTwo');
+
+  // A table of positions: edit a cell, add a row, remove one.
+  await page.getByLabel('Job type').selectOption('risk_report');
+  await fields.getByLabel('Positions Ticker row 1', { exact: true }).fill('MSFT');
+  await fields.getByLabel('Positions Weight pct row 1', { exact: true }).fill('12.5');
+  await fields.getByRole('button', { name: 'Add row' }).click();
+  await fields.getByLabel('Positions Ticker row 4', { exact: true }).fill('GLD');
+  await fields.getByRole('button', { name: 'Remove row 2' }).click();
+  const sent = JSON.parse(await json.inputValue());
+  expect(sent.positions.map((p: { ticker: string }) => p.ticker)).toEqual(['MSFT', 'TLT', 'GLD']);
+  expect(sent.positions[0].weight_pct).toBe(12.5);
+
+  // Text in a number field is sent as text (a payload is the trader's own JSON object).
+  await fields.getByLabel('Horizon days', { exact: true }).fill('ten');
+  await fields.getByLabel('Confidence', { exact: true }).focus();
+  await expect(json).toHaveValue(/"horizon_days": "ten"/);
+  await page.screenshot({ path: screenshotPath('enqueue-fields'), fullPage: true });
+  await page.getByRole('button', { name: 'Queue job' }).click();
+  await expect(page).toHaveURL(/\/jobs\/[0-9a-f-]{36}$/);
+  await expect(page.locator('pre').last()).toContainText('"GLD"');
+  expect(problems).toEqual([]);
+});
+
 test('a trader is refused the admin pages', async ({ browser }) => {
   const { page, problems } = await signedIn(browser, createToken('gus', 'trader'));
   await expect(page.getByRole('link', { name: 'Batches' })).toHaveCount(0);

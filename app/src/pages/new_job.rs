@@ -4,7 +4,7 @@ use leptos_router::hooks::use_navigate;
 use crate::api::examples::example_json;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
 use crate::api::{ContextList, JobType};
-use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of};
+use crate::components::{BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of};
 use crate::server_fns::{EnqueueJob, list_contexts};
 
 /// The enqueue form: the same checks as the API, with each field's error beside it.
@@ -28,6 +28,7 @@ fn EnqueueForm(
     contexts: Resource<Result<ContextList, ServerFnError>>,
 ) -> impl IntoView {
     let payload = RwSignal::new(pretty_example(JobType::ALL[0]));
+    let (job_type, set_job_type) = signal(JobType::ALL[0]);
     let errors = move || match enqueue.value().get() {
         Some(Ok(Err(errors))) => errors,
         _ => Vec::new(),
@@ -74,8 +75,9 @@ fn EnqueueForm(
                     name="job_type"
                     class=input
                     on:change=move |ev| {
-                        if let Some(job_type) = JobType::parse(&event_target_value(&ev)) {
-                            payload.set(pretty_example(job_type));
+                        if let Some(chosen) = JobType::parse(&event_target_value(&ev)) {
+                            set_job_type.set(chosen);
+                            payload.set(pretty_example(chosen));
                         }
                     }
                 >
@@ -98,8 +100,10 @@ fn EnqueueForm(
                 <p class="mt-1 text-sm text-slate-500">"Sent before the payload and read from the provider's cache by the jobs that share it. "<a class="text-emerald-700 underline" href="/contexts">"Manage contexts"</a></p>
                 <p class=error_text data-error="context_id">{error_for("context_id")}</p>
             </label>
+            <PayloadFields job_type payload />
             <label class="block">
                 <span class="text-sm font-medium">"Payload (JSON object)"</span>
+                <span class="ml-2 text-xs text-slate-500">"the advanced view: what is sent, kept in step with the fields above"</span>
                 <textarea name="payload" rows="14" class=format!("{input} font-mono text-sm") prop:value=move || payload.get() on:input=move |ev| payload.set(event_target_value(&ev))>
                     {payload.get_untracked()}
                 </textarea>
