@@ -637,3 +637,51 @@ pub async fn failed_jobs_are_found_by_their_error(store: Arc<impl Store>) {
         (vec![], 0)
     );
 }
+
+/// The bill of a job with cache reads and 5-minute and 1-hour writes, as `pricing` computes it
+/// by hand (`cache_reads_and_writes_of_both_lives_cost_exactly_their_prices`: 1,234 input,
+/// 10,000 + 20,000 written, 250,000 read, 567 output on Sonnet), comes back to the nano-dollar
+/// from the job, the day's costs and the kept totals.
+pub async fn a_cached_jobs_bill_is_kept_to_the_nano(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", BATCH, &["cached"]).await;
+    let bill = Bill {
+        input_tokens: 281_234,
+        output_tokens: 567,
+        cache_read_tokens: 250_000,
+        cache_write_tokens: 30_000,
+        cost_nanos: 122_353_500,
+        uncached_cost_nanos: 426_103_500,
+        standard_cost_nanos: 852_207_000,
+    };
+    let transition = Transition::Complete {
+        result: json!({"risk_level": "low"}),
+        spend: Spend {
+            bill,
+            cache_write_1h_tokens: 20_000,
+            price_version: "2026-12-01".into(),
+        },
+    };
+    let done = Happened::Completed {
+        batch: BATCH.into(),
+    };
+    store
+        .apply_updates(BATCH, &[update("cached", 0, transition, done)], at(30))
+        .await
+        .unwrap();
+    let job = store
+        .get_job("cached", &Visibility::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.bill, bill);
+    let days = store.daily_costs(&Visibility::All, t0()).await.unwrap();
+    assert_eq!(days.iter().map(|d| d.bill).collect::<Vec<_>>(), [bill]);
+    let totals = store.totals(&Visibility::All).await.unwrap();
+    let completed: Vec<Bill> = totals
+        .iter()
+        .filter(|t| t.status == JobStatus::Completed)
+        .map(|t| t.bill)
+        .collect();
+    assert_eq!(completed, [bill]);
+    assert_totals_match_a_recount(store.as_ref()).await;
+}
