@@ -315,18 +315,14 @@ impl PriceTable {
             ..Usage::default()
         };
         if writes_prefix {
+            let (five_minutes, hour) = match ttl {
+                crate::templates::CacheTtl::FiveMinutes => (prefix, 0),
+                crate::templates::CacheTtl::Hour => (0, prefix),
+            };
             usage.cache_creation_input_tokens = prefix;
             usage.cache_creation = Some(CacheCreation {
-                ephemeral_5m_input_tokens: if ttl == crate::templates::CacheTtl::Hour {
-                    0
-                } else {
-                    prefix
-                },
-                ephemeral_1h_input_tokens: if ttl == crate::templates::CacheTtl::Hour {
-                    prefix
-                } else {
-                    0
-                },
+                ephemeral_5m_input_tokens: five_minutes,
+                ephemeral_1h_input_tokens: hour,
             });
         } else {
             usage.cache_read_input_tokens = prefix;

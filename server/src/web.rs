@@ -62,8 +62,9 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
 /// up to a MiB of text, form-encoded: it has the contexts endpoint's limit.
 async fn bounded_body(request: Request, next: Next) -> Response {
     use app::api::validation::{MAX_BODY_BYTES, MAX_CONTEXT_BODY_BYTES};
+    use leptos::server_fn::ServerFn;
     let (parts, body) = request.into_parts();
-    let limit = if parts.uri.path() == "/api/create_context" {
+    let limit = if parts.uri.path() == app::server_fns::CreateContext::PATH {
         MAX_CONTEXT_BODY_BYTES
     } else {
         MAX_BODY_BYTES

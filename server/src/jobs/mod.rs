@@ -216,8 +216,9 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, request: &RetryRequest) -> Result
                 None
             } else {
                 Some(match found.get(id) {
-                    // Failed yet not retried: the store keeps a job whose text is gone.
-                    Some(job) if job.status == JobStatus::Failed => {
+                    // Failed, carrying a context, yet not retried: the store keeps a job
+                    // whose context's text is gone.
+                    Some(job) if job.status == JobStatus::Failed && job.context_id.is_some() => {
                         "its context was deleted".to_string()
                     }
                     Some(job) => format!("the job is {}, not failed", job.status),
