@@ -67,6 +67,14 @@ pub struct Config {
     pub anthropic: AnthropicConfig,
 
     #[command(flatten)]
+    pub openai: OpenAiConfig,
+
+    /// Routes overriding the price table's [job_models]: `job_type=model` pairs, comma
+    /// separated (`sentiment_analysis=gpt-4.1-mini`). A job type runs on its model's provider.
+    #[arg(long, env = "AI_BATCH_ROUTES", value_delimiter = ',')]
+    pub routes: Vec<String>,
+
+    #[command(flatten)]
     pub batch: BatchConfig,
 
     #[command(flatten)]
@@ -239,6 +247,27 @@ impl AnthropicConfig {
             ..ClientConfig::new(base_url, api_key)
         }
     }
+}
+
+/// OpenAI's Batch API: used for the job types routed to an OpenAI model. Its timeouts and
+/// retries are Anthropic's settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OpenAiConfig {
+    #[arg(
+        id = "openai_api_key",
+        long = "openai-api-key",
+        env = "OPENAI_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    #[arg(
+        id = "openai_base_url",
+        long = "openai-base-url",
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com"
+    )]
+    pub base_url: String,
 }
 
 /// The batch loop and its scheduler.

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{Config, ProviderKind};
 use crate::pricing::PriceTable;
-use crate::provider::Provider;
+use crate::provider::Providers;
 use crate::store::{GroupCommit, Store};
 
 /// What every use case and handler can reach: configuration, store, provider and prices.
@@ -13,7 +13,8 @@ pub struct Ctx {
     pub store: Arc<dyn Store>,
     /// Enqueues go through one writer that commits whatever arrived together.
     pub enqueuer: GroupCommit,
-    pub provider: Arc<dyn Provider>,
+    /// Anthropic always; OpenAI when configured. A batch goes to its `provider`.
+    pub providers: Providers,
     pub provider_kind: ProviderKind,
     pub prices: Arc<PriceTable>,
     /// This process, in lease owners and logs.
@@ -37,6 +38,14 @@ pub const BULK_BODIES_AT_ONCE: usize = 2;
 impl Ctx {
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// The client of a batch's provider.
+    pub fn provider(
+        &self,
+        name: app::api::ProviderName,
+    ) -> std::result::Result<&dyn crate::provider::Provider, crate::provider::ProviderError> {
+        self.providers.get(name)
     }
 
     pub fn is_leader(&self) -> bool {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use app::api::JobType;
+use app::api::{JobType, ProviderName};
 use serde::Deserialize;
 
 /// The table shipped with the code, used when no file is configured or found.
@@ -27,6 +27,8 @@ pub enum PriceError {
 /// on the standard Messages API (the batch discount applies to all of them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelPrice {
+    /// Who serves the model; a job type routed to it is sent there.
+    pub provider: ProviderName,
     pub input: i64,
     pub output: i64,
     /// Writing a prefix to the cache for 5 minutes, and for an hour.
@@ -134,6 +136,8 @@ struct RawTable {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPrice {
+    #[serde(default = "default_provider")]
+    provider: String,
     input: f64,
     output: f64,
     /// Older tables name the 5-minute write `cache_write`.
@@ -145,6 +149,10 @@ struct RawPrice {
     /// Anthropic's documented minimum for Sonnet and Opus when a table leaves it out.
     #[serde(default = "default_min_cache_tokens")]
     min_cache_tokens: i64,
+}
+
+fn default_provider() -> String {
+    ProviderName::Anthropic.as_str().into()
 }
 
 fn default_min_cache_tokens() -> i64 {
@@ -186,7 +194,14 @@ impl PriceTable {
         };
         let mut models = BTreeMap::new();
         for (name, p) in raw.models {
+            let provider = ProviderName::parse(&p.provider).ok_or_else(|| {
+                PriceError::Invalid(format!(
+                    "{name}.provider: {} is not a provider (anthropic, openai)",
+                    p.provider
+                ))
+            })?;
             let price = ModelPrice {
+                provider,
                 input: micros(p.input, &format!("{name}.input"))?,
                 output: micros(p.output, &format!("{name}.output"))?,
                 cache_write_5m: micros(p.cache_write_5m, &format!("{name}.cache_write_5m"))?,
@@ -227,6 +242,30 @@ impl PriceTable {
         Ok(table)
     }
 
+    /// The table with `job_type=model` routes replacing its [job_models] entries.
+    pub fn with_routes(mut self, routes: &[String]) -> Result<Self, PriceError> {
+        for route in routes.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+            let Some((job_type, model)) = route.split_once('=') else {
+                return Err(PriceError::Invalid(format!(
+                    "route {route:?}: expected job_type=model"
+                )));
+            };
+            let (job_type, model) = (job_type.trim(), model.trim());
+            if JobType::parse(job_type).is_none() {
+                return Err(PriceError::Invalid(format!(
+                    "route {route:?}: unknown job type {job_type}"
+                )));
+            }
+            if !self.models.contains_key(model) {
+                return Err(PriceError::Invalid(format!(
+                    "route {route:?}: {model} has no price in the table"
+                )));
+            }
+            self.job_models.insert(job_type.into(), model.into());
+        }
+        Ok(self)
+    }
+
     /// The table for people: USD per million tokens.
     pub fn view(&self) -> app::api::PriceView {
         let usd = |micros: i64| micros as f64 / 1e6;
@@ -265,6 +304,17 @@ impl PriceTable {
                     min_cache_tokens: p.min_cache_tokens,
                 })
                 .collect(),
+            routes: JobType::ALL
+                .iter()
+                .map(|&job_type| {
+                    let (provider, model) = self.route(job_type);
+                    app::api::RouteView {
+                        job_type,
+                        provider,
+                        model: model.to_string(),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -273,6 +323,28 @@ impl PriceTable {
         self.job_models
             .get(job_type.as_str())
             .unwrap_or(&self.default_model)
+    }
+
+    /// Who serves a model (Anthropic for a model without a price).
+    pub fn provider_of(&self, model: &str) -> ProviderName {
+        self.models
+            .get(model)
+            .map_or(ProviderName::Anthropic, |p| p.provider)
+    }
+
+    /// A job type's route: the provider and the model its jobs are sent to.
+    pub fn route(&self, job_type: JobType) -> (ProviderName, &str) {
+        let model = self.model_for(job_type);
+        (self.provider_of(model), model)
+    }
+
+    /// The job types routed to `provider`.
+    pub fn job_types_on(&self, provider: ProviderName) -> Vec<JobType> {
+        JobType::ALL
+            .iter()
+            .copied()
+            .filter(|&t| self.route(t).0 == provider)
+            .collect()
     }
 
     /// The most a rendered request may cost at batch prices: its prompt at one token per byte

@@ -14,7 +14,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::config::{Config, EmulatorConfig, ProviderKind};
 use crate::context::Ctx;
 use crate::pricing::PriceTable;
-use crate::provider::{AnthropicClient, Provider};
+use crate::provider::{AnthropicClient, OpenAiClient, Provider, Providers};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::{access, emulator, http, web};
@@ -102,9 +102,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         std::time::Duration::from_secs(config.db_startup_wait_secs),
     )
     .await?;
-    let prices = Arc::new(PriceTable::load(&config.prices)?);
+    let prices = Arc::new(PriceTable::load(&config.prices)?.with_routes(&config.routes)?);
     let kind = config.provider_kind();
-    let provider: Arc<dyn Provider> = match kind {
+    let providers = match kind {
         ProviderKind::Anthropic => {
             let key = config.anthropic.api_key.as_deref().unwrap_or_default();
             if key.is_empty() {
@@ -112,22 +112,41 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
                     "AI_BATCH_PROVIDER=anthropic but ANTHROPIC_API_KEY is empty: Anthropic will refuse the calls"
                 );
             }
-            Arc::new(AnthropicClient::new(
+            let anthropic: Arc<dyn Provider> = Arc::new(AnthropicClient::new(
                 config
                     .anthropic
                     .client_config(&config.anthropic.base_url, key),
-            )?)
+            )?);
+            let openai = match config.openai.api_key.as_deref().filter(|k| !k.is_empty()) {
+                Some(key) => Some(openai_client(config, &config.openai.base_url, key)?),
+                None => None,
+            };
+            Providers { anthropic, openai }
         }
         ProviderKind::Emulator => {
+            // One emulator speaks both providers' APIs on one loopback port.
             let loopback: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
             let (addr, _, _) =
                 emulator::start(loopback, emulator_settings(&config.emulator, &prices)).await?;
             let base_url = format!("http://{addr}");
-            Arc::new(AnthropicClient::new(
-                config.anthropic.client_config(&base_url, "emulator"),
-            )?)
+            Providers {
+                anthropic: Arc::new(AnthropicClient::new(
+                    config.anthropic.client_config(&base_url, "emulator"),
+                )?),
+                openai: Some(openai_client(config, &base_url, "emulator")?),
+            }
         }
     };
+    for route in prices.view().routes {
+        if !providers.has(route.provider) {
+            anyhow::bail!(
+                "{} is routed to {} ({}), which is not configured: set OPENAI_API_KEY, or route it elsewhere (AI_BATCH_ROUTES)",
+                route.job_type,
+                route.model,
+                route.provider.label()
+            );
+        }
+    }
     tracing::info!(provider = ?kind, prices = %prices.version, "provider chosen");
     if kind == ProviderKind::Emulator && !config.database_url.starts_with("sqlite:") {
         tracing::warn!(
@@ -139,7 +158,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Ctx> {
         config: Arc::new(config.clone()),
         enqueuer: crate::store::GroupCommit::start(store.clone()),
         store,
-        provider,
+        providers,
         provider_kind: kind,
         prices,
         instance: instance_name().into(),
@@ -169,6 +188,14 @@ fn instance_name() -> String {
         .unwrap_or_else(|_| "host".into());
     tracing::info!(instance = %id, %host, pid = std::process::id(), "this process's instance id");
     id
+}
+
+/// OpenAI's client at `base_url` (given with or without the SDKs' `/v1`).
+fn openai_client(config: &Config, base_url: &str, key: &str) -> anyhow::Result<Arc<dyn Provider>> {
+    let base_url = base_url.trim_end_matches('/').trim_end_matches("/v1");
+    Ok(Arc::new(OpenAiClient::new(
+        config.anthropic.client_config(base_url, key),
+    )?))
 }
 
 pub fn emulator_settings(config: &EmulatorConfig, prices: &PriceTable) -> emulator::Settings {

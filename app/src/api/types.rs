@@ -26,6 +26,25 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// Who runs a batch: each job type is routed to one (the price table says which model,
+    /// and each model's provider).
+    ProviderName {
+        Anthropic => "anthropic",
+        Openai => "openai",
+    }
+);
+
+impl ProviderName {
+    /// The provider as people name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Anthropic => "Anthropic",
+            Self::Openai => "OpenAI",
+        }
+    }
+}
+
+wire_enum!(
     Role {
         Trader => "trader",
         Admin => "admin",
@@ -97,6 +116,9 @@ pub struct Job {
     pub owner: String,
     pub attempts: i64,
     pub model: Option<String>,
+    /// The provider its model ran on, once a flush sent it.
+    #[serde(default)]
+    pub provider: Option<ProviderName>,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: f64,
@@ -244,6 +266,9 @@ pub struct BulkEnqueueResponse {
 pub struct ListQuery {
     pub status_filter: Option<JobStatus>,
     pub job_type: Option<JobType>,
+    /// Only jobs a flush sent to this provider.
+    #[serde(default)]
+    pub provider: Option<ProviderName>,
     /// A job id, an idempotency key, or text found in the payload (e.g. a ticker).
     pub search: Option<String>,
     /// Text the job's error message contains (any case): failed jobs by what went wrong.
@@ -283,7 +308,7 @@ impl ListQuery {
     /// The query as the pairs of a URL, to be read by `validation::parse_list_query`.
     /// Whether the filters go past what the kept totals can count (a text to match).
     pub fn matches_text(&self) -> bool {
-        self.search.is_some() || self.error.is_some()
+        self.search.is_some() || self.error.is_some() || self.provider.is_some()
     }
 
     pub fn to_pairs(&self) -> Vec<(String, String)> {
@@ -296,6 +321,9 @@ impl ListQuery {
         }
         if let Some(t) = self.job_type {
             pairs.push(("job_type".into(), t.as_str().into()));
+        }
+        if let Some(provider) = self.provider {
+            pairs.push(("provider".into(), provider.as_str().into()));
         }
         if let Some(q) = &self.search {
             pairs.push(("q".into(), q.clone()));
@@ -355,6 +383,22 @@ pub struct Stats {
     pub cache_read_tokens: i64,
     #[serde(default)]
     pub cache_write_tokens: i64,
+    /// What each provider billed for these jobs, and what that saved.
+    #[serde(default)]
+    pub by_provider: Vec<ProviderSpend>,
+}
+
+/// One provider's share of the books.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ProviderSpend {
+    pub provider: ProviderName,
+    /// Jobs it billed.
+    pub jobs: i64,
+    pub tokens_used: i64,
+    pub cost_usd: f64,
+    pub standard_cost_usd: f64,
+    pub savings_usd: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -533,8 +577,12 @@ pub struct JobEventView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BatchView {
-    /// Anthropic's id (`msgbatch_…`), once the provider has accepted the batch.
+    /// The provider's id (Anthropic's `msgbatch_…`, OpenAI's `batch_…`), once it has
+    /// accepted the batch.
     pub batch_id: Option<String>,
+    /// Who runs it.
+    #[serde(default)]
+    pub provider: Option<ProviderName>,
     pub local_id: String,
     pub status: String,
     pub jobs_count: i64,
@@ -764,6 +812,18 @@ pub struct PriceView {
     /// shortest prefix it caches.
     #[serde(default)]
     pub caching: Vec<ModelCacheView>,
+    /// Each job type's route: the provider and model its jobs are sent to.
+    #[serde(default)]
+    pub routes: Vec<RouteView>,
+}
+
+/// Where a job type's jobs go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct RouteView {
+    pub job_type: JobType,
+    pub provider: ProviderName,
+    pub model: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -806,6 +866,7 @@ mod tests {
             owner: "alice".into(),
             attempts,
             model: None,
+            provider: None,
             input_tokens: 0,
             output_tokens: 0,
             cost_usd: 0.0,

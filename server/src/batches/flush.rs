@@ -1,12 +1,13 @@
-//! Flush: eligible jobs → one Message Batch, crash-safely and within memory. Candidates are
-//! read a page at a time and rendered straight into the request body, which is the only copy
-//! of their payloads; adding stops at Anthropic's 256 MB.
+//! Flush: eligible jobs → one batch per provider their job types are routed to, crash-safely
+//! and within memory. Candidates are read a page at a time and rendered straight into the
+//! request body, which is the only copy of their payloads; adding stops at the provider's
+//! limits (Anthropic: 100,000 requests, 256 MB; OpenAI: 50,000 requests, 200 MB).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use app::api::{
-    AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, PreviewToken, money,
-    nanos_to_usd,
+    AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, JobType, PreviewToken,
+    ProviderName, money, nanos_to_usd,
 };
 use chrono::{DateTime, Utc};
 
@@ -17,7 +18,7 @@ use crate::access::require_admin;
 use crate::budgets::{FlushBudgets, month_start};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::provider::BatchBodyBuilder;
+use crate::provider::{BatchBodyBuilder, BodyLimits};
 use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch};
 
 /// Candidates read per query: enough to be quick, few enough to hold little.
@@ -26,6 +27,7 @@ const PAGE: i64 = 500;
 /// What a flush with given options would send: the jobs in flush order, rendered, up to the
 /// size limit. Flush and its preview share it.
 struct Plan {
+    provider: ProviderName,
     body: BatchBodyBuilder,
     /// Each claim with its token estimate.
     claims: Vec<(Claim, i64)>,
@@ -47,26 +49,6 @@ impl Plan {
     fn tokens(&self) -> i64 {
         self.claims.iter().map(|(_, t)| t).sum()
     }
-
-    /// " 3 jobs of alice stay pending: …", or nothing.
-    fn over_budget_note(&self) -> String {
-        self.over_budget
-            .iter()
-            .map(|(owner, jobs)| {
-                format!(" {jobs} jobs of {owner} stay pending: over their monthly budget.")
-            })
-            .collect()
-    }
-
-    fn token(&self, request: &FlushRequest) -> PreviewToken {
-        PreviewToken {
-            max_jobs: request.max_jobs,
-            job_types: request.job_types.clone(),
-            min_priority: request.min_priority,
-            jobs_count: self.claims.len() as i64,
-            cost_nanos: self.cost_nanos,
-        }
-    }
 }
 
 /// Reads eligible jobs in flush order until `max_jobs` are planned, the batch is full, or none
@@ -76,17 +58,19 @@ impl Plan {
 async fn plan(
     ctx: &Ctx,
     request: &FlushRequest,
+    route: &Route,
     max_jobs: i64,
     now: DateTime<Utc>,
     body: BatchBodyBuilder,
 ) -> Result<Plan> {
     let mut filter = FlushFilter {
-        job_types: request.job_types.clone(),
+        job_types: Some(route.job_types.clone()),
         min_priority: request.min_priority,
         ..FlushFilter::due(now)
     };
     let mut plan = Plan {
-        body,
+        provider: route.provider,
+        body: body.within(BodyLimits::of(route.provider)),
         claims: Vec::new(),
         cost_nanos: 0,
         with_cache_nanos: 0,
@@ -160,6 +144,7 @@ async fn plan(
             plan.claims.push((
                 Claim {
                     job_id: job.id.clone(),
+                    provider: route.provider,
                     model,
                     owner_id: job.owner_id.clone(),
                     bound_nanos: bound,
@@ -193,44 +178,94 @@ async fn plan(
 pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushPreview> {
     require_admin(caller)?;
     let now = Utc::now();
-    let plan = plan(
-        ctx,
-        &request,
-        request.max_jobs,
-        now,
-        BatchBodyBuilder::measuring(),
-    )
-    .await?;
-    let preview_token = plan.token(&request).encode();
-    if plan.claims.is_empty() {
+    let mut plans = Vec::new();
+    let mut room = request.max_jobs;
+    for route in routes(ctx, &request) {
+        let plan = plan(
+            ctx,
+            &request,
+            &route,
+            room,
+            now,
+            BatchBodyBuilder::measuring(),
+        )
+        .await?;
+        room -= plan.claims.len() as i64;
+        plans.push(plan);
+    }
+    let jobs: i64 = plans.iter().map(|p| p.claims.len() as i64).sum();
+    let cost_nanos: i64 = plans.iter().map(|p| p.cost_nanos).sum();
+    let preview_token = PreviewToken {
+        max_jobs: request.max_jobs,
+        job_types: request.job_types.clone(),
+        min_priority: request.min_priority,
+        jobs_count: jobs,
+        cost_nanos,
+    }
+    .encode();
+    let over_budget = over_budget_note(&plans);
+    if jobs == 0 {
         return Ok(FlushPreview {
             jobs_count: 0,
             estimated_tokens: 0,
             estimated_cost_usd: 0.0,
             estimated_cost_with_cache_usd: 0.0,
             estimated_cost_without_cache_usd: 0.0,
-            message: why_nothing(ctx, now, &plan).await?,
+            message: why_nothing(ctx, now, &over_budget).await?,
             preview_token,
         });
     }
-    let jobs = plan.claims.len();
-    let mut message = format!("{jobs} jobs would be sent, about {} tokens.", plan.tokens());
-    if plan.left_for_size > 0 {
-        message.push_str(&format!(
-            " {} more would wait: the batch would reach the 256 MB limit.",
-            plan.left_for_size
-        ));
+    let tokens: i64 = plans.iter().map(Plan::tokens).sum();
+    let mut message = format!("{jobs} jobs would be sent, about {tokens} tokens");
+    let sending: Vec<&Plan> = plans.iter().filter(|p| !p.claims.is_empty()).collect();
+    if sending.len() > 1
+        || sending
+            .iter()
+            .any(|p| p.provider != ProviderName::Anthropic)
+    {
+        let shares: Vec<String> = sending
+            .iter()
+            .map(|p| format!("{} to {}", p.claims.len(), p.provider.label()))
+            .collect();
+        message.push_str(&format!(" ({})", shares.join(", ")));
     }
-    message.push_str(&plan.over_budget_note());
+    message.push('.');
+    for plan in &plans {
+        if plan.left_for_size > 0 {
+            message.push_str(&format!(
+                " {} more would wait: the batch would reach {}'s size limit.",
+                plan.left_for_size,
+                plan.provider.label()
+            ));
+        }
+    }
+    message.push_str(&over_budget);
     Ok(FlushPreview {
-        jobs_count: jobs as i64,
-        estimated_tokens: plan.tokens(),
-        estimated_cost_usd: nanos_to_usd(plan.cost_nanos),
-        estimated_cost_with_cache_usd: nanos_to_usd(plan.with_cache_nanos),
-        estimated_cost_without_cache_usd: nanos_to_usd(plan.without_cache_nanos),
+        jobs_count: jobs,
+        estimated_tokens: tokens,
+        estimated_cost_usd: nanos_to_usd(cost_nanos),
+        estimated_cost_with_cache_usd: nanos_to_usd(plans.iter().map(|p| p.with_cache_nanos).sum()),
+        estimated_cost_without_cache_usd: nanos_to_usd(
+            plans.iter().map(|p| p.without_cache_nanos).sum(),
+        ),
         message,
         preview_token,
     })
+}
+
+/// Jobs held back by budgets in any plan, by owner: " 3 jobs of alice stay pending: …".
+fn over_budget_note(plans: &[Plan]) -> String {
+    let mut held: BTreeMap<&str, i64> = BTreeMap::new();
+    for plan in plans {
+        for (owner, jobs) in &plan.over_budget {
+            *held.entry(owner).or_default() += jobs;
+        }
+    }
+    held.iter()
+        .map(|(owner, jobs)| {
+            format!(" {jobs} jobs of {owner} stay pending: over their monthly budget.")
+        })
+        .collect()
 }
 
 /// The scheduler's flush: when enough jobs are eligible, or one has waited the flush
@@ -254,36 +289,99 @@ pub async fn auto_flush(ctx: &Ctx) -> Result<Option<FlushResponse>> {
     flush(ctx, &Caller::scheduler(), request).await.map(Some)
 }
 
-/// Sends eligible jobs as one batch (admins, and the scheduler as [`app::api::Caller::scheduler`]).
-/// With a `preview_token`, it sends only what that preview promised, or nothing (409).
+/// Sends eligible jobs as one batch per provider (admins, and the scheduler as
+/// [`app::api::Caller::scheduler`]). With a `preview_token`, it sends only what that preview
+/// promised, or nothing (409).
 pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushResponse> {
     require_admin(caller)?;
     tracing::info!(by = %caller.name, ?request, "flush");
     let promised = confirmed_preview(&request)?;
-    let max_jobs = promised
+    let mut room = promised
         .as_ref()
         .map_or(request.max_jobs, |p| p.jobs_count.min(request.max_jobs));
     let now = Utc::now();
-    let mut plan = plan(ctx, &request, max_jobs, now, BatchBodyBuilder::new()).await?;
+    let mut plans = Vec::new();
+    for route in routes(ctx, &request) {
+        let plan = plan(ctx, &request, &route, room, now, BatchBodyBuilder::new()).await?;
+        room -= plan.claims.len() as i64;
+        plans.push(plan);
+    }
+    let cost_nanos: i64 = plans.iter().map(|p| p.cost_nanos).sum();
     if let Some(promised) = &promised
-        && plan.cost_nanos > promised.cost_nanos
+        && cost_nanos > promised.cost_nanos
     {
+        let jobs: usize = plans.iter().map(|p| p.claims.len()).sum();
         return Err(Error::Conflict(format!(
-            "The jobs to flush changed since the preview: these {} jobs may cost up to {}, more than the {} \
+            "The jobs to flush changed since the preview: these {jobs} jobs may cost up to {}, more than the {} \
              previewed. Nothing was sent; preview again.",
-            plan.claims.len(),
-            money(plan.cost_nanos),
+            money(cost_nanos),
             money(promised.cost_nanos)
         )));
     }
-    if plan.claims.is_empty() {
-        return Ok(nothing_sent(why_nothing(ctx, now, &plan).await?));
+    let over_budget = over_budget_note(&plans);
+    if plans.iter().all(|p| p.claims.is_empty()) {
+        return Ok(nothing_sent(why_nothing(ctx, now, &over_budget).await?));
     }
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut failure = None;
+    for plan in plans.into_iter().filter(|p| !p.claims.is_empty()) {
+        match send(ctx, caller, plan, now).await {
+            Ok(Some(one)) => sent.push(one),
+            Ok(None) => {}
+            // The next provider's jobs still go; the first failure is reported.
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if sent.is_empty() {
+        return match failure {
+            Some(e) => Err(e),
+            None => Ok(nothing_sent(
+                "The eligible jobs were taken by another flush, cancelled, or held back by their owner's budget meanwhile."
+                    .into(),
+            )),
+        };
+    }
+    let mut message = sent
+        .iter()
+        .map(|s| s.message.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(e) = failure {
+        message.push_str(&format!(" Another provider's batch was not sent: {e}."));
+    }
+    message.push_str(&over_budget);
+    Ok(FlushResponse {
+        success: true,
+        batch_id: Some(sent[0].batch_id.clone()),
+        jobs_count: sent.iter().map(|s| s.jobs_count).sum(),
+        estimated_tokens: sent.iter().map(|s| s.estimated_tokens).sum(),
+        message,
+    })
+}
 
+/// What one provider's batch of a flush sent.
+struct Sent {
+    batch_id: String,
+    jobs_count: i64,
+    estimated_tokens: i64,
+    message: String,
+}
+
+/// Claims a plan's jobs into a batch and creates it at its provider; `None` when every job
+/// was taken meanwhile.
+async fn send(
+    ctx: &Ctx,
+    caller: &Caller,
+    mut plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<Option<Sent>> {
     let batch_id = uuid::Uuid::now_v7().to_string();
     let lease = new_lease(ctx, now);
     let new_batch = NewBatch {
         id: batch_id.clone(),
+        provider: plan.provider,
         estimated_tokens: plan.tokens(),
         request_bytes: plan.body.bytes() as i64,
         created_at: now,
@@ -292,17 +390,18 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
             caller,
             AuditAction::Flush,
             Some(batch_id.clone()),
-            Some(format!("{} jobs", plan.claims.len())),
+            Some(format!(
+                "{} jobs to {}",
+                plan.claims.len(),
+                plan.provider.label()
+            )),
         ),
         month_start: month_start(now),
     };
     let claims: Vec<Claim> = plan.claims.iter().map(|(c, _)| c.clone()).collect();
     let claimed = ctx.store().claim_jobs(new_batch, &claims).await?;
     if claimed.is_empty() {
-        return Ok(nothing_sent(
-            "The eligible jobs were taken by another flush, cancelled, or held back by their owner's budget meanwhile."
-                .into(),
-        ));
+        return Ok(None);
     }
     // Jobs taken or cancelled between the read and the claim, or that a concurrent flush left
     // no budget for, are not sent.
@@ -317,31 +416,29 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
         .map(|(c, _)| c.owner_id.clone())
         .collect();
     let held = Held::start(ctx, &batch_id, lease);
-    let over_budget = plan.over_budget_note();
-    let batch = submit(ctx, &batch_id, plan.body.finish()?, held).await;
+    let batch = submit(ctx, &batch_id, plan.provider, plan.body.finish()?, held).await;
     // Claimed jobs are processing now whatever the submission's outcome.
     ctx.changes.batches();
     ctx.changes.jobs_of_each(owners);
     let batch = batch?;
-
     let mut message = format!(
-        "Submitted {jobs_count} jobs to Anthropic as batch {}.",
+        "Submitted {jobs_count} jobs to {} as batch {}.",
+        plan.provider.label(),
         batch.id
     );
     if plan.left_for_size > 0 {
         message.push_str(&format!(
-            " Stopped at Anthropic's 256 MB batch limit: {} more eligible jobs stay pending for the next flush.",
+            " Stopped at {}'s batch size limit: {} more eligible jobs stay pending for the next flush.",
+            plan.provider.label(),
             plan.left_for_size
         ));
     }
-    message.push_str(&over_budget);
-    Ok(FlushResponse {
-        success: true,
-        batch_id: Some(batch.id),
+    Ok(Some(Sent {
+        batch_id: batch.id,
         jobs_count,
         estimated_tokens,
         message,
-    })
+    }))
 }
 
 /// The preview a flush confirms, if it names one; its options must be the request's.
@@ -370,9 +467,9 @@ fn nothing_sent(message: String) -> FlushResponse {
     }
 }
 
-async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>, plan: &Plan) -> Result<String> {
-    if !plan.over_budget.is_empty() {
-        return Ok(format!("Nothing to flush:{}", plan.over_budget_note()));
+async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>, over_budget: &str) -> Result<String> {
+    if !over_budget.is_empty() {
+        return Ok(format!("Nothing to flush:{over_budget}"));
     }
     let (eligible, _) = ctx.store().eligible_summary(&FlushFilter::due(now)).await?;
     let (pending, _) = ctx
@@ -390,4 +487,33 @@ async fn why_nothing(ctx: &Ctx, now: DateTime<Utc>, plan: &Plan) -> Result<Strin
             "Nothing to flush: none of the {eligible} eligible jobs match the filters (job_types, min_priority)."
         )
     })
+}
+
+/// One provider's share of a flush: the job types routed to it that the request asks for.
+struct Route {
+    provider: ProviderName,
+    job_types: Vec<JobType>,
+}
+
+/// The providers a flush sends to, in a fixed order (a preview and the flush confirming it
+/// plan the same way), each with the requested job types routed to it.
+fn routes(ctx: &Ctx, request: &FlushRequest) -> Vec<Route> {
+    ProviderName::ALL
+        .iter()
+        .map(|&provider| Route {
+            provider,
+            job_types: ctx
+                .prices
+                .job_types_on(provider)
+                .into_iter()
+                .filter(|t| {
+                    request
+                        .job_types
+                        .as_ref()
+                        .is_none_or(|asked| asked.contains(t))
+                })
+                .collect(),
+        })
+        .filter(|route| !route.job_types.is_empty())
+        .collect()
 }

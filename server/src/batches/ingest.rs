@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use app::api::{POLL_RESULTS_CAP, PollResult};
+use app::api::{POLL_RESULTS_CAP, PollResult, ProviderName};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -50,11 +50,15 @@ pub(super) async fn collect(
     remote: &MessageBatch,
 ) -> Result<Collected> {
     let mut read = Read::default();
-    let mut stream = match ctx.provider.batch_results(remote).await {
+    let mut stream = match async { ctx.provider(batch.provider)?.batch_results(remote).await }.await
+    {
         Ok(stream) => stream,
         Err(e) if e.is_not_found() => {
-            let note = "Anthropic no longer has this batch's results file (404)";
-            return incomplete(ctx, batch, remote, read, note, BatchStatus::Lost).await;
+            let note = format!(
+                "{} no longer has this batch's results file (404)",
+                batch.provider.label()
+            );
+            return incomplete(ctx, batch, remote, read, &note, BatchStatus::Lost).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -127,8 +131,18 @@ async fn finish(
             .collect();
         if !missing.is_empty() {
             let why = note.as_deref().map_or_else(
-                || "Anthropic's results file did not include this job".to_string(),
-                |n| format!("Anthropic's results for this job could not be read ({n})"),
+                || {
+                    format!(
+                        "{}'s results file did not include this job",
+                        batch.provider.label()
+                    )
+                },
+                |n| {
+                    format!(
+                        "{}'s results for this job could not be read ({n})",
+                        batch.provider.label()
+                    )
+                },
             );
             let rules = rules(ctx, batch, &remote.id, now);
             let decisions: Vec<_> = missing
@@ -165,10 +179,17 @@ async fn finish(
         )
         .await?;
     if billed_unseen > 0 {
-        tracing::error!(batch = %remote.id, billed_unseen, "Anthropic billed results of this batch that could not be read");
+        tracing::error!(batch = %remote.id, billed_unseen, "the provider billed results of this batch that could not be read");
     }
     // A batch has ended: the typical duration behind estimates may have moved.
     ctx.caches.batch_duration.invalidate(&());
+    if batch.provider == ProviderName::Openai && status == BatchStatus::Ended {
+        // Our files at OpenAI (input, output, errors) are no longer needed.
+        if let Err(e) = async { ctx.provider(batch.provider)?.delete_batch(&remote.id).await }.await
+        {
+            tracing::warn!(batch = %remote.id, error = %e, "could not delete the batch's files at OpenAI");
+        }
+    }
     Ok(Collected::Done {
         results: read.reports,
         processed: read.processed,
@@ -183,6 +204,7 @@ fn rules<'a>(
 ) -> Rules<'a> {
     Rules {
         prices: &ctx.prices,
+        provider: batch.provider.label(),
         max_attempts: ctx.config.batch.max_attempts,
         batch: provider_batch_id,
         processing_time_ms: (now - batch.submitted_at.unwrap_or(batch.created_at))

@@ -89,6 +89,7 @@ fn view(b: BatchRecord, now: DateTime<Utc>, stuck_after: i64) -> BatchView {
         age_seconds: (b.ended_at.unwrap_or(now) - b.submitted_at.unwrap_or(b.created_at))
             .num_seconds(),
         batch_id: b.provider_batch_id,
+        provider: Some(b.provider),
         local_id: b.id,
         status: b.status.as_str().to_string(),
         jobs_count: b.job_count,

@@ -20,6 +20,8 @@ const PERMANENT_ERRORS: &[&str] = &[
 /// What the rules need besides the job and its result.
 pub struct Rules<'a> {
     pub prices: &'a PriceTable,
+    /// Who ran the batch, as people name it ("Anthropic", "OpenAI").
+    pub provider: &'static str,
     pub max_attempts: i64,
     /// The provider batch the result came from.
     pub batch: &'a str,
@@ -123,8 +125,8 @@ pub fn decide(state: &JobState, result: &BatchResult, rules: &Rules) -> Option<D
         }
         (JobStatus::Processing, BatchResult::Errored { error }) => {
             let message = format!(
-                "Anthropic answered {}: {}",
-                error.error.kind, error.error.message
+                "{} answered {}: {}",
+                rules.provider, error.error.kind, error.error.message
             );
             let (transition, event) = if PERMANENT_ERRORS.contains(&error.error.kind.as_str()) {
                 (
@@ -147,7 +149,7 @@ pub fn decide(state: &JobState, result: &BatchResult, rules: &Rules) -> Option<D
             })
         }
         (JobStatus::Processing, BatchResult::Expired) => {
-            let reason = "the request expired before Anthropic processed it".to_string();
+            let reason = format!("the request expired before {} processed it", rules.provider);
             let (transition, event) = rules.retry_or_fail(state, reason.clone());
             Some(Decision {
                 report: rules.report(state, "expired", None, Some(reason), 0),
@@ -194,16 +196,16 @@ pub fn decide_unreadable(
     }
     let reason = match (&spend, billed) {
         (Some(_), _) => format!(
-            "Anthropic's result for this job could not be read: {}; it was billed, so its tokens are counted and it is not sent again",
-            line.reason
+            "{}'s result for this job could not be read: {}; it was billed, so its tokens are counted and it is not sent again",
+            rules.provider, line.reason
         ),
         (None, true) => format!(
-            "Anthropic's result for this job could not be read: {}; it was billed, but its usage is unreadable, and it is not sent again",
-            line.reason
+            "{}'s result for this job could not be read: {}; it was billed, but its usage is unreadable, and it is not sent again",
+            rules.provider, line.reason
         ),
         (None, false) => format!(
-            "Anthropic's result for this job could not be read: {}; it is not sent again",
-            line.reason
+            "{}'s result for this job could not be read: {}; it is not sent again",
+            rules.provider, line.reason
         ),
     };
     let tokens = spend.as_ref().map_or(0, |s| s.bill.tokens());
@@ -243,8 +245,9 @@ pub fn settle_missing(
         (transition, event, reason)
     } else {
         let reason = format!(
-            "{why}; Anthropic billed {billed_unseen} results of this batch that could not be read, \
-             so it is not sent again (retry it by hand if it must run)"
+            "{why}; {} billed {billed_unseen} results of this batch that could not be read, \
+             so it is not sent again (retry it by hand if it must run)",
+            rules.provider
         );
         (
             Transition::Fail {
@@ -354,6 +357,7 @@ mod tests {
 
     fn rules(prices: &PriceTable) -> Rules<'_> {
         Rules {
+            provider: "Anthropic",
             prices,
             max_attempts: 3,
             batch: "msgbatch_1",

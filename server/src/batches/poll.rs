@@ -124,11 +124,17 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
         .as_deref()
         .ok_or_else(|| Error::NotFound("Batch not found".into()))?;
     let now = Utc::now();
-    let remote = match ctx.provider.retrieve_batch(provider_batch_id).await {
+    let remote = match async {
+        ctx.provider(batch.provider)?
+            .retrieve_batch(provider_batch_id)
+            .await
+    }
+    .await
+    {
         Ok(remote) => remote,
         Err(e) if e.is_not_found() => {
             let event = Happened::Returned {
-                reason: "Anthropic no longer knows the batch".into(),
+                reason: format!("{} no longer knows the batch", batch.provider.label()),
             };
             let returned = ctx
                 .store()
@@ -139,7 +145,8 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
                 results: vec![],
                 processed: 0,
                 message: format!(
-                    "Anthropic no longer knows this batch; its {returned} unfinished jobs are pending again."
+                    "{} no longer knows this batch; its {returned} unfinished jobs are pending again.",
+                    batch.provider.label()
                 ),
             });
         }
@@ -147,7 +154,8 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
     };
     if remote.processing_status == ProcessingStatus::InProgress && batch.duplicate_of.is_some() {
         // A known duplicate still running: the first cancel failed; try again.
-        if let Err(e) = ctx.provider.cancel_batch(&remote.id).await {
+        if let Err(e) = async { ctx.provider(batch.provider)?.cancel_batch(&remote.id).await }.await
+        {
             tracing::warn!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch");
         }
     }

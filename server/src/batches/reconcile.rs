@@ -22,11 +22,16 @@ use super::window::{self, Offset};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::events::Happened;
-use crate::provider::{BatchBodyBuilder, ListParams, MessageBatch, ProcessingStatus, ResultItem};
+use crate::provider::Provider;
+use crate::provider::{
+    BatchBodyBuilder, BodyLimits, ListParams, MessageBatch, ProcessingStatus, ResultItem,
+};
 use crate::store::{BatchRecord, Submission};
 
 /// Answered creates read to estimate the provider's clock.
 const CLOCK_SAMPLES: i64 = 20;
+/// How far before a create's start a labelled batch is looked for (clocks disagree).
+const LABEL_SEARCH_MARGIN: chrono::Duration = chrono::Duration::hours(1);
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -91,14 +96,14 @@ async fn reconcile_one(
         report.adopted += 1;
         for other in others {
             let note = "a second provider batch with the same jobs (a create applied twice)";
-            record_duplicate(ctx, &batch.id, other, note, true).await?;
+            record_duplicate(ctx, &batch.id, batch.provider, other, note, true).await?;
             report.duplicates += 1;
         }
         return Ok(());
     }
     if found.waiting > 0 {
         let note = format!(
-            "reconciling: {} batches at Anthropic were created in this batch's create window; \
+            "reconciling: {} batches at the provider were created in this batch's create window; \
              waiting for them to end to prove from their results which holds these jobs",
             found.waiting
         );
@@ -120,7 +125,7 @@ async fn sweep(ctx: &Ctx, batch: &BatchRecord, report: &mut Reconciled) -> Resul
     }
     for duplicate in &found.ours {
         let note = "another provider batch ran this batch's jobs again";
-        record_duplicate(ctx, &batch.id, duplicate, note, true).await?;
+        record_duplicate(ctx, &batch.id, batch.provider, duplicate, note, true).await?;
         report.duplicates += 1;
     }
     Ok(ctx.store().mark_swept(&batch.id, Utc::now()).await?)
@@ -135,6 +140,18 @@ struct Found {
 }
 
 async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
+    // A provider that keeps our label proves its batches ours at once, running or not.
+    let since = batch.submit_started_at.unwrap_or(batch.created_at) - LABEL_SEARCH_MARGIN;
+    let provider = ctx.provider(batch.provider)?;
+    if let Some(labelled) = provider.labelled(&batch.id, since).await? {
+        let mut ours = Vec::new();
+        for candidate in labelled {
+            if ctx.store().find_batch(&candidate.id).await?.is_none() {
+                ours.push(candidate);
+            }
+        }
+        return Ok(Found { ours, waiting: 0 });
+    }
     let members: HashSet<String> = ctx
         .store()
         .batch_members(&batch.id)
@@ -150,7 +167,7 @@ async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
             found.waiting += 1;
             continue;
         }
-        match named_jobs(ctx, &candidate).await {
+        match named_jobs(provider, &candidate).await {
             Some(ids) if !ids.is_empty() && ids.is_subset(&members) => found.ours.push(candidate),
             Some(_) => {}
             // Unreadable for now: try again later.
@@ -176,7 +193,10 @@ async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<Mess
     };
     let mut found = Vec::new();
     loop {
-        let page = ctx.provider.list_batches(params.clone()).await?;
+        let page = ctx
+            .provider(batch.provider)?
+            .list_batches(params.clone())
+            .await?;
         for candidate in page.data {
             if candidate.created_at < window.opened {
                 return Ok(found);
@@ -197,8 +217,8 @@ async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<Mess
 }
 
 /// The jobs an ended provider batch names in its results, or `None` if they cannot be read now.
-async fn named_jobs(ctx: &Ctx, candidate: &MessageBatch) -> Option<HashSet<String>> {
-    let mut stream = match ctx.provider.batch_results(candidate).await {
+async fn named_jobs(provider: &dyn Provider, candidate: &MessageBatch) -> Option<HashSet<String>> {
+    let mut stream = match provider.batch_results(candidate).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::warn!(batch = %candidate.id, error = %e, "cannot read a candidate's results yet");
@@ -240,7 +260,7 @@ async fn resubmit(ctx: &Ctx, batch: &BatchRecord, held: Held) -> Result<()> {
             .await?;
         return Ok(());
     }
-    let mut body = BatchBodyBuilder::new();
+    let mut body = BatchBodyBuilder::new().within(BodyLimits::of(batch.provider));
     let mut renderer = Renderer::default();
     renderer.load(ctx, &jobs).await?;
     for job in &jobs {
@@ -258,7 +278,7 @@ async fn resubmit(ctx: &Ctx, batch: &BatchRecord, held: Held) -> Result<()> {
         return Ok(());
     }
     tracing::warn!(local = %batch.id, jobs = jobs.len(), "no provider batch holds these jobs: submitting again");
-    match submit(ctx, &batch.id, body.finish()?, held).await {
+    match submit(ctx, &batch.id, batch.provider, body.finish()?, held).await {
         Ok(_) => Ok(()),
         // Refused or uncertain: recorded on the batch, reconciled again later.
         Err(crate::error::Error::Provider(_) | crate::error::Error::SubmissionUncertain(_)) => {

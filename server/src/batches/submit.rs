@@ -2,6 +2,7 @@
 //! proves no batch was made puts the jobs back; an uncertain one leaves the batch
 //! `submitting` for reconciliation, after a settle period in which the lease is kept.
 
+use app::api::ProviderName;
 use chrono::Utc;
 
 use super::lease::{Held, lease_span};
@@ -14,11 +15,12 @@ use crate::store::{BatchStatus, NewDuplicate, Submission};
 pub(super) async fn submit(
     ctx: &Ctx,
     batch_id: &str,
+    provider: ProviderName,
     body: BatchBody,
     held: Held,
 ) -> Result<MessageBatch> {
     crash_here_if(ctx, "before-submit");
-    let outcome = ctx.provider.create_batch(body).await;
+    let outcome = async { ctx.provider(provider)?.create_batch(batch_id, body).await }.await;
     let now = Utc::now();
     match outcome {
         Ok(remote) => {
@@ -44,11 +46,12 @@ pub(super) async fn submit(
                 return Ok(remote);
             }
             // The lease lapsed while the call was in flight and reconciliation took the
-            // batch over: what Anthropic just made is a second copy. Stop it now.
+            // batch over: what the provider just made is a second copy. Stop it now.
             let note = "created by a call whose answer came after reconciliation had taken over; cancelled at once";
-            record_duplicate(ctx, batch_id, &remote, note, true).await?;
+            record_duplicate(ctx, batch_id, provider, &remote, note, true).await?;
             Err(Error::Conflict(format!(
-                "Anthropic accepted the batch as {}, but reconciliation had already taken it over; that copy was cancelled as a duplicate.",
+                "{} accepted the batch as {}, but reconciliation had already taken it over; that copy was cancelled as a duplicate.",
+                provider.label(),
                 remote.id
             )))
         }
@@ -60,12 +63,13 @@ pub(super) async fn submit(
                 .store()
                 .release_batch(batch_id, held.owner(), &e.to_string(), &event, now)
                 .await?;
-            tracing::warn!(error = %e, released, "Anthropic did not accept the batch; its jobs are pending again");
+            tracing::warn!(error = %e, released, provider = %provider, "the provider did not accept the batch; its jobs are pending again");
             Err(Error::Provider(e))
         }
         Err(e) => {
             let note = format!(
-                "Anthropic's answer to the create was lost ({e}); reconciliation will find out whether the batch exists"
+                "{}'s answer to the create was lost ({e}); reconciliation will find out whether the batch exists",
+                provider.label()
             );
             ctx.store()
                 .mark_uncertain(batch_id, held.owner(), &note, now + lease_span(ctx), now)
@@ -73,7 +77,7 @@ pub(super) async fn submit(
             // Keep the lease through the settle period: a create still being applied by the
             // provider must show up in its listing before anyone decides it does not exist.
             held.keep_until_it_lapses();
-            tracing::error!(error = %e, batch = batch_id, "the batch may or may not have reached Anthropic; it will be reconciled");
+            tracing::error!(error = %e, batch = batch_id, provider = %provider, "the batch may or may not have reached the provider; it will be reconciled");
             Err(Error::SubmissionUncertain(e.to_string()))
         }
     }
@@ -84,13 +88,14 @@ pub(super) async fn submit(
 pub(super) async fn record_duplicate(
     ctx: &Ctx,
     of: &str,
+    provider: ProviderName,
     remote: &MessageBatch,
     note: &str,
     cancel: bool,
 ) -> Result<()> {
     let mut status = BatchStatus::from(remote.processing_status);
     if cancel && remote.processing_status == ProcessingStatus::InProgress {
-        match ctx.provider.cancel_batch(&remote.id).await {
+        match async { ctx.provider(provider)?.cancel_batch(&remote.id).await }.await {
             Ok(cancelled) => status = BatchStatus::from(cancelled.processing_status),
             Err(e) => {
                 tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch")

@@ -95,6 +95,7 @@ mod tests {
     fn batch() -> BatchRecord {
         BatchRecord {
             id: "b".into(),
+            provider: app::api::ProviderName::Anthropic,
             provider_batch_id: None,
             status: BatchStatus::Submitting,
             job_count: 3,

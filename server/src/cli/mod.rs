@@ -161,7 +161,7 @@ pub async fn run() -> anyhow::Result<()> {
             let settings = serve::emulator_settings(&args.emulator, &prices);
             let (addr, _, task) = emulator::start(args.addr, settings).await?;
             // Tests read this line to learn the port when started with port 0.
-            println!("Anthropic emulator listening on http://{addr}");
+            println!("Emulator (Anthropic and OpenAI batch APIs) listening on http://{addr}");
             task.await?;
             Ok(())
         }

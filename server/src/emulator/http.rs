@@ -187,29 +187,46 @@ async fn create(
         tokio::time::sleep(wait).await;
     }
     let batch = emulator.create(create.requests);
+    let again = || {
+        let requests = emulator.requests_of(&batch.id).unwrap_or_default();
+        emulator.create(requests);
+    };
+    let failed = || {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "Internal server error (emulated, after the batch was created)",
+        )
+    };
+    if let Some(answer) = after_create(&plan, &connection, failed, again).await {
+        return answer;
+    }
+    Json(with_results_url(batch, &headers)).into_response()
+}
+
+/// What the caller of a create that was applied hears, by the plan's fault: `Some` answer
+/// instead of the batch (a 500, a cut connection), or `None` to answer normally (late, or after
+/// creating the batch `again`, as a proxy repeating the POST would).
+pub(super) async fn after_create(
+    plan: &CallPlan,
+    connection: &CutSwitch,
+    failed: impl FnOnce() -> Response,
+    again: impl FnOnce(),
+) -> Option<Response> {
     // From here on the batch exists and will be billed, whatever the caller hears.
     match plan.after_create {
-        Some(AfterCreate::Error500) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "api_error",
-                "Internal server error (emulated, after the batch was created)",
-            );
-        }
+        Some(AfterCreate::Error500) => return Some(failed()),
         Some(AfterCreate::Drop) => {
             connection.cut();
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return Some(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
         Some(AfterCreate::Late { millis }) => {
             tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
         }
-        Some(AfterCreate::Twice) => {
-            let requests = emulator.requests_of(&batch.id).unwrap_or_default();
-            emulator.create(requests);
-        }
+        Some(AfterCreate::Twice) => again(),
         None => {}
     }
-    Json(with_results_url(batch, &headers)).into_response()
+    None
 }
 
 async fn retrieve(
@@ -337,17 +354,40 @@ async fn results(
         );
     }
     let count = lines.len();
+    let render = move |i: usize| {
+        lines
+            .get(i)
+            .map(|l| serde_json::to_string(l).unwrap_or_default())
+    };
+    stream_lines(
+        emulator.download_started(),
+        &faults,
+        count,
+        render,
+        |text| text.replacen("\"result\":", "\"result\"::", 1),
+    )
+}
+
+/// A results file of `count` lines, each rendered when sent, with the download's faults:
+/// cut, ended short, stalled, one line malformed (by `malform`) or padded past a length.
+pub(super) fn stream_lines(
+    downloading: super::Downloading,
+    faults: &super::faults::DownloadFaults,
+    count: usize,
+    render: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+    malform: fn(String) -> String,
+) -> Response {
     let at = |p: Option<super::faults::Position>| p.map(|p| p.index(count));
     let cut = at(faults.cut_after);
     let short = at(faults.short_after);
     let stall = faults.stall.map(|(p, d)| (p.index(count), d));
     let malformed = at(faults.malformed_at);
     let long = faults.long_at.map(|(p, bytes)| (p.index(count), bytes));
-    let downloading = emulator.download_started();
+    let render = Arc::new(render);
     let stream = futures::stream::unfold(0usize, move |i| {
         // Owned by the stream: the download counts until the stream ends or is dropped.
         let _ = &downloading;
-        let lines = lines.clone();
+        let render = render.clone();
         async move {
             if cut == Some(i) {
                 // Let what was sent reach the client, then fail the body: the server drops the
@@ -362,10 +402,9 @@ async fn results(
             if let Some((_, pause)) = stall.filter(|(at, _)| *at == i) {
                 tokio::time::sleep(pause).await;
             }
-            let line = lines.get(i)?;
-            let mut text = serde_json::to_string(line).unwrap_or_default();
+            let mut text = render(i)?;
             if malformed == Some(i) {
-                text = text.replacen("\"result\":", "\"result\"::", 1);
+                text = malform(text);
             }
             if let Some((_, bytes)) = long.filter(|(at, _)| *at == i) {
                 text = pad(text, bytes);

@@ -1,12 +1,14 @@
-//! An emulator of Anthropic's Message Batches API, so the product runs and is tested offline.
-//! It speaks the provider's HTTP (the official SDK works against it unchanged) and runs
-//! in-process behind the real client, or standalone (`ai-batch emulator`).
+//! An emulator of Anthropic's Message Batches API and OpenAI's Batch API, so the product runs
+//! and is tested offline. It speaks each provider's HTTP on one port (the official SDKs work
+//! against it unchanged) and runs in-process behind the real clients, or standalone
+//! (`ai-batch emulator`).
 
 mod answer;
 mod cache;
 mod faults;
 mod http;
 mod listener;
+mod openai;
 mod state;
 
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use tokio::net::TcpListener;
 
 pub use cache::CacheModel;
 pub use faults::{AfterCreate, Chaos, Faults, InjectedFailure, StreamFault, Times};
+pub use openai::OpenAiEmulator;
 pub use state::{BilledBatch, BilledRequest, Downloading, Emulator};
 
 #[derive(Clone, Debug)]
@@ -36,8 +39,9 @@ pub fn spawn(
     settings: Settings,
 ) -> (Arc<Emulator>, tokio::task::JoinHandle<()>) {
     let emulator = Arc::new(Emulator::new(settings));
-    let app =
-        http::router(emulator.clone()).into_make_service_with_connect_info::<listener::CutSwitch>();
+    let app = http::router(emulator.clone())
+        .merge(openai::router(emulator.clone()))
+        .into_make_service_with_connect_info::<listener::CutSwitch>();
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener::CuttableListener(listener), app).await {
             tracing::error!(error = %e, "the Anthropic emulator stopped");

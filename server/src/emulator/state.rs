@@ -34,6 +34,11 @@ pub struct Emulator {
     downloads: Arc<std::sync::atomic::AtomicUsize>,
     /// Prefixes written by requests of any batch.
     cache: Mutex<PromptCache>,
+    /// An expiring batch still completes its first half, as OpenAI's do (and bill).
+    completes_before_expiry: bool,
+    /// OpenAI's side of the emulator, on the same port (its batches run on an engine of
+    /// their own).
+    openai: Option<Arc<super::openai::OpenAiEmulator>>,
 }
 
 /// Counts a results download while it is being sent.
@@ -75,6 +80,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Emulator {
     pub fn new(settings: Settings) -> Self {
+        let openai = super::openai::OpenAiEmulator::new(Self::engine(settings.clone(), true));
+        Self {
+            openai: Some(Arc::new(openai)),
+            ..Self::engine(settings, false)
+        }
+    }
+
+    /// Batches, their clock, faults and cache, without another provider's side.
+    fn engine(settings: Settings, completes_before_expiry: bool) -> Self {
         Self {
             rng: Mutex::new(chaos_rng(&settings.faults)),
             settings: Mutex::new(settings),
@@ -82,7 +96,16 @@ impl Emulator {
             clock_offset: Mutex::new(chrono::Duration::zero()),
             downloads: Arc::default(),
             cache: Mutex::default(),
+            completes_before_expiry,
+            openai: None,
         }
+    }
+
+    /// The OpenAI side: its own batches, files, faults and bill.
+    pub fn openai(&self) -> &super::openai::OpenAiEmulator {
+        self.openai
+            .as_deref()
+            .expect("the Anthropic side holds the OpenAI side")
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -101,8 +124,12 @@ impl Emulator {
         self.downloads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Moves this side's clock (and the OpenAI side's with it).
     pub fn advance_clock(&self, by: chrono::Duration) {
         *lock(&self.clock_offset) += by;
+        if let Some(openai) = &self.openai {
+            openai.engine().advance_clock(by);
+        }
     }
 
     pub fn faults(&self) -> Faults {
@@ -263,12 +290,20 @@ impl Emulator {
         };
         let Some(outcome) = outcome else { return };
         let mut cache = lock(&self.cache);
+        let completed = match outcome {
+            Ending::Expired if self.completes_before_expiry => stored.requests.len() / 2,
+            _ => 0,
+        };
         let lines: Vec<ResultLine> = stored
             .requests
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut result = outcome.result(r, &settings);
+                let mut result = if i < completed {
+                    Ending::Processed.result(r, &settings)
+                } else {
+                    outcome.result(r, &settings)
+                };
                 if let BatchResult::Succeeded { message } = &mut result {
                     let (start, end) = request_times(
                         stored.batch.created_at,

@@ -8,7 +8,7 @@ use app::api::validation::{
 use app::api::{
     BudgetView, BulkCancelRequest, BulkCancelResponse, BulkEnqueueRequest, BulkEnqueueResponse,
     CancelResponse, DailyCost, EnqueueRequest, EnqueueResponse, Job, JobEventView, JobList,
-    JobStatus, JobType, Stats,
+    JobStatus, JobType, ProviderName, Stats,
 };
 use axum::Json;
 use axum::body::Body;
@@ -71,6 +71,7 @@ pub async fn enqueue_many(
     params(
         ("status_filter" = Option<JobStatus>, Query, description = "Only jobs in this status"),
         ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
+        ("provider" = Option<ProviderName>, Query, description = "Only jobs a flush sent to this provider"),
         ("q" = Option<String>, Query, max_length = 200, description = "A job id, an idempotency key, or words of the payload (prefixes, any order)"),
         ("error" = Option<String>, Query, max_length = 200, description = "Text the job's error message contains, any case (failed jobs by what went wrong)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 50)"),
@@ -195,6 +196,7 @@ pub async fn daily_costs(
     params(
         ("status_filter" = Option<JobStatus>, Query, description = "Only jobs in this status"),
         ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
+        ("provider" = Option<ProviderName>, Query, description = "Only jobs a flush sent to this provider"),
         ("q" = Option<String>, Query, max_length = 200, description = "As for the list"),
         ("error" = Option<String>, Query, max_length = 200, description = "As for the list"),
     ),

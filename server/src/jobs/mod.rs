@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use app::api::{
     BulkCancelItem, BulkCancelResponse, Caller, CancelResponse, DailyCost, Job, JobDetail,
-    JobEventView, JobList, JobStatus, ListQuery, RetryItem, RetryRequest, RetryResponse, Stats,
-    nanos_to_usd,
+    JobEventView, JobList, JobStatus, ListQuery, ProviderSpend, RetryItem, RetryRequest,
+    RetryResponse, Stats, nanos_to_usd,
 };
 use chrono::Utc;
 use serde_json::Value;
@@ -279,6 +279,20 @@ pub async fn daily_costs(ctx: &Ctx, caller: &Caller, days: i64) -> Result<Vec<Da
 
 pub async fn stats(ctx: &Ctx, caller: &Caller) -> Result<Stats> {
     let s = ctx.store().stats(&visibility(caller)).await?;
+    let by_provider = ctx
+        .store()
+        .provider_costs(&visibility(caller))
+        .await?
+        .into_iter()
+        .map(|p| ProviderSpend {
+            provider: p.provider,
+            jobs: p.jobs,
+            tokens_used: p.bill.tokens(),
+            cost_usd: nanos_to_usd(p.bill.cost_nanos),
+            standard_cost_usd: nanos_to_usd(p.bill.standard_cost_nanos),
+            savings_usd: nanos_to_usd(p.bill.savings_nanos()),
+        })
+        .collect();
     Ok(Stats {
         total_jobs_queued: s.total,
         pending_jobs: s.pending,
@@ -293,6 +307,7 @@ pub async fn stats(ctx: &Ctx, caller: &Caller) -> Result<Stats> {
         total_saved_by_caching_usd: nanos_to_usd(s.bill.saved_by_caching_nanos()),
         cache_read_tokens: s.bill.cache_read_tokens,
         cache_write_tokens: s.bill.cache_write_tokens,
+        by_provider,
     })
 }
 

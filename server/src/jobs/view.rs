@@ -20,6 +20,7 @@ pub fn to_api_job(r: JobRecord, with_payload: bool) -> Job {
         owner: r.owner_name,
         attempts: r.attempts,
         model: r.model,
+        provider: r.provider,
         input_tokens: r.bill.input_tokens,
         output_tokens: r.bill.output_tokens,
         cost_usd: nanos_to_usd(r.bill.cost_nanos),

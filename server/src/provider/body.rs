@@ -60,6 +60,11 @@ impl BatchBody {
         &self.custom_ids
     }
 
+    /// Each request as sent, `{"custom_id": …, "params": …}`, in order.
+    pub fn requests(&self) -> impl Iterator<Item = &[u8]> {
+        self.order.iter().map(|range| &self.buffer[range.clone()])
+    }
+
     /// A body from ready-made requests (tests, tools); a flush uses [`BatchBodyBuilder`].
     pub fn from_requests(requests: &[BatchRequest]) -> Result<Self, ProviderError> {
         let mut builder = BatchBodyBuilder::new();
@@ -85,6 +90,36 @@ pub struct BatchBodyBuilder {
     keep: bool,
     entries: Vec<Entry>,
     seen: HashSet<String>,
+    limits: BodyLimits,
+}
+
+/// The most one batch may hold, as its provider counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimits {
+    pub requests: usize,
+    pub bytes: usize,
+}
+
+impl BodyLimits {
+    /// Anthropic's Message Batches: 100,000 requests, 256 MB.
+    pub const ANTHROPIC: BodyLimits = BodyLimits {
+        requests: MAX_BATCH_REQUESTS,
+        bytes: MAX_BATCH_BYTES,
+    };
+    /// OpenAI's Batch API: 50,000 requests and a 200 MB input file. The body is measured as
+    /// Anthropic's; its JSONL translation adds the method, the URL and a closed schema to
+    /// each line, so a fifth of the file is kept in hand.
+    pub const OPENAI: BodyLimits = BodyLimits {
+        requests: super::openai::wire::MAX_REQUESTS,
+        bytes: super::openai::wire::MAX_FILE_BYTES / 5 * 4,
+    };
+
+    pub fn of(provider: app::api::ProviderName) -> BodyLimits {
+        match provider {
+            app::api::ProviderName::Anthropic => Self::ANTHROPIC,
+            app::api::ProviderName::Openai => Self::OPENAI,
+        }
+    }
 }
 
 impl Default for BatchBodyBuilder {
@@ -101,7 +136,13 @@ impl BatchBodyBuilder {
             keep: true,
             entries: Vec::new(),
             seen: HashSet::new(),
+            limits: BodyLimits::ANTHROPIC,
         }
+    }
+
+    /// The same, within another provider's limits.
+    pub fn within(self, limits: BodyLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// A builder that checks and measures requests without keeping their bytes.
@@ -120,8 +161,8 @@ impl BatchBodyBuilder {
 
     /// Whether a request of `entry_bytes` still fits Anthropic's size and count limits.
     pub fn fits(&self, entry_bytes: usize) -> bool {
-        self.entries.len() < MAX_BATCH_REQUESTS
-            && self.size + entry_bytes + SUFFIX.len() <= MAX_BATCH_BYTES
+        self.entries.len() < self.limits.requests
+            && self.size + entry_bytes + SUFFIX.len() <= self.limits.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -157,7 +198,8 @@ impl BatchBodyBuilder {
         }
         if !self.fits(Self::entry_bytes(custom_id, params.len())) {
             return Err(ProviderError::InvalidRequest(format!(
-                "the batch would exceed {MAX_BATCH_REQUESTS} requests or {MAX_BATCH_BYTES} bytes"
+                "the batch would exceed {} requests or {} bytes",
+                self.limits.requests, self.limits.bytes
             )));
         }
         if !self.seen.insert(custom_id.to_string()) {

@@ -1,18 +1,28 @@
-//! The one outside system: Anthropic's Message Batches API, behind the `Provider` trait.
+//! The outside systems: Anthropic's Message Batches API and OpenAI's Batch API, each behind
+//! the `Provider` trait. The batch loop speaks Anthropic's shapes (`MessageBatch`, result
+//! lines); the OpenAI client translates its requests and answers to and from them.
 
 mod body;
 mod client;
 mod error;
+pub mod openai;
 mod results;
+mod transport;
 mod types;
 
+use std::sync::Arc;
+
+use app::api::ProviderName;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-pub use body::{BatchBody, BatchBodyBuilder};
-pub use client::{AnthropicClient, ClientConfig, parse_retry_after};
+pub use body::{BatchBody, BatchBodyBuilder, BodyLimits};
+pub use client::AnthropicClient;
 pub use error::ProviderError;
+pub use openai::OpenAiClient;
 pub use results::{ResultItem, UnreadableLine};
+pub use transport::{ClientConfig, parse_retry_after};
 pub use types::*;
 
 /// Anthropic's limits on one batch.
@@ -25,13 +35,54 @@ pub type ResultStream = BoxStream<'static, Result<ResultItem, ProviderError>>;
 
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
-    async fn create_batch(&self, body: BatchBody) -> Result<MessageBatch, ProviderError>;
+    /// Creates a batch of `body`'s requests; `label` is our batch's id, kept with it by a
+    /// provider that labels batches.
+    async fn create_batch(
+        &self,
+        label: &str,
+        body: BatchBody,
+    ) -> Result<MessageBatch, ProviderError>;
     async fn retrieve_batch(&self, batch_id: &str) -> Result<MessageBatch, ProviderError>;
     async fn list_batches(&self, params: ListParams) -> Result<BatchPage, ProviderError>;
     async fn cancel_batch(&self, batch_id: &str) -> Result<MessageBatch, ProviderError>;
     async fn delete_batch(&self, batch_id: &str) -> Result<DeletedBatch, ProviderError>;
     /// The results of an ended batch, read from its `results_url`.
     async fn batch_results(&self, batch: &MessageBatch) -> Result<ResultStream, ProviderError>;
+
+    /// The batches created since `since` that carry `label`: proved ours by the label. `None`
+    /// when the provider keeps no label (Anthropic), so only results can prove a batch ours.
+    async fn labelled(
+        &self,
+        _label: &str,
+        _since: DateTime<Utc>,
+    ) -> Result<Option<Vec<MessageBatch>>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// The providers this instance can send to: Anthropic always, OpenAI when configured.
+#[derive(Clone)]
+pub struct Providers {
+    pub anthropic: Arc<dyn Provider>,
+    pub openai: Option<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// The client for `name`, or why there is none.
+    pub fn get(&self, name: ProviderName) -> Result<&dyn Provider, ProviderError> {
+        match name {
+            ProviderName::Anthropic => Ok(self.anthropic.as_ref()),
+            ProviderName::Openai => self.openai.as_deref().ok_or_else(|| {
+                ProviderError::InvalidRequest(
+                    "OpenAI is not configured on this instance (set OPENAI_API_KEY)".into(),
+                )
+            }),
+        }
+    }
+
+    pub fn has(&self, name: ProviderName) -> bool {
+        self.get(name).is_ok()
+    }
 }
 
 /// `custom_id` as Anthropic accepts it: `^[a-zA-Z0-9_-]{1,64}$`.

@@ -7,7 +7,7 @@
 //! nobody else touches it until the lease lapses. *Charges* hold every result Anthropic billed,
 //! once per job and provider batch, duplicates included: the service's books.
 
-use app::api::JobType;
+use app::api::{JobType, ProviderName};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -57,6 +57,8 @@ impl BatchStatus {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchRecord {
     pub id: String,
+    /// Who runs it: its create, polls and results go there.
+    pub provider: ProviderName,
     pub provider_batch_id: Option<String>,
     pub status: BatchStatus,
     pub job_count: i64,
@@ -161,6 +163,7 @@ impl QueuedJob {
 #[derive(Clone, Debug)]
 pub struct NewBatch {
     pub id: String,
+    pub provider: ProviderName,
     pub estimated_tokens: i64,
     pub request_bytes: i64,
     pub created_at: DateTime<Utc>,
@@ -179,6 +182,7 @@ pub struct NewBatch {
 pub struct Claim {
     pub job_id: String,
     pub model: String,
+    pub provider: ProviderName,
     pub owner_id: String,
     pub bound_nanos: i64,
 }

@@ -1,7 +1,7 @@
 //! Persistence behind one trait: one implementation (`sql`) over an engine per database
 //! (`engine`), one conformance suite for both.
 
-use app::api::{JobStatus, JobType, Role};
+use app::api::{JobStatus, JobType, ProviderName, Role};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -179,6 +179,7 @@ impl NewJob {
             batch_id: None,
             attempts: 0,
             model: None,
+            provider: None,
             context_id: self.context_id.clone(),
             bill: Bill::default(),
             duplicate_tokens: 0,
@@ -221,6 +222,8 @@ pub struct JobRecord {
     pub batch_id: Option<String>,
     pub attempts: i64,
     pub model: Option<String>,
+    /// The provider its model ran on, once a flush claimed it.
+    pub provider: Option<ProviderName>,
     pub context_id: Option<String>,
     /// Its tokens and money: every charge of it (duplicates' included).
     pub bill: Bill,
@@ -292,6 +295,14 @@ pub struct TokenRecord {
     pub user_id: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderCostRecord {
+    pub provider: ProviderName,
+    /// Jobs with a charge from it.
+    pub jobs: i64,
+    pub bill: Bill,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -404,6 +415,9 @@ pub trait JobStore: Send + Sync + 'static {
         visibility: &Visibility,
         since: DateTime<Utc>,
     ) -> StoreResult<Vec<DailyCostRecord>>;
+    /// What each provider billed for the visible jobs (every charge, duplicates' included).
+    async fn provider_costs(&self, visibility: &Visibility)
+    -> StoreResult<Vec<ProviderCostRecord>>;
 }
 
 /// What instances sharing the database coordinate through: who leads the background work,
@@ -490,6 +504,10 @@ pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {
 pub(crate) fn parse_audit_action(s: &str) -> StoreResult<app::api::AuditAction> {
     app::api::AuditAction::parse(s)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action {s:?}")))
+}
+
+pub(crate) fn parse_provider(s: &str) -> StoreResult<ProviderName> {
+    ProviderName::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown provider {s:?}")))
 }
 
 pub(crate) fn parse_batch_status(s: &str) -> StoreResult<BatchStatus> {

@@ -177,9 +177,9 @@ async fn stats_have_the_contract_shape_and_count_visible_jobs() {
         empty.body,
         json!({"total_jobs_queued": 0, "pending_jobs": 0, "processing_jobs": 0, "completed_jobs": 0, "failed_jobs": 0,
                "total_tokens_used": 0, "total_cost_usd": 0.0, "total_savings_usd": 0.0, "avg_processing_time_hours": 0.0,
-               // Beyond the contract: the savings by source, and the cache's tokens.
+               // Beyond the contract: the savings by source, the cache's tokens, each provider's share.
                "total_saved_by_batching_usd": 0.0, "total_saved_by_caching_usd": 0.0,
-               "cache_read_tokens": 0, "cache_write_tokens": 0})
+               "cache_read_tokens": 0, "cache_write_tokens": 0, "by_provider": []})
     );
     app.alice
         .enqueue(json!({"job_type": "risk_report", "payload": {}}))

@@ -19,6 +19,7 @@ mod jobs;
 mod live;
 mod misc;
 mod money;
+mod openai;
 mod robustness;
 mod scale;
 mod service;

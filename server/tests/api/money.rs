@@ -2,14 +2,15 @@
 //! an emulator that applies a create and then answers 500, drops the connection or answers too
 //! late; sends a malformed line; ends a results file short; loses a results file; creates a
 //! batch twice. Each test ends with every job terminal, no job billed twice that could have
-//! been avoided, and the service's tokens and cost equal to what the emulator billed.
+//! been avoided, and the service's tokens and cost equal to what the emulator billed. Each
+//! runs twice: its jobs routed to Anthropic, then to OpenAI (`Side`).
 
 use std::time::Duration;
 
 use ai_batch::emulator::{AfterCreate, Faults, StreamFault, Times};
 use serde_json::{Value, json};
 
-use crate::service::{Database, Provider, SCHEDULER, Service};
+use crate::service::{Database, Provider, SCHEDULER, Service, Side};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 
@@ -25,16 +26,24 @@ fn count(jobs: &[Value], status: &str) -> usize {
 /// A create applied by the provider whose answer never arrives intact: the flush says it is
 /// uncertain, the jobs stay in the batch (not pending), and reconciliation adopts the one
 /// batch the provider holds. Nothing is sent twice.
-async fn uncertain_create(after: AfterCreate, extra: &[(&str, &str)]) {
+async fn uncertain_create(side: Side, after: AfterCreate, extra: &[(&str, &str)]) {
     let provider = Provider::start(Duration::from_millis(500)).await;
     let db = Database::new().await;
-    let env: Vec<_> = SCHEDULER.iter().chain(extra).copied().collect();
+    let env: Vec<_> = SCHEDULER
+        .iter()
+        .chain(extra)
+        .chain(side.env())
+        .copied()
+        .collect();
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue(20).await;
-    provider.emulator.set_faults(Faults {
-        after_create: vec![after],
-        ..Faults::default()
-    });
+    side.set_faults(
+        &provider,
+        Faults {
+            after_create: vec![after],
+            ..Faults::default()
+        },
+    );
     let (status, answer) = flush(&service).await;
     assert_eq!(
         status, 503,
@@ -62,48 +71,76 @@ async fn uncertain_create(after: AfterCreate, extra: &[(&str, &str)]) {
     assert_eq!(batches[0]["status"], "ended");
 }
 
-#[tokio::test]
-async fn a_create_applied_then_answered_500_is_adopted_not_repeated() {
-    uncertain_create(AfterCreate::Error500, &[]).await;
+/// Runs a case with its jobs on Anthropic, and again on OpenAI.
+macro_rules! on_both_sides {
+    ($case:ident: $anthropic:ident, $openai:ident) => {
+        #[tokio::test]
+        async fn $anthropic() {
+            $case(Side::Anthropic).await;
+        }
+
+        #[tokio::test]
+        async fn $openai() {
+            $case(Side::OpenAi).await;
+        }
+    };
 }
 
-#[tokio::test]
-async fn a_create_applied_then_dropped_is_adopted_not_repeated() {
-    uncertain_create(AfterCreate::Drop, &[]).await;
+async fn answered_500(side: Side) {
+    uncertain_create(side, AfterCreate::Error500, &[]).await;
 }
+on_both_sides!(answered_500: a_create_applied_then_answered_500_is_adopted_not_repeated,
+    on_openai_a_create_applied_then_answered_500_is_adopted_not_repeated);
 
-#[tokio::test]
-async fn a_create_answered_after_the_timeout_is_adopted_not_repeated() {
+async fn dropped(side: Side) {
+    uncertain_create(side, AfterCreate::Drop, &[]).await;
+}
+on_both_sides!(dropped: a_create_applied_then_dropped_is_adopted_not_repeated,
+    on_openai_a_create_applied_then_dropped_is_adopted_not_repeated);
+
+async fn answered_late(side: Side) {
     uncertain_create(
+        side,
         AfterCreate::Late { millis: 2500 },
         &[("AI_BATCH_ANTHROPIC_REQUEST_TIMEOUT_SECS", "1")],
     )
     .await;
 }
+on_both_sides!(answered_late: a_create_answered_after_the_timeout_is_adopted_not_repeated,
+    on_openai_a_create_answered_after_the_timeout_is_adopted_not_repeated);
 
 /// Flushes twenty jobs with the given results faults and waits until everything settles. The
 /// database comes back too: it must outlive the service.
-async fn run_with_results_faults(faults: Faults) -> (Provider, Service, Vec<Value>, Database) {
+async fn run_with_results_faults(
+    side: Side,
+    faults: Faults,
+) -> (Provider, Service, Vec<Value>, Database) {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
-    let service = Service::start(&db, &provider, SCHEDULER).await;
+    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    let service = Service::start(&db, &provider, &env).await;
     service.enqueue(20).await;
-    provider.emulator.set_faults(faults);
+    side.set_faults(&provider, faults);
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 200, "{answer}");
     let jobs = service.settled(Duration::from_secs(30)).await;
     (provider, service, jobs, db)
 }
 
-#[tokio::test]
-async fn a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on() {
-    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
-        malformed_results: Some(StreamFault {
-            after_lines: 5,
-            ..StreamFault::default()
-        }),
-        ..Faults::default()
-    })
+on_both_sides!(malformed_line: a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on,
+    on_openai_a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on);
+
+async fn malformed_line(side: Side) {
+    let (provider, service, jobs, _db) = run_with_results_faults(
+        side,
+        Faults {
+            malformed_results: Some(StreamFault {
+                after_lines: 5,
+                ..StreamFault::default()
+            }),
+            ..Faults::default()
+        },
+    )
     .await;
     assert_eq!((count(&jobs, "completed"), count(&jobs, "failed")), (19, 1));
     let failed = jobs.iter().find(|j| j["status"] == "failed").unwrap();
@@ -129,16 +166,21 @@ async fn a_malformed_line_fails_its_job_counts_its_bill_and_ingest_goes_on() {
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
-#[tokio::test]
-async fn a_results_file_cut_cleanly_short_is_read_again_not_requeued() {
-    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
-        short_results: Some(StreamFault {
-            after_lines: 12,
-            times: Some(1),
-            ..StreamFault::default()
-        }),
-        ..Faults::default()
-    })
+on_both_sides!(cut_cleanly_short: a_results_file_cut_cleanly_short_is_read_again_not_requeued,
+    on_openai_a_results_file_cut_cleanly_short_is_read_again_not_requeued);
+
+async fn cut_cleanly_short(side: Side) {
+    let (provider, service, jobs, _db) = run_with_results_faults(
+        side,
+        Faults {
+            short_results: Some(StreamFault {
+                after_lines: 12,
+                times: Some(1),
+                ..StreamFault::default()
+            }),
+            ..Faults::default()
+        },
+    )
     .await;
     assert_eq!(count(&jobs, "completed"), 20);
     let books = provider.books();
@@ -147,15 +189,20 @@ async fn a_results_file_cut_cleanly_short_is_read_again_not_requeued() {
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
-#[tokio::test]
-async fn a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap() {
-    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
-        short_results: Some(StreamFault {
-            after_lines: 15,
-            ..StreamFault::default()
-        }),
-        ..Faults::default()
-    })
+on_both_sides!(stays_short: a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap,
+    on_openai_a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap);
+
+async fn stays_short(side: Side) {
+    let (provider, service, jobs, _db) = run_with_results_faults(
+        side,
+        Faults {
+            short_results: Some(StreamFault {
+                after_lines: 15,
+                ..StreamFault::default()
+            }),
+            ..Faults::default()
+        },
+    )
     .await;
     assert_eq!((count(&jobs, "completed"), count(&jobs, "failed")), (15, 5));
     let books = provider.books();
@@ -191,12 +238,17 @@ async fn a_file_that_stays_short_fails_the_missing_jobs_and_reports_the_gap() {
     );
 }
 
-#[tokio::test]
-async fn results_gone_mark_the_batch_lost_and_send_nothing_twice() {
-    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
-        results_gone: Some(Times { times: None }),
-        ..Faults::default()
-    })
+on_both_sides!(results_gone: results_gone_mark_the_batch_lost_and_send_nothing_twice,
+    on_openai_results_gone_mark_the_batch_lost_and_send_nothing_twice);
+
+async fn results_gone(side: Side) {
+    let (provider, service, jobs, _db) = run_with_results_faults(
+        side,
+        Faults {
+            results_gone: Some(Times { times: None }),
+            ..Faults::default()
+        },
+    )
     .await;
     assert_eq!(
         count(&jobs, "failed"),
@@ -222,12 +274,17 @@ async fn results_gone_mark_the_batch_lost_and_send_nothing_twice() {
     assert_eq!((books.batches, books.billed_twice().len()), (1, 0));
 }
 
-#[tokio::test]
-async fn a_results_404_that_passes_loses_nothing() {
-    let (provider, service, jobs, _db) = run_with_results_faults(Faults {
-        results_gone: Some(Times { times: Some(1) }),
-        ..Faults::default()
-    })
+on_both_sides!(passing_404: a_results_404_that_passes_loses_nothing,
+    on_openai_a_results_404_that_passes_loses_nothing);
+
+async fn passing_404(side: Side) {
+    let (provider, service, jobs, _db) = run_with_results_faults(
+        side,
+        Faults {
+            results_gone: Some(Times { times: Some(1) }),
+            ..Faults::default()
+        },
+    )
     .await;
     assert_eq!(count(&jobs, "completed"), 20);
     provider
@@ -235,17 +292,23 @@ async fn a_results_404_that_passes_loses_nothing() {
         .assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
-#[tokio::test]
-async fn a_batch_created_twice_is_found_polled_and_billed_as_a_duplicate() {
+on_both_sides!(created_twice: a_batch_created_twice_is_found_polled_and_billed_as_a_duplicate,
+    on_openai_a_batch_created_twice_is_found_polled_and_billed_as_a_duplicate);
+
+async fn created_twice(side: Side) {
     let provider = Provider::start(Duration::from_millis(500)).await;
     let db = Database::new().await;
-    let service = Service::start(&db, &provider, SCHEDULER).await;
+    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue(10).await;
     // A proxy that repeats the POST: the provider makes two batches; we hear of one.
-    provider.emulator.set_faults(Faults {
-        after_create: vec![AfterCreate::Twice],
-        ..Faults::default()
-    });
+    side.set_faults(
+        &provider,
+        Faults {
+            after_create: vec![AfterCreate::Twice],
+            ..Faults::default()
+        },
+    );
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 200, "{answer}");
     // The sweep proves the second batch ours once it ends, and it is polled like any other.
@@ -268,25 +331,43 @@ async fn a_batch_created_twice_is_found_polled_and_billed_as_a_duplicate() {
     assert_eq!(count(&jobs, "completed"), ids.len());
     let books = provider.books();
     assert_eq!(books.batches, 2);
-    assert_eq!(
-        books.billed_twice().len(),
-        ids.len(),
-        "the proxy's copy was billed"
-    );
-    // Every cent billed is on the books, and shown as duplicate spend to owners and admins.
+    if side == Side::Anthropic {
+        // Anthropic's batches carry no label: the copy is proved ours only by its results,
+        // once it has run.
+        assert_eq!(
+            books.billed_twice().len(),
+            ids.len(),
+            "the proxy's copy was billed"
+        );
+    }
+    // Every cent billed is on the books, and shown as duplicate spend to owners and admins
+    // (OpenAI's copy carries our label, so it may be cancelled before it ran: then nothing).
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
-    assert!(
+    let twice = books.billed_twice();
+    assert_eq!(
         duplicate["billed_cost_usd"].as_f64().unwrap() > 0.0,
+        !twice.is_empty(),
         "{duplicate}"
     );
     for job in &jobs {
-        assert!(job["duplicate_tokens"].as_i64().unwrap() > 0, "{job}");
-        assert!(job["duplicate_cost_usd"].as_f64().unwrap() > 0.0, "{job}");
+        let billed_twice = twice.contains(&&job["id"].as_str().unwrap().to_string());
+        assert_eq!(
+            job["duplicate_tokens"].as_i64().unwrap() > 0,
+            billed_twice,
+            "{job}"
+        );
+        assert_eq!(
+            job["duplicate_cost_usd"].as_f64().unwrap() > 0.0,
+            billed_twice,
+            "{job}"
+        );
     }
 }
 
-#[tokio::test]
-async fn a_late_answer_after_reconciliation_took_over_is_cancelled_at_once() {
+on_both_sides!(late_answer: a_late_answer_after_reconciliation_took_over_is_cancelled_at_once,
+    on_openai_a_late_answer_after_reconciliation_took_over_is_cancelled_at_once);
+
+async fn late_answer(side: Side) {
     let provider = Provider::start(Duration::from_secs(3)).await;
     let db = Database::new().await;
     // A frozen heartbeat: the lease lapses while the first create is still in flight.
@@ -297,13 +378,17 @@ async fn a_late_answer_after_reconciliation_took_over_is_cancelled_at_once() {
             ("AI_BATCH_FAILPOINT", "stall-heartbeat"),
             ("AI_BATCH_LEASE_SECS", "1"),
         ])
+        .chain(side.env().iter().copied())
         .collect();
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue(5).await;
-    provider.emulator.set_faults(Faults {
-        before_create_ms: vec![2500],
-        ..Faults::default()
-    });
+    side.set_faults(
+        &provider,
+        Faults {
+            before_create_ms: vec![2500],
+            ..Faults::default()
+        },
+    );
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 409, "{answer}");
     assert!(

@@ -49,9 +49,41 @@ impl Provider {
         }
     }
 
-    /// What the provider billed, and for which jobs more than once.
+    /// What the provider billed (both sides: Anthropic's and OpenAI's), and for which jobs
+    /// more than once.
     pub fn books(&self) -> Books {
+        let mut billed = self.emulator.billing();
+        billed.extend(self.emulator.openai().billing());
+        Books::of(&billed)
+    }
+
+    /// What OpenAI's side alone billed.
+    pub fn openai_books(&self) -> Books {
+        Books::of(&self.emulator.openai().billing())
+    }
+
+    /// What Anthropic's side alone billed.
+    pub fn anthropic_books(&self) -> Books {
         Books::of(&self.emulator.billing())
+    }
+}
+
+/// A billed usage in Anthropic's names. OpenAI bills `prompt_tokens` (cached ones among them,
+/// at the cached-input price) and `completion_tokens`; it charges nothing extra to write.
+fn anthropic_usage(usage: &Value) -> Usage {
+    match usage.get("prompt_tokens").and_then(Value::as_i64) {
+        Some(prompt) => {
+            let cached = usage["prompt_tokens_details"]["cached_tokens"]
+                .as_i64()
+                .unwrap_or(0);
+            Usage {
+                input_tokens: prompt - cached,
+                output_tokens: usage["completion_tokens"].as_i64().unwrap(),
+                cache_read_input_tokens: cached,
+                ..Usage::default()
+            }
+        }
+        None => serde_json::from_value(usage.clone()).unwrap(),
     }
 }
 
@@ -79,7 +111,7 @@ impl Books {
             ..Books::default()
         };
         for billed in batches.iter().flat_map(|b| &b.billed) {
-            let usage: Usage = serde_json::from_value(billed.usage.clone()).unwrap();
+            let usage = anthropic_usage(&billed.usage);
             let tokens = usage.input_tokens
                 + usage.cache_creation_input_tokens
                 + usage.cache_read_input_tokens
@@ -215,6 +247,8 @@ impl Service {
             .env("AI_BATCH_PROVIDER", "anthropic")
             .env("ANTHROPIC_BASE_URL", &provider.url)
             .env("ANTHROPIC_API_KEY", "test-key")
+            .env("OPENAI_BASE_URL", format!("{}/v1", provider.url))
+            .env("OPENAI_API_KEY", "test-key")
             .env("AI_BATCH_PRICES", PRICES)
             .env("AI_BATCH_SCHEDULER", "false")
             .env("RUST_LOG", "warn")
@@ -296,12 +330,19 @@ impl Service {
 
     /// Enqueues `n` jobs (each a ticker) and returns their ids.
     pub async fn enqueue(&self, n: usize) -> Vec<String> {
+        self.enqueue_of("risk_report", n).await
+    }
+
+    /// Enqueues `n` jobs of `job_type` (a ticker each) and returns their ids.
+    pub async fn enqueue_of(&self, job_type: &str, n: usize) -> Vec<String> {
+        let job_type = app::api::JobType::parse(job_type).expect("a job type");
         let mut ids = Vec::new();
         for i in 0..n {
+            let payload = json!({"ticker": format!("T{i}"), "weight": i});
             let (status, body) = self
                 .post(
                     "/api/v1/batch/enqueue",
-                    json!({"job_type": "risk_report", "payload": {"ticker": format!("T{i}"), "weight": i}}),
+                    json!({"job_type": job_type.as_str(), "payload": payload}),
                 )
                 .await;
             assert_eq!(status, 200, "{body}");
@@ -368,6 +409,39 @@ impl Service {
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Which provider a test's jobs go to: the fault and money tests run on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Anthropic,
+    OpenAi,
+}
+
+impl Side {
+    /// The service's settings that send `risk_report` jobs (what `Service::enqueue` makes)
+    /// to this side.
+    pub fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Side::Anthropic => &[],
+            Side::OpenAi => &[("AI_BATCH_ROUTES", "risk_report=gpt-4.1-mini")],
+        }
+    }
+
+    /// Faults for this side's next calls.
+    pub fn set_faults(self, provider: &Provider, faults: Faults) {
+        match self {
+            Side::Anthropic => provider.emulator.set_faults(faults),
+            Side::OpenAi => provider.emulator.openai().set_faults(faults),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Anthropic => "anthropic",
+            Side::OpenAi => "openai",
         }
     }
 }

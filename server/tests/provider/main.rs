@@ -1,6 +1,8 @@
 //! The Anthropic client against the emulator over real HTTP: every call, every error type,
 //! retries (and the creates never retried blindly), cut, stalled, short and malformed results.
 
+mod spec;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,7 @@ async fn create(
     requests: Vec<BatchRequest>,
 ) -> Result<MessageBatch, ProviderError> {
     client
-        .create_batch(BatchBody::from_requests(&requests)?)
+        .create_batch("local-batch", BatchBody::from_requests(&requests)?)
         .await
 }
 

@@ -16,7 +16,8 @@ use super::{
 };
 use crate::api::{
     BulkCancelRequest, ContextRequest, CreateTokenRequest, EnqueueRequest, FlushRequest, JobStatus,
-    JobType, ListCursor, ListQuery, PollRequest, RetryRequest, Role, ShareContextRequest,
+    JobType, ListCursor, ListQuery, PollRequest, ProviderName, RetryRequest, Role,
+    ShareContextRequest,
 };
 
 fn job_type(c: &mut Checker, input: &Value) -> Option<JobType> {
@@ -557,6 +558,15 @@ pub fn parse_list_query<'a>(
                     JobType::ALL,
                     JobType::as_str,
                     JobType::parse,
+                )
+            }
+            "provider" => {
+                query.provider = c.enum_of(
+                    c.loc(name),
+                    &input,
+                    ProviderName::ALL,
+                    ProviderName::as_str,
+                    ProviderName::parse,
                 )
             }
             "limit" => {

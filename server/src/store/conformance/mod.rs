@@ -158,6 +158,7 @@ fn claims_of(owner_id: &str, ids: &[&str], bound_nanos: i64) -> Vec<Claim> {
         .map(|id| Claim {
             job_id: id.to_string(),
             model: "claude-sonnet-4-5".into(),
+            provider: app::api::ProviderName::Anthropic,
             owner_id: owner_id.into(),
             bound_nanos,
         })
@@ -181,6 +182,7 @@ async fn claimed_batch(store: &dyn Store, batch: &str, owner: &str, ids: &[&str]
 fn new_batch(id: &str, owner: &str, minutes: i64) -> NewBatch {
     NewBatch {
         id: id.into(),
+        provider: app::api::ProviderName::Anthropic,
         estimated_tokens: 1000,
         request_bytes: 5000,
         created_at: at(minutes),

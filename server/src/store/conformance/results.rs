@@ -685,3 +685,39 @@ pub async fn a_cached_jobs_bill_is_kept_to_the_nano(store: Arc<impl Store>) {
     assert_eq!(completed, [bill]);
     assert_totals_match_a_recount(store.as_ref()).await;
 }
+
+pub async fn provider_costs_count_every_charge_by_the_jobs_provider(store: Arc<impl Store>) {
+    // `submitted_batch` claims as Anthropic: the job records the provider of its claim.
+    submitted_batch(store.as_ref(), "b", BATCH, &["p1", "p2"]).await;
+    let (complete, done) = completed(1000);
+    store
+        .apply_updates(BATCH, &[update("p1", 0, complete, done)], t0())
+        .await
+        .unwrap();
+    store
+        .record_duplicate_charges(
+            "msgbatch_copy",
+            &[DuplicateCharge {
+                job_id: "p1".into(),
+                spend: spend(1000),
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let rows = store.provider_costs(&Visibility::All).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].provider, rows[0].jobs, rows[0].bill.cost_nanos),
+        (app::api::ProviderName::Anthropic, 1, 2_000_000),
+        "one job, billed twice (its duplicate included)"
+    );
+    let other = user(store.as_ref(), "other", Role::Trader).await;
+    assert!(
+        store
+            .provider_costs(&Visibility::Owner(other.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

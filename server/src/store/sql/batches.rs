@@ -169,10 +169,11 @@ impl<E: Engine> BatchStore for SqlStore<E> {
             .collect();
         tx_execute::<E>(
             &mut tx,
-            "INSERT INTO batches (id, status, job_count, estimated_tokens, request_bytes, created_at, \
-             lease_owner, lease_expires_at, submit_started_at) VALUES (?, 'submitting', 0, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO batches (id, provider, status, job_count, estimated_tokens, request_bytes, created_at, \
+             lease_owner, lease_expires_at, submit_started_at) VALUES (?, ?, 'submitting', 0, ?, ?, ?, ?, ?, ?)",
             [
                 batch.id.as_str().into(),
+                batch.provider.as_str().into(),
                 batch.estimated_tokens.into(),
                 batch.request_bytes.into(),
                 batch.created_at.into(),
@@ -185,12 +186,14 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         let mut wanted = Rows::new(&[
             ("id", Kind::Text),
             ("model", Kind::Text),
+            ("provider", Kind::Text),
             ("bound", Kind::Int),
         ]);
         for claim in &claims {
             wanted.push(vec![
                 claim.job_id.as_str().into(),
                 claim.model.as_str().into(),
+                claim.provider.as_str().into(),
                 claim.bound_nanos.into(),
             ]);
         }
@@ -200,7 +203,7 @@ impl<E: Engine> BatchStore for SqlStore<E> {
             .rows(wanted)
             .push(") UPDATE jobs SET status = 'processing', local_batch_id = ")
             .bind(batch.id.as_str())
-            .push(", model = wanted.model, cost_bound_nanos = wanted.bound, updated_at = ")
+            .push(", model = wanted.model, provider = wanted.provider, cost_bound_nanos = wanted.bound, updated_at = ")
             .bind(batch.created_at)
             .push(&format!(
                 " FROM wanted WHERE jobs.id = wanted.id AND jobs.status = 'pending'{} RETURNING {}",
@@ -481,9 +484,10 @@ impl<E: Engine> BatchStore for SqlStore<E> {
     async fn record_duplicate(&self, d: &NewDuplicate) -> StoreResult<bool> {
         let at = d.created_at;
         self.write_one(
-            "INSERT INTO batches (id, provider_batch_id, status, job_count, estimated_tokens, request_bytes, \
+            "INSERT INTO batches (id, provider, provider_batch_id, status, job_count, estimated_tokens, request_bytes, \
              created_at, submitted_at, expires_at, next_poll_at, duplicate_of, swept_at, submit_started_at, \
-             submit_ended_at, provider_created_at, error) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             submit_ended_at, provider_created_at, error) SELECT ?, src.provider, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             FROM batches src WHERE src.id = ? \
              ON CONFLICT (provider_batch_id) DO NOTHING",
             [
                 d.id.as_str().into(),
@@ -500,6 +504,7 @@ impl<E: Engine> BatchStore for SqlStore<E> {
                 at.into(),
                 at.into(),
                 d.note.as_str().into(),
+                d.of.as_str().into(),
             ],
         )
         .await

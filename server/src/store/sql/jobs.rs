@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
-    TotalsDbRow, bill_columns, bill_sums, column, first,
+    ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, column, first,
 };
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility, tx_read,
@@ -69,6 +69,9 @@ fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
     }
     if let Some(job_type) = filter.job_type {
         query.push(" AND j.job_type = ").bind(job_type.as_str());
+    }
+    if let Some(provider) = filter.provider {
+        query.push(" AND j.provider = ").bind(provider.as_str());
     }
     if let Some(text) = &filter.error {
         query
@@ -412,6 +415,28 @@ impl<E: Engine> JobStore for SqlStore<E> {
             )
             .await?;
         Ok(rows.into_iter().map(JobEvent::from).collect())
+    }
+
+    async fn provider_costs(
+        &self,
+        visibility: &Visibility,
+    ) -> StoreResult<Vec<ProviderCostRecord>> {
+        let mut query = Query::new(
+            format!(
+                "SELECT j.provider, CAST(COUNT(DISTINCT c.job_id) AS BIGINT) AS jobs, {} \
+                 FROM charges c JOIN jobs j ON j.id = c.job_id WHERE j.provider IS NOT NULL",
+                bill_sums("c")
+            ),
+            [],
+        );
+        push_visibility(&mut query, visibility);
+        query.push(" GROUP BY j.provider ORDER BY j.provider");
+        self.engine
+            .read::<ProviderCostRow>(query)
+            .await?
+            .into_iter()
+            .map(ProviderCostRecord::try_from)
+            .collect()
     }
 
     async fn daily_costs(

@@ -153,14 +153,14 @@ impl TryFrom<TotalsDbRow> for TotalsRow {
 /// Columns of a job for single-job reads.
 pub(super) const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, \
     j.priority, j.payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, \
-    j.model, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, j.cache_write_tokens, \
-    j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
+    j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
+    j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
     j.duplicate_cost_nanos, j.price_version, j.result, j.error_message, j.cancel_requested, \
     j.created_at, j.updated_at, j.completed_at";
 /// The same without the large payload and result, for lists.
 pub(super) const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
     j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, \
-    j.attempts, j.model, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
+    j.attempts, j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, \
     j.duplicate_tokens, j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, \
     j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
@@ -181,6 +181,7 @@ pub(super) struct JobRow {
     batch_id: Option<String>,
     attempts: i64,
     model: Option<String>,
+    provider: Option<String>,
     context_id: Option<String>,
     #[sqlx(flatten)]
     bill: BillRow,
@@ -216,6 +217,7 @@ impl TryFrom<JobRow> for JobRecord {
             batch_id: row.batch_id,
             attempts: row.attempts,
             model: row.model,
+            provider: row.provider.as_deref().map(parse_provider).transpose()?,
             context_id: row.context_id,
             bill: row.bill.into(),
             duplicate_tokens: row.duplicate_tokens,
@@ -327,6 +329,25 @@ impl TryFrom<DailyCostRow> for DailyCostRecord {
     }
 }
 
+#[derive(FromRow)]
+pub(super) struct ProviderCostRow {
+    provider: String,
+    jobs: i64,
+    #[sqlx(flatten)]
+    bill: BillRow,
+}
+
+impl TryFrom<ProviderCostRow> for ProviderCostRecord {
+    type Error = StoreError;
+    fn try_from(row: ProviderCostRow) -> StoreResult<Self> {
+        Ok(ProviderCostRecord {
+            provider: parse_provider(&row.provider)?,
+            jobs: row.jobs,
+            bill: row.bill.into(),
+        })
+    }
+}
+
 /// A job as a flush renders it.
 pub(super) const QUEUED_COLUMNS: &str =
     "id, owner_id, job_type, priority, payload, cost_bound_nanos, context_id, created_at";
@@ -361,7 +382,7 @@ impl TryFrom<QueuedRow> for QueuedJob {
 }
 
 /// A batch's columns, with what its charges add up to.
-pub(super) const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.job_count, \
+pub(super) const BATCH_COLUMNS: &str = "b.id, b.provider, b.provider_batch_id, b.status, b.job_count, \
     b.estimated_tokens, b.request_bytes, b.created_at, b.submitted_at, b.ended_at, b.expires_at, \
     b.next_poll_at, b.poll_failures, b.request_counts, b.results_collected, b.error, b.lease_owner, \
     b.lease_expires_at, b.submit_started_at, b.submit_ended_at, b.provider_created_at, \
@@ -374,6 +395,7 @@ pub(super) const BATCH_COLUMNS: &str = "b.id, b.provider_batch_id, b.status, b.j
 #[derive(FromRow)]
 pub(super) struct BatchRow {
     id: String,
+    provider: String,
     provider_batch_id: Option<String>,
     status: String,
     job_count: i64,
@@ -406,6 +428,7 @@ impl TryFrom<BatchRow> for BatchRecord {
     fn try_from(row: BatchRow) -> StoreResult<Self> {
         let at = |t: Option<Time>| t.map(|t| t.0);
         Ok(BatchRecord {
+            provider: parse_provider(&row.provider)?,
             status: parse_batch_status(&row.status)?,
             request_counts: row
                 .request_counts

@@ -1,0 +1,192 @@
+//! A second provider: job types routed to OpenAI go there in their own batch, and the books
+//! equal each provider's bill. The real binary against the emulator, which speaks both APIs.
+
+use std::time::Duration;
+
+use ai_batch::emulator::Faults;
+use serde_json::{Value, json};
+
+use crate::service::{Database, Provider, SCHEDULER, Service};
+
+const FLUSH: &str = "/api/v1/batch/internal/flush";
+const ROUTE_SENTIMENT: (&str, &str) = ("AI_BATCH_ROUTES", "sentiment_analysis=gpt-4.1-mini");
+
+fn count(jobs: &[Value], key: &str, value: &str) -> usize {
+    jobs.iter().filter(|j| j[key] == value).count()
+}
+
+#[tokio::test]
+async fn a_flush_sends_one_batch_per_provider_and_the_books_equal_both_bills() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = SCHEDULER.iter().copied().chain([ROUTE_SENTIMENT]).collect();
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue_of("risk_report", 6).await;
+    service.enqueue_of("sentiment_analysis", 4).await;
+
+    let (status, answer) = service.post(FLUSH, json!({"max_jobs": 100})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["jobs_count"], 10, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("6 jobs to Anthropic") && message.contains("4 jobs to OpenAI"),
+        "{message}"
+    );
+
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "status", "completed"), 10);
+    assert_eq!(count(&jobs, "provider", "openai"), 4);
+    assert_eq!(count(&jobs, "provider", "anthropic"), 6);
+    for job in jobs.iter().filter(|j| j["provider"] == "openai") {
+        assert_eq!(job["job_type"], "sentiment_analysis");
+        assert_eq!(job["model"], "gpt-4.1-mini");
+        assert!(job["cost_usd"].as_f64().unwrap() > 0.0, "{job}");
+    }
+    let batches = service.batches().await;
+    let providers: Vec<&str> = batches
+        .iter()
+        .map(|b| b["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    assert!(providers.contains(&"anthropic") && providers.contains(&"openai"));
+
+    let (anthropic, openai) = (provider.anthropic_books(), provider.openai_books());
+    assert_eq!((anthropic.batches, openai.batches), (1, 1));
+    assert_eq!(openai.billed_per_job.len(), 4);
+    assert_eq!(anthropic.billed_per_job.len(), 6);
+    let books = provider.books();
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    let stats = service.get("/api/v1/batch/stats").await;
+    books.assert_equal_to(&stats);
+    // Each provider's share of the books is its own bill.
+    let share = |name: &str| {
+        stats["by_provider"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+    };
+    for (name, bill) in [("anthropic", &anthropic), ("openai", &openai)] {
+        let share = share(name);
+        assert_eq!(share["tokens_used"].as_i64(), Some(bill.tokens), "{share}");
+        assert_eq!(
+            share["cost_usd"].as_f64(),
+            Some(app::api::nanos_to_usd(bill.cost_nanos)),
+            "{share}"
+        );
+    }
+
+    // Lists and exports filter by provider.
+    let openai_jobs = service
+        .get("/api/v1/batch/jobs?provider=openai&limit=100")
+        .await;
+    assert_eq!(openai_jobs["total_count"], 4, "{openai_jobs}");
+    let (status, refused) = service
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/batch/jobs?provider=mistral",
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+
+    // Ingested: our files at OpenAI are deleted (input, output, errors).
+    assert_eq!(provider.emulator.openai().files(), vec![]);
+}
+
+#[tokio::test]
+async fn an_expired_openai_batch_bills_its_completed_work_and_the_books_hold() {
+    // Batches never end on their own here: only the 24 h window closes them.
+    let provider = Provider::start(Duration::from_secs(3600)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = SCHEDULER.iter().copied().chain([ROUTE_SENTIMENT]).collect();
+    let service = Service::start(&db, &provider, &env).await;
+    let ids = service.enqueue_of("sentiment_analysis", 10).await;
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    provider.emulator.advance_clock(chrono::Duration::hours(25));
+
+    // Half completed before the window closed (billed, kept); the rest expired and go
+    // again in a later flush, which the test lets end normally.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = service.jobs().await;
+        if count(&jobs, "status", "completed") == 5 && count(&jobs, "status", "pending") == 5 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            jobs.iter().map(|j| &j["status"]).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let books = provider.books();
+    assert_eq!(
+        books.billed_per_job.len(),
+        5,
+        "OpenAI billed the completed half"
+    );
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+
+    provider
+        .emulator
+        .openai()
+        .set_processing_delay(Duration::from_millis(200));
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "status", "completed"), ids.len());
+    let books = provider.books();
+    assert_eq!(
+        books.billed_twice(),
+        Vec::<&String>::new(),
+        "none paid twice"
+    );
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
+#[tokio::test]
+async fn a_refused_upload_sends_nothing_and_the_jobs_wait() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = SCHEDULER.iter().copied().chain([ROUTE_SENTIMENT]).collect();
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue_of("sentiment_analysis", 3).await;
+    let refusal: Faults = serde_json::from_value(json!({
+        "fail_next": [{"status": 400, "endpoint": "upload"}]
+    }))
+    .unwrap();
+    provider.emulator.openai().set_faults(refusal);
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert!(status >= 400, "{status} {answer}");
+    let jobs = service.jobs().await;
+    assert_eq!(count(&jobs, "status", "pending"), 3, "{jobs:?}");
+    assert_eq!(provider.openai_books().batches, 0, "no batch was made");
+}
+
+#[tokio::test]
+async fn a_route_to_an_unpriced_model_or_an_unconfigured_provider_stops_the_start() {
+    let db = Database::new().await;
+    for (routes, key, expected) in [
+        ("sentiment_analysis=gpt-9", "test-key", "has no price"),
+        ("sentiment_analysis=gpt-4.1-mini", "", "OPENAI_API_KEY"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ai-batch"))
+            .arg("serve")
+            .env("AI_BATCH_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", &db.url)
+            .env("AI_BATCH_PROVIDER", "anthropic")
+            .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+            .env("ANTHROPIC_API_KEY", "test-key")
+            .env("OPENAI_API_KEY", key)
+            .env("AI_BATCH_ROUTES", routes)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{routes}: started");
+        assert!(stderr.contains(expected), "{routes}: {stderr}");
+    }
+}
