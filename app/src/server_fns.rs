@@ -202,6 +202,13 @@ pub async fn list_batches() -> Result<BatchList, ServerFnError> {
     ssr::answer(ssr::backend()?.batches(&caller).await)
 }
 
+/// Where each job type's jobs go (admins): the flush form's provider choice.
+#[server(endpoint = "routes")]
+pub async fn routes() -> Result<Vec<RouteView>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.prices(&caller).await).map(|prices| prices.routes)
+}
+
 #[server(endpoint = "poll_batch")]
 pub async fn poll_batch(batch_id: String) -> Result<PollResponse, ServerFnError> {
     let caller = ssr::caller().await?;

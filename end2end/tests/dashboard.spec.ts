@@ -1,13 +1,5 @@
-import { expect, test, type Browser, type Page } from '@playwright/test';
-import { createToken, open, screenshotPath, signIn, waitForHydration, watchConsole } from './support';
-
-async function signedIn(browser: Browser, token: string, viewport?: { width: number; height: number }) {
-  const context = await browser.newContext(viewport ? { viewport } : {});
-  const page = await context.newPage();
-  const problems = watchConsole(page);
-  await signIn(page, token);
-  return { context, page, problems };
-}
+import { expect, test, type Page } from '@playwright/test';
+import { createToken, open, screenshotPath, signedIn, waitForHydration, watchConsole } from './support';
 
 async function enqueueOverRest(page: Page, token: string, data: object) {
   const res = await page.request.post('/api/v1/batch/enqueue', { headers: { Authorization: `Bearer ${token}` }, data });

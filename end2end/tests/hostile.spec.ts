@@ -1,13 +1,5 @@
-import { expect, test, type Browser } from '@playwright/test';
-import { createToken, open, signIn, watchConsole } from './support';
-
-async function signedIn(browser: Browser, token: string) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const problems = watchConsole(page);
-  await signIn(page, token);
-  return { context, page, problems };
-}
+import { expect, test } from '@playwright/test';
+import { createToken, open, signedIn } from './support';
 
 test('the Access page hydrates while the audit log it shows keeps changing', async ({ browser }) => {
   const token = createToken('noor', 'admin');

@@ -2,17 +2,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { expect, test, type Browser } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { aiBatchBin, serverEnv } from '../playwright.config';
-import { createToken, open, screenshotPath, signIn, watchConsole } from './support';
-
-async function signedIn(browser: Browser, token: string, baseURL?: string) {
-  const context = await browser.newContext(baseURL ? { baseURL } : {});
-  const page = await context.newPage();
-  const problems = watchConsole(page);
-  await signIn(page, token);
-  return { context, page, problems };
-}
+import { createToken, open, screenshotPath, signedIn } from './support';
 
 test('an admin caps a trader: the trader sees it, an enqueue over it is refused inline, a flush leaves their jobs', async ({ browser }) => {
   const traderToken = createToken('frank', 'trader');

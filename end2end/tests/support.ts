@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { expect, type Page } from '@playwright/test';
+import { expect, type Browser, type Page } from '@playwright/test';
 import path from 'node:path';
 import { aiBatchBin, serverEnv } from '../playwright.config';
 
@@ -45,4 +45,13 @@ export async function signIn(page: Page, token: string) {
 
 export function screenshotPath(name: string): string {
   return path.join(__dirname, '..', 'screenshots', `${name}.png`);
+}
+
+/** A browser context of its own, signed in with `token` (on `baseURL` when given). */
+export async function signedIn(browser: Browser, token: string, baseURL?: string, viewport?: { width: number; height: number }) {
+  const context = await browser.newContext({ ...(baseURL ? { baseURL } : {}), ...(viewport ? { viewport } : {}) });
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await signIn(page, token);
+  return { context, page, problems };
 }

@@ -298,6 +298,7 @@ impl PriceTable {
                 .iter()
                 .map(|(name, p)| app::api::ModelCacheView {
                     model: name.clone(),
+                    provider: Some(p.provider),
                     write_5m_usd_per_mtok: usd(p.cache_write_5m),
                     write_1h_usd_per_mtok: usd(p.cache_write_1h),
                     read_usd_per_mtok: usd(p.cache_read),

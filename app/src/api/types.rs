@@ -830,6 +830,9 @@ pub struct RouteView {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelCacheView {
     pub model: String,
+    /// Who serves the model.
+    #[serde(default)]
+    pub provider: Option<ProviderName>,
     pub write_5m_usd_per_mtok: f64,
     pub write_1h_usd_per_mtok: f64,
     pub read_usd_per_mtok: f64,

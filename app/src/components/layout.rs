@@ -4,7 +4,7 @@ use crate::api::Session;
 use crate::server_fns::SignOut;
 
 /// The frame of every signed-in page: who is signed in, navigation, sign-out, and a notice
-/// when the built-in emulator stands in for Anthropic.
+/// when the built-in emulator stands in for the providers.
 #[component]
 pub fn Layout(session: Session, children: Children) -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
@@ -15,7 +15,7 @@ pub fn Layout(session: Session, children: Children) -> impl IntoView {
     view! {
         {session.emulator.then(|| view! {
             <div data-testid="emulator-notice" class="bg-amber-100 px-4 py-1.5 text-center text-sm text-amber-900">
-                "Demo mode: the built-in emulator stands in for Anthropic. Results are generated, not real answers."
+                "Demo mode: the built-in emulator stands in for Anthropic and OpenAI. Results are generated, not real answers."
             </div>
         })}
         <header class="border-b border-slate-200 bg-white">

@@ -1,9 +1,9 @@
 use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
-use crate::api::{BatchView, FlushRequest, JobType};
+use crate::api::{BatchView, FlushRequest, JobType, ProviderName, RouteView};
 use crate::components::{SignedIn, live_changes, money_usd, short_id, when};
-use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
+use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush, routes};
 
 /// Admins: flush with a preview before confirming, and watch batches move.
 #[component]
@@ -15,7 +15,34 @@ pub fn Batches() -> impl IntoView {
         move || (tick.get(), flush.version().get(), poll.version().get()),
         |_| list_batches(),
     );
-    view! { <SignedIn admin=true page=move |_| view! { <BatchesPage flush poll batches /> }.into_any() /> }
+    let routes = Resource::new(|| (), |_| routes());
+    view! { <SignedIn admin=true page=move |_| view! { <BatchesPage flush poll batches routes /> }.into_any() /> }
+}
+
+/// The job types a flush asks for: those ticked (none: all), and of those only the ones
+/// routed to `provider` when one is chosen. `None` when the choice leaves no type at all.
+fn flush_types(
+    ticked: Vec<JobType>,
+    provider: Option<ProviderName>,
+    routes: &[RouteView],
+) -> Option<Option<Vec<JobType>>> {
+    let Some(provider) = provider else {
+        return Some(Some(ticked).filter(|t| !t.is_empty()));
+    };
+    let asked = if ticked.is_empty() {
+        JobType::ALL.to_vec()
+    } else {
+        ticked
+    };
+    let routed: Vec<JobType> = asked
+        .into_iter()
+        .filter(|t| {
+            routes
+                .iter()
+                .any(|r| r.job_type == *t && r.provider == provider)
+        })
+        .collect();
+    (!routed.is_empty()).then_some(Some(routed))
 }
 
 #[component]
@@ -23,27 +50,40 @@ fn BatchesPage(
     flush: Action<FlushRequest, Result<crate::api::FlushResponse, ServerFnError>>,
     poll: Action<String, Result<crate::api::PollResponse, ServerFnError>>,
     batches: Resource<Result<crate::api::BatchList, ServerFnError>>,
+    routes: Resource<Result<Vec<RouteView>, ServerFnError>>,
 ) -> impl IntoView {
     let max_jobs = RwSignal::new(DEFAULT_FLUSH_MAX_JOBS.to_string());
     let min_priority = RwSignal::new("0".to_string());
     let types = RwSignal::new(Vec::<JobType>::new());
+    let provider = RwSignal::new(None::<ProviderName>);
+    let known_routes = move || routes.get().and_then(Result::ok).unwrap_or_default();
+    // `None` when the chosen provider has none of the chosen types.
     let request = move || {
-        FlushRequest::options(
+        let job_types = flush_types(
+            types.get_untracked(),
+            provider.get_untracked(),
+            &routes
+                .get_untracked()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+        )?;
+        Some(FlushRequest::options(
             max_jobs
                 .get_untracked()
                 .trim()
                 .parse()
                 .unwrap_or(DEFAULT_FLUSH_MAX_JOBS)
                 .clamp(1, MAX_FLUSH_JOBS),
-            Some(types.get_untracked()).filter(|t| !t.is_empty()),
+            job_types,
             min_priority
                 .get_untracked()
                 .trim()
                 .parse()
                 .unwrap_or(0)
                 .clamp(0, 100),
-        )
+        ))
     };
+    let no_types = RwSignal::new(false);
     let preview = Action::new(|r: &FlushRequest| preview_flush(r.clone()));
     // A confirmation binds: the flush sent is the one previewed (its token goes with it, and
     // the server refuses a flush that would send more), and editing a field voids the preview.
@@ -60,10 +100,11 @@ fn BatchesPage(
             return;
         };
         let message = format!(
-            "Send {} jobs (about {} tokens, at most {}) to Anthropic now?",
+            "Send {} jobs (about {} tokens, at most {}) now?\n\n{}",
             p.jobs_count,
             p.estimated_tokens,
-            money_usd(p.estimated_cost_usd)
+            money_usd(p.estimated_cost_usd),
+            p.message
         );
         if window().confirm_with_message(&message).unwrap_or(false) {
             flush.dispatch(FlushRequest {
@@ -87,6 +128,19 @@ fn BatchesPage(
                     <span class="text-xs text-slate-500">"Min priority (0–100)"</span>
                     <input type="number" min="0" max="100" class=field prop:value=move || min_priority.get() on:input=move |ev| { void(); min_priority.set(event_target_value(&ev)); } />
                 </label>
+                <label class="flex flex-col gap-1">
+                    <span class="text-xs text-slate-500">"Provider"</span>
+                    <select class=field data-testid="flush-provider" on:change=move |ev| {
+                        void();
+                        provider.set(ProviderName::parse(&event_target_value(&ev)));
+                    }>
+                        <option value="" selected=true>"Every provider (one batch each)"</option>
+                        {ProviderName::ALL.iter().map(|p| {
+                            let routed = move || known_routes().iter().filter(|r| r.provider == *p).count();
+                            view! { <option value=p.as_str()>{move || format!("{} only ({} job types)", p.label(), routed())}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
                 <fieldset class="flex flex-wrap gap-2">
                     <legend class="text-xs text-slate-500">"Only these types (none: all)"</legend>
                     {JobType::ALL.iter().map(|t| {
@@ -102,7 +156,11 @@ fn BatchesPage(
             </div>
             <div class="mt-3 flex flex-wrap items-center gap-3">
                 <button type="button" class="rounded border border-slate-300 px-3 py-1.5 text-sm hover:bg-slate-100" on:click=move |_| {
-                    let asked = request();
+                    let Some(asked) = request() else {
+                        no_types.set(true);
+                        return;
+                    };
+                    no_types.set(false);
                     previewed.set(Some(asked.clone()));
                     preview.dispatch(asked);
                 }>
@@ -118,6 +176,10 @@ fn BatchesPage(
                 </button>
             </div>
             <p role="status" data-testid="flush-preview" class="mt-3 text-sm text-slate-700">
+                {move || no_types.get().then(|| {
+                    let name = provider.get().map_or("that provider", ProviderName::label);
+                    format!("No job type you chose is routed to {name}: nothing to preview. The Access page shows where each job type goes.")
+                })}
                 {move || preview.value().get().map(|r| match r {
                     Ok(p) if p.estimated_cost_with_cache_usd < p.estimated_cost_without_cache_usd => format!(
                         "{} Estimated cost at batch prices: at most {} (every shared prefix written at the 1-hour price); at most {} without the prompt cache; at most {} if every cache read happens.",
@@ -158,7 +220,7 @@ fn BatchRow(
     batch: BatchView,
     poll: Action<String, Result<crate::api::PollResponse, ServerFnError>>,
 ) -> impl IntoView {
-    // Anthropic expires a batch after 24 h: the bar shows how much of that has gone.
+    // Both providers expire a batch after 24 h: the bar shows how much of that has gone.
     let elapsed = (batch.age_seconds as f64 / 86_400.0).clamp(0.0, 1.0);
     let counts = batch.request_counts.as_ref().map(|c| {
         format!(
@@ -172,6 +234,9 @@ fn BatchRow(
         <li class="rounded-lg border border-slate-200 bg-white p-4" data-batch-status=batch.status.clone()>
             <div class="flex flex-wrap items-center gap-3 text-sm">
                 <code class="text-xs">{batch.batch_id.clone().unwrap_or_else(|| format!("(local {})", batch.local_id))}</code>
+                {batch.provider.map(|p| view! {
+                    <span class="rounded-full bg-indigo-50 px-2 py-0.5 text-xs font-medium text-indigo-900" data-testid="batch-provider">{p.label()}</span>
+                })}
                 <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium">{batch.status.clone()}</span>
                 <span>{format!("{} jobs", batch.jobs_count)}</span>
                 <span class="text-slate-500">{format!("{} tokens estimated", batch.estimated_tokens)}</span>

@@ -132,7 +132,8 @@ fn Detail(
         {(job.duplicate_tokens > 0).then(|| view! {
             <p role="note" data-testid="job-duplicate" class="mt-3 rounded bg-amber-50 px-3 py-2 text-amber-900">
                 {format!(
-                    "A duplicate batch at Anthropic ran this job again: {} tokens, {} of the cost below. It was billed, so it is counted.",
+                    "A duplicate batch at {} ran this job again: {} tokens, {} of the cost below. It was billed, so it is counted.",
+                    job.provider.map_or("the provider", |p| p.label()),
                     job.duplicate_tokens,
                     money_usd(job.duplicate_cost_usd)
                 )}
@@ -153,6 +154,12 @@ fn Detail(
             {figure("Tokens read from cache", job.cache_read_tokens.to_string())}
             {figure("Tokens written to cache", job.cache_write_tokens.to_string())}
         </div>
+        <p class="mt-2 text-sm text-slate-600" data-testid="job-route">
+            {match (job.provider, job.model.clone()) {
+                (Some(provider), Some(model)) => format!("Ran on {} ({model}).", provider.label()),
+                _ => "Its provider and model are chosen when a flush sends it (the Access page shows the routing).".to_string(),
+            }}
+        </p>
         {job.context_id.clone().map(|context| view! {
             <p class="mt-2 text-sm text-slate-600">
                 "Shared context: " <a class="text-emerald-700 underline" href="/contexts"><code>{context}</code></a>

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 
-use crate::api::{DailyCost, Stats};
+use crate::api::{DailyCost, ProviderSpend, Stats};
 use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of, money, money_usd};
 use crate::server_fns::savings;
 
@@ -31,7 +31,10 @@ fn SavingsPage(
         <Suspense fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok((stats, daily)) => view! { <Cards stats /> <Chart daily=daily.clone() /> <Breakdown daily per_user /> }.into_any(),
+                    Ok((stats, daily)) => {
+                        let providers = stats.by_provider.clone();
+                        view! { <Cards stats /> <Providers providers /> <Chart daily=daily.clone() /> <Breakdown daily per_user /> }.into_any()
+                    }
                     Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
                 }
             })}
@@ -97,6 +100,44 @@ fn Sources(batching: f64, caching: f64, read: i64, written: i64) -> impl IntoVie
             </p>
         </section>
     }
+}
+
+/// What each provider billed and saved, side by side (every charge, duplicates' included).
+#[component]
+fn Providers(providers: Vec<ProviderSpend>) -> impl IntoView {
+    (!providers.is_empty()).then(|| {
+        let top = providers
+            .iter()
+            .map(|p| p.standard_cost_usd)
+            .fold(1e-9, f64::max);
+        view! {
+            <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4" data-testid="savings-providers">
+                <h2 class="font-semibold">"By provider"</h2>
+                <p class="text-xs text-slate-500">"Paid (dark) within what the standard API would have cost (the whole bar)."</p>
+                <div class="mt-3 space-y-3">
+                    {providers.into_iter().map(|p| {
+                        let whole = format!("width: {:.1}%", 100.0 * p.standard_cost_usd / top);
+                        let paid = format!("width: {:.1}%", 100.0 * p.cost_usd / p.standard_cost_usd.max(1e-9));
+                        view! {
+                            <div data-testid=format!("provider-{}", p.provider.as_str())>
+                                <div class="flex flex-wrap justify-between gap-2 text-sm">
+                                    <span class="font-medium">{p.provider.label()}</span>
+                                    <span class="tabular-nums text-slate-700">
+                                        {format!("{} jobs · {} tokens · paid {} · saved {}", p.jobs, p.tokens_used, money_usd(p.cost_usd), money_usd(p.savings_usd))}
+                                    </span>
+                                </div>
+                                <div class="mt-1 h-4 rounded bg-slate-100">
+                                    <div class="h-4 rounded bg-emerald-200" style=whole>
+                                        <div class="h-4 rounded bg-emerald-700" style=paid></div>
+                                    </div>
+                                </div>
+                            </div>
+                        }
+                    }).collect_view()}
+                </div>
+            </section>
+        }
+    })
 }
 
 /// The share of cacheable prompt tokens read rather than written, where any were cacheable.

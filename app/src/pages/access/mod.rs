@@ -5,7 +5,7 @@ mod budgets;
 
 use leptos::prelude::*;
 
-use crate::api::{Role, UserView};
+use crate::api::{Role, RouteView, UserView};
 use crate::components::{SignedIn, when};
 use crate::server_fns::{self, access_overview, create_token, new_webhook_secret, revoke_token};
 use audit::AuditLog;
@@ -100,15 +100,18 @@ fn AccessPage(
                             <h2 class="font-semibold">{format!("Prices in force (version {})", prices.version)}</h2>
                             <p class="text-sm text-slate-600">{format!("Batch discount {}%. Default model {}. USD per million tokens:", prices.batch_discount_percent, prices.default_model)}</p>
                             <table class="mt-2 w-full text-left text-sm">
-                                <thead class="text-xs uppercase text-slate-500"><tr><th>"Model"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
+                                <thead class="text-xs uppercase text-slate-500"><tr><th>"Model"</th><th>"Provider"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
                                 <tbody>
-                                    {prices.models.into_iter().map(|(model, p)| view! {
-                                        <tr><td>{model}</td>{p.iter().map(|v| view! { <td class="text-right tabular-nums">{format!("{v:.2}")}</td> }).collect_view()}</tr>
+                                    {prices.models.into_iter().map(|(model, p)| {
+                                        let provider = prices.caching.iter().find(|c| c.model == model).and_then(|c| c.provider).map_or("", |p| p.label());
+                                        view! {
+                                            <tr><td>{model}</td><td>{provider}</td>{p.iter().map(|v| view! { <td class="text-right tabular-nums">{format!("{v:.2}")}</td> }).collect_view()}</tr>
+                                        }
                                     }).collect_view()}
                                 </tbody>
                             </table>
-                            <p class="mt-2 text-xs text-slate-500">{prices.job_models.into_iter().map(|(t, m)| format!("{t} runs on {m}")).collect::<Vec<_>>().join("; ")}</p>
                         </section>
+                        <Routing routes=prices.routes />
                     }.into_any(),
                     Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
                 }
@@ -161,5 +164,32 @@ fn UserRow(user: UserView, revoke: Action<String, Result<(), ServerFnError>>) ->
                 }).collect_view()}
             </ul>
         </li>
+    }
+}
+
+/// Where each job type's jobs go: set in the price table ([job_models], each model's
+/// provider) or AI_BATCH_ROUTES, read at start.
+#[component]
+fn Routing(routes: Vec<RouteView>) -> impl IntoView {
+    view! {
+        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="routing">
+            <h2 class="font-semibold">"Routing"</h2>
+            <p class="text-sm text-slate-600">
+                "Each job type is sent to one provider and model; a flush sends one batch per provider. "
+                "Change it in config/prices.toml ([job_models]) or with AI_BATCH_ROUTES, then restart."
+            </p>
+            <table class="mt-2 w-full text-left text-sm">
+                <thead class="text-xs uppercase text-slate-500"><tr><th>"Job type"</th><th>"Provider"</th><th>"Model"</th></tr></thead>
+                <tbody>
+                    {routes.into_iter().map(|r| view! {
+                        <tr data-testid=format!("route-{}", r.job_type.as_str())>
+                            <td>{r.job_type.as_str()}</td>
+                            <td>{r.provider.label()}</td>
+                            <td><code class="text-xs">{r.model}</code></td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
     }
 }
