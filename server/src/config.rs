@@ -261,6 +261,16 @@ pub struct OpenAiConfig {
     )]
     pub api_key: Option<String>,
 
+    /// The signing secret (`whsec_…`) of OpenAI's batch webhooks, when they are set up to
+    /// reach `/webhooks/openai`: an ended batch is then polled at once.
+    #[arg(
+        id = "openai_webhook_secret",
+        long = "openai-webhook-secret",
+        env = "OPENAI_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+
     #[arg(
         id = "openai_base_url",
         long = "openai-base-url",

@@ -34,7 +34,7 @@ impl From<crate::provider::ProcessingStatus> for crate::store::BatchStatus {
         }
     }
 }
-pub use poll::{poll, poll_due};
+pub use poll::{poll, poll_due, poll_soon};
 pub use reconcile::{Reconciled, reconcile};
 
 /// Anthropic says most batches end within an hour; until we have history, assume that.

@@ -105,6 +105,12 @@ pub async fn poll_due(ctx: &Ctx) -> Result<usize> {
     Ok(polled)
 }
 
+/// The provider says a batch ended (OpenAI's `batch.completed`, … webhooks): it is polled at
+/// the scheduler's next tick rather than at its cadence. False when no batch of ours waits.
+pub async fn poll_soon(ctx: &Ctx, provider_batch_id: &str) -> Result<bool> {
+    Ok(ctx.store().poll_soon(provider_batch_id, Utc::now()).await?)
+}
+
 /// A poll may move the batch; jobs changed only if results were stored, and then only their
 /// owners' pages are told.
 async fn tell_changes(ctx: &Ctx, batch: &BatchRecord, answer: Option<&Answer>) {

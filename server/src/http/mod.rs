@@ -12,6 +12,7 @@ mod internal;
 mod jobs;
 pub(crate) mod limits;
 mod openapi;
+mod provider_events;
 
 use app::api::validation::{MAX_BODY_BYTES, MAX_BULK_BODY_BYTES, MAX_CONTEXT_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, State};
@@ -70,6 +71,11 @@ pub fn router(ctx: Ctx) -> Router {
     let routes = api
         .route("/api/v1/{*rest}", any(not_found))
         .route("/metrics", get(metrics))
+        .route(
+            "/webhooks/openai",
+            axum::routing::post(provider_events::openai)
+                .layer(DefaultBodyLimit::max(provider_events::MAX_EVENT_BYTES)),
+        )
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
         .method_not_allowed_fallback(method_not_allowed)

@@ -317,6 +317,9 @@ pub trait BatchStore: Send + Sync + 'static {
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>>;
     /// Batches whose results are still to collect and whose next poll is due.
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
+    /// Makes an uncollected batch due for a poll at `at` (the provider said it ended); false
+    /// when no such batch is waiting.
+    async fn poll_soon(&self, provider_batch_id: &str, at: DateTime<Utc>) -> StoreResult<bool>;
     /// How many batches have results still to collect, due or not.
     async fn count_open_batches(&self) -> StoreResult<i64>;
     async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>>;

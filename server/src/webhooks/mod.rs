@@ -27,7 +27,7 @@ use crate::store::{DueWebhook, Visibility, WebhookOutcome};
 pub use address::{Destinations, Lookup, SystemLookup};
 use deliveries::Place;
 pub use deliveries::{Deliveries, PER_OWNER};
-pub use send::{SIGNATURE_HEADER, sign, sign_legacy};
+pub use send::{SIGNATURE_HEADER, sign, sign_legacy, verify};
 
 /// The wait after the first failure; it doubles after each, up to an hour.
 const FIRST_WAIT_SECS: i64 = 1;

@@ -48,6 +48,38 @@ pub fn sign(secret: &str, message_id: &str, timestamp: i64, body: &[u8]) -> Stri
     format!("v1,{}", STANDARD.encode(signed))
 }
 
+/// How far a signed message's timestamp may be from our clock (the specification's default):
+/// an older one may be a replay.
+pub const TOLERANCE_SECS: i64 = 300;
+
+/// Whether a received message is signed with `secret`: one of the space-separated `v1,…`
+/// signatures in `signature_header` matches (compared in constant time), and its timestamp is
+/// within [`TOLERANCE_SECS`] of `now`.
+pub fn verify(
+    secret: &str,
+    message_id: &str,
+    timestamp: &str,
+    signature_header: &str,
+    body: &[u8],
+    now: i64,
+) -> bool {
+    let Ok(timestamp) = timestamp.trim().parse::<i64>() else {
+        return false;
+    };
+    if (now - timestamp).abs() > TOLERANCE_SECS {
+        return false;
+    }
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&key(secret)).expect("HMAC takes a key of any length");
+    mac.update(format!("{message_id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    signature_header
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|s| STANDARD.decode(s).ok())
+        .any(|signature| mac.clone().verify_slice(&signature).is_ok())
+}
+
 /// The older `bitcain-signature` value for `body` sent at `timestamp`.
 pub fn sign_legacy(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let signed = hmac(

@@ -190,3 +190,74 @@ async fn a_route_to_an_unpriced_model_or_an_unconfigured_provider_stops_the_star
         assert!(stderr.contains(expected), "{routes}: {stderr}");
     }
 }
+
+/// A signed event as OpenAI sends it (Standard Webhooks), or with another secret.
+async fn send_event(service: &Service, secret: &str, timestamp: i64, event: &Value) -> u16 {
+    let body = event.to_string();
+    let id = "msg_test_1";
+    reqwest::Client::new()
+        .post(format!("{}/webhooks/openai", service.url))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "webhook-signature",
+            ai_batch::webhooks::sign(secret, id, timestamp, body.as_bytes()),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_signed_batch_completed_webhook_polls_the_batch_at_once_and_a_forged_one_is_refused() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let provider = Provider::start(Duration::from_millis(200)).await;
+    let db = Database::new().await;
+    // Polls an hour apart: only the webhook can bring the results in within the test.
+    let env: Vec<_> = SCHEDULER
+        .iter()
+        .copied()
+        .chain([
+            ROUTE_SENTIMENT,
+            ("AI_BATCH_POLL_INTERVAL_SECS", "3600"),
+            ("OPENAI_WEBHOOK_SECRET", SECRET),
+        ])
+        .collect();
+    let service = Service::start(&db, &provider, &env).await;
+    let ids = service.enqueue_of("sentiment_analysis", 3).await;
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    let batch = answer["batch_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let event = json!({"object": "event", "id": "evt_1", "type": "batch.completed",
+                       "created_at": chrono::Utc::now().timestamp(), "data": {"id": batch}});
+    let now = chrono::Utc::now().timestamp();
+
+    assert_eq!(
+        send_event(&service, "whsec_b3RoZXI=", now, &event).await,
+        401,
+        "another secret"
+    );
+    assert_eq!(
+        send_event(&service, SECRET, now - 3600, &event).await,
+        401,
+        "an old replay"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&service.jobs().await, "status", "processing"),
+        ids.len(),
+        "refused events poll nothing"
+    );
+
+    assert_eq!(send_event(&service, SECRET, now, &event).await, 200);
+    let jobs = service.settled(Duration::from_secs(10)).await;
+    assert_eq!(count(&jobs, "status", "completed"), ids.len());
+    provider
+        .books()
+        .assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}

@@ -511,3 +511,22 @@ pub async fn accepted_batches_are_swept_once_and_duplicates_recorded_once(store:
     );
     assert_totals_match_a_recount(store.as_ref()).await;
 }
+
+pub async fn a_provider_saying_a_batch_ended_makes_it_due_at_once(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", "batch_1", &["j1"]).await;
+    // Its first poll is a minute after submission (`submission`: at 12).
+    assert!(store.due_batches(at(11)).await.unwrap().is_empty());
+    assert!(store.poll_soon("batch_1", at(11)).await.unwrap());
+    let due: Vec<String> = store
+        .due_batches(at(11))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(due, ["b"]);
+    assert!(
+        !store.poll_soon("batch_unknown", at(11)).await.unwrap(),
+        "nothing to poll"
+    );
+}

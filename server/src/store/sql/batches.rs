@@ -538,6 +538,17 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         .await
     }
 
+    async fn poll_soon(&self, provider_batch_id: &str, at: DateTime<Utc>) -> StoreResult<bool> {
+        self.write_one(
+            &format!(
+                "UPDATE batches SET next_poll_at = ? WHERE provider_batch_id = ? AND id IN \
+                 (SELECT b.id FROM batches b WHERE {OPEN})"
+            ),
+            [at.into(), provider_batch_id.into()],
+        )
+        .await
+    }
+
     async fn count_open_batches(&self) -> StoreResult<i64> {
         let rows: Vec<(i64,)> = self
             .read(
