@@ -113,8 +113,12 @@ pub async fn enqueue_job(
     idempotency_key: String,
     // Absent from forms of older pages still open in a browser.
     context_id: Option<String>,
+    // The browser's UTC offset at `run_after`, in minutes (JavaScript's `getTimezoneOffset`);
+    // absent without JavaScript, when `run_after` is read as UTC.
+    run_after_offset: Option<String>,
 ) -> Result<Result<EnqueueResponse, Vec<FieldError>>, ServerFnError> {
     let caller = ssr::enqueuer().await?;
+    let run_after = with_zone(&run_after, run_after_offset.as_deref());
     let form = EnqueueForm {
         job_type: &job_type,
         payload: &payload,
@@ -128,6 +132,32 @@ pub async fn enqueue_job(
         Err(errors) => return Ok(Err(errors)),
     };
     ssr::answer(ssr::backend()?.enqueue(&caller, body).await)
+}
+
+/// A `datetime-local` value (`2026-12-10T09:08`, no zone) with the zone of a browser whose
+/// `getTimezoneOffset()` there was `offset` minutes (300 in New York in winter: `-05:00`).
+/// Anything else (a zone already given, no offset, an offset that is not minutes) is left as
+/// it is, for the API's rules to read.
+pub fn with_zone(local: &str, offset: Option<&str>) -> String {
+    let local = local.trim();
+    let offset = offset.and_then(|o| o.trim().parse::<i32>().ok());
+    let Some((date, time)) = local.split_once('T') else {
+        return local.to_string();
+    };
+    let zoned = time.contains(['Z', 'z', '+', '-']);
+    match offset.filter(|o| !zoned && o.abs() < 24 * 60 && !date.is_empty()) {
+        Some(offset) => {
+            let seconds = if time.matches(':').count() == 1 {
+                ":00"
+            } else {
+                ""
+            };
+            let sign = if offset > 0 { '-' } else { '+' };
+            let (hours, minutes) = (offset.abs() / 60, offset.abs() % 60);
+            format!("{date}T{time}{seconds}{sign}{hours:02}:{minutes:02}")
+        }
+        None => local.to_string(),
+    }
 }
 
 /// The enqueue form's fields as sent; empty optional fields are left out of its body.
@@ -326,4 +356,53 @@ pub async fn share_context(
     Ok(ssr::backend()?
         .share_context(&caller, &context_id, shared)
         .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_zone;
+
+    #[test]
+    fn a_local_time_gets_the_browsers_zone() {
+        // New York in winter (UTC−5), Tokyo (UTC+9), Kathmandu (UTC+5:45), UTC itself.
+        assert_eq!(
+            with_zone("2026-12-10T09:08", Some("300")),
+            "2026-12-10T09:08:00-05:00"
+        );
+        assert_eq!(
+            with_zone("2026-12-10T09:08:30", Some("-540")),
+            "2026-12-10T09:08:30+09:00"
+        );
+        assert_eq!(
+            with_zone("2026-12-10T09:08", Some("-345")),
+            "2026-12-10T09:08:00+05:45"
+        );
+        assert_eq!(
+            with_zone("2026-12-10T09:08", Some("0")),
+            "2026-12-10T09:08:00+00:00"
+        );
+    }
+
+    #[test]
+    fn anything_else_is_left_for_the_api_rules() {
+        assert_eq!(with_zone("2026-12-10T09:08", None), "2026-12-10T09:08");
+        assert_eq!(
+            with_zone("2026-12-10T09:08Z", Some("300")),
+            "2026-12-10T09:08Z"
+        );
+        assert_eq!(
+            with_zone("2026-12-10T09:08-02:00", Some("300")),
+            "2026-12-10T09:08-02:00"
+        );
+        assert_eq!(with_zone("tomorrow", Some("300")), "tomorrow");
+        assert_eq!(
+            with_zone("2026-12-10T09:08", Some("abc")),
+            "2026-12-10T09:08"
+        );
+        assert_eq!(
+            with_zone("2026-12-10T09:08", Some("99999")),
+            "2026-12-10T09:08"
+        );
+        assert_eq!(with_zone("", Some("300")), "");
+    }
 }

@@ -92,7 +92,7 @@ test('a job completed through REST shows on an open jobs page without a reload, 
     data: { job_type: 'sentiment_analysis', payload: { ticker: 'TSLA', headlines: ['Deliveries beat'] } },
   });
   const id = (await res.json()).job.id as string;
-  const row = page.getByTestId('jobs-table').locator('tr', { hasText: id.slice(0, 8) });
+  const row = page.getByTestId('jobs-table').locator('tr', { hasText: id.slice(-8) });
   await expect(row).toContainText('pending', { timeout: 5_000 });
   await page.request.post('/api/v1/batch/internal/flush', { headers: { Authorization: `Bearer ${adminToken}` }, data: {} });
   await expect(row).toContainText('completed', { timeout: 20_000 });

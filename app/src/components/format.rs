@@ -41,8 +41,12 @@ pub fn money_usd(usd: f64) -> String {
     money((usd * 1e9).round() as i64)
 }
 
+/// An id as lists show it: its last 8 characters. Job and batch ids are time-ordered UUIDs
+/// whose head is the time (the same for everything made in the same second or so) and whose
+/// tail is random, so the tail is what tells them apart.
 pub fn short_id(id: &str) -> String {
-    id.chars().take(8).collect()
+    let chars: Vec<char> = id.chars().collect();
+    chars[chars.len().saturating_sub(8)..].iter().collect()
 }
 
 #[cfg(test)]
@@ -61,6 +65,19 @@ mod tests {
         // 0.1 + 0.2 in dollars, added as nanos: no floating-point residue.
         assert_eq!(money(100_000_000 + 200_000_000), "$0.30");
         assert_eq!(money_usd(0.3), "$0.30");
+    }
+
+    #[test]
+    fn short_ids_tell_time_ordered_ids_apart() {
+        let (a, b) = (
+            "01a236e1-5b2c-7e11-9a3f-8c2d41e07a10",
+            "01a236e1-5b2c-7e11-b7d0-3f9e02c4d55e",
+        );
+        assert_eq!(
+            (short_id(a), short_id(b)),
+            ("41e07a10".into(), "02c4d55e".into())
+        );
+        assert_eq!(short_id("ctx_1"), "ctx_1");
     }
 
     #[test]

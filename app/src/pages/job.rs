@@ -154,6 +154,11 @@ fn Detail(
             {figure("Tokens read from cache", job.cache_read_tokens.to_string())}
             {figure("Tokens written to cache", job.cache_write_tokens.to_string())}
         </div>
+        {job.run_after.map(|at| view! {
+            <p class="mt-2 text-sm text-slate-600" data-testid="job-run-after">
+                {format!("Scheduled: not sent before {}.", when(at))}
+            </p>
+        })}
         <p class="mt-2 text-sm text-slate-600" data-testid="job-route">
             {match (job.provider, job.model.clone()) {
                 (Some(provider), Some(model)) => format!("Ran on {} ({model}).", provider.label()),

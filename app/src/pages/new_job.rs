@@ -4,7 +4,7 @@ use leptos_router::hooks::use_navigate;
 use crate::api::examples::example_json;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
 use crate::api::{ContextList, JobType};
-use crate::components::{BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of};
+use crate::components::{BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of, when};
 use crate::server_fns::{EnqueueJob, list_contexts};
 
 /// The enqueue form: the same checks as the API, with each field's error beside it.
@@ -29,6 +29,7 @@ fn EnqueueForm(
 ) -> impl IntoView {
     let payload = RwSignal::new(pretty_example(JobType::ALL[0]));
     let (job_type, set_job_type) = signal(JobType::ALL[0]);
+    let run_after = RwSignal::new(String::new());
     let errors = move || match enqueue.value().get() {
         Some(Ok(Err(errors))) => errors,
         _ => Vec::new(),
@@ -116,8 +117,15 @@ fn EnqueueForm(
                     <p class=error_text data-error="priority">{error_for("priority")}</p>
                 </label>
                 <label class="block">
-                    <span class="text-sm font-medium">"Run after (UTC, optional)"</span>
-                    <input name="run_after" type="datetime-local" class=input />
+                    <span class="text-sm font-medium">"Run after (your local time, optional)"</span>
+                    <input name="run_after" type="datetime-local" class=input on:input=move |ev| run_after.set(event_target_value(&ev)) />
+                    <input type="hidden" name="run_after_offset" prop:value=move || local_instant(&run_after.get()).map(|(_, offset)| offset.to_string()).unwrap_or_default() />
+                    <p class="mt-1 text-xs text-slate-500" data-testid="run-after-utc">
+                        {move || match local_instant(&run_after.get()) {
+                            Some((at, _)) => format!("= {}; the job waits for the first flush after it.", when(at)),
+                            None => "Empty: it goes in the next flush. (Without JavaScript the time is read as UTC.)".to_string(),
+                        }}
+                    </p>
                     <p class=error_text data-error="run_after">{error_for("run_after")}</p>
                 </label>
                 <label class="block">
@@ -135,5 +143,29 @@ fn EnqueueForm(
                 </button>
             </div>
         </ActionForm>
+    }
+}
+
+/// A `datetime-local` value as the browser reads it, in its own time zone: the instant, and
+/// the zone's offset there in minutes (`getTimezoneOffset`, positive west of UTC). `None` when
+/// empty or not a time, and always on the server, which does not know the reader's zone.
+fn local_instant(value: &str) -> Option<(chrono::DateTime<chrono::Utc>, i32)> {
+    #[cfg(feature = "hydrate")]
+    {
+        if value.trim().is_empty() {
+            return None;
+        }
+        let date = js_sys::Date::new(&js_sys::JsString::from(value.trim()).into());
+        let millis = date.get_time();
+        if !millis.is_finite() {
+            return None;
+        }
+        let at = chrono::DateTime::from_timestamp_millis(millis as i64)?;
+        Some((at, date.get_timezone_offset() as i32))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = value;
+        None
     }
 }
