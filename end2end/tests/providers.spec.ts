@@ -80,6 +80,14 @@ test.describe('with sentiment_analysis routed to OpenAI', () => {
     expect((await admin.page.getByTestId('batch-provider').allInnerTexts()).sort()).toEqual(['Anthropic', 'OpenAI']);
     await admin.page.screenshot({ path: screenshotPath('batches-two-providers'), fullPage: true });
 
+    // Each batch says what became of its jobs, and its id lists them.
+    const first = batches.first();
+    await expect(first.getByTestId('batch-outcomes')).toContainText('Jobs: 1 completed');
+    await first.locator('a[title="Its jobs"]').click();
+    await expect(admin.page).toHaveURL(/\/jobs\?batch_id=/);
+    await expect(admin.page.getByTestId('batch-filter')).toBeVisible();
+    await expect(admin.page.locator('tr[data-job-id]')).toHaveCount(1);
+
     // The trader's job page names its provider and model once it ran.
     await open(trader.page, `/jobs/${sentiment}`);
     await expect(trader.page.getByTestId('job-route')).toContainText('Ran on OpenAI (gpt-4.1-mini)', { timeout: 20_000 });

@@ -269,6 +269,9 @@ pub struct ListQuery {
     /// Only jobs a flush sent to this provider.
     #[serde(default)]
     pub provider: Option<ProviderName>,
+    /// Only the jobs of this provider batch (`msgbatch_…`, `batch_…`).
+    #[serde(default)]
+    pub batch_id: Option<String>,
     /// A job id, an idempotency key, or text found in the payload (e.g. a ticker).
     pub search: Option<String>,
     /// Text the job's error message contains (any case): failed jobs by what went wrong.
@@ -308,7 +311,10 @@ impl ListQuery {
     /// The query as the pairs of a URL, to be read by `validation::parse_list_query`.
     /// Whether the filters go past what the kept totals can count (a text to match).
     pub fn matches_text(&self) -> bool {
-        self.search.is_some() || self.error.is_some() || self.provider.is_some()
+        self.search.is_some()
+            || self.error.is_some()
+            || self.provider.is_some()
+            || self.batch_id.is_some()
     }
 
     pub fn to_pairs(&self) -> Vec<(String, String)> {
@@ -324,6 +330,9 @@ impl ListQuery {
         }
         if let Some(provider) = self.provider {
             pairs.push(("provider".into(), provider.as_str().into()));
+        }
+        if let Some(batch) = &self.batch_id {
+            pairs.push(("batch_id".into(), batch.clone()));
         }
         if let Some(q) = &self.search {
             pairs.push(("q".into(), q.clone()));
@@ -573,6 +582,14 @@ pub struct JobEventView {
     pub at: DateTime<Utc>,
 }
 
+/// How many of a batch's jobs are in a status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct JobOutcome {
+    pub status: JobStatus,
+    pub jobs: i64,
+}
+
 /// A batch as admins see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -603,6 +620,10 @@ pub struct BatchView {
     pub stuck: bool,
     /// For a duplicate (a provider batch that ran another batch's jobs again): that batch's `local_id`.
     pub duplicate_of: Option<String>,
+    /// Its jobs as we recorded them, by status (a job sent again since counts under its later
+    /// batch): what tells a trader how the batch went, beside the provider's own counts.
+    #[serde(default)]
+    pub job_outcomes: Vec<JobOutcome>,
     /// What Anthropic billed for this batch's results, as recorded.
     pub billed_tokens: i64,
     pub billed_cost_usd: f64,

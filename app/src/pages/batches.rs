@@ -222,18 +222,32 @@ fn BatchRow(
 ) -> impl IntoView {
     // Both providers expire a batch after 24 h: the bar shows how much of that has gone.
     let elapsed = (batch.age_seconds as f64 / 86_400.0).clamp(0.0, 1.0);
+    // What the provider says of its requests; ours (below) is what became of the jobs.
     let counts = batch.request_counts.as_ref().map(|c| {
         format!(
-            "{} succeeded · {} errored · {} expired · {} canceled",
+            "The provider's counts: {} succeeded · {} errored · {} expired · {} canceled",
             c["succeeded"], c["errored"], c["expired"], c["canceled"]
         )
+    });
+    let outcomes = (!batch.job_outcomes.is_empty()).then(|| {
+        batch
+            .job_outcomes
+            .iter()
+            .map(|o| format!("{} {}", o.jobs, o.status))
+            .collect::<Vec<_>>()
+            .join(" · ")
     });
     let open = !batch.results_collected && batch.batch_id.is_some() && batch.status != "lost";
     let id = batch.batch_id.clone().unwrap_or_default();
     view! {
         <li class="rounded-lg border border-slate-200 bg-white p-4" data-batch-status=batch.status.clone()>
             <div class="flex flex-wrap items-center gap-3 text-sm">
-                <code class="text-xs">{batch.batch_id.clone().unwrap_or_else(|| format!("(local {})", batch.local_id))}</code>
+                {match batch.batch_id.clone() {
+                    Some(id) => view! {
+                        <a class="text-xs text-emerald-700 underline" href=format!("/jobs?batch_id={id}") title="Its jobs"><code>{id.clone()}</code></a>
+                    }.into_any(),
+                    None => view! { <code class="text-xs">{format!("(local {})", batch.local_id)}</code> }.into_any(),
+                }}
                 {batch.provider.map(|p| view! {
                     <span class="rounded-full bg-indigo-50 px-2 py-0.5 text-xs font-medium text-indigo-900" data-testid="batch-provider">{p.label()}</span>
                 })}
@@ -269,6 +283,7 @@ fn BatchRow(
             </div>
             <div class="mt-1 text-xs text-slate-500">
                 {format!("{} min of 24 h", batch.age_seconds / 60)}
+                {outcomes.map(|o| view! { <span class="ml-3 font-medium text-slate-800" data-testid="batch-outcomes">{format!("Jobs: {o}")}</span> })}
                 {counts.map(|c| view! { <span class="ml-3 text-slate-700">{c}</span> })}
                 {batch.error.clone().map(|e| view! { <span class="ml-3 text-rose-700" data-testid="batch-error">{format!("Last note: {e}")}</span> })}
             </div>

@@ -17,14 +17,21 @@ pub fn Jobs() -> impl IntoView {
     let query_map = use_query_map();
     let query = Memo::new(move |_| {
         let map = query_map.read();
-        let pairs: Vec<(String, String)> = ["status_filter", "job_type", "q", "error", "offset"]
-            .iter()
-            .filter_map(|k| {
-                map.get(k)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (k.to_string(), v))
-            })
-            .collect();
+        let pairs: Vec<(String, String)> = [
+            "status_filter",
+            "job_type",
+            "q",
+            "error",
+            "batch_id",
+            "offset",
+        ]
+        .iter()
+        .filter_map(|k| {
+            map.get(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
+        .collect();
         let mut query = parse_list_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .unwrap_or_default();
         query.limit = PAGE_SIZE;
@@ -203,6 +210,13 @@ fn Filters(query: Memo<ListQuery>) -> impl IntoView {
                 <span class="text-xs text-slate-500">"Error contains"</span>
                 <input name="error" type="search" value=current.error.clone().unwrap_or_default() placeholder="e.g. expired" class="rounded border border-slate-300 px-2 py-1" />
             </label>
+            {current.batch_id.clone().map(|batch| view! {
+                <input type="hidden" name="batch_id" value=batch.clone() />
+                <span class="flex items-center gap-2 self-center rounded-full bg-indigo-50 px-3 py-1 text-xs text-indigo-900" data-testid="batch-filter">
+                    {format!("Only batch {batch}")}
+                    <a href="/jobs" class="underline">"show all"</a>
+                </span>
+            })}
             <button type="submit" class="rounded bg-slate-900 px-3 py-1.5 text-white">"Apply"</button>
         </Form>
     }
@@ -363,6 +377,9 @@ fn filter_params(query: &ListQuery) -> Vec<String> {
     }
     if let Some(error) = &query.error {
         params.push(format!("error={}", urlencode(error)));
+    }
+    if let Some(batch) = &query.batch_id {
+        params.push(format!("batch_id={}", urlencode(batch)));
     }
     params
 }

@@ -13,7 +13,7 @@ mod render;
 mod submit;
 mod window;
 
-use app::api::{BatchList, BatchView, Caller, nanos_to_usd};
+use app::api::{BatchList, BatchView, Caller, JobOutcome, nanos_to_usd};
 use chrono::{DateTime, Utc};
 
 use crate::access::require_admin;
@@ -74,18 +74,43 @@ pub async fn estimate_completion(
 pub async fn list(ctx: &Ctx, caller: &Caller, limit: i64) -> Result<BatchList> {
     require_admin(caller)?;
     let batches = ctx.store().list_batches(limit).await?;
+    let ids: Vec<String> = batches
+        .iter()
+        .filter_map(|b| b.provider_batch_id.clone())
+        .collect();
+    let mut outcomes: std::collections::HashMap<String, Vec<JobOutcome>> = Default::default();
+    for (batch, status, jobs) in ctx.store().batch_outcomes(&ids).await? {
+        outcomes
+            .entry(batch)
+            .or_default()
+            .push(JobOutcome { status, jobs });
+    }
     let now = Utc::now();
     let stuck_after = ctx.config.batch.stuck_after_failures;
     Ok(BatchList {
         batches: batches
             .into_iter()
-            .map(|b| view(b, now, stuck_after))
+            .map(|b| {
+                let mut ours = b
+                    .provider_batch_id
+                    .as_ref()
+                    .and_then(|id| outcomes.remove(id))
+                    .unwrap_or_default();
+                ours.sort_by_key(|o| o.status);
+                view(b, ours, now, stuck_after)
+            })
             .collect(),
     })
 }
 
-fn view(b: BatchRecord, now: DateTime<Utc>, stuck_after: i64) -> BatchView {
+fn view(
+    b: BatchRecord,
+    job_outcomes: Vec<JobOutcome>,
+    now: DateTime<Utc>,
+    stuck_after: i64,
+) -> BatchView {
     BatchView {
+        job_outcomes,
         age_seconds: (b.ended_at.unwrap_or(now) - b.submitted_at.unwrap_or(b.created_at))
             .num_seconds(),
         batch_id: b.provider_batch_id,

@@ -323,6 +323,11 @@ pub trait BatchStore: Send + Sync + 'static {
     /// How many batches have results still to collect, due or not.
     async fn count_open_batches(&self) -> StoreResult<i64>;
     async fn list_batches(&self, limit: i64) -> StoreResult<Vec<BatchRecord>>;
+    /// The jobs now recorded under each of these provider batches, by status (unordered).
+    async fn batch_outcomes(
+        &self,
+        provider_batch_ids: &[String],
+    ) -> StoreResult<Vec<(String, app::api::JobStatus, i64)>>;
     async fn update_batch_progress(
         &self,
         batch_id: &str,

@@ -160,6 +160,22 @@ async fn malformed_line(side: Side) {
         ))
         .await;
     assert_eq!(events.as_array().unwrap().last().unwrap()["kind"], "failed");
+    // The batch says what became of its jobs, not only what the provider counted (which
+    // calls the unreadable line a success), and its jobs can be listed.
+    let batch = &service.batches().await[0];
+    assert_eq!(
+        batch["job_outcomes"],
+        json!([{"status": "completed", "jobs": 19}, {"status": "failed", "jobs": 1}]),
+        "{batch}"
+    );
+    let id = batch["batch_id"].as_str().unwrap();
+    let listed = service
+        .get(&format!(
+            "/api/v1/batch/jobs?batch_id={id}&status_filter=failed"
+        ))
+        .await;
+    assert_eq!(listed["total_count"], 1, "{listed}");
+    assert_eq!(listed["jobs"][0]["id"], failed["id"]);
     let books = provider.books();
     assert_eq!(books.batches, 1);
     assert_eq!(books.billed_twice(), Vec::<&String>::new());

@@ -591,6 +591,7 @@ pub fn parse_list_query<'a>(
                 }
             }
             "q" => query.search = search_text(&mut c, name, raw),
+            "batch_id" => query.batch_id = search_text(&mut c, name, raw),
             "error" => query.error = search_text(&mut c, name, raw),
             _ => {}
         }

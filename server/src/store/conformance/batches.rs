@@ -530,3 +530,16 @@ pub async fn a_provider_saying_a_batch_ended_makes_it_due_at_once(store: Arc<imp
         "nothing to poll"
     );
 }
+
+pub async fn a_batchs_outcomes_count_its_jobs_by_status(store: Arc<impl Store>) {
+    submitted_batch(store.as_ref(), "b", "batch_1", &["j1", "j2"]).await;
+    let outcomes = store
+        .batch_outcomes(&["batch_1".into(), "batch_none".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [("batch_1".to_string(), app::api::JobStatus::Processing, 2)]
+    );
+    assert!(store.batch_outcomes(&[]).await.unwrap().is_empty());
+}

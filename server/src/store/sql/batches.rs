@@ -549,6 +549,28 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         .await
     }
 
+    async fn batch_outcomes(
+        &self,
+        provider_batch_ids: &[String],
+    ) -> StoreResult<Vec<(String, app::api::JobStatus, i64)>> {
+        if provider_batch_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; provider_batch_ids.len()].join(", ");
+        let rows: Vec<(String, String, i64)> = self
+            .read(
+                &format!(
+                    "SELECT batch_id, status, CAST(COUNT(*) AS BIGINT) FROM jobs \
+                     WHERE batch_id IN ({marks}) GROUP BY batch_id, status"
+                ),
+                provider_batch_ids.iter().map(|id| id.as_str().into()),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(batch, status, jobs)| Ok((batch, parse_status(&status)?, jobs)))
+            .collect()
+    }
+
     async fn count_open_batches(&self) -> StoreResult<i64> {
         let rows: Vec<(i64,)> = self
             .read(

@@ -73,6 +73,9 @@ fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
     if let Some(provider) = filter.provider {
         query.push(" AND j.provider = ").bind(provider.as_str());
     }
+    if let Some(batch) = &filter.batch_id {
+        query.push(" AND j.batch_id = ").bind(batch.as_str());
+    }
     if let Some(text) = &filter.error {
         query
             .push(&format!(
