@@ -178,21 +178,14 @@ async fn plan(
 pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<FlushPreview> {
     require_admin(caller)?;
     let now = Utc::now();
-    let mut plans = Vec::new();
-    let mut room = request.max_jobs;
-    for route in routes(ctx, &request) {
-        let plan = plan(
-            ctx,
-            &request,
-            &route,
-            room,
-            now,
-            BatchBodyBuilder::measuring(),
-        )
-        .await?;
-        room -= plan.claims.len() as i64;
-        plans.push(plan);
-    }
+    let plans = plans(
+        ctx,
+        &request,
+        request.max_jobs,
+        now,
+        BatchBodyBuilder::measuring,
+    )
+    .await?;
     let jobs: i64 = plans.iter().map(|p| p.claims.len() as i64).sum();
     let cost_nanos: i64 = plans.iter().map(|p| p.cost_nanos).sum();
     let preview_token = PreviewToken {
@@ -253,6 +246,25 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
     })
 }
 
+/// One plan per provider route, in order, sharing `max_jobs` between them: what a preview
+/// shows and what the flush confirming it sends are planned alike.
+async fn plans(
+    ctx: &Ctx,
+    request: &FlushRequest,
+    max_jobs: i64,
+    now: DateTime<Utc>,
+    body: fn() -> BatchBodyBuilder,
+) -> Result<Vec<Plan>> {
+    let mut room = max_jobs;
+    let mut plans = Vec::new();
+    for route in routes(ctx, request) {
+        let plan = plan(ctx, request, &route, room, now, body()).await?;
+        room -= plan.claims.len() as i64;
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
 /// Jobs held back by budgets in any plan, by owner: " 3 jobs of alice stay pending: …".
 fn over_budget_note(plans: &[Plan]) -> String {
     let mut held: BTreeMap<&str, i64> = BTreeMap::new();
@@ -296,16 +308,11 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
     require_admin(caller)?;
     tracing::info!(by = %caller.name, ?request, "flush");
     let promised = confirmed_preview(&request)?;
-    let mut room = promised
+    let max_jobs = promised
         .as_ref()
         .map_or(request.max_jobs, |p| p.jobs_count.min(request.max_jobs));
     let now = Utc::now();
-    let mut plans = Vec::new();
-    for route in routes(ctx, &request) {
-        let plan = plan(ctx, &request, &route, room, now, BatchBodyBuilder::new()).await?;
-        room -= plan.claims.len() as i64;
-        plans.push(plan);
-    }
+    let plans = plans(ctx, &request, max_jobs, now, BatchBodyBuilder::new).await?;
     let cost_nanos: i64 = plans.iter().map(|p| p.cost_nanos).sum();
     if let Some(promised) = &promised
         && cost_nanos > promised.cost_nanos

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use app::api::{POLL_RESULTS_CAP, PollResult, ProviderName};
+use app::api::{POLL_RESULTS_CAP, PollResult};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -183,12 +183,10 @@ async fn finish(
     }
     // A batch has ended: the typical duration behind estimates may have moved.
     ctx.caches.batch_duration.invalidate(&());
-    if batch.provider == ProviderName::Openai && status == BatchStatus::Ended {
-        // Our files at OpenAI (input, output, errors) are no longer needed.
-        if let Err(e) = async { ctx.provider(batch.provider)?.delete_batch(&remote.id).await }.await
-        {
-            tracing::warn!(batch = %remote.id, error = %e, "could not delete the batch's files at OpenAI");
-        }
+    if status == BatchStatus::Ended
+        && let Err(e) = async { ctx.provider(batch.provider)?.ingested(&remote.id).await }.await
+    {
+        tracing::warn!(batch = %remote.id, error = %e, "the provider's copy of an ingested batch was not released");
     }
     Ok(Collected::Done {
         results: read.reports,

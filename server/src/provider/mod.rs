@@ -49,6 +49,12 @@ pub trait Provider: Send + Sync + 'static {
     /// The results of an ended batch, read from its `results_url`.
     async fn batch_results(&self, batch: &MessageBatch) -> Result<ResultStream, ProviderError>;
 
+    /// Every result of the batch is stored: let go of what the provider keeps for us. Anthropic
+    /// keeps a batch and its results for its own retention period; nothing to do.
+    async fn ingested(&self, _batch_id: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// The batches created since `since` that carry `label`: proved ours by the label. `None`
     /// when the provider keeps no label (Anthropic), so only results can prove a batch ours.
     async fn labelled(

@@ -121,35 +121,20 @@ impl OpenAiClient {
         let url = self
             .http
             .url(&format!("/v1/files/{}/content", batch.input_file_id));
-        let lines = self
-            .http
-            .lines("results", &url, |raw, _| match raw {
+        self.http
+            .lines("results", &url, move |raw, _| match raw {
                 super::results::RawLine::Whole(bytes) => {
                     let line: InputLine = serde_json::from_slice(&bytes).ok()?;
                     Some(Ok(ResultItem::Line(ResultLine {
                         custom_id: line.custom_id,
                         result: BatchResult::Errored {
-                            error: ErrorResponse::new("invalid_request_error", String::new()),
+                            error: ErrorResponse::new("invalid_request_error", reason.clone()),
                         },
                     })))
                 }
                 _ => None,
             })
-            .await?;
-        Ok(lines
-            .map(move |item| {
-                item.map(|mut item| {
-                    if let ResultItem::Line(ResultLine {
-                        result: BatchResult::Errored { error },
-                        ..
-                    }) = &mut item
-                    {
-                        error.error.message = reason.clone();
-                    }
-                    item
-                })
-            })
-            .boxed())
+            .await
     }
 }
 
@@ -314,6 +299,11 @@ impl Provider for OpenAiClient {
                 futures::future::ready(keep)
             })
             .boxed())
+    }
+
+    /// Our files at OpenAI (input, output, errors) are no longer needed.
+    async fn ingested(&self, batch_id: &str) -> Result<(), ProviderError> {
+        self.delete_batch(batch_id).await.map(|_| ())
     }
 
     async fn labelled(
