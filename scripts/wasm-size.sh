@@ -4,7 +4,7 @@
 # met yet (BENCHMARKS.md has the figures and what takes the space). Lower it as the bundle
 # shrinks; raising it is a decision to write down there.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-BUDGET="${WASM_GZIP_BUDGET:-645000}"
+BUDGET="${WASM_GZIP_BUDGET:-665000}"
 
 install_build_tools
 step "building the release WASM (front only)"

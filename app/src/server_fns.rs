@@ -12,16 +12,16 @@ mod ssr {
     use leptos::prelude::*;
 
     use crate::api::backend::{BackendHandle, Reply};
-    use crate::api::{Caller, Session};
+    use crate::api::{Caller, Visitor};
 
     pub fn backend() -> Result<BackendHandle, ServerFnError> {
         use_context::<BackendHandle>()
             .ok_or_else(|| ServerFnError::new("backend missing from context"))
     }
 
-    pub async fn session() -> Result<Option<Session>, ServerFnError> {
+    pub async fn visitor() -> Result<Visitor, ServerFnError> {
         let parts: http::request::Parts = leptos_axum::extract().await?;
-        Ok(backend()?.session(&parts.headers).await)
+        Ok(backend()?.visitor(&parts.headers).await)
     }
 
     /// The signed-in user, with this call counted against their limit.
@@ -35,10 +35,10 @@ mod ssr {
     }
 
     async fn admitted(enqueue: bool) -> Result<Caller, ServerFnError> {
-        let caller = session()
-            .await?
-            .map(|s| s.caller)
-            .ok_or_else(|| ServerFnError::new("Your session has ended: sign in again."))?;
+        let Visitor::SignedIn(session) = visitor().await? else {
+            return Err(ServerFnError::new("Your session has ended: sign in again."));
+        };
+        let caller = session.caller;
         answer(backend()?.admit(&caller, enqueue))?;
         Ok(caller)
     }
@@ -64,8 +64,8 @@ mod ssr {
 }
 
 #[server(endpoint = "current_session")]
-pub async fn current_session() -> Result<Option<Session>, ServerFnError> {
-    ssr::session().await
+pub async fn current_session() -> Result<Visitor, ServerFnError> {
+    ssr::visitor().await
 }
 
 /// Signs in and goes to the jobs page, or answers why not (a refusal is an answer, not a failure).

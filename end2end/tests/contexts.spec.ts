@@ -31,9 +31,9 @@ test('a trader uploads a context, jobs share it, and the savings say what the ca
   await expect(trader).toHaveURL(/\/contexts$/);
   await trader.getByLabel('Name').fill('Risk methodology');
   const note = researchNote(6000);
-  const tokens = Math.ceil(note.length / 4);
+  const tokens = Math.ceil(note.length / 4).toLocaleString('en-US');
   await trader.getByLabel('Text (at most 1 MiB), or a file below').fill(note);
-  await expect(trader.getByText(`${note.length} bytes, about ${tokens} tokens`)).toBeVisible();
+  await expect(trader.getByText(`${note.length.toLocaleString('en-US')} bytes, about ${tokens} tokens`)).toBeVisible();
   await trader.getByRole('button', { name: 'Upload context' }).click();
   await expect(trader.getByRole('status')).toContainText(`Context stored: about ${tokens} tokens`);
   const row = trader.getByTestId('context-row').filter({ hasText: 'Risk methodology' });
@@ -49,7 +49,7 @@ test('a trader uploads a context, jobs share it, and the savings say what the ca
   const firstJob = trader.url();
   await flushEverything(admin, 1);
   await expect(trader.getByTestId('job-status')).toHaveText('completed', { timeout: 20_000 });
-  await expect(trader.getByTestId('job-cache')).toContainText(/Tokens written to cache\s*[1-9]\d{3,}/);
+  await expect(trader.getByTestId('job-cache')).toContainText(/Tokens written to cache\s*[1-9]\d{0,2}(,\d{3})+/);
 
   // Two more carry it over the REST API; their flush reads what the first wrote.
   const list = await trader.request.get('/api/v1/batch/contexts', { headers: { Authorization: `Bearer ${token}` } });
@@ -74,7 +74,7 @@ test('a trader uploads a context, jobs share it, and the savings say what the ca
   await open(trader, `/jobs/${later[0]}`);
   await expect(trader.getByTestId('job-status')).toHaveText('completed', { timeout: 20_000 });
   const cache = trader.getByTestId('job-cache');
-  await expect(cache).toContainText(/Tokens read from cache\s*[1-9]\d{3,}/);
+  await expect(cache).toContainText(/Tokens read from cache\s*[1-9]\d{0,2}(,\d{3})+/);
   await trader.screenshot({ path: screenshotPath('job-cache'), fullPage: true });
 
   // The savings page shows both sources, and the hit rate of risk reports.
@@ -84,7 +84,7 @@ test('a trader uploads a context, jobs share it, and the savings say what the ca
   expect(Number(caching.replace(/[^0-9.]/g, ''))).toBeGreaterThan(0);
   expect(caching.startsWith('-')).toBe(false);
   await expect(trader.getByTestId('savings-sources')).toContainText('hit rate');
-  await expect(trader.getByTestId('by-type').locator('tr', { hasText: 'risk_report' })).toContainText('%');
+  await expect(trader.getByTestId('by-type').locator('tr', { hasText: 'Risk report' })).toContainText('%');
   await trader.screenshot({ path: screenshotPath('savings-caching'), fullPage: true });
   expect(problems).toEqual([]);
   await traderContext.close();

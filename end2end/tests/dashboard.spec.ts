@@ -226,7 +226,7 @@ test('the primary actions of each page work from the keyboard alone', async ({ b
 
   // Jobs: search, then cancel a row (the confirmation is accepted).
   await open(page, '/jobs');
-  await tabTo(page, page.getByLabel('Search: id, idempotency key or payload text'));
+  await tabTo(page, page.getByLabel('Search: job or batch id, idempotency key, payload text'));
   await page.keyboard.type('ORCL');
   await tabTo(page, page.getByRole('button', { name: 'Apply' }));
   await page.keyboard.press('Enter');

@@ -163,6 +163,21 @@ test.describe('with a provider that expires every request', () => {
     await expect(admin.page.getByTestId('job-status')).toHaveText('failed', { timeout: 20_000 });
     await expect(admin.page.getByTestId('job-error')).toBeVisible();
     await admin.page.screenshot({ path: screenshotPath('job-failed'), fullPage: true });
+    // A failed job is not a dead end: the page says what to do next, to its owner too.
+    await expect(admin.page.getByTestId('job-next')).toContainText('Retry job sends it back');
+    await expect(admin.page.getByTestId('no-result')).toContainText('the job failed');
+    const owner = await signedIn(browser, traderToken, baseURL);
+    await open(owner.page, `/jobs/${id}`);
+    await expect(owner.page.getByTestId('job-next')).toContainText('queue a new job with the same input');
+    await expect(owner.page.getByRole('button', { name: 'Retry job' })).toHaveCount(0);
+    await owner.page.getByRole('button', { name: 'Queue it again' }).click();
+    await owner.page.getByRole('link', { name: 'a new job' }).click();
+    await expect(owner.page).toHaveURL(/\/jobs\/[0-9a-f-]{36}$/);
+    expect(owner.page.url()).not.toContain(id);
+    await expect(owner.page.getByTestId('job-status')).toHaveText('pending');
+    await expect(owner.page.getByTestId('job-payload')).toContainText('NVDA');
+    expect(owner.problems).toEqual([]);
+    await owner.context.close();
 
     // The provider recovers; the admin retries from the page and the same job completes.
     await fetch(`${emulatorURL}/_emulator/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });

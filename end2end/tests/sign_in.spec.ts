@@ -18,7 +18,9 @@ test('a trader signs in and sees the job they enqueued over REST', async ({ page
 
   await signIn(page, token);
   const row = page.locator(`tr[data-job-id="${job.id}"]`);
-  await expect(row).toContainText('risk_report');
+  await expect(row).toContainText('Risk report');
+  // What the job is about, from its payload, beside its id.
+  await expect(row.getByTestId('job-subject')).toHaveText('TSLA');
   await expect(row).toContainText('pending');
   await expect(row).toContainText('77');
   await expect(page.getByTestId('signed-in-as')).toContainText('alice');
@@ -34,7 +36,7 @@ test('a trader signs in and sees the job they enqueued over REST', async ({ page
   await expect(page).toHaveURL(/status_filter=completed/);
   await expect(row).toHaveCount(0);
   await page.getByLabel('Status').selectOption('');
-  await page.getByLabel('Search: id, idempotency key or payload text').fill('TSLA');
+  await page.getByLabel('Search: job or batch id, idempotency key, payload text').fill('TSLA');
   await page.getByRole('button', { name: 'Apply' }).click();
   await expect(page).toHaveURL(/q=TSLA/);
   await expect(row).toHaveCount(1);
@@ -74,7 +76,7 @@ test('the jobs page is readable with JavaScript off', async ({ browser }) => {
   await page.getByLabel('Access token').fill(token);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(/\/jobs$/);
-  await expect(page.locator(`tr[data-job-id="${job.id}"]`)).toContainText('sentiment_analysis');
+  await expect(page.locator(`tr[data-job-id="${job.id}"]`)).toContainText('News sentiment');
   // Every reading page arrives complete from the server.
   await page.goto(`/jobs/${job.id}`);
   await expect(page.getByTestId('job-status')).toHaveText('pending');

@@ -64,7 +64,8 @@ pub async fn create(ctx: &Ctx, caller: &Caller, request: ContextRequest) -> Resu
     let message = if created {
         format!(
             "Context stored: about {} tokens. Name it in jobs with \"context_id\": \"{}\".",
-            stored.tokens_estimate, stored.id
+            app::api::thousands(stored.tokens_estimate),
+            stored.id
         )
     } else {
         "You already stored this text; this is that context.".to_string()

@@ -100,16 +100,19 @@ fn checked<T>(parsed: Result<T, Vec<FieldError>>) -> Reply<T> {
 
 #[async_trait::async_trait]
 impl Backend for WebBackend {
-    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let cookie = session_cookie(headers)?;
+    async fn visitor(&self, headers: &HeaderMap) -> Visitor {
+        let Some(cookie) = session_cookie(headers) else {
+            return Visitor::Anonymous;
+        };
         match access::session_caller(&self.ctx, &cookie).await {
-            Ok(caller) => caller.map(|caller| Session {
+            Ok(Some(caller)) => Visitor::SignedIn(Session {
                 caller,
                 emulator: self.ctx.provider_kind == ProviderKind::Emulator,
             }),
+            Ok(None) => Visitor::Ended,
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
-                None
+                Visitor::Anonymous
             }
         }
     }

@@ -15,8 +15,8 @@ pub type Reply<T> = Result<T, String>;
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// The signed-in user of a dashboard request, from its session cookie.
-    async fn session(&self, headers: &http::HeaderMap) -> Option<Session>;
+    /// Who sent a dashboard request, from its session cookie.
+    async fn visitor(&self, headers: &http::HeaderMap) -> Visitor;
     /// Checks a bearer token and opens a session; returns the `Set-Cookie` value. Failures
     /// count against `address`, which is refused for a while past its limit.
     async fn sign_in(&self, token: &str, address: Option<std::net::IpAddr>) -> Reply<String>;

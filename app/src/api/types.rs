@@ -34,6 +34,40 @@ wire_enum!(
     }
 );
 
+impl JobType {
+    /// The job type as a trader names it (the API keeps its identifier).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PortfolioSummary => "Portfolio summary",
+            Self::RiskReport => "Risk report",
+            Self::StrategyBacktest => "Backtest review",
+            Self::SentimentAnalysis => "News sentiment",
+            Self::ModelEvaluation => "Model evaluation",
+            Self::TradingAnalytics => "Trading analytics",
+        }
+    }
+
+    /// What a job of this type gives back, in one line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::PortfolioSummary => {
+                "A written summary of a portfolio's positions, gains and concentration."
+            }
+            Self::RiskReport => {
+                "Value at risk, drawdown and the main risk drivers of a set of positions."
+            }
+            Self::StrategyBacktest => {
+                "A review of a strategy's backtest: strengths, weaknesses, next steps."
+            }
+            Self::SentimentAnalysis => "The tone of a ticker's headlines, scored from -1 to 1.",
+            Self::ModelEvaluation => {
+                "A reading of a forecasting model's metrics and whether to trust it."
+            }
+            Self::TradingAnalytics => "Patterns in an account's trades: what made and lost money.",
+        }
+    }
+}
+
 impl ProviderName {
     /// The provider as people name it.
     pub fn label(self) -> &'static str {
@@ -148,7 +182,23 @@ pub struct Job {
     /// Present on single-job answers; left out of lists to keep them small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// What the job is about, from its payload: the first of its `ticker`, `portfolio_id`,
+    /// `strategy`, `model_name` or `account` (at most 40 characters), shown beside the id in
+    /// lists. Absent for jobs older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
+
+/// The payload fields that name what a job is about, in the order the first one found wins.
+pub const SUBJECT_FIELDS: [&str; 5] = [
+    "ticker",
+    "portfolio_id",
+    "strategy",
+    "model_name",
+    "account",
+];
+/// A subject is cut to this many characters.
+pub const SUBJECT_CHARS: usize = 40;
 
 impl Job {
     /// How many times the job was sent to Anthropic, as people count: `attempts` holds the
@@ -528,8 +578,25 @@ pub fn money(nanos: i64) -> String {
         format!("{sign}$0.{micros:06}")
     } else {
         let cents = (nanos + CENT as u64 / 2) / CENT as u64;
-        format!("{sign}${}.{:02}", cents / 100, cents % 100)
+        format!("{sign}${}.{:02}", thousands(cents / 100), cents % 100)
     }
+}
+
+/// A whole number with thousands separators: 1234567 → "1,234,567".
+pub fn thousands(n: impl Into<i128>) -> String {
+    let n: i128 = n.into();
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// The contract's flush answer.
@@ -643,6 +710,12 @@ pub struct JobDetail {
     pub job: Job,
     pub events: Vec<JobEventView>,
     pub result: Option<Value>,
+    /// For a job still waiting: when its result is expected (the same estimate an enqueue
+    /// answers).
+    pub estimated_completion: Option<DateTime<Utc>>,
+    /// For a job not yet billed: the most it may cost at batch prices, what its owner's
+    /// budget counts until the bill comes.
+    pub cost_bound_nanos: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -868,6 +941,15 @@ pub struct Session {
     pub emulator: bool,
 }
 
+/// Who a dashboard request comes from, by its session cookie.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Visitor {
+    SignedIn(Session),
+    /// The cookie names a session that is over: it expired, or its token was revoked.
+    Ended,
+    Anonymous,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -907,6 +989,7 @@ mod tests {
             idempotency_key: None,
             cancel_requested,
             payload: None,
+            subject: None,
         }
     }
 

@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 
-use super::money;
+use super::Precision;
 use crate::api::BudgetView;
 use crate::server_fns::budget;
 
@@ -28,6 +28,13 @@ pub fn BudgetSummary(budget: BudgetResource) -> impl IntoView {
 #[component]
 pub fn BudgetBar(budget: BudgetView) -> impl IntoView {
     let owed = budget.pending_bound_nanos;
+    // One precision for the line; what is left is the difference of the amounts as shown.
+    let precision = Precision::fitting(
+        [budget.spent_nanos, owed]
+            .into_iter()
+            .chain(budget.monthly_cap_nanos),
+    );
+    let money = move |nanos: i64| precision.show(nanos);
     let Some(cap) = budget.monthly_cap_nanos else {
         return view! {
             <p class="mt-3 text-sm text-slate-600" data-testid="budget">
@@ -48,8 +55,9 @@ pub fn BudgetBar(budget: BudgetView) -> impl IntoView {
     };
     let spent_pct = share(budget.spent_nanos);
     let owed_pct = share(owed).min(100.0 - spent_pct);
-    let remaining = budget.remaining_nanos.unwrap_or_default();
-    let over = remaining < 0 || budget.spent_nanos >= cap;
+    let remaining =
+        precision.round(cap) - precision.round(budget.spent_nanos) - precision.round(owed);
+    let over = budget.remaining_nanos.unwrap_or_default() < 0 || budget.spent_nanos >= cap;
     view! {
         <section class="mt-3 rounded-lg border border-slate-200 bg-white p-3 text-sm" data-testid="budget">
             <div class="flex flex-wrap justify-between gap-2">

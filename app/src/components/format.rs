@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
+use leptos::prelude::ServerFnError;
 
-pub use crate::api::money;
+pub use crate::api::{money, thousands};
 
 /// Times are shown in UTC, the same on the server and in the browser (no hydration mismatch).
 /// Computed by hand: chrono's formatter is a sizeable part of the browser bundle.
@@ -38,7 +39,137 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// For amounts the API gives only in USD: back to nano-dollars, then [`money`].
 pub fn money_usd(usd: f64) -> String {
-    money((usd * 1e9).round() as i64)
+    money(nanos(usd))
+}
+
+/// A failed call as people read it: the server's own words without the framework's prefix,
+/// or what went wrong on the way there.
+pub fn explain(error: &ServerFnError) -> String {
+    match error {
+        ServerFnError::ServerError(message) => message.clone(),
+        ServerFnError::Request(_) => {
+            "The server could not be reached: check the connection and try again.".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// An amount the API gives in USD, back in nano-dollars (its exact stored form).
+pub fn nanos(usd: f64) -> i64 {
+    (usd * 1e9).round() as i64
+}
+
+/// A count as people read it: "203,324".
+pub fn count(n: i64) -> String {
+    thousands(n)
+}
+
+/// A duration given in hours, in the unit that reads best: "36 s", "4.2 min", "3.1 h".
+pub fn hours(h: f64) -> String {
+    let secs = h * 3600.0;
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5_400.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{h:.1} h")
+    }
+}
+
+const NANOS_PER_CENT: i64 = 10_000_000;
+const NANOS_PER_MICRO: i64 = 1_000;
+
+/// How finely amounts shown together (a column, a set of cards) are written: all in cents,
+/// or all in millionths of a dollar when one of them is a fraction of a cent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Cents,
+    Micros,
+}
+
+impl Precision {
+    /// The coarsest precision that shows every amount given as more than zero.
+    pub fn fitting(amounts: impl IntoIterator<Item = i64>) -> Self {
+        let tiny = amounts
+            .into_iter()
+            .any(|a| a != 0 && a.unsigned_abs() < NANOS_PER_CENT as u64);
+        if tiny { Self::Micros } else { Self::Cents }
+    }
+
+    fn unit(self) -> i64 {
+        match self {
+            Self::Cents => NANOS_PER_CENT,
+            Self::Micros => NANOS_PER_MICRO,
+        }
+    }
+
+    /// `nanos` rounded to this precision (half away from zero), still in nano-dollars.
+    pub fn round(self, nanos: i64) -> i64 {
+        let unit = self.unit();
+        let units = (nanos.unsigned_abs() + unit as u64 / 2) / unit as u64;
+        nanos.signum() * units as i64 * unit
+    }
+
+    /// `nanos` written at this precision: "$1,234.50" or "$0.001488".
+    pub fn show(self, nanos: i64) -> String {
+        let rounded = self.round(nanos);
+        let sign = if rounded < 0 { "-" } else { "" };
+        let units = rounded.unsigned_abs() / self.unit() as u64;
+        match self {
+            Self::Cents => format!("{sign}${}.{:02}", thousands(units / 100), units % 100),
+            Self::Micros => format!(
+                "{sign}${}.{:06}",
+                thousands(units / 1_000_000),
+                units % 1_000_000
+            ),
+        }
+    }
+}
+
+/// What a set of jobs cost, as shown together so that the figures add up on screen: the
+/// three prices are each rounded once, and the savings are differences of rounded prices
+/// (paid + saved = standard, by batching + by caching = saved).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ledger {
+    pub standard: i64,
+    /// What the batch price would have been without the provider's cache.
+    pub uncached: i64,
+    pub paid: i64,
+}
+
+impl Ledger {
+    /// From what the API reports: paid, and the two kinds of saving.
+    pub fn from_savings(paid: i64, by_batching: i64, by_caching: i64) -> Self {
+        Self {
+            standard: paid + by_caching + by_batching,
+            uncached: paid + by_caching,
+            paid,
+        }
+    }
+
+    pub fn amounts(&self) -> [i64; 3] {
+        [self.standard, self.uncached, self.paid]
+    }
+
+    pub fn rounded(&self, precision: Precision) -> Self {
+        Self {
+            standard: precision.round(self.standard),
+            uncached: precision.round(self.uncached),
+            paid: precision.round(self.paid),
+        }
+    }
+
+    pub fn saved(&self) -> i64 {
+        self.standard - self.paid
+    }
+
+    pub fn by_batching(&self) -> i64 {
+        self.standard - self.uncached
+    }
+
+    pub fn by_caching(&self) -> i64 {
+        self.uncached - self.paid
+    }
 }
 
 /// An id as lists show it: its last 8 characters. Job and batch ids are time-ordered UUIDs
@@ -65,6 +196,59 @@ mod tests {
         // 0.1 + 0.2 in dollars, added as nanos: no floating-point residue.
         assert_eq!(money(100_000_000 + 200_000_000), "$0.30");
         assert_eq!(money_usd(0.3), "$0.30");
+        assert_eq!(money(1_000 * 1_000_000_000), "$1,000.00");
+        assert_eq!(money(-1_234_567_890_000_000), "-$1,234,567.89");
+    }
+
+    #[test]
+    fn a_column_has_one_precision() {
+        let column = [20_000_000, 1_488_000, 0];
+        let precision = Precision::fitting(column);
+        assert_eq!(precision, Precision::Micros);
+        let shown: Vec<String> = column.iter().map(|&a| precision.show(a)).collect();
+        assert_eq!(shown, ["$0.020000", "$0.001488", "$0.000000"]);
+        assert_eq!(Precision::fitting([0, 12_340_000_000]), Precision::Cents);
+        assert_eq!(Precision::Cents.show(123_456_789_000_000), "$123,456.79");
+        assert_eq!(Precision::Micros.show(-2_500), "-$0.000003");
+    }
+
+    #[test]
+    fn shown_savings_add_up_as_shown() {
+        // $0.024 paid + $0.024 saved = $0.048 standard: shown separately they would read
+        // $0.02 + $0.02 = $0.05.
+        let ledger = Ledger::from_savings(24_000_000, 24_000_000, 0);
+        let shown = ledger.rounded(Precision::Cents);
+        assert_eq!(shown.paid + shown.saved(), shown.standard);
+        assert_eq!(
+            (
+                Precision::Cents.show(shown.paid),
+                Precision::Cents.show(shown.saved()),
+                Precision::Cents.show(shown.standard)
+            ),
+            ("$0.02".into(), "$0.03".into(), "$0.05".into())
+        );
+        // Every split of every small amount adds up in both precisions.
+        for paid in (0..2_000_000_000).step_by(7_777_777) {
+            for batching in [0, 4_999_999, 5_000_000, 95_000_001] {
+                for caching in [-3_333_333, 0, 6_666_667] {
+                    for precision in [Precision::Cents, Precision::Micros] {
+                        let s = Ledger::from_savings(paid, batching, caching).rounded(precision);
+                        assert_eq!(s.by_batching() + s.by_caching(), s.saved());
+                        assert_eq!(s.paid + s.saved(), s.standard);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counts_and_durations_read_as_people_write_them() {
+        assert_eq!(count(203_324), "203,324");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(-1_000), "-1,000");
+        assert_eq!(hours(0.01), "36 s");
+        assert_eq!(hours(0.07), "4.2 min");
+        assert_eq!(hours(3.12), "3.1 h");
     }
 
     #[test]

@@ -10,7 +10,9 @@ mod signed_in;
 mod status_badge;
 
 pub use budget::{BudgetBar, BudgetResource, BudgetSummary, budget_of};
-pub use format::{money, money_usd, short_id, when};
+pub use format::{
+    Ledger, Precision, count, explain, hours, money, money_usd, nanos, short_id, when,
+};
 pub use layout::Layout;
 pub use live::live_changes;
 pub use payload_fields::PayloadFields;

@@ -228,7 +228,7 @@ pub fn PayloadFields(job_type: ReadSignal<JobType>, payload: RwSignal<String>) -
                     <fieldset class="block" data-field=title.clone()>
                         <legend class="text-sm font-medium">{title.clone()}</legend>
                         <table class="mt-1 w-full text-sm">
-                            <thead><tr>{heads.iter().map(|(k, _)| view! { <th class="pr-2 text-left text-xs font-medium text-slate-500">{label(k)}</th> }).collect_view()}<th></th></tr></thead>
+                            <thead><tr>{heads.iter().map(|(k, _)| view! { <th class="pr-2 text-left text-xs font-medium text-slate-600">{label(k)}</th> }).collect_view()}<th></th></tr></thead>
                             <tbody>
                                 <For each=move || 0..rows.get() key=|i| *i let:row>
                                     <tr>

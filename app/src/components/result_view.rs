@@ -39,7 +39,7 @@ pub fn ResultView(result: Value) -> impl IntoView {
             <div class="flex flex-wrap gap-2">
                 {labels.into_iter().map(|(k, v)| view! {
                     <span class="rounded-full bg-slate-100 px-3 py-1 text-sm">
-                        <span class="text-slate-500">{label(&k)}": "</span><strong class="font-semibold">{v}</strong>
+                        <span class="text-slate-600">{label(&k)}": "</span><strong class="font-semibold">{v}</strong>
                     </span>
                 }).collect_view()}
             </div>
@@ -119,10 +119,10 @@ fn figure(key: &str, value: &Value) -> AnyView {
     };
     view! {
         <div class="rounded-lg border border-slate-200 bg-white p-3">
-            <div class="text-xs text-slate-500">{label(key)}</div>
+            <div class="text-xs text-slate-600">{label(key)}</div>
             <div class="text-lg font-semibold tabular-nums">{shown}{key.ends_with("_pct").then_some("%")}</div>
             {gauge.map(|g| view! {
-                <div class="mt-1 h-1.5 rounded bg-slate-100" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", g * 100.0)>
+                <div class="mt-1 h-1.5 rounded bg-slate-100" role="meter" aria-label=label(key) aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", g * 100.0)>
                     <div class=if risk { "h-1.5 rounded bg-rose-500" } else { "h-1.5 rounded bg-emerald-500" } data-risk=risk.to_string() style=format!("width: {:.0}%", g * 100.0)></div>
                 </div>
             })}
@@ -140,7 +140,7 @@ fn list(items: Vec<Value>) -> AnyView {
         return view! {
             <div class="mt-1 overflow-x-auto">
                 <table class="min-w-full text-left text-sm">
-                    <thead class="text-xs uppercase text-slate-500">
+                    <thead class="text-xs uppercase text-slate-600">
                         <tr>{columns.iter().map(|c| view! { <th class="py-1 pr-4">{label(c)}</th> }).collect_view()}</tr>
                     </thead>
                     <tbody class="divide-y divide-slate-100">

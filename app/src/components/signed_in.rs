@@ -1,8 +1,8 @@
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 
-use super::Layout;
-use crate::api::Session;
+use super::{Layout, explain};
+use crate::api::{Session, Visitor};
 use crate::server_fns::current_session;
 
 /// A page for signed-in users (admins only, if `admin`): sends others to sign in, or refuses.
@@ -13,12 +13,12 @@ where
 {
     let session = Resource::new(|| (), |_| current_session());
     view! {
-        <Suspense fallback=|| view! { <p class="p-6 text-slate-500">"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p class="p-6 text-slate-600">"Loading…"</p> }>
             {move || {
                 let page = page.clone();
                 Suspend::new(async move {
                     match session.await {
-                        Ok(Some(s)) if admin && !s.caller.is_admin() => {
+                        Ok(Visitor::SignedIn(s)) if admin && !s.caller.is_admin() => {
                             #[cfg(feature = "ssr")]
                             if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
                                 response.set_status(http::StatusCode::FORBIDDEN);
@@ -31,9 +31,11 @@ where
                             }
                                 .into_any()
                         }
-                        Ok(Some(s)) => view! { <Layout session=s.clone()>{page(s)}</Layout> }.into_any(),
-                        Ok(None) => view! { <Redirect path="/sign-in" /> }.into_any(),
-                        Err(e) => view! { <p role="alert" class="p-6 text-rose-700">{e.to_string()}</p> }.into_any(),
+                        Ok(Visitor::SignedIn(s)) => view! { <Layout session=s.clone()>{page(s)}</Layout> }.into_any(),
+                        // The sign-in page says why you are there.
+                        Ok(Visitor::Ended) => view! { <Redirect path="/sign-in?ended=1" /> }.into_any(),
+                        Ok(Visitor::Anonymous) => view! { <Redirect path="/sign-in" /> }.into_any(),
+                        Err(e) => view! { <p role="alert" class="p-6 text-rose-700">{explain(&e)}</p> }.into_any(),
                     }
                 })
             }}

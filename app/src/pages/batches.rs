@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{BatchView, FlushRequest, JobType, ProviderName, RouteView};
-use crate::components::{SignedIn, live_changes, money_usd, short_id, when};
+use crate::components::{SignedIn, count, explain, live_changes, money_usd, short_id, when};
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush, routes};
 
 /// Admins: flush with a preview before confirming, and watch batches move.
@@ -101,8 +101,8 @@ fn BatchesPage(
         };
         let message = format!(
             "Send {} jobs (about {} tokens, at most {}) now?\n\n{}",
-            p.jobs_count,
-            p.estimated_tokens,
+            count(p.jobs_count),
+            count(p.estimated_tokens),
             money_usd(p.estimated_cost_usd),
             p.message
         );
@@ -121,15 +121,15 @@ fn BatchesPage(
             <h2 class="font-semibold">"Flush queued jobs"</h2>
             <div class="mt-3 flex flex-wrap items-end gap-4 text-sm">
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Max jobs (1–10000)"</span>
+                    <span class="text-xs text-slate-600">"Max jobs (1–10000)"</span>
                     <input type="number" min="1" max="10000" class=field prop:value=move || max_jobs.get() on:input=move |ev| { void(); max_jobs.set(event_target_value(&ev)); } />
                 </label>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Min priority (0–100)"</span>
+                    <span class="text-xs text-slate-600">"Min priority (0–100)"</span>
                     <input type="number" min="0" max="100" class=field prop:value=move || min_priority.get() on:input=move |ev| { void(); min_priority.set(event_target_value(&ev)); } />
                 </label>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Provider"</span>
+                    <span class="text-xs text-slate-600">"Provider"</span>
                     <select class=field data-testid="flush-provider" on:change=move |ev| {
                         void();
                         provider.set(ProviderName::parse(&event_target_value(&ev)));
@@ -142,13 +142,13 @@ fn BatchesPage(
                     </select>
                 </label>
                 <fieldset class="flex flex-wrap gap-2">
-                    <legend class="text-xs text-slate-500">"Only these types (none: all)"</legend>
+                    <legend class="text-xs text-slate-600">"Only these types (none: all)"</legend>
                     {JobType::ALL.iter().map(|t| {
                         let t = *t;
                         view! {
                             <label class="flex items-center gap-1">
                                 <input type="checkbox" on:change=move |_| { void(); types.update(|v| if let Some(i) = v.iter().position(|x| *x == t) { v.remove(i); } else { v.push(t); }); } />
-                                {t.as_str()}
+                                <span title=t.as_str()>{t.label()}</span>
                             </label>
                         }
                     }).collect_view()}
@@ -168,7 +168,7 @@ fn BatchesPage(
                 </button>
                 <button
                     type="button"
-                    class="rounded bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700 disabled:opacity-40"
+                    class="rounded bg-emerald-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-800 disabled:opacity-40"
                     disabled=move || previewed.get().is_none() || !matches!(preview.value().get(), Some(Ok(p)) if p.jobs_count > 0)
                     on:click=on_flush
                 >
@@ -189,26 +189,30 @@ fn BatchesPage(
                         money_usd(p.estimated_cost_with_cache_usd),
                     ),
                     Ok(p) => format!("{} Estimated cost at batch prices: at most {}.", p.message, money_usd(p.estimated_cost_usd)),
-                    Err(e) => e.to_string(),
+                    Err(e) => explain(&e),
                 })}
             </p>
             <p role="status" data-testid="flush-result" class="mt-1 text-sm font-medium text-emerald-800">
-                {move || flush.value().get().map(|r| match r { Ok(f) => f.message, Err(e) => e.to_string() })}
+                {move || flush.value().get().map(|r| match r { Ok(f) => f.message, Err(e) => explain(&e) })}
             </p>
             <p role="status" data-testid="poll-result" class="mt-1 text-sm text-slate-700">
-                {move || poll.value().get().map(|r| match r { Ok(p) => p.message, Err(e) => e.to_string() })}
+                {move || poll.value().get().map(|r| match r { Ok(p) => p.message, Err(e) => explain(&e) })}
             </p>
         </section>
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading batches…"</p> }>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading batches…"</p> }>
             {move || Suspend::new(async move {
                 match batches.await {
-                    Ok(list) if list.batches.is_empty() => view! { <p class="mt-4 text-slate-500">"No batches yet."</p> }.into_any(),
+                    Ok(list) if list.batches.is_empty() => view! {
+                        <p class="mt-4 text-slate-600" data-testid="batches-empty">
+                            "No batches yet. A flush gathers queued jobs into one batch per provider; the scheduler flushes on its own, or preview and flush above. Each batch appears here until its results are in."
+                        </p>
+                    }.into_any(),
                     Ok(list) => view! {
                         <ul class="mt-4 space-y-3" data-testid="batches">
                             {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll /> }).collect_view()}
                         </ul>
                     }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
         </Transition>
@@ -233,7 +237,7 @@ fn BatchRow(
         batch
             .job_outcomes
             .iter()
-            .map(|o| format!("{} {}", o.jobs, o.status))
+            .map(|o| format!("{} {}", count(o.jobs), o.status))
             .collect::<Vec<_>>()
             .join(" · ")
     });
@@ -244,7 +248,7 @@ fn BatchRow(
             <div class="flex flex-wrap items-center gap-3 text-sm">
                 {match batch.batch_id.clone() {
                     Some(id) => view! {
-                        <a class="text-xs text-emerald-700 underline" href=format!("/jobs?batch_id={id}") title="Its jobs"><code>{id.clone()}</code></a>
+                        <a class="min-w-0 break-all text-xs text-emerald-800 underline" href=format!("/jobs?batch_id={id}") title="Its jobs"><code>{id.clone()}</code></a>
                     }.into_any(),
                     None => view! { <code class="text-xs">{format!("(local {})", batch.local_id)}</code> }.into_any(),
                 }}
@@ -252,9 +256,9 @@ fn BatchRow(
                     <span class="rounded-full bg-indigo-50 px-2 py-0.5 text-xs font-medium text-indigo-900" data-testid="batch-provider">{p.label()}</span>
                 })}
                 <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium">{batch.status.clone()}</span>
-                <span>{format!("{} jobs", batch.jobs_count)}</span>
-                <span class="text-slate-500">{format!("{} tokens estimated", batch.estimated_tokens)}</span>
-                <span class="text-slate-500">{format!("created {}", when(batch.created_at))}</span>
+                <span>{format!("{} jobs", count(batch.jobs_count))}</span>
+                <span class="text-slate-600">{format!("{} tokens estimated", count(batch.estimated_tokens))}</span>
+                <span class="text-slate-600">{format!("created {}", when(batch.created_at))}</span>
                 {batch.stuck.then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800" data-testid="batch-stuck">
                         {format!("stuck: {} failed polls", batch.poll_failures)}
@@ -266,7 +270,7 @@ fn BatchRow(
                     </span>
                 })}
                 {(batch.billed_tokens > 0).then(|| view! {
-                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money_usd(batch.billed_cost_usd), batch.billed_tokens)}</span>
+                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money_usd(batch.billed_cost_usd), count(batch.billed_tokens))}</span>
                 })}
                 {(batch.unaccounted_results > 0).then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">
@@ -281,7 +285,7 @@ fn BatchRow(
             <div class="mt-2 h-2 rounded bg-slate-100" role="meter" aria-label="Time used of the 24 h window" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", elapsed * 100.0)>
                 <div class="h-2 rounded bg-sky-500" style=format!("width: {:.1}%", elapsed * 100.0)></div>
             </div>
-            <div class="mt-1 text-xs text-slate-500">
+            <div class="mt-1 text-xs text-slate-600">
                 {format!("{} min of 24 h", batch.age_seconds / 60)}
                 {outcomes.map(|o| view! { <span class="ml-3 font-medium text-slate-800" data-testid="batch-outcomes">{format!("Jobs: {o}")}</span> })}
                 {counts.map(|c| view! { <span class="ml-3 text-slate-700">{c}</span> })}

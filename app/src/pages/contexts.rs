@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::MAX_CONTEXT_BYTES;
 use crate::api::{ContextDeleted, ContextList, ContextView};
-use crate::components::{SignedIn, short_id, when};
+use crate::components::{SignedIn, count, explain, short_id, when};
 use crate::server_fns::{CreateContext, delete_context, list_contexts, share_context};
 
 /// Shared contexts: large texts many jobs carry, read from the provider's cache.
@@ -99,11 +99,11 @@ fn Upload(create: ServerAction<CreateContext>) -> impl IntoView {
                 <span class="font-medium">"Load a text file"</span>
                 <input type="file" accept=".txt,.md,.csv,.json,text/*" class="mt-1 block text-sm" data-testid="context-file" on:change=on_file />
             </label>
-            <p class="text-sm text-slate-500">{move || format!("{} bytes, about {} tokens", text.read().len(), estimate(&text.read()))}</p>
+            <p class="text-sm text-slate-600">{move || format!("{} bytes, about {} tokens", count(text.read().len() as i64), count(estimate(&text.read()) as i64))}</p>
             {move || file_error.get().or_else(failure).map(|e| view! { <p role="alert" class="rounded bg-rose-50 px-3 py-2 text-sm text-rose-700">{e}</p> })}
             {move || created().map(|m| view! { <p role="status" class="rounded bg-emerald-50 px-3 py-2 text-sm text-emerald-800">{m}</p> })}
             <div>
-                <button type="submit" class="rounded bg-emerald-600 px-4 py-2 font-medium text-white hover:bg-emerald-700 disabled:opacity-60" disabled=move || create.pending().get()>
+                <button type="submit" class="rounded bg-emerald-700 px-4 py-2 font-medium text-white hover:bg-emerald-800 disabled:opacity-60" disabled=move || create.pending().get()>
                     {move || if create.pending().get() { "Uploading…" } else { "Upload context" }}
                 </button>
             </div>
@@ -125,7 +125,7 @@ fn refusal<T>(answer: Option<Result<Result<T, String>, ServerFnError>>) -> Optio
     match answer? {
         Ok(Ok(_)) => None,
         Ok(Err(refused)) => Some(refused),
-        Err(e) => Some(e.to_string()),
+        Err(e) => Some(explain(&e)),
     }
 }
 
@@ -139,14 +139,14 @@ fn ContextTable(
     let refused = move || refusal(delete.value().get()).or_else(|| refusal(share.value().get()));
     view! {
         {move || refused().map(|e| view! { <p role="alert" data-testid="context-refused" class="mt-4 rounded bg-amber-50 px-3 py-2 text-amber-900">{e}</p> })}
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
                     Ok(list) if list.contexts.is_empty() => view! {
-                        <p class="mt-6 text-slate-500">"No contexts yet: upload one above, then pick it on the New job form."</p>
+                        <p class="mt-6 text-slate-600">"No contexts yet. A context is a large input many jobs share (a research note, a universe of tickers): upload it once above, pick it on the New job form, and the provider's cache serves it to every job after the first at a fraction of the input price."</p>
                     }.into_any(),
                     Ok(list) => view! { <Rows contexts=list.contexts delete share admin /> }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
         </Transition>
@@ -161,9 +161,9 @@ fn Rows(
     admin: bool,
 ) -> impl IntoView {
     view! {
-        <div class="mt-6 overflow-x-auto rounded-lg border border-slate-200 bg-white">
+        <div class="relative mt-6 overflow-x-auto rounded-lg border border-slate-200 bg-white">
             <table class="w-full text-left text-sm" data-testid="contexts-table">
-                <thead class="bg-slate-50 text-xs uppercase text-slate-500">
+                <thead class="bg-slate-50 text-xs uppercase text-slate-600">
                     <tr>
                         <th class="px-3 py-2">"Name"</th><th class="px-3 py-2">"Id"</th><th class="px-3 py-2">"Owner"</th>
                         <th class="px-3 py-2 text-right">"Size"</th><th class="px-3 py-2 text-right">"Tokens"</th>
@@ -186,7 +186,7 @@ fn Rows(
                                 <td class="px-3 py-2"><code class="text-xs" title=c.context_id.clone()>{short_id(&c.context_id)}</code></td>
                                 <td class="px-3 py-2">{c.owner}</td>
                                 <td class="px-3 py-2 text-right tabular-nums">{size(c.bytes)}</td>
-                                <td class="px-3 py-2 text-right tabular-nums">{c.tokens_estimate}</td>
+                                <td class="px-3 py-2 text-right tabular-nums">{count(c.tokens_estimate)}</td>
                                 <td class="px-3 py-2 text-right tabular-nums">{format!("{} / {}", c.jobs_waiting, c.jobs_total)}</td>
                                 <td class="px-3 py-2">
                                     {if admin {
@@ -199,7 +199,7 @@ fn Rows(
                                         view! { <span>{if shared { "with everyone" } else { "private" }}</span> }.into_any()
                                     }}
                                 </td>
-                                <td class="px-3 py-2 text-xs text-slate-500">{when(c.created_at)}</td>
+                                <td class="px-3 py-2 text-xs text-slate-600">{when(c.created_at)}</td>
                                 <td class="px-3 py-2 text-right">
                                     <button type="button" class="rounded border border-rose-300 px-2 py-0.5 text-xs text-rose-700 hover:bg-rose-50" on:click=on_delete>"Delete"</button>
                                 </td>

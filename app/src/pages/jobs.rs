@@ -6,7 +6,9 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::validation::parse_list_query;
 use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, RetryReply, Session};
-use crate::components::{SignedIn, StatusBadge, live_changes, money_usd, short_id, when};
+use crate::components::{
+    Precision, SignedIn, StatusBadge, count, explain, live_changes, nanos, short_id, when,
+};
 use crate::server_fns::{cancel_jobs, list_jobs, retry_jobs};
 
 const PAGE_SIZE: i64 = 50;
@@ -123,7 +125,7 @@ fn JobsPage(
                 answer.cancelled,
                 answer.results.len()
             ),
-            Err(e) => e.to_string(),
+            Err(e) => explain(&e),
         })
     };
     let retried = move || {
@@ -134,14 +136,14 @@ fn JobsPage(
                 answer.results.len()
             ),
             Ok((_, RetryReply::NeedsConfirmation(why))) => why,
-            Err(e) => e.to_string(),
+            Err(e) => explain(&e),
         })
     };
 
     view! {
         <div class="flex flex-wrap items-end justify-between gap-4">
             <h1 class="text-xl font-semibold">"Jobs"</h1>
-            <a href="/jobs/new" class="rounded bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700">"New job"</a>
+            <a href="/jobs/new" class="rounded bg-emerald-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-800">"New job"</a>
         </div>
         <Filters query />
         <div class="mt-3 flex flex-wrap items-center gap-3 text-sm">
@@ -167,11 +169,11 @@ fn JobsPage(
             })}
             <span role="status" class="text-slate-600">{outcome}{retried}</span>
         </div>
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading jobs…"</p> }>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading jobs…"</p> }>
             {move || Suspend::new(async move {
                 match jobs.await {
                     Ok(list) => view! { <JobsTable list query=query.get_untracked() show_owner selected cancel /> }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
         </Transition>
@@ -189,25 +191,25 @@ fn Filters(query: Memo<ListQuery>) -> impl IntoView {
     view! {
         <Form method="GET" action="/jobs" attr:class="mt-4 flex flex-wrap items-end gap-3 rounded-lg border border-slate-200 bg-white p-3 text-sm">
             <label class="flex flex-col gap-1">
-                <span class="text-xs text-slate-500">"Status"</span>
+                <span class="text-xs text-slate-600">"Status"</span>
                 <select name="status_filter" class="rounded border border-slate-300 px-2 py-1">
                     <option value="" selected=current.status_filter.is_none()>"All"</option>
                     {JobStatus::ALL.iter().map(|s| view! { <option value=s.as_str() selected=current.status_filter == Some(*s)>{s.as_str()}</option> }).collect_view()}
                 </select>
             </label>
             <label class="flex flex-col gap-1">
-                <span class="text-xs text-slate-500">"Type"</span>
+                <span class="text-xs text-slate-600">"Type"</span>
                 <select name="job_type" class="rounded border border-slate-300 px-2 py-1">
                     <option value="" selected=current.job_type.is_none()>"All"</option>
-                    {JobType::ALL.iter().map(|t| view! { <option value=t.as_str() selected=current.job_type == Some(*t)>{t.as_str()}</option> }).collect_view()}
+                    {JobType::ALL.iter().map(|t| view! { <option value=t.as_str() selected=current.job_type == Some(*t)>{t.label()}</option> }).collect_view()}
                 </select>
             </label>
             <label class="flex grow flex-col gap-1">
-                <span class="text-xs text-slate-500">"Search: id, idempotency key or payload text"</span>
+                <span class="text-xs text-slate-600">"Search: job or batch id, idempotency key, payload text"</span>
                 <input name="q" type="search" value=current.search.clone().unwrap_or_default() placeholder="e.g. NVDA" class="rounded border border-slate-300 px-2 py-1" />
             </label>
             <label class="flex flex-col gap-1">
-                <span class="text-xs text-slate-500">"Error contains"</span>
+                <span class="text-xs text-slate-600">"Error contains"</span>
                 <input name="error" type="search" value=current.error.clone().unwrap_or_default() placeholder="e.g. expired" class="rounded border border-slate-300 px-2 py-1" />
             </label>
             {current.batch_id.clone().map(|batch| view! {
@@ -233,11 +235,11 @@ fn JobsTable(
     let shown = list.jobs.len() as i64;
     let summary = format!(
         "{} pending · {} processing · showing {}–{} of {}{}",
-        list.pending_count,
-        list.processing_count,
-        if shown == 0 { 0 } else { query.offset + 1 },
-        query.offset + shown,
-        list.total_count,
+        count(list.pending_count),
+        count(list.processing_count),
+        count(if shown == 0 { 0 } else { query.offset + 1 }),
+        count(query.offset + shown),
+        count(list.total_count),
         if list.total_count_capped { "+" } else { "" }
     );
     let filters = filter_params(&query);
@@ -255,32 +257,37 @@ fn JobsTable(
     let more =
         query.offset + shown < list.total_count || (list.total_count_capped && shown == PAGE_SIZE);
     let older = more.then(|| page_link(query.offset + PAGE_SIZE));
+    // One precision for the cost column: cents, or millionths when a job cost under a cent.
+    let precision = Precision::fitting(list.jobs.iter().map(|j| nanos(j.cost_usd)));
+    let filtered = !filters.is_empty();
     view! {
         <div class="mt-3 flex flex-wrap items-center justify-between gap-2 text-sm">
             <p class="text-slate-600" data-testid="job-counts">{summary}</p>
             <a href=csv_link download="jobs.csv" data-testid="export-csv" class="text-emerald-700 underline hover:text-emerald-900">"Download CSV (these filters, every page)"</a>
         </div>
-        <div class="mt-2 overflow-x-auto rounded-lg border border-slate-200 bg-white">
+        // `relative`: the screen-reader-only headers are positioned inside the scroll box, not
+        // against the page (where they made a phone's page wider than its screen).
+        <div class="relative mt-2 overflow-x-auto rounded-lg border border-slate-200 bg-white">
             <table class="min-w-full text-left text-sm" data-testid="jobs-table">
-                <thead class="bg-slate-50 text-xs uppercase text-slate-500">
+                <thead class="bg-slate-50 text-xs uppercase text-slate-600">
                     <tr>
-                        <th class="px-3 py-2"><span class="sr-only">"Select"</span></th>
-                        <th class="px-3 py-2">"Job"</th>
-                        <th class="px-3 py-2">"Type"</th>
-                        <th class="px-3 py-2">"Status"</th>
-                        <th class="px-3 py-2 text-right">"Priority"</th>
-                        <th class="px-3 py-2">"Created"</th>
-                        <th class="px-3 py-2 text-right">"Tokens"</th>
-                        <th class="px-3 py-2 text-right">"Cost"</th>
-                        {show_owner.then(|| view! { <th class="px-3 py-2">"Owner"</th> })}
-                        <th class="px-3 py-2"><span class="sr-only">"Actions"</span></th>
+                        <th class="px-2 py-2 sm:px-3"><span class="sr-only">"Select"</span></th>
+                        <th class="px-2 py-2 sm:px-3">"Job"</th>
+                        <th class="hidden px-2 py-2 sm:table-cell sm:px-3">"Type"</th>
+                        <th class="px-2 py-2 sm:px-3">"Status"</th>
+                        <th class="hidden px-2 py-2 sm:px-3 text-right sm:table-cell">"Priority"</th>
+                        <th class="hidden px-2 py-2 sm:px-3 md:table-cell">"Created"</th>
+                        <th class="hidden px-2 py-2 sm:px-3 text-right sm:table-cell">"Tokens"</th>
+                        <th class="px-2 py-2 sm:px-3 text-right">"Cost"</th>
+                        {show_owner.then(|| view! { <th class="hidden px-2 py-2 sm:px-3 lg:table-cell">"Owner"</th> })}
+                        <th class="px-2 py-2 sm:px-3"><span class="sr-only">"Actions"</span></th>
                     </tr>
                 </thead>
                 <tbody class="divide-y divide-slate-100">
                     {if list.jobs.is_empty() {
-                        view! { <tr><td colspan="10" class="px-3 py-8 text-center text-slate-500">"No jobs match. Enqueue one with New job, or POST /api/v1/batch/enqueue."</td></tr> }.into_any()
+                        view! { <tr><td colspan="10" class="px-3 py-8"><Empty filtered /></td></tr> }.into_any()
                     } else {
-                        list.jobs.into_iter().map(|job| view! { <JobRow job show_owner selected cancel /> }).collect_view().into_any()
+                        list.jobs.into_iter().map(|job| view! { <JobRow job show_owner selected cancel precision /> }).collect_view().into_any()
                     }}
                 </tbody>
             </table>
@@ -292,12 +299,38 @@ fn JobsTable(
     }
 }
 
+/// An empty list: on the first visit, what the product does and the first step; under
+/// filters, the way back to every job.
+#[component]
+fn Empty(filtered: bool) -> impl IntoView {
+    if filtered {
+        return view! {
+            <p class="text-center text-slate-600" data-testid="jobs-empty">
+                "No jobs match these filters. "<a href="/jobs" class="text-emerald-800 underline">"Show every job"</a>
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="mx-auto max-w-xl text-center" data-testid="jobs-empty">
+            <p class="font-medium text-slate-900">"Queue AI work that can wait, and pay half the standard price."</p>
+            <p class="mt-1 text-slate-600">
+                "Jobs wait for the next batch; results come back within 24 hours, usually much sooner. Programs queue jobs with the "
+                <a href="/docs" class="text-emerald-800 underline">"REST API"</a>"."
+            </p>
+            <a href="/jobs/new" class="mt-4 inline-block rounded bg-emerald-700 px-4 py-2 font-medium text-white hover:bg-emerald-800">"Queue your first job"</a>
+        </div>
+    }
+    .into_any()
+}
+
 #[component]
 fn JobRow(
     job: Job,
     show_owner: bool,
     selected: RwSignal<HashSet<String>>,
     cancel: CancelAction,
+    precision: Precision,
 ) -> impl IntoView {
     let cancellable = job.status.can_cancel();
     // Admins select failed jobs too, to retry them.
@@ -319,9 +352,13 @@ fn JobRow(
     };
     let cancel_one = {
         let id = id.clone();
+        let about = job
+            .subject
+            .as_ref()
+            .map_or(String::new(), |s| format!(" ({s})"));
         move |_| {
             if confirm(&format!(
-                "Cancel job {}? This cannot be undone.",
+                "Cancel job {}{about}? This cannot be undone.",
                 short_id(&id)
             )) {
                 cancel.dispatch(vec![id.clone()]);
@@ -330,20 +367,27 @@ fn JobRow(
     };
     view! {
         <tr data-job-id=id.clone()>
-            <td class="px-3 py-2">
+            <td class="px-2 py-2 sm:px-3">
                 {selectable.then(|| view! {
                     <input type="checkbox" aria-label=format!("Select job {}", short_id(&id)) prop:checked=is_selected on:change=toggle />
                 })}
             </td>
-            <td class="px-3 py-2 font-mono text-xs"><a href=format!("/jobs/{id}") class="text-emerald-700 underline" title=id.clone()>{short_id(&id)}</a></td>
-            <td class="px-3 py-2">{job.job_type.as_str()}</td>
-            <td class="px-3 py-2" title=job.error_message.clone().unwrap_or_default()><StatusBadge status=job.status /></td>
-            <td class="px-3 py-2 text-right tabular-nums">{job.priority}</td>
-            <td class="whitespace-nowrap px-3 py-2">{when(job.created_at)}</td>
-            <td class="px-3 py-2 text-right tabular-nums">{job.tokens_used}</td>
-            <td class="px-3 py-2 text-right tabular-nums">{money_usd(job.cost_usd)}</td>
-            {show_owner.then(|| view! { <td class="px-3 py-2">{job.owner.clone()}</td> })}
-            <td class="px-3 py-2 text-right">
+            <td class="px-2 py-2 sm:px-3">
+                <a href=format!("/jobs/{id}") class="font-mono text-xs text-emerald-800 underline" title=id.clone()>{short_id(&id)}</a>
+                {job.subject.clone().map(|subject| view! {
+                    <div class="max-w-40 truncate text-xs font-medium text-slate-800" data-testid="job-subject" title=subject.clone()>{subject.clone()}</div>
+                })}
+                // On a phone the type column is folded in here.
+                <div class="text-xs text-slate-600 sm:hidden">{job.job_type.label()}</div>
+            </td>
+            <td class="hidden px-2 py-2 sm:table-cell sm:px-3" title=job.job_type.as_str()>{job.job_type.label()}</td>
+            <td class="px-2 py-2 sm:px-3" title=job.error_message.clone().unwrap_or_default()><StatusBadge status=job.status /></td>
+            <td class="hidden px-2 py-2 sm:px-3 text-right tabular-nums sm:table-cell">{job.priority}</td>
+            <td class="hidden whitespace-nowrap px-2 py-2 sm:px-3 md:table-cell">{when(job.created_at)}</td>
+            <td class="hidden px-2 py-2 sm:px-3 text-right tabular-nums sm:table-cell">{count(job.tokens_used)}</td>
+            <td class="px-2 py-2 sm:px-3 text-right tabular-nums">{precision.show(nanos(job.cost_usd))}</td>
+            {show_owner.then(|| view! { <td class="hidden px-2 py-2 sm:px-3 lg:table-cell">{job.owner.clone()}</td> })}
+            <td class="px-2 py-2 sm:px-3 text-right">
                 {cancellable.then(|| view! {
                     <button type="button" class="text-rose-700 underline" on:click=cancel_one>"Cancel"</button>
                 })}

@@ -4,7 +4,9 @@ use leptos_router::hooks::use_navigate;
 use crate::api::examples::example_json;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
 use crate::api::{ContextList, JobType};
-use crate::components::{BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of, when};
+use crate::components::{
+    BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of, count, explain, when,
+};
 use crate::server_fns::{EnqueueJob, list_contexts};
 
 /// The enqueue form: the same checks as the API, with each field's error beside it.
@@ -46,7 +48,7 @@ fn EnqueueForm(
     };
     // Failures, and refusals of the whole request (no field to put them beside).
     let failure = move || match enqueue.value().get() {
-        Some(Err(e)) => Some(e.to_string()),
+        Some(Err(e)) => Some(explain(&e)),
         Some(Ok(Err(errors))) => {
             let whole: Vec<String> = errors
                 .into_iter()
@@ -68,6 +70,9 @@ fn EnqueueForm(
     let error_text = "mt-1 text-sm text-rose-700";
     view! {
         <h1 class="text-xl font-semibold">"New job"</h1>
+        <p class="mt-1 max-w-3xl text-sm text-slate-600">
+            "The job waits for the next batch and costs half the standard price; results come back within 24 hours, usually much sooner."
+        </p>
         <div class="max-w-3xl"><BudgetSummary budget /></div>
         <ActionForm action=enqueue attr:class="mt-4 grid max-w-3xl gap-4 rounded-lg border border-slate-200 bg-white p-5">
             <label class="block">
@@ -82,8 +87,9 @@ fn EnqueueForm(
                         }
                     }
                 >
-                    {JobType::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.as_str()}</option> }).collect_view()}
+                    {JobType::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.label()}</option> }).collect_view()}
                 </select>
+                <p class="mt-1 text-sm text-slate-600" data-testid="job-type-description">{move || job_type.get().describe()}</p>
                 <p class=error_text data-error="job_type">{error_for("job_type")}</p>
             </label>
             <label class="block">
@@ -93,18 +99,18 @@ fn EnqueueForm(
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             contexts.await.map(|list| list.contexts).unwrap_or_default().into_iter().map(|c| view! {
-                                <option value=c.context_id.clone()>{format!("{} (about {} tokens)", c.name, c.tokens_estimate)}</option>
+                                <option value=c.context_id.clone()>{format!("{} (about {} tokens)", c.name, count(c.tokens_estimate))}</option>
                             }).collect_view()
                         })}
                     </Transition>
                 </select>
-                <p class="mt-1 text-sm text-slate-500">"Sent before the payload and read from the provider's cache by the jobs that share it. "<a class="text-emerald-700 underline" href="/contexts">"Manage contexts"</a></p>
+                <p class="mt-1 text-sm text-slate-600">"Sent before the payload and read from the provider's cache by the jobs that share it. "<a class="text-emerald-700 underline" href="/contexts">"Manage contexts"</a></p>
                 <p class=error_text data-error="context_id">{error_for("context_id")}</p>
             </label>
             <PayloadFields job_type payload />
             <label class="block">
                 <span class="text-sm font-medium">"Payload (JSON object)"</span>
-                <span class="ml-2 text-xs text-slate-500">"the advanced view: what is sent, kept in step with the fields above"</span>
+                <span class="ml-2 text-xs text-slate-600">"the advanced view: what is sent, kept in step with the fields above"</span>
                 <textarea name="payload" rows="14" class=format!("{input} font-mono text-sm") prop:value=move || payload.get() on:input=move |ev| payload.set(event_target_value(&ev))>
                     {payload.get_untracked()}
                 </textarea>
@@ -120,7 +126,7 @@ fn EnqueueForm(
                     <span class="text-sm font-medium">"Run after (your local time, optional)"</span>
                     <input name="run_after" type="datetime-local" class=input on:input=move |ev| run_after.set(event_target_value(&ev)) />
                     <input type="hidden" name="run_after_offset" prop:value=move || local_instant(&run_after.get()).map(|(_, offset)| offset.to_string()).unwrap_or_default() />
-                    <p class="mt-1 text-xs text-slate-500" data-testid="run-after-utc">
+                    <p class="mt-1 text-xs text-slate-600" data-testid="run-after-utc">
                         {move || match local_instant(&run_after.get()) {
                             Some((at, _)) => format!("= {}; the job waits for the first flush after it.", when(at)),
                             None => "Empty: it goes in the next flush. (Without JavaScript the time is read as UTC.)".to_string(),
@@ -138,7 +144,7 @@ fn EnqueueForm(
                 <p role="alert" class="rounded bg-rose-50 px-3 py-2 text-sm text-rose-700">{failure}</p>
             </Show>
             <div>
-                <button type="submit" class="rounded bg-emerald-600 px-4 py-2 font-medium text-white hover:bg-emerald-700 disabled:opacity-60" disabled=move || enqueue.pending().get()>
+                <button type="submit" class="rounded bg-emerald-700 px-4 py-2 font-medium text-white hover:bg-emerald-800 disabled:opacity-60" disabled=move || enqueue.pending().get()>
                     {move || if enqueue.pending().get() { "Queueing…" } else { "Queue job" }}
                 </button>
             </div>

@@ -3,7 +3,10 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 
 use crate::api::{DailyCost, ProviderSpend, Stats};
-use crate::components::{BudgetResource, BudgetSummary, SignedIn, budget_of, money, money_usd};
+use crate::components::{
+    BudgetResource, BudgetSummary, Ledger, Precision, SignedIn, budget_of, count, explain, hours,
+    money, nanos,
+};
 use crate::server_fns::savings;
 
 const DAYS: i64 = 30;
@@ -28,14 +31,14 @@ fn SavingsPage(
             <a href=format!("/exports/daily.csv?days={DAYS}") download="daily-costs.csv" data-testid="export-daily-csv" class="text-sm text-emerald-700 underline hover:text-emerald-900">"Download daily costs (CSV)"</a>
         </div>
         <BudgetSummary budget />
-        <Suspense fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
                     Ok((stats, daily)) => {
                         let providers = stats.by_provider.clone();
                         view! { <Cards stats /> <Providers providers /> <Chart daily=daily.clone() /> <Breakdown daily per_user /> }.into_any()
                     }
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
         </Suspense>
@@ -47,41 +50,48 @@ fn Cards(stats: Stats) -> impl IntoView {
     let card = |label: &'static str, value: String| {
         view! {
             <div class="rounded-lg border border-slate-200 bg-white p-4">
-                <div class="text-xs text-slate-500">{label}</div>
+                <div class="text-xs text-slate-600">{label}</div>
                 <div class="mt-1 text-2xl font-semibold tabular-nums">{value}</div>
             </div>
         }
     };
-    let batching = stats.total_saved_by_batching_usd;
-    let caching = stats.total_saved_by_caching_usd;
+    // The cards and the bars below show one ledger: paid + saved, batching + caching = saved.
+    let ledger = Ledger::from_savings(
+        nanos(stats.total_cost_usd),
+        nanos(stats.total_saved_by_batching_usd),
+        nanos(stats.total_saved_by_caching_usd),
+    );
+    let precision = Precision::fitting(ledger.amounts());
+    let shown = ledger.rounded(precision);
     view! {
         <div class="mt-4 grid grid-cols-2 gap-3 md:grid-cols-4" data-testid="savings-cards">
-            {card("Jobs queued", stats.total_jobs_queued.to_string())}
-            {card("Completed", stats.completed_jobs.to_string())}
-            {card("Pending / processing", format!("{} / {}", stats.pending_jobs, stats.processing_jobs))}
-            {card("Failed", stats.failed_jobs.to_string())}
-            {card("Tokens used", stats.total_tokens_used.to_string())}
-            {card("Cost paid", money_usd(stats.total_cost_usd))}
-            {card("Saved in all", money_usd(stats.total_savings_usd))}
-            {card("Avg. hours to result", format!("{:.2}", stats.avg_processing_time_hours))}
+            {card("Jobs queued", count(stats.total_jobs_queued))}
+            {card("Completed", count(stats.completed_jobs))}
+            {card("Pending / processing", format!("{} / {}", count(stats.pending_jobs), count(stats.processing_jobs)))}
+            {card("Failed", count(stats.failed_jobs))}
+            {card("Tokens used", count(stats.total_tokens_used))}
+            {card("Cost paid", precision.show(shown.paid))}
+            {card("Saved in all", precision.show(shown.saved()))}
+            {card("Average time to result", hours(stats.avg_processing_time_hours))}
         </div>
-        <Sources batching caching read=stats.cache_read_tokens written=stats.cache_write_tokens />
+        <Sources shown precision read=stats.cache_read_tokens written=stats.cache_write_tokens />
     }
 }
 
 /// The two sources of savings side by side: the batch discount, and the cache on top of it.
 #[component]
-fn Sources(batching: f64, caching: f64, read: i64, written: i64) -> impl IntoView {
-    let top = batching.abs().max(caching.abs()).max(1e-9);
-    let bar = |label: &'static str, usd: f64, colour: &'static str, testid: &'static str| {
-        let width = format!("width: {:.1}%", 100.0 * usd.max(0.0) / top);
+fn Sources(shown: Ledger, precision: Precision, read: i64, written: i64) -> impl IntoView {
+    let (batching, caching) = (shown.by_batching(), shown.by_caching());
+    let top = batching.abs().max(caching.abs()).max(1);
+    let bar = |label: &'static str, amount: i64, colour: &'static str, testid: &'static str| {
+        let width = format!("width: {:.1}%", 100.0 * amount.max(0) as f64 / top as f64);
         view! {
             <div class="flex items-center gap-3" data-testid=testid>
-                <div class="w-36 text-sm text-slate-600">{label}</div>
-                <div class="h-5 flex-1 rounded bg-slate-100">
+                <div class="w-28 shrink-0 text-sm text-slate-600 sm:w-36">{label}</div>
+                <div class="h-5 min-w-0 flex-1 rounded bg-slate-100">
                     <div class=format!("h-5 rounded {colour}") style=width></div>
                 </div>
-                <div class="w-28 text-right text-sm font-semibold tabular-nums">{money_usd(usd)}</div>
+                <div class="w-24 shrink-0 text-right text-sm font-semibold tabular-nums sm:w-28">{precision.show(amount)}</div>
             </div>
         }
     };
@@ -92,9 +102,11 @@ fn Sources(batching: f64, caching: f64, read: i64, written: i64) -> impl IntoVie
                 {bar("Batch discount", batching, "bg-emerald-600", "saved-by-batching")}
                 {bar("Prompt cache", caching, "bg-sky-600", "saved-by-caching")}
             </div>
-            <p class="mt-2 text-xs text-slate-500">
+            <p class="mt-2 text-xs text-slate-600">
                 {format!(
-                    "{read} prompt tokens read from the cache, {written} written to it ({}).",
+                    "{} prompt tokens read from the cache, {} written to it ({}).",
+                    count(read),
+                    count(written),
                     hit_percent(read, written).map_or("no cached prefixes yet".into(), |p| format!("hit rate {p}"))
                 )}
             </p>
@@ -110,25 +122,31 @@ fn Providers(providers: Vec<ProviderSpend>) -> impl IntoView {
             .iter()
             .map(|p| p.standard_cost_usd)
             .fold(1e-9, f64::max);
+        let precision = Precision::fitting(
+            providers
+                .iter()
+                .flat_map(|p| [nanos(p.cost_usd), nanos(p.standard_cost_usd)]),
+        );
         view! {
             <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4" data-testid="savings-providers">
                 <h2 class="font-semibold">"By provider"</h2>
-                <p class="text-xs text-slate-500">"Paid (dark) within what the standard API would have cost (the whole bar)."</p>
+                <p class="text-xs text-slate-600">"Paid (dark) within what the standard API would have cost (the whole bar)."</p>
                 <div class="mt-3 space-y-3">
                     {providers.into_iter().map(|p| {
+                        let (paid, standard) = (precision.round(nanos(p.cost_usd)), precision.round(nanos(p.standard_cost_usd)));
                         let whole = format!("width: {:.1}%", 100.0 * p.standard_cost_usd / top);
-                        let paid = format!("width: {:.1}%", 100.0 * p.cost_usd / p.standard_cost_usd.max(1e-9));
+                        let paid_width = format!("width: {:.1}%", 100.0 * p.cost_usd / p.standard_cost_usd.max(1e-9));
                         view! {
                             <div data-testid=format!("provider-{}", p.provider.as_str())>
                                 <div class="flex flex-wrap justify-between gap-2 text-sm">
                                     <span class="font-medium">{p.provider.label()}</span>
                                     <span class="tabular-nums text-slate-700">
-                                        {format!("{} jobs · {} tokens · paid {} · saved {}", p.jobs, p.tokens_used, money_usd(p.cost_usd), money_usd(p.savings_usd))}
+                                        {format!("{} jobs · {} tokens · paid {} · saved {}", count(p.jobs), count(p.tokens_used), precision.show(paid), precision.show(standard - paid))}
                                     </span>
                                 </div>
                                 <div class="mt-1 h-4 rounded bg-slate-100">
                                     <div class="h-4 rounded bg-emerald-200" style=whole>
-                                        <div class="h-4 rounded bg-emerald-700" style=paid></div>
+                                        <div class="h-4 rounded bg-emerald-700" style=paid_width></div>
                                     </div>
                                 </div>
                             </div>
@@ -155,7 +173,13 @@ fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
         entry.1 += d.standard_cost_nanos;
     }
     if by_day.is_empty() {
-        return view! { <p class="mt-6 text-slate-500">"No costs yet: they appear when batches return results."</p> }.into_any();
+        return view! {
+            <p class="mt-6 text-slate-600" data-testid="savings-empty">
+                "No costs yet: they appear when batches return results, each beside what the standard API would have charged. "
+                <a href="/jobs/new" class="text-emerald-800 underline">"Queue a job"</a>
+            </p>
+        }
+        .into_any();
     }
     let (width, height, pad) = (720.0, 220.0, 30.0);
     let top = by_day.values().map(|(_, s)| *s).max().unwrap_or(0).max(1);
@@ -166,7 +190,7 @@ fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
     view! {
         <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
             <h2 class="font-semibold">{format!("Daily cost, last {DAYS} days")}</h2>
-            <p class="text-sm text-slate-500">
+            <p class="text-sm text-slate-600">
                 <span class="mr-1 inline-block h-3 w-3 rounded-sm bg-slate-300 align-middle"></span>"standard API "
                 <span class="ml-3 mr-1 inline-block h-3 w-3 rounded-sm bg-emerald-600 align-middle"></span>"paid with batches"
             </p>
@@ -218,35 +242,45 @@ fn Breakdown(daily: Vec<DailyCost>, per_user: bool) -> impl IntoView {
         totals
     };
     let table = |title: &'static str, testid: &'static str, rows: BTreeMap<String, Totals>| {
+        let ledger = |t: &Totals| Ledger {
+            standard: t.standard,
+            uncached: t.uncached,
+            paid: t.paid,
+        };
+        let precision = Precision::fitting(rows.values().flat_map(|t| ledger(t).amounts()));
         view! {
-            <section class="overflow-x-auto rounded-lg border border-slate-200 bg-white p-4" data-testid=testid>
+            // Focusable: on a phone the table scrolls sideways, and a keyboard must reach it too.
+            <section class="relative overflow-x-auto rounded-lg border border-slate-200 bg-white p-4" data-testid=testid tabindex="0" aria-label=title>
                 <h2 class="font-semibold">{title}</h2>
                 <table class="mt-2 w-full text-left text-sm">
-                    <thead class="text-xs uppercase text-slate-500">
+                    <thead class="text-xs uppercase text-slate-600">
                         <tr>
-                            <th class="py-1"></th><th class="py-1 text-right">"Jobs"</th><th class="py-1 text-right">"Paid"</th>
-                            <th class="py-1 text-right">"Standard"</th><th class="py-1 text-right">"By batching"</th>
-                            <th class="py-1 text-right">"By caching"</th><th class="py-1 text-right">"Cache hits"</th>
+                            <th class="py-1"><span class="sr-only">"Name"</span></th><th class="py-1 pl-3 text-right">"Jobs"</th><th class="py-1 pl-3 text-right">"Paid"</th>
+                            <th class="py-1 pl-3 text-right">"Standard"</th><th class="py-1 pl-3 text-right">"By batching"</th>
+                            <th class="py-1 pl-3 text-right">"By caching"</th><th class="py-1 pl-3 text-right">"Cache hits"</th>
                         </tr>
                     </thead>
                     <tbody class="divide-y divide-slate-100">
-                        {rows.into_iter().map(|(name, t)| view! {
-                            <tr>
-                                <td class="py-1">{name}</td>
-                                <td class="py-1 text-right tabular-nums">{t.jobs}</td>
-                                <td class="py-1 text-right tabular-nums">{money(t.paid)}</td>
-                                <td class="py-1 text-right tabular-nums">{money(t.standard)}</td>
-                                <td class="py-1 text-right tabular-nums">{money(t.standard - t.uncached)}</td>
-                                <td class="py-1 text-right tabular-nums">{money(t.uncached - t.paid)}</td>
-                                <td class="py-1 text-right tabular-nums">{hit_percent(t.read, t.written).unwrap_or_else(|| "–".into())}</td>
-                            </tr>
+                        {rows.into_iter().map(|(name, t)| {
+                            let shown = ledger(&t).rounded(precision);
+                            view! {
+                                <tr>
+                                    <td class="py-1 pr-2">{name}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{count(t.jobs)}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.paid)}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.standard)}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.by_batching())}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.by_caching())}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{hit_percent(t.read, t.written).unwrap_or_else(|| "–".into())}</td>
+                                </tr>
+                            }
                         }).collect_view()}
                     </tbody>
                 </table>
             </section>
         }
     };
-    let by_type = sum(&|d| d.job_type.as_str().to_string());
+    let by_type = sum(&|d| d.job_type.label().to_string());
     let by_user = per_user.then(|| sum(&|d| d.owner.clone()));
     view! {
         <div class="mt-6 grid gap-4 xl:grid-cols-2">

@@ -196,15 +196,15 @@ pub fn decide_unreadable(
     }
     let reason = match (&spend, billed) {
         (Some(_), _) => format!(
-            "{}'s result for this job could not be read: {}; it was billed, so its tokens are counted and it is not sent again",
+            "{}'s result for this job could not be read: {}; it was billed, so its tokens are counted; it is not sent again by itself (it could be billed twice): retry it by hand if it must run",
             rules.provider, line.reason
         ),
         (None, true) => format!(
-            "{}'s result for this job could not be read: {}; it was billed, but its usage is unreadable, and it is not sent again",
+            "{}'s result for this job could not be read: {}; it was billed, but its usage is unreadable; it is not sent again by itself (it could be billed twice): retry it by hand if it must run",
             rules.provider, line.reason
         ),
         (None, false) => format!(
-            "{}'s result for this job could not be read: {}; it is not sent again",
+            "{}'s result for this job could not be read: {}; it is not sent again by itself: retry it by hand if it must run",
             rules.provider, line.reason
         ),
     };

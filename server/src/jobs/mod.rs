@@ -108,11 +108,41 @@ pub async fn detail(ctx: &Ctx, caller: &Caller, job_id: &str) -> Result<JobDetai
     let result = (record.status == JobStatus::Completed)
         .then(|| record.result.clone())
         .flatten();
+    let estimated_completion = match record.status {
+        JobStatus::Pending => {
+            Some(crate::batches::estimate_completion(ctx, record.run_after, Utc::now()).await?)
+        }
+        _ => None,
+    };
+    let cost_bound_nanos = match record.status {
+        JobStatus::Pending | JobStatus::Processing => Some(cost_bound(ctx, caller, &record).await?),
+        _ => None,
+    };
     Ok(JobDetail {
         job: to_api_job(record, true),
         events: events.into_iter().map(to_event_view).collect(),
         result,
+        estimated_completion,
+        cost_bound_nanos,
     })
+}
+
+/// The most an unbilled job may cost, reckoned as its enqueue did (its context written to
+/// the cache at the dearest price), with today's route.
+async fn cost_bound(ctx: &Ctx, caller: &Caller, record: &JobRecord) -> Result<i64> {
+    let payload = record
+        .payload
+        .as_ref()
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let mut contexts = crate::contexts::ForJobs::default();
+    let context = match &record.context_id {
+        Some(id) => contexts.get(ctx, caller, id).await?,
+        None => None,
+    };
+    Ok(ctx
+        .prices
+        .job_bound_nanos(record.job_type, &payload, context))
 }
 
 /// Cancels each job the caller may see; one answer per id, never failing the lot.

@@ -37,6 +37,7 @@ pub fn to_api_job(r: JobRecord, with_payload: bool) -> Job {
         idempotency_key: r.idempotency_key,
         cancel_requested: r.cancel_requested,
         payload: if with_payload { r.payload } else { None },
+        subject: r.subject,
     }
 }
 

@@ -188,6 +188,8 @@ impl NewJob {
             result: None,
             error_message: None,
             cancel_requested: false,
+            // The insert reads it from the payload, and answers it.
+            subject: None,
             created_at: self.created_at,
             updated_at: self.created_at,
             completed_at: None,
@@ -235,6 +237,8 @@ pub struct JobRecord {
     pub result: Option<serde_json::Value>,
     pub error_message: Option<String>,
     pub cancel_requested: bool,
+    /// What the job is about, from its payload (`app::api::SUBJECT_FIELDS`).
+    pub subject: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,

@@ -176,6 +176,11 @@ async fn malformed_line(side: Side) {
         .await;
     assert_eq!(listed["total_count"], 1, "{listed}");
     assert_eq!(listed["jobs"][0]["id"], failed["id"]);
+    // A search for the batch's id finds its jobs too (the id as the provider shows it).
+    let searched = service
+        .get(&format!("/api/v1/batch/jobs?q={id}&limit=100"))
+        .await;
+    assert_eq!(searched["total_count"], 20, "{searched}");
     let books = provider.books();
     assert_eq!(books.batches, 1);
     assert_eq!(books.billed_twice(), Vec::<&String>::new());

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::api::{AuditAction, AuditPage, AuditQuery};
-use crate::components::when;
+use crate::components::{explain, when};
 use crate::server_fns::audit_log;
 
 /// The log's filters and the page of it they select.
@@ -56,7 +56,7 @@ pub fn AuditLog(state: AuditState) -> impl IntoView {
             <h2 class="font-semibold">"Audit log"</h2>
             <div class="mt-2 flex flex-wrap items-end gap-3 text-sm">
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Action"</span>
+                    <span class="text-xs text-slate-600">"Action"</span>
                     <select name="audit-action" class=input on:change=move |ev| {
                         before.set(None);
                         action.set(AuditAction::parse(&event_target_value(&ev)));
@@ -66,20 +66,22 @@ pub fn AuditLog(state: AuditState) -> impl IntoView {
                     </select>
                 </label>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Admin"</span>
+                    <span class="text-xs text-slate-600">"Admin"</span>
                     <input name="audit-actor" class=input placeholder="user name" on:change=move |ev| {
                         before.set(None);
                         actor.set(event_target_value(&ev));
                     } />
                 </label>
             </div>
-            <Transition fallback=|| view! { <p class="mt-3 text-slate-500">"Loading…"</p> }>
+            <Transition fallback=|| view! { <p class="mt-3 text-slate-600">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(page) if page.entries.is_empty() => view! { <p class="mt-3 text-sm text-slate-500">"No entries."</p> }.into_any(),
+                        Ok(page) if page.entries.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No entries."</p> }.into_any(),
                         Ok(page) => view! {
-                            <table class="mt-3 w-full text-left text-sm">
-                                <thead class="text-xs uppercase text-slate-500"><tr><th>"When"</th><th>"Admin"</th><th>"Action"</th><th>"On"</th><th>"Detail"</th></tr></thead>
+                            // Scrolls sideways on a phone; focusable, so a keyboard can scroll it.
+                            <div class="relative mt-3 overflow-x-auto" tabindex="0" role="region" aria-label="Audit log entries">
+                            <table class="w-full text-left text-sm">
+                                <thead class="text-xs uppercase text-slate-600"><tr><th>"When"</th><th>"Admin"</th><th>"Action"</th><th>"On"</th><th>"Detail"</th></tr></thead>
                                 <tbody class="divide-y divide-slate-100">
                                     {page.entries.into_iter().map(|e| view! {
                                         <tr data-testid="audit-row">
@@ -92,11 +94,12 @@ pub fn AuditLog(state: AuditState) -> impl IntoView {
                                     }).collect_view()}
                                 </tbody>
                             </table>
+                            </div>
                             {page.next_before.map(|id| view! {
                                 <button type="button" class="mt-2 text-sm text-emerald-700 underline" on:click=move |_| before.set(Some(id))>"Older entries"</button>
                             })}
                         }.into_any(),
-                        Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{e.to_string()}</p> }.into_any(),
+                        Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
                     }
                 })}
             </Transition>

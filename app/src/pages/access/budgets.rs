@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::api::BudgetView;
-use crate::components::BudgetBar;
+use crate::components::{BudgetBar, explain};
 use crate::server_fns::budgets;
 
 pub type SetBudget = Action<(String, Option<f64>), Result<BudgetView, ServerFnError>>;
@@ -29,26 +29,26 @@ pub fn Budgets(set: SetBudget, data: BudgetList, users: Vec<String>) -> impl Int
                 set.dispatch((user.get_untracked(), usd));
             }>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"User"</span>
+                    <span class="text-xs text-slate-600">"User"</span>
                     <select required name="budget-user" class=input on:change=move |ev| user.set(event_target_value(&ev))>
                         <option value="">"Choose…"</option>
                         {users.into_iter().map(|name| view! { <option value=name.clone()>{name.clone()}</option> }).collect_view()}
                     </select>
                 </label>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Cap, USD per month (empty: no cap)"</span>
+                    <span class="text-xs text-slate-600">"Cap, USD per month (empty: no cap)"</span>
                     <input name="budget-cap" type="number" min="0" step="0.01" class=input prop:value=move || cap.get() on:input=move |ev| cap.set(event_target_value(&ev)) />
                 </label>
-                <button type="submit" class="rounded bg-emerald-600 px-3 py-1.5 font-medium text-white">"Set budget"</button>
+                <button type="submit" class="rounded bg-emerald-700 px-3 py-1.5 font-medium text-white">"Set budget"</button>
             </form>
             {move || set.value().get().map(|r| match r {
                 Ok(b) => view! { <p class="mt-2 text-sm text-emerald-700" role="status">{format!("Budget of {} saved.", b.user)}</p> }.into_any(),
-                Err(e) => view! { <p role="alert" class="mt-2 text-sm text-rose-700">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-2 text-sm text-rose-700">{explain(&e)}</p> }.into_any(),
             })}
-            <Transition fallback=|| view! { <p class="mt-3 text-slate-500">"Loading…"</p> }>
+            <Transition fallback=|| view! { <p class="mt-3 text-slate-600">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(list) if list.is_empty() => view! { <p class="mt-3 text-sm text-slate-500">"No user has a cap."</p> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No user has a cap."</p> }.into_any(),
                         Ok(list) => view! {
                             <ul class="mt-3 space-y-3">
                                 {list.into_iter().map(|b| {
@@ -67,7 +67,7 @@ pub fn Budgets(set: SetBudget, data: BudgetList, users: Vec<String>) -> impl Int
                                 }).collect_view()}
                             </ul>
                         }.into_any(),
-                        Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{e.to_string()}</p> }.into_any(),
+                        Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
                     }
                 })}
             </Transition>

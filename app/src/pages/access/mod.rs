@@ -6,7 +6,7 @@ mod budgets;
 use leptos::prelude::*;
 
 use crate::api::{Role, RouteView, UserView};
-use crate::components::{SignedIn, when};
+use crate::components::{SignedIn, explain, when};
 use crate::server_fns::{self, access_overview, create_token, new_webhook_secret, revoke_token};
 use audit::AuditLog;
 use budgets::Budgets;
@@ -45,8 +45,14 @@ fn AccessPage(
 ) -> impl IntoView {
     let user = RwSignal::new(String::new());
     let role = RwSignal::new(Role::Trader);
+    // "Copied" once the clipboard took it; the browser may refuse (no permission, no HTTPS).
+    let copied = RwSignal::new(None::<bool>);
     let copy = move |token: String| {
-        let _ = window().navigator().clipboard().write_text(&token);
+        let promise = window().navigator().clipboard().write_text(&token);
+        leptos::task::spawn_local(async move {
+            let done = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
+            copied.set(Some(done));
+        });
     };
     view! {
         <h1 class="text-xl font-semibold">"Access"</h1>
@@ -57,17 +63,17 @@ fn AccessPage(
                 create.dispatch((user.get_untracked(), role.get_untracked()));
             }>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"User (created if new)"</span>
+                    <span class="text-xs text-slate-600">"User (created if new)"</span>
                     <input required maxlength="64" class="rounded border border-slate-300 px-2 py-1" prop:value=move || user.get() on:input=move |ev| user.set(event_target_value(&ev)) />
                 </label>
                 <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-500">"Role"</span>
+                    <span class="text-xs text-slate-600">"Role"</span>
                     <select class="rounded border border-slate-300 px-2 py-1" on:change=move |ev| role.set(Role::parse(&event_target_value(&ev)).unwrap_or(Role::Trader))>
                         <option value="trader">"trader"</option>
                         <option value="admin">"admin"</option>
                     </select>
                 </label>
-                <button type="submit" class="rounded bg-emerald-600 px-3 py-1.5 font-medium text-white">"Create token"</button>
+                <button type="submit" class="rounded bg-emerald-700 px-3 py-1.5 font-medium text-white">"Create token"</button>
             </form>
             {move || create.value().get().map(|r| match r {
                 Ok(issued) => {
@@ -78,14 +84,17 @@ fn AccessPage(
                             <div class="mt-2 flex items-center gap-2">
                                 <code class="break-all rounded bg-white px-2 py-1">{issued.token.clone()}</code>
                                 <button type="button" class="rounded border border-slate-300 px-2 py-1" on:click=move |_| copy(token.clone())>"Copy"</button>
+                                <span role="status" data-testid="copied" class="text-emerald-800">
+                                    {move || copied.get().map(|done| if done { "Copied" } else { "The browser refused: select the token and copy it by hand." })}
+                                </span>
                             </div>
                         </div>
                     }.into_any()
                 }
-                Err(e) => view! { <p role="alert" class="mt-3 text-sm text-rose-700">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-3 text-sm text-rose-700">{explain(&e)}</p> }.into_any(),
             })}
         </section>
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
+        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
                     Ok((users, prices)) => view! {
@@ -99,8 +108,8 @@ fn AccessPage(
                         <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="prices">
                             <h2 class="font-semibold">{format!("Prices in force (version {})", prices.version)}</h2>
                             <p class="text-sm text-slate-600">{format!("Batch discount {}%. Default model {}. USD per million tokens:", prices.batch_discount_percent, prices.default_model)}</p>
-                            <table class="mt-2 w-full text-left text-sm">
-                                <thead class="text-xs uppercase text-slate-500"><tr><th>"Model"</th><th>"Provider"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
+                            <div class="relative mt-2 overflow-x-auto" tabindex="0" role="region" aria-label="Prices"><table class="w-full text-left text-sm">
+                                <thead class="text-xs uppercase text-slate-600"><tr><th>"Model"</th><th>"Provider"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
                                 <tbody>
                                     {prices.models.into_iter().map(|(model, p)| {
                                         let provider = prices.caching.iter().find(|c| c.model == model).and_then(|c| c.provider).map_or("", |p| p.label());
@@ -109,11 +118,11 @@ fn AccessPage(
                                         }
                                     }).collect_view()}
                                 </tbody>
-                            </table>
+                            </table></div>
                         </section>
                         <Routing routes=prices.routes />
                     }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
         </Transition>
@@ -128,7 +137,7 @@ fn UserRow(user: UserView, revoke: Action<String, Result<(), ServerFnError>>) ->
     view! {
         <li class="py-2 text-sm" data-testid="user-row">
             <div class="flex flex-wrap items-center gap-2">
-                <strong>{user.name.clone()}</strong><span class="text-xs uppercase text-slate-500">{user.role.as_str()}</span>
+                <strong>{user.name.clone()}</strong><span class="text-xs uppercase text-slate-600">{user.role.as_str()}</span>
                 <button type="button" class="ml-auto text-xs text-emerald-700 underline" on:click=move |_| {
                     if window().confirm_with_message("Make a new webhook signing secret for this user? Webhooks from now on are signed with it; the old one stops matching.").unwrap_or(false) {
                         secret.dispatch(user_id.clone());
@@ -141,7 +150,7 @@ fn UserRow(user: UserView, revoke: Action<String, Result<(), ServerFnError>>) ->
                         "Webhook secret, shown only now: "<code class="break-all">{s.secret}</code>
                     </p>
                 }.into_any(),
-                Err(e) => view! { <p role="alert" class="mt-1 text-xs text-rose-700">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-1 text-xs text-rose-700">{explain(&e)}</p> }.into_any(),
             })}
             <ul class="mt-1 space-y-1">
                 {user.tokens.into_iter().map(|t| {
@@ -178,18 +187,18 @@ fn Routing(routes: Vec<RouteView>) -> impl IntoView {
                 "Each job type is sent to one provider and model; a flush sends one batch per provider. "
                 "Change it in config/prices.toml ([job_models]) or with AI_BATCH_ROUTES, then restart."
             </p>
-            <table class="mt-2 w-full text-left text-sm">
-                <thead class="text-xs uppercase text-slate-500"><tr><th>"Job type"</th><th>"Provider"</th><th>"Model"</th></tr></thead>
+            <div class="relative mt-2 overflow-x-auto" tabindex="0" role="region" aria-label="Routing"><table class="w-full text-left text-sm">
+                <thead class="text-xs uppercase text-slate-600"><tr><th>"Job type"</th><th>"Provider"</th><th>"Model"</th></tr></thead>
                 <tbody>
                     {routes.into_iter().map(|r| view! {
                         <tr data-testid=format!("route-{}", r.job_type.as_str())>
-                            <td>{r.job_type.as_str()}</td>
+                            <td title=r.job_type.as_str()>{r.job_type.label()}</td>
                             <td>{r.provider.label()}</td>
                             <td><code class="text-xs">{r.model}</code></td>
                         </tr>
                     }).collect_view()}
                 </tbody>
-            </table>
+            </table></div>
         </section>
     }
 }

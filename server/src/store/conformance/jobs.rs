@@ -279,6 +279,12 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
         (ids(&nvda), nvda.total_count),
         (vec!["j2".to_string(), "j0".to_string()], 2)
     );
+    // Each listed job says what it is about, read from its payload when it was inserted.
+    let subjects: Vec<Option<String>> = nvda.jobs.iter().map(|j| j.subject.clone()).collect();
+    assert_eq!(
+        subjects,
+        [Some("NVDA".to_string()), Some("NVDA".to_string())]
+    );
     assert_eq!(
         ids(&store.list_jobs(&all, &search("key-3")).await.unwrap()),
         ["j3"]
@@ -503,4 +509,38 @@ pub async fn a_group_with_a_bad_job_inserts_nothing(store: Arc<impl Store>) {
     );
     assert_eq!(store.stats(&Visibility::All).await.unwrap().total, 0);
     assert_totals_match_a_recount(store.as_ref()).await;
+}
+
+pub async fn a_jobs_subject_is_the_first_naming_field_of_its_payload_cut_short(
+    store: Arc<impl Store>,
+) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let payloads = [
+        (
+            "s1",
+            json!({"headlines": ["x"], "ticker": "TSLA", "account": "ACC-1"}),
+        ),
+        ("s2", json!({"portfolio_id": "P".repeat(60)})),
+        ("s3", json!({"account": 7})),
+        ("s4", json!({"note": "nothing that names it"})),
+    ];
+    for (i, (id, payload)) in payloads.iter().enumerate() {
+        let mut job = new_job(id, &a, i as i64, None);
+        job.payload = payload.to_string();
+        created(store.as_ref(), job).await;
+    }
+    let mut subjects = vec![];
+    for (id, _) in payloads {
+        let job = store.get_job(id, &Visibility::All).await.unwrap().unwrap();
+        subjects.push(job.subject);
+    }
+    assert_eq!(
+        subjects,
+        [
+            Some("TSLA".to_string()),
+            Some("P".repeat(app::api::SUBJECT_CHARS)),
+            Some("7".to_string()),
+            None
+        ]
+    );
 }

@@ -105,14 +105,36 @@ impl Dialect {
 
     /// Appends ` AND <jobs j matching the search>`: its id, its idempotency key, or every word
     /// as the start of a word of its payload (`store::search`).
+    /// SQL for a job's subject from its JSON payload `payload` (a column or an alias): the
+    /// first of [`app::api::SUBJECT_FIELDS`] present, as text, cut to its length.
+    pub fn payload_subject(self, payload: &str) -> String {
+        use app::api::{SUBJECT_CHARS, SUBJECT_FIELDS};
+        let fields: Vec<String> = SUBJECT_FIELDS
+            .iter()
+            .map(|field| match self {
+                Self::Sqlite => format!("json_extract({payload}, '$.{field}')"),
+                Self::Postgres => format!("({payload}) ->> '{field}'"),
+            })
+            .collect();
+        match self {
+            Self::Sqlite => format!(
+                "substr(CAST(COALESCE({}) AS TEXT), 1, {SUBJECT_CHARS})",
+                fields.join(", ")
+            ),
+            Self::Postgres => format!("left(COALESCE({}), {SUBJECT_CHARS})", fields.join(", ")),
+        }
+    }
+
     pub fn push_search<'a>(self, query: &mut Query<'a>, text: &'a str, words: &[String]) {
         match self {
             Self::Sqlite => {
-                // One set of rowids from three indexes; an OR of the three would scan every job.
+                // One set of rowids from four indexes; an OR of them would scan every job.
                 query
                     .push(" AND j.rowid IN (SELECT rowid FROM jobs WHERE id = ")
                     .bind(text)
                     .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
+                    .bind(text)
+                    .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
                     .bind(text);
                 if !words.is_empty() {
                     // Each word as a prefix ("nvd"*), all of them: FTS5's implicit AND.
@@ -128,6 +150,8 @@ impl Dialect {
                     .push(" AND (j.id = ")
                     .bind(text)
                     .push(" OR j.idempotency_key = ")
+                    .bind(text)
+                    .push(" OR j.batch_id = ")
                     .bind(text);
                 if !words.is_empty() {
                     // Each word as a prefix (nvd:*), all of them, against the stored words

@@ -1,6 +1,6 @@
 //! Jobs as their owners see them: insert, idempotency, lists, cancel, retry, stats.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use app::api::{JobStatus, ListQuery};
 use async_trait::async_trait;
@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
-    ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, column, first,
+    ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
 };
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility, tx_read,
@@ -62,7 +62,7 @@ async fn by_key<E: Engine>(
 }
 
 /// The list's filters: status, type, error text, and a search by id, idempotency key or
-/// payload words.
+/// payload words (see `search`).
 fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
     if let Some(status) = filter.status_filter {
         query.push(" AND j.status = ").bind(status.as_str());
@@ -123,25 +123,33 @@ impl<E: Engine> JobStore for SqlStore<E> {
             .rows(rows)
             .push(&format!(
                 ") INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, run_after, \
-                 idempotency_key, request_hash, cost_bound_nanos, context_id, created_at, updated_at) \
+                 idempotency_key, request_hash, cost_bound_nanos, context_id, created_at, updated_at, \
+                 subject) \
                  SELECT id, owner_id, job_type, 'pending', priority, payload, run_after, idempotency_key, \
-                 request_hash, cost_bound_nanos, context_id, created_at, updated_at FROM v \
+                 request_hash, cost_bound_nanos, context_id, created_at, updated_at, {} FROM v \
                  WHERE (v.context_id IS NULL OR EXISTS (SELECT 1 FROM contexts c \
                  WHERE c.id = v.context_id AND c.deleted_at IS NULL{})) \
-                 ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
+                 ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id, subject",
+                E::DIALECT.payload_subject("v.payload"),
                 E::DIALECT.share_lock()
             ));
-        let inserted: HashSet<String> = column(E::tx_read(&mut tx, insert).await?)
-            .into_iter()
-            .collect();
+        // Each inserted job's id, with the subject the insert read from its payload.
+        let inserted: HashMap<String, Option<String>> =
+            E::tx_read::<(String, Option<String>)>(&mut tx, insert)
+                .await?
+                .into_iter()
+                .collect();
         let mut deltas = Deltas::default();
         let mut events = Vec::with_capacity(inserted.len());
         let mut outcomes = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.iter().enumerate() {
-            if inserted.contains(&job.id) {
+            if let Some(subject) = inserted.get(&job.id) {
                 deltas.added(&job.counted(), JobStatus::Pending);
                 events.push((job.id.as_str(), &Happened::Created, job.created_at));
-                outcomes.push(InsertOutcome::Created(job.record()));
+                outcomes.push(InsertOutcome::Created(JobRecord {
+                    subject: subject.clone(),
+                    ..job.record()
+                }));
             } else {
                 let existing = match job.idempotency_key.as_deref() {
                     Some(key) => by_key::<E>(&mut tx, &job.owner_id, key).await?,
@@ -158,7 +166,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
         }
         // A job that asked for a webhook gets its row now; it becomes due when the job ends.
         let mut hooks = Rows::new(&[("job_id", Kind::Text), ("url", Kind::Text)]);
-        for job in jobs.iter().filter(|job| inserted.contains(&job.id)) {
+        for job in jobs.iter().filter(|job| inserted.contains_key(&job.id)) {
             if let Some(url) = &job.callback_url {
                 hooks.push(vec![job.id.as_str().into(), url.as_str().into()]);
             }

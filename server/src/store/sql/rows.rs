@@ -156,14 +156,14 @@ pub(super) const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.
     j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
     j.duplicate_cost_nanos, j.price_version, j.result, j.error_message, j.cancel_requested, \
-    j.created_at, j.updated_at, j.completed_at";
+    j.created_at, j.updated_at, j.completed_at, j.subject";
 /// The same without the large payload and result, for lists.
 pub(super) const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
     j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, \
     j.attempts, j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, \
     j.duplicate_tokens, j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, \
-    j.cancel_requested, j.created_at, j.updated_at, j.completed_at";
+    j.cancel_requested, j.created_at, j.updated_at, j.completed_at, j.subject";
 pub(super) const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
 
 #[derive(FromRow)]
@@ -194,6 +194,7 @@ pub(super) struct JobRow {
     created_at: Time,
     updated_at: Time,
     completed_at: Option<Time>,
+    subject: Option<String>,
 }
 
 impl TryFrom<JobRow> for JobRecord {
@@ -225,6 +226,7 @@ impl TryFrom<JobRow> for JobRecord {
             price_version: row.price_version,
             error_message: row.error_message,
             cancel_requested: row.cancel_requested,
+            subject: row.subject,
         })
     }
 }
