@@ -21,7 +21,7 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 step "building the release"
-cargo leptos build --release >&2
+leptos_build --release --precompress >&2
 cargo build --release --locked -p server --examples >&2
 
 BIN="$(ai_batch_bin release)"
@@ -197,7 +197,7 @@ cat "$WORK/reads.txt"
 
 if [[ $ENGINE == sqlite ]]; then
   step "dashboard: release WASM size, and the jobs page's time to interactive ($JOBS jobs stored)"
-  WASM="$ROOT/target/site/pkg/ai-batch.wasm"
+  WASM="$(ls "$ROOT"/target/site/pkg/ai-batch*.wasm)"
   echo "ai-batch.wasm: $(stat -c %s "$WASM") bytes raw, $(gzip -9 -c "$WASM" | wc -c) bytes gzip -9"
   node end2end/bench/tti.mjs "$URL" "$ADMIN" 15
   step "server CPU while an admin's jobs page is open and nothing changes (60 s each)"

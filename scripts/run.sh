@@ -4,7 +4,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 install_build_tools
 step "building the release (the first build takes a few minutes)"
-cargo leptos build --release
+# --precompress: a .br and a .gz beside each site file, sent to browsers that take them.
+leptos_build --release --precompress
 
 BIN="$(ai_batch_bin release)"
 export AI_BATCH_SITE_ROOT="${AI_BATCH_SITE_ROOT:-$ROOT/target/site}"

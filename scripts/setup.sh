@@ -67,6 +67,17 @@ install_python_venv() {
   fi
 }
 
+# `cargo leptos build "$@"`, the WASM and the server at once: with content-hashed file names
+# (hash-files) cargo-leptos builds one after the other, though neither needs the other (the
+# server reads the names at run time), and the WASM's long link leaves a core idle.
+leptos_build() {
+  cargo leptos build --frontend-only "$@" &
+  local front=$!
+  local server=0
+  cargo leptos build --server-only "$@" || server=$?
+  wait "$front" && return "$server"
+}
+
 ai_batch_bin() {
   echo "$CARGO_TARGET_DIR/$1/ai-batch"
 }

@@ -26,7 +26,7 @@ step "the API and batch-loop tests again, on PostgreSQL"
 AI_BATCH_TEST_DATABASE=postgres cargo test --locked -p server --test api
 
 step "building the dashboard for the browser tests"
-cargo leptos build
+leptos_build
 
 step "the REST contract fuzzed from its OpenAPI document (schemathesis, as admin and as trader)"
 AI_BATCH_BIN="$(ai_batch_bin debug)" ./scripts/contract.sh

@@ -9,7 +9,8 @@ BUDGET="${WASM_GZIP_BUDGET:-665000}"
 install_build_tools
 step "building the release WASM (front only)"
 cargo leptos build --release --frontend-only >&2
-WASM="$ROOT/target/site/pkg/ai-batch.wasm"
+# The file is named by its content hash (hash-files): the one .wasm of this build.
+WASM="$(ls "$ROOT"/target/site/pkg/ai-batch*.wasm)"
 RAW="$(stat -c %s "$WASM")"
 GZIP="$(gzip -9 -c "$WASM" | wc -c)"
 echo "ai-batch.wasm: $RAW bytes raw, $GZIP bytes gzip -9 (budget $BUDGET)"

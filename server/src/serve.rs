@@ -214,7 +214,18 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .env(Env::PROD)
+        .hash_files(assets_are_hashed())
         .build()
+}
+
+/// cargo-leptos names the WASM, its script and the stylesheet by their contents
+/// (`hash-files`) and leaves the names in `hash.txt` beside the binary it built; pages link
+/// those names when it is there (a binary built by `cargo build` alone has none).
+fn assets_are_hashed() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("hash.txt")))
+        .is_some_and(|file| file.is_file())
 }
 
 pub fn init_logging() {

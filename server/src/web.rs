@@ -46,15 +46,66 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
                 move || shell(options.clone())
             },
         )
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        // The site's files (the WASM, its script and stylesheet, `public/`), each as its `.br`
+        // or `.gz` twin where the release build made one and the browser takes it, with
+        // `Last-Modified` for revalidation; any other path is the "not found" page.
+        .fallback_service(
+            tower_http::services::ServeDir::new(&*options.site_root)
+                .precompressed_br()
+                .precompressed_gzip()
+                .call_fallback_on_method_not_allowed(true)
+                .fallback(axum::handler::Handler::with_state(
+                    leptos_axum::file_and_error_handler(shell),
+                    options.clone(),
+                )),
+        )
         .with_state(options)
         .merge(exports)
+        // Pages and server function answers gzipped for browsers that take it (what is
+        // compressed already, the precompressed site files, and live event streams pass as
+        // they are).
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::middleware::from_fn(cache_policy))
         .layer(axum::middleware::from_fn(bounded_body))
         .layer(axum::middleware::from_fn_with_state(
             timeout,
             crate::http::limits::timeout,
         ))
         .layer(axum::middleware::from_fn(reject_cross_site))
+}
+
+/// How long a browser may keep what it was sent: a file whose name carries its content's hash
+/// never changes under that name, so it is kept a year without asking again; anything else
+/// (pages, server function answers, unhashed files) is asked for again each time, and
+/// unchanged files answer 304.
+async fn cache_policy(request: Request, next: Next) -> Response {
+    let immutable = is_content_hashed(request.uri().path());
+    let mut response = next.run(request).await;
+    let value = if immutable && response.status() == StatusCode::OK {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(header::HeaderValue::from_static(value));
+    response
+}
+
+/// A site file named as cargo-leptos's `hash-files` names them: `name.<22 characters of
+/// base64url MD5>.ext` under `/pkg/`.
+fn is_content_hashed(path: &str) -> bool {
+    let Some(file) = path.strip_prefix("/pkg/") else {
+        return false;
+    };
+    let parts: Vec<&str> = file.split('.').collect();
+    parts.len() >= 3
+        && !file.contains('/')
+        && parts[1].len() == 22
+        && parts[1]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Dashboard calls carry a few fields; a body past the REST limit is a 413 before any of it
@@ -479,6 +530,25 @@ mod tests {
             ("host", "a:3000")
         ])));
         assert!(!is_cross_site(&headers(&[])));
+    }
+
+    #[test]
+    fn only_hashed_site_files_are_kept_for_good() {
+        assert!(is_content_hashed(
+            "/pkg/ai-batch.SsLBLd1h5QAr_6a2ehOd8A.wasm"
+        ));
+        assert!(is_content_hashed(
+            "/pkg/ai-batch.SsLBLd1h5QAr_6a2ehOd8A.wasm.br"
+        ));
+        assert!(!is_content_hashed("/pkg/ai-batch.wasm"));
+        assert!(!is_content_hashed("/pkg/ai-batch.short.wasm"));
+        assert!(!is_content_hashed("/favicon.SsLBLd1h5QAr_6a2ehOd8A.svg"));
+        assert!(!is_content_hashed(
+            "/pkg/x/ai-batch.SsLBLd1h5QAr_6a2ehOd8A.wasm"
+        ));
+        assert!(!is_content_hashed(
+            "/pkg/ai-batch.SsLBLd1h5QAr+6a2ehOd8A.wasm"
+        ));
     }
 
     #[test]

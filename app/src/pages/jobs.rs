@@ -25,7 +25,7 @@ pub fn Jobs() -> impl IntoView {
             "q",
             "error",
             "batch_id",
-            "offset",
+            "cursor",
         ]
         .iter()
         .filter_map(|k| {
@@ -233,30 +233,28 @@ fn JobsTable(
     cancel: CancelAction,
 ) -> impl IntoView {
     let shown = list.jobs.len() as i64;
+    let pages = Pages::read(&use_query_map().get_untracked(), &query);
+    let first = (pages.number() - 1) * PAGE_SIZE;
     let summary = format!(
         "{} pending · {} processing · showing {}–{} of {}{}",
         count(list.pending_count),
         count(list.processing_count),
-        count(if shown == 0 { 0 } else { query.offset + 1 }),
-        count(query.offset + shown),
+        count(if shown == 0 { 0 } else { first + 1 }),
+        count(first + shown),
         count(list.total_count),
         if list.total_count_capped { "+" } else { "" }
     );
     let filters = filter_params(&query);
-    let page_link = {
-        let filters = filters.clone();
-        move |offset: i64| {
-            let params: Vec<String> = std::iter::once(format!("offset={offset}"))
-                .chain(filters.iter().cloned())
-                .collect();
-            format!("/jobs?{}", params.join("&"))
-        }
+    let page_link = |paging: Vec<String>| {
+        let params: Vec<String> = paging.into_iter().chain(filters.iter().cloned()).collect();
+        format!("/jobs?{}", params.join("&"))
     };
     let csv_link = format!("/exports/jobs.csv?{}", filters.join("&"));
-    let newer = (query.offset > 0).then(|| page_link((query.offset - PAGE_SIZE).max(0)));
-    let more =
-        query.offset + shown < list.total_count || (list.total_count_capped && shown == PAGE_SIZE);
-    let older = more.then(|| page_link(query.offset + PAGE_SIZE));
+    let newer = pages.newer().map(page_link);
+    let older = list
+        .next_cursor
+        .as_ref()
+        .map(|next| page_link(pages.older(next)));
     // One precision for the cost column: cents, or millionths when a job cost under a cent.
     let precision = Precision::fitting(list.jobs.iter().map(|j| nanos(j.cost_usd)));
     let filtered = !filters.is_empty();
@@ -408,6 +406,69 @@ fn urlencode(text: &str) -> String {
 }
 
 /// The list's filters as URL parameters: for page links and the CSV download.
+/// Where a page of the list is: it reads on from the page before by `cursor` (constant time
+/// however deep, where an offset reads every job it skips), and `trail` keeps the cursors of
+/// the pages before that, so "Newer" goes back one page without JavaScript.
+#[derive(Debug, PartialEq)]
+struct Pages {
+    trail: Vec<String>,
+    cursor: Option<String>,
+}
+
+impl Pages {
+    fn read(params: &leptos_router::params::ParamsMap, query: &ListQuery) -> Pages {
+        let trail = params
+            .get("trail")
+            .map(|t| {
+                t.split(',')
+                    .filter(|c| crate::api::ListCursor::decode(c).is_some())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Pages {
+            trail,
+            cursor: query.cursor.as_ref().map(crate::api::ListCursor::encode),
+        }
+    }
+
+    /// The page's number, the first being 1.
+    fn number(&self) -> i64 {
+        match self.cursor {
+            None => 1,
+            Some(_) => self.trail.len() as i64 + 2,
+        }
+    }
+
+    /// The link's parameters for the page after this one, which starts after `next`.
+    fn older(&self, next: &str) -> Vec<String> {
+        let trail: Vec<&str> = self
+            .trail
+            .iter()
+            .map(String::as_str)
+            .chain(self.cursor.as_deref())
+            .collect();
+        let mut params = vec![format!("cursor={}", urlencode(next))];
+        if !trail.is_empty() {
+            params.push(format!("trail={}", urlencode(&trail.join(","))));
+        }
+        params
+    }
+
+    /// The link's parameters for the page before this one; none on the first.
+    fn newer(&self) -> Option<Vec<String>> {
+        self.cursor.as_ref()?;
+        let Some((cursor, trail)) = self.trail.split_last() else {
+            return Some(vec![]);
+        };
+        let mut params = vec![format!("cursor={}", urlencode(cursor))];
+        if !trail.is_empty() {
+            params.push(format!("trail={}", urlencode(&trail.join(","))));
+        }
+        Some(params)
+    }
+}
+
 fn filter_params(query: &ListQuery) -> Vec<String> {
     let mut params = vec![];
     if let Some(s) = query.status_filter {
@@ -426,4 +487,36 @@ fn filter_params(query: &ListQuery) -> Vec<String> {
         params.push(format!("batch_id={}", urlencode(batch)));
     }
     params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pages;
+
+    fn pages(trail: &[&str], cursor: Option<&str>) -> Pages {
+        Pages {
+            trail: trail.iter().map(|c| c.to_string()).collect(),
+            cursor: cursor.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn pages_walk_older_by_cursor_and_back_by_their_trail() {
+        let first = pages(&[], None);
+        assert_eq!((first.number(), first.newer()), (1, None));
+        assert_eq!(first.older("1.a"), ["cursor=1.a"]);
+
+        let second = pages(&[], Some("1.a"));
+        assert_eq!(second.number(), 2);
+        assert_eq!(second.newer(), Some(vec![]));
+        assert_eq!(second.older("2.b"), ["cursor=2.b", "trail=1.a"]);
+
+        let fourth = pages(&["1.a", "2.b"], Some("3.c"));
+        assert_eq!(fourth.number(), 4);
+        assert_eq!(
+            fourth.newer(),
+            Some(vec!["cursor=2.b".to_string(), "trail=1.a".to_string()])
+        );
+        assert_eq!(fourth.older("4.d"), ["cursor=4.d", "trail=1.a%2C2.b%2C3.c"]);
+    }
 }

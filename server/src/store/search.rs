@@ -2,9 +2,19 @@
 //! job with that idempotency key, the jobs of the batch with that id, or jobs whose payload holds every word of the search, each
 //! as a word or the start of one, case-insensitively ("nvd" finds NVDA, "vda" does not).
 //! Each store indexes the payload's words (SQLite FTS5, PostgreSQL a `tsvector` GIN index).
+//!
+//! A page of a search is read in one of two ways, so that a common word and a rare one are
+//! both fast (`sql::jobs`, `Plan`): first the search is tested on the newest
+//! `SEARCH_WINDOW` jobs that pass the other filters; when that finds a full page it is the
+//! page (every match outside the window is older than all of it). A word too rare to fill a
+//! page there has few matches: the word index finds them all and they are sorted. Only a word
+//! common long ago and rare since costs a sort of many.
 
 /// Counting a search's matches stops past this many; a list then says its count is capped.
 pub const SEARCH_COUNT_CAP: i64 = 10_000;
+/// How many of the newest jobs a search looks through before it asks the word index for all
+/// its matches: a page of 50 found there means a word in more than 1.25% of recent jobs.
+pub const SEARCH_WINDOW: i64 = 4_000;
 /// Words of a search used; more only slow the index down.
 const MOST_WORDS: usize = 8;
 

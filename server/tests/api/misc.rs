@@ -123,3 +123,80 @@ async fn every_answer_carries_a_request_id_the_clients_own_if_it_sent_one() {
         .unwrap();
     assert!(page.headers().contains_key("x-request-id"), "pages too");
 }
+
+/// The site's files go out compressed when the browser takes it, content-hashed ones are
+/// kept a year, and everything else (pages, unhashed files) is asked for again each visit,
+/// answered 304 when unchanged.
+#[tokio::test]
+async fn site_files_are_sent_compressed_and_cached_by_their_names() {
+    let site = tempfile::tempdir().unwrap();
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    let hashed = "ai-batch.SsLBLd1h5QAr_6a2ehOd8A.wasm";
+    std::fs::write(pkg.join(hashed), b"\0asm plain").unwrap();
+    std::fs::write(pkg.join(format!("{hashed}.br")), b"brotli bytes").unwrap();
+    std::fs::write(pkg.join(format!("{hashed}.gz")), b"gzip bytes").unwrap();
+    std::fs::write(site.path().join("favicon.svg"), b"<svg/>").unwrap();
+    let root = site.path().to_str().unwrap();
+    let app = TestApp::start_with(&[("--site-root", root)]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = http.get(format!("{}{path}", app.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    let wasm = format!("/pkg/{hashed}");
+    for (accepts, encoding, body) in [
+        ("gzip, deflate, br", Some("br"), "brotli bytes"),
+        ("gzip", Some("gzip"), "gzip bytes"),
+        ("identity", None, "\0asm plain"),
+    ] {
+        let sent = get(&wasm, &[("accept-encoding", accepts)]).await;
+        assert_eq!(sent.status(), StatusCode::OK);
+        assert_eq!(header(&sent, "content-encoding").as_deref(), encoding);
+        assert_eq!(
+            header(&sent, "cache-control").as_deref(),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert_eq!(sent.text().await.unwrap(), body, "{accepts}");
+    }
+
+    // An unhashed file is revalidated: unchanged, it answers 304 with no body.
+    let icon = get("/favicon.svg", &[]).await;
+    assert_eq!(header(&icon, "cache-control").as_deref(), Some("no-cache"));
+    let modified = header(&icon, "last-modified").expect("a validator");
+    let again = get("/favicon.svg", &[("if-modified-since", &modified)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+    let page = get("/sign-in", &[]).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(header(&page, "cache-control").as_deref(), Some("no-cache"));
+    // Pages are compressed as they are sent, for a browser that takes gzip.
+    let zipped = get("/sign-in", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(header(&zipped, "content-encoding").as_deref(), Some("gzip"));
+    let plain = page.text().await.unwrap();
+    let sent = zipped.bytes().await.unwrap();
+    assert!(
+        sent.len() < plain.len(),
+        "{} of {}",
+        sent.len(),
+        plain.len()
+    );
+
+    // A missing file, hashed name or not, is the page that says so, never kept.
+    let missing = get("/pkg/ai-batch.AAAAAAAAAAAAAAAAAAAAAA.wasm", &[]).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        header(&missing, "cache-control").as_deref(),
+        Some("no-cache")
+    );
+}

@@ -361,6 +361,97 @@ pub async fn a_search_count_stops_at_the_cap(store: Arc<impl Store>) {
     );
 }
 
+/// A search reads its page among the newest jobs when a common word fills it there, and
+/// sorts every match of a rare one (`store::search`): either way the page is exactly the
+/// newest matches, by cursor or offset, for an owner or for all, whatever order the rows were
+/// inserted in.
+pub async fn a_search_pages_common_and_rare_words_exactly(store: Arc<impl Store>) {
+    let (a, b) = (
+        user(store.as_ref(), "a", Role::Trader).await,
+        user(store.as_ref(), "b", Role::Trader).await,
+    );
+    let total = SEARCH_WINDOW + 500;
+    // Inserted out of time order, so the stores' row order is not the list's order.
+    let mut order: Vec<i64> = (0..total).collect();
+    order.sort_by_key(|i| (i % 7, -i));
+    let jobs: Vec<NewJob> = order
+        .iter()
+        .map(|&i| {
+            let mut job = new_job(
+                &format!("s{i:05}"),
+                if i % 2 == 0 { &a } else { &b },
+                i,
+                None,
+            );
+            job.payload = json!({
+                "ticker": if i % 3 == 0 { "NVDA" } else { "AAPL" },
+                // Only the oldest hundred, all outside the newest SEARCH_WINDOW.
+                "note": if i < 100 { "restatement" } else { "routine" },
+            })
+            .to_string();
+            job
+        })
+        .collect();
+    for chunk in jobs.chunks(1_000) {
+        store
+            .insert_jobs(chunk.to_vec(), KeyConflicts::Answer)
+            .await
+            .unwrap();
+    }
+    let newest_first = |keep: &dyn Fn(i64) -> bool| -> Vec<String> {
+        (0..total)
+            .rev()
+            .filter(|&i| keep(i))
+            .map(|i| format!("s{i:05}"))
+            .collect()
+    };
+    let ids = |page: &JobPage| page.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    let a_only = Visibility::Owner(a.id.clone());
+    for (visibility, mine) in [
+        (&Visibility::All, &(|_: i64| true) as &dyn Fn(i64) -> bool),
+        (&a_only, &|i: i64| i % 2 == 0),
+    ] {
+        for (text, matches) in [
+            ("nvd", &(|i: i64| i % 3 == 0) as &dyn Fn(i64) -> bool),
+            ("restatement", &|i: i64| i < 100),
+            ("NVDA restate", &|i: i64| i < 100 && i % 3 == 0),
+            ("zyzzyva", &|_: i64| false),
+        ] {
+            let expected = newest_first(&|i| mine(i) && matches(i));
+            let query = |offset: i64, cursor: Option<app::api::ListCursor>| app::api::ListQuery {
+                search: Some(text.into()),
+                limit: 50,
+                offset,
+                cursor,
+                ..app::api::ListQuery::default()
+            };
+            let first = store.list_jobs(visibility, &query(0, None)).await.unwrap();
+            let want = |from: usize| {
+                expected
+                    .iter()
+                    .skip(from)
+                    .take(50)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&first), want(0), "{text}, first page");
+            assert_eq!(first.total_count, expected.len() as i64, "{text}");
+            let by_offset = store
+                .list_jobs(visibility, &query(100, None))
+                .await
+                .unwrap();
+            assert_eq!(ids(&by_offset), want(100), "{text}, by offset");
+            if let Some(cursor) = first.next_cursor {
+                let next = store
+                    .list_jobs(visibility, &query(0, Some(cursor)))
+                    .await
+                    .unwrap();
+                assert_eq!(ids(&next), want(50), "{text}, by cursor");
+            }
+        }
+    }
+}
+
 pub async fn events_are_kept_in_order_with_their_details(store: Arc<impl Store>) {
     let ids = ["e1", "e2"];
     submitted_batch(store.as_ref(), "b", "msgbatch_e", &ids).await;

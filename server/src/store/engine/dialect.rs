@@ -125,7 +125,16 @@ impl Dialect {
         }
     }
 
-    pub fn push_search<'a>(self, query: &mut Query<'a>, text: &'a str, words: &[String]) {
+    /// Appends ` AND <job j matches the search>`: its id, its idempotency key, its batch's id,
+    /// or every word as the start of a word of its payload (`store::search`). Within
+    /// `Recent`, the word test is of the jobs of the `recent` window only.
+    pub fn push_search<'a>(
+        self,
+        query: &mut Query<'a>,
+        text: &'a str,
+        words: &[String],
+        scope: SearchScope,
+    ) {
         match self {
             Self::Sqlite => {
                 // One set of rowids from four indexes; an OR of them would scan every job.
@@ -137,11 +146,13 @@ impl Dialect {
                     .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
                     .bind(text);
                 if !words.is_empty() {
-                    // Each word as a prefix ("nvd"*), all of them: FTS5's implicit AND.
-                    let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
                     query
                         .push(" UNION ALL SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
-                        .bind(prefixes.join(" "));
+                        .bind(fts_prefixes(words));
+                    if scope == SearchScope::Recent {
+                        // The window's rowids and a little more: the index reads only those.
+                        query.push(" AND rowid >= (SELECT min(r) FROM recent)");
+                    }
                 }
                 query.push(")");
             }
@@ -154,16 +165,101 @@ impl Dialect {
                     .push(" OR j.batch_id = ")
                     .bind(text);
                 if !words.is_empty() {
-                    // Each word as a prefix (nvd:*), all of them, against the stored words
-                    // (migration 000006, indexed by `jobs_payload_words`).
-                    let prefixes: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
+                    // Within the window (`j` is then `recent`), the stored words of each of
+                    // its jobs, never the GIN index, which would find every match first.
                     query
                         .push(" OR j.payload_words @@ to_tsquery('simple', ")
-                        .bind(prefixes.join(" & "))
+                        .bind(tsquery_prefixes(words))
                         .push(")");
                 }
                 query.push(")");
             }
         }
     }
+
+    /// The `recent` window of a search (`store::search`): how it opens (`WITH recent AS (…
+    /// FROM jobs j WHERE 1 = 1`, the filters and its `ORDER BY … LIMIT` follow) and where the
+    /// page then reads its jobs `j` (with their owners `u`).
+    pub const fn recent_window(self) -> (&'static str, &'static str) {
+        match self {
+            // The window's rowids, kept: the word index is then read from the lowest of them.
+            Self::Sqlite => (
+                "WITH recent AS MATERIALIZED (SELECT j.rowid AS r FROM jobs j WHERE 1 = 1",
+                " FROM jobs j JOIN users u ON u.id = j.owner_id JOIN recent ON recent.r = j.rowid",
+            ),
+            // The window's jobs themselves, read along the index only as far as the page
+            // needs: a common word stops after a few hundred rows, not four thousand.
+            Self::Postgres => (
+                "WITH recent AS (SELECT j.* FROM jobs j WHERE 1 = 1",
+                " FROM recent j JOIN users u ON u.id = j.owner_id",
+            ),
+        }
+    }
+
+    /// `SELECT COUNT(*)` of the jobs a search finds, at most `cap`, where `conditions` are the
+    /// other filters (` AND …` on `jobs j`).
+    pub fn count_search<'a>(
+        self,
+        text: &'a str,
+        words: &[String],
+        conditions: Query<'a>,
+        cap: i64,
+    ) -> Query<'a> {
+        if self == Self::Postgres || words.is_empty() {
+            let mut count =
+                Query::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1", []);
+            count.append(conditions);
+            self.push_search(&mut count, text, words, SearchScope::Everywhere);
+            count.push(" LIMIT ").bind(cap).push(") matching");
+            return count;
+        }
+        // SQLite: the word matches counted from the full-text index in its own order (a set
+        // of every match first would cost as much as they are many), plus the jobs found by
+        // id, key or batch that are not among them.
+        // With no other filter the index alone counts (no job read).
+        let prefixes = fts_prefixes(words);
+        let matches = if conditions.sql.is_empty() {
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s WHERE s.jobs_search MATCH ?"
+        } else {
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s CROSS JOIN jobs j \
+             ON j.rowid = s.rowid WHERE s.jobs_search MATCH ?"
+        };
+        let mut count = Query::new(matches, [prefixes.clone().into()]);
+        count.append(conditions.clone());
+        count
+            .push(" LIMIT ")
+            .bind(cap)
+            .push(")) + (SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE j.rowid IN (SELECT rowid FROM jobs WHERE id = ")
+            .bind(text)
+            .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
+            .bind(text)
+            .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
+            .bind(text)
+            .push(") AND j.rowid NOT IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
+            .bind(prefixes)
+            .push(")");
+        count.append(conditions);
+        count.push(" LIMIT ").bind(cap).push("))");
+        count
+    }
+}
+
+/// Where a search tests payload words: every job, or the `recent` window's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchScope {
+    Everywhere,
+    Recent,
+}
+
+/// Each word as a prefix ("nvd"*), all of them: FTS5's implicit AND.
+fn fts_prefixes(words: &[String]) -> String {
+    let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+    prefixes.join(" ")
+}
+
+/// Each word as a prefix (nvd:*), all of them, against the stored words (migration 000006,
+/// indexed by `jobs_payload_words`).
+fn tsquery_prefixes(words: &[String]) -> String {
+    let prefixes: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
+    prefixes.join(" & ")
 }

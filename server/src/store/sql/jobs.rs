@@ -14,7 +14,7 @@ use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility, tx_read,
 };
 use crate::events::Happened;
-use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
+use crate::store::engine::{Arg, Engine, Kind, Query, Rows, SearchScope};
 use crate::store::*;
 
 /// The columns of `jobs` an insert writes, as a set of rows.
@@ -61,20 +61,49 @@ async fn by_key<E: Engine>(
     rows.into_iter().next().map(JobRecord::try_from).transpose()
 }
 
-/// The list's filters: status, type, error text, and a search by id, idempotency key or
-/// payload words (see `search`).
-fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
+/// Which index a list statement is driven by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drive {
+    /// Whichever the planner picks from the filters (the owner's, a status's).
+    Filters,
+    /// The set of a search's matches: the filters are tested on each, never walked by index
+    /// (SQLite, without statistics, takes an owner's or a status's index for selective and
+    /// would walk a million jobs to test each against a set of two hundred).
+    Matches,
+}
+
+/// ` AND <visible> AND <the list's filters>`: owner, status, type, provider, batch, error
+/// text (the search is `Dialect::push_search`).
+fn push_filter<'a, E: Engine>(
+    query: &mut Query<'a>,
+    visibility: &'a Visibility,
+    filter: &'a ListQuery,
+    drive: Drive,
+) {
+    let j = match drive {
+        Drive::Filters => " AND j.",
+        Drive::Matches => &format!(" AND {}j.", E::DIALECT.not_by_index()),
+    };
+    if let Visibility::Owner(owner_id) = visibility {
+        query
+            .push(&format!("{j}owner_id = "))
+            .bind(owner_id.as_str());
+    }
     if let Some(status) = filter.status_filter {
-        query.push(" AND j.status = ").bind(status.as_str());
+        query.push(&format!("{j}status = ")).bind(status.as_str());
     }
     if let Some(job_type) = filter.job_type {
-        query.push(" AND j.job_type = ").bind(job_type.as_str());
+        query
+            .push(&format!("{j}job_type = "))
+            .bind(job_type.as_str());
     }
     if let Some(provider) = filter.provider {
-        query.push(" AND j.provider = ").bind(provider.as_str());
+        query
+            .push(&format!("{j}provider = "))
+            .bind(provider.as_str());
     }
     if let Some(batch) = &filter.batch_id {
-        query.push(" AND j.batch_id = ").bind(batch.as_str());
+        query.push(&format!("{j}batch_id = ")).bind(batch.as_str());
     }
     if let Some(text) = &filter.error {
         query
@@ -85,9 +114,94 @@ fn push_filter<'a, E: Engine>(query: &mut Query<'a>, filter: &'a ListQuery) {
             .bind(contains_pattern(text))
             .push(" ESCAPE '\\'");
     }
-    if let Some(text) = &filter.search {
-        E::DIALECT.push_search(query, text, &search_words(text));
+}
+
+/// ` AND <after the cursor>`, where the list reads on from a page's last job.
+fn push_cursor<'a>(query: &mut Query<'a>, filter: &'a ListQuery) {
+    if let Some(cursor) = &filter.cursor {
+        query
+            .push(" AND (j.created_at, j.id) < (")
+            .bind(cursor.created_at)
+            .push(", ")
+            .bind(cursor.id.as_str())
+            .push(")");
     }
+}
+
+/// How a page of the list is read (`store::search`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Newest first along an index, filters tested on the way: no words to search.
+    Ordered,
+    /// The search tested on the newest `SEARCH_WINDOW` jobs that pass the other filters: the
+    /// page, when it finds a full one (a common word), since every older match comes later.
+    Recent,
+    /// Every match found by the word index, then sorted: a rare word.
+    Sorted,
+}
+
+/// The statement that reads a page of jobs by `plan`.
+fn page_query<'a, E: Engine>(
+    visibility: &'a Visibility,
+    filter: &'a ListQuery,
+    words: &[String],
+    plan: Plan,
+) -> Query<'a> {
+    let search = filter.search.as_deref();
+    let mut query = match plan {
+        Plan::Ordered => {
+            let mut query = Query::new(
+                format!("SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE 1 = 1"),
+                [],
+            );
+            // A search here has no words: its few matches by id, key or batch drive.
+            let drive = match search {
+                Some(_) => Drive::Matches,
+                None => Drive::Filters,
+            };
+            push_filter::<E>(&mut query, visibility, filter, drive);
+            if let Some(text) = search {
+                E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
+            }
+            push_cursor(&mut query, filter);
+            query
+        }
+        Plan::Recent => {
+            let (window, from) = E::DIALECT.recent_window();
+            let mut query = Query::new(window, []);
+            push_filter::<E>(&mut query, visibility, filter, Drive::Filters);
+            push_cursor(&mut query, filter);
+            query
+                .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
+                .bind(SEARCH_WINDOW)
+                .push(&format!(") SELECT {JOB_SUMMARY_COLUMNS}{from} WHERE 1 = 1"));
+            if let Some(text) = search {
+                E::DIALECT.push_search(&mut query, text, words, SearchScope::Recent);
+            }
+            query
+        }
+        Plan::Sorted => {
+            let mut query = Query::new(
+                "WITH matching AS MATERIALIZED (SELECT j.id FROM jobs j WHERE 1 = 1",
+                [],
+            );
+            push_filter::<E>(&mut query, visibility, filter, Drive::Matches);
+            if let Some(text) = search {
+                E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
+            }
+            push_cursor(&mut query, filter);
+            query.push(&format!(
+                ") SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE j.id IN (SELECT id FROM matching)"
+            ));
+            query
+        }
+    };
+    query
+        .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
+        .bind(filter.limit)
+        .push(" OFFSET ")
+        .bind(filter.offset);
+    query
 }
 
 #[async_trait]
@@ -213,43 +327,54 @@ impl<E: Engine> JobStore for SqlStore<E> {
     }
 
     async fn list_jobs(&self, visibility: &Visibility, filter: &ListQuery) -> StoreResult<JobPage> {
-        let mut query = Query::new(
-            format!("SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE 1 = 1"),
-            [],
-        );
-        push_visibility(&mut query, visibility);
-        push_filter::<E>(&mut query, filter);
-        if let Some(cursor) = &filter.cursor {
-            query
-                .push(" AND (j.created_at, j.id) < (")
-                .bind(cursor.created_at)
-                .push(", ")
-                .bind(cursor.id.as_str())
-                .push(")");
+        let words = filter
+            .search
+            .as_deref()
+            .map(search_words)
+            .unwrap_or_default();
+        let plans: &[Plan] = if words.is_empty() {
+            &[Plan::Ordered]
+        } else {
+            &[Plan::Recent, Plan::Sorted]
+        };
+        let mut jobs = Vec::new();
+        for &plan in plans {
+            jobs = self
+                .engine
+                .read::<JobRow>(page_query::<E>(visibility, filter, &words, plan))
+                .await?
+                .into_iter()
+                .map(JobRecord::try_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            if jobs.len() as i64 >= filter.limit {
+                break;
+            }
         }
-        query
-            .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
-            .bind(filter.limit)
-            .push(" OFFSET ")
-            .bind(filter.offset);
-        let jobs = self
-            .engine
-            .read::<JobRow>(query)
-            .await?
-            .into_iter()
-            .map(JobRecord::try_from)
-            .collect::<StoreResult<Vec<_>>>()?;
 
         let totals = self.totals(visibility).await?;
         let (total_count, total_count_capped) = if filter.matches_text() {
-            let mut matching =
-                Query::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1", []);
-            push_visibility(&mut matching, visibility);
-            push_filter::<E>(&mut matching, filter);
-            matching
-                .push(" LIMIT ")
-                .bind(SEARCH_COUNT_CAP + 1)
-                .push(") matching");
+            let mut conditions = Query::default();
+            let drive = if filter.search.is_some() {
+                Drive::Matches
+            } else {
+                Drive::Filters
+            };
+            push_filter::<E>(&mut conditions, visibility, filter, drive);
+            let matching = match filter.search.as_deref() {
+                Some(text) => {
+                    E::DIALECT.count_search(text, &words, conditions, SEARCH_COUNT_CAP + 1)
+                }
+                None => {
+                    let mut matching =
+                        Query::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1", []);
+                    matching.append(conditions);
+                    matching
+                        .push(" LIMIT ")
+                        .bind(SEARCH_COUNT_CAP + 1)
+                        .push(") matching");
+                    matching
+                }
+            };
             capped_count(first(self.engine.read::<(i64,)>(matching).await?).unwrap_or(0))
         } else {
             (
