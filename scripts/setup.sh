@@ -19,20 +19,39 @@ install_build_tools() {
     step "adding the wasm32 target"
     rustup target add wasm32-unknown-unknown
   fi
+  # The two tools compile from source and npm and the crate downloads wait on the network:
+  # all at once, each cargo install in its own target dir (a shared one would lock).
+  local tools="$HOME/.cache/bitcain-ai-batch/tools" pids=()
   if ! cargo leptos --version 2>/dev/null | grep -q '0\.3\.10'; then
     # A debug build of the tool: it only drives cargo, wasm-bindgen and Tailwind, so its own
     # speed does not show, and it compiles in half the time of a release build.
     step "installing cargo-leptos 0.3.10 (a few minutes, once)"
-    CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads --debug
+    CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-leptos --version 0.3.10 --locked \
+      --features no_downloads --debug --target-dir "$tools/cargo-leptos" &
+    pids+=($!)
   fi
   if ! wasm-bindgen --version 2>/dev/null | grep -q '0\.2\.129'; then
     step "installing wasm-bindgen-cli 0.2.129"
-    cargo install wasm-bindgen-cli --version 0.2.129 --locked
+    cargo install wasm-bindgen-cli --version 0.2.129 --locked --target-dir "$tools/wasm-bindgen" &
+    pids+=($!)
   fi
   if [[ ! -x node_modules/.bin/tailwindcss || package-lock.json -nt node_modules/.package-lock.json ]]; then
     step "installing npm packages (Tailwind, wasm-opt, Swagger UI, Playwright)"
-    npm ci --no-audit --no-fund
+    npm ci --no-audit --no-fund &
+    pids+=($!)
   fi
+  if ((${#pids[@]})); then
+    step "downloading the crates the build needs, meanwhile"
+    cargo fetch --locked &
+    pids+=($!)
+  fi
+  local failed=0 pid
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  if ((failed)); then
+    echo "installing the build tools failed: see the messages above" >&2
+    return 1
+  fi
+  rm -rf "$tools"
   # The API page's assets, served from our own origin (cargo-leptos copies public/ into the site).
   local vendor=public/docs/vendor
   if [[ ! -f $vendor/swagger-ui-bundle.js || node_modules/swagger-ui-dist/package.json -nt $vendor/swagger-ui-bundle.js ]]; then

@@ -53,8 +53,8 @@ async fn main() -> anyhow::Result<()> {
         owners.push(access::authenticate_token(ctx.store(), &issued.plain).await?);
     }
 
-    println!("| flush | jobs | time (s) | RSS before (MiB) | peak during (MiB) |");
-    println!("|---|---|---|---|---|");
+    println!("| flush | started (UTC) | jobs | time (s) | RSS before (MiB) | peak during (MiB) |");
+    println!("|---|---|---|---|---|---|");
     let mut batch_ids = Vec::new();
     let (mut flush_seconds, mut slowest, mut highest) = (0.0f64, 0.0f64, 0.0f64);
     for round in 0..args.flushes {
@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let (before, _) = memory();
         reset_peak();
+        let started_at = chrono::Utc::now().format("%H:%M:%S%.3f");
         let started = Instant::now();
         let answer = batches::flush(
             &ctx,
@@ -86,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         let seconds = started.elapsed().as_secs_f64();
         let (_, peak) = memory();
         println!(
-            "| {} | {} | {seconds:.2} | {before:.0} | {peak:.0} |",
+            "| {} | {started_at} | {} | {seconds:.2} | {before:.0} | {peak:.0} |",
             round + 1,
             answer.jobs_count
         );

@@ -15,7 +15,7 @@ use super::outcome::{Rules, decide, decide_unreadable, duplicate_charge, settle_
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::{BatchResult, MessageBatch, ResultItem};
-use crate::store::{BatchRecord, BatchStatus, JobUpdate};
+use crate::store::{BatchRecord, BatchStatus, DuplicateCharge, JobUpdate};
 
 /// Results written per transaction: big enough to be fast, small enough to keep locks short
 /// (about 60 ms of SQLite's one writer).
@@ -62,14 +62,41 @@ pub(super) async fn collect(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut chunk = Vec::with_capacity(CHUNK);
-    while let Some(item) = stream.next().await {
-        chunk.push(item?);
-        if chunk.len() == CHUNK {
-            ingest(ctx, batch, remote, std::mem::take(&mut chunk), &mut read).await?;
+    // Two stages at once: while one chunk is written, the next is read and decided (on SQLite
+    // the writer is a thread of its own, on PostgreSQL another process). A chunk decided before
+    // the one ahead of it was written is still safe: its updates are guarded by the states
+    // they were decided on, so a line repeated across chunks changes nothing the second time.
+    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel::<Decided>(1);
+    let deciding = async move {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            let item = stream.next().await;
+            let end = item.is_none();
+            if let Some(item) = item {
+                chunk.push(item?);
+            }
+            if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
+                let decided = decide_chunk(ctx, batch, remote, std::mem::take(&mut chunk)).await?;
+                if decided_tx.send(decided).await.is_err() {
+                    // The writing stage stopped on an error, which `collect` returns.
+                    return Ok(());
+                }
+            }
+            if end {
+                return Ok::<_, crate::error::Error>(());
+            }
         }
-    }
-    ingest(ctx, batch, remote, chunk, &mut read).await?;
+    };
+    let read_ref = &mut read;
+    let writing = async move {
+        while let Some(decided) = decided_rx.recv().await {
+            write_chunk(ctx, remote, decided, read_ref).await?;
+        }
+        Ok::<_, crate::error::Error>(())
+    };
+    let (decided, written) = tokio::join!(deciding, writing);
+    written?;
+    decided?;
     if read.lines < remote.request_counts.total() {
         let note = format!(
             "the results file ended after {} of {} results",
@@ -210,21 +237,33 @@ fn rules<'a>(
     }
 }
 
-async fn ingest(
+/// A chunk's outcomes, decided on the states its jobs were in when it was read.
+enum Decided {
+    /// A duplicate batch's lines: only what they were billed.
+    Duplicate {
+        lines: usize,
+        charges: Vec<DuplicateCharge>,
+        now: DateTime<Utc>,
+    },
+    Updates {
+        lines: usize,
+        updates: Vec<JobUpdate>,
+        reports: HashMap<String, PollResult>,
+        now: DateTime<Utc>,
+    },
+}
+
+async fn decide_chunk(
     ctx: &Ctx,
     batch: &BatchRecord,
     remote: &MessageBatch,
     items: Vec<ResultItem>,
-    read: &mut Read,
-) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    read.lines += items.len() as i64;
-    crate::metrics::results_ingested(items.len());
+) -> Result<Decided> {
+    let lines = items.len();
+    crate::metrics::results_ingested(lines);
     let now = Utc::now();
     if batch.duplicate_of.is_some() {
-        let charges: Vec<_> = items
+        let charges = items
             .iter()
             .filter_map(|item| match item {
                 ResultItem::Line(line) => match &line.result {
@@ -248,12 +287,11 @@ async fn ingest(
                 }),
             })
             .collect();
-        let charged = ctx
-            .store()
-            .record_duplicate_charges(&remote.id, &charges, now)
-            .await?;
-        read.processed += charged.len() as i64;
-        return Ok(());
+        return Ok(Decided::Duplicate {
+            lines,
+            charges,
+            now,
+        });
     }
 
     let ids: Vec<String> = items
@@ -296,9 +334,46 @@ async fn ingest(
             reports.insert(state.id.clone(), decision.report);
         }
     }
-    let changed = ctx.store().apply_updates(&remote.id, &updates, now).await?;
-    read.processed += changed.len() as i64;
-    report(&mut read.reports, &changed, &mut reports);
+    Ok(Decided::Updates {
+        lines,
+        updates,
+        reports,
+        now,
+    })
+}
+
+/// Writes a decided chunk in one transaction.
+async fn write_chunk(
+    ctx: &Ctx,
+    remote: &MessageBatch,
+    decided: Decided,
+    read: &mut Read,
+) -> Result<()> {
+    match decided {
+        Decided::Duplicate {
+            lines,
+            charges,
+            now,
+        } => {
+            read.lines += lines as i64;
+            let charged = ctx
+                .store()
+                .record_duplicate_charges(&remote.id, &charges, now)
+                .await?;
+            read.processed += charged.len() as i64;
+        }
+        Decided::Updates {
+            lines,
+            updates,
+            mut reports,
+            now,
+        } => {
+            read.lines += lines as i64;
+            let changed = ctx.store().apply_updates(&remote.id, &updates, now).await?;
+            read.processed += changed.len() as i64;
+            report(&mut read.reports, &changed, &mut reports);
+        }
+    }
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub struct Faults {
     pub malformed_results: Option<StreamFault>,
     /// Send the line at this index padded past `bytes` (valid JSON, too long to read).
     pub long_results: Option<StreamFault>,
+    /// Send the line at this index once more, after the last: a file that repeats a result.
+    pub repeated_results: Option<StreamFault>,
     /// Answer results downloads 404, as after the provider's retention period.
     pub results_gone: Option<Times>,
     /// Share of requests answered `errored` (`api_error`), in percent.
@@ -124,6 +126,7 @@ pub struct DownloadFaults {
     pub stall: Option<(Position, Duration)>,
     pub malformed_at: Option<Position>,
     pub long_at: Option<(Position, usize)>,
+    pub repeated_at: Option<Position>,
 }
 
 /// A line index, given outright or as a share of the file (chaos does not know its length).
@@ -214,6 +217,8 @@ pub fn plan(faults: &mut Faults, rng: &mut Option<StdRng>, endpoint: &str) -> Ca
                 take_stream(&mut faults.malformed_results).map(|f| Position::Line(f.after_lines));
             d.long_at = take_stream(&mut faults.long_results)
                 .map(|f| (Position::Line(f.after_lines), f.bytes));
+            d.repeated_at =
+                take_stream(&mut faults.repeated_results).map(|f| Position::Line(f.after_lines));
         }
         _ => {}
     }

@@ -369,7 +369,8 @@ async fn results(
 }
 
 /// A results file of `count` lines, each rendered when sent, with the download's faults:
-/// cut, ended short, stalled, one line malformed (by `malform`) or padded past a length.
+/// cut, ended short, stalled, one line malformed (by `malform`), padded past a length or
+/// sent again after the last.
 pub(super) fn stream_lines(
     downloading: super::Downloading,
     faults: &super::faults::DownloadFaults,
@@ -383,6 +384,7 @@ pub(super) fn stream_lines(
     let stall = faults.stall.map(|(p, d)| (p.index(count), d));
     let malformed = at(faults.malformed_at);
     let long = faults.long_at.map(|(p, bytes)| (p.index(count), bytes));
+    let repeated = at(faults.repeated_at);
     let render = Arc::new(render);
     let stream = futures::stream::unfold(0usize, move |i| {
         // Owned by the stream: the download counts until the stream ends or is dropped.
@@ -402,7 +404,12 @@ pub(super) fn stream_lines(
             if let Some((_, pause)) = stall.filter(|(at, _)| *at == i) {
                 tokio::time::sleep(pause).await;
             }
-            let mut text = render(i)?;
+            let line = match i.cmp(&count) {
+                std::cmp::Ordering::Less => i,
+                std::cmp::Ordering::Equal => repeated?,
+                std::cmp::Ordering::Greater => return None,
+            };
+            let mut text = render(line)?;
             if malformed == Some(i) {
                 text = malform(text);
             }

@@ -187,6 +187,51 @@ async fn malformed_line(side: Side) {
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
+on_both_sides!(repeated_line: a_result_repeated_past_the_first_chunk_is_billed_once,
+    on_openai_a_result_repeated_past_the_first_chunk_is_billed_once);
+
+/// A file that sends its first result again after its last. With more results than one chunk
+/// (1,000), the repeat is read and decided while the first chunk may still be being written:
+/// its update is guarded by the state it was decided on, so it changes nothing.
+async fn repeated_line(side: Side) {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    let service = Service::start(&db, &provider, &env).await;
+    for part in 0..2 {
+        let jobs: Vec<Value> = (0..600)
+            .map(|i| json!({"job_type": "risk_report", "payload": {"ticker": format!("R{part}-{i}")}}))
+            .collect();
+        let (status, body) = service
+            .post("/api/v1/batch/enqueue/bulk", json!({ "jobs": jobs }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    side.set_faults(
+        &provider,
+        Faults {
+            repeated_results: Some(StreamFault {
+                after_lines: 0,
+                ..StreamFault::default()
+            }),
+            ..Faults::default()
+        },
+    );
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    let jobs = service.settled(Duration::from_secs(60)).await;
+    assert_eq!(count(&jobs, "completed"), 1_200);
+    let batch = &service.batches().await[0];
+    assert_eq!(
+        batch["job_outcomes"],
+        json!([{"status": "completed", "jobs": 1200}]),
+        "{batch}"
+    );
+    let books = provider.books();
+    assert_eq!(books.batches, 1);
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
 on_both_sides!(cut_cleanly_short: a_results_file_cut_cleanly_short_is_read_again_not_requeued,
     on_openai_a_results_file_cut_cleanly_short_is_read_again_not_requeued);
 
