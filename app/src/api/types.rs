@@ -570,15 +570,56 @@ pub fn nanos_to_usd(nanos: i64) -> f64 {
 /// The one way money is shown: exact nano-dollars, in cents, or in millionths of a dollar
 /// below a cent (batch jobs often cost less).
 pub fn money(nanos: i64) -> String {
-    const CENT: i64 = 10_000_000;
-    let sign = if nanos < 0 { "-" } else { "" };
-    let nanos = nanos.unsigned_abs();
-    if nanos != 0 && nanos < CENT as u64 {
-        let micros = (nanos + 500) / 1000;
-        format!("{sign}$0.{micros:06}")
-    } else {
-        let cents = (nanos + CENT as u64 / 2) / CENT as u64;
-        format!("{sign}${}.{:02}", thousands(cents / 100), cents % 100)
+    Precision::fitting([nanos]).show(nanos)
+}
+
+const NANOS_PER_CENT: i64 = 10_000_000;
+const NANOS_PER_MICRO: i64 = 1_000;
+
+/// How finely amounts shown together (a column, a set of cards) are written: all in cents,
+/// or all in millionths of a dollar when one of them is a fraction of a cent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Cents,
+    Micros,
+}
+
+impl Precision {
+    /// The coarsest precision that shows every amount given as more than zero.
+    pub fn fitting(amounts: impl IntoIterator<Item = i64>) -> Self {
+        let tiny = amounts
+            .into_iter()
+            .any(|a| a != 0 && a.unsigned_abs() < NANOS_PER_CENT as u64);
+        if tiny { Self::Micros } else { Self::Cents }
+    }
+
+    fn unit(self) -> i64 {
+        match self {
+            Self::Cents => NANOS_PER_CENT,
+            Self::Micros => NANOS_PER_MICRO,
+        }
+    }
+
+    /// `nanos` rounded to this precision (half away from zero), still in nano-dollars.
+    pub fn round(self, nanos: i64) -> i64 {
+        let unit = self.unit();
+        let units = (nanos.unsigned_abs() + unit as u64 / 2) / unit as u64;
+        nanos.signum() * units as i64 * unit
+    }
+
+    /// `nanos` written at this precision: "$1,234.50" or "$0.001488".
+    pub fn show(self, nanos: i64) -> String {
+        let rounded = self.round(nanos);
+        let sign = if rounded < 0 { "-" } else { "" };
+        let units = rounded.unsigned_abs() / self.unit() as u64;
+        match self {
+            Self::Cents => format!("{sign}${}.{:02}", thousands(units / 100), units % 100),
+            Self::Micros => format!(
+                "{sign}${}.{:06}",
+                thousands(units / 1_000_000),
+                units % 1_000_000
+            ),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use leptos::prelude::ServerFnError;
 
-pub use crate::api::{money, thousands};
+pub use crate::api::{Precision, money, thousands};
 
 /// Times are shown in UTC, the same on the server and in the browser (no hydration mismatch).
 /// Computed by hand: chrono's formatter is a sizeable part of the browser bundle.
@@ -59,11 +59,6 @@ pub fn nanos(usd: f64) -> i64 {
     (usd * 1e9).round() as i64
 }
 
-/// A count as people read it: "203,324".
-pub fn count(n: i64) -> String {
-    thousands(n)
-}
-
 /// A duration given in hours, in the unit that reads best: "36 s", "4.2 min", "3.1 h".
 pub fn hours(h: f64) -> String {
     let secs = h * 3600.0;
@@ -73,56 +68,6 @@ pub fn hours(h: f64) -> String {
         format!("{:.1} min", secs / 60.0)
     } else {
         format!("{h:.1} h")
-    }
-}
-
-const NANOS_PER_CENT: i64 = 10_000_000;
-const NANOS_PER_MICRO: i64 = 1_000;
-
-/// How finely amounts shown together (a column, a set of cards) are written: all in cents,
-/// or all in millionths of a dollar when one of them is a fraction of a cent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    Cents,
-    Micros,
-}
-
-impl Precision {
-    /// The coarsest precision that shows every amount given as more than zero.
-    pub fn fitting(amounts: impl IntoIterator<Item = i64>) -> Self {
-        let tiny = amounts
-            .into_iter()
-            .any(|a| a != 0 && a.unsigned_abs() < NANOS_PER_CENT as u64);
-        if tiny { Self::Micros } else { Self::Cents }
-    }
-
-    fn unit(self) -> i64 {
-        match self {
-            Self::Cents => NANOS_PER_CENT,
-            Self::Micros => NANOS_PER_MICRO,
-        }
-    }
-
-    /// `nanos` rounded to this precision (half away from zero), still in nano-dollars.
-    pub fn round(self, nanos: i64) -> i64 {
-        let unit = self.unit();
-        let units = (nanos.unsigned_abs() + unit as u64 / 2) / unit as u64;
-        nanos.signum() * units as i64 * unit
-    }
-
-    /// `nanos` written at this precision: "$1,234.50" or "$0.001488".
-    pub fn show(self, nanos: i64) -> String {
-        let rounded = self.round(nanos);
-        let sign = if rounded < 0 { "-" } else { "" };
-        let units = rounded.unsigned_abs() / self.unit() as u64;
-        match self {
-            Self::Cents => format!("{sign}${}.{:02}", thousands(units / 100), units % 100),
-            Self::Micros => format!(
-                "{sign}${}.{:06}",
-                thousands(units / 1_000_000),
-                units % 1_000_000
-            ),
-        }
     }
 }
 
@@ -243,9 +188,9 @@ mod tests {
 
     #[test]
     fn counts_and_durations_read_as_people_write_them() {
-        assert_eq!(count(203_324), "203,324");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(-1_000), "-1,000");
+        assert_eq!(thousands(203_324), "203,324");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(-1_000), "-1,000");
         assert_eq!(hours(0.01), "36 s");
         assert_eq!(hours(0.07), "4.2 min");
         assert_eq!(hours(3.12), "3.1 h");

@@ -11,7 +11,7 @@ mod status_badge;
 
 pub use budget::{BudgetBar, BudgetResource, BudgetSummary, budget_of};
 pub use format::{
-    Ledger, Precision, count, explain, hours, money, money_usd, nanos, short_id, when,
+    Ledger, Precision, explain, hours, money, money_usd, nanos, short_id, thousands, when,
 };
 pub use layout::Layout;
 pub use live::live_changes;

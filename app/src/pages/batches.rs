@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{BatchView, FlushRequest, JobType, ProviderName, RouteView};
-use crate::components::{SignedIn, count, explain, live_changes, money_usd, short_id, when};
+use crate::components::{SignedIn, explain, live_changes, money_usd, short_id, thousands, when};
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush, routes};
 
 /// Admins: flush with a preview before confirming, and watch batches move.
@@ -101,8 +101,8 @@ fn BatchesPage(
         };
         let message = format!(
             "Send {} jobs (about {} tokens, at most {}) now?\n\n{}",
-            count(p.jobs_count),
-            count(p.estimated_tokens),
+            thousands(p.jobs_count),
+            thousands(p.estimated_tokens),
             money_usd(p.estimated_cost_usd),
             p.message
         );
@@ -237,7 +237,7 @@ fn BatchRow(
         batch
             .job_outcomes
             .iter()
-            .map(|o| format!("{} {}", count(o.jobs), o.status))
+            .map(|o| format!("{} {}", thousands(o.jobs), o.status))
             .collect::<Vec<_>>()
             .join(" · ")
     });
@@ -256,8 +256,8 @@ fn BatchRow(
                     <span class="rounded-full bg-indigo-50 px-2 py-0.5 text-xs font-medium text-indigo-900" data-testid="batch-provider">{p.label()}</span>
                 })}
                 <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium">{batch.status.clone()}</span>
-                <span>{format!("{} jobs", count(batch.jobs_count))}</span>
-                <span class="text-slate-600">{format!("{} tokens estimated", count(batch.estimated_tokens))}</span>
+                <span>{format!("{} jobs", thousands(batch.jobs_count))}</span>
+                <span class="text-slate-600">{format!("{} tokens estimated", thousands(batch.estimated_tokens))}</span>
                 <span class="text-slate-600">{format!("created {}", when(batch.created_at))}</span>
                 {batch.stuck.then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800" data-testid="batch-stuck">
@@ -270,7 +270,7 @@ fn BatchRow(
                     </span>
                 })}
                 {(batch.billed_tokens > 0).then(|| view! {
-                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money_usd(batch.billed_cost_usd), count(batch.billed_tokens))}</span>
+                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money_usd(batch.billed_cost_usd), thousands(batch.billed_tokens))}</span>
                 })}
                 {(batch.unaccounted_results > 0).then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">

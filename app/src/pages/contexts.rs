@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::MAX_CONTEXT_BYTES;
 use crate::api::{ContextDeleted, ContextList, ContextView};
-use crate::components::{SignedIn, count, explain, short_id, when};
+use crate::components::{SignedIn, explain, short_id, thousands, when};
 use crate::server_fns::{CreateContext, delete_context, list_contexts, share_context};
 
 /// Shared contexts: large texts many jobs carry, read from the provider's cache.
@@ -99,7 +99,7 @@ fn Upload(create: ServerAction<CreateContext>) -> impl IntoView {
                 <span class="font-medium">"Load a text file"</span>
                 <input type="file" accept=".txt,.md,.csv,.json,text/*" class="mt-1 block text-sm" data-testid="context-file" on:change=on_file />
             </label>
-            <p class="text-sm text-slate-600">{move || format!("{} bytes, about {} tokens", count(text.read().len() as i64), count(estimate(&text.read()) as i64))}</p>
+            <p class="text-sm text-slate-600">{move || format!("{} bytes, about {} tokens", thousands(text.read().len() as i64), thousands(estimate(&text.read()) as i64))}</p>
             {move || file_error.get().or_else(failure).map(|e| view! { <p role="alert" class="rounded bg-rose-50 px-3 py-2 text-sm text-rose-700">{e}</p> })}
             {move || created().map(|m| view! { <p role="status" class="rounded bg-emerald-50 px-3 py-2 text-sm text-emerald-800">{m}</p> })}
             <div>
@@ -186,7 +186,7 @@ fn Rows(
                                 <td class="px-3 py-2"><code class="text-xs" title=c.context_id.clone()>{short_id(&c.context_id)}</code></td>
                                 <td class="px-3 py-2">{c.owner}</td>
                                 <td class="px-3 py-2 text-right tabular-nums">{size(c.bytes)}</td>
-                                <td class="px-3 py-2 text-right tabular-nums">{count(c.tokens_estimate)}</td>
+                                <td class="px-3 py-2 text-right tabular-nums">{thousands(c.tokens_estimate)}</td>
                                 <td class="px-3 py-2 text-right tabular-nums">{format!("{} / {}", c.jobs_waiting, c.jobs_total)}</td>
                                 <td class="px-3 py-2">
                                     {if admin {

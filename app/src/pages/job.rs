@@ -4,7 +4,8 @@ use leptos_router::hooks::use_params_map;
 use crate::api::validation::FieldError;
 use crate::api::{BulkCancelResponse, EnqueueResponse, Job, JobDetail, JobStatus, RetryReply};
 use crate::components::{
-    Ledger, Precision, ResultView, SignedIn, StatusBadge, count, explain, live_changes, nanos, when,
+    Ledger, Precision, ResultView, SignedIn, StatusBadge, explain, live_changes, nanos, thousands,
+    when,
 };
 use crate::server_fns::{cancel_jobs, enqueue_job, load_job, retry_jobs};
 
@@ -186,7 +187,7 @@ fn Detail(
                 {format!(
                     "A duplicate batch at {} ran this job again: {} tokens, {} of the cost below. It was billed, so it is counted.",
                     job.provider.map_or("the provider", |p| p.label()),
-                    count(job.duplicate_tokens),
+                    thousands(job.duplicate_tokens),
                     usd(nanos(job.duplicate_cost_usd))
                 )}
             </p>
@@ -194,8 +195,8 @@ fn Detail(
         <div class="mt-4 grid grid-cols-2 gap-3 sm:grid-cols-4 lg:grid-cols-7" data-testid="job-figures">
             {figure("Priority", job.priority.to_string())}
             {figure("Attempts", job.tries().to_string())}
-            {figure("Tokens in", count(job.input_tokens))}
-            {figure("Tokens out", count(job.output_tokens))}
+            {figure("Tokens in", thousands(job.input_tokens))}
+            {figure("Tokens out", thousands(job.output_tokens))}
             {figure("Cost paid", usd(shown.paid))}
             {figure("Standard cost", usd(shown.standard))}
             {figure("Saved", usd(shown.saved()))}
@@ -203,8 +204,8 @@ fn Detail(
         <div class="mt-3 grid grid-cols-2 gap-3 sm:grid-cols-4" data-testid="job-cache">
             {figure("Saved by batching", usd(shown.by_batching()))}
             {figure("Saved by caching", usd(shown.by_caching()))}
-            {figure("Tokens read from cache", count(job.cache_read_tokens))}
-            {figure("Tokens written to cache", count(job.cache_write_tokens))}
+            {figure("Tokens read from cache", thousands(job.cache_read_tokens))}
+            {figure("Tokens written to cache", thousands(job.cache_write_tokens))}
         </div>
         <p class="mt-2 text-sm text-slate-600" data-testid="job-route">
             {match (job.provider, job.model.clone()) {

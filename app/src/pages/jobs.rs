@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use crate::api::validation::parse_list_query;
 use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, RetryReply, Session};
 use crate::components::{
-    Precision, SignedIn, StatusBadge, count, explain, live_changes, nanos, short_id, when,
+    Precision, SignedIn, StatusBadge, explain, live_changes, nanos, short_id, thousands, when,
 };
 use crate::server_fns::{cancel_jobs, list_jobs, retry_jobs};
 
@@ -237,11 +237,11 @@ fn JobsTable(
     let first = (pages.number() - 1) * PAGE_SIZE;
     let summary = format!(
         "{} pending · {} processing · showing {}–{} of {}{}",
-        count(list.pending_count),
-        count(list.processing_count),
-        count(if shown == 0 { 0 } else { first + 1 }),
-        count(first + shown),
-        count(list.total_count),
+        thousands(list.pending_count),
+        thousands(list.processing_count),
+        thousands(if shown == 0 { 0 } else { first + 1 }),
+        thousands(first + shown),
+        thousands(list.total_count),
         if list.total_count_capped { "+" } else { "" }
     );
     let filters = filter_params(&query);
@@ -382,7 +382,7 @@ fn JobRow(
             <td class="px-2 py-2 sm:px-3" title=job.error_message.clone().unwrap_or_default()><StatusBadge status=job.status /></td>
             <td class="hidden px-2 py-2 sm:px-3 text-right tabular-nums sm:table-cell">{job.priority}</td>
             <td class="hidden whitespace-nowrap px-2 py-2 sm:px-3 md:table-cell">{when(job.created_at)}</td>
-            <td class="hidden px-2 py-2 sm:px-3 text-right tabular-nums sm:table-cell">{count(job.tokens_used)}</td>
+            <td class="hidden px-2 py-2 sm:px-3 text-right tabular-nums sm:table-cell">{thousands(job.tokens_used)}</td>
             <td class="px-2 py-2 sm:px-3 text-right tabular-nums">{precision.show(nanos(job.cost_usd))}</td>
             {show_owner.then(|| view! { <td class="hidden px-2 py-2 sm:px-3 lg:table-cell">{job.owner.clone()}</td> })}
             <td class="px-2 py-2 sm:px-3 text-right">
@@ -405,7 +405,6 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// The list's filters as URL parameters: for page links and the CSV download.
 /// Where a page of the list is: it reads on from the page before by `cursor` (constant time
 /// however deep, where an offset reads every job it skips), and `trail` keeps the cursors of
 /// the pages before that, so "Newer" goes back one page without JavaScript.
@@ -448,11 +447,7 @@ impl Pages {
             .map(String::as_str)
             .chain(self.cursor.as_deref())
             .collect();
-        let mut params = vec![format!("cursor={}", urlencode(next))];
-        if !trail.is_empty() {
-            params.push(format!("trail={}", urlencode(&trail.join(","))));
-        }
-        params
+        link(next, &trail)
     }
 
     /// The link's parameters for the page before this one; none on the first.
@@ -461,14 +456,21 @@ impl Pages {
         let Some((cursor, trail)) = self.trail.split_last() else {
             return Some(vec![]);
         };
-        let mut params = vec![format!("cursor={}", urlencode(cursor))];
-        if !trail.is_empty() {
-            params.push(format!("trail={}", urlencode(&trail.join(","))));
-        }
-        Some(params)
+        let trail: Vec<&str> = trail.iter().map(String::as_str).collect();
+        Some(link(cursor, &trail))
     }
 }
 
+/// A page link's parameters: where it reads on from, and the cursors of the pages before.
+fn link(cursor: &str, trail: &[&str]) -> Vec<String> {
+    let mut params = vec![format!("cursor={}", urlencode(cursor))];
+    if !trail.is_empty() {
+        params.push(format!("trail={}", urlencode(&trail.join(","))));
+    }
+    params
+}
+
+/// The list's filters as URL parameters: for page links and the CSV download.
 fn filter_params(query: &ListQuery) -> Vec<String> {
     let mut params = vec![];
     if let Some(s) = query.status_filter {

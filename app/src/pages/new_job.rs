@@ -5,7 +5,7 @@ use crate::api::examples::example_json;
 use crate::api::validation::{DEFAULT_PRIORITY, FieldError};
 use crate::api::{ContextList, JobType};
 use crate::components::{
-    BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of, count, explain, when,
+    BudgetResource, BudgetSummary, PayloadFields, SignedIn, budget_of, explain, thousands, when,
 };
 use crate::server_fns::{EnqueueJob, list_contexts};
 
@@ -99,7 +99,7 @@ fn EnqueueForm(
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             contexts.await.map(|list| list.contexts).unwrap_or_default().into_iter().map(|c| view! {
-                                <option value=c.context_id.clone()>{format!("{} (about {} tokens)", c.name, count(c.tokens_estimate))}</option>
+                                <option value=c.context_id.clone()>{format!("{} (about {} tokens)", c.name, thousands(c.tokens_estimate))}</option>
                             }).collect_view()
                         })}
                     </Transition>

@@ -4,8 +4,8 @@ use leptos::prelude::*;
 
 use crate::api::{DailyCost, ProviderSpend, Stats};
 use crate::components::{
-    BudgetResource, BudgetSummary, Ledger, Precision, SignedIn, budget_of, count, explain, hours,
-    money, nanos,
+    BudgetResource, BudgetSummary, Ledger, Precision, SignedIn, budget_of, explain, hours, money,
+    nanos, thousands,
 };
 use crate::server_fns::savings;
 
@@ -65,11 +65,11 @@ fn Cards(stats: Stats) -> impl IntoView {
     let shown = ledger.rounded(precision);
     view! {
         <div class="mt-4 grid grid-cols-2 gap-3 md:grid-cols-4" data-testid="savings-cards">
-            {card("Jobs queued", count(stats.total_jobs_queued))}
-            {card("Completed", count(stats.completed_jobs))}
-            {card("Pending / processing", format!("{} / {}", count(stats.pending_jobs), count(stats.processing_jobs)))}
-            {card("Failed", count(stats.failed_jobs))}
-            {card("Tokens used", count(stats.total_tokens_used))}
+            {card("Jobs queued", thousands(stats.total_jobs_queued))}
+            {card("Completed", thousands(stats.completed_jobs))}
+            {card("Pending / processing", format!("{} / {}", thousands(stats.pending_jobs), thousands(stats.processing_jobs)))}
+            {card("Failed", thousands(stats.failed_jobs))}
+            {card("Tokens used", thousands(stats.total_tokens_used))}
             {card("Cost paid", precision.show(shown.paid))}
             {card("Saved in all", precision.show(shown.saved()))}
             {card("Average time to result", hours(stats.avg_processing_time_hours))}
@@ -105,8 +105,8 @@ fn Sources(shown: Ledger, precision: Precision, read: i64, written: i64) -> impl
             <p class="mt-2 text-xs text-slate-600">
                 {format!(
                     "{} prompt tokens read from the cache, {} written to it ({}).",
-                    count(read),
-                    count(written),
+                    thousands(read),
+                    thousands(written),
                     hit_percent(read, written).map_or("no cached prefixes yet".into(), |p| format!("hit rate {p}"))
                 )}
             </p>
@@ -141,7 +141,7 @@ fn Providers(providers: Vec<ProviderSpend>) -> impl IntoView {
                                 <div class="flex flex-wrap justify-between gap-2 text-sm">
                                     <span class="font-medium">{p.provider.label()}</span>
                                     <span class="tabular-nums text-slate-700">
-                                        {format!("{} jobs · {} tokens · paid {} · saved {}", count(p.jobs), count(p.tokens_used), precision.show(paid), precision.show(standard - paid))}
+                                        {format!("{} jobs · {} tokens · paid {} · saved {}", thousands(p.jobs), thousands(p.tokens_used), precision.show(paid), precision.show(standard - paid))}
                                     </span>
                                 </div>
                                 <div class="mt-1 h-4 rounded bg-slate-100">
@@ -266,7 +266,7 @@ fn Breakdown(daily: Vec<DailyCost>, per_user: bool) -> impl IntoView {
                             view! {
                                 <tr>
                                     <td class="py-1 pr-2">{name}</td>
-                                    <td class="py-1 pl-3 text-right tabular-nums">{count(t.jobs)}</td>
+                                    <td class="py-1 pl-3 text-right tabular-nums">{thousands(t.jobs)}</td>
                                     <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.paid)}</td>
                                     <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.standard)}</td>
                                     <td class="py-1 pl-3 text-right tabular-nums">{precision.show(shown.by_batching())}</td>

@@ -237,19 +237,19 @@ fn rules<'a>(
     }
 }
 
-/// A chunk's outcomes, decided on the states its jobs were in when it was read.
-enum Decided {
+/// A chunk of `lines` results, decided at `now` on the states its jobs were in when read.
+struct Decided {
+    lines: usize,
+    now: DateTime<Utc>,
+    outcomes: Outcomes,
+}
+
+enum Outcomes {
     /// A duplicate batch's lines: only what they were billed.
-    Duplicate {
-        lines: usize,
-        charges: Vec<DuplicateCharge>,
-        now: DateTime<Utc>,
-    },
+    Duplicate(Vec<DuplicateCharge>),
     Updates {
-        lines: usize,
         updates: Vec<JobUpdate>,
         reports: HashMap<String, PollResult>,
-        now: DateTime<Utc>,
     },
 }
 
@@ -287,10 +287,10 @@ async fn decide_chunk(
                 }),
             })
             .collect();
-        return Ok(Decided::Duplicate {
+        return Ok(Decided {
             lines,
-            charges,
             now,
+            outcomes: Outcomes::Duplicate(charges),
         });
     }
 
@@ -334,11 +334,10 @@ async fn decide_chunk(
             reports.insert(state.id.clone(), decision.report);
         }
     }
-    Ok(Decided::Updates {
+    Ok(Decided {
         lines,
-        updates,
-        reports,
         now,
+        outcomes: Outcomes::Updates { updates, reports },
     })
 }
 
@@ -349,27 +348,22 @@ async fn write_chunk(
     decided: Decided,
     read: &mut Read,
 ) -> Result<()> {
-    match decided {
-        Decided::Duplicate {
-            lines,
-            charges,
-            now,
-        } => {
-            read.lines += lines as i64;
-            let charged = ctx
-                .store()
-                .record_duplicate_charges(&remote.id, &charges, now)
+    read.lines += decided.lines as i64;
+    let store = ctx.store();
+    match decided.outcomes {
+        Outcomes::Duplicate(charges) => {
+            let charged = store
+                .record_duplicate_charges(&remote.id, &charges, decided.now)
                 .await?;
             read.processed += charged.len() as i64;
         }
-        Decided::Updates {
-            lines,
+        Outcomes::Updates {
             updates,
             mut reports,
-            now,
         } => {
-            read.lines += lines as i64;
-            let changed = ctx.store().apply_updates(&remote.id, &updates, now).await?;
+            let changed = store
+                .apply_updates(&remote.id, &updates, decided.now)
+                .await?;
             read.processed += changed.len() as i64;
             report(&mut read.reports, &changed, &mut reports);
         }

@@ -138,13 +138,8 @@ impl Dialect {
         match self {
             Self::Sqlite => {
                 // One set of rowids from four indexes; an OR of them would scan every job.
-                query
-                    .push(" AND j.rowid IN (SELECT rowid FROM jobs WHERE id = ")
-                    .bind(text)
-                    .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
-                    .bind(text)
-                    .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
-                    .bind(text);
+                query.push(" AND j.rowid IN (");
+                push_sqlite_named_by(query, text);
                 if !words.is_empty() {
                     query
                         .push(" UNION ALL SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
@@ -229,12 +224,9 @@ impl Dialect {
         count
             .push(" LIMIT ")
             .bind(cap)
-            .push(")) + (SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE j.rowid IN (SELECT rowid FROM jobs WHERE id = ")
-            .bind(text)
-            .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
-            .bind(text)
-            .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
-            .bind(text)
+            .push(")) + (SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE j.rowid IN (");
+        push_sqlite_named_by(&mut count, text);
+        count
             .push(") AND j.rowid NOT IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
             .bind(prefixes)
             .push(")");
@@ -242,6 +234,18 @@ impl Dialect {
         count.push(" LIMIT ").bind(cap).push("))");
         count
     }
+}
+
+/// SQLite: the rowids of the jobs whose id, idempotency key or batch's id is `text`, one set
+/// from three indexes (an OR of the three would scan every job).
+fn push_sqlite_named_by<'a>(query: &mut Query<'a>, text: &'a str) {
+    query
+        .push("SELECT rowid FROM jobs WHERE id = ")
+        .bind(text)
+        .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
+        .bind(text)
+        .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
+        .bind(text);
 }
 
 /// Where a search tests payload words: every job, or the `recent` window's.

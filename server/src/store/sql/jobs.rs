@@ -11,7 +11,8 @@ use super::rows::{
     ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
 };
 use super::{
-    COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility, tx_read,
+    COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility,
+    push_visibility_of, tx_read,
 };
 use crate::events::Happened;
 use crate::store::engine::{Arg, Engine, Kind, Query, Rows, SearchScope};
@@ -84,11 +85,7 @@ fn push_filter<'a, E: Engine>(
         Drive::Filters => " AND j.",
         Drive::Matches => &format!(" AND {}j.", E::DIALECT.not_by_index()),
     };
-    if let Visibility::Owner(owner_id) = visibility {
-        query
-            .push(&format!("{j}owner_id = "))
-            .bind(owner_id.as_str());
-    }
+    push_visibility_of(query, visibility, j);
     if let Some(status) = filter.status_filter {
         query.push(&format!("{j}status = ")).bind(status.as_str());
     }

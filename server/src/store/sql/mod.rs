@@ -169,8 +169,16 @@ async fn insert_events<E: Engine>(
 
 /// ` AND j.owner_id = ?` for a trader; nothing for an admin.
 fn push_visibility<'a>(query: &mut Query<'a>, visibility: &'a Visibility) {
+    push_visibility_of(query, visibility, " AND j.");
+}
+
+/// `push_visibility` with the column written after `column_prefix` (` AND +j.` where a set of
+/// matches must drive the plan: `Dialect::not_by_index`).
+fn push_visibility_of<'a>(query: &mut Query<'a>, visibility: &'a Visibility, column_prefix: &str) {
     if let Visibility::Owner(owner_id) = visibility {
-        query.push(" AND j.owner_id = ").bind(owner_id.as_str());
+        query
+            .push(&format!("{column_prefix}owner_id = "))
+            .bind(owner_id.as_str());
     }
 }
 
