@@ -179,38 +179,39 @@ test('money on screen adds up, one precision to a column, with separators', asyn
   await context.close();
 });
 
-test('every page fits a phone, passes axe, and is photographed on a desk and a phone', async ({ browser, request }) => {
-  test.setTimeout(180_000);
-  const traderToken = createToken('tour-trader', 'trader');
-  const adminToken = createToken('tour-admin', 'admin');
-  const done = await enqueue(request, traderToken, { job_type: 'strategy_backtest', payload: { strategy: 'momentum_12_1', universe: ['AAPL', 'NVDA'] } });
-  const tomorrow = new Date(Date.now() + 86_400_000).toISOString();
-  await request.post('/api/v1/batch/internal/flush', { headers: auth(adminToken), data: {} });
-  await waitForStatus(request, traderToken, done, 'completed');
-  const scheduled = await enqueue(request, traderToken, { job_type: 'portfolio_summary', payload: { portfolio_id: 'PF-TOUR' }, run_after: tomorrow });
+// One test a screen size: both in one took close to its three minutes on a slow machine.
+for (const [device, viewport] of [['desk', DESK], ['phone', PHONE]] as const) {
+  test(`every page fits a ${device === 'desk' ? 'desk' : 'phone'}, passes axe, and is photographed`, async ({ browser, request }) => {
+    test.setTimeout(180_000);
+    const traderToken = createToken('tour-trader', 'trader');
+    const adminToken = createToken('tour-admin', 'admin');
+    const done = await enqueue(request, traderToken, { job_type: 'strategy_backtest', payload: { strategy: 'momentum_12_1', universe: ['AAPL', 'NVDA'] } });
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString();
+    await request.post('/api/v1/batch/internal/flush', { headers: auth(adminToken), data: {} });
+    await waitForStatus(request, traderToken, done, 'completed');
+    const scheduled = await enqueue(request, traderToken, { job_type: 'portfolio_summary', payload: { portfolio_id: 'PF-TOUR' }, run_after: tomorrow });
 
-  // The scheduled job says when it goes, when it should be back, and what it may cost.
-  const trader = await signedIn(browser, traderToken);
-  await open(trader.page, `/jobs/${scheduled}`);
-  const next = trader.page.getByTestId('job-next');
-  await expect(next).toContainText('Scheduled: not sent before');
-  await expect(next).toContainText('Expected back around');
-  await expect(next).toContainText('cost at most $');
-  await trader.context.close();
+    // The scheduled job says when it goes, when it should be back, and what it may cost.
+    const trader = await signedIn(browser, traderToken);
+    await open(trader.page, `/jobs/${scheduled}`);
+    const next = trader.page.getByTestId('job-next');
+    await expect(next).toContainText('Scheduled: not sent before');
+    await expect(next).toContainText('Expected back around');
+    await expect(next).toContainText('cost at most $');
+    await trader.context.close();
 
-  const pages: [string, string][] = [
-    ['jobs', '/jobs'],
-    ['new-job', '/jobs/new'],
-    ['job-completed', `/jobs/${done}`],
-    ['job-scheduled', `/jobs/${scheduled}`],
-    ['contexts', '/contexts'],
-    ['savings', '/savings'],
-    ['batches', '/admin/batches'],
-    ['access', '/admin/access'],
-    ['not-found', '/no-such-page'],
-  ];
-  const findings: string[] = [];
-  for (const [device, viewport] of [['desk', DESK], ['phone', PHONE]] as const) {
+    const pages: [string, string][] = [
+      ['jobs', '/jobs'],
+      ['new-job', '/jobs/new'],
+      ['job-completed', `/jobs/${done}`],
+      ['job-scheduled', `/jobs/${scheduled}`],
+      ['contexts', '/contexts'],
+      ['savings', '/savings'],
+      ['batches', '/admin/batches'],
+      ['access', '/admin/access'],
+      ['not-found', '/no-such-page'],
+    ];
+    const findings: string[] = [];
     const anonymous = await browser.newContext({ viewport });
     const signInPage = await anonymous.newPage();
     const problems = watchConsole(signInPage);
@@ -241,6 +242,6 @@ test('every page fits a phone, passes axe, and is photographed on a desk and a p
     const notFound = 'error: Failed to load resource: the server responded with a status of 404 (Not Found)';
     expect([...problems, ...admin.problems].filter((p) => p !== notFound)).toEqual([]);
     await admin.context.close();
-  }
-  expect(findings).toEqual([]);
-});
+    expect(findings).toEqual([]);
+  });
+}
