@@ -2,7 +2,8 @@
 # (sourced after setup.sh). Sets BEFORE_BIN, AFTER_BIN and, with examples, BEFORE_EXAMPLES and
 # AFTER_EXAMPLES; gives start (a server on a fresh database), wrk rounds with the server's CPU
 # per request, and peak memory.
-#   build_sides COMMIT [--examples]   AFTER_BIN=path skips building this checkout
+#   build_sides COMMIT [--examples]   AFTER_BIN=path skips building this checkout,
+#                                     BEFORE_BIN=path skips building COMMIT (a binary kept aside)
 
 build_sides() {
   local before=$1 examples=${2:-}
@@ -13,6 +14,7 @@ build_sides() {
     AFTER_BIN="$(ai_batch_bin release)"
   fi
   AFTER_EXAMPLES="$(dirname "$AFTER_BIN")/examples"
+  [[ -n ${BEFORE_BIN:-} && -z $examples ]] && return
   local src="$HOME/.cache/bitcain-ai-batch/before-$before"
   local target="$HOME/.cache/bitcain-ai-batch/target-before"
   if [[ ! -d $src ]]; then git worktree add --detach "$src" "$before" >&2; fi

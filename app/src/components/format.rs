@@ -155,6 +155,9 @@ mod tests {
         assert_eq!(Precision::fitting([0, 12_340_000_000]), Precision::Cents);
         assert_eq!(Precision::Cents.show(123_456_789_000_000), "$123,456.79");
         assert_eq!(Precision::Micros.show(-2_500), "-$0.000003");
+        // The sign is the shown amount's: "-$0.000000" would not add up in a column.
+        assert_eq!(Precision::Micros.show(-400), "$0.000000");
+        assert_eq!(money(-400), "$0.000000");
     }
 
     #[test]

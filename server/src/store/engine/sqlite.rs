@@ -1,7 +1,9 @@
 //! The embedded default: SQLite in WAL mode. Readers share a pool; writes go through one
 //! writer connection in `BEGIN IMMEDIATE` transactions, queued in order instead of colliding
-//! in SQLite's busy handler; checkpoints run beside the writer, never in a commit.
+//! in SQLite's busy handler; checkpoints run beside the writer, never in a commit, and the
+//! WAL is started over from the writer, between two of its transactions, once it is large.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,12 @@ use crate::store::{StoreError, StoreResult};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Past this size the WAL is started over (and the file cut back to it): under a steady load
+/// some reader always holds a snapshot, so passive checkpoints alone never let it restart.
+const WAL_LIMIT: u64 = 64 << 20;
+/// How long a restart waits for readers still on old WAL frames; enqueues wait behind it, so
+/// it gives up quickly and the next tick tries again.
+const RESTART_WAIT: Duration = Duration::from_millis(10);
 /// Binds per statement: far under SQLite's 32,766.
 const BINDS_PER_STATEMENT: usize = 6_000;
 
@@ -43,8 +51,8 @@ impl Drop for Checkpointer {
 }
 
 /// PASSIVE checkpoints never wait for the writer or block it; a failed one is retried on the
-/// next tick, and the WAL only grows meanwhile.
-async fn checkpoint_forever(pool: SqlitePool) {
+/// next tick, and the WAL only grows meanwhile. Past [`WAL_LIMIT`] the WAL is restarted.
+async fn checkpoint_forever(pool: SqlitePool, writer: SqlitePool, wal: PathBuf) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -55,7 +63,38 @@ async fn checkpoint_forever(pool: SqlitePool) {
         {
             tracing::debug!(%error, "WAL checkpoint failed; the next tick retries");
         }
+        if wal_size(&wal) > WAL_LIMIT
+            && let Err(error) = restart_wal(&writer).await
+        {
+            tracing::warn!(%error, "the WAL could not be started over; the next tick retries");
+        }
     }
+}
+
+fn wal_size(wal: &Path) -> u64 {
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+/// A RESTART checkpoint on the writer connection itself, so writers queue behind it in order
+/// (as behind any transaction) instead of sleeping in SQLite's busy handler, which is what
+/// made a checkpoint beside the writer cost enqueues 52–337 ms at p99 (BENCHMARKS.md). Once
+/// it succeeds, the next write starts the WAL over and `journal_size_limit` cuts the file.
+async fn restart_wal(writer: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut conn = writer.acquire().await?;
+    let wait = |d: Duration| format!("PRAGMA busy_timeout = {}", d.as_millis());
+    sqlx::query(&wait(RESTART_WAIT)).execute(&mut *conn).await?;
+    let restarted = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+        .execute(&mut *conn)
+        .await;
+    if sqlx::query(&wait(BUSY_TIMEOUT))
+        .execute(&mut *conn)
+        .await
+        .is_err()
+    {
+        // A writer that gave up after 10 ms would fail enqueues: open a new one instead.
+        conn.close_on_drop();
+    }
+    restarted.map(drop)
 }
 
 impl Sqlite {
@@ -71,7 +110,9 @@ impl Sqlite {
             // Statement journals in memory and room for a big RETURNING: ingest and flush
             // write thousands of rows per transaction (issue 10's measurements).
             .pragma("temp_store", "memory")
+            .pragma("journal_size_limit", WAL_LIMIT.to_string())
             .row_buffer_size(1024);
+        let wal = PathBuf::from(format!("{}-wal", options.get_filename().display()));
         // The writer never checkpoints on commit: an automatic checkpoint would stall the
         // commit that crossed the threshold, and every enqueue waiting behind it (p99 53 ms
         // measured). The checkpointer does that work beside the writer instead.
@@ -89,7 +130,11 @@ impl Sqlite {
             .max_connections(8)
             .connect_with(options.pragma("cache_size", "-16384"))
             .await?;
-        let checkpointer = Arc::new(Checkpointer(tokio::spawn(checkpoint_forever(pool.clone()))));
+        let checkpointer = Arc::new(Checkpointer(tokio::spawn(checkpoint_forever(
+            pool.clone(),
+            writer.clone(),
+            wal,
+        ))));
         Ok(Self {
             pool,
             writer,
@@ -224,5 +269,106 @@ impl Engine for Sqlite {
 
     async fn announcements(&self) -> StoreResult<Option<BoxStream<'static, String>>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    async fn scratch(dir: &tempfile::TempDir) -> (Sqlite, PathBuf) {
+        let path = dir.path().join("wal.db");
+        let db = Sqlite::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE wal_fill (b BLOB)")
+            .execute(&db.writer)
+            .await
+            .unwrap();
+        (db, PathBuf::from(format!("{}-wal", path.display())))
+    }
+
+    /// One write of `bytes` random bytes, and how long the writer took to take it.
+    async fn write(db: &Sqlite, bytes: usize) -> Duration {
+        let started = Instant::now();
+        sqlx::query("INSERT INTO wal_fill (b) VALUES (randomblob(?))")
+            .bind(bytes as i64)
+            .execute(&db.writer)
+            .await
+            .unwrap();
+        started.elapsed()
+    }
+
+    /// A steady load (readers always holding some snapshot, a writer always writing, as
+    /// under enqueues and a dashboard) until the WAL file is back under the limit; false if it
+    /// never is. Passive checkpoints alone never get there: the WAL can only start over at a
+    /// moment no reader uses it and every frame is copied back.
+    async fn wal_cut_back_under_load(db: &Sqlite, wal: &Path) -> bool {
+        let busy = Arc::new(AtomicBool::new(true));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (pool, busy) = (db.pool.clone(), busy.clone());
+                tokio::spawn(async move {
+                    while busy.load(Ordering::Relaxed) {
+                        sqlx::query("SELECT count(*) FROM wal_fill")
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut cut_back = false;
+        while !cut_back && Instant::now() < deadline {
+            write(db, 4 << 10).await;
+            cut_back = wal_size(wal) <= WAL_LIMIT;
+        }
+        busy.store(false, Ordering::Relaxed);
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        cut_back
+    }
+
+    /// A long read (an export, say) pins the WAL while it lasts: the restarts tried meanwhile
+    /// must give up quickly instead of holding writes back for the writer's busy wait; once
+    /// the read ends, the WAL starts over and its file is cut back to the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_read_pins_the_wal_without_holding_writes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, wal) = scratch(&dir).await;
+        let mut long_read = db.pool.begin().await.unwrap();
+        sqlx::query("SELECT count(*) FROM wal_fill")
+            .execute(&mut *long_read)
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            write(&db, 4 << 20).await;
+        }
+        // Writes over about ten checkpoint ticks, each a restart that has to give up.
+        let mut slowest = Duration::ZERO;
+        for _ in 0..25 {
+            slowest = slowest.max(write(&db, 4 << 10).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            slowest < Duration::from_secs(5),
+            "a write waited {slowest:?}"
+        );
+        assert!(
+            wal_size(&wal) > WAL_LIMIT,
+            "the WAL grew to {}",
+            wal_size(&wal)
+        );
+        long_read.rollback().await.unwrap();
+        assert!(
+            wal_cut_back_under_load(&db, &wal).await,
+            "still {} bytes",
+            wal_size(&wal)
+        );
     }
 }
