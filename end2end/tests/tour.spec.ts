@@ -181,7 +181,7 @@ test('money on screen adds up, one precision to a column, with separators', asyn
 
 // One test a screen size: both in one took close to its three minutes on a slow machine.
 for (const [device, viewport] of [['desk', DESK], ['phone', PHONE]] as const) {
-  test(`every page fits a ${device === 'desk' ? 'desk' : 'phone'}, passes axe, and is photographed`, async ({ browser, request }) => {
+  test(`every page fits a ${device}, passes axe, and is photographed`, async ({ browser, request }) => {
     test.setTimeout(180_000);
     const traderToken = createToken('tour-trader', 'trader');
     const adminToken = createToken('tour-admin', 'admin');

@@ -3,7 +3,8 @@
 # AFTER_EXAMPLES; gives start (a server on a fresh database), wrk rounds with the server's CPU
 # per request, and peak memory.
 #   build_sides COMMIT [--examples]   AFTER_BIN=path skips building this checkout,
-#                                     BEFORE_BIN=path skips building COMMIT (a binary kept aside)
+#                                     BEFORE_BIN=path skips building COMMIT (a binary kept aside),
+#                                     unless --examples asks for COMMIT's examples too
 
 build_sides() {
   local before=$1 examples=${2:-}
@@ -41,6 +42,8 @@ start() {
   TOKEN="$(DATABASE_URL="sqlite://$WORK/$name.db" "$bin" token create --user alice --role trader | tail -n 1)"
 }
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+# file_bytes PATH: its size, 0 while it does not exist.
+file_bytes() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
 # Server CPU per request (utime + stime from /proc) beside req/s: throughput on a shared 2-core
 # machine drifts between rounds, the CPU a request costs much less.
