@@ -5,6 +5,10 @@
 
 use std::time::Instant;
 
+// The server's allocator (src/main.rs), so time and memory are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use ai_batch::config::Config;
 use ai_batch::{access, batches, jobs, serve};
 use app::api::{EnqueueRequest, FlushRequest, JobType, Role};

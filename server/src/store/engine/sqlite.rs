@@ -116,12 +116,16 @@ impl Sqlite {
         // The writer never checkpoints on commit: an automatic checkpoint would stall the
         // commit that crossed the threshold, and every enqueue waiting behind it (p99 53 ms
         // measured). The checkpointer does that work beside the writer instead.
+        // Its page cache is small on purpose: a B-tree split parks a page at the pending-byte
+        // page number (1 GiB), so each commit's truncation walks the cache's whole hash table,
+        // which grows with the cache (8 MiB against 64 MiB: 3-7% less CPU an enqueue, the same
+        // flush, a faster ingest; BENCHMARKS.md).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(
                 options
                     .clone()
-                    .pragma("cache_size", "-65536")
+                    .pragma("cache_size", "-8192")
                     .pragma("wal_autocheckpoint", "0"),
             )
             .await?;
