@@ -83,7 +83,8 @@ pub struct Config {
     #[command(flatten)]
     pub webhooks: WebhookConfig,
 
-    /// Test failpoint: the process exits at the named point (`after-submit`).
+    /// Test failpoint: the process exits or stalls at the named point (`after-submit`,
+    /// `stall-heartbeat`, `slow-results-write`).
     #[arg(long, env = "AI_BATCH_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 

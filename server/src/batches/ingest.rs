@@ -11,11 +11,13 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::cadence::read_again_at;
-use super::outcome::{Rules, decide, decide_unreadable, duplicate_charge, settle_missing};
+use super::outcome::{
+    Rules, decide, decide_unreadable, discarded, duplicate_charge, settle_missing,
+};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::{BatchResult, MessageBatch, ResultItem};
-use crate::store::{BatchRecord, BatchStatus, DuplicateCharge, JobUpdate};
+use crate::store::{BatchRecord, BatchStatus, DuplicateCharge, JobUpdate, Updated};
 
 /// Results written per transaction: big enough to be fast, small enough to keep locks short
 /// (about 60 ms of SQLite's one writer).
@@ -185,13 +187,12 @@ async fn finish(
                     event: d.event.clone(),
                 })
                 .collect();
-            let changed = ctx.store().apply_updates(&remote.id, &updates, now).await?;
-            read.processed += changed.len() as i64;
+            let updated = ctx.store().apply_updates(&remote.id, &updates, now).await?;
             let mut reports: HashMap<_, _> = decisions
                 .into_iter()
                 .map(|(s, d)| (s.id.clone(), d.report))
                 .collect();
-            report(&mut read.reports, &changed, &mut reports);
+            report(&mut read, &updated, &mut reports);
         }
     }
     let counts = serde_json::to_value(remote.request_counts).unwrap_or_default();
@@ -349,6 +350,10 @@ async fn write_chunk(
     read: &mut Read,
 ) -> Result<()> {
     read.lines += decided.lines as i64;
+    // Test failpoint: a slow write, so a cancel can land between a decision and its write.
+    if ctx.config.failpoint.as_deref() == Some("slow-results-write") {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     let store = ctx.store();
     match decided.outcomes {
         Outcomes::Duplicate(charges) => {
@@ -361,28 +366,31 @@ async fn write_chunk(
             updates,
             mut reports,
         } => {
-            let changed = store
+            let updated = store
                 .apply_updates(&remote.id, &updates, decided.now)
                 .await?;
-            read.processed += changed.len() as i64;
-            report(&mut read.reports, &changed, &mut reports);
+            report(read, &updated, &mut reports);
         }
     }
     Ok(())
 }
 
-/// Adds the reports of what changed, up to the cap of the poll's answer.
-fn report(
-    out: &mut Vec<PollResult>,
-    changed: &[String],
-    reports: &mut HashMap<String, PollResult>,
-) {
-    for id in changed {
-        if out.len() >= POLL_RESULTS_CAP {
+/// Counts what changed and adds its reports, up to the cap of the poll's answer. A job
+/// cancelled after its result was decided is reported as discarded.
+fn report(read: &mut Read, updated: &Updated, reports: &mut HashMap<String, PollResult>) {
+    read.processed += (updated.changed.len() + updated.discarded.len()) as i64;
+    let changed = updated.changed.iter().map(|id| (id, false));
+    let discarded_ids = updated.discarded.iter().map(|id| (id, true));
+    for (id, was_discarded) in changed.chain(discarded_ids) {
+        if read.reports.len() >= POLL_RESULTS_CAP {
             return;
         }
         if let Some(report) = reports.remove(id) {
-            out.push(report);
+            read.reports.push(if was_discarded {
+                discarded(report)
+            } else {
+                report
+            });
         }
     }
 }

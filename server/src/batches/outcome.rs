@@ -86,18 +86,21 @@ impl Rules<'_> {
         }
         let tokens = spend.bill.tokens();
         Some(Decision {
-            report: self.report(
-                state,
-                "succeeded",
-                None,
-                Some("cancelled in flight; result discarded".into()),
-                tokens,
-            ),
+            report: discarded(self.report(state, "succeeded", None, None, tokens)),
             transition: Transition::RecordSpend { spend },
             event: Happened::ResultDiscarded {
                 batch: self.batch.to_string(),
             },
         })
+    }
+}
+
+/// The report of a billed result whose job was cancelled in flight: its tokens, no result.
+pub fn discarded(report: PollResult) -> PollResult {
+    PollResult {
+        result: None,
+        error: Some("cancelled in flight; result discarded".into()),
+        ..report
     }
 }
 

@@ -34,7 +34,8 @@ pub struct Spend {
 /// A decided change to one job of a batch. The store applies it only if the job is still
 /// `processing` in this batch (or cancelled in flight, for `RecordSpend`) with the attempts
 /// it was decided on, so a late or stale result changes nothing. A spend becomes a charge,
-/// recorded at most once per job and provider batch.
+/// recorded at most once per job and provider batch; a job cancelled in flight after its
+/// result was decided still gets the spend, its result discarded (the provider billed it).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transition {
     Complete {
@@ -58,6 +59,17 @@ pub enum Transition {
     },
 }
 
+impl Transition {
+    /// What the provider billed for the result this transition came from.
+    pub fn spend(&self) -> Option<&Spend> {
+        match self {
+            Transition::Complete { spend, .. } | Transition::RecordSpend { spend } => Some(spend),
+            Transition::Fail { spend, .. } => spend.as_ref(),
+            Transition::Requeue { .. } => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobUpdate {
     pub job_id: String,
@@ -65,6 +77,16 @@ pub struct JobUpdate {
     pub transition: Transition,
     /// What the job's timeline says of it, written with it.
     pub event: Happened,
+}
+
+/// What `apply_updates` changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Updated {
+    /// Jobs changed as decided.
+    pub changed: Vec<String>,
+    /// Jobs cancelled in flight between the decision and the update: the spend their update
+    /// carried is recorded, the result discarded.
+    pub discarded: Vec<String>,
 }
 
 /// A result of a duplicate batch: billed, so counted, whatever became of the job.
@@ -81,13 +103,13 @@ pub trait ResultStore: Send + Sync + 'static {
         provider_batch_id: &str,
         job_ids: &[String],
     ) -> StoreResult<Vec<JobState>>;
-    /// Applies updates in one transaction; returns the ids of the jobs that changed.
+    /// Applies updates in one transaction; returns the jobs that changed.
     async fn apply_updates(
         &self,
         provider_batch_id: &str,
         updates: &[JobUpdate],
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<String>>;
+    ) -> StoreResult<Updated>;
     /// Records what a duplicate batch was billed, once per job; returns the jobs charged.
     async fn record_duplicate_charges(
         &self,

@@ -32,6 +32,7 @@ async fn crash_then_recover(failpoint: &str) {
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
     let books = provider.books();
     assert_eq!(books.batches, 1, "at most one copy is ever sent");
+    books.assert_each_job_equal(&jobs);
     books.assert_equal_to(&second.get("/api/v1/batch/stats").await);
     let ours = second.batches().await;
     assert_eq!(ours.len(), 1);

@@ -477,3 +477,64 @@ async fn late_answer(side: Side) {
         "the late copy is on record: {batches:?}"
     );
 }
+
+on_both_sides!(cancel_before_write: a_cancel_between_a_results_decision_and_its_write_keeps_the_bill,
+    on_openai_a_cancel_between_a_results_decision_and_its_write_keeps_the_bill);
+
+/// A job cancelled after its result was read and decided, before it was written: the cancel
+/// stands, and what the provider billed for the result is on the books, once.
+async fn cancel_before_write(side: Side) {
+    let provider = Provider::start(Duration::from_millis(200)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = [("AI_BATCH_FAILPOINT", "slow-results-write")]
+        .into_iter()
+        .chain(side.env().iter().copied())
+        .collect();
+    let service = Service::start(&db, &provider, &env).await;
+    let ids = service.enqueue(3).await;
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    let batch = answer["batch_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The poll reads and decides at once, then waits three seconds before it writes.
+    let poll = {
+        let (url, token) = (service.url.clone(), service.token.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/batch/internal/poll"))
+                .bearer_auth(token)
+                .json(&json!({ "batch_id": batch }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, cancelled) = service
+        .post(&format!("/api/v1/batch/jobs/{}/cancel", ids[0]), json!({}))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let polled = poll.await.unwrap();
+    assert_eq!(polled["jobs_processed"], 3, "{polled}");
+    let report = polled["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["job_id"] == ids[0].as_str())
+        .unwrap_or_else(|| panic!("the cancelled job is reported: {polled}"));
+    assert!(report["result"].is_null(), "{report}");
+    assert_eq!(report["error"], "cancelled in flight; result discarded");
+
+    let jobs = service.settled(Duration::from_secs(20)).await;
+    let books = provider.books();
+    assert_eq!(books.batches, 1);
+    books.assert_each_job_equal(&jobs);
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+    let job = service.get(&format!("/api/v1/batch/jobs/{}", ids[0])).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(job["tokens_used"].as_i64().unwrap() > 0, "billed: {job}");
+    assert_eq!(count(&jobs, "completed"), 2);
+}

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,6 +142,34 @@ impl Books {
             .collect();
         twice.sort();
         twice
+    }
+
+    /// Asserts each job's recorded tokens (`jobs`, as an admin lists them) equal what the
+    /// provider billed for it, naming the jobs that differ.
+    pub fn assert_each_job_equal(&self, jobs: &[Value]) {
+        let mut differ: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| {
+                let id = j["id"].as_str().unwrap();
+                let billed = self.tokens_per_job.get(id).copied().unwrap_or(0);
+                let recorded = j["tokens_used"].as_i64().unwrap();
+                (billed != recorded).then(|| {
+                    format!(
+                        "{id} ({}, batch {}): recorded {recorded}, billed {billed}",
+                        j["status"], j["batch_id"]
+                    )
+                })
+            })
+            .collect();
+        let known: HashSet<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+        differ.extend(
+            self.tokens_per_job
+                .keys()
+                .filter(|id| !known.contains(id.as_str()))
+                .map(|id| format!("{id}: billed, but no such job")),
+        );
+        differ.sort();
+        assert!(differ.is_empty(), "jobs whose books differ: {differ:#?}");
     }
 
     /// Asserts the service's stats (an admin's: every job) equal these books.

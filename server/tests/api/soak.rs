@@ -163,6 +163,7 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
         Vec::<&String>::new(),
         "no job billed twice"
     );
+    books.assert_each_job_equal(&settled);
     let stats = service.get("/api/v1/batch/stats").await;
     books.assert_equal_to(&stats);
     let batches = service.batches().await;

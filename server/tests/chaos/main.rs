@@ -273,6 +273,7 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         Vec::<&String>::new(),
         "no job billed twice"
     );
+    books.assert_each_job_equal(&settled);
     books.assert_equal_to(&instances[2].get("/api/v1/batch/stats").await);
     let batches = instances[0].batches().await;
     let ours: HashSet<&str> = batches

@@ -81,8 +81,11 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
         // Decided on a state the job is not in (attempts moved on): changes nothing.
         update("odd", 5, complete.clone(), done.clone()),
     ];
-    let changed = store.apply_updates(BATCH, &updates, at(30)).await.unwrap();
-    assert_eq!(changed, ["ok", "bad", "again"]);
+    let updated = store.apply_updates(BATCH, &updates, at(30)).await.unwrap();
+    assert_eq!(
+        (updated.changed, updated.discarded),
+        (vec!["ok".into(), "bad".into(), "again".into()], vec![])
+    );
     let ok = job(store.as_ref(), "ok").await;
     assert_eq!(
         (
@@ -134,12 +137,9 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
     );
 
     // The same results again (a re-poll): nothing changes, nothing is charged twice.
-    assert!(
-        store
-            .apply_updates(BATCH, &updates, at(31))
-            .await
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        store.apply_updates(BATCH, &updates, at(31)).await.unwrap(),
+        Updated::default()
     );
     assert_eq!(job(store.as_ref(), "ok").await.bill.input_tokens, 1000);
     assert_eq!(job(store.as_ref(), "ok").await.completed_at, Some(at(30)));
@@ -184,31 +184,56 @@ pub async fn results_apply_once_in_the_state_they_were_decided_on(store: Arc<imp
 }
 
 pub async fn a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill(store: Arc<impl Store>) {
-    submitted_batch(store.as_ref(), "b", BATCH, &["c"]).await;
-    // The cancel lands first; the result decided on `processing` then changes nothing.
-    store
-        .cancel_job("c", &Visibility::All, at(20))
-        .await
-        .unwrap();
-    let (complete, done) = completed(800);
-    assert!(
+    submitted_batch(store.as_ref(), "b", BATCH, &["c", "f"]).await;
+    // Both results were decided on `processing`; the cancels land before they are written.
+    for id in ["c", "f"] {
         store
-            .apply_updates(BATCH, &[update("c", 0, complete, done)], at(21))
+            .cancel_job(id, &Visibility::All, at(20))
             .await
-            .unwrap()
-            .is_empty()
-    );
-    let c = job(store.as_ref(), "c").await;
+            .unwrap();
+    }
+    let (complete, done) = completed(800);
+    let unreadable = Transition::Fail {
+        error: "unreadable".into(),
+        attempts: 1,
+        spend: Some(spend(300)),
+    };
+    let failed = Happened::Failed {
+        reason: "unreadable".into(),
+    };
+    let late = [
+        update("c", 0, complete, done),
+        update("f", 0, unreadable, failed),
+    ];
+    // The cancels stand, and what the provider billed counts: the results are discarded.
     assert_eq!(
-        (c.status, c.cancel_requested, c.result.clone()),
-        (JobStatus::Cancelled, true, None)
+        store.apply_updates(BATCH, &late, at(21)).await.unwrap(),
+        Updated {
+            changed: vec![],
+            discarded: vec!["c".into(), "f".into()],
+        }
     );
-    let state = &store.job_states(BATCH, &["c".into()]).await.unwrap()[0];
-    assert_eq!(
-        (state.status, state.cancel_requested, state.charged),
-        (JobStatus::Cancelled, true, false)
-    );
-    // Its tokens were billed all the same: recorded once, the result discarded.
+    for (id, tokens) in [("c", 800), ("f", 300)] {
+        let j = job(store.as_ref(), id).await;
+        assert_eq!(
+            (
+                j.status,
+                j.cancel_requested,
+                j.result,
+                j.error_message,
+                j.bill.input_tokens
+            ),
+            (JobStatus::Cancelled, true, None, None, tokens),
+            "{id}"
+        );
+        let state = &store.job_states(BATCH, &[id.into()]).await.unwrap()[0];
+        assert!(state.charged, "{id}");
+        assert_eq!(
+            kinds(&store.job_events(id).await.unwrap()),
+            ["created", "submitted", "cancelled", "result_discarded"]
+        );
+    }
+    // Read again, the line decides a discard, and changes nothing: recorded once.
     let discard = update(
         "c",
         0,
@@ -217,33 +242,22 @@ pub async fn a_cancel_racing_an_ingest_keeps_the_cancel_and_the_bill(store: Arc<
             batch: BATCH.into(),
         },
     );
-    assert_eq!(
-        store
-            .apply_updates(BATCH, std::slice::from_ref(&discard), at(22))
-            .await
-            .unwrap(),
-        ["c"]
-    );
-    assert!(
-        store
-            .apply_updates(BATCH, &[discard], at(23))
-            .await
-            .unwrap()
-            .is_empty(),
-        "once"
-    );
+    for u in [&discard, &late[0]] {
+        assert_eq!(
+            store
+                .apply_updates(BATCH, std::slice::from_ref(u), at(22))
+                .await
+                .unwrap(),
+            Updated::default(),
+            "once"
+        );
+    }
     let c = job(store.as_ref(), "c").await;
-    assert_eq!(
-        (c.status, c.bill.input_tokens, c.bill.cost_nanos, c.result),
-        (JobStatus::Cancelled, 800, 800_000, None)
-    );
-    assert_eq!(
-        kinds(&store.job_events("c").await.unwrap()),
-        ["created", "submitted", "cancelled", "result_discarded"]
-    );
+    assert_eq!((c.bill.input_tokens, c.bill.cost_nanos), (800, 800_000));
+    assert_eq!(store.charged_results(BATCH).await.unwrap(), 2);
     assert_eq!(
         store.stats(&Visibility::All).await.unwrap().bill.tokens(),
-        880
+        880 + 330
     );
     assert_totals_match_a_recount(store.as_ref()).await;
 }

@@ -119,7 +119,8 @@ impl Sqlite {
         // Its page cache is small on purpose: a B-tree split parks a page at the pending-byte
         // page number (1 GiB), so each commit's truncation walks the cache's whole hash table,
         // which grows with the cache (8 MiB against 64 MiB: 3-7% less CPU an enqueue, the same
-        // flush, a faster ingest; BENCHMARKS.md).
+        // flush, no slower ingest; BENCHMARKS.md). SQLite 3.46.0 comes with sqlx 0.8.6: check
+        // whether a newer one still walks the table before giving the writer more cache.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(

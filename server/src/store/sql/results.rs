@@ -193,7 +193,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         provider_batch_id: &str,
         updates: &[JobUpdate],
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Updated> {
         let mut tx = self.begin().await?;
         let mut deltas = Deltas::default();
         let mut changed: HashSet<String> = HashSet::with_capacity(updates.len());
@@ -305,16 +305,27 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             changed.insert(row.id.clone());
         }
 
-        // Cancelled in flight: the result is discarded, what it was billed counts, once.
+        // Cancelled in flight: the result is discarded, what it was billed counts, once. A
+        // job cancelled after its result was decided on `processing` is one too: the updates
+        // above skipped it, but the provider billed its result all the same.
         let mut rows = with_spend(&[key[0], key[1]]);
         let mut spends = HashMap::new();
+        let mut late = HashSet::new();
         for u in updates {
-            if let Transition::RecordSpend { spend } = &u.transition {
-                let mut row = vec![u.job_id.as_str().into(), u.expected_attempts.into()];
-                row.extend(spend_values(Some(spend)));
-                rows.push(row);
-                spends.insert(u.job_id.as_str(), spend);
-            }
+            let spend = match &u.transition {
+                Transition::RecordSpend { spend } => spend,
+                other => match other.spend() {
+                    Some(spend) if !changed.contains(&u.job_id) => {
+                        late.insert(u.job_id.as_str());
+                        spend
+                    }
+                    _ => continue,
+                },
+            };
+            let mut row = vec![u.job_id.as_str().into(), u.expected_attempts.into()];
+            row.extend(spend_values(Some(spend)));
+            rows.push(row);
+            spends.insert(u.job_id.as_str(), spend);
         }
         let set = Query::new(
             format!("{}, price_version = v.price_version", add_spend()),
@@ -324,8 +335,8 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             &mut tx,
             rows,
             set,
-            "jobs.status = 'cancelled' AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.job_id = jobs.id \
-             AND c.provider_batch_id = jobs.batch_id)",
+            "jobs.status = 'cancelled' AND jobs.cancel_requested AND NOT EXISTS (SELECT 1 FROM charges c \
+             WHERE c.job_id = jobs.id AND c.provider_batch_id = jobs.batch_id)",
             provider_batch_id,
         )
         .await?;
@@ -339,18 +350,24 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         }
         insert_charges::<E>(&mut tx, provider_batch_id, "discarded", &charges, now).await?;
 
-        let changed: Vec<&JobUpdate> = updates
-            .iter()
-            .filter(|u| changed.contains(&u.job_id))
-            .collect();
-        let events: Vec<_> = changed
-            .iter()
-            .map(|u| (u.job_id.as_str(), &u.event, now))
-            .collect();
+        let instead = Happened::ResultDiscarded {
+            batch: provider_batch_id.to_string(),
+        };
+        let mut updated = Updated::default();
+        let mut events = Vec::with_capacity(changed.len());
+        for u in updates.iter().filter(|u| changed.contains(&u.job_id)) {
+            if late.contains(u.job_id.as_str()) {
+                updated.discarded.push(u.job_id.clone());
+                events.push((u.job_id.as_str(), &instead, now));
+            } else {
+                updated.changed.push(u.job_id.clone());
+                events.push((u.job_id.as_str(), &u.event, now));
+            }
+        }
         insert_events::<E>(&mut tx, &events).await?;
         apply_totals::<E>(&mut tx, &deltas).await?;
         E::commit(tx).await?;
-        Ok(changed.into_iter().map(|u| u.job_id.clone()).collect())
+        Ok(updated)
     }
 
     async fn record_duplicate_charges(
