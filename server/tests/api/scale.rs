@@ -225,3 +225,60 @@ async fn totals_equal_a_recount_after_a_random_mix_of_changes() {
     assert_eq!(alice + bob, ids.len() as i64);
     assert!(stats["completed_jobs"].as_i64().unwrap() > 0, "{stats}");
 }
+
+/// A bulk body is read into a buffer sized from its `Content-Length`: past 32 MB it is a 413
+/// whether the length is announced or the body streamed without one (chunked), and a
+/// streamed body within the limit is read whole.
+#[tokio::test]
+async fn bulk_bodies_past_32_mb_are_refused_announced_or_streamed() {
+    let app = TestApp::start().await;
+    let over = format!(
+        "{{\"jobs\": [{{\"job_type\": \"risk_report\", \"payload\": {{\"note\": \"{}\"}}}}]}}",
+        "x".repeat(32 * 1024 * 1024)
+    );
+    let answer = app.alice.post_raw(BULK, over.clone()).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body["detail"].as_str().unwrap().contains("32 MB"),
+        "{}",
+        answer.body
+    );
+
+    let streamed = |text: String| {
+        let pieces: Vec<Result<String, std::io::Error>> = text
+            .into_bytes()
+            .chunks(64 * 1024)
+            .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+            .collect();
+        reqwest::Body::wrap_stream(futures::stream::iter(pieces))
+    };
+    let answer = app.alice.post_raw(BULK, streamed(over)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+
+    let jobs: Vec<Value> = (0..2000).map(|i| job(&format!("S{i}"))).collect();
+    let answer = app
+        .alice
+        .post_raw(BULK, streamed(json!({ "jobs": jobs }).to_string()))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["created"], 2000);
+    assert_eq!(total(&app).await, 2000);
+
+    let answer = app.alice.post_raw(BULK, streamed(" \n".into())).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+}
