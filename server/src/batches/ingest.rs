@@ -369,6 +369,10 @@ async fn write_chunk(
             let updated = store
                 .apply_updates(&remote.id, &updates, decided.now)
                 .await?;
+            if !updated.discarded.is_empty() {
+                tracing::info!(batch = %remote.id, jobs = updated.discarded.len(),
+                    "jobs cancelled while their results were written: results discarded, bills kept");
+            }
             report(read, &updated, &mut reports);
         }
     }
