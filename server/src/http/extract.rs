@@ -2,10 +2,10 @@
 
 use app::api::Caller;
 use app::api::validation::raw::json_invalid;
-use app::api::validation::{FieldError, MAX_BULK_BODY_BYTES};
+use app::api::validation::{FieldError, MAX_BODY_BYTES, MAX_BULK_BODY_BYTES};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{header, request::Parts};
 use serde_json::Value;
 
 use crate::access;
@@ -106,8 +106,8 @@ pub struct BulkBody {
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        match read_json(req, state).await? {
+    async fn from_request(req: Request, _: &S) -> Result<Self, Error> {
+        match read_json(req).await? {
             Some(value) => Ok(JsonBody(value)),
             None => Err(missing_body()),
         }
@@ -117,9 +117,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, Error> {
         Ok(OptionalJsonBody(
-            read_json(req, state)
+            read_json(req)
                 .await?
                 .unwrap_or_else(|| Value::Object(Default::default())),
         ))
@@ -129,8 +129,8 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
 impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        read_bytes(req, state)
+    async fn from_request(req: Request, _: &S) -> Result<Self, Error> {
+        read_body(req, MAX_BODY_BYTES)
             .await?
             .map(RawJsonBody)
             .ok_or_else(missing_body)
@@ -147,7 +147,9 @@ impl FromRequest<Ctx> for BulkBody {
             .acquire_owned()
             .await
             .map_err(|_| Error::BadInput("the server is stopping".into()))?;
-        let bytes = read_sized(req).await?.ok_or_else(missing_body)?;
+        let bytes = read_body(req, MAX_BULK_BODY_BYTES)
+            .await?
+            .ok_or_else(missing_body)?;
         Ok(BulkBody {
             bytes,
             _place: place,
@@ -155,11 +157,12 @@ impl FromRequest<Ctx> for BulkBody {
     }
 }
 
-/// Like `read_bytes`, into one buffer sized from `Content-Length` (no more than a bulk body
-/// may be), each piece freed once copied: collecting the pieces and then joining them holds
+/// The body, or `None` when it is blank, read into one buffer sized from `Content-Length`
+/// (believed up to `expected` bytes; the route's `DefaultBodyLimit` ends a longer body with
+/// a 413), each piece freed once copied: collecting the pieces and then joining them holds
 /// the body twice at the end, and an allocator that keeps freed pages a while (mimalloc)
-/// shows it in the peak. The route's `DefaultBodyLimit` still applies.
-async fn read_sized(req: Request) -> Result<Option<Bytes>, Error> {
+/// shows it in the peak of a 32 MB bulk body.
+async fn read_body(req: Request, expected: usize) -> Result<Option<Bytes>, Error> {
     use axum::RequestExt;
     use http_body_util::BodyExt;
     let announced = req
@@ -167,7 +170,7 @@ async fn read_sized(req: Request) -> Result<Option<Bytes>, Error> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(0)
-        .min(MAX_BULK_BODY_BYTES);
+        .min(expected);
     let mut body = req.into_limited_body();
     let mut buffer = bytes::BytesMut::with_capacity(announced);
     while let Some(frame) = body.frame().await {
@@ -191,25 +194,13 @@ fn missing_body() -> Error {
     Error::Validation(vec![FieldError::missing(vec!["body".into()], Value::Null)])
 }
 
-/// The body, or `None` when it is empty (whitespace only).
-async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Bytes>, Error> {
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::BodyTooLarge
-        } else {
-            Error::BadInput(rejection.body_text())
-        }
-    })?;
-    Ok(non_blank(bytes))
-}
-
 /// `None` for a body of whitespace only: to the validators, a missing body.
 fn non_blank(bytes: Bytes) -> Option<Bytes> {
     (!bytes.iter().all(u8::is_ascii_whitespace)).then_some(bytes)
 }
 
-async fn read_json<S: Send + Sync>(req: Request, state: &S) -> Result<Option<Value>, Error> {
-    let Some(bytes) = read_bytes(req, state).await? else {
+async fn read_json(req: Request) -> Result<Option<Value>, Error> {
+    let Some(bytes) = read_body(req, MAX_BODY_BYTES).await? else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)

@@ -496,28 +496,17 @@ async fn cancel_before_write(side: Side) {
     assert_eq!(status, 200, "{answer}");
     let batch = answer["batch_id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    // The poll reads and decides at once, then waits three seconds before it writes.
-    let poll = {
-        let (url, token) = (service.url.clone(), service.token.clone());
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{url}/api/v1/batch/internal/poll"))
-                .bearer_auth(token)
-                .json(&json!({ "batch_id": batch }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+    // The poll reads and decides at once, then waits three seconds before it writes; the
+    // cancel lands a second into that wait.
+    let poll = service.post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }));
+    let cancel = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let path = format!("/api/v1/batch/jobs/{}/cancel", ids[0]);
+        service.post(&path, json!({})).await
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (status, cancelled) = service
-        .post(&format!("/api/v1/batch/jobs/{}/cancel", ids[0]), json!({}))
-        .await;
+    let ((poll_status, polled), (status, cancelled)) = tokio::join!(poll, cancel);
     assert_eq!(status, 200, "{cancelled}");
-    let polled = poll.await.unwrap();
+    assert_eq!(poll_status, 200, "{polled}");
     assert_eq!(polled["jobs_processed"], 3, "{polled}");
     let report = polled["results"]
         .as_array()
