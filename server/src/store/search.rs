@@ -7,7 +7,8 @@
 //! both fast (`sql::jobs`, `Plan`): first the search is tested on the newest
 //! `SEARCH_WINDOW` jobs that pass the other filters; when that finds a full page it is the
 //! page (every match outside the window is older than all of it). A word too rare to fill a
-//! page there has few matches: the word index finds them all and they are sorted. Only a word
+//! page there has few matches: the word index finds them all and they are sorted, and that
+//! read counts them too (no second read of the index for the list's count). Only a word
 //! common long ago and rare since costs a sort of many.
 
 /// Counting a search's matches stops past this many; a list then says its count is capped.

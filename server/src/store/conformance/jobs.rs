@@ -441,12 +441,17 @@ pub async fn a_search_pages_common_and_rare_words_exactly(store: Arc<impl Store>
                 .await
                 .unwrap();
             assert_eq!(ids(&by_offset), want(100), "{text}, by offset");
+            assert_eq!(
+                by_offset.total_count, first.total_count,
+                "{text}, by offset"
+            );
             if let Some(cursor) = first.next_cursor {
                 let next = store
                     .list_jobs(visibility, &query(0, Some(cursor)))
                     .await
                     .unwrap();
                 assert_eq!(ids(&next), want(50), "{text}, by cursor");
+                assert_eq!(next.total_count, first.total_count, "{text}, by cursor");
             }
         }
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
-    ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
+    PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
 };
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility,
@@ -133,7 +133,8 @@ enum Plan {
     /// The search tested on the newest `SEARCH_WINDOW` jobs that pass the other filters: the
     /// page, when it finds a full one (a common word), since every older match comes later.
     Recent,
-    /// Every match found by the word index, then sorted: a rare word.
+    /// Every match found by the word index, then sorted: a rare word. Its first pages count
+    /// the matches too, so the word index is not read again for the count.
     Sorted,
 }
 
@@ -187,8 +188,14 @@ fn page_query<'a, E: Engine>(
                 E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
             }
             push_cursor(&mut query, filter);
+            // Past a cursor `matching` holds only the older matches: no count of all of them.
+            let matched = match filter.cursor {
+                None => "(SELECT COUNT(*) FROM matching)",
+                Some(_) => "CAST(NULL AS BIGINT)",
+            };
             query.push(&format!(
-                ") SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE j.id IN (SELECT id FROM matching)"
+                ") SELECT {JOB_SUMMARY_COLUMNS}, {matched} AS matched{JOB_FROM} \
+                 WHERE j.id IN (SELECT id FROM matching)"
             ));
             query
         }
@@ -335,13 +342,24 @@ impl<E: Engine> JobStore for SqlStore<E> {
             &[Plan::Recent, Plan::Sorted]
         };
         let mut jobs = Vec::new();
+        // What the sorted plan counted: every match, when it read from the first (an empty
+        // first page counts none).
+        let mut matched = None;
         for &plan in plans {
-            jobs = self
+            let rows = self
                 .engine
-                .read::<JobRow>(page_query::<E>(visibility, filter, &words, plan))
-                .await?
+                .read::<PageRow>(page_query::<E>(visibility, filter, &words, plan))
+                .await?;
+            matched = match rows.first() {
+                Some(row) => row.matched,
+                None if plan == Plan::Sorted && filter.cursor.is_none() && filter.offset == 0 => {
+                    Some(0)
+                }
+                None => None,
+            };
+            jobs = rows
                 .into_iter()
-                .map(JobRecord::try_from)
+                .map(|row| JobRecord::try_from(row.job))
                 .collect::<StoreResult<Vec<_>>>()?;
             if jobs.len() as i64 >= filter.limit {
                 break;
@@ -349,7 +367,9 @@ impl<E: Engine> JobStore for SqlStore<E> {
         }
 
         let totals = self.totals(visibility).await?;
-        let (total_count, total_count_capped) = if filter.matches_text() {
+        let (total_count, total_count_capped) = if let Some(matched) = matched {
+            capped_count(matched)
+        } else if filter.matches_text() {
             let mut conditions = Query::default();
             let drive = if filter.search.is_some() {
                 Drive::Matches

@@ -197,6 +197,16 @@ pub(super) struct JobRow {
     subject: Option<String>,
 }
 
+/// A job of a list's page, and how many jobs match the search in all when the statement
+/// counted them on the way (`Plan::Sorted` in `sql::jobs`).
+#[derive(FromRow)]
+pub(super) struct PageRow {
+    #[sqlx(flatten)]
+    pub job: JobRow,
+    #[sqlx(default)]
+    pub matched: Option<i64>,
+}
+
 impl TryFrom<JobRow> for JobRecord {
     type Error = StoreError;
     fn try_from(row: JobRow) -> StoreResult<Self> {
