@@ -192,7 +192,7 @@ async fn finish(
                 .into_iter()
                 .map(|(s, d)| (s.id.clone(), d.report))
                 .collect();
-            report(&mut read, &updated, &mut reports);
+            report(&mut read, &remote.id, &updated, &mut reports);
         }
     }
     let counts = serde_json::to_value(remote.request_counts).unwrap_or_default();
@@ -369,11 +369,7 @@ async fn write_chunk(
             let updated = store
                 .apply_updates(&remote.id, &updates, decided.now)
                 .await?;
-            if !updated.discarded.is_empty() {
-                tracing::info!(batch = %remote.id, jobs = updated.discarded.len(),
-                    "jobs cancelled while their results were written: results discarded, bills kept");
-            }
-            report(read, &updated, &mut reports);
+            report(read, &remote.id, &updated, &mut reports);
         }
     }
     Ok(())
@@ -381,7 +377,16 @@ async fn write_chunk(
 
 /// Counts what changed and adds its reports, up to the cap of the poll's answer. A job
 /// cancelled after its result was decided is reported as discarded.
-fn report(read: &mut Read, updated: &Updated, reports: &mut HashMap<String, PollResult>) {
+fn report(
+    read: &mut Read,
+    provider_batch: &str,
+    updated: &Updated,
+    reports: &mut HashMap<String, PollResult>,
+) {
+    if !updated.discarded.is_empty() {
+        tracing::info!(batch = %provider_batch, jobs = updated.discarded.len(),
+            "jobs cancelled while their results were written: results discarded, bills kept");
+    }
     read.processed += (updated.changed.len() + updated.discarded.len()) as i64;
     let changed = updated.changed.iter().map(|id| (id, false));
     let discarded_ids = updated.discarded.iter().map(|id| (id, true));

@@ -250,10 +250,10 @@ async fn bulk_bodies_past_32_mb_are_refused_announced_or_streamed() {
     );
 
     let streamed = |text: String| {
-        let pieces: Vec<Result<String, std::io::Error>> = text
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = text
             .into_bytes()
             .chunks(64 * 1024)
-            .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+            .map(|c| Ok(c.to_vec()))
             .collect();
         reqwest::Body::wrap_stream(futures::stream::iter(pieces))
     };
