@@ -12,10 +12,18 @@ use leptos_router::{
     components::{Redirect, Route, Router, Routes},
 };
 
+pub use pages::{SIGN_IN_PATH, SignInRefusal};
+
+/// Pages that work as plain HTML: they load no WASM, so they are usable at first paint on any
+/// link (the sign-in page is a form; the WASM comes with the first page that needs it).
+#[cfg(feature = "ssr")]
+const PLAIN_PAGES: &[&str] = &[SIGN_IN_PATH];
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     send_content_security_policy();
+    let plain = is_plain_page();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -25,14 +33,28 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
                 <AutoReload options=options.clone() />
                 <HashedStylesheet options=options.clone() id="leptos" />
-                <HydrationScripts options />
+                {(!plain).then(|| view! { <HydrationScripts options /> })}
                 <MetaTags />
             </head>
-            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased">
+            // A plain page is as interactive now as it will be: tests wait for this marker.
+            <body
+                class="min-h-screen bg-slate-50 text-slate-900 antialiased"
+                data-hydrated=plain.then_some("true")
+            >
                 <App />
             </body>
         </html>
     }
+}
+
+/// Whether the page being rendered is one of [`PLAIN_PAGES`] (the shell renders only on the
+/// server).
+fn is_plain_page() -> bool {
+    #[cfg(feature = "ssr")]
+    return use_context::<http::request::Parts>()
+        .is_some_and(|request| PLAIN_PAGES.contains(&request.uri.path()));
+    #[cfg(not(feature = "ssr"))]
+    false
 }
 
 /// Only our own scripts run: the hydration script carries this render's nonce (leptos_axum

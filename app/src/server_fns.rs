@@ -43,14 +43,6 @@ mod ssr {
         Ok(caller)
     }
 
-    /// Where the request came from, when the server knows.
-    pub async fn client_address() -> Option<std::net::IpAddr> {
-        leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .await
-            .ok()
-            .map(|info| info.0.ip())
-    }
-
     pub fn set_cookie(value: &str) {
         let response = expect_context::<leptos_axum::ResponseOptions>();
         if let Ok(value) = http::HeaderValue::from_str(value) {
@@ -66,20 +58,6 @@ mod ssr {
 #[server(endpoint = "current_session")]
 pub async fn current_session() -> Result<Visitor, ServerFnError> {
     ssr::visitor().await
-}
-
-/// Signs in and goes to the jobs page, or answers why not (a refusal is an answer, not a failure).
-#[server(endpoint = "sign_in")]
-pub async fn sign_in(token: String) -> Result<Option<String>, ServerFnError> {
-    let address = ssr::client_address().await;
-    match ssr::backend()?.sign_in(token.trim(), address).await {
-        Ok(cookie) => {
-            ssr::set_cookie(&cookie);
-            leptos_axum::redirect("/jobs");
-            Ok(None)
-        }
-        Err(refusal) => Ok(Some(refusal)),
-    }
 }
 
 #[server(endpoint = "sign_out")]

@@ -9,7 +9,7 @@ use app::api::validation::{
     parse_retry, parse_share_context,
 };
 use app::api::*;
-use app::{App, shell};
+use app::{App, SignInRefusal, shell};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -36,6 +36,12 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
         .route("/live", axum::routing::get(live_changes))
         .with_state(ctx.clone());
     let backend: BackendHandle = Arc::new(WebBackend { ctx });
+    let sign_in = Router::new()
+        .route(app::SIGN_IN_PATH, axum::routing::post(sign_in_form))
+        .with_state(SignInPage {
+            backend: backend.clone(),
+            options: options.clone(),
+        });
     Router::new()
         .leptos_routes_with_context(
             &options,
@@ -61,6 +67,7 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
         )
         .with_state(options)
         .merge(exports)
+        .merge(sign_in)
         // Pages and server function answers gzipped for browsers that take it (what is
         // compressed already, the precompressed site files, and live event streams pass as
         // they are).
@@ -130,8 +137,60 @@ async fn bounded_body(request: Request, next: Next) -> Response {
     }
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
-        Err(_) => Error::BodyTooLarge.into_response(),
+        Err(e) => crate::http::unread_body(e).into_response(),
     }
+}
+
+/// What the sign-in form's answer needs: the use cases, and the site to render the page again.
+#[derive(Clone)]
+struct SignInPage {
+    backend: BackendHandle,
+    options: LeptosOptions,
+}
+
+#[derive(serde::Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// The sign-in page's form, posted by the browser itself (the page loads no WASM): a session
+/// cookie and on to the jobs page, or the same page again saying why not. Failed attempts count
+/// against the client's address as on every other way in.
+async fn sign_in_form(
+    axum::extract::State(page): axum::extract::State<SignInPage>,
+    request: Request,
+) -> Response {
+    use axum::extract::FromRequest;
+    let (parts, body) = request.into_parts();
+    let address = crate::http::client_address(&parts);
+    let token =
+        axum::Form::<SignInForm>::from_request(Request::from_parts(parts.clone(), body), &())
+            .await
+            .map(|axum::Form(form)| form.token)
+            .unwrap_or_default();
+    let refusal = match page.backend.sign_in(token.trim(), address).await {
+        Ok(cookie) => {
+            return (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, "/jobs".to_string()),
+                    (header::SET_COOKIE, cookie),
+                ],
+            )
+                .into_response();
+        }
+        Err(refusal) => SignInRefusal(refusal),
+    };
+    let SignInPage { backend, options } = page;
+    let render = leptos_axum::render_app_to_stream_with_context(
+        move || {
+            provide_context(backend.clone());
+            provide_context(refusal.clone());
+        },
+        move || shell(options.clone()),
+    );
+    render(Request::from_parts(parts, axum::body::Body::empty())).await
 }
 
 struct WebBackend {

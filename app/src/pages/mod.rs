@@ -18,4 +18,4 @@ pub use jobs::Jobs;
 pub use new_job::NewJob;
 pub use not_found::NotFound;
 pub use savings::Savings;
-pub use sign_in::SignIn;
+pub use sign_in::{SIGN_IN_PATH, SignIn, SignInRefusal};

@@ -1,18 +1,20 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::explain;
-use crate::server_fns::SignIn as SignInAction;
+/// Where the sign-in form posts (the page's own path): the server answers with an HttpOnly
+/// session cookie and the jobs page, or this page again with [`SignInRefusal`].
+pub const SIGN_IN_PATH: &str = "/sign-in";
 
-/// Sign in with a bearer token; the server answers with an HttpOnly session cookie.
+/// Why a posted sign-in was refused, for the page the server renders in answer.
+#[derive(Clone, Debug)]
+pub struct SignInRefusal(pub String);
+
+/// Sign in with a bearer token. A form and a notice are all the page has, so it is plain HTML
+/// and loads no WASM (`app::shell`): it works the moment it is shown, script or not.
 #[component]
 pub fn SignIn() -> impl IntoView {
-    let sign_in = ServerAction::<SignInAction>::new();
     let ended = use_query_map().with_untracked(|q| q.get("ended").is_some());
-    let error = move || match sign_in.value().get()? {
-        Ok(refusal) => refusal,
-        Err(e) => Some(explain(&e)),
-    };
+    let refusal = use_context::<SignInRefusal>().map(|SignInRefusal(why)| why);
     view! {
         <main class="mx-auto flex min-h-screen max-w-md flex-col justify-center px-4">
             <h1 class="text-2xl font-semibold tracking-tight">
@@ -26,7 +28,7 @@ pub fn SignIn() -> impl IntoView {
                     "Your session has ended: it expired, or its access token was revoked. Sign in again with a valid token."
                 </p>
             })}
-            <ActionForm action=sign_in attr:class="mt-8 space-y-4 rounded-lg border border-slate-200 bg-white p-6 shadow-sm">
+            <form method="post" action=SIGN_IN_PATH class="mt-8 space-y-4 rounded-lg border border-slate-200 bg-white p-6 shadow-sm">
                 <label class="block text-sm font-medium text-slate-700" for="token">"Access token"</label>
                 <input
                     id="token"
@@ -40,17 +42,16 @@ pub fn SignIn() -> impl IntoView {
                 <p class="text-xs text-slate-600">
                     "Ask an admin for a token: they make them on the Access page. Programs use the same token with the REST API."
                 </p>
-                <Show when=move || error().is_some()>
-                    <p role="alert" class="rounded bg-rose-50 px-3 py-2 text-sm text-rose-700">{error}</p>
-                </Show>
+                {refusal.map(|why| view! {
+                    <p role="alert" class="rounded bg-rose-50 px-3 py-2 text-sm text-rose-700">{why}</p>
+                })}
                 <button
                     type="submit"
-                    class="w-full rounded bg-emerald-700 px-3 py-2 font-medium text-white hover:bg-emerald-800 disabled:opacity-60"
-                    disabled=move || sign_in.pending().get()
+                    class="w-full rounded bg-emerald-700 px-3 py-2 font-medium text-white hover:bg-emerald-800"
                 >
-                    {move || if sign_in.pending().get() { "Signing in…" } else { "Sign in" }}
+                    "Sign in"
                 </button>
-            </ActionForm>
+            </form>
         </main>
     }
 }

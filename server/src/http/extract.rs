@@ -174,20 +174,24 @@ async fn read_body(req: Request, expected: usize) -> Result<Option<Bytes>, Error
     let mut body = req.into_limited_body();
     let mut buffer = bytes::BytesMut::with_capacity(announced);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Error::BodyTooLarge
-            } else {
-                Error::BadInput(format!("the request body could not be read: {e}"))
-            }
-        })?;
+        let frame = frame.map_err(unread_body)?;
         if let Ok(data) = frame.into_data() {
             buffer.extend_from_slice(&data);
         }
     }
     Ok(non_blank(buffer.freeze()))
+}
+
+/// Why a body could not be read: past its limit (a 413), or the client's doing (a dropped
+/// connection, a broken chunk).
+pub fn unread_body(e: axum::Error) -> Error {
+    let too_large =
+        std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+    if too_large {
+        Error::BodyTooLarge
+    } else {
+        Error::BadInput(format!("the request body could not be read: {e}"))
+    }
 }
 
 fn missing_body() -> Error {

@@ -5,7 +5,7 @@ mod contexts;
 mod error;
 
 pub use error::panicked;
-pub(crate) use extract::QueryPairs;
+pub(crate) use extract::{QueryPairs, client_address, unread_body};
 pub(crate) use jobs::csv_download;
 mod extract;
 mod internal;

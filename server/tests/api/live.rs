@@ -15,9 +15,12 @@ async fn a_job_enqueued_through_one_instance_is_told_to_a_page_open_on_another()
     let a = Service::start(&db, &provider, &[]).await;
     let b = Service::start(&db, &provider, &[]).await;
     let http = reqwest::Client::new();
-    // Signed in on instance b, as a person would.
-    let signed_in = http
-        .post(format!("{}/api/sign_in", b.url))
+    // Signed in on instance b, as a person would (the cookie comes with the redirect).
+    let signed_in = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}{}", b.url, app::SIGN_IN_PATH))
         .form(&[("token", db.admin.as_str())])
         .send()
         .await

@@ -57,9 +57,16 @@ async fn the_sign_in_page_renders_and_jobs_needs_a_session() {
     let page = app.anonymous.get("/sign-in").await;
     assert_eq!(page.status, StatusCode::OK);
     let html = page.body.as_str().unwrap();
+    // A plain page: the form and nothing to hydrate, so ready as it arrives.
     assert!(
-        html.contains("Access token") && html.contains("/pkg/ai-batch.js"),
+        html.contains("Access token")
+            && html.contains(r#"<form method="post" action="/sign-in""#)
+            && html.contains(r#"data-hydrated="true""#),
         "{html}"
+    );
+    assert!(
+        !html.contains(".wasm") && !html.contains("/pkg/ai-batch.js"),
+        "the sign-in page loads no WASM: {html}"
     );
 
     // A browser asking for the page is sent to sign in.
@@ -199,4 +206,96 @@ async fn site_files_are_sent_compressed_and_cached_by_their_names() {
         header(&missing, "cache-control").as_deref(),
         Some("no-cache")
     );
+}
+
+/// Posts the sign-in form as a browser does, without following the answer's redirect.
+async fn post_sign_in(
+    app: &TestApp,
+    headers: &[(&str, &str)],
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = http.post(format!("{}/sign-in", app.url)).form(form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_sign_in_form_opens_a_session_or_says_why_not() {
+    let app = TestApp::start().await;
+    // A good token: a session cookie the page's script cannot read, and on to the jobs.
+    let signed_in = post_sign_in(&app, &[], &[("token", app.alice.token())]).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.headers()["location"], "/jobs");
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("aib_session=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let jobs = reqwest::Client::new()
+        .get(format!("{}/jobs", app.url))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jobs.status(), StatusCode::OK);
+    assert!(jobs.text().await.unwrap().contains("alice"));
+
+    // A bad token, none, strange bytes, or a good token in a body that is not a form: the
+    // page again, saying why, and no cookie.
+    let as_json = reqwest::Client::new()
+        .post(format!("{}/sign-in", app.url))
+        .json(&json!({"token": app.alice.token()}))
+        .send()
+        .await
+        .unwrap();
+    let mut answers = vec![as_json];
+    for form in [
+        vec![("token", "aib_nope_nope")],
+        vec![],
+        vec![("token", "é\u{0}\"=<script>")],
+    ] {
+        answers.push(post_sign_in(&app, &[], &form).await);
+    }
+    for refused in answers {
+        assert_eq!(refused.status(), StatusCode::OK);
+        assert!(refused.headers().get("set-cookie").is_none());
+        let html = refused.text().await.unwrap();
+        assert!(
+            html.contains(r#"role="alert""#) && html.contains("That token is not valid"),
+            "{html}"
+        );
+        assert!(
+            !html.contains(".wasm") && !html.contains("<script>"),
+            "{html}"
+        );
+    }
+
+    // Another site cannot sign a visitor in to an account of its choosing.
+    let cross_site = post_sign_in(
+        &app,
+        &[("sec-fetch-site", "cross-site")],
+        &[("token", app.alice.token())],
+    )
+    .await;
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    assert!(cross_site.headers().get("set-cookie").is_none());
+    let other_origin = post_sign_in(
+        &app,
+        &[("origin", "http://evil.example")],
+        &[("token", app.alice.token())],
+    )
+    .await;
+    assert_eq!(other_origin.status(), StatusCode::FORBIDDEN);
+
+    // A token the size of a book is refused before it is read.
+    let huge = "a".repeat(2 << 20);
+    let too_large = post_sign_in(&app, &[], &[("token", huge.as_str())]).await;
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
