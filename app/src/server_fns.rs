@@ -65,7 +65,7 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     let parts: http::request::Parts = leptos_axum::extract().await?;
     let cookie = ssr::backend()?.sign_out(&parts.headers).await;
     ssr::set_cookie(&cookie);
-    leptos_axum::redirect("/sign-in");
+    leptos_axum::redirect(crate::SIGN_IN_PATH);
     Ok(())
 }
 

@@ -2,6 +2,7 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 
 use super::{Layout, explain};
+use crate::SIGN_IN_PATH;
 use crate::api::{Session, Visitor};
 use crate::server_fns::current_session;
 
@@ -33,8 +34,8 @@ where
                         }
                         Ok(Visitor::SignedIn(s)) => view! { <Layout session=s.clone()>{page(s)}</Layout> }.into_any(),
                         // The sign-in page says why you are there.
-                        Ok(Visitor::Ended) => view! { <Redirect path="/sign-in?ended=1" /> }.into_any(),
-                        Ok(Visitor::Anonymous) => view! { <Redirect path="/sign-in" /> }.into_any(),
+                        Ok(Visitor::Ended) => view! { <Redirect path=format!("{SIGN_IN_PATH}?ended=1") /> }.into_any(),
+                        Ok(Visitor::Anonymous) => view! { <Redirect path=SIGN_IN_PATH /> }.into_any(),
                         Err(e) => view! { <p role="alert" class="p-6 text-rose-700">{explain(&e)}</p> }.into_any(),
                     }
                 })
