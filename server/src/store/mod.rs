@@ -26,7 +26,9 @@ pub use budgets::*;
 pub use contexts::*;
 pub use group_commit::{GroupCommit, MAX_GROUP};
 pub use results::*;
-pub use search::{SEARCH_COUNT_CAP, SEARCH_WINDOW, capped_count, contains_pattern, search_words};
+pub use search::{
+    MOST_WORDS_BEGUN, SEARCH_COUNT_CAP, SEARCH_WINDOW, capped_count, contains_pattern, search_words,
+};
 pub use sql::SqlStore;
 pub use totals::{Amounts, Bill, Cell, Counted, Deltas, TotalsRow};
 pub use webhooks::*;

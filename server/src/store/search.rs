@@ -2,6 +2,9 @@
 //! job with that idempotency key, the jobs of the batch with that id, or jobs whose payload holds every word of the search, each
 //! as a word or the start of one, case-insensitively ("nvd" finds NVDA, "vda" does not).
 //! Each store indexes the payload's words (SQLite FTS5, PostgreSQL a `tsvector` GIN index).
+//! PostgreSQL also keeps a vocabulary of every word the jobs carry and reads a search word as
+//! the words it begins, each looked up exactly: GIN answers a prefix with a bitmap of every
+//! match, which a common word's capped count paid in full (migration 14).
 //!
 //! A page of a search is read in one of two ways, so that a common word and a rare one are
 //! both fast (`sql::jobs`, `Plan`): first the search is tested on the newest
@@ -18,6 +21,45 @@ pub const SEARCH_COUNT_CAP: i64 = 10_000;
 pub const SEARCH_WINDOW: i64 = 4_000;
 /// Words of a search used; more only slow the index down.
 const MOST_WORDS: usize = 8;
+
+/// A search word beginning more of the vocabulary's words than this is looked up as a prefix.
+pub const MOST_WORDS_BEGUN: usize = 64;
+
+/// What a search word stands for in the vocabulary (PostgreSQL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WordsBegun {
+    /// The words it begins, itself included when a job carries it.
+    Words(Vec<String>),
+    /// Too many to list: the word as a prefix.
+    Prefix(String),
+}
+
+impl WordsBegun {
+    /// From the words (in order) a vocabulary read found beginning with `word`, at most one
+    /// past [`MOST_WORDS_BEGUN`]; `None` when it begins none, so no job matches it.
+    pub fn of(word: &str, found: Vec<String>) -> Option<Self> {
+        match found.len() {
+            0 => None,
+            n if n > MOST_WORDS_BEGUN => Some(Self::Prefix(word.to_string())),
+            _ => Some(Self::Words(found)),
+        }
+    }
+}
+
+/// The least string after every string that begins with `word`, in byte order (which is code
+/// point order in UTF-8): its last character's successor. `None` when no character follows.
+pub fn prefix_end(word: &str) -> Option<String> {
+    let mut chars: Vec<char> = word.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next code point that is a character (surrogates are not).
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
 
 /// The words of a search: runs of letters and digits, lower-cased (the stores' tokenizers
 /// split the payload the same way).
@@ -58,6 +100,35 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_prefix_ends_at_its_last_characters_successor() {
+        assert_eq!(prefix_end("nvda").as_deref(), Some("nvdb"));
+        assert_eq!(prefix_end("z9").as_deref(), Some("z:"));
+        assert_eq!(prefix_end("soci\u{e9}").as_deref(), Some("soci\u{ea}"));
+        assert_eq!(prefix_end("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(prefix_end("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10ffff}"), None);
+        assert_eq!(prefix_end(""), None);
+    }
+
+    #[test]
+    fn a_word_beginning_too_many_words_is_a_prefix() {
+        let found = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>();
+        assert_eq!(WordsBegun::of("w", found(0)), None);
+        assert_eq!(
+            WordsBegun::of("w", found(2)),
+            Some(WordsBegun::Words(found(2)))
+        );
+        assert_eq!(
+            WordsBegun::of("w", found(MOST_WORDS_BEGUN)),
+            Some(WordsBegun::Words(found(MOST_WORDS_BEGUN)))
+        );
+        assert_eq!(
+            WordsBegun::of("w", found(MOST_WORDS_BEGUN + 1)),
+            Some(WordsBegun::Prefix("w".into()))
+        );
+    }
 
     #[test]
     fn words_are_runs_of_letters_and_digits() {

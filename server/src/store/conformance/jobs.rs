@@ -457,6 +457,94 @@ pub async fn a_search_pages_common_and_rare_words_exactly(store: Arc<impl Store>
     }
 }
 
+/// A search word finds every word it begins, however many (PostgreSQL reads a word that
+/// begins more than `MOST_WORDS_BEGUN` of its vocabulary as a prefix, fewer as those words).
+pub async fn a_search_word_finds_every_word_it_begins(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let words = MOST_WORDS_BEGUN + 36;
+    let jobs: Vec<NewJob> = (0..words)
+        .map(|i| {
+            let mut job = new_job(&format!("w{i}"), &a, i as i64, None);
+            job.payload = json!({"note": format!("Tick{i} q{}", i % 2)}).to_string();
+            job
+        })
+        .collect();
+    store.insert_jobs(jobs, KeyConflicts::Answer).await.unwrap();
+    let count = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = app::api::ListQuery {
+                search: Some(text.into()),
+                limit: 200,
+                ..app::api::ListQuery::default()
+            };
+            let page = store.list_jobs(&Visibility::All, &query).await.unwrap();
+            assert_eq!(page.jobs.len() as i64, page.total_count, "{text}");
+            page.total_count
+        }
+    };
+    assert_eq!(count("tick").await, words as i64, "more words than listed");
+    assert_eq!(count("TICK5").await, 11, "tick5 and tick50 to tick59");
+    assert_eq!(count("tick99").await, 1, "a word and the start of none");
+    assert_eq!(count("tick100").await, 0, "the start of no word");
+    assert_eq!(count("tick1 q1").await, 6, "tick1, 11, 13, 15, 17, 19");
+    assert_eq!(
+        count("tick q0").await,
+        words as i64 / 2,
+        "a prefix and a word"
+    );
+    assert_eq!(count("ick").await, 0, "not the middle of a word");
+    assert_eq!(count("w7").await, 1, "no word, but a job's id");
+}
+
+/// Enqueues running at once that carry the same new words all land and are all found: adding
+/// words to PostgreSQL's vocabulary never deadlocks. Each task's jobs carry every one of 300
+/// new words, three a job, from the task's own place around the ring: taken in the jobs'
+/// order, two tasks would each hold words the other waits for.
+pub async fn concurrent_inserts_of_the_same_new_words_all_land(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let (tasks, per_task) = (8, 100);
+    let ring = per_task * 3;
+    let inserts: Vec<_> = (0..tasks)
+        .map(|task| {
+            let store = store.clone();
+            let jobs: Vec<NewJob> = (0..per_task)
+                .map(|i| {
+                    let words: Vec<String> = (0..3)
+                        .map(|k| {
+                            format!(
+                                "fresh{}",
+                                (task * (per_task / tasks) * 3 + i * 3 + k) % ring
+                            )
+                        })
+                        .collect();
+                    let mut job = new_job(&format!("f{task}-{i}"), &a, i as i64, None);
+                    job.payload = json!({"note": words.join(" ")}).to_string();
+                    job
+                })
+                .collect();
+            tokio::spawn(async move { store.insert_jobs(jobs, KeyConflicts::Answer).await })
+        })
+        .collect();
+    for insert in inserts {
+        insert.await.unwrap().expect("every enqueue commits");
+    }
+    for (words, matches) in [
+        ("FRESH", tasks * per_task),
+        ("fresh299", tasks),
+        ("fresh0 fresh1", tasks),
+        ("fresh0 fresh3", 0),
+    ] {
+        let query = app::api::ListQuery {
+            search: Some(words.into()),
+            limit: 1,
+            ..app::api::ListQuery::default()
+        };
+        let page = store.list_jobs(&Visibility::All, &query).await.unwrap();
+        assert_eq!(page.total_count, matches as i64, "{words}");
+    }
+}
+
 pub async fn events_are_kept_in_order_with_their_details(store: Arc<impl Store>) {
     let ids = ["e1", "e2"];
     submitted_batch(store.as_ref(), "b", "msgbatch_e", &ids).await;

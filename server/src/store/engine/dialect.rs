@@ -2,6 +2,7 @@
 //! statements (`store::sql`) asks of its engine. Everything else is written once.
 
 use super::Query;
+use crate::store::search::WordsBegun;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -13,6 +14,12 @@ impl Dialect {
     /// Whether writers run concurrently and must lock the rows they decide on (PostgreSQL);
     /// on SQLite one writer at a time is the lock.
     pub const fn locks_rows(self) -> bool {
+        matches!(self, Self::Postgres)
+    }
+
+    /// Whether the store keeps a vocabulary of the jobs' words (`search_words`, PostgreSQL):
+    /// SQLite's word index reads a prefix as fast as a word.
+    pub const fn keeps_vocabulary(self) -> bool {
         matches!(self, Self::Postgres)
     }
 
@@ -103,8 +110,6 @@ impl Dialect {
         }
     }
 
-    /// Appends ` AND <jobs j matching the search>`: its id, its idempotency key, or every word
-    /// as the start of a word of its payload (`store::search`).
     /// SQL for a job's subject from its JSON payload `payload` (a column or an alias): the
     /// first of [`app::api::SUBJECT_FIELDS`] present, as text, cut to its length.
     pub fn payload_subject(self, payload: &str) -> String {
@@ -126,13 +131,13 @@ impl Dialect {
     }
 
     /// Appends ` AND <job j matches the search>`: its id, its idempotency key, its batch's id,
-    /// or every word as the start of a word of its payload (`store::search`). Within
-    /// `Recent`, the word test is of the jobs of the `recent` window only.
+    /// or `words` (`store::search`; `None` when no job's words can match). Within `Recent`,
+    /// the word test is of the jobs of the `recent` window only.
     pub fn push_search<'a>(
         self,
         query: &mut Query<'a>,
         text: &'a str,
-        words: &[String],
+        words: Option<&'a WordMatch>,
         scope: SearchScope,
     ) {
         match self {
@@ -140,10 +145,10 @@ impl Dialect {
                 // One set of rowids from four indexes; an OR of them would scan every job.
                 query.push(" AND j.rowid IN (");
                 push_sqlite_named_by(query, text);
-                if !words.is_empty() {
+                if let Some(words) = words {
                     query
                         .push(" UNION ALL SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
-                        .bind(fts_prefixes(words));
+                        .bind(words.0.as_str());
                     if scope == SearchScope::Recent {
                         // The window's rowids and a little more: the index reads only those.
                         query.push(" AND rowid >= (SELECT min(r) FROM recent)");
@@ -159,13 +164,13 @@ impl Dialect {
                     .bind(text)
                     .push(" OR j.batch_id = ")
                     .bind(text);
-                if !words.is_empty() {
+                if let Some(words) = words {
                     // Within the window (`j` is then `recent`), the stored words of each of
                     // its jobs, never the GIN index, which would find every match first.
                     query
-                        .push(" OR j.payload_words @@ to_tsquery('simple', ")
-                        .bind(tsquery_prefixes(words))
-                        .push(")");
+                        .push(" OR j.payload_words @@ CAST(")
+                        .bind(words.0.as_str())
+                        .push(" AS tsquery)");
                 }
                 query.push(")");
             }
@@ -196,30 +201,29 @@ impl Dialect {
     pub fn count_search<'a>(
         self,
         text: &'a str,
-        words: &[String],
+        words: Option<&'a WordMatch>,
         conditions: Query<'a>,
         cap: i64,
     ) -> Query<'a> {
-        if self == Self::Postgres || words.is_empty() {
+        let (Self::Sqlite, Some(words)) = (self, words) else {
             let mut count =
                 Query::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1", []);
             count.append(conditions);
             self.push_search(&mut count, text, words, SearchScope::Everywhere);
             count.push(" LIMIT ").bind(cap).push(") matching");
             return count;
-        }
+        };
         // SQLite: the word matches counted from the full-text index in its own order (a set
         // of every match first would cost as much as they are many), plus the jobs found by
         // id, key or batch that are not among them.
         // With no other filter the index alone counts (no job read).
-        let prefixes = fts_prefixes(words);
         let matches = if conditions.sql.is_empty() {
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s WHERE s.jobs_search MATCH ?"
         } else {
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s CROSS JOIN jobs j \
              ON j.rowid = s.rowid WHERE s.jobs_search MATCH ?"
         };
-        let mut count = Query::new(matches, [prefixes.clone().into()]);
+        let mut count = Query::new(matches, [words.0.as_str().into()]);
         count.append(conditions.clone());
         count
             .push(" LIMIT ")
@@ -228,7 +232,7 @@ impl Dialect {
         push_sqlite_named_by(&mut count, text);
         count
             .push(") AND j.rowid NOT IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
-            .bind(prefixes)
+            .bind(words.0.as_str())
             .push(")");
         count.append(conditions);
         count.push(" LIMIT ").bind(cap).push("))");
@@ -255,15 +259,60 @@ pub enum SearchScope {
     Recent,
 }
 
-/// Each word as a prefix ("nvd"*), all of them: FTS5's implicit AND.
-fn fts_prefixes(words: &[String]) -> String {
-    let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
-    prefixes.join(" ")
+/// A search's words as the store's word index matches them (`store::search`): every word,
+/// each as the start of one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WordMatch(String);
+
+impl WordMatch {
+    /// SQLite: an FTS5 query of each word as a prefix ("nvd"*), all of them (FTS5's implicit
+    /// AND).
+    pub fn prefixes(words: &[String]) -> Self {
+        let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+        Self(prefixes.join(" "))
+    }
+
+    /// PostgreSQL: a `tsquery` of each word as the words it begins (`'nvda' | 'nvdas'`), or as a
+    /// prefix (`'n':*`), all of them, against the stored words (migration 000006, indexed by
+    /// `jobs_payload_words`).
+    pub fn tsquery(words: &[WordsBegun]) -> Self {
+        let terms: Vec<String> = words
+            .iter()
+            .map(|word| match word {
+                WordsBegun::Words(words) => {
+                    let exact: Vec<String> = words.iter().map(|w| tsquery_lexeme(w)).collect();
+                    format!("({})", exact.join(" | "))
+                }
+                WordsBegun::Prefix(prefix) => format!("{}:*", tsquery_lexeme(prefix)),
+            })
+            .collect();
+        Self(terms.join(" & "))
+    }
 }
 
-/// Each word as a prefix (nvd:*), all of them, against the stored words (migration 000006,
-/// indexed by `jobs_payload_words`).
-fn tsquery_prefixes(words: &[String]) -> String {
-    let prefixes: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
-    prefixes.join(" & ")
+/// A word as a quoted `tsquery` lexeme, taken literally: its quotes and backslashes escaped.
+fn tsquery_lexeme(word: &str) -> String {
+    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tsquery_lists_the_words_begun_or_a_prefix() {
+        let words = [
+            WordsBegun::Words(vec!["nvda".into(), "nvdas".into()]),
+            WordsBegun::Prefix("r".into()),
+            WordsBegun::Words(vec!["o'neil\\".into()]),
+        ];
+        assert_eq!(
+            WordMatch::tsquery(&words).0,
+            "('nvda' | 'nvdas') & 'r':* & ('o''neil\\\\')"
+        );
+        assert_eq!(
+            WordMatch::prefixes(&["nvd".into(), "q3".into()]).0,
+            "\"nvd\"* \"q3\"*"
+        );
+    }
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-pub use dialect::{Dialect, SearchScope};
+pub use dialect::{Dialect, SearchScope, WordMatch};
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 pub use types::{JsonText, Time};

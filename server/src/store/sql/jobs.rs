@@ -10,12 +10,13 @@ use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
     PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
 };
+use super::search::{Plan, page_query, word_match};
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility,
     push_visibility_of, tx_read,
 };
 use crate::events::Happened;
-use crate::store::engine::{Arg, Engine, Kind, Query, Rows, SearchScope};
+use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
 use crate::store::*;
 
 /// The columns of `jobs` an insert writes, as a set of rows.
@@ -64,7 +65,7 @@ async fn by_key<E: Engine>(
 
 /// Which index a list statement is driven by.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Drive {
+pub(super) enum Drive {
     /// Whichever the planner picks from the filters (the owner's, a status's).
     Filters,
     /// The set of a search's matches: the filters are tested on each, never walked by index
@@ -75,7 +76,7 @@ enum Drive {
 
 /// ` AND <visible> AND <the list's filters>`: owner, status, type, provider, batch, error
 /// text (the search is `Dialect::push_search`).
-fn push_filter<'a, E: Engine>(
+pub(super) fn push_filter<'a, E: Engine>(
     query: &mut Query<'a>,
     visibility: &'a Visibility,
     filter: &'a ListQuery,
@@ -114,7 +115,7 @@ fn push_filter<'a, E: Engine>(
 }
 
 /// ` AND <after the cursor>`, where the list reads on from a page's last job.
-fn push_cursor<'a>(query: &mut Query<'a>, filter: &'a ListQuery) {
+pub(super) fn push_cursor<'a>(query: &mut Query<'a>, filter: &'a ListQuery) {
     if let Some(cursor) = &filter.cursor {
         query
             .push(" AND (j.created_at, j.id) < (")
@@ -123,89 +124,6 @@ fn push_cursor<'a>(query: &mut Query<'a>, filter: &'a ListQuery) {
             .bind(cursor.id.as_str())
             .push(")");
     }
-}
-
-/// How a page of the list is read (`store::search`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Plan {
-    /// Newest first along an index, filters tested on the way: no words to search.
-    Ordered,
-    /// The search tested on the newest `SEARCH_WINDOW` jobs that pass the other filters: the
-    /// page, when it finds a full one (a common word), since every older match comes later.
-    Recent,
-    /// Every match found by the word index, then sorted: a rare word. Its first pages count
-    /// the matches too, so the word index is not read again for the count.
-    Sorted,
-}
-
-/// The statement that reads a page of jobs by `plan`.
-fn page_query<'a, E: Engine>(
-    visibility: &'a Visibility,
-    filter: &'a ListQuery,
-    words: &[String],
-    plan: Plan,
-) -> Query<'a> {
-    let search = filter.search.as_deref();
-    let mut query = match plan {
-        Plan::Ordered => {
-            let mut query = Query::new(
-                format!("SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE 1 = 1"),
-                [],
-            );
-            // A search here has no words: its few matches by id, key or batch drive.
-            let drive = match search {
-                Some(_) => Drive::Matches,
-                None => Drive::Filters,
-            };
-            push_filter::<E>(&mut query, visibility, filter, drive);
-            if let Some(text) = search {
-                E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
-            }
-            push_cursor(&mut query, filter);
-            query
-        }
-        Plan::Recent => {
-            let (window, from) = E::DIALECT.recent_window();
-            let mut query = Query::new(window, []);
-            push_filter::<E>(&mut query, visibility, filter, Drive::Filters);
-            push_cursor(&mut query, filter);
-            query
-                .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
-                .bind(SEARCH_WINDOW)
-                .push(&format!(") SELECT {JOB_SUMMARY_COLUMNS}{from} WHERE 1 = 1"));
-            if let Some(text) = search {
-                E::DIALECT.push_search(&mut query, text, words, SearchScope::Recent);
-            }
-            query
-        }
-        Plan::Sorted => {
-            let mut query = Query::new(
-                "WITH matching AS MATERIALIZED (SELECT j.id FROM jobs j WHERE 1 = 1",
-                [],
-            );
-            push_filter::<E>(&mut query, visibility, filter, Drive::Matches);
-            if let Some(text) = search {
-                E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
-            }
-            push_cursor(&mut query, filter);
-            // Past a cursor `matching` holds only the older matches: no count of all of them.
-            let matched = match filter.cursor {
-                None => "(SELECT COUNT(*) FROM matching)",
-                Some(_) => "CAST(NULL AS BIGINT)",
-            };
-            query.push(&format!(
-                ") SELECT {JOB_SUMMARY_COLUMNS}, {matched} AS matched{JOB_FROM} \
-                 WHERE j.id IN (SELECT id FROM matching)"
-            ));
-            query
-        }
-    };
-    query
-        .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
-        .bind(filter.limit)
-        .push(" OFFSET ")
-        .bind(filter.offset);
-    query
 }
 
 #[async_trait]
@@ -336,7 +254,9 @@ impl<E: Engine> JobStore for SqlStore<E> {
             .as_deref()
             .map(search_words)
             .unwrap_or_default();
-        let plans: &[Plan] = if words.is_empty() {
+        let words = word_match(&self.engine, &words).await?;
+        let words = words.as_ref();
+        let plans: &[Plan] = if words.is_none() {
             &[Plan::Ordered]
         } else {
             &[Plan::Recent, Plan::Sorted]
@@ -348,7 +268,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
         for &plan in plans {
             let rows = self
                 .engine
-                .read::<PageRow>(page_query::<E>(visibility, filter, &words, plan))
+                .read::<PageRow>(page_query::<E>(visibility, filter, words, plan))
                 .await?;
             matched = match rows.first() {
                 Some(row) => row.matched,
@@ -379,7 +299,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
             push_filter::<E>(&mut conditions, visibility, filter, drive);
             let matching = match filter.search.as_deref() {
                 Some(text) => {
-                    E::DIALECT.count_search(text, &words, conditions, SEARCH_COUNT_CAP + 1)
+                    E::DIALECT.count_search(text, words, conditions, SEARCH_COUNT_CAP + 1)
                 }
                 None => {
                     let mut matching =

@@ -11,6 +11,7 @@ mod instances;
 mod jobs;
 mod results;
 mod rows;
+mod search;
 mod webhooks;
 
 use chrono::{DateTime, Utc};

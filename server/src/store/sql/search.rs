@@ -1,0 +1,142 @@
+//! A search's page and its words, as `store::search` describes them: how a page is read
+//! (`Plan`), and its words as the word index matches them (PostgreSQL reads them from its
+//! vocabulary, `search_words`, which migration 14's trigger keeps).
+
+use app::api::ListQuery;
+
+use super::jobs::{Drive, push_cursor, push_filter};
+use super::rows::{JOB_FROM, JOB_SUMMARY_COLUMNS};
+use crate::store::engine::{Engine, Query, SearchScope, WordMatch};
+use crate::store::search::{MOST_WORDS_BEGUN, WordsBegun, prefix_end};
+use crate::store::{SEARCH_WINDOW, StoreResult, Visibility};
+
+/// The words of a search as the word index matches them; `None` without words, or where no job
+/// carries a word beginning with one of them (the search then matches by id, key or batch).
+/// PostgreSQL reads each word's words from the vocabulary: a few exact entries of the GIN
+/// index cost a fraction of a prefix, which builds a bitmap of every match.
+pub(super) async fn word_match<E: Engine>(
+    engine: &E,
+    words: &[String],
+) -> StoreResult<Option<WordMatch>> {
+    if words.is_empty() {
+        return Ok(None);
+    }
+    if !E::DIALECT.keeps_vocabulary() {
+        return Ok(Some(WordMatch::prefixes(words)));
+    }
+    let mut query = Query::default();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            query.push(" UNION ALL ");
+        }
+        query
+            .push(&format!(
+                "(SELECT CAST({i} AS BIGINT), word FROM search_words WHERE word >= "
+            ))
+            .bind(word.as_str());
+        // The words it begins are one range of the key; past the last character, the rest.
+        match prefix_end(word) {
+            Some(end) => query.push(" AND word < ").bind(end),
+            None => query
+                .push(" AND starts_with(word, ")
+                .bind(word.as_str())
+                .push(")"),
+        };
+        query.push(&format!(" ORDER BY word LIMIT {})", MOST_WORDS_BEGUN + 1));
+    }
+    let mut found: Vec<Vec<String>> = vec![Vec::new(); words.len()];
+    for (i, begun) in engine.read::<(i64, String)>(query).await? {
+        found[i as usize].push(begun);
+    }
+    let mut begun = Vec::with_capacity(words.len());
+    for (word, found) in words.iter().zip(found) {
+        match WordsBegun::of(word, found) {
+            Some(words) => begun.push(words),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(WordMatch::tsquery(&begun)))
+}
+
+/// How a page of the list is read (`store::search`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// Newest first along an index, filters tested on the way: no words to search.
+    Ordered,
+    /// The search tested on the newest `SEARCH_WINDOW` jobs that pass the other filters: the
+    /// page, when it finds a full one (a common word), since every older match comes later.
+    Recent,
+    /// Every match found by the word index, then sorted: a rare word. Its first pages count
+    /// the matches too, so the word index is not read again for the count.
+    Sorted,
+}
+
+/// The statement that reads a page of jobs by `plan`.
+pub(super) fn page_query<'a, E: Engine>(
+    visibility: &'a Visibility,
+    filter: &'a ListQuery,
+    words: Option<&'a WordMatch>,
+    plan: Plan,
+) -> Query<'a> {
+    let search = filter.search.as_deref();
+    let mut query = match plan {
+        Plan::Ordered => {
+            let mut query = Query::new(
+                format!("SELECT {JOB_SUMMARY_COLUMNS}{JOB_FROM} WHERE 1 = 1"),
+                [],
+            );
+            // A search here has no words: its few matches by id, key or batch drive.
+            let drive = match search {
+                Some(_) => Drive::Matches,
+                None => Drive::Filters,
+            };
+            push_filter::<E>(&mut query, visibility, filter, drive);
+            if let Some(text) = search {
+                E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
+            }
+            push_cursor(&mut query, filter);
+            query
+        }
+        Plan::Recent => {
+            let (window, from) = E::DIALECT.recent_window();
+            let mut query = Query::new(window, []);
+            push_filter::<E>(&mut query, visibility, filter, Drive::Filters);
+            push_cursor(&mut query, filter);
+            query
+                .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
+                .bind(SEARCH_WINDOW)
+                .push(&format!(") SELECT {JOB_SUMMARY_COLUMNS}{from} WHERE 1 = 1"));
+            if let Some(text) = search {
+                E::DIALECT.push_search(&mut query, text, words, SearchScope::Recent);
+            }
+            query
+        }
+        Plan::Sorted => {
+            let mut query = Query::new(
+                "WITH matching AS MATERIALIZED (SELECT j.id FROM jobs j WHERE 1 = 1",
+                [],
+            );
+            push_filter::<E>(&mut query, visibility, filter, Drive::Matches);
+            if let Some(text) = search {
+                E::DIALECT.push_search(&mut query, text, words, SearchScope::Everywhere);
+            }
+            push_cursor(&mut query, filter);
+            // Past a cursor `matching` holds only the older matches: no count of all of them.
+            let matched = match filter.cursor {
+                None => "(SELECT COUNT(*) FROM matching)",
+                Some(_) => "CAST(NULL AS BIGINT)",
+            };
+            query.push(&format!(
+                ") SELECT {JOB_SUMMARY_COLUMNS}, {matched} AS matched{JOB_FROM} \
+                 WHERE j.id IN (SELECT id FROM matching)"
+            ));
+            query
+        }
+    };
+    query
+        .push(" ORDER BY j.created_at DESC, j.id DESC LIMIT ")
+        .bind(filter.limit)
+        .push(" OFFSET ")
+        .bind(filter.offset);
+    query
+}
