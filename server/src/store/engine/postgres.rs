@@ -38,7 +38,11 @@ impl Postgres {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        let mut migrations = sqlx::migrate!("../migrations/postgres");
+        // In a rolling upgrade an older instance may restart after a newer one migrated:
+        // migrations only add, so it runs beside what it does not know (README, Upgrades).
+        migrations.set_ignore_missing(true);
+        migrations.run(&pool).await?;
         Ok(Self { pool })
     }
 }
@@ -262,5 +266,30 @@ impl Engine for Postgres {
             }
         });
         Ok(Some(Box::pin(heard)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Postgres;
+    use crate::testing::TempPostgres;
+
+    /// In a rolling upgrade an instance of the version before may restart after a newer one
+    /// has migrated the database: it starts, and leaves the newer migrations to their version.
+    #[tokio::test]
+    async fn an_older_instance_starts_on_a_database_a_newer_one_migrated() {
+        let db = TempPostgres::create().await;
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99991231000001, 'from a newer version', true, '\\x00', 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("a newer version's migration");
+        pool.close().await;
+        Postgres::connect(&db.url, 2)
+            .await
+            .expect("an older instance starts");
     }
 }

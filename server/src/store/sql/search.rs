@@ -46,7 +46,9 @@ pub(super) async fn word_match<E: Engine>(
     }
     let mut found: Vec<Vec<String>> = vec![Vec::new(); words.len()];
     for (i, begun) in engine.read::<(i64, String)>(query).await? {
-        found[i as usize].push(begun);
+        if let Some(found) = usize::try_from(i).ok().and_then(|i| found.get_mut(i)) {
+            found.push(begun);
+        }
     }
     let mut begun = Vec::with_capacity(words.len());
     for (word, found) in words.iter().zip(found) {
