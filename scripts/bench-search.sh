@@ -4,6 +4,8 @@
 # and a job's id; then the jobs list by cursor and by offset (issue 22, BENCHMARKS.md).
 #   ./scripts/bench-search.sh            on SQLite
 #   ./scripts/bench-search.sh postgres   on PostgreSQL, a database of its own
+# SEARCH_DB=name keeps the seeded database for another run; AI_BATCH_BIN=path measures that
+# server instead of this tree's (an earlier commit's, for a before and after on one database).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ENGINE="${1:-sqlite}"
 JOBS="${JOBS:-1000000}"
@@ -13,9 +15,9 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 step "building the release server and the seeder"
-cargo leptos build --release --server-only >&2
+[[ -z ${AI_BATCH_BIN:-} ]] && cargo leptos build --release --server-only >&2
 cargo build --release --locked -p server --example seed_jobs >&2
-BIN="$(ai_batch_bin release)"
+BIN="${AI_BATCH_BIN:-$(ai_batch_bin release)}"
 WORK="$(mktemp -d)"
 PORT=$((20000 + RANDOM % 20000))
 PG_ADMIN="${AI_BATCH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -4,7 +4,9 @@
 //! Each store indexes the payload's words (SQLite FTS5, PostgreSQL a `tsvector` GIN index).
 //! PostgreSQL also keeps a vocabulary of every word the jobs carry and reads a search word as
 //! the words it begins, each looked up exactly: GIN answers a prefix with a bitmap of every
-//! match, which a common word's capped count paid in full (migration 14).
+//! match, which a common word's capped count paid in full (migration 14). And it keeps, per
+//! owner, how many jobs carry each word, up to one past the cap (migration 15): a search of
+//! one common word is then known to be capped without reading 10,001 matches to count them.
 //!
 //! A page of a search is read in one of two ways, so that a common word and a rare one are
 //! both fast (`sql::jobs`, `Plan`): first the search is tested on the newest
@@ -13,6 +15,8 @@
 //! page there has few matches: the word index finds them all and they are sorted, and that
 //! read counts them too (no second read of the index for the list's count). Only a word
 //! common long ago and rare since costs a sort of many.
+
+use app::api::ListQuery;
 
 /// Counting a search's matches stops past this many; a list then says its count is capped.
 pub const SEARCH_COUNT_CAP: i64 = 10_000;
@@ -43,6 +47,25 @@ impl WordsBegun {
             n if n > MOST_WORDS_BEGUN => Some(Self::Prefix(word.to_string())),
             _ => Some(Self::Words(found)),
         }
+    }
+}
+
+/// The vocabulary's words whose counts of jobs (`search_word_jobs`, PostgreSQL) can say a
+/// search's count is capped without counting: a search of one word, listed, and no other
+/// filter. Any of them carried by more than the cap of the jobs a user sees means as many
+/// matches at least (a job matching by id, key or batch only adds to them).
+pub fn words_counted_ahead<'a>(
+    filter: &ListQuery,
+    begun: &'a [WordsBegun],
+) -> Option<&'a [String]> {
+    let alone = filter.status_filter.is_none()
+        && filter.job_type.is_none()
+        && filter.provider.is_none()
+        && filter.batch_id.is_none()
+        && filter.error.is_none();
+    match begun {
+        [WordsBegun::Words(words)] if alone => Some(words),
+        _ => None,
     }
 }
 

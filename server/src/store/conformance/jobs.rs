@@ -359,6 +359,94 @@ pub async fn a_search_count_stops_at_the_cap(store: Arc<impl Store>) {
         (exact.total_count, exact.total_count_capped),
         (SEARCH_COUNT_CAP + 1, false)
     );
+
+    // Another owner's three jobs naming the word: their count is theirs alone, and a filter
+    // the word's count cannot answer is counted, each with a full page (the count is then a
+    // read of its own, which PostgreSQL may answer from counts kept per word and owner).
+    let b = user(store.as_ref(), "b", Role::Trader).await;
+    let few: Vec<NewJob> = (0..3)
+        .map(|i| {
+            let mut job = new_job(&format!("b{i}"), &b, SEARCH_COUNT_CAP + 1 + i, None);
+            job.payload = json!({"ticker": "NVDA"}).to_string();
+            job.job_type = JobType::StrategyBacktest;
+            job
+        })
+        .collect();
+    store.insert_jobs(few, KeyConflicts::Answer).await.unwrap();
+    let counted = |visibility: Visibility, job_type: Option<JobType>| {
+        let store = store.clone();
+        async move {
+            let query = app::api::ListQuery {
+                search: Some("nvd".into()),
+                job_type,
+                limit: 2,
+                ..app::api::ListQuery::default()
+            };
+            let page = store.list_jobs(&visibility, &query).await.unwrap();
+            assert_eq!(page.jobs.len(), 2);
+            (page.total_count, page.total_count_capped)
+        }
+    };
+    assert_eq!(
+        counted(Visibility::Owner(a.id.clone()), None).await,
+        (SEARCH_COUNT_CAP, true)
+    );
+    assert_eq!(
+        counted(Visibility::Owner(b.id.clone()), None).await,
+        (3, false)
+    );
+    assert_eq!(
+        counted(Visibility::All, None).await,
+        (SEARCH_COUNT_CAP, true)
+    );
+    assert_eq!(
+        counted(Visibility::All, Some(JobType::StrategyBacktest)).await,
+        (3, false)
+    );
+}
+
+/// Exactly the cap of one owner's jobs carry a word, enqueued by many at once, 25 at a time:
+/// the count is exact, not capped. PostgreSQL's counts kept per word and owner (migration 15)
+/// must never count a job twice, however the enqueues interleave.
+pub async fn a_word_carried_by_exactly_the_cap_of_jobs_is_not_capped(store: Arc<impl Store>) {
+    let a = user(store.as_ref(), "a", Role::Trader).await;
+    let (tasks, per_insert) = (8, 25);
+    let inserts_per_task = SEARCH_COUNT_CAP / (tasks * per_insert);
+    assert_eq!(inserts_per_task * tasks * per_insert, SEARCH_COUNT_CAP);
+    let inserts: Vec<_> = (0..tasks)
+        .map(|task| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(async move {
+                for insert in 0..inserts_per_task {
+                    let jobs = (0..per_insert)
+                        .map(|i| {
+                            let n = (task * inserts_per_task + insert) * per_insert + i;
+                            let mut job = new_job(&format!("e{n}"), &a, n, None);
+                            job.payload = json!({"note": format!("edge {}", n % 7)}).to_string();
+                            job
+                        })
+                        .collect();
+                    store.insert_jobs(jobs, KeyConflicts::Answer).await?;
+                }
+                StoreResult::Ok(())
+            })
+        })
+        .collect();
+    for insert in inserts {
+        insert.await.unwrap().expect("every enqueue commits");
+    }
+    for visibility in [Visibility::Owner(a.id.clone()), Visibility::All] {
+        let query = app::api::ListQuery {
+            search: Some("edge".into()),
+            limit: 50,
+            ..app::api::ListQuery::default()
+        };
+        let page = store.list_jobs(&visibility, &query).await.unwrap();
+        assert_eq!(
+            (page.jobs.len(), page.total_count, page.total_count_capped),
+            (50, SEARCH_COUNT_CAP, false)
+        );
+    }
 }
 
 /// A search reads its page among the newest jobs when a common word fills it there, and

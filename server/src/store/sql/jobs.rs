@@ -10,7 +10,7 @@ use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
     PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
 };
-use super::search::{Plan, page_query, word_match};
+use super::search::{Plan, known_capped, page_query, word_match};
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility,
     push_visibility_of, tx_read,
@@ -254,8 +254,8 @@ impl<E: Engine> JobStore for SqlStore<E> {
             .as_deref()
             .map(search_words)
             .unwrap_or_default();
-        let words = word_match(&self.engine, &words).await?;
-        let words = words.as_ref();
+        let searched = word_match(&self.engine, &words).await?;
+        let words = searched.as_ref().map(|searched| &searched.matching);
         let plans: &[Plan] = if words.is_none() {
             &[Plan::Ordered]
         } else {
@@ -287,8 +287,16 @@ impl<E: Engine> JobStore for SqlStore<E> {
         }
 
         let totals = self.totals(visibility).await?;
+        let known_capped = match (&searched, matched) {
+            (Some(searched), None) => {
+                known_capped(&self.engine, visibility, filter, searched).await?
+            }
+            _ => false,
+        };
         let (total_count, total_count_capped) = if let Some(matched) = matched {
             capped_count(matched)
+        } else if known_capped {
+            (SEARCH_COUNT_CAP, true)
         } else if filter.matches_text() {
             let mut conditions = Query::default();
             let drive = if filter.search.is_some() {

@@ -5,10 +5,17 @@
 use app::api::ListQuery;
 
 use super::jobs::{Drive, push_cursor, push_filter};
-use super::rows::{JOB_FROM, JOB_SUMMARY_COLUMNS};
+use super::rows::{JOB_FROM, JOB_SUMMARY_COLUMNS, first};
 use crate::store::engine::{Engine, Query, SearchScope, WordMatch};
-use crate::store::search::{MOST_WORDS_BEGUN, WordsBegun, prefix_end};
-use crate::store::{SEARCH_WINDOW, StoreResult, Visibility};
+use crate::store::search::{MOST_WORDS_BEGUN, WordsBegun, prefix_end, words_counted_ahead};
+use crate::store::{SEARCH_COUNT_CAP, SEARCH_WINDOW, StoreResult, Visibility};
+
+/// A search's words: as the word index matches them, and as the vocabulary read them.
+pub(super) struct SearchWords {
+    pub matching: WordMatch,
+    /// Each search word's words in the vocabulary (PostgreSQL; empty on SQLite).
+    pub begun: Vec<WordsBegun>,
+}
 
 /// The words of a search as the word index matches them; `None` without words, or where no job
 /// carries a word beginning with one of them (the search then matches by id, key or batch).
@@ -17,12 +24,15 @@ use crate::store::{SEARCH_WINDOW, StoreResult, Visibility};
 pub(super) async fn word_match<E: Engine>(
     engine: &E,
     words: &[String],
-) -> StoreResult<Option<WordMatch>> {
+) -> StoreResult<Option<SearchWords>> {
     if words.is_empty() {
         return Ok(None);
     }
     if !E::DIALECT.keeps_vocabulary() {
-        return Ok(Some(WordMatch::prefixes(words)));
+        return Ok(Some(SearchWords {
+            matching: WordMatch::prefixes(words),
+            begun: Vec::new(),
+        }));
     }
     let mut query = Query::default();
     for (i, word) in words.iter().enumerate() {
@@ -57,7 +67,43 @@ pub(super) async fn word_match<E: Engine>(
             None => return Ok(None),
         }
     }
-    Ok(Some(WordMatch::tsquery(&begun)))
+    Ok(Some(SearchWords {
+        matching: WordMatch::tsquery(&begun),
+        begun,
+    }))
+}
+
+/// Whether the search's count is past the cap by the counts kept of its words
+/// (`search_word_jobs`, migration 15), so its matches need not be counted.
+pub(super) async fn known_capped<E: Engine>(
+    engine: &E,
+    visibility: &Visibility,
+    filter: &ListQuery,
+    words: &SearchWords,
+) -> StoreResult<bool> {
+    let Some(begun) = words_counted_ahead(filter, &words.begun) else {
+        return Ok(false);
+    };
+    let mut query = Query::new(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM search_word_jobs WHERE word IN (",
+        [],
+    );
+    for (i, word) in begun.iter().enumerate() {
+        if i > 0 {
+            query.push(", ");
+        }
+        query.bind(word.as_str());
+    }
+    query.push(")");
+    if let Visibility::Owner(owner_id) = visibility {
+        query.push(" AND owner_id = ").bind(owner_id.as_str());
+    }
+    // Each owner's count stops one past the cap: their sum past the cap is a capped count.
+    query
+        .push(" GROUP BY word HAVING SUM(jobs) > ")
+        .bind(SEARCH_COUNT_CAP)
+        .push(") known");
+    Ok(first(engine.read::<(i64,)>(query).await?).is_some_and(|found| found > 0))
 }
 
 /// How a page of the list is read (`store::search`).
