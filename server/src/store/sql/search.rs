@@ -85,16 +85,10 @@ pub(super) async fn known_capped<E: Engine>(
         return Ok(false);
     };
     let mut query = Query::new(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM search_word_jobs WHERE word IN (",
+        "SELECT COUNT(*) FROM (SELECT 1 FROM search_word_jobs WHERE word IN ",
         [],
     );
-    for (i, word) in begun.iter().enumerate() {
-        if i > 0 {
-            query.push(", ");
-        }
-        query.bind(word.as_str());
-    }
-    query.push(")");
+    query.list(begun.iter().map(String::as_str));
     if let Visibility::Owner(owner_id) = visibility {
         query.push(" AND owner_id = ").bind(owner_id.as_str());
     }
