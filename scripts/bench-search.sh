@@ -5,7 +5,8 @@
 #   ./scripts/bench-search.sh            on SQLite
 #   ./scripts/bench-search.sh postgres   on PostgreSQL, a database of its own
 # SEARCH_DB=name keeps the seeded database for another run; AI_BATCH_BIN=path measures that
-# server instead of this tree's (an earlier commit's, for a before and after on one database).
+# server instead of this tree's (an earlier commit's, for a before and after on one database),
+# and AI_BATCH_SEEDER=path seeds with that commit's seeder (the database takes its migrations).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ENGINE="${1:-sqlite}"
 JOBS="${JOBS:-1000000}"
@@ -16,7 +17,8 @@ if ! command -v wrk >/dev/null; then
 fi
 step "building the release server and the seeder"
 [[ -z ${AI_BATCH_BIN:-} ]] && cargo leptos build --release --server-only >&2
-cargo build --release --locked -p server --example seed_jobs >&2
+[[ -z ${AI_BATCH_SEEDER:-} ]] && cargo build --release --locked -p server --example seed_jobs >&2
+SEEDER="${AI_BATCH_SEEDER:-$CARGO_TARGET_DIR/release/examples/seed_jobs}"
 BIN="${AI_BATCH_BIN:-$(ai_batch_bin release)}"
 WORK="$(mktemp -d)"
 PORT=$((20000 + RANDOM % 20000))
@@ -45,7 +47,7 @@ export DATABASE_URL RUST_LOG=warn AI_BATCH_SCHEDULER=false AI_BATCH_ENQUEUE_PER_
 echo "# bench-search.sh $ENGINE, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $JOBS jobs"
 
 step "seeding $JOBS jobs, all one trader's, through the enqueue use case"
-"$CARGO_TARGET_DIR/release/examples/seed_jobs" --total "$JOBS" --owners 1 --concurrency 64 >&2
+"$SEEDER" --total "$JOBS" --owners 1 --concurrency 64 >&2
 if [[ $ENGINE == postgres ]]; then psql "$DATABASE_URL" -qc "VACUUM ANALYZE jobs" >&2; fi
 
 A="127.0.0.1:$PORT"; URL="http://$A"

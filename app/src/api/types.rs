@@ -358,7 +358,6 @@ impl ListCursor {
 }
 
 impl ListQuery {
-    /// The query as the pairs of a URL, to be read by `validation::parse_list_query`.
     /// Whether the filters go past what the kept totals can count (a text to match).
     pub fn matches_text(&self) -> bool {
         self.search.is_some()
@@ -367,6 +366,7 @@ impl ListQuery {
             || self.batch_id.is_some()
     }
 
+    /// The query as the pairs of a URL, to be read by `validation::parse_list_query`.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let mut pairs = vec![
             ("limit".to_string(), self.limit.to_string()),

@@ -7,6 +7,8 @@
 //! match, which a common word's capped count paid in full (migration 14). And it keeps, per
 //! owner, how many jobs carry each word, up to one past the cap (migration 15): a search of
 //! one common word is then known to be capped without reading 10,001 matches to count them.
+//! SQLite's word index holds each job's owner beside its words (migration 16): a trader's
+//! count, like an admin's, is then read from the index alone.
 //!
 //! A page of a search is read in one of two ways, so that a common word and a rare one are
 //! both fast (`sql::jobs`, `Plan`): first the search is tested on the newest
@@ -58,15 +60,20 @@ pub fn words_counted_ahead<'a>(
     filter: &ListQuery,
     begun: &'a [WordsBegun],
 ) -> Option<&'a [String]> {
-    let alone = filter.status_filter.is_none()
+    match begun {
+        [WordsBegun::Words(words)] if searches_alone(filter) => Some(words),
+        _ => None,
+    }
+}
+
+/// Whether a list has no filter but its search (and whose jobs it shows): no status, type,
+/// provider, batch or error text.
+pub fn searches_alone(filter: &ListQuery) -> bool {
+    filter.status_filter.is_none()
         && filter.job_type.is_none()
         && filter.provider.is_none()
         && filter.batch_id.is_none()
-        && filter.error.is_none();
-    match begun {
-        [WordsBegun::Words(words)] if alone => Some(words),
-        _ => None,
-    }
+        && filter.error.is_none()
 }
 
 /// The least string after every string that begins with `word`, in byte order (which is code

@@ -307,6 +307,17 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
     assert_eq!(count("%").await, 0, "no words: only an id or key matches");
     assert_eq!(count("0%_").await, 0, "punctuation separates words");
     assert_eq!(count("x_y").await, 0);
+    // SQLite's word index holds each job's owner too, never as a word of its payload.
+    let owner_words = hex::encode(&a.id);
+    for visibility in [Visibility::All, Visibility::Owner(a.id.clone())] {
+        for text in [owner_words.as_str(), &owner_words[..6]] {
+            let page = store.list_jobs(&visibility, &search(text)).await.unwrap();
+            assert_eq!(
+                page.total_count, 0,
+                "{text}: an owner's id is no word of a job"
+            );
+        }
+    }
     let typed = app::api::ListQuery {
         job_type: Some(JobType::SentimentAnalysis),
         limit: 1,

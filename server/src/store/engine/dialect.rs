@@ -23,6 +23,20 @@ impl Dialect {
         matches!(self, Self::Postgres)
     }
 
+    /// A search's words among one owner's jobs, where the word index holds each job's owner
+    /// (SQLite, migration 16, as the hex of the owner's id: one token, in a column no search
+    /// word reads): FTS5 intersects the two, no job read to check whose it is.
+    pub fn owned_words(self, words: &WordMatch, owner_id: &str) -> Option<WordMatch> {
+        match self {
+            Self::Sqlite => Some(WordMatch(format!(
+                "{} AND owner : \"{}\"",
+                words.0,
+                hex::encode(owner_id)
+            ))),
+            Self::Postgres => None,
+        }
+    }
+
     /// Items bound one placeholder each (`IN (?, …)`) per statement: SQLite's limit on binds.
     pub const fn items_per_statement(self) -> usize {
         match self {
@@ -143,7 +157,11 @@ impl Dialect {
         match self {
             Self::Sqlite => {
                 // One set of rowids from four indexes; an OR of them would scan every job.
-                query.push(" AND j.rowid IN (");
+                // Within the window, its rowids are tested before any job is read.
+                query.push(match scope {
+                    SearchScope::Everywhere => " AND j.rowid IN (",
+                    SearchScope::Recent => " AND recent.r IN (",
+                });
                 push_sqlite_named_by(query, text);
                 if let Some(words) = words {
                     query
@@ -183,9 +201,13 @@ impl Dialect {
     pub const fn recent_window(self) -> (&'static str, &'static str) {
         match self {
             // The window's rowids, kept: the word index is then read from the lowest of them.
+            // The window leads (CROSS JOIN), its rowids tested before a job is read: led by the
+            // set of matches, as the planner chose for an admin, a common word's page took
+            // twice as long (`BENCHMARKS.md`).
             Self::Sqlite => (
                 "WITH recent AS MATERIALIZED (SELECT j.rowid AS r FROM jobs j WHERE 1 = 1",
-                " FROM jobs j JOIN users u ON u.id = j.owner_id JOIN recent ON recent.r = j.rowid",
+                " FROM recent CROSS JOIN jobs j ON j.rowid = recent.r \
+                 JOIN users u ON u.id = j.owner_id",
             ),
             // The window's jobs themselves, read along the index only as far as the page
             // needs: a common word stops after a few hundred rows, not four thousand.
@@ -198,10 +220,14 @@ impl Dialect {
 
     /// `SELECT COUNT(*)` of the jobs a search finds, at most `cap`, where `conditions` are the
     /// other filters (` AND …` on `jobs j`).
+    ///
+    /// `owned` is `words` among the jobs of the one owner `conditions` asks for and nothing else
+    /// (`owned_words`): the word index then counts them alone.
     pub fn count_search<'a>(
         self,
         text: &'a str,
         words: Option<&'a WordMatch>,
+        owned: Option<&'a WordMatch>,
         conditions: Query<'a>,
         cap: i64,
     ) -> Query<'a> {
@@ -216,15 +242,21 @@ impl Dialect {
         // SQLite: the word matches counted from the full-text index in its own order (a set
         // of every match first would cost as much as they are many), plus the jobs found by
         // id, key or batch that are not among them.
-        // With no other filter the index alone counts (no job read).
-        let matches = if conditions.sql.is_empty() {
-            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s WHERE s.jobs_search MATCH ?"
-        } else {
+        // With no filter but the owner's the index alone counts (no job read).
+        let (counted, joined) = match owned {
+            Some(owned) => (owned, false),
+            None => (words, !conditions.sql.is_empty()),
+        };
+        let matches = if joined {
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s CROSS JOIN jobs j \
              ON j.rowid = s.rowid WHERE s.jobs_search MATCH ?"
+        } else {
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s WHERE s.jobs_search MATCH ?"
         };
-        let mut count = Query::new(matches, [words.0.as_str().into()]);
-        count.append(conditions.clone());
+        let mut count = Query::new(matches, [counted.0.as_str().into()]);
+        if joined {
+            count.append(conditions.clone());
+        }
         count
             .push(" LIMIT ")
             .bind(cap)
@@ -266,10 +298,10 @@ pub struct WordMatch(String);
 
 impl WordMatch {
     /// SQLite: an FTS5 query of each word as a prefix ("nvd"*), all of them (FTS5's implicit
-    /// AND).
+    /// AND), in the payload's column only (the index's other column is the owner's).
     pub fn prefixes(words: &[String]) -> Self {
         let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
-        Self(prefixes.join(" "))
+        Self(format!("payload : ({})", prefixes.join(" ")))
     }
 
     /// PostgreSQL: a `tsquery` of each word as the words it begins (`'nvda' | 'nvdas'`), or as a
@@ -310,9 +342,12 @@ mod tests {
             WordMatch::tsquery(&words).0,
             "('nvda' | 'nvdas') & 'r':* & ('o''neil\\\\')"
         );
+        let prefixes = WordMatch::prefixes(&["nvd".into(), "q3".into()]);
+        assert_eq!(prefixes.0, "payload : (\"nvd\"* \"q3\"*)");
         assert_eq!(
-            WordMatch::prefixes(&["nvd".into(), "q3".into()]).0,
-            "\"nvd\"* \"q3\"*"
+            Dialect::Sqlite.owned_words(&prefixes, "u-1").unwrap().0,
+            "payload : (\"nvd\"* \"q3\"*) AND owner : \"752d31\""
         );
+        assert_eq!(Dialect::Postgres.owned_words(&prefixes, "u-1"), None);
     }
 }

@@ -10,7 +10,7 @@ use super::rows::{
     CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
     PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
 };
-use super::search::{Plan, known_capped, page_query, word_match};
+use super::search::{Plan, known_capped, owned_words, page_query, word_match};
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility,
     push_visibility_of, tx_read,
@@ -305,10 +305,15 @@ impl<E: Engine> JobStore for SqlStore<E> {
                 Drive::Filters
             };
             push_filter::<E>(&mut conditions, visibility, filter, drive);
+            let owned = owned_words::<E>(visibility, filter, words);
             let matching = match filter.search.as_deref() {
-                Some(text) => {
-                    E::DIALECT.count_search(text, words, conditions, SEARCH_COUNT_CAP + 1)
-                }
+                Some(text) => E::DIALECT.count_search(
+                    text,
+                    words,
+                    owned.as_ref(),
+                    conditions,
+                    SEARCH_COUNT_CAP + 1,
+                ),
                 None => {
                     let mut matching =
                         Query::new("SELECT COUNT(*) FROM (SELECT 1 FROM jobs j WHERE 1 = 1", []);

@@ -7,7 +7,9 @@ use app::api::ListQuery;
 use super::jobs::{Drive, push_cursor, push_filter};
 use super::rows::{JOB_FROM, JOB_SUMMARY_COLUMNS, first};
 use crate::store::engine::{Engine, Query, SearchScope, WordMatch};
-use crate::store::search::{MOST_WORDS_BEGUN, WordsBegun, prefix_end, words_counted_ahead};
+use crate::store::search::{
+    MOST_WORDS_BEGUN, WordsBegun, prefix_end, searches_alone, words_counted_ahead,
+};
 use crate::store::{SEARCH_COUNT_CAP, SEARCH_WINDOW, StoreResult, Visibility};
 
 /// A search's words: as the word index matches them, and as the vocabulary read them.
@@ -98,6 +100,21 @@ pub(super) async fn known_capped<E: Engine>(
         .bind(SEARCH_COUNT_CAP)
         .push(") known");
     Ok(first(engine.read::<(i64,)>(query).await?).is_some_and(|found| found > 0))
+}
+
+/// A trader's search words among their own jobs, where the word index holds each job's owner
+/// (SQLite): with no other filter, the count is read from the index alone.
+pub(super) fn owned_words<E: Engine>(
+    visibility: &Visibility,
+    filter: &ListQuery,
+    words: Option<&WordMatch>,
+) -> Option<WordMatch> {
+    match (visibility, words) {
+        (Visibility::Owner(owner_id), Some(words)) if searches_alone(filter) => {
+            E::DIALECT.owned_words(words, owner_id)
+        }
+        _ => None,
+    }
 }
 
 /// How a page of the list is read (`store::search`).
