@@ -3,6 +3,8 @@
 # 10,000 jobs, then the ingest of their 100,000 results, first on a SQLite file, then on a
 # PostgreSQL database of its own, against one standalone emulator. Ends with the ratio.
 #   ./scripts/bench-loop.sh              both stores
+#   ./scripts/bench-loop.sh --flushes 1 --jobs-per-flush 100000 --priority 0
+#                                        other shapes: the arguments go to the bench itself
 #   SLOW_MS=200 ./scripts/bench-loop.sh  also logs PostgreSQL statements slower than that, with
 #                                        their plans (auto_explain), and prints them at the end
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -10,6 +12,7 @@ install_build_tools
 step "building the release server and its examples"
 cargo build --release --locked -p server --bin ai-batch --examples >&2
 
+LOOP_ARGS=("$@")
 BIN="$CARGO_TARGET_DIR/release/ai-batch"
 LOOP="$CARGO_TARGET_DIR/release/examples/bench_batch_loop"
 PG_ADMIN="${AI_BATCH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -32,7 +35,7 @@ run_loop() { # database-url label
   step "the batch loop on $2"
   RUST_LOG=warn AI_BATCH_SCHEDULER=false "$LOOP" --database-url "$1" --provider anthropic \
     --anthropic-base-url "http://127.0.0.1:$PORT" --anthropic-api-key bench \
-    --anthropic-request-timeout-secs 300 | tee "$WORK/$2.txt"
+    --anthropic-request-timeout-secs 300 "${LOOP_ARGS[@]}" | tee "$WORK/$2.txt"
 }
 summary() { grep -o "$2=[^ ]*" "$WORK/$1.txt" | head -1 | cut -d= -f2; }
 

@@ -22,6 +22,9 @@ struct Args {
     flushes: usize,
     #[arg(long, default_value_t = 10_000)]
     jobs_per_flush: i64,
+    /// Every job at this priority (the API's default is 0); without it, 0 to 100 in turn.
+    #[arg(long)]
+    priority: Option<i64>,
 }
 
 /// Resident and peak memory of this process, in MiB, from /proc.
@@ -71,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
                     EnqueueRequest::new(
                         job_type,
                         app::api::examples::example_payload(job_type),
-                        n % 101,
+                        args.priority.unwrap_or(n % 101),
                     )
                 })
                 .collect();

@@ -99,6 +99,39 @@ pub async fn flush_candidates_come_in_flush_order_and_page_by_cursor(store: Arc<
         store.eligible_summary(&only_b).await.unwrap(),
         (1, Some(at(2)))
     );
+    // Pages that end inside a priority go on with its rest, then the lower ones; a tie on the
+    // time goes by id. Walked one and two at a time, the order of one read.
+    let c = user(store.as_ref(), "c", Role::Trader).await;
+    for (id, priority, minutes) in [
+        ("c-3", 70, 1),
+        ("c-1", 70, 1),
+        ("c-2", 70, 2),
+        ("c-5", 20, 3),
+        ("c-4", 20, 0),
+    ] {
+        let mut job = new_job(id, &c, minutes, None);
+        job.priority = priority;
+        created(store.as_ref(), job).await;
+    }
+    let only_c = FlushFilter {
+        owner: Some(c.id.clone()),
+        ..filter.clone()
+    };
+    let whole = store.eligible_jobs(&only_c, None, 100).await.unwrap();
+    assert_eq!(ids(&whole), ["c-1", "c-3", "c-2", "c-4", "c-5"]);
+    for size in [1, 2] {
+        let (mut walked, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = store
+                .eligible_jobs(&only_c, cursor.as_ref(), size)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.cursor());
+            walked.extend(page.iter().map(|j| j.id.clone()));
+        }
+        assert_eq!(walked, ids(&whole), "pages of {size}");
+    }
     assert_totals_match_a_recount(store.as_ref()).await;
 }
 

