@@ -405,6 +405,41 @@ impl Service {
             .clone()
     }
 
+    /// Waits until the jobs are settled (as [`Service::settled`]) and every batch Anthropic's
+    /// side made is on our books: a copy whose create answer was lost is found by the sweep,
+    /// which waits for its create window to settle, so it may come after the last job ends.
+    /// Returns the jobs and our batches; past `within`, them as they are (the caller's
+    /// comparison then fails with what is missing).
+    pub async fn settled_with_every_batch(
+        &self,
+        provider: &Provider,
+        within: Duration,
+    ) -> (Vec<Value>, Vec<Value>) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let jobs = self.settled(within).await;
+            let batches = self.batches().await;
+            let ours: std::collections::HashSet<&str> = batches
+                .iter()
+                .filter_map(|b| b["batch_id"].as_str())
+                .collect();
+            let every = provider
+                .emulator
+                .billing()
+                .iter()
+                .all(|b| ours.contains(b.id.as_str()));
+            if every {
+                // A copy the sweep has just recorded is polled to its end like any batch.
+                let jobs = self.settled(within).await;
+                return (jobs, self.batches().await);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return (jobs, batches);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until every job is terminal and no batch is left open; returns the jobs.
     pub async fn settled(&self, within: Duration) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + within;

@@ -147,8 +147,8 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     }
     clients.await.unwrap();
 
-    let settled = service
-        .settled(Duration::from_secs(180.max(jobs as u64 / 10)))
+    let (settled, batches) = service
+        .settled_with_every_batch(&provider, Duration::from_secs(180.max(jobs as u64 / 10)))
         .await;
     assert_eq!(settled.len(), jobs, "no job lost or duplicated");
     let keys: HashSet<_> = settled
@@ -166,7 +166,6 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     books.assert_each_job_equal(&settled);
     let stats = service.get("/api/v1/batch/stats").await;
     books.assert_equal_to(&stats);
-    let batches = service.batches().await;
     let count = |s: &str| settled.iter().filter(|j| j["status"] == s).count();
     println!(
         "soak: {jobs} jobs, {kills} kills, seed {seed}: {} completed, {} failed, {} cancelled; \

@@ -258,8 +258,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         "the outage was seen as 503s: {reads:?}"
     );
 
-    let settled = instances[1]
-        .settled(Duration::from_secs(120.max(jobs as u64 / 5)))
+    let (settled, batches) = instances[1]
+        .settled_with_every_batch(&provider, Duration::from_secs(120.max(jobs as u64 / 5)))
         .await;
     assert_eq!(settled.len(), jobs, "no job lost or duplicated");
     let keys: HashSet<_> = settled
@@ -275,7 +275,6 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     );
     books.assert_each_job_equal(&settled);
     books.assert_equal_to(&instances[2].get("/api/v1/batch/stats").await);
-    let batches = instances[0].batches().await;
     let ours: HashSet<&str> = batches
         .iter()
         .filter_map(|b| b["batch_id"].as_str())
