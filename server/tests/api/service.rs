@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,18 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The batch ids on one side only: the provider's batches missing from `batches` (ours,
+    /// as the API lists them) and ours the provider never made. Empty when the books list
+    /// exactly the batches the provider billed.
+    pub fn batches_on_one_side(&self, batches: &[Value]) -> BTreeSet<String> {
+        let ours: BTreeSet<String> = batches
+            .iter()
+            .filter_map(|b| b["batch_id"].as_str().map(String::from))
+            .collect();
+        let theirs: BTreeSet<String> = self.emulator.billing().into_iter().map(|b| b.id).collect();
+        ours.symmetric_difference(&theirs).cloned().collect()
+    }
+
     /// An emulator whose batches end `delay` after their creation.
     pub async fn start(delay: Duration) -> Provider {
         Self::start_caching(delay, 0.64).await
@@ -419,16 +431,7 @@ impl Service {
         loop {
             let jobs = self.settled(within).await;
             let batches = self.batches().await;
-            let ours: std::collections::HashSet<&str> = batches
-                .iter()
-                .filter_map(|b| b["batch_id"].as_str())
-                .collect();
-            let every = provider
-                .emulator
-                .billing()
-                .iter()
-                .all(|b| ours.contains(b.id.as_str()));
-            if every {
+            if provider.batches_on_one_side(&batches).is_empty() {
                 // A copy the sweep has just recorded is polled to its end like any batch.
                 let jobs = self.settled(within).await;
                 return (jobs, self.batches().await);
