@@ -358,6 +358,27 @@ pub async fn a_submission_is_recorded_once_under_its_lease(store: Arc<impl Store
         );
     }
     assert_eq!(job(store.as_ref(), "j2").await.status, JobStatus::Cancelled);
+    // The batch's jobs are listed by its provider id, filtered or searched, and no other.
+    let other = user(store.as_ref(), "other", Role::Trader).await;
+    created(store.as_ref(), new_job("j3", &other, 12, None)).await;
+    let by_batch = [
+        app::api::ListQuery {
+            batch_id: Some("msgbatch_1".into()),
+            limit: 10,
+            ..app::api::ListQuery::default()
+        },
+        app::api::ListQuery {
+            search: Some("msgbatch_1".into()),
+            limit: 10,
+            ..app::api::ListQuery::default()
+        },
+    ];
+    for query in &by_batch {
+        let page = store.list_jobs(&Visibility::All, query).await.unwrap();
+        let mut listed: Vec<&str> = page.jobs.iter().map(|j| j.id.as_str()).collect();
+        listed.sort();
+        assert_eq!(listed, ["j1", "j2"], "{query:?}");
+    }
     // An answered create samples the clocks; its window closed when it was recorded.
     assert_eq!(
         store.clock_samples(5).await.unwrap(),

@@ -3,6 +3,7 @@
 
 use super::Query;
 use crate::store::search::WordsBegun;
+use crate::store::sql::rows::local_batch_named;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -180,8 +181,8 @@ impl Dialect {
                     .bind(text)
                     .push(" OR j.idempotency_key = ")
                     .bind(text)
-                    .push(" OR j.batch_id = ")
-                    .bind(text);
+                    .push(" OR j.local_batch_id = ")
+                    .append(local_batch_named(text));
                 if let Some(words) = words {
                     // Within the window (`j` is then `recent`), the stored words of each of
                     // its jobs, never the GIN index, which would find every match first.
@@ -280,8 +281,8 @@ fn push_sqlite_named_by<'a>(query: &mut Query<'a>, text: &'a str) {
         .bind(text)
         .push(" UNION ALL SELECT rowid FROM jobs WHERE idempotency_key = ")
         .bind(text)
-        .push(" UNION ALL SELECT rowid FROM jobs WHERE batch_id = ")
-        .bind(text);
+        .push(" UNION ALL SELECT rowid FROM jobs WHERE local_batch_id = ")
+        .append(local_batch_named(text));
 }
 
 /// Where a search tests payload words: every job, or the `recent` window's.

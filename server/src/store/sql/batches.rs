@@ -584,8 +584,9 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         let rows: Vec<(String, String, i64)> = self
             .read(
                 &format!(
-                    "SELECT batch_id, status, CAST(COUNT(*) AS BIGINT) FROM jobs \
-                     WHERE batch_id IN ({marks}) GROUP BY batch_id, status"
+                    "SELECT b.provider_batch_id, j.status, CAST(COUNT(*) AS BIGINT) \
+                     FROM batches b JOIN jobs j ON j.local_batch_id = b.id \
+                     WHERE b.provider_batch_id IN ({marks}) GROUP BY b.provider_batch_id, j.status"
                 ),
                 provider_batch_ids.iter().map(|id| id.as_str().into()),
             )

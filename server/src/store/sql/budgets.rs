@@ -17,9 +17,10 @@ const USAGE: &str = "SELECT u.id, u.name, b.monthly_cap_nanos, \
      WHERE j.owner_id = u.id AND c.at >= ?) AS BIGINT) AS spent, \
     CAST((SELECT COALESCE(SUM(j.cost_bound_nanos), 0) FROM jobs j WHERE j.owner_id = u.id AND (j.status = 'processing' \
      OR (j.status = 'cancelled' AND j.cancel_requested \
-         AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) \
          AND EXISTS (SELECT 1 FROM batches lb WHERE lb.id = j.local_batch_id AND NOT lb.results_collected \
-                     AND lb.status NOT IN ('failed', 'lost'))))) AS BIGINT) AS in_flight, \
+                     AND lb.status NOT IN ('failed', 'lost') \
+                     AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id \
+                                     AND c.provider_batch_id = lb.provider_batch_id))))) AS BIGINT) AS in_flight, \
     CAST((SELECT COALESCE(SUM(cost_bound_nanos), 0) FROM jobs WHERE owner_id = u.id AND status = 'pending') AS BIGINT) AS pending \
     FROM users u ";
 

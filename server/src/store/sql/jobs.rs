@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::rows::{
-    CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_SUMMARY_COLUMNS, JobRow,
-    PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums, first,
+    CountedRow, DailyCostRow, EventRow, JOB_COLUMNS, JOB_FROM, JOB_PROVIDER_BATCH,
+    JOB_SUMMARY_COLUMNS, JobRow, PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums,
+    first, local_batch_named,
 };
 use super::search::{Plan, known_capped, owned_words, page_query, word_match};
 use super::{
@@ -101,7 +102,9 @@ pub(super) fn push_filter<'a, E: Engine>(
             .bind(provider.as_str());
     }
     if let Some(batch) = &filter.batch_id {
-        query.push(&format!("{j}batch_id = ")).bind(batch.as_str());
+        query
+            .push(&format!("{j}local_batch_id = "))
+            .append(local_batch_named(batch));
     }
     if let Some(text) = &filter.error {
         query
@@ -357,7 +360,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
     ) -> StoreResult<CancelOutcome> {
         let mut tx = self.begin().await?;
         let mut find = Query::new(
-            "SELECT j.status, j.batch_id FROM jobs j WHERE j.id = ?",
+            format!("SELECT j.status, {JOB_PROVIDER_BATCH} FROM jobs j WHERE j.id = ?"),
             [id.into()],
         );
         push_visibility(&mut find, visibility);

@@ -1,6 +1,6 @@
 //! The poll's side of the batch tables. Results are applied a chunk at a time with one
 //! statement per kind of outcome, each guarded by the state its updates were decided on
-//! (`status = 'processing' AND batch_id = ? AND attempts = ?`): a late or repeated result
+//! (`status = 'processing' AND attempts = ?`, in the batch's own jobs): a late or repeated result
 //! changes nothing. Charges are recorded once by their key.
 
 use std::collections::{HashMap, HashSet};
@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::batches::requeue_processing;
-use super::rows::{CountedRow, DuplicatedRow, JobStateRow, column, counted_of_jobs, first};
+use super::rows::{
+    CHARGED_BY_ITS_BATCH, CountedRow, DuplicatedRow, JobStateRow, column, counted_of_jobs, first,
+    local_batch_named,
+};
 use super::{COUNTED, SqlStore, apply_totals, insert_events, tx_execute};
 use crate::events::Happened;
 use crate::store::engine::{Arg, Engine, Kind, Query, Rows};
@@ -126,8 +129,8 @@ async fn guarded_update<E: Engine>(
         .rows(rows)
         .push(") UPDATE jobs SET ")
         .append(set)
-        .push(" FROM v WHERE jobs.id = v.id AND jobs.batch_id = ")
-        .bind(batch)
+        .push(" FROM v WHERE jobs.id = v.id AND jobs.local_batch_id = ")
+        .append(local_batch_named(batch))
         .push(&format!(" AND {guard} RETURNING {}", counted_of_jobs()));
     E::tx_read(tx, query).await
 }
@@ -172,15 +175,16 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         for chunk in job_ids.chunks(E::DIALECT.items_per_statement().min(5_000)) {
             // Find each job by its id, not by scanning the whole batch's index.
             let mut query = Query::new(
-                format!(
-                    "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
-                     EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = j.batch_id) AS charged \
-                     FROM jobs j WHERE {}j.batch_id = ? AND j.id IN ",
-                    E::DIALECT.not_by_index()
-                ),
+                "SELECT j.id, j.job_type, j.status, j.attempts, j.cancel_requested, j.model, \
+                 EXISTS (SELECT 1 FROM charges c WHERE c.job_id = j.id AND c.provider_batch_id = ?) AS charged \
+                 FROM jobs j WHERE ",
                 [provider_batch_id.into()],
             );
-            query.list(chunk.iter());
+            query
+                .push(&format!("{}j.local_batch_id = ", E::DIALECT.not_by_index()))
+                .append(local_batch_named(provider_batch_id))
+                .push(" AND j.id IN ")
+                .list(chunk.iter());
             for row in self.engine.read::<JobStateRow>(query).await? {
                 states.push(JobState::try_from(row)?);
             }
@@ -335,8 +339,9 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             &mut tx,
             rows,
             set,
-            "jobs.status = 'cancelled' AND jobs.cancel_requested AND NOT EXISTS (SELECT 1 FROM charges c \
-             WHERE c.job_id = jobs.id AND c.provider_batch_id = jobs.batch_id)",
+            &format!(
+                "jobs.status = 'cancelled' AND jobs.cancel_requested AND NOT {CHARGED_BY_ITS_BATCH}"
+            ),
             provider_batch_id,
         )
         .await?;
@@ -510,13 +515,12 @@ impl<E: Engine> ResultStore for SqlStore<E> {
     }
 
     async fn batch_remaining(&self, provider_batch_id: &str) -> StoreResult<i64> {
-        let rows = self
-            .read(
-                "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE batch_id = ? AND status = 'processing'",
-                [provider_batch_id.into()],
-            )
-            .await?;
-        Ok(first(rows).unwrap_or(0))
+        let mut query = Query::new(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE status = 'processing' AND local_batch_id = ",
+            [],
+        );
+        query.append(local_batch_named(provider_batch_id));
+        Ok(first(self.engine.read(query).await?).unwrap_or(0))
     }
 
     async fn charged_results(&self, provider_batch_id: &str) -> StoreResult<i64> {

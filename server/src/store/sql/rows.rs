@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::super::engine::{JsonText, Time};
+use super::super::engine::{JsonText, Query, Time};
 use super::super::*;
 
 /// A bill's columns (`Bill::COLUMNS`) of the table `alias` names, or unqualified.
@@ -150,20 +150,61 @@ impl TryFrom<TotalsDbRow> for TotalsRow {
     }
 }
 
+/// A job's provider batch id, read through its local batch (`$job` is the jobs' alias): the
+/// job's own `batch_id` copy is not read, so that a flush can stop writing it (a rolling
+/// upgrade needs every instance reading this way first).
+macro_rules! provider_batch_of {
+    ($job:literal) => {
+        concat!(
+            "(SELECT lb.provider_batch_id FROM batches lb WHERE lb.id = ",
+            $job,
+            ".local_batch_id)"
+        )
+    };
+}
+
+/// A job's (`j`) provider batch id.
+pub(super) const JOB_PROVIDER_BATCH: &str = provider_batch_of!("j");
+
+/// The guard of a job (`jobs`) already charged for a result of the batch that holds it.
+pub(super) const CHARGED_BY_ITS_BATCH: &str = concat!(
+    "EXISTS (SELECT 1 FROM charges c WHERE c.job_id = jobs.id AND c.provider_batch_id = ",
+    provider_batch_of!("jobs"),
+    ")"
+);
+
+/// The local batch of a provider's batch id, as a subquery: jobs are found by it.
+pub(in crate::store) fn local_batch_named(provider_batch_id: &str) -> Query<'_> {
+    let mut query = Query::new(
+        "(SELECT lb.id FROM batches lb WHERE lb.provider_batch_id = ",
+        [],
+    );
+    query.bind(provider_batch_id).push(")");
+    query
+}
+
 /// Columns of a job for single-job reads.
-pub(super) const JOB_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, \
-    j.priority, j.payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, j.attempts, \
+pub(super) const JOB_COLUMNS: &str = concat!(
+    "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, \
+    j.priority, j.payload, j.run_after, j.idempotency_key, j.request_hash, ",
+    provider_batch_of!("j"),
+    " AS batch_id, j.attempts, \
     j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
     j.duplicate_cost_nanos, j.price_version, j.result, j.error_message, j.cancel_requested, \
-    j.created_at, j.updated_at, j.completed_at, j.subject";
+    j.created_at, j.updated_at, j.completed_at, j.subject"
+);
 /// The same without the large payload and result, for lists.
-pub(super) const JOB_SUMMARY_COLUMNS: &str = "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
-    j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, j.batch_id, \
+pub(super) const JOB_SUMMARY_COLUMNS: &str = concat!(
+    "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
+    j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, ",
+    provider_batch_of!("j"),
+    " AS batch_id, \
     j.attempts, j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, \
     j.duplicate_tokens, j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, \
-    j.cancel_requested, j.created_at, j.updated_at, j.completed_at, j.subject";
+    j.cancel_requested, j.created_at, j.updated_at, j.completed_at, j.subject"
+);
 pub(super) const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
 
 #[derive(FromRow)]
