@@ -348,10 +348,15 @@ pub async fn a_submission_is_recorded_once_under_its_lease(store: Arc<impl Store
         ),
         (Some(at(11 + 24 * 60)), Some(at(12)), None, None)
     );
-    // Both jobs were sent (one was cancelled meanwhile): both carry the provider's id.
+    // Both jobs were sent (one was cancelled meanwhile): both carry the provider's id, changed
+    // when the batch was sent.
     for id in ["j1", "j2"] {
         let j = job(store.as_ref(), id).await;
-        assert_eq!(j.batch_id.as_deref(), Some("msgbatch_1"), "{id}");
+        assert_eq!(
+            (j.batch_id.as_deref(), j.updated_at),
+            (Some("msgbatch_1"), at(11)),
+            "{id}"
+        );
         assert_eq!(
             kinds(&store.job_events(id).await.unwrap()).last(),
             Some(&"submitted")

@@ -369,13 +369,14 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         if changed == 0 {
             return Ok(false);
         }
-        // Jobs cancelled while the batch was being submitted were sent too: they keep the id.
+        // The jobs learn the provider's id through their batch (`rows::batch_column_of!`), so
+        // they are read here, not written. Jobs cancelled while the batch was being submitted
+        // were sent too: they have the event as well.
         let ids = column::<String>(
             tx_read::<E, _>(
                 &mut tx,
-                "UPDATE jobs SET batch_id = ?, updated_at = ? \
-                 WHERE local_batch_id = ? AND batch_id IS NULL AND status IN ('processing', 'cancelled') RETURNING id",
-                [s.provider_batch_id.as_str().into(), at.into(), batch_id.into()],
+                "SELECT id FROM jobs WHERE local_batch_id = ? AND status IN ('processing', 'cancelled')",
+                [batch_id.into()],
             )
             .await?,
         );

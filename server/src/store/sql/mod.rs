@@ -202,7 +202,7 @@ fn counted_moves(
 mod sqlite_conformance {
     use super::super::SqliteStore;
 
-    pub(super) async fn temp_store() -> (SqliteStore, tempfile::TempDir) {
+    async fn temp_store() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
         (SqliteStore::connect(&url).await.unwrap(), dir)
@@ -216,64 +216,10 @@ mod postgres_conformance {
     use super::super::PostgresStore;
     use crate::testing::TempPostgres;
 
-    pub(super) async fn temp_store() -> (PostgresStore, TempPostgres) {
+    async fn temp_store() -> (PostgresStore, TempPostgres) {
         let db = TempPostgres::create().await;
         (PostgresStore::connect(&db.url, 8).await.expect("store"), db)
     }
 
     crate::store::conformance::store_conformance!(temp_store);
-}
-
-/// The suite again on databases where a job keeps no copy of its provider batch's id (a
-/// trigger blanks `jobs.batch_id` whenever it is written): the books must read the same, each
-/// job's batch found through `local_batch_id`. A rolling upgrade to a version that stops
-/// writing the copy runs beside this one on such rows.
-#[cfg(test)]
-mod without_job_batch_copies {
-    mod sqlite {
-        use super::super::super::SqliteStore;
-
-        async fn temp_store() -> (SqliteStore, tempfile::TempDir) {
-            let (store, dir) = super::super::sqlite_conformance::temp_store().await;
-            let url = format!("sqlite://{}", dir.path().join("store.db").display());
-            let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
-            sqlx::query(
-                "CREATE TRIGGER jobs_keep_no_batch_copy AFTER UPDATE OF batch_id ON jobs \
-                 WHEN NEW.batch_id IS NOT NULL \
-                 BEGIN UPDATE jobs SET batch_id = NULL WHERE id = NEW.id; END",
-            )
-            .execute(&pool)
-            .await
-            .expect("the trigger");
-            pool.close().await;
-            (store, dir)
-        }
-
-        crate::store::conformance::store_conformance!(temp_store);
-    }
-
-    mod postgres {
-        use super::super::super::PostgresStore;
-        use crate::testing::TempPostgres;
-
-        async fn temp_store() -> (PostgresStore, TempPostgres) {
-            let (store, db) = super::super::postgres_conformance::temp_store().await;
-            let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-            for statement in [
-                "CREATE FUNCTION keep_no_batch_copy() RETURNS trigger LANGUAGE plpgsql \
-                 AS $$ BEGIN NEW.batch_id := NULL; RETURN NEW; END $$",
-                "CREATE TRIGGER jobs_keep_no_batch_copy BEFORE UPDATE OF batch_id ON jobs \
-                 FOR EACH ROW EXECUTE FUNCTION keep_no_batch_copy()",
-            ] {
-                sqlx::query(statement)
-                    .execute(&pool)
-                    .await
-                    .expect("the trigger");
-            }
-            pool.close().await;
-            (store, db)
-        }
-
-        crate::store::conformance::store_conformance!(temp_store);
-    }
 }

@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use super::batches::requeue_processing;
 use super::rows::{
-    CHARGED_BY_ITS_BATCH, CountedRow, DuplicatedRow, JobStateRow, column, counted_of_jobs, first,
-    local_batch_named,
+    CountedRow, DuplicatedRow, JobStateRow, column, counted_of_jobs, first, local_batch_named,
 };
 use super::{COUNTED, SqlStore, apply_totals, insert_events, tx_execute};
 use crate::events::Happened;
@@ -113,12 +112,12 @@ async fn insert_charges<E: Engine>(
 
 /// One guarded multi-row update: the rows (`id` first), what changes (with its binds), and
 /// the state they must still be in. Returns the jobs it changed, as they are now.
-async fn guarded_update<E: Engine>(
+async fn guarded_update<'a, E: Engine>(
     tx: &mut E::Tx,
-    rows: Rows<'_>,
-    set: Query<'_>,
-    guard: &str,
-    batch: &str,
+    rows: Rows<'a>,
+    set: Query<'a>,
+    guard: Query<'a>,
+    batch: &'a str,
 ) -> StoreResult<Vec<CountedRow>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -131,7 +130,9 @@ async fn guarded_update<E: Engine>(
         .append(set)
         .push(" FROM v WHERE jobs.id = v.id AND jobs.local_batch_id = ")
         .append(local_batch_named(batch))
-        .push(&format!(" AND {guard} RETURNING {}", counted_of_jobs()));
+        .push(" AND ")
+        .append(guard)
+        .push(&format!(" RETURNING {}", counted_of_jobs()));
     E::tx_read(tx, query).await
 }
 
@@ -201,7 +202,12 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         let mut tx = self.begin().await?;
         let mut deltas = Deltas::default();
         let mut changed: HashSet<String> = HashSet::with_capacity(updates.len());
-        let processing = "jobs.status = 'processing' AND jobs.attempts = v.attempts";
+        let processing = || {
+            Query::new(
+                "jobs.status = 'processing' AND jobs.attempts = v.attempts",
+                [],
+            )
+        };
         let key = [("id", Kind::Text), ("attempts", Kind::Int)];
 
         // Completed: the spend is added in the same statement; the guard proves it is new.
@@ -227,7 +233,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             ),
             [now.into(), now.into()],
         );
-        let done = guarded_update::<E>(&mut tx, rows, set, processing, provider_batch_id).await?;
+        let done = guarded_update::<E>(&mut tx, rows, set, processing(), provider_batch_id).await?;
         let mut applied = Applied {
             deltas: &mut deltas,
             changed: &mut changed,
@@ -271,7 +277,8 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             ),
             [now.into()],
         );
-        let failed = guarded_update::<E>(&mut tx, rows, set, processing, provider_batch_id).await?;
+        let failed =
+            guarded_update::<E>(&mut tx, rows, set, processing(), provider_batch_id).await?;
         let mut applied = Applied {
             deltas: &mut deltas,
             changed: &mut changed,
@@ -302,7 +309,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             [now.into()],
         );
         let requeued =
-            guarded_update::<E>(&mut tx, rows, set, processing, provider_batch_id).await?;
+            guarded_update::<E>(&mut tx, rows, set, processing(), provider_batch_id).await?;
         for row in &requeued {
             let job = row.counted()?;
             deltas.moved(&job, JobStatus::Processing, &job, JobStatus::Pending);
@@ -335,16 +342,15 @@ impl<E: Engine> ResultStore for SqlStore<E> {
             format!("{}, price_version = v.price_version", add_spend()),
             [],
         );
-        let discarded = guarded_update::<E>(
-            &mut tx,
-            rows,
-            set,
-            &format!(
-                "jobs.status = 'cancelled' AND jobs.cancel_requested AND NOT {CHARGED_BY_ITS_BATCH}"
-            ),
-            provider_batch_id,
-        )
-        .await?;
+        // Not charged for this batch's result already: the guard runs inside the batch's jobs.
+        let mut not_charged = Query::new(
+            "jobs.status = 'cancelled' AND jobs.cancel_requested AND NOT EXISTS \
+             (SELECT 1 FROM charges c WHERE c.job_id = jobs.id AND c.provider_batch_id = ",
+            [],
+        );
+        not_charged.bind(provider_batch_id).push(")");
+        let discarded =
+            guarded_update::<E>(&mut tx, rows, set, not_charged, provider_batch_id).await?;
         let mut charges = Vec::with_capacity(discarded.len());
         for row in &discarded {
             if let Some(spend) = spends.get(row.id.as_str()).copied() {

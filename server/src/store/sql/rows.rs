@@ -150,13 +150,15 @@ impl TryFrom<TotalsDbRow> for TotalsRow {
     }
 }
 
-/// A job's provider batch id, read through its local batch (`$job` is the jobs' alias): the
-/// job's own `batch_id` copy is not read, so that a flush can stop writing it (a rolling
-/// upgrade needs every instance reading this way first).
-macro_rules! provider_batch_of {
-    ($job:literal) => {
+/// A column of the batch that holds a job (`$job` is the jobs' alias), as a scalar subquery: a
+/// job's provider batch id and the time it was sent are its batch's, written once a batch, so a
+/// flush writes each job once.
+macro_rules! batch_column_of {
+    ($column:literal, $job:literal) => {
         concat!(
-            "(SELECT lb.provider_batch_id FROM batches lb WHERE lb.id = ",
+            "(SELECT lb.",
+            $column,
+            " FROM batches lb WHERE lb.id = ",
             $job,
             ".local_batch_id)"
         )
@@ -164,14 +166,7 @@ macro_rules! provider_batch_of {
 }
 
 /// A job's (`j`) provider batch id.
-pub(super) const JOB_PROVIDER_BATCH: &str = provider_batch_of!("j");
-
-/// The guard of a job (`jobs`) already charged for a result of the batch that holds it.
-pub(super) const CHARGED_BY_ITS_BATCH: &str = concat!(
-    "EXISTS (SELECT 1 FROM charges c WHERE c.job_id = jobs.id AND c.provider_batch_id = ",
-    provider_batch_of!("jobs"),
-    ")"
-);
+pub(super) const JOB_PROVIDER_BATCH: &str = batch_column_of!("provider_batch_id", "j");
 
 /// The local batch of a provider's batch id, as a subquery: jobs are found by it.
 pub(in crate::store) fn local_batch_named(provider_batch_id: &str) -> Query<'_> {
@@ -187,23 +182,27 @@ pub(in crate::store) fn local_batch_named(provider_batch_id: &str) -> Query<'_> 
 pub(super) const JOB_COLUMNS: &str = concat!(
     "j.id, j.owner_id, u.name AS owner_name, j.job_type, j.status, \
     j.priority, j.payload, j.run_after, j.idempotency_key, j.request_hash, ",
-    provider_batch_of!("j"),
+    batch_column_of!("provider_batch_id", "j"),
     " AS batch_id, j.attempts, \
     j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, j.duplicate_tokens, \
     j.duplicate_cost_nanos, j.price_version, j.result, j.error_message, j.cancel_requested, \
-    j.created_at, j.updated_at, j.completed_at, j.subject"
+    j.created_at, j.updated_at, ",
+    batch_column_of!("submitted_at", "j"),
+    " AS batch_submitted_at, j.completed_at, j.subject"
 );
 /// The same without the large payload and result, for lists.
 pub(super) const JOB_SUMMARY_COLUMNS: &str = concat!(
     "j.id, j.owner_id, u.name AS owner_name, j.job_type, \
     j.status, j.priority, NULL AS payload, j.run_after, j.idempotency_key, j.request_hash, ",
-    provider_batch_of!("j"),
+    batch_column_of!("provider_batch_id", "j"),
     " AS batch_id, \
     j.attempts, j.model, j.provider, j.context_id, j.input_tokens, j.output_tokens, j.cache_read_tokens, \
     j.cache_write_tokens, j.cost_nanos, j.uncached_cost_nanos, j.standard_cost_nanos, \
     j.duplicate_tokens, j.duplicate_cost_nanos, j.price_version, NULL AS result, j.error_message, \
-    j.cancel_requested, j.created_at, j.updated_at, j.completed_at, j.subject"
+    j.cancel_requested, j.created_at, j.updated_at, ",
+    batch_column_of!("submitted_at", "j"),
+    " AS batch_submitted_at, j.completed_at, j.subject"
 );
 pub(super) const JOB_FROM: &str = " FROM jobs j JOIN users u ON u.id = j.owner_id";
 
@@ -234,6 +233,7 @@ pub(super) struct JobRow {
     cancel_requested: bool,
     created_at: Time,
     updated_at: Time,
+    batch_submitted_at: Option<Time>,
     completed_at: Option<Time>,
     subject: Option<String>,
 }
@@ -258,7 +258,10 @@ impl TryFrom<JobRow> for JobRecord {
             result: row.result.map(|r| r.parse("result")).transpose()?,
             run_after: row.run_after.map(|t| t.0),
             created_at: row.created_at.0,
-            updated_at: row.updated_at.0,
+            // The batch's submission gave the job its provider batch id: a change of the job.
+            updated_at: row
+                .batch_submitted_at
+                .map_or(row.updated_at.0, |sent| sent.0.max(row.updated_at.0)),
             completed_at: row.completed_at.map(|t| t.0),
             id: row.id,
             owner_id: row.owner_id,
