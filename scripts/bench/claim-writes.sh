@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# What a PostgreSQL flush's writes cost, index by index (issue 22, BENCHMARKS.md): a template
+# database with this tree's migrations and 100,000 pending jobs, then for each variant a copy
+# of it with one change, and ten rounds of a flush's three writes of 10,000 jobs (the claim's
+# update, the batch's members, the "submitted" events), each round committed, as the flush does.
+# Prints per variant the seconds of the ten rounds, step by step; each variant runs twice, in
+# turns. Plain SQL in psql: no server, no build.
+#   ./scripts/bench/claim-writes.sh                 every variant
+#   VARIANTS="shipped words_apart" ./scripts/bench/claim-writes.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PG="${AI_BATCH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+TEMPLATE="aib_claims_$(date +%s)_$RANDOM"
+psql_in() { psql "${PG%/*}/$1" -qAt -v ON_ERROR_STOP=1 "${@:2}"; }
+cleanup() { psql "$PG" -qc "DROP DATABASE IF EXISTS $TEMPLATE WITH (FORCE)" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+declare -A CHANGE=(
+  [shipped]=""
+  # The word index off `jobs` (in a table of its own, written once at enqueue): each claimed
+  # job's row then no longer takes a new entry for every word it carries.
+  [words_apart]="DROP INDEX jobs_payload_words"
+  # The foreign keys a flush's writes check row by row.
+  [no_key_checks]="ALTER TABLE jobs DROP CONSTRAINT jobs_local_batch_id_fkey;
+    ALTER TABLE batch_jobs DROP CONSTRAINT batch_jobs_job_id_fkey;
+    ALTER TABLE job_events DROP CONSTRAINT job_events_job_id_fkey"
+  # The listing indexes by status (the claim changes it).
+  [no_status_indexes]="DROP INDEX jobs_status_created, jobs_owner_status_created"
+)
+
+psql "$PG" -qc "CREATE DATABASE $TEMPLATE" >/dev/null
+for migration in "$ROOT"/migrations/postgres/*.sql; do psql_in "$TEMPLATE" -f "$migration" >/dev/null; done
+psql_in "$TEMPLATE" >/dev/null <<'SQL'
+INSERT INTO users VALUES ('u1', 't1', 'trader', now()), ('u2', 't2', 'trader', now()),
+                         ('u3', 't3', 'trader', now());
+-- The dashboard's portfolio example, one number changed a job.
+INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, request_hash, created_at, updated_at)
+SELECT 'job_' || lpad(g::text, 8, '0'), 'u' || (1 + g % 3), 'portfolio_summary', 'pending', 0,
+  jsonb_build_object('portfolio_id', 'PF-' || g, 'as_of', '2026-11-27', 'base_currency', 'USD',
+    'cash', 15000.0 + g, 'positions', jsonb_build_array(
+      jsonb_build_object('ticker', 'AAPL', 'quantity', 120, 'avg_cost', 182.5, 'price', 227.1),
+      jsonb_build_object('ticker', 'NVDA', 'quantity', 80, 'avg_cost', 95.2, 'price', 141.8),
+      jsonb_build_object('ticker', 'TLT', 'quantity', 150, 'avg_cost', 98.4, 'price', 91.3))),
+  'h' || g, timestamptz '2026-12-01' + g * interval '1 ms', timestamptz '2026-12-01' + g * interval '1 ms'
+FROM generate_series(1, 100000) g;
+VACUUM ANALYZE;
+SQL
+
+run_variant() {
+  local name=$1 db="${TEMPLATE}_$1"
+  psql "$PG" -qc "CREATE DATABASE $db TEMPLATE $TEMPLATE" >/dev/null
+  [[ -n ${CHANGE[$name]} ]] && psql_in "$db" -c "${CHANGE[$name]}" >/dev/null
+  for round in $(seq 1 10); do
+    psql_in "$db" <<SQL
+SET jit = off;
+BEGIN;
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO batches (id, provider, status, job_count, estimated_tokens, request_bytes, created_at)
+VALUES ('b$round', 'anthropic', 'submitting', 0, 0, 0, now());
+CREATE TEMP TABLE wanted ON COMMIT DROP AS
+  SELECT id FROM jobs WHERE status = 'pending' ORDER BY priority DESC, created_at, id LIMIT 10000;
+SELECT clock_timestamp() AS t1 \gset
+UPDATE jobs SET status = 'processing', local_batch_id = 'b$round', model = 'm', provider = 'anthropic',
+  cost_bound_nanos = 5, updated_at = now()
+FROM wanted WHERE jobs.id = wanted.id AND jobs.status = 'pending';
+SELECT clock_timestamp() AS t2 \gset
+INSERT INTO batch_jobs (batch_id, job_id) SELECT 'b$round', id FROM wanted;
+SELECT clock_timestamp() AS t3 \gset
+INSERT INTO job_events (job_id, kind, at) SELECT id, 'submitted', now() FROM wanted;
+SELECT clock_timestamp() AS t4 \gset
+COMMIT;
+SELECT extract(epoch FROM timestamptz :'t2' - :'t1') || ' ' || extract(epoch FROM timestamptz :'t3' - :'t2')
+  || ' ' || extract(epoch FROM timestamptz :'t4' - :'t3') || ' ' || extract(epoch FROM clock_timestamp() - timestamptz :'t0');
+SQL
+  done | awk -v v="$name" '{u += $1; m += $2; e += $3; t += $4}
+    END {printf "%-18s claim %6.2f  members %5.2f  events %5.2f  all %6.2f\n", v, u, m, e, t}'
+  psql "$PG" -qc "DROP DATABASE $db" >/dev/null
+}
+
+echo "# claim-writes.sh, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores: ten rounds of 10,000 jobs, seconds"
+for pass in 1 2; do
+  for name in ${VARIANTS:-shipped words_apart no_key_checks no_status_indexes}; do run_variant "$name"; done
+done
