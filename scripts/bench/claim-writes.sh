@@ -12,7 +12,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PG="${AI_BATCH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 TEMPLATE="aib_claims_$(date +%s)_$RANDOM"
 psql_in() { psql "${PG%/*}/$1" -qAt -v ON_ERROR_STOP=1 "${@:2}"; }
-cleanup() { psql "$PG" -qc "DROP DATABASE IF EXISTS $TEMPLATE WITH (FORCE)" >/dev/null 2>&1 || true; }
+# The variant's copy too, so an interrupted run leaves no database behind.
+VARIANT_DB=""
+drop_db() { psql "$PG" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1 || true; }
+cleanup() { [[ -n $VARIANT_DB ]] && drop_db "$VARIANT_DB"; drop_db "$TEMPLATE"; }
 trap cleanup EXIT
 
 declare -A CHANGE=(
@@ -48,6 +51,7 @@ SQL
 
 run_variant() {
   local name=$1 db="${TEMPLATE}_$1"
+  VARIANT_DB=$db
   psql "$PG" -qc "CREATE DATABASE $db TEMPLATE $TEMPLATE" >/dev/null
   [[ -n ${CHANGE[$name]} ]] && psql_in "$db" -c "${CHANGE[$name]}" >/dev/null
   for round in $(seq 1 10); do
@@ -75,6 +79,7 @@ SQL
   done | awk -v v="$name" '{u += $1; m += $2; e += $3; t += $4}
     END {printf "%-18s claim %6.2f  members %5.2f  events %5.2f  all %6.2f\n", v, u, m, e, t}'
   psql "$PG" -qc "DROP DATABASE $db" >/dev/null
+  VARIANT_DB=""
 }
 
 echo "# claim-writes.sh, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores: ten rounds of 10,000 jobs, seconds"
