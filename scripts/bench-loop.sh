@@ -8,6 +8,7 @@
 #   SLOW_MS=200 ./scripts/bench-loop.sh  also logs PostgreSQL statements slower than that, with
 #                                        their plans (auto_explain), and prints them at the end
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+source "$ROOT/scripts/bench/loop-lib.sh"
 install_build_tools
 step "building the release server and its examples"
 cargo build --release --locked -p server --bin ai-batch --examples >&2
@@ -18,7 +19,6 @@ LOOP="$CARGO_TARGET_DIR/release/examples/bench_batch_loop"
 PG_ADMIN="${AI_BATCH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PG_LOG="${PG_LOG:-/var/log/postgresql/postgresql-15-main.log}"
 WORK="$(mktemp -d)"
-PORT=$((20000 + RANDOM % 20000))
 DB="aib_loop_$(date +%s)_$RANDOM"
 cleanup() {
   kill "${EMULATOR:-}" 2>/dev/null || true
@@ -27,17 +27,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" emulator --addr "127.0.0.1:$PORT" --emulator-delay-secs 0 >"$WORK/emulator.log" 2>&1 &
-EMULATOR=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/_emulator/health" >/dev/null && break; sleep 0.1; done
+start_emulator "$BIN" "$WORK/emulator.log"
 
 run_loop() { # database-url label
   step "the batch loop on $2"
-  RUST_LOG=warn AI_BATCH_SCHEDULER=false "$LOOP" --database-url "$1" --provider anthropic \
-    --anthropic-base-url "http://127.0.0.1:$PORT" --anthropic-api-key bench \
-    --anthropic-request-timeout-secs 300 "${LOOP_ARGS[@]}" | tee "$WORK/$2.txt"
+  batch_loop "$LOOP" "$1" "${LOOP_ARGS[@]}" | tee "$WORK/$2.txt"
 }
-summary() { grep -o "$2=[^ ]*" "$WORK/$1.txt" | head -1 | cut -d= -f2; }
+summary() { loop_figure "$WORK/$1.txt" "$2"; }
 
 echo "# bench-loop.sh, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
 run_loop "sqlite://$WORK/loop.db" sqlite

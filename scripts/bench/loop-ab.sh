@@ -8,6 +8,7 @@
 #   ./scripts/bench/loop-ab.sh /tmp/before-bin /tmp/after-bin
 #   ROUNDS=5 ./scripts/bench/loop-ab.sh /tmp/before-bin /tmp/after-bin --flushes 5
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/loop-lib.sh"
 usage() {
   echo "usage: $0 BEFORE_DIR AFTER_DIR [bench args]: each with ai-batch and bench_batch_loop" >&2
   exit 2
@@ -27,10 +28,8 @@ cleanup() {
 trap cleanup EXIT
 
 run() { # side-label dir store
-  local port=$((20000 + RANDOM % 20000)) url
-  "$2/ai-batch" emulator --addr "127.0.0.1:$port" --emulator-delay-secs 0 >"$WORK/emulator.log" 2>&1 &
-  EMULATOR=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/_emulator/health" >/dev/null && break; sleep 0.1; done
+  local url field
+  start_emulator "$2/ai-batch" "$WORK/emulator.log"
   if [[ $3 == postgres ]]; then
     DB="aib_ab_$(date +%s)_$RANDOM"
     psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
@@ -39,13 +38,10 @@ run() { # side-label dir store
     rm -f "$WORK"/loop.db*
     url="sqlite://$WORK/loop.db"
   fi
-  RUST_LOG=warn AI_BATCH_SCHEDULER=false "$2/bench_batch_loop" --database-url "$url" \
-    --provider anthropic --anthropic-base-url "http://127.0.0.1:$port" --anthropic-api-key bench \
-    --anthropic-request-timeout-secs 300 "${BENCH_ARGS[@]}" >"$WORK/out.txt"
-  local field
+  batch_loop "$2/bench_batch_loop" "$url" "${BENCH_ARGS[@]}" >"$WORK/out.txt"
   printf '| %s | %s | %s |' "$ROUND" "$1" "$3"
   for field in flush_total_s flush_slowest_s ingest_lines_per_s totals_equal_recount; do
-    printf ' %s |' "$(grep -o "$field=[^ ]*" "$WORK/out.txt" | head -1 | cut -d= -f2)"
+    printf ' %s |' "$(loop_figure "$WORK/out.txt" "$field")"
   done
   echo
   kill "$EMULATOR"; wait "$EMULATOR" 2>/dev/null || true; EMULATOR=""
