@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Search latency at a million jobs, as an admin and as the trader who owns them all, for a
 # word a quarter of the jobs carry (NVDA), one 200 carry (restatement), one none carries,
-# and a job's id; then the jobs list by cursor and by offset (issue 22, BENCHMARKS.md).
+# and a job's id, alone and with a status or job type filter; then the next page by cursor
+# (issue 22, BENCHMARKS.md).
 #   ./scripts/bench-search.sh            on SQLite
 #   ./scripts/bench-search.sh postgres   on PostgreSQL, a database of its own
 # SEARCH_DB=name keeps the seeded database for another run; AI_BATCH_BIN=path measures that
@@ -84,6 +85,11 @@ for who in admin trader; do
   measure "$who" "q=zyzzyva (no job)" "/api/v1/batch/jobs?q=zyzzyva"
   measure "$who" "q=AAPL restatement (200 jobs, two words)" "/api/v1/batch/jobs?q=AAPL%20restatement"
   measure "$who" "q=<a job's id>" "/api/v1/batch/jobs?q=$ID"
+  # The word with other filters: the store must combine them, not list every match first.
+  measure "$who" "q=NVDA, status pending (a quarter)" "/api/v1/batch/jobs?q=NVDA&status_filter=pending"
+  measure "$who" "q=NVDA, type strategy_backtest (1 in 12)" "/api/v1/batch/jobs?q=NVDA&job_type=strategy_backtest"
+  measure "$who" "q=NVDA, type risk_report (no job)" "/api/v1/batch/jobs?q=NVDA&job_type=risk_report"
+  measure "$who" "q=restatement, type portfolio_summary (~67)" "/api/v1/batch/jobs?q=restatement&job_type=portfolio_summary"
 done
 NEXT="$(curl -fs -H "Authorization: Bearer $ADMIN" "$URL/api/v1/batch/jobs?q=NVDA" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')"
 measure admin "q=NVDA, the next page by cursor" "/api/v1/batch/jobs?q=NVDA&cursor=$NEXT"

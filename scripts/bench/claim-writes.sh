@@ -22,9 +22,9 @@ declare -A CHANGE=(
   [shipped]=""
   # The word index off `jobs` (in a table of its own, written once at enqueue): each claimed
   # job's row then no longer takes a new entry for every word it carries.
-  [words_apart]="DROP INDEX jobs_payload_words"
+  [words_apart]="DROP INDEX jobs_words_type"
   # The word index kept, its pending list 16× the default: fewer, larger merges into the tree.
-  [words_pending_64mb]="ALTER INDEX jobs_payload_words SET (gin_pending_list_limit = 65536)"
+  [words_pending_64mb]="ALTER INDEX jobs_words_type SET (gin_pending_list_limit = 65536)"
   # The foreign keys a flush's writes check row by row.
   [no_key_checks]="ALTER TABLE jobs DROP CONSTRAINT jobs_local_batch_id_fkey;
     ALTER TABLE batch_jobs DROP CONSTRAINT batch_jobs_job_id_fkey;

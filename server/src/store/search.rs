@@ -7,8 +7,9 @@
 //! match, which a common word's capped count paid in full (migration 14). And it keeps, per
 //! owner, how many jobs carry each word, up to one past the cap (migration 15): a search of
 //! one common word is then known to be capped without reading 10,001 matches to count them.
-//! SQLite's word index holds each job's owner beside its words (migration 16): a trader's
-//! count, like an admin's, is then read from the index alone.
+//! SQLite's word index holds each job's owner and type beside its words (migrations 16 and
+//! 18): a trader's count, like an admin's, with or without a type filter, is then read from
+//! the index alone, and a type filter narrows the matches before any job is read.
 //!
 //! A page of a search is read in one of two ways, so that a common word and a rare one are
 //! both fast (`sql::jobs`, `Plan`): first the search is tested on the newest
@@ -69,8 +70,13 @@ pub fn words_counted_ahead<'a>(
 /// Whether a list has no filter but its search (and whose jobs it shows): no status, type,
 /// provider, batch or error text.
 pub fn searches_alone(filter: &ListQuery) -> bool {
+    filter.job_type.is_none() && filters_in_word_index(filter)
+}
+
+/// Whether a list's filters are at most what SQLite's word index holds beside each job's words
+/// (its owner and its type): no status, provider, batch or error text.
+pub fn filters_in_word_index(filter: &ListQuery) -> bool {
     filter.status_filter.is_none()
-        && filter.job_type.is_none()
         && filter.provider.is_none()
         && filter.batch_id.is_none()
         && filter.error.is_none()

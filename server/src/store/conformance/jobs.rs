@@ -328,6 +328,84 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
     assert_eq!((ids(&page), page.total_count), (vec!["j2".to_string()], 2));
 }
 
+/// A search with a type filter finds exactly the matches of that type, whose jobs ever it
+/// lists, counted and paged by either plan, where SQLite narrows the word's matches to the type
+/// in its word index (migration 18): a job named by its key is found whatever its words, a
+/// job of another type never, and the index's type column is no word of a job.
+pub async fn a_search_with_a_type_finds_only_that_types_matches(store: Arc<impl Store>) {
+    let (a, b) = (
+        user(store.as_ref(), "a", Role::Trader).await,
+        user(store.as_ref(), "b", Role::Trader).await,
+    );
+    let (risk, back) = (JobType::RiskReport, JobType::StrategyBacktest);
+    let jobs = [
+        ("a-risk-1", &a, risk, "NVDA", None),
+        ("a-back-1", &a, back, "NVDA", None),
+        ("a-risk-2", &a, risk, "NVDA", None),
+        ("a-risk-3", &a, risk, "AAPL", Some("nvda")),
+        ("a-back-2", &a, back, "AAPL", None),
+        ("b-risk-1", &b, risk, "NVDA", None),
+        ("b-back-1", &b, back, "AAPL", Some("nvda")),
+    ];
+    for (minutes, (id, owner, job_type, ticker, key)) in jobs.into_iter().enumerate() {
+        let mut job = new_job(id, owner, minutes as i64, key);
+        job.job_type = job_type;
+        job.payload = json!({"ticker": ticker, "kind": "risk report"}).to_string();
+        created(store.as_ref(), job).await;
+    }
+    let listed = |visibility: Visibility, text: String, job_type: JobType, limit: i64| {
+        let store = store.clone();
+        async move {
+            let query = app::api::ListQuery {
+                search: Some(text),
+                job_type: Some(job_type),
+                limit,
+                ..app::api::ListQuery::default()
+            };
+            let page = store.list_jobs(&visibility, &query).await.unwrap();
+            let ids: Vec<String> = page.jobs.into_iter().map(|job| job.id).collect();
+            (ids, page.total_count, page.total_count_capped)
+        }
+    };
+    let owned = || Visibility::Owner(a.id.clone());
+    // A full first page (the newest jobs read) and one the word index fills (every match sorted).
+    for limit in [1, 50] {
+        let (ids, count, capped) = listed(owned(), "nvda".into(), risk, limit).await;
+        let all = ["a-risk-3", "a-risk-2", "a-risk-1"];
+        assert_eq!(ids, all[..all.len().min(limit as usize)], "limit {limit}");
+        assert_eq!((count, capped), (3, false), "limit {limit}");
+        let (ids, count, _) = listed(Visibility::All, "nvda".into(), risk, limit).await;
+        let all = ["b-risk-1", "a-risk-3", "a-risk-2", "a-risk-1"];
+        assert_eq!(ids, all[..all.len().min(limit as usize)], "limit {limit}");
+        assert_eq!(count, 4, "limit {limit}");
+        let (ids, count, _) = listed(Visibility::All, "nvda".into(), back, limit).await;
+        let all = ["b-back-1", "a-back-1"];
+        assert_eq!(ids, all[..all.len().min(limit as usize)], "limit {limit}");
+        assert_eq!(count, 2, "limit {limit}");
+    }
+    let begun = listed(owned(), "nvd".into(), risk, 50).await;
+    assert_eq!(begun.1, 2, "a word's start, not the key it does not equal");
+    let none = listed(Visibility::All, "nvda".into(), JobType::ModelEvaluation, 50).await;
+    assert_eq!(
+        none,
+        (vec![], 0, false),
+        "a type none of the word's jobs have"
+    );
+    let two_words = listed(owned(), "risk nvda".into(), risk, 50).await;
+    assert_eq!(two_words.1, 2, "every word, within the type");
+    for text in [
+        hex::encode(JobType::RiskReport.as_str()),
+        hex::encode(JobType::RiskReport.as_str())[..6].to_string(),
+    ] {
+        let page = listed(Visibility::All, text.clone(), risk, 50).await;
+        assert_eq!(
+            page,
+            (vec![], 0, false),
+            "{text}: a job's type is no word of it"
+        );
+    }
+}
+
 pub async fn a_search_count_stops_at_the_cap(store: Arc<impl Store>) {
     let a = user(store.as_ref(), "a", Role::Trader).await;
     let many: Vec<NewJob> = (0..=SEARCH_COUNT_CAP)

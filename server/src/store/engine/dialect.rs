@@ -1,6 +1,8 @@
 //! Where the two databases' SQL differs, side by side: every fragment the store's one set of
 //! statements (`store::sql`) asks of its engine. Everything else is written once.
 
+use app::api::JobType;
+
 use super::Query;
 use crate::store::search::WordsBegun;
 use crate::store::sql::rows::local_batch_named;
@@ -29,9 +31,9 @@ impl Dialect {
     /// word reads): FTS5 intersects the two, no job read to check whose it is.
     pub fn owned_words(self, words: &WordMatch, owner_id: &str) -> Option<WordMatch> {
         match self {
-            Self::Sqlite => Some(WordMatch(format!(
+            Self::Sqlite => Some(WordMatch::new(format!(
                 "{} AND owner : \"{}\"",
-                words.0,
+                words.fts_query(),
                 hex::encode(owner_id)
             ))),
             Self::Postgres => None,
@@ -167,7 +169,7 @@ impl Dialect {
                 if let Some(words) = words {
                     query
                         .push(" UNION ALL SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
-                        .bind(words.0.as_str());
+                        .bind(words.fts_query());
                     if scope == SearchScope::Recent {
                         // The window's rowids and a little more: the index reads only those.
                         query.push(" AND rowid >= (SELECT min(r) FROM recent)");
@@ -183,13 +185,29 @@ impl Dialect {
                     .bind(text)
                     .push(" OR j.local_batch_id = ")
                     .append(local_batch_named(text));
-                if let Some(words) = words {
-                    // Within the window (`j` is then `recent`), the stored words of each of
-                    // its jobs, never the GIN index, which would find every match first.
-                    query
-                        .push(" OR j.payload_words @@ CAST(")
-                        .bind(words.0.as_str())
-                        .push(" AS tsquery)");
+                match (words, scope) {
+                    // Within the window (`j` is then `recent`, its type filtered already), the
+                    // stored words of each of its jobs, never the GIN index, which would find
+                    // every match first.
+                    (Some(words), SearchScope::Recent) => {
+                        query
+                            .push(" OR j.payload_words @@ CAST(")
+                            .bind(words.words.as_str())
+                            .push(" AS tsquery)");
+                    }
+                    // Everywhere, the GIN index of the words and the type (migration 18),
+                    // asked for both at once when the list asks for a type.
+                    (Some(words), SearchScope::Everywhere) => {
+                        query
+                            .push(" OR (j.payload_words @@ CAST(")
+                            .bind(words.words.as_str())
+                            .push(" AS tsquery)");
+                        if let Some(job_type) = words.job_type {
+                            query.push(" AND j.job_type = ").bind(job_type.as_str());
+                        }
+                        query.push(")");
+                    }
+                    (None, _) => {}
                 }
                 query.push(")");
             }
@@ -222,13 +240,13 @@ impl Dialect {
     /// `SELECT COUNT(*)` of the jobs a search finds, at most `cap`, where `conditions` are the
     /// other filters (` AND …` on `jobs j`).
     ///
-    /// `owned` is `words` among the jobs of the one owner `conditions` asks for and nothing else
-    /// (`owned_words`): the word index then counts them alone.
+    /// `counted` is `words` narrowed to every filter `conditions` asks for (`counted_words`):
+    /// the word index then counts them alone.
     pub fn count_search<'a>(
         self,
         text: &'a str,
         words: Option<&'a WordMatch>,
-        owned: Option<&'a WordMatch>,
+        counted: Option<&'a WordMatch>,
         conditions: Query<'a>,
         cap: i64,
     ) -> Query<'a> {
@@ -243,9 +261,9 @@ impl Dialect {
         // SQLite: the word matches counted from the full-text index in its own order (a set
         // of every match first would cost as much as they are many), plus the jobs found by
         // id, key or batch that are not among them.
-        // With no filter but the owner's the index alone counts (no job read).
-        let (counted, joined) = match owned {
-            Some(owned) => (owned, false),
+        // With no filter but the owner's and the type the index alone counts (no job read).
+        let (counted, joined) = match counted {
+            Some(counted) => (counted, false),
             None => (words, !conditions.sql.is_empty()),
         };
         let matches = if joined {
@@ -254,7 +272,7 @@ impl Dialect {
         } else {
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs_search s WHERE s.jobs_search MATCH ?"
         };
-        let mut count = Query::new(matches, [counted.0.as_str().into()]);
+        let mut count = Query::new(matches, [counted.fts_query().into()]);
         if joined {
             count.append(conditions.clone());
         }
@@ -265,7 +283,7 @@ impl Dialect {
         push_sqlite_named_by(&mut count, text);
         count
             .push(") AND j.rowid NOT IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ")
-            .bind(words.0.as_str())
+            .bind(words.fts_query())
             .push(")");
         count.append(conditions);
         count.push(" LIMIT ").bind(cap).push("))");
@@ -293,21 +311,54 @@ pub enum SearchScope {
 }
 
 /// A search's words as the store's word index matches them (`store::search`): every word,
-/// each as the start of one.
+/// each as the start of one; with a type filter, among that type's jobs, which both word
+/// indexes hold beside each job's words (migration 18) and so intersect with the word's: no
+/// match of another type is read to check it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WordMatch(String);
+pub struct WordMatch {
+    words: String,
+    job_type: Option<JobType>,
+}
 
 impl WordMatch {
+    fn new(words: String) -> Self {
+        Self {
+            words,
+            job_type: None,
+        }
+    }
+
+    /// The same words among the jobs of one type.
+    pub fn typed(&self, job_type: JobType) -> Self {
+        Self {
+            job_type: Some(job_type),
+            ..self.clone()
+        }
+    }
+
+    /// SQLite: the FTS5 query, the type's name as its index holds it (hex: one token, in a
+    /// column no search word reads).
+    fn fts_query(&self) -> String {
+        match self.job_type {
+            Some(job_type) => format!(
+                "{} AND job_type : \"{}\"",
+                self.words,
+                hex::encode(job_type.as_str())
+            ),
+            None => self.words.clone(),
+        }
+    }
+
     /// SQLite: an FTS5 query of each word as a prefix ("nvd"*), all of them (FTS5's implicit
     /// AND), in the payload's column only (the index's other column is the owner's).
     pub fn prefixes(words: &[String]) -> Self {
         let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
-        Self(format!("payload : ({})", prefixes.join(" ")))
+        Self::new(format!("payload : ({})", prefixes.join(" ")))
     }
 
     /// PostgreSQL: a `tsquery` of each word as the words it begins (`'nvda' | 'nvdas'`), or as a
-    /// prefix (`'n':*`), all of them, against the stored words (migration 000006, indexed by
-    /// `jobs_payload_words`).
+    /// prefix (`'n':*`), all of them, against the stored words (migration 000006, indexed with
+    /// the job's type by `jobs_words_type`, migration 18).
     pub fn tsquery(words: &[WordsBegun]) -> Self {
         let terms: Vec<String> = words
             .iter()
@@ -319,7 +370,7 @@ impl WordMatch {
                 WordsBegun::Prefix(prefix) => format!("{}:*", tsquery_lexeme(prefix)),
             })
             .collect();
-        Self(terms.join(" & "))
+        Self::new(terms.join(" & "))
     }
 }
 
@@ -340,15 +391,31 @@ mod tests {
             WordsBegun::Words(vec!["o'neil\\".into()]),
         ];
         assert_eq!(
-            WordMatch::tsquery(&words).0,
+            WordMatch::tsquery(&words).words,
             "('nvda' | 'nvdas') & 'r':* & ('o''neil\\\\')"
         );
         let prefixes = WordMatch::prefixes(&["nvd".into(), "q3".into()]);
-        assert_eq!(prefixes.0, "payload : (\"nvd\"* \"q3\"*)");
+        assert_eq!(prefixes.fts_query(), "payload : (\"nvd\"* \"q3\"*)");
         assert_eq!(
-            Dialect::Sqlite.owned_words(&prefixes, "u-1").unwrap().0,
+            Dialect::Sqlite
+                .owned_words(&prefixes, "u-1")
+                .unwrap()
+                .fts_query(),
             "payload : (\"nvd\"* \"q3\"*) AND owner : \"752d31\""
         );
         assert_eq!(Dialect::Postgres.owned_words(&prefixes, "u-1"), None);
+        let typed = prefixes.typed(JobType::RiskReport);
+        let risk = "job_type : \"7269736b5f7265706f7274\"";
+        assert_eq!(
+            typed.fts_query(),
+            format!("payload : (\"nvd\"* \"q3\"*) AND {risk}")
+        );
+        assert_eq!(
+            Dialect::Sqlite
+                .owned_words(&typed, "u-1")
+                .unwrap()
+                .fts_query(),
+            format!("payload : (\"nvd\"* \"q3\"*) AND {risk} AND owner : \"752d31\"")
+        );
     }
 }

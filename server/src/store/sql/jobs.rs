@@ -11,7 +11,7 @@ use super::rows::{
     JOB_SUMMARY_COLUMNS, JobRow, PageRow, ProviderCostRow, TotalsDbRow, bill_columns, bill_sums,
     first, local_batch_named,
 };
-use super::search::{Plan, known_capped, owned_words, page_query, word_match};
+use super::search::{Plan, counted_words, known_capped, page_query, typed_words, word_match};
 use super::{
     COUNTED, SqlStore, apply_totals, counted_moves, insert_events, push_visibility,
     push_visibility_of, tx_read,
@@ -259,6 +259,8 @@ impl<E: Engine> JobStore for SqlStore<E> {
             .unwrap_or_default();
         let searched = word_match(&self.engine, &words).await?;
         let words = searched.as_ref().map(|searched| &searched.matching);
+        let typed = typed_words(filter, words);
+        let page_words = typed.as_ref().or(words);
         let plans: &[Plan] = if words.is_none() {
             &[Plan::Ordered]
         } else {
@@ -271,7 +273,7 @@ impl<E: Engine> JobStore for SqlStore<E> {
         for &plan in plans {
             let rows = self
                 .engine
-                .read::<PageRow>(page_query::<E>(visibility, filter, words, plan))
+                .read::<PageRow>(page_query::<E>(visibility, filter, page_words, plan))
                 .await?;
             matched = match rows.first() {
                 Some(row) => row.matched,
@@ -308,12 +310,12 @@ impl<E: Engine> JobStore for SqlStore<E> {
                 Drive::Filters
             };
             push_filter::<E>(&mut conditions, visibility, filter, drive);
-            let owned = owned_words::<E>(visibility, filter, words);
+            let counted = counted_words::<E>(visibility, filter, page_words);
             let matching = match filter.search.as_deref() {
                 Some(text) => E::DIALECT.count_search(
                     text,
-                    words,
-                    owned.as_ref(),
+                    page_words,
+                    counted.as_ref(),
                     conditions,
                     SEARCH_COUNT_CAP + 1,
                 ),

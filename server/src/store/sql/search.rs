@@ -8,7 +8,7 @@ use super::jobs::{Drive, push_cursor, push_filter};
 use super::rows::{JOB_FROM, JOB_SUMMARY_COLUMNS, first};
 use crate::store::engine::{Engine, Query, SearchScope, WordMatch};
 use crate::store::search::{
-    MOST_WORDS_BEGUN, WordsBegun, prefix_end, searches_alone, words_counted_ahead,
+    MOST_WORDS_BEGUN, WordsBegun, filters_in_word_index, prefix_end, words_counted_ahead,
 };
 use crate::store::{SEARCH_COUNT_CAP, SEARCH_WINDOW, StoreResult, Visibility};
 
@@ -102,18 +102,25 @@ pub(super) async fn known_capped<E: Engine>(
     Ok(first(engine.read::<(i64,)>(query).await?).is_some_and(|found| found > 0))
 }
 
-/// A trader's search words among their own jobs, where the word index holds each job's owner
-/// (SQLite): with no other filter, the count is read from the index alone.
-pub(super) fn owned_words<E: Engine>(
+/// A search's words among the jobs of the type asked for, which the word index narrows them
+/// to (`WordMatch::typed`), so a common word's jobs of other types are never read; the words
+/// as they are without a type.
+pub(super) fn typed_words(filter: &ListQuery, words: Option<&WordMatch>) -> Option<WordMatch> {
+    Some(words?.typed(filter.job_type?))
+}
+
+/// The words that count a search's matches from SQLite's word index alone, when its filters
+/// are at most the type and whose jobs it lists, both held beside the words: `words` (typed
+/// already) among the owner's jobs, or as they are for every owner's.
+pub(super) fn counted_words<E: Engine>(
     visibility: &Visibility,
     filter: &ListQuery,
     words: Option<&WordMatch>,
 ) -> Option<WordMatch> {
-    match (visibility, words) {
-        (Visibility::Owner(owner_id), Some(words)) if searches_alone(filter) => {
-            E::DIALECT.owned_words(words, owner_id)
-        }
-        _ => None,
+    let words = words.filter(|_| filters_in_word_index(filter))?;
+    match visibility {
+        Visibility::Owner(owner_id) => E::DIALECT.owned_words(words, owner_id),
+        Visibility::All => filter.job_type.is_some().then(|| words.clone()),
     }
 }
 
