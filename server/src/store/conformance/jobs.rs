@@ -329,9 +329,9 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
 }
 
 /// A search with a type filter finds exactly the matches of that type, whose jobs ever it
-/// lists, counted and paged by either plan, where SQLite narrows the word's matches to the type
-/// in its word index (migration 18): a job named by its key is found whatever its words, a
-/// job of another type never, and the index's type column is no word of a job.
+/// lists, counted and paged by either plan, where both stores narrow the word's matches to the
+/// type in their word index (migration 18): a job named by its key is found whatever its
+/// words, a job of another type never, and the type held in the index is no word of a job.
 pub async fn a_search_with_a_type_finds_only_that_types_matches(store: Arc<impl Store>) {
     let (a, b) = (
         user(store.as_ref(), "a", Role::Trader).await,

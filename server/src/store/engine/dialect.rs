@@ -350,7 +350,8 @@ impl WordMatch {
     }
 
     /// SQLite: an FTS5 query of each word as a prefix ("nvd"*), all of them (FTS5's implicit
-    /// AND), in the payload's column only (the index's other column is the owner's).
+    /// AND), in the payload's column only (the index's other columns are the owner's and the
+    /// type's).
     pub fn prefixes(words: &[String]) -> Self {
         let prefixes: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
         Self::new(format!("payload : ({})", prefixes.join(" ")))

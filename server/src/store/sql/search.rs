@@ -111,7 +111,8 @@ pub(super) fn typed_words(filter: &ListQuery, words: Option<&WordMatch>) -> Opti
 
 /// The words that count a search's matches from SQLite's word index alone, when its filters
 /// are at most the type and whose jobs it lists, both held beside the words: `words` (typed
-/// already) among the owner's jobs, or as they are for every owner's.
+/// already) among the owner's jobs, or as they are for every owner's. PostgreSQL's count reads
+/// the jobs whatever this says (`Dialect::count_search`).
 pub(super) fn counted_words<E: Engine>(
     visibility: &Visibility,
     filter: &ListQuery,
