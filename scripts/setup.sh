@@ -26,13 +26,19 @@ install_build_tools() {
     # A debug build of the tool: it only drives cargo, wasm-bindgen and Tailwind, so its own
     # speed does not show, and it compiles in half the time of a release build.
     step "installing cargo-leptos 0.3.10 (a few minutes, once)"
-    CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-leptos --version 0.3.10 --locked \
+    # Its project generator vendors OpenSSL; the system's, where its headers are installed,
+    # spares compiling it (the generator is a part of the tool we never run).
+    local system_openssl=0
+    pkg-config --exists openssl 2>/dev/null && system_openssl=1
+    OPENSSL_NO_VENDOR=$system_openssl CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-leptos --version 0.3.10 --locked \
       --features no_downloads --debug --target-dir "$tools/cargo-leptos" &
     pids+=($!)
   fi
   if ! wasm-bindgen --version 2>/dev/null | grep -q '0\.2\.129'; then
     step "installing wasm-bindgen-cli 0.2.129"
-    cargo install wasm-bindgen-cli --version 0.2.129 --locked --target-dir "$tools/wasm-bindgen" &
+    # Without its default TLS stack: only its test runner's WebDriver client would use it.
+    cargo install wasm-bindgen-cli --version 0.2.129 --locked --no-default-features \
+      --target-dir "$tools/wasm-bindgen" &
     pids+=($!)
   fi
   if [[ ! -x node_modules/.bin/tailwindcss || package-lock.json -nt node_modules/.package-lock.json ]]; then
