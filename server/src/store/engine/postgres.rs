@@ -292,4 +292,78 @@ mod tests {
             .await
             .expect("an older instance starts");
     }
+
+    /// Members, events and charges are checked a statement at a time (migration 19), not by
+    /// foreign keys: a statement with one row naming no job (or no batch) is refused whole, and
+    /// jobs and batches, which those rows name, cannot be deleted.
+    #[tokio::test]
+    async fn rows_naming_no_job_are_refused_and_jobs_are_never_deleted() {
+        let db = TempPostgres::create().await;
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        for setup in [
+            "INSERT INTO users (id, name, role, created_at) VALUES ('u1', 'trader', 'trader', now())",
+            "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, request_hash, \
+             created_at, updated_at) VALUES ('j1', 'u1', 'risk_report', 'pending', 0, '{}', 'h', now(), now())",
+            "INSERT INTO batches (id, provider, status, job_count, estimated_tokens, request_bytes, \
+             created_at) VALUES ('b1', 'anthropic', 'submitting', 1, 0, 0, now())",
+        ] {
+            sqlx::query(setup).execute(&pool).await.expect(setup);
+        }
+        let charge = |job: &str| {
+            format!(
+                "INSERT INTO charges (job_id, provider_batch_id, kind, input_tokens, output_tokens, \
+                 cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cost_nanos, \
+                 uncached_cost_nanos, standard_cost_nanos, price_version, at) \
+                 VALUES ('{job}', 'msgbatch_1', 'result', 1, 1, 0, 0, 0, 1, 1, 2, 'v1', now())"
+            )
+        };
+        let refused = [
+            (
+                "INSERT INTO batch_jobs (batch_id, job_id) VALUES ('b1', 'j1'), ('b1', 'j2')"
+                    .to_string(),
+                "23503",
+            ),
+            (
+                "INSERT INTO batch_jobs (batch_id, job_id) VALUES ('b2', 'j1')".into(),
+                "23503",
+            ),
+            (
+                "INSERT INTO job_events (job_id, kind, at) VALUES ('j1', 'created', now()), \
+                 ('j2', 'created', now())"
+                    .into(),
+                "23503",
+            ),
+            (charge("j2"), "23503"),
+            ("DELETE FROM jobs WHERE id = 'j1'".into(), "23001"),
+            ("DELETE FROM batches".into(), "23001"),
+            ("TRUNCATE jobs, batches CASCADE".into(), "23001"),
+        ];
+        for (sql, code) in refused {
+            let error = sqlx::query(&sql)
+                .execute(&pool)
+                .await
+                .expect_err(&sql)
+                .into_database_error()
+                .expect("a database error");
+            assert_eq!(error.code().as_deref(), Some(code), "{sql}: {error}");
+        }
+        for accepted in [
+            "INSERT INTO batch_jobs (batch_id, job_id) VALUES ('b1', 'j1')".to_string(),
+            "INSERT INTO job_events (job_id, kind, at) VALUES ('j1', 'created', now())".into(),
+            charge("j1"),
+        ] {
+            sqlx::query(&accepted)
+                .execute(&pool)
+                .await
+                .expect(&accepted);
+        }
+        let kept: (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM batch_jobs), (SELECT count(*) FROM job_events), \
+             (SELECT count(*) FROM charges)",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("counts");
+        assert_eq!(kept, (1, 1, 1), "only the accepted rows are stored");
+    }
 }
