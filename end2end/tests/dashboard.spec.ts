@@ -191,7 +191,6 @@ test('on a phone, a trader can sign in, enqueue and see the job (390 px, keyboar
   const page = await context.newPage();
   const problems = watchConsole(page);
   await open(page, '/sign-in');
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   // Keyboard alone: focus the token field, type, press Enter.
   await page.keyboard.press('Tab');
   await expect(page.getByLabel('Access token')).toBeFocused();

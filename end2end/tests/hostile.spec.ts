@@ -2,6 +2,8 @@ import { expect, test } from '@playwright/test';
 import { createToken, open, signedIn } from './support';
 
 test('the Access page hydrates while the audit log it shows keeps changing', async ({ browser }) => {
+  // Fifteen hydrations of the debug bundle: on a busy machine each takes seconds.
+  test.setTimeout(180_000);
   const token = createToken('noor', 'admin');
   const { page, problems } = await signedIn(browser, token);
   // Another admin writes audit entries as fast as the server takes them, the whole time

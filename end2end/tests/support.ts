@@ -22,9 +22,13 @@ export function watchConsole(page: Page): string[] {
   return problems;
 }
 
+/** How long a page may take to hydrate: the tests run the debug WASM, which a busy two-core
+ * machine compiles and starts in seconds, not the release bundle users load. */
+export const HYDRATION_TIMEOUT_MS = 30_000;
+
 /** Clicks before hydration are lost: wait for the app's marker. */
 export async function waitForHydration(page: Page) {
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true', { timeout: HYDRATION_TIMEOUT_MS });
 }
 
 /** Opens a page and waits until it is interactive. */
