@@ -293,9 +293,10 @@ mod tests {
             .expect("an older instance starts");
     }
 
-    /// Members, events and charges are checked a statement at a time (migration 19), not by
-    /// foreign keys: a statement with one row naming no job (or no batch) is refused whole, and
-    /// jobs and batches, which those rows name, cannot be deleted.
+    /// Members, events and charges (migration 19) and the batch a claim gives its jobs
+    /// (migration 20) are checked a statement at a time, not by foreign keys: a statement with
+    /// one row naming no job (or no batch) is refused whole, and jobs and batches, which those
+    /// rows name, cannot be deleted.
     #[tokio::test]
     async fn rows_naming_no_job_are_refused_and_jobs_are_never_deleted() {
         let db = TempPostgres::create().await;
@@ -334,6 +335,17 @@ mod tests {
                 "23503",
             ),
             (charge("j2"), "23503"),
+            (
+                "UPDATE jobs SET local_batch_id = 'b2' WHERE id = 'j1'".into(),
+                "23503",
+            ),
+            (
+                "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, request_hash, \
+                 created_at, updated_at, local_batch_id) VALUES ('j3', 'u1', 'risk_report', \
+                 'processing', 0, '{}', 'h3', now(), now(), 'b2')"
+                    .into(),
+                "23503",
+            ),
             ("DELETE FROM jobs WHERE id = 'j1'".into(), "23001"),
             ("DELETE FROM batches".into(), "23001"),
             ("TRUNCATE jobs, batches CASCADE".into(), "23001"),
@@ -351,6 +363,7 @@ mod tests {
             "INSERT INTO batch_jobs (batch_id, job_id) VALUES ('b1', 'j1')".to_string(),
             "INSERT INTO job_events (job_id, kind, at) VALUES ('j1', 'created', now())".into(),
             charge("j1"),
+            "UPDATE jobs SET local_batch_id = 'b1' WHERE id = 'j1'".into(),
         ] {
             sqlx::query(&accepted)
                 .execute(&pool)
@@ -365,5 +378,15 @@ mod tests {
         .await
         .expect("counts");
         assert_eq!(kept, (1, 1, 1), "only the accepted rows are stored");
+        let jobs: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, local_batch_id FROM jobs ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("jobs");
+        assert_eq!(
+            jobs,
+            [("j1".to_string(), Some("b1".to_string()))],
+            "j1 is in the batch that exists, and the refused insert left no job"
+        );
     }
 }
