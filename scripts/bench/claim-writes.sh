@@ -4,7 +4,8 @@
 # of it with one change, and ten rounds of a flush's three writes of 10,000 jobs (the claim's
 # update, the batch's members, the "submitted" events), each round committed, as the flush does,
 # then the round's results written as the ingest writes them. Prints per variant the seconds of
-# the ten rounds, step by step; each variant runs twice, in turns. Plain SQL in psql: no server, no build.
+# the ten rounds, step by step; the variants run in turns, PASSES times (two by default). Plain
+# SQL in psql: no server, no build.
 #   ./scripts/bench/claim-writes.sh                 every variant
 #   VARIANTS="shipped words_apart" PASSES=3 ./scripts/bench/claim-writes.sh
 set -euo pipefail
