@@ -19,6 +19,16 @@ drop_db() { psql "$PG" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 
 cleanup() { [[ -n $VARIANT_DB ]] && drop_db "$VARIANT_DB"; drop_db "$TEMPLATE"; }
 trap cleanup EXIT
 
+# The words column and its index rebuilt from TEXT, split into words as migration 6 splits the
+# payload's (the table is rewritten and the index built fresh).
+words_from() {
+  echo "ALTER TABLE jobs DROP COLUMN payload_words CASCADE;
+    ALTER TABLE jobs ADD COLUMN payload_words tsvector GENERATED ALWAYS AS
+      (to_tsvector('simple', regexp_replace($1, '[^[:alnum:]]+', ' ', 'g'))) STORED;
+    CREATE INDEX jobs_words_type ON jobs USING gin (payload_words, job_type);
+    ANALYZE jobs"
+}
+
 declare -A CHANGE=(
   [shipped]=""
   # The word index off `jobs` (in a table of its own, written once at enqueue): each claimed
@@ -34,19 +44,10 @@ declare -A CHANGE=(
     DROP TRIGGER job_events_name_jobs ON job_events"
   # The words column and index built again as shipped: the control for words_without_keys,
   # whose table and index are rewritten fresh too.
-  [words_rebuilt]="ALTER TABLE jobs DROP COLUMN payload_words CASCADE;
-    ALTER TABLE jobs ADD COLUMN payload_words tsvector GENERATED ALWAYS AS (to_tsvector('simple',
-      regexp_replace(payload::text, '[^[:alnum:]]+', ' ', 'g'))) STORED;
-    CREATE INDEX jobs_words_type ON jobs USING gin (payload_words, job_type);
-    ANALYZE jobs"
+  [words_rebuilt]="$(words_from "payload::text")"
   # The payload's JSON keys left out of its words (a third of the seeded job's 39): fewer GIN
   # entries for every claimed and completed job, but searches would stop finding key names.
-  [words_without_keys]="ALTER TABLE jobs DROP COLUMN payload_words CASCADE;
-    ALTER TABLE jobs ADD COLUMN payload_words tsvector GENERATED ALWAYS AS (to_tsvector('simple',
-      regexp_replace(regexp_replace(payload::text, '\"(?:[^\"\\\\]|\\\\.)*\"\\s*:', ' ', 'g'),
-                     '[^[:alnum:]]+', ' ', 'g'))) STORED;
-    CREATE INDEX jobs_words_type ON jobs USING gin (payload_words, job_type);
-    ANALYZE jobs"
+  [words_without_keys]="$(words_from "regexp_replace(payload::text, '\"(?:[^\"\\\\]|\\\\.)*\"\\s*:', ' ', 'g')")"
   # The claim's batch checked row by row by a foreign key, as before migration 20.
   [row_claim_key]="DROP TRIGGER jobs_updated_name_batches ON jobs;
     DROP TRIGGER jobs_inserted_name_batches ON jobs;
