@@ -73,7 +73,7 @@ pub async fn enqueue_many(
         ("job_type" = Option<JobType>, Query, description = "Only jobs of this type"),
         ("provider" = Option<ProviderName>, Query, description = "Only jobs a flush sent to this provider"),
         ("batch_id" = Option<String>, Query, max_length = 200, description = "Only the jobs of this provider batch"),
-        ("q" = Option<String>, Query, max_length = 200, description = "A job id, an idempotency key, or words of the payload (prefixes, any order)"),
+        ("q" = Option<String>, Query, max_length = 200, description = "A job id, an idempotency key, a batch id, or words of the payload's values (prefixes, any order; field names are not words)"),
         ("error" = Option<String>, Query, max_length = 200, description = "Text the job's error message contains, any case (failed jobs by what went wrong)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 50)"),
         ("offset" = Option<i64>, Query, minimum = 0, description = "Jobs to skip"),

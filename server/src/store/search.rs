@@ -1,5 +1,6 @@
 //! What a search of the jobs list means, the same on both stores: the job with that id, the
-//! job with that idempotency key, the jobs of the batch with that id, or jobs whose payload holds every word of the search, each
+//! job with that idempotency key, the jobs of the batch with that id, or jobs whose payload's
+//! values hold every word of the search (field names are no words, migration 21), each
 //! as a word or the start of one, case-insensitively ("nvd" finds NVDA, "vda" does not).
 //! Each store indexes the payload's words (SQLite FTS5, PostgreSQL a `tsvector` GIN index).
 //! PostgreSQL also keeps a vocabulary of every word the jobs carry and reads a search word as

@@ -307,6 +307,9 @@ pub async fn lists_search_filter_by_type_and_page(store: Arc<impl Store>) {
     assert_eq!(count("%").await, 0, "no words: only an id or key matches");
     assert_eq!(count("0%_").await, 0, "punctuation separates words");
     assert_eq!(count("x_y").await, 0);
+    // The payload's values are its words, its field names are not (migration 21).
+    assert_eq!(count("ticker").await, 0, "a field's name");
+    assert_eq!(count("note").await, 0, "a field's name");
     // SQLite's word index holds each job's owner too, never as a word of its payload.
     let owner_words = hex::encode(&a.id);
     for visibility in [Visibility::All, Visibility::Owner(a.id.clone())] {

@@ -389,4 +389,50 @@ mod tests {
             "j1 is in the batch that exists, and the refused insert left no job"
         );
     }
+
+    /// Migration 21 reads the word index, the vocabulary and the counts again from the
+    /// payloads' values: a field name's words and counts left from before are gone, and each
+    /// value's count is what the jobs carry.
+    #[tokio::test]
+    async fn migration_21_keeps_the_words_of_values_only() {
+        let db = TempPostgres::create().await;
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        for setup in [
+            "INSERT INTO users (id, name, role, created_at) VALUES ('u1', 'trader', 'trader', now())",
+            "INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, request_hash, \
+             created_at, updated_at) SELECT 'j' || g, 'u1', 'risk_report', 'pending', 0, \
+             jsonb_build_object('ticker', 'NVDA', 'legs', jsonb_build_array(jsonb_build_object('side', 'sell'))), \
+             'h' || g, now(), now() FROM generate_series(1, 3) g",
+            // What the vocabulary and the counts held before: the field names' words too.
+            "INSERT INTO search_words (word) VALUES ('ticker'), ('legs')",
+            "INSERT INTO search_word_jobs (word, owner_id, jobs) VALUES ('ticker', 'u1', 10001)",
+        ] {
+            sqlx::query(setup).execute(&pool).await.expect(setup);
+        }
+        sqlx::raw_sql(include_str!(
+            "../../../../migrations/postgres/20261215000021_search_values_only.sql"
+        ))
+        .execute(&pool)
+        .await
+        .expect("migration 21 again");
+        let words: Vec<String> = sqlx::query_scalar("SELECT word FROM search_words ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .expect("vocabulary");
+        assert_eq!(words, ["nvda", "sell"]);
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT word, jobs FROM search_word_jobs ORDER BY 1")
+                .fetch_all(&pool)
+                .await
+                .expect("counts");
+        assert_eq!(counts, [("nvda".to_string(), 3), ("sell".to_string(), 3)]);
+        let found: (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE payload_words @@ 'sell'::tsquery), \
+             count(*) FILTER (WHERE payload_words @@ 'ticker | legs | side'::tsquery) FROM jobs",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("words");
+        assert_eq!(found, (3, 0), "a nested value is a word, no field name is");
+    }
 }

@@ -376,4 +376,46 @@ mod tests {
             wal_size(&wal)
         );
     }
+
+    /// Migration 21 builds the word index again from the stored payloads' values, at any
+    /// depth, with `true` and `null` as the JSON spells them; no field name is a word.
+    #[tokio::test]
+    async fn migration_21_indexes_the_words_of_values_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("words.db").display());
+        let db = Sqlite::connect(&url).await.unwrap();
+        for setup in [
+            "INSERT INTO users (id, name, role, created_at) VALUES ('u1', 'trader', 'trader', 0)",
+            r#"INSERT INTO jobs (id, owner_id, job_type, status, priority, payload, request_hash,
+               created_at, updated_at) VALUES ('j1', 'u1', 'risk_report', 'pending', 0,
+               '{"ticker": "NVDA", "legs": [{"side": "sell", "hedged": true, "limit": null}]}', 'h', 0, 0)"#,
+        ] {
+            sqlx::query(setup).execute(&db.writer).await.expect(setup);
+        }
+        sqlx::raw_sql(include_str!(
+            "../../../../migrations/sqlite/20261215000021_search_values_only.sql"
+        ))
+        .execute(&db.writer)
+        .await
+        .expect("migration 21 again");
+        for (word, jobs) in [
+            ("nvda", 1),
+            ("sell", 1),
+            ("true", 1),
+            ("null", 1),
+            ("ticker", 0),
+            ("legs", 0),
+            ("side", 0),
+            ("hedged", 0),
+        ] {
+            let found: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs_search WHERE jobs_search MATCH 'payload : ' || ?",
+            )
+            .bind(word)
+            .fetch_one(&db.writer)
+            .await
+            .unwrap();
+            assert_eq!(found, jobs, "{word}");
+        }
+    }
 }
