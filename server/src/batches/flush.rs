@@ -19,10 +19,43 @@ use crate::budgets::{FlushBudgets, month_start};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::provider::{BatchBodyBuilder, BodyLimits};
-use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch};
+use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch, QueuedJob, StoreError, StoreResult};
 
 /// Candidates read per query: enough to be quick, few enough to hold little.
 const PAGE: i64 = 500;
+
+/// The next page of candidates, read while the plan renders this one: on PostgreSQL each
+/// page is a round trip the rendering need not wait for. It is used only while the filter it
+/// was read with is still the plan's (an owner found over budget is left out of later pages).
+struct NextPage {
+    /// Owners the filter left out when the read started.
+    excluded: usize,
+    read: tokio::task::JoinHandle<StoreResult<Vec<QueuedJob>>>,
+}
+
+impl NextPage {
+    fn start(ctx: &Ctx, filter: &FlushFilter, after: FlushCursor) -> Self {
+        let (store, read_filter) = (ctx.store.clone(), filter.clone());
+        NextPage {
+            excluded: filter.exclude_owners.len(),
+            read: tokio::spawn(async move {
+                store.eligible_jobs(&read_filter, Some(&after), PAGE).await
+            }),
+        }
+    }
+
+    /// The page, or `None` when the filter has changed since (the read is left to finish).
+    async fn take(self, filter: &FlushFilter) -> Result<Option<Vec<QueuedJob>>> {
+        if self.excluded != filter.exclude_owners.len() {
+            return Ok(None);
+        }
+        match self.read.await {
+            Ok(page) => Ok(Some(page?)),
+            Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+            Err(failed) => Err(StoreError::Unavailable(failed.to_string()).into()),
+        }
+    }
+}
 
 /// What a flush with given options would send: the jobs in flush order, rendered, up to the
 /// size limit. Flush and its preview share it.
@@ -87,11 +120,26 @@ async fn plan(
     let mut planned_of: HashMap<String, i64> = HashMap::new();
     let mut renderer = Renderer::default();
     let mut cursor: Option<FlushCursor> = None;
+    let mut next: Option<NextPage> = None;
     'reading: while (plan.claims.len() as i64) < max_jobs {
-        let jobs = ctx
-            .store()
-            .eligible_jobs(&filter, cursor.as_ref(), PAGE)
-            .await?;
+        let read_ahead = match next.take() {
+            Some(page) => page.take(&filter).await?,
+            None => None,
+        };
+        let jobs = match read_ahead {
+            Some(jobs) => jobs,
+            None => {
+                ctx.store()
+                    .eligible_jobs(&filter, cursor.as_ref(), PAGE)
+                    .await?
+            }
+        };
+        // A full page that may not fill the plan: the next one is read while this one renders.
+        if jobs.len() as i64 == PAGE && ((plan.claims.len() + jobs.len()) as i64) < max_jobs {
+            next = jobs
+                .last()
+                .map(|last| NextPage::start(ctx, &filter, last.cursor()));
+        }
         renderer.load(ctx, &jobs).await?;
         for job in &jobs {
             if (plan.claims.len() as i64) >= max_jobs {

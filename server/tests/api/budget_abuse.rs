@@ -235,6 +235,35 @@ async fn jobs_held_back_by_a_budget_neither_fill_a_flush_nor_stand_before_others
     assert_eq!(status(&app, &theirs).await, "processing");
 }
 
+/// A flush reads its candidates 500 at a time, the next page while it renders this one: an
+/// owner whose budget runs out within a page is left out of every page after, and the jobs
+/// behind theirs fill the flush exactly, across pages.
+#[tokio::test]
+async fn an_owner_out_of_budget_mid_page_leaves_the_later_pages_to_others() {
+    let app = TestApp::start().await;
+    backlog(&app, "alice", 700, 90).await;
+    backlog(&app, "bob", 700, 50).await;
+    let bound = app.ctx.prices.job_bound_nanos(
+        JobType::RiskReport,
+        &json!({"ticker": "HOLD"}).to_string(),
+        None,
+    );
+    set_cap_nanos(&app, "alice", bound * 300 + bound / 2).await;
+    let flushed = app.admin.post(FLUSH, json!({"max_jobs": 1000})).await;
+    assert_eq!(flushed.body["jobs_count"], 1000, "{}", flushed.body);
+    for (client, processing, pending) in [(&app.alice, 300, 400), (&app.bob, 700, 0)] {
+        let counts = client.get("/api/v1/batch/jobs?limit=1").await.body;
+        assert_eq!(
+            (
+                counts["processing_count"].as_i64(),
+                counts["pending_count"].as_i64()
+            ),
+            (Some(processing), Some(pending)),
+            "{counts}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_backlog_of_ten_thousand_over_budget_jobs_does_not_stop_the_scheduler() {
     let app = TestApp::start_with(&[
