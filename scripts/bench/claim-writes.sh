@@ -19,14 +19,15 @@ drop_db() { psql "$PG" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 
 cleanup() { [[ -n $VARIANT_DB ]] && drop_db "$VARIANT_DB"; drop_db "$TEMPLATE"; }
 trap cleanup EXIT
 
-# The words column and its index rebuilt from TEXT, split into words as migrations 6 and 21
-# split the payload's (the table is rewritten and the index built fresh).
-words_from() {
-  echo "ALTER TABLE jobs DROP COLUMN payload_words CASCADE;
-    ALTER TABLE jobs ADD COLUMN payload_words tsvector GENERATED ALWAYS AS
-      (to_tsvector('simple', regexp_replace($1, '[^[:alnum:]]+', ' ', 'g'))) STORED;
-    CREATE INDEX jobs_words_type ON jobs USING gin (payload_words, job_type);
-    ANALYZE jobs"
+# The words column and its index rebuilt (the table rewritten, the index built fresh) from
+# the generation expression that $1, a PL/pgSQL statement, puts in `words`.
+words_as() {
+  echo "DO \$\$ DECLARE words text; BEGIN
+      $1;
+      ALTER TABLE jobs DROP COLUMN payload_words CASCADE;
+      EXECUTE format('ALTER TABLE jobs ADD COLUMN payload_words tsvector GENERATED ALWAYS AS (%s) STORED', words);
+      CREATE INDEX jobs_words_type ON jobs USING gin (payload_words, job_type);
+    END \$\$; ANALYZE jobs"
 }
 
 declare -A CHANGE=(
@@ -42,12 +43,16 @@ declare -A CHANGE=(
     DROP TRIGGER batch_jobs_name_jobs ON batch_jobs;
     DROP TRIGGER batch_jobs_name_batches ON batch_jobs;
     DROP TRIGGER job_events_name_jobs ON job_events"
-  # The words column and index built again as shipped (the payload's values, migration 21):
-  # the control for words_with_keys, whose table and index are rewritten fresh too.
-  [words_rebuilt]="$(words_from "jsonb_path_query_array(payload, 'strict \$.** ? (@.type() != \"object\" && @.type() != \"array\")')::text")"
+  # The words column and index built again from the shipped column's own expression (read
+  # from the catalogue, so it follows the migrations): the control for words_with_keys, whose
+  # table and index are rewritten fresh too.
+  [words_rebuilt]="$(words_as "SELECT pg_get_expr(d.adbin, d.adrelid) INTO STRICT words
+      FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+      WHERE d.adrelid = 'jobs'::regclass AND a.attname = 'payload_words'")"
   # The payload's JSON field names among its words too, as before migration 21 (a third of
   # the seeded job's 39): a GIN entry more for each, for every claimed and completed job.
-  [words_with_keys]="$(words_from "payload::text")"
+  [words_with_keys]="$(words_as "words := \$e\$to_tsvector('simple',
+      regexp_replace(payload::text, '[^[:alnum:]]+', ' ', 'g'))\$e\$")"
   # The claim's batch checked row by row by a foreign key, as before migration 20.
   [row_claim_key]="DROP TRIGGER jobs_updated_name_batches ON jobs;
     DROP TRIGGER jobs_inserted_name_batches ON jobs;
