@@ -11,6 +11,7 @@ use app::api::{
 };
 use chrono::{DateTime, Utc};
 
+use super::joined;
 use super::lease::{Held, new_lease};
 use super::render::Renderer;
 use super::submit::submit;
@@ -19,7 +20,7 @@ use crate::budgets::{FlushBudgets, month_start};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::provider::{BatchBodyBuilder, BodyLimits};
-use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch, QueuedJob, StoreError, StoreResult};
+use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch, QueuedJob, StoreResult};
 
 /// Candidates read per query: enough to be quick, few enough to hold little.
 const PAGE: i64 = 500;
@@ -49,11 +50,7 @@ impl NextPage {
         if self.excluded != filter.exclude_owners.len() {
             return Ok(None);
         }
-        match self.read.await {
-            Ok(page) => Ok(Some(page?)),
-            Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-            Err(failed) => Err(StoreError::Unavailable(failed.to_string()).into()),
-        }
+        Ok(Some(joined(self.read.await)??))
     }
 }
 

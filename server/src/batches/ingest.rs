@@ -9,14 +9,16 @@ use std::collections::HashMap;
 use app::api::{POLL_RESULTS_CAP, PollResult};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::cadence::read_again_at;
+use super::joined;
 use super::outcome::{
     Rules, decide, decide_unreadable, discarded, duplicate_charge, settle_missing,
 };
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::provider::{BatchResult, MessageBatch, ResultItem};
+use crate::provider::{BatchResult, MessageBatch, ResultItem, ResultStream};
 use crate::store::{BatchRecord, BatchStatus, DuplicateCharge, JobUpdate, Updated};
 
 /// Results written per transaction: big enough to be fast, small enough to keep locks short
@@ -24,6 +26,9 @@ use crate::store::{BatchRecord, BatchStatus, DuplicateCharge, JobUpdate, Updated
 const CHUNK: usize = 1000;
 /// Reads of a results file that did not deliver every result, before what is missing is settled.
 const INCOMPLETE_READ_LIMIT: i64 = 5;
+/// Chunks decided and waiting for the writer: enough that the writer never waits on a JSON
+/// parse, few enough to keep memory flat (a chunk of answers is about half a megabyte).
+const DECIDED_AHEAD: usize = 2;
 
 pub(super) enum Collected {
     Done {
@@ -52,8 +57,7 @@ pub(super) async fn collect(
     remote: &MessageBatch,
 ) -> Result<Collected> {
     let mut read = Read::default();
-    let mut stream = match async { ctx.provider(batch.provider)?.batch_results(remote).await }.await
-    {
+    let stream = match async { ctx.provider(batch.provider)?.batch_results(remote).await }.await {
         Ok(stream) => stream,
         Err(e) if e.is_not_found() => {
             let note = format!(
@@ -64,41 +68,25 @@ pub(super) async fn collect(
         }
         Err(e) => return Err(e.into()),
     };
-    // Two stages at once: while one chunk is written, the next is read and decided (on SQLite
-    // the writer is a thread of its own, on PostgreSQL another process). A chunk decided before
-    // the one ahead of it was written is still safe: its updates are guarded by the states
-    // they were decided on, so a line repeated across chunks changes nothing the second time.
-    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel::<Decided>(1);
-    let deciding = async move {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        loop {
-            let item = stream.next().await;
-            let end = item.is_none();
-            if let Some(item) = item {
-                chunk.push(item?);
-            }
-            if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
-                let decided = decide_chunk(ctx, batch, remote, std::mem::take(&mut chunk)).await?;
-                if decided_tx.send(decided).await.is_err() {
-                    // The writing stage stopped on an error, which `collect` returns.
-                    return Ok(());
-                }
-            }
-            if end {
-                return Ok::<_, crate::error::Error>(());
-            }
-        }
-    };
-    let read_ref = &mut read;
-    let writing = async move {
-        while let Some(decided) = decided_rx.recv().await {
-            write_chunk(ctx, remote, decided, read_ref).await?;
-        }
-        Ok::<_, crate::error::Error>(())
-    };
-    let (decided, written) = tokio::join!(deciding, writing);
-    written?;
-    decided?;
+    // Two stages at once: while one chunk is written, the next ones are read and decided on a
+    // task of their own, so the reading, JSON and deciding run on another core than the one
+    // feeding the writer its statements (on SQLite the writer is a thread of its own, on
+    // PostgreSQL another process). A chunk decided before the one ahead of it was written is
+    // still safe: its updates are guarded by the states they were decided on, so a line
+    // repeated across chunks changes nothing the second time.
+    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel::<Decided>(DECIDED_AHEAD);
+    let deciding = AbortOnDropHandle::new(tokio::spawn(decide_all(
+        ctx.clone(),
+        batch.clone(),
+        remote.clone(),
+        stream,
+        decided_tx,
+    )));
+    while let Some(decided) = decided_rx.recv().await {
+        // Returning early drops the deciding task's handle, which stops it.
+        write_chunk(ctx, remote, decided, &mut read).await?;
+    }
+    joined(deciding.await)??;
     if read.lines < remote.request_counts.total() {
         let note = format!(
             "the results file ended after {} of {} results",
@@ -252,6 +240,36 @@ enum Outcomes {
         updates: Vec<JobUpdate>,
         reports: HashMap<String, PollResult>,
     },
+}
+
+/// The deciding stage: the file read in chunks, each decided and handed to the writer. Stops
+/// at the end of the file, at a broken download (its error is returned), or when the writer
+/// has stopped on an error of its own (which `collect` returns).
+async fn decide_all(
+    ctx: Ctx,
+    batch: BatchRecord,
+    remote: MessageBatch,
+    mut stream: ResultStream,
+    decided: tokio::sync::mpsc::Sender<Decided>,
+) -> Result<()> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        let item = stream.next().await;
+        let end = item.is_none();
+        if let Some(item) = item {
+            chunk.push(item?);
+        }
+        if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
+            let items = std::mem::take(&mut chunk);
+            let chunk_decided = decide_chunk(&ctx, &batch, &remote, items).await?;
+            if decided.send(chunk_decided).await.is_err() {
+                return Ok(());
+            }
+        }
+        if end {
+            return Ok(());
+        }
+    }
 }
 
 async fn decide_chunk(

@@ -37,6 +37,16 @@ impl From<crate::provider::ProcessingStatus> for crate::store::BatchStatus {
 pub use poll::{poll, poll_due, poll_soon};
 pub use reconcile::{Reconciled, reconcile};
 
+/// What a task of a use case's own gave back: its panic carried on, its cancelling (only at
+/// shutdown) an error.
+fn joined<T>(joined: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
+    match joined {
+        Ok(value) => Ok(value),
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(failed) => Err(crate::store::StoreError::Unavailable(failed.to_string()).into()),
+    }
+}
+
 /// Anthropic says most batches end within an hour; until we have history, assume that.
 const PRIOR_BATCH_SECONDS: f64 = 3600.0;
 /// How many recent batches the estimate looks at.
