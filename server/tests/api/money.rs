@@ -196,7 +196,14 @@ on_both_sides!(repeated_line: a_result_repeated_past_the_first_chunk_is_billed_o
 async fn repeated_line(side: Side) {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
-    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    // Not a test of leases: a lease long enough that a slow upload of 1,200 requests in a
+    // debug build is never taken over by reconciliation (which answers the flush 409).
+    let env: Vec<_> = SCHEDULER
+        .iter()
+        .chain(side.env())
+        .copied()
+        .chain([("AI_BATCH_LEASE_SECS", "15")])
+        .collect();
     let service = Service::start(&db, &provider, &env).await;
     for part in 0..2 {
         let jobs: Vec<Value> = (0..600)
