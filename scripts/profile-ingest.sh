@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Where the ingest's time goes (issue 22, item 4): the batch loop's bench (ten flushes of 10,000
 # jobs, then the ingest of their results) against the standalone emulator, the whole machine
-# sampled by `perf record` (CPU clock, 999 Hz, call graphs) for INGEST_SECS (12) from the moment
-# the flushes end. Prints the ingest's rate, the CPU by thread and library (the bench runs the
-# use cases and the store in its own process; PostgreSQL's backends and the emulator are others;
-# `swapper` is idle time), and the bench process's functions that took the most.
+# sampled by `perf record` (CPU clock, 999 Hz, call graphs) from the moment the ingest starts
+# (the emulator has every batch's results ready by then) until the bench ends or INGEST_SECS (12)
+# pass. Prints the ingest's rate, the CPU by thread and library (the bench runs the use cases and
+# the store in its own process; PostgreSQL's backends and the emulator are others; `swapper` is
+# idle time), and the bench process's functions that took the most.
 #   ./scripts/profile-ingest.sh             on a SQLite file
 #   ./scripts/profile-ingest.sh postgres    on a PostgreSQL database of its own
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -46,16 +47,18 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ -n $BENCH ]] || { echo "the bench did not start" >&2; exit 1; }
-until grep -q '^summary: flush_total' "$WORK/loop.txt"; do
+until grep -q '^provider: every batch ended' "$WORK/loop.txt"; do
   kill -0 "$RUNNER" 2>/dev/null || { cat "$WORK/loop.txt" >&2; exit 1; }
   sleep 0.2
 done
 echo "# profile-ingest.sh $ENGINE, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${INGEST_SECS:-12} s of the ingest"
 # Two recordings at once: the whole machine (who is busy, who idles), and the bench's threads
 # with call graphs.
-perf record -q -a -F 499 -o "$WORK/machine.data" -- sleep "${INGEST_SECS:-12}" 2>/dev/null &
+WINDOW=(timeout "${INGEST_SECS:-12}" tail --pid="$BENCH" -f /dev/null)
+perf record -q -a -F 499 -o "$WORK/machine.data" -- "${WINDOW[@]}" 2>/dev/null &
 MACHINE=$!
-perf record -q -F 999 -g -p "$BENCH" -o "$WORK/bench.data" -- sleep "${INGEST_SECS:-12}" 2>/dev/null
+# perf exits 143 when the process it samples ends before the window does.
+perf record -q -F 999 -g -p "$BENCH" -o "$WORK/bench.data" -- "${WINDOW[@]}" 2>/dev/null || true
 wait "$MACHINE" "$RUNNER"
 RUNNER=""
 grep '^ingest:' "$WORK/loop.txt"
