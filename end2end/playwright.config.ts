@@ -8,8 +8,11 @@ process.env.E2E_PORT ??= String(20000 + Math.floor(Math.random() * 20000));
 process.env.E2E_DB_DIR ??= mkdtempSync(path.join(tmpdir(), 'ai-batch-e2e-'));
 const root = path.resolve(__dirname, '..');
 const bin = process.env.AI_BATCH_BIN ?? path.join(root, 'target', 'debug', 'ai-batch');
+/** A SQLite database of this run, in the directory `global-teardown.ts` removes after it. */
+export const databaseUrl = (name: string) =>
+  `sqlite://${path.join(process.env.E2E_DB_DIR as string, name)}`;
 export const serverEnv = {
-  DATABASE_URL: `sqlite://${path.join(process.env.E2E_DB_DIR, 'e2e.db')}`,
+  DATABASE_URL: databaseUrl('e2e.db'),
   AI_BATCH_ADDR: `127.0.0.1:${process.env.E2E_PORT}`,
   AI_BATCH_SITE_ROOT: path.join(root, 'target', 'site'),
   RUST_LOG: 'warn',
@@ -27,6 +30,7 @@ export const aiBatchBin = bin;
 
 export default defineConfig({
   testDir: './tests',
+  globalTeardown: './global-teardown.ts',
   outputDir: './test-results',
   fullyParallel: false,
   workers: 1,

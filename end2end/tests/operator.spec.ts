@@ -1,9 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { expect, test } from '@playwright/test';
-import { aiBatchBin, serverEnv } from '../playwright.config';
+import { aiBatchBin, databaseUrl, serverEnv } from '../playwright.config';
 import { createToken, open, screenshotPath, signedIn } from './support';
 
 test('an admin caps a trader: the trader sees it, an enqueue over it is refused inline, a flush leaves their jobs', async ({ browser }) => {
@@ -110,7 +107,7 @@ test.describe('with a provider that expires every request', () => {
   const env = {
     ...process.env,
     ...serverEnv,
-    DATABASE_URL: `sqlite://${path.join(mkdtempSync(path.join(tmpdir(), 'ai-batch-e2e-retry-')), 'e2e.db')}`,
+    DATABASE_URL: databaseUrl('retry.db'),
     AI_BATCH_ADDR: `127.0.0.1:${port}`,
     AI_BATCH_PROVIDER: 'anthropic',
     ANTHROPIC_BASE_URL: emulatorURL,

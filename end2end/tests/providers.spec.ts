@@ -1,9 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { expect, test } from '@playwright/test';
-import { aiBatchBin, serverEnv } from '../playwright.config';
+import { aiBatchBin, databaseUrl, serverEnv } from '../playwright.config';
 import { open, screenshotPath, signedIn } from './support';
 
 // A server of its own, configured as an admin routes a job type: sentiment_analysis to
@@ -15,7 +12,7 @@ test.describe('with sentiment_analysis routed to OpenAI', () => {
   const env = {
     ...process.env,
     ...serverEnv,
-    DATABASE_URL: `sqlite://${path.join(mkdtempSync(path.join(tmpdir(), 'ai-batch-e2e-providers-')), 'e2e.db')}`,
+    DATABASE_URL: databaseUrl('providers.db'),
     AI_BATCH_ADDR: `127.0.0.1:${port}`,
     AI_BATCH_ROUTES: 'sentiment_analysis=gpt-4.1-mini',
   };
