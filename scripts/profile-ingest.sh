@@ -51,14 +51,14 @@ until grep -q '^provider: every batch ended' "$WORK/loop.txt"; do
   kill -0 "$RUNNER" 2>/dev/null || { cat "$WORK/loop.txt" >&2; exit 1; }
   sleep 0.2
 done
-echo "# profile-ingest.sh $ENGINE, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${INGEST_SECS:-12} s of the ingest"
+echo "# profile-ingest.sh $ENGINE, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, up to ${INGEST_SECS:-12} s of the ingest"
 # Two recordings at once: the whole machine (who is busy, who idles), and the bench's threads
 # with call graphs.
 WINDOW=(timeout "${INGEST_SECS:-12}" tail --pid="$BENCH" -f /dev/null)
 perf record -q -a -F 499 -o "$WORK/machine.data" -- "${WINDOW[@]}" 2>/dev/null &
 MACHINE=$!
-# perf exits 143 when the process it samples ends before the window does.
-perf record -q -F 999 -g -p "$BENCH" -o "$WORK/bench.data" -- "${WINDOW[@]}" 2>/dev/null || true
+# perf exits 143 when the process it samples ends before the window does; any other failure stops.
+perf record -q -F 999 -g -p "$BENCH" -o "$WORK/bench.data" -- "${WINDOW[@]}" 2>/dev/null || (($? == 143))
 wait "$MACHINE" "$RUNNER"
 RUNNER=""
 grep '^ingest:' "$WORK/loop.txt"
