@@ -168,16 +168,24 @@ async fn user_id(app: &TestApp, name: &str) -> String {
         .id
 }
 
+/// What each job of a `backlog` may cost at most.
+fn backlog_bound(app: &TestApp) -> i64 {
+    app.ctx
+        .prices
+        .job_bound_nanos(JobType::RiskReport, &backlog_payload(), None)
+}
+
+fn backlog_payload() -> String {
+    json!({"ticker": "HOLD"}).to_string()
+}
+
 /// Jobs of `owner` put straight into the store, each with the bound an enqueue would give it:
 /// a backlog their budget now holds back.
 async fn backlog(app: &TestApp, owner: &str, count: usize, priority: i64) {
     let store = app.ctx.store();
     let owner_id = user_id(app, owner).await;
-    let payload = json!({"ticker": "HOLD"}).to_string();
-    let bound = app
-        .ctx
-        .prices
-        .job_bound_nanos(JobType::RiskReport, &payload, None);
+    let payload = backlog_payload();
+    let bound = backlog_bound(app);
     let now = Utc::now();
     let jobs: Vec<NewJob> = (0..count)
         .map(|i| NewJob {
@@ -243,11 +251,7 @@ async fn an_owner_out_of_budget_mid_page_leaves_the_later_pages_to_others() {
     let app = TestApp::start().await;
     backlog(&app, "alice", 700, 90).await;
     backlog(&app, "bob", 700, 50).await;
-    let bound = app.ctx.prices.job_bound_nanos(
-        JobType::RiskReport,
-        &json!({"ticker": "HOLD"}).to_string(),
-        None,
-    );
+    let bound = backlog_bound(&app);
     set_cap_nanos(&app, "alice", bound * 300 + bound / 2).await;
     let flushed = app.admin.post(FLUSH, json!({"max_jobs": 1000})).await;
     assert_eq!(flushed.body["jobs_count"], 1000, "{}", flushed.body);
