@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use app::api::{POLL_RESULTS_CAP, PollResult};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use serde_json::value::RawValue;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::cadence::read_again_at;
@@ -19,13 +20,19 @@ use super::outcome::{
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::{BatchResult, MessageBatch, ResultItem, ResultStream};
-use crate::store::{BatchRecord, BatchStatus, DuplicateCharge, JobUpdate, Updated};
+use crate::store::{
+    BatchRecord, BatchStatus, DuplicateCharge, JobUpdate, StoreError, StoreResult, Transition,
+    Updated,
+};
 
 /// Results written per transaction: big enough to be fast, small enough to keep locks short
 /// (about 60 ms of SQLite's one writer).
 const CHUNK: usize = 1000;
 /// Reads of a results file that did not deliver every result, before what is missing is settled.
 const INCOMPLETE_READ_LIMIT: i64 = 5;
+/// Writes of one chunk the database stopped as busy (a deadlock between two chunks' writes),
+/// before the poll gives up on the batch until the next one.
+const WRITE_ATTEMPTS: u32 = 5;
 /// Chunks decided and waiting for the writer: enough that the writer never waits on a JSON
 /// parse, few enough to keep memory flat (a chunk of answers is about half a megabyte).
 const DECIDED_AHEAD: usize = 2;
@@ -73,7 +80,9 @@ pub(super) async fn collect(
     // feeding the writer its statements (on SQLite the writer is a thread of its own, on
     // PostgreSQL another process). A chunk decided before the one ahead of it was written is
     // still safe: its updates are guarded by the states they were decided on, so a line
-    // repeated across chunks changes nothing the second time.
+    // repeated across chunks changes nothing the second time. Where the store writes two
+    // chunks at once (PostgreSQL), the later one's guard is checked again on the row the
+    // earlier one committed, whose lock it waits for; they are counted in the file's order.
     let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel::<Decided>(DECIDED_AHEAD);
     let deciding = AbortOnDropHandle::new(tokio::spawn(decide_all(
         ctx.clone(),
@@ -82,10 +91,15 @@ pub(super) async fn collect(
         stream,
         decided_tx,
     )));
-    while let Some(decided) = decided_rx.recv().await {
-        // Returning early drops the deciding task's handle, which stops it.
-        write_chunk(ctx, remote, decided, &mut read).await?;
+    let mut writing = futures::stream::poll_fn(|cx| decided_rx.poll_recv(cx))
+        .map(|decided| write_chunk(ctx, remote, decided))
+        .buffered(ctx.store().result_writers());
+    while let Some(written) = writing.next().await {
+        // Returning early drops the deciding task's handle, which stops it, and rolls back
+        // a chunk still being written.
+        read.count(&remote.id, written?);
     }
+    drop(writing);
     joined(deciding.await)??;
     if read.lines < remote.request_counts.total() {
         let note = format!(
@@ -180,7 +194,7 @@ async fn finish(
                 .into_iter()
                 .map(|(s, d)| (s.id.clone(), d.report))
                 .collect();
-            report(&mut read, &remote.id, &updated, &mut reports);
+            report(&mut read, &remote.id, &updated, &mut reports, &updates);
         }
     }
     let counts = serde_json::to_value(remote.request_counts).unwrap_or_default();
@@ -360,37 +374,84 @@ async fn decide_chunk(
     })
 }
 
+/// A chunk as written, for the read to count.
+struct Written {
+    lines: usize,
+    outcome: WrittenOutcome,
+}
+
+enum WrittenOutcome {
+    /// A duplicate batch's lines: the jobs charged.
+    Charged(usize),
+    Applied {
+        updated: Updated,
+        reports: HashMap<String, PollResult>,
+        updates: Vec<JobUpdate>,
+    },
+}
+
 /// Writes a decided chunk in one transaction.
-async fn write_chunk(
-    ctx: &Ctx,
-    remote: &MessageBatch,
-    decided: Decided,
-    read: &mut Read,
-) -> Result<()> {
-    read.lines += decided.lines as i64;
+async fn write_chunk(ctx: &Ctx, remote: &MessageBatch, decided: Decided) -> Result<Written> {
     // Test failpoint: a slow write, so a cancel can land between a decision and its write.
     if ctx.config.failpoint.as_deref() == Some("slow-results-write") {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     }
     let store = ctx.store();
-    match decided.outcomes {
-        Outcomes::Duplicate(charges) => {
-            let charged = store
-                .record_duplicate_charges(&remote.id, &charges, decided.now)
-                .await?;
-            read.processed += charged.len() as i64;
-        }
-        Outcomes::Updates {
+    let (id, now) = (remote.id.as_str(), decided.now);
+    let outcome = match decided.outcomes {
+        Outcomes::Duplicate(charges) => WrittenOutcome::Charged(
+            again_if_busy(|| store.record_duplicate_charges(id, &charges, now))
+                .await?
+                .len(),
+        ),
+        Outcomes::Updates { updates, reports } => WrittenOutcome::Applied {
+            updated: again_if_busy(|| store.apply_updates(id, &updates, now)).await?,
+            reports,
             updates,
-            mut reports,
-        } => {
-            let updated = store
-                .apply_updates(&remote.id, &updates, decided.now)
-                .await?;
-            report(read, &remote.id, &updated, &mut reports);
+        },
+    };
+    Ok(Written {
+        lines: decided.lines,
+        outcome,
+    })
+}
+
+/// A chunk's write, again if the database stopped it as busy: two chunks written at once on
+/// PostgreSQL deadlock when lines repeated across them come in opposite orders, and it stops
+/// one of the two. Writing a chunk again is safe: its updates are guarded by the states they
+/// were decided on, its charges recorded once.
+async fn again_if_busy<T, W>(write: impl Fn() -> W) -> StoreResult<T>
+where
+    W: Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Err(StoreError::Busy) if attempt < WRITE_ATTEMPTS => {
+                tracing::info!(
+                    attempt,
+                    "a chunk of results was stopped as busy; writing it again"
+                );
+                attempt += 1;
+            }
+            written => return written,
         }
     }
-    Ok(())
+}
+
+impl Read {
+    /// Counts a written chunk's lines and what it changed.
+    fn count(&mut self, provider_batch: &str, written: Written) {
+        self.lines += written.lines as i64;
+        match written.outcome {
+            WrittenOutcome::Charged(charged) => self.processed += charged as i64,
+            WrittenOutcome::Applied {
+                updated,
+                mut reports,
+                updates,
+            } => report(self, provider_batch, &updated, &mut reports, &updates),
+        }
+    }
 }
 
 /// Counts what changed and adds its reports, up to the cap of the poll's answer. A job
@@ -400,24 +461,85 @@ fn report(
     provider_batch: &str,
     updated: &Updated,
     reports: &mut HashMap<String, PollResult>,
+    updates: &[JobUpdate],
 ) {
     if !updated.discarded.is_empty() {
         tracing::info!(batch = %provider_batch, jobs = updated.discarded.len(),
             "jobs cancelled while their results were written: results discarded, bills kept");
     }
     read.processed += (updated.changed.len() + updated.discarded.len()) as i64;
+    if read.reports.len() >= POLL_RESULTS_CAP {
+        return;
+    }
+    let answers: HashMap<&str, &RawValue> = updates
+        .iter()
+        .filter_map(|u| match &u.transition {
+            Transition::Complete { result, .. } => Some((u.job_id.as_str(), &**result)),
+            _ => None,
+        })
+        .collect();
     let changed = updated.changed.iter().map(|id| (id, false));
     let discarded_ids = updated.discarded.iter().map(|id| (id, true));
     for (id, was_discarded) in changed.chain(discarded_ids) {
         if read.reports.len() >= POLL_RESULTS_CAP {
             return;
         }
-        if let Some(report) = reports.remove(id) {
+        if let Some(mut report) = reports.remove(id) {
             read.reports.push(if was_discarded {
                 discarded(report)
             } else {
+                report.result = with_answer(answers.get(id.as_str()).copied());
                 report
             });
         }
+    }
+}
+
+/// A completed job's answer for its report, read back from the text the job stores: only the
+/// few reports a poll returns carry one, so the other results are never copied.
+fn with_answer(answer: Option<&RawValue>) -> Option<serde_json::Value> {
+    answer.and_then(|text| serde_json::from_str(text.get()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Calls `again_if_busy` on a write that is stopped as busy `busy` times, then succeeds.
+    async fn written_after(busy: u32) -> (StoreResult<&'static str>, u32) {
+        let calls = AtomicU32::new(0);
+        let written = again_if_busy(|| async {
+            if calls.fetch_add(1, Ordering::SeqCst) < busy {
+                Err(StoreError::Busy)
+            } else {
+                Ok("written")
+            }
+        })
+        .await;
+        (written, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_chunk_stopped_as_busy_is_written_again_up_to_the_limit() {
+        let (written, calls) = written_after(2).await;
+        assert_eq!((written.unwrap(), calls), ("written", 3));
+
+        let (written, calls) = written_after(WRITE_ATTEMPTS).await;
+        assert!(matches!(written, Err(StoreError::Busy)), "{written:?}");
+        assert_eq!(calls, WRITE_ATTEMPTS, "gives up after its attempts");
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_written_again() {
+        let calls = AtomicU32::new(0);
+        let written: StoreResult<()> = again_if_busy(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Corrupt("bad".into()))
+        })
+        .await;
+        assert!(matches!(written, Err(StoreError::Corrupt(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! What a provider result means for a job: the rules of DESIGN.md (Jobs), in one place.
 
 use app::api::{JobStatus, PollResult};
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 
 use crate::events::Happened;
@@ -110,12 +111,12 @@ pub fn decide(state: &JobState, result: &BatchResult, rules: &Rules) -> Option<D
     match (state.status, result) {
         (JobStatus::Processing, BatchResult::Succeeded { message }) => {
             let spend = spend(state.model.as_deref(), message, rules.prices);
-            let answer = structured_answer(message);
             let tokens = spend.bill.tokens();
             Some(Decision {
-                report: rules.report(state, "succeeded", Some(answer.clone()), None, tokens),
+                // The writer adds the answer to the few reports a poll returns (`with_answer`).
+                report: rules.report(state, "succeeded", None, None, tokens),
                 transition: Transition::Complete {
-                    result: answer,
+                    result: structured_answer(message),
                     spend,
                 },
                 event: Happened::Completed {
@@ -330,14 +331,19 @@ pub fn spend_of(model: &str, usage: &Value, prices: &PriceTable) -> Spend {
     }
 }
 
-/// The structured result: the forced tool's input, or the text for a plain answer.
-fn structured_answer(message: &Value) -> Value {
-    let blocks = message["content"].as_array().cloned().unwrap_or_default();
-    if let Some(tool) = blocks.iter().find(|b| b["type"] == "tool_use") {
-        return tool["input"].clone();
-    }
-    let text: Vec<&str> = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
-    json!({ "text": text.join("\n") })
+/// The structured result: the forced tool's input, or the text for a plain answer. Written
+/// as JSON text here, on the deciding stage, so the writer only binds it.
+fn structured_answer(message: &Value) -> Box<RawValue> {
+    let blocks = message["content"].as_array().map_or(&[][..], Vec::as_slice);
+    let answer = match blocks.iter().find(|b| b["type"] == "tool_use") {
+        Some(tool) => to_raw_value(&tool["input"]),
+        None => {
+            let text: Vec<&str> = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+            to_raw_value(&json!({ "text": text.join("\n") }))
+        }
+    };
+    // A `Value` always serializes.
+    answer.unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 #[cfg(test)]
@@ -395,7 +401,7 @@ mod tests {
         let Transition::Complete { result, spend } = d.transition else {
             panic!()
         };
-        assert_eq!(result, json!({"risk_level": "low"}));
+        assert_eq!(result.get(), r#"{"risk_level":"low"}"#);
         // 1000 × $3/MTok + 200 × $15/MTok = $0.006; half in a batch.
         assert_eq!(
             (spend.bill.standard_cost_nanos, spend.bill.cost_nanos),

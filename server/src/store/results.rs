@@ -5,6 +5,7 @@ use app::api::{JobStatus, JobType};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{BatchStatus, StoreResult};
 use crate::events::Happened;
@@ -36,10 +37,11 @@ pub struct Spend {
 /// it was decided on, so a late or stale result changes nothing. A spend becomes a charge,
 /// recorded at most once per job and provider batch; a job cancelled in flight after its
 /// result was decided still gets the spend, its result discarded (the provider billed it).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Transition {
     Complete {
-        result: Value,
+        /// The answer, as JSON text (written on the deciding stage; the writer only binds it).
+        result: Box<RawValue>,
         spend: Spend,
     },
     /// Failed for good; `spend` when Anthropic billed the attempt (an unreadable success).
@@ -49,14 +51,9 @@ pub enum Transition {
         spend: Option<Spend>,
     },
     /// Back to pending, out of the batch.
-    Requeue {
-        reason: String,
-        attempts: i64,
-    },
+    Requeue { reason: String, attempts: i64 },
     /// A job cancelled in flight: its result is discarded, its tokens still count.
-    RecordSpend {
-        spend: Spend,
-    },
+    RecordSpend { spend: Spend },
 }
 
 impl Transition {
@@ -70,7 +67,7 @@ impl Transition {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct JobUpdate {
     pub job_id: String,
     pub expected_attempts: i64,
@@ -98,6 +95,8 @@ pub struct DuplicateCharge {
 
 #[async_trait]
 pub trait ResultStore: Send + Sync + 'static {
+    /// How many chunks of one batch's results may be applied at once.
+    fn result_writers(&self) -> usize;
     async fn job_states(
         &self,
         provider_batch_id: &str,

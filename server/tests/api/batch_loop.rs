@@ -127,6 +127,10 @@ async fn flush_with_filters_then_poll_until_every_job_is_done() {
         ["low", "moderate", "elevated", "high"]
             .contains(&result.body["risk_level"].as_str().unwrap())
     );
+    assert_eq!(
+        risk_result["result"], result.body,
+        "the poll reports the answer the job stores"
+    );
 
     let cancelled = app
         .alice

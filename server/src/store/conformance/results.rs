@@ -20,10 +20,15 @@ pub(super) fn update(
     }
 }
 
+/// A completed job's answer as the deciding stage writes it.
+fn risk_low() -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&json!({"risk_level": "low"})).unwrap()
+}
+
 pub(super) fn completed(tokens: i64) -> (Transition, Happened) {
     (
         Transition::Complete {
-            result: json!({"risk_level": "low"}),
+            result: risk_low(),
             spend: spend(tokens),
         },
         Happened::Completed {
@@ -668,7 +673,7 @@ pub async fn a_cached_jobs_bill_is_kept_to_the_nano(store: Arc<impl Store>) {
         standard_cost_nanos: 852_207_000,
     };
     let transition = Transition::Complete {
-        result: json!({"risk_level": "low"}),
+        result: risk_low(),
         spend: Spend {
             bill,
             cache_write_1h_tokens: 20_000,

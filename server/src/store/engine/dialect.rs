@@ -40,6 +40,16 @@ impl Dialect {
         }
     }
 
+    /// Chunks of one batch's results written at once, each in its own transaction: two on
+    /// PostgreSQL, whose backend runs one while this process prepares the other; one on
+    /// SQLite, whose one writer a second would only queue for, ahead of enqueues.
+    pub const fn result_writers(self) -> usize {
+        match self {
+            Self::Sqlite => 1,
+            Self::Postgres => 2,
+        }
+    }
+
     /// Items bound one placeholder each (`IN (?, …)`) per statement: SQLite's limit on binds.
     pub const fn items_per_statement(self) -> usize {
         match self {

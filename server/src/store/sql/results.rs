@@ -167,6 +167,10 @@ impl Applied<'_> {
 
 #[async_trait]
 impl<E: Engine> ResultStore for SqlStore<E> {
+    fn result_writers(&self) -> usize {
+        E::DIALECT.result_writers()
+    }
+
     async fn job_states(
         &self,
         provider_batch_id: &str,
@@ -218,7 +222,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
                 let mut row = vec![
                     u.job_id.as_str().into(),
                     u.expected_attempts.into(),
-                    Arg::json(result.to_string()),
+                    Arg::json(result.get()),
                 ];
                 row.extend(spend_values(Some(spend)));
                 rows.push(row);
