@@ -235,6 +235,7 @@ fn string_field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::{BatchResult, ErrorDetail, ErrorResponse};
     use futures::StreamExt;
     use tokio_util::codec::FramedRead;
 
@@ -266,6 +267,56 @@ mod tests {
         assert_eq!(bad.result_type.as_deref(), Some("succeeded"));
         assert_eq!(bad.usage.as_ref().unwrap()["input_tokens"], 12);
         assert!(matches!(items[2], Ok(ResultItem::Line(_))));
+    }
+
+    #[tokio::test]
+    async fn each_kind_of_result_reads_back_as_written_and_one_missing_its_fields_is_unreadable() {
+        let error = ErrorResponse {
+            kind: "error".into(),
+            error: ErrorDetail {
+                kind: "overloaded_error".into(),
+                message: "busy".into(),
+            },
+        };
+        let written = [
+            BatchResult::Succeeded {
+                message: serde_json::json!({"content": [], "usage": {"input_tokens": 3}}),
+            },
+            BatchResult::Errored { error },
+            BatchResult::Canceled,
+            BatchResult::Expired,
+        ];
+        let mut input = String::new();
+        for (i, result) in written.iter().enumerate() {
+            let line = ResultLine {
+                custom_id: format!("j{i}"),
+                result: result.clone(),
+            };
+            input += &format!("{}\n", serde_json::to_string(&line).unwrap());
+        }
+        let items = lines(input.as_bytes(), 1 << 20).await;
+        let read: Vec<_> = items
+            .iter()
+            .map(|item| match item {
+                Ok(ResultItem::Line(line)) => line.result.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(read, written);
+
+        for (malformed, why) in [
+            (r#"{"type":"succeeded","usage":{}}"#, "without its message"),
+            (r#"{"type":"errored"}"#, "without its error"),
+            (r#"{"type":"refunded"}"#, "unknown result type"),
+        ] {
+            let line = format!("{{\"custom_id\":\"x\",\"result\":{malformed}}}\n");
+            let items = lines(line.as_bytes(), 1 << 20).await;
+            let [Ok(ResultItem::Unreadable(bad))] = &items[..] else {
+                panic!("{items:?}")
+            };
+            assert_eq!(bad.custom_id.as_deref(), Some("x"));
+            assert!(bad.reason.contains(why), "{}", bad.reason);
+        }
     }
 
     #[tokio::test]
