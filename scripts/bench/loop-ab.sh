@@ -7,6 +7,7 @@
 # bench (as in bench-loop.sh).
 #   ./scripts/bench/loop-ab.sh /tmp/before-bin /tmp/after-bin
 #   ROUNDS=5 ./scripts/bench/loop-ab.sh /tmp/before-bin /tmp/after-bin --flushes 5
+#   STORES=sqlite ./scripts/bench/loop-ab.sh /tmp/before-bin /tmp/after-bin   (one store only)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/loop-lib.sh"
 usage() {
@@ -57,7 +58,6 @@ for ROUND in $(seq 1 "${ROUNDS:-3}"); do
   (( ROUND % 2 )) || sides=(after before)
   for side in "${sides[@]}"; do
     dir=$BEFORE; [[ $side == after ]] && dir=$AFTER
-    run "$side" "$dir" sqlite
-    run "$side" "$dir" postgres
+    for store in ${STORES:-sqlite postgres}; do run "$side" "$dir" "$store"; done
   done
 done

@@ -32,6 +32,9 @@ pub struct Faults {
     pub long_results: Option<StreamFault>,
     /// Send the line at this index once more, after the last: a file that repeats a result.
     pub repeated_results: Option<StreamFault>,
+    /// Send every line once more after the last, the last first: a file that repeats all its
+    /// results in the opposite order (two chunks written at once meet in the middle).
+    pub mirrored_results: Option<Times>,
     /// Answer results downloads 404, as after the provider's retention period.
     pub results_gone: Option<Times>,
     /// Share of requests answered `errored` (`api_error`), in percent.
@@ -127,6 +130,7 @@ pub struct DownloadFaults {
     pub malformed_at: Option<Position>,
     pub long_at: Option<(Position, usize)>,
     pub repeated_at: Option<Position>,
+    pub mirrored: bool,
 }
 
 /// A line index, given outright or as a share of the file (chaos does not know its length).
@@ -156,6 +160,17 @@ fn take<T: Clone>(
         *slot = (n > 1).then(|| less(&fault));
     }
     Some(fault)
+}
+
+fn take_times(slot: &mut Option<Times>) -> bool {
+    take(
+        slot,
+        |t| t.times,
+        |t| Times {
+            times: t.times.map(|n| n - 1),
+        },
+    )
+    .is_some()
 }
 
 fn take_stream(slot: &mut Option<StreamFault>) -> Option<StreamFault> {
@@ -195,14 +210,8 @@ pub fn plan(faults: &mut Faults, rng: &mut Option<StdRng>, endpoint: &str) -> Ca
         }
         "results" => {
             let d = &mut plan.download;
-            d.gone = take(
-                &mut faults.results_gone,
-                |t| t.times,
-                |t| Times {
-                    times: t.times.map(|n| n - 1),
-                },
-            )
-            .is_some();
+            d.gone = take_times(&mut faults.results_gone);
+            d.mirrored = take_times(&mut faults.mirrored_results);
             d.cut_after =
                 take_stream(&mut faults.cut_results).map(|f| Position::Line(f.after_lines));
             d.short_after =

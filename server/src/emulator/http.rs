@@ -368,9 +368,24 @@ async fn results(
     )
 }
 
+/// Which result the file's `i`-th line sends: each in turn, then (faults) all of them again
+/// the last first, then one of them once more.
+fn line_at(i: usize, count: usize, mirrored: bool, repeated: Option<usize>) -> Option<usize> {
+    let Some(mut past) = i.checked_sub(count) else {
+        return Some(i);
+    };
+    if mirrored {
+        if past < count {
+            return Some(count - 1 - past);
+        }
+        past -= count;
+    }
+    repeated.filter(|_| past == 0)
+}
+
 /// A results file of `count` lines, each rendered when sent, with the download's faults:
-/// cut, ended short, stalled, one line malformed (by `malform`), padded past a length or
-/// sent again after the last.
+/// cut, ended short, stalled, one line malformed (by `malform`), padded past a length, all
+/// sent again in the opposite order, or one sent again after the last.
 pub(super) fn stream_lines(
     downloading: super::Downloading,
     faults: &super::faults::DownloadFaults,
@@ -385,6 +400,7 @@ pub(super) fn stream_lines(
     let malformed = at(faults.malformed_at);
     let long = faults.long_at.map(|(p, bytes)| (p.index(count), bytes));
     let repeated = at(faults.repeated_at);
+    let mirrored = faults.mirrored;
     let render = Arc::new(render);
     let stream = futures::stream::unfold(0usize, move |i| {
         // Owned by the stream: the download counts until the stream ends or is dropped.
@@ -404,11 +420,7 @@ pub(super) fn stream_lines(
             if let Some((_, pause)) = stall.filter(|(at, _)| *at == i) {
                 tokio::time::sleep(pause).await;
             }
-            let line = match i.cmp(&count) {
-                std::cmp::Ordering::Less => i,
-                std::cmp::Ordering::Equal => repeated?,
-                std::cmp::Ordering::Greater => return None,
-            };
+            let line = line_at(i, count, mirrored, repeated)?;
             let mut text = render(line)?;
             if malformed == Some(i) {
                 text = malform(text);
@@ -470,4 +482,24 @@ async fn advance_clock(
 ) -> Result<Json<serde_json::Value>, Infallible> {
     emulator.advance_clock(chrono::Duration::seconds(advance.seconds));
     Ok(Json(json!({"now": emulator.now()})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_at;
+
+    fn file(count: usize, mirrored: bool, repeated: Option<usize>) -> Vec<usize> {
+        (0..)
+            .map_while(|i| line_at(i, count, mirrored, repeated))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_sends_each_result_then_what_its_faults_add() {
+        assert_eq!(file(3, false, None), [0, 1, 2]);
+        assert_eq!(file(3, false, Some(0)), [0, 1, 2, 0]);
+        assert_eq!(file(3, true, None), [0, 1, 2, 2, 1, 0]);
+        assert_eq!(file(3, true, Some(1)), [0, 1, 2, 2, 1, 0, 1]);
+        assert_eq!(file(0, true, None), Vec::<usize>::new());
+    }
 }

@@ -194,6 +194,40 @@ on_both_sides!(repeated_line: a_result_repeated_past_the_first_chunk_is_billed_o
 /// (1,000), the repeat is read and decided while the first chunk may still be being written:
 /// its update is guarded by the state it was decided on, so it changes nothing.
 async fn repeated_line(side: Side) {
+    results_repeated(
+        side,
+        Faults {
+            repeated_results: Some(StreamFault {
+                after_lines: 0,
+                ..StreamFault::default()
+            }),
+            ..Faults::default()
+        },
+    )
+    .await;
+}
+
+on_both_sides!(mirrored_lines: a_file_repeating_every_result_last_first_bills_each_once,
+    on_openai_a_file_repeating_every_result_last_first_bills_each_once);
+
+/// A file that sends all its results again, the last first. On PostgreSQL two chunks are
+/// written at once, and here the second repeats the first's rows in the opposite order: the
+/// two can deadlock, and the one PostgreSQL stops is written again. Either way each job is
+/// completed and billed once.
+async fn mirrored_lines(side: Side) {
+    results_repeated(
+        side,
+        Faults {
+            mirrored_results: Some(Times { times: None }),
+            ..Faults::default()
+        },
+    )
+    .await;
+}
+
+/// 1,200 jobs in one batch whose results file repeats lines as `faults` say: every job ends
+/// completed once and the books equal the provider's bill.
+async fn results_repeated(side: Side, faults: Faults) {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
     // Not a test of leases: a lease long enough that a slow upload of 1,200 requests in a
@@ -214,16 +248,7 @@ async fn repeated_line(side: Side) {
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    side.set_faults(
-        &provider,
-        Faults {
-            repeated_results: Some(StreamFault {
-                after_lines: 0,
-                ..StreamFault::default()
-            }),
-            ..Faults::default()
-        },
-    );
+    side.set_faults(&provider, faults);
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 200, "{answer}");
     let jobs = service.settled(Duration::from_secs(60)).await;
@@ -236,6 +261,7 @@ async fn repeated_line(side: Side) {
     );
     let books = provider.books();
     assert_eq!(books.batches, 1);
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
