@@ -99,7 +99,6 @@ pub(super) async fn collect(
         // a chunk still being written.
         read.count(&remote.id, written?);
     }
-    drop(writing);
     joined(deciding.await)??;
     if read.lines < remote.request_counts.total() {
         let note = format!(
