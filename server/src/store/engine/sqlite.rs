@@ -20,8 +20,10 @@ use super::{Arg, Binder, Dialect, Engine, Query, Row, Rows, render};
 use crate::store::{StoreError, StoreResult};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the WAL is copied back into the database file. Often, so each copy is small:
+/// enqueues committed during a copy are slowed by it, and every 250 ms one in a hundred took
+/// 10-20 ms (every 2 s, 45-85 ms; BENCHMARKS.md).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Past this size the WAL is started over (and the file cut back to it): under a steady load
 /// some reader always holds a snapshot, so passive checkpoints alone never let it restart.
 const WAL_LIMIT: u64 = 64 << 20;
