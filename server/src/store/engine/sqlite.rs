@@ -21,15 +21,18 @@ use crate::store::{StoreError, StoreResult};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the WAL is copied back into the database file. Often, so each copy is small:
-/// enqueues committed during a copy are slowed by it, and every 250 ms one in a hundred took
-/// 10-20 ms (every 2 s, 45-85 ms; BENCHMARKS.md).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// enqueues committed during a copy are slowed by it (p99 under 16 connections: every 2 s
+/// 83-85 ms, every 250 ms 16-19 ms, every 50 ms 10-12 ms, every 10 ms 9-10 ms; BENCHMARKS.md).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 /// Past this size the WAL is started over (and the file cut back to it): under a steady load
 /// some reader always holds a snapshot, so passive checkpoints alone never let it restart.
 const WAL_LIMIT: u64 = 64 << 20;
 /// How long a restart waits for readers still on old WAL frames; enqueues wait behind it, so
-/// it gives up quickly and the next tick tries again.
+/// it gives up quickly and tries again later.
 const RESTART_WAIT: Duration = Duration::from_millis(10);
+/// How often a restart is tried while a long read pins the WAL: each try holds writes back up
+/// to [`RESTART_WAIT`], so not on every checkpoint's tick.
+const RESTART_EVERY: Duration = Duration::from_millis(250);
 /// Binds per statement: far under SQLite's 32,766.
 const BINDS_PER_STATEMENT: usize = 6_000;
 
@@ -52,29 +55,47 @@ impl Drop for Checkpointer {
     }
 }
 
-/// PASSIVE checkpoints never wait for the writer or block it; a failed one is retried on the
-/// next tick, and the WAL only grows meanwhile. Past [`WAL_LIMIT`] the WAL is restarted.
+/// PASSIVE checkpoints never wait for the writer or block it; a failed or partial one is
+/// retried on the next tick, and the WAL only grows meanwhile. Past [`WAL_LIMIT`] the WAL is
+/// restarted. A WAL unchanged since it was last copied back whole is left alone, so an idle
+/// service does no work on each tick.
 async fn checkpoint_forever(pool: SqlitePool, writer: SqlitePool, wal: PathBuf) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut copied = None;
+    let mut restart_tried = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::debug!(%error, "WAL checkpoint failed; the next tick retries");
+        let now = wal_state(&wal);
+        if now != copied {
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await
+            {
+                // (busy, frames in the WAL, frames copied back)
+                Ok((_, frames, done)) if done >= frames => copied = now,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "WAL checkpoint failed; the next tick retries")
+                }
+            }
         }
-        if wal_size(&wal) > WAL_LIMIT
-            && let Err(error) = restart_wal(&writer).await
-        {
-            tracing::warn!(%error, "the WAL could not be started over; the next tick retries");
+        let oversized = now.is_some_and(|(size, _)| size > WAL_LIMIT);
+        if oversized && restart_tried.elapsed() >= RESTART_EVERY {
+            restart_tried = tokio::time::Instant::now();
+            if let Err(error) = restart_wal(&writer).await {
+                tracing::warn!(%error, "the WAL could not be started over; it is tried again");
+            }
         }
     }
 }
 
-fn wal_size(wal: &Path) -> u64 {
-    std::fs::metadata(wal).map_or(0, |m| m.len())
+/// The WAL's size and when it was last written. A commit within the file clock's granule of
+/// the one before may leave both as they were; its frames are then copied back after the next
+/// commit (until then they are read from the WAL, as any uncopied frame is).
+fn wal_state(wal: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(wal).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 /// A RESTART checkpoint on the writer connection itself, so writers queue behind it in order
@@ -339,6 +360,10 @@ mod tests {
             reader.await.unwrap();
         }
         cut_back
+    }
+
+    fn wal_size(wal: &Path) -> u64 {
+        super::wal_state(wal).map_or(0, |(size, _)| size)
     }
 
     /// A long read (an export, say) pins the WAL while it lasts: the restarts tried meanwhile
