@@ -49,11 +49,12 @@ file_bytes() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # machine drifts between rounds, the CPU a request costs much less.
 TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# enqueue_round URL TOKEN PID: "req/s | µs of CPU per request | p99" of single enqueues.
+# enqueue_round URL TOKEN PID: "req/s | µs of CPU per request | p99" of single enqueues
+# (CONNECTIONS at once, 16 unless set; DURATION each, 10s unless set).
 enqueue_round() {
   local c0 c1 out
   c0=$(cpu_ticks "$3")
-  out=$(TOKEN="$2" wrk -t2 -c16 -d"${DURATION:-10s}" --latency -s scripts/bench/enqueue.lua "$1/api/v1/batch/enqueue")
+  out=$(TOKEN="$2" wrk -t2 -c"${CONNECTIONS:-16}" -d"${DURATION:-10s}" --latency -s scripts/bench/enqueue.lua "$1/api/v1/batch/enqueue")
   c1=$(cpu_ticks "$3")
   awk -v a="$c0" -v b="$c1" -v t="$TCK" '
     /requests in/ {n = $1} /Requests\/sec/ {rps = $2} $1 == "99%" {p99 = $2}
