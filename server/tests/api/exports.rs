@@ -119,14 +119,11 @@ async fn daily_costs_export_exactly_what_the_stats_count_and_the_dashboard_serve
     assert!(paid > 0 && saved > 0);
 
     // The dashboard's link, with the session cookie instead of a token: the same file.
-    let cookie =
-        ai_batch::access::open_session(&app.ctx, app.alice.token(), chrono::Duration::hours(1))
-            .await
-            .unwrap();
+    let cookie = app.session_cookie(&app.alice).await;
     let http = reqwest::Client::new();
     let page = http
         .get(format!("{}/exports/daily.csv?days=7", app.url))
-        .header("cookie", format!("aib_session={cookie}"))
+        .header("cookie", cookie)
         .send()
         .await
         .unwrap();

@@ -189,6 +189,16 @@ impl TestApp {
         panic!("batch {batch} did not end");
     }
 
+    /// A dashboard session for `client`'s token, as the sign-in page opens one: the `cookie`
+    /// header's value.
+    pub async fn session_cookie(&self, client: &Client) -> String {
+        let hour = chrono::Duration::hours(1);
+        let cookie = ai_batch::access::open_session(&self.ctx, client.token(), hour)
+            .await
+            .unwrap();
+        format!("aib_session={cookie}")
+    }
+
     pub fn with_token(&self, token: &str) -> Client {
         Client {
             token: Some(token.into()),

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Answer, Client, TestApp};
+use crate::harness::{Answer, TestApp};
 
 const NUL: &str = "\u{0}";
 
@@ -342,14 +342,6 @@ async fn call(
     (answer.status(), answer.text().await.unwrap())
 }
 
-async fn session(app: &TestApp, client: &Client) -> String {
-    let cookie =
-        ai_batch::access::open_session(&app.ctx, client.token(), chrono::Duration::hours(1))
-            .await
-            .unwrap();
-    format!("aib_session={cookie}")
-}
-
 #[tokio::test]
 async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
     let app = TestApp::start_with(&[
@@ -359,7 +351,7 @@ async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
         ("--auth-failures-burst", "3"),
     ])
     .await;
-    let cookie = session(&app, &app.alice).await;
+    let cookie = app.session_cookie(&app.alice).await;
     let mut refused = None;
     for _ in 0..8 {
         let (status, body) = call(&app, &cookie, "budget", &[]).await;
@@ -385,7 +377,7 @@ async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
     assert!(last.contains("Too many requests"), "{last}");
 
     // A reused idempotency key from the form is a field error, as REST's 409 is.
-    let cookie = session(&app, &app.bob).await;
+    let cookie = app.session_cookie(&app.bob).await;
     let form = |payload: &'static str| {
         vec![
             ("job_type", "risk_report"),
@@ -480,7 +472,7 @@ async fn health_says_nothing_of_the_machine() {
 #[tokio::test]
 async fn a_traders_live_stream_hears_only_of_their_own_jobs() {
     let app = TestApp::start().await;
-    let cookie = session(&app, &app.alice).await;
+    let cookie = app.session_cookie(&app.alice).await;
     let mut live = reqwest::Client::new()
         .get(format!("{}/live", app.url))
         .header("cookie", cookie)

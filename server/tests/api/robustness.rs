@@ -72,21 +72,13 @@ async fn a_panicking_handler_answers_500_json_and_the_server_goes_on() {
     assert_eq!(stats.status, StatusCode::OK, "the server still serves");
 }
 
-/// A dashboard session for a token, as the sign-in page opens one.
-async fn session_cookie(app: &TestApp, token: &str) -> String {
-    let cookie = ai_batch::access::open_session(&app.ctx, token, chrono::Duration::hours(1))
-        .await
-        .unwrap();
-    format!("aib_session={cookie}")
-}
-
 #[tokio::test]
 async fn server_functions_refuse_what_the_rest_api_refuses() {
     let app = TestApp::start().await;
     app.alice
         .enqueue(json!({"job_type": "risk_report", "payload": {}}))
         .await;
-    let cookie = session_cookie(&app, app.alice.token()).await;
+    let cookie = app.session_cookie(&app.alice).await;
     let call = |path: &'static str, form: &'static str| {
         let cookie = cookie.clone();
         let url = format!("{}{path}", app.url);
