@@ -96,11 +96,40 @@ install_python_venv() {
 # (hash-files) cargo-leptos builds one after the other, though neither needs the other (the
 # server reads the names at run time), and the WASM's long link leaves a core idle.
 leptos_build() {
-  cargo leptos build --frontend-only "$@" &
+  { cargo leptos build --frontend-only "$@" && islands_build "$@"; } &
   local front=$!
   local server=0
   cargo leptos build --server-only "$@" || server=$?
   wait "$front" && return "$server"
+}
+
+# The islands bundle (`islands`, for the pages in `app::ISLAND_PAGES`): cargo-leptos builds one
+# browser library, so this builds the second as it builds the first, in its front target
+# directory (every crate the two share compiled once: `leptos` reads LEPTOS_OUTPUT_NAME, exported
+# above as cargo-leptos sets it, at compile time), then wasm-bindgen, wasm-opt for the release, and hashed
+# names with the hash file beside the server (scripts/islands-files.mjs).
+#   islands_build [--release] [--precompress]
+islands_build() {
+  local profile=dev out=debug bin=debug precompress=() arg
+  for arg in "$@"; do
+    case $arg in
+      --release) profile=wasm-release out=wasm-release bin=release ;;
+      --precompress) precompress=(--precompress) ;;
+    esac
+  done
+  local front="$CARGO_TARGET_DIR/front" bindgen
+  cargo build --locked -p islands --lib --target wasm32-unknown-unknown \
+    --target-dir "$front" --profile "$profile" >&2
+  bindgen="$(mktemp -d)"
+  wasm-bindgen --target web --no-typescript --out-name islands --out-dir "$bindgen" \
+    "$front/wasm32-unknown-unknown/$out/islands.wasm"
+  if [[ $bin == release ]]; then
+    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+      "$bindgen/islands_bg.wasm" -o "$bindgen/islands_bg.wasm"
+  fi
+  node "$ROOT/scripts/islands-files.mjs" "$bindgen" "$ROOT/target/site/pkg" \
+    "$CARGO_TARGET_DIR/$bin/islands-hash.txt" "${precompress[@]}"
+  rm -rf "$bindgen"
 }
 
 ai_batch_bin() {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test, after the gates (rustfmt, and clippy with
-# warnings as errors for the server and for the browser bundle): Rust unit, store conformance
+# warnings as errors for the server and for the two browser bundles): Rust unit, store conformance
 # (SQLite and PostgreSQL), API and provider tests on SQLite, the API tests again on PostgreSQL, the chaos
 # test of three instances on PostgreSQL; schemathesis against the REST contract's OpenAPI
 # document, as admin and as trader; the official Python SDK against the emulator; then
-# the Playwright suite in Debian's Chromium against the built server; last, the release WASM's
-# size against its budget. PostgreSQL runs locally
+# the Playwright suite in Debian's Chromium against the built server; last, the two release
+# WASM bundles' sizes against their budgets. PostgreSQL runs locally
 # (127.0.0.1:5432, user postgres); each test makes its own database (a copy of a template its
 # process migrated) and drops it. The chaos test kills a private cluster of its own (initdb).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -14,10 +14,10 @@ install_build_tools
 install_test_tools
 install_python_venv
 
-step "gates: rustfmt, clippy -D warnings (server with ssr, frontend with hydrate)"
+step "gates: rustfmt, clippy -D warnings (server with ssr, the two browser bundles with hydrate)"
 cargo fmt --all --check
 cargo clippy --locked -p app -p server --all-targets -- -D warnings
-cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --locked -p frontend -p islands --target wasm32-unknown-unknown -- -D warnings
 
 step "Rust tests: app rules, store conformance on both stores, API and provider tests on SQLite, chaos on PostgreSQL"
 cargo test --locked -p app -p server
@@ -37,5 +37,5 @@ AI_BATCH_BIN="$(ai_batch_bin debug)" .venv/bin/python -m pytest -q end2end/sdk
 step "Playwright (Debian's Chromium)"
 AI_BATCH_BIN="$(ai_batch_bin debug)" npx playwright test --config end2end/playwright.config.ts
 
-step "the dashboard's release WASM against its size budget"
+step "the dashboard's two release WASM bundles against their size budgets"
 ./scripts/wasm-size.sh

@@ -19,11 +19,29 @@ pub use pages::{SIGN_IN_PATH, SignInRefusal};
 #[cfg(feature = "ssr")]
 const PLAIN_PAGES: &[&str] = &[SIGN_IN_PATH];
 
+/// Pages that hydrate by islands: they load the `islands` bundle, a fraction of the whole-page
+/// one, which makes only their `#[island]`s interactive; the rest stays the server's HTML.
+/// Their routes' views are [`island_page`]s, and links to them carry [`page_rel`].
+const ISLAND_PAGES: &[&str] = &["/jobs"];
+
+/// How a page comes alive in the browser.
+#[derive(Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
+enum Hydration {
+    /// Not at all: plain HTML ([`PLAIN_PAGES`]).
+    None,
+    /// Its islands only ([`ISLAND_PAGES`]).
+    Islands,
+    /// Whole, with the client-side router (every other page).
+    Whole,
+}
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     send_content_security_policy();
-    let plain = is_plain_page();
+    let hydration = page_hydration();
+    let plain = hydration == Hydration::None;
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -33,7 +51,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
                 <AutoReload options=options.clone() />
                 <HashedStylesheet options=options.clone() id="leptos" />
-                {(!plain).then(|| view! { <HydrationScripts options /> })}
+                {match hydration {
+                    Hydration::None => None,
+                    Hydration::Islands => Some(view! { <HydrationScripts options=islands_bundle(options) islands=true /> }.into_any()),
+                    Hydration::Whole => Some(view! { <HydrationScripts options /> }.into_any()),
+                }}
                 <MetaTags />
             </head>
             // A plain page is as interactive now as it will be: tests wait for this marker.
@@ -47,14 +69,70 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Whether the page being rendered is one of [`PLAIN_PAGES`] (the shell renders only on the
-/// server).
-fn is_plain_page() -> bool {
+/// How the page being rendered hydrates (the shell renders only on the server).
+fn page_hydration() -> Hydration {
     #[cfg(feature = "ssr")]
-    return use_context::<http::request::Parts>()
-        .is_some_and(|request| PLAIN_PAGES.contains(&request.uri.path()));
-    #[cfg(not(feature = "ssr"))]
-    false
+    if let Some(request) = use_context::<http::request::Parts>() {
+        let path = request.uri.path();
+        if PLAIN_PAGES.contains(&path) {
+            return Hydration::None;
+        }
+        if ISLAND_PAGES.contains(&path) {
+            return Hydration::Islands;
+        }
+    }
+    Hydration::Whole
+}
+
+/// The islands bundle's names: `islands.<hash>.js` and `.wasm`, their hashes in
+/// `islands-hash.txt` beside the server (written by `islands_build` in scripts/setup.sh).
+fn islands_bundle(mut options: LeptosOptions) -> LeptosOptions {
+    options.output_name = "islands".into();
+    options.hash_file = "islands-hash.txt".into();
+    options
+}
+
+/// Tells tests (and anyone watching) that the page's controls work now: a click before
+/// hydration would be lost.
+fn mark_hydrated() {
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}
+
+/// `rel` for a link to `href`: an [`ISLAND_PAGES`] page is loaded from the server, so the
+/// whole-page bundle's router must not render it (`external` tells it so).
+pub fn page_rel(href: &str) -> Option<&'static str> {
+    let path = href.split(['?', '#']).next().unwrap_or(href);
+    ISLAND_PAGES.contains(&path).then_some("external")
+}
+
+/// An [`ISLAND_PAGES`] page reached by the whole-page bundle's router anyway (a link without
+/// [`page_rel`]): it cannot render it (its islands need the islands bundle), so the page is
+/// loaded from the server, once the router has put its address in the history.
+#[component]
+fn LoadedFromServer() -> impl IntoView {
+    Effect::new(|_| {
+        set_timeout(
+            || {
+                let _ = window().location().reload();
+            },
+            std::time::Duration::ZERO,
+        );
+    });
+    view! { <p class="p-6 text-slate-600">"Loading…"</p> }
+}
+
+/// The view of an [`ISLAND_PAGES`] route: the page on the server, [`LoadedFromServer`] in the
+/// whole-page bundle (which then carries none of the page's code).
+fn island_page<V: IntoView + 'static>(page: fn() -> V) -> impl Fn() -> AnyView + Clone {
+    move || {
+        if cfg!(feature = "ssr") {
+            page().into_any()
+        } else {
+            LoadedFromServer().into_any()
+        }
+    }
 }
 
 /// Only our own scripts run: the hydration script carries this render's nonce (leptos_axum
@@ -93,12 +171,7 @@ pub const NAVIGATION: &[(&str, &str, bool)] = &[
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Tests wait for this marker: a click before hydration would be lost.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
+    Effect::new(|_| mark_hydrated());
 
     view! {
         <Title text="Bitcain AI Batch" />
@@ -107,7 +180,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("") view=|| view! { <Redirect path="/jobs" /> } />
                 <Route path=StaticSegment("sign-in") view=pages::SignIn />
                 // Async rendering: pages arrive complete, readable with JavaScript off.
-                <Route path=StaticSegment("jobs") view=pages::Jobs ssr=SsrMode::Async />
+                <Route path=StaticSegment("jobs") view=island_page(pages::Jobs) ssr=SsrMode::Async />
                 <Route path=(StaticSegment("jobs"), StaticSegment("new")) view=pages::NewJob ssr=SsrMode::Async />
                 <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=pages::JobPage ssr=SsrMode::Async />
                 <Route path=StaticSegment("contexts") view=pages::Contexts ssr=SsrMode::Async />

@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { createToken, open, screenshotPath, signIn, watchConsole } from './support';
+import { createToken, open, screenshotPath, signIn, waitForHydration, watchConsole } from './support';
 
 /** About `tokens` tokens of a research note (four characters a token). */
 function researchNote(tokens: number): string {
@@ -29,6 +29,8 @@ test('a trader uploads a context, jobs share it, and the savings say what the ca
   // Upload: the form shows the size and token estimate before sending.
   await trader.getByRole('link', { name: 'Contexts' }).first().click();
   await expect(trader).toHaveURL(/\/contexts$/);
+  // Jobs, where sign-in lands, hydrates by islands: Contexts is a full page load.
+  await waitForHydration(trader);
   await trader.getByLabel('Name').fill('Risk methodology');
   const note = researchNote(6000);
   const tokens = Math.ceil(note.length / 4).toLocaleString('en-US');

@@ -15,6 +15,8 @@ test('a trader enqueues, an admin flushes, the trader watches the job complete a
   // The trader enqueues from the form, prefilled with a realistic payload for the type.
   await trader.page.getByRole('link', { name: 'New job' }).first().click();
   await expect(trader.page).toHaveURL(/\/jobs\/new$/);
+  // Jobs, where sign-in lands, hydrates by islands: New job is a full page load.
+  await waitForHydration(trader.page);
   await trader.page.getByLabel('Job type').selectOption('sentiment_analysis');
   await expect(trader.page.getByLabel('Payload (JSON object)')).toHaveValue(/"ticker": "NVDA"/);
   await trader.page.getByLabel('Priority (0–100)').fill('80');

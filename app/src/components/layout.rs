@@ -22,6 +22,7 @@ pub fn Layout(session: Session, children: Children) -> impl IntoView {
         view! {
             <a
                 href=href
+                rel=crate::page_rel(href)
                 aria-current=move || current().then_some("page")
                 class=move || if current() {
                     "rounded bg-emerald-50 px-2 py-1 font-medium text-emerald-900 ring-1 ring-emerald-200"
@@ -42,7 +43,7 @@ pub fn Layout(session: Session, children: Children) -> impl IntoView {
         })}
         <header class="border-b border-slate-200 bg-white">
             <div class="mx-auto flex max-w-6xl flex-wrap items-center gap-x-4 gap-y-2 px-4 py-3">
-                <a href="/jobs" class="font-semibold tracking-tight text-slate-900">
+                <a href="/jobs" rel=crate::page_rel("/jobs") class="font-semibold tracking-tight text-slate-900">
                     "Bitcain "<span class="text-emerald-700">"AI Batch"</span>
                 </a>
                 <nav class="flex flex-wrap gap-1 text-sm" aria-label="Main">

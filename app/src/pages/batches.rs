@@ -248,7 +248,7 @@ fn BatchRow(
             <div class="flex flex-wrap items-center gap-3 text-sm">
                 {match batch.batch_id.clone() {
                     Some(id) => view! {
-                        <a class="min-w-0 break-all text-xs text-emerald-800 underline" href=format!("/jobs?batch_id={id}") title="Its jobs"><code>{id.clone()}</code></a>
+                        <a class="min-w-0 break-all text-xs text-emerald-800 underline" href=format!("/jobs?batch_id={id}") rel=crate::page_rel("/jobs") title="Its jobs"><code>{id.clone()}</code></a>
                     }.into_any(),
                     None => view! { <code class="text-xs">{format!("(local {})", batch.local_id)}</code> }.into_any(),
                 }}

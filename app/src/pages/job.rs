@@ -71,7 +71,7 @@ fn JobView(
     admin: bool,
 ) -> impl IntoView {
     view! {
-        <p class="text-sm"><a href="/jobs" class="text-emerald-700 underline">"← All jobs"</a></p>
+        <p class="text-sm"><a href="/jobs" rel=crate::page_rel("/jobs") class="text-emerald-700 underline">"← All jobs"</a></p>
         <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {

@@ -84,6 +84,50 @@ async fn the_sign_in_page_renders_and_jobs_needs_a_session() {
     assert_eq!(jobs.headers()["location"], "/sign-in");
 }
 
+/// The jobs page hydrates by islands: it names the small islands bundle and not the whole-page
+/// one, and its rows are the server's HTML inside the island; other pages keep the whole one.
+#[tokio::test]
+async fn the_jobs_page_loads_the_islands_bundle_alone() {
+    let app = TestApp::start().await;
+    app.alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AMD"}}))
+        .await;
+    let cookie = app.session_cookie(&app.alice).await;
+    let page = |path: &'static str| {
+        let (url, cookie) = (format!("{}{path}", app.url), cookie.clone());
+        async move {
+            let answer = reqwest::Client::new()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{path}");
+            answer.text().await.unwrap()
+        }
+    };
+    let preload = |bundle: &str| format!(r#"<link rel="modulepreload" href="/pkg/{bundle}."#);
+    let jobs = page("/jobs").await;
+    assert!(
+        jobs.contains(&preload("islands")) && jobs.matches("modulepreload").count() == 1,
+        "{jobs}"
+    );
+    let island = jobs.find("<leptos-island").expect("an island");
+    let row = jobs.find("data-job-id").expect("a row");
+    assert!(island < row && jobs.contains("data-cancel="), "{jobs}");
+
+    let savings = page("/savings").await;
+    assert!(
+        savings.contains(&preload("ai-batch")) && !savings.contains("/pkg/islands."),
+        "{savings}"
+    );
+    // Links to the jobs page are full loads: the whole-page bundle's router cannot render it.
+    assert!(
+        savings.contains(r#"href="/jobs" rel="external""#),
+        "{savings}"
+    );
+}
+
 #[tokio::test]
 async fn a_job_id_that_is_not_text_is_a_json_404() {
     let app = TestApp::start().await;

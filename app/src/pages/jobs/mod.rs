@@ -1,19 +1,21 @@
-use std::collections::HashSet;
+mod controls;
 
 use leptos::prelude::*;
 use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::validation::parse_list_query;
-use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, RetryReply, Session};
+use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
 use crate::components::{
-    Precision, SignedIn, StatusBadge, explain, live_changes, nanos, short_id, thousands, when,
+    Precision, SignedIn, StatusBadge, explain, nanos, short_id, thousands, when,
 };
-use crate::server_fns::{cancel_jobs, list_jobs, retry_jobs};
+use crate::server_fns::list_jobs;
+use controls::JobsControls;
 
 const PAGE_SIZE: i64 = 50;
 
-/// The signed-in user's jobs (an admin's: everyone's), newest first, refreshing themselves.
+/// The signed-in user's jobs (an admin's: everyone's), newest first. Rendered on the server;
+/// only [`JobsControls`] hydrates (the page is in `ISLAND_PAGES`), and it keeps the rows fresh.
 #[component]
 pub fn Jobs() -> impl IntoView {
     let query_map = use_query_map();
@@ -39,149 +41,36 @@ pub fn Jobs() -> impl IntoView {
         query.limit = PAGE_SIZE;
         query
     });
-    let tick = live_changes("jobs");
-    let selected = RwSignal::new(HashSet::<String>::new());
-    let cancel = Action::new(|ids: &Vec<String>| {
-        let ids = ids.clone();
-        async move { cancel_jobs(ids).await }
-    });
-    let retry = Action::new(|(ids, confirm_rebill): &(Vec<String>, bool)| {
-        let (ids, confirm_rebill) = (ids.clone(), *confirm_rebill);
-        async move {
-            retry_jobs(ids.clone(), confirm_rebill)
-                .await
-                .map(|reply| (ids, reply))
-        }
-    });
-    let jobs = Resource::new(
-        move || {
-            (
-                query.get(),
-                tick.get(),
-                cancel.version().get(),
-                retry.version().get(),
-            )
-        },
-        |(q, _, _, _)| list_jobs(q),
-    );
+    let jobs = Resource::new(move || query.get(), list_jobs);
     view! {
-        <SignedIn page=move |session| view! { <JobsPage session query selected cancel retry jobs /> }.into_any() />
+        <SignedIn page=move |session| view! { <JobsPage session query jobs /> }.into_any() />
     }
 }
-
-type CancelAction = Action<Vec<String>, Result<crate::api::BulkCancelResponse, ServerFnError>>;
-/// A retry of the jobs given, and whether re-billing jobs billed already was confirmed; its
-/// answer keeps the ids, to ask again when the server says some were billed.
-type RetryAction =
-    Action<(Vec<String>, bool), Result<(Vec<String>, crate::api::RetryReply), ServerFnError>>;
 
 #[component]
 fn JobsPage(
     session: Session,
     query: Memo<ListQuery>,
-    selected: RwSignal<HashSet<String>>,
-    cancel: CancelAction,
-    retry: RetryAction,
     jobs: Resource<Result<JobList, ServerFnError>>,
 ) -> impl IntoView {
     let show_owner = session.caller.is_admin();
-    let retry_selected = move |_| {
-        let ids: Vec<String> = selected.get_untracked().into_iter().collect();
-        if !ids.is_empty()
-            && confirm(&format!(
-                "Send {} selected jobs back for one more attempt (failed ones only)?",
-                ids.len()
-            ))
-        {
-            retry.dispatch((ids, false));
-            selected.set(HashSet::new());
-        }
-    };
-    // Jobs billed already are sent again only once the admin has seen what it costs.
-    Effect::new(move |_| {
-        if let Some(Ok((ids, RetryReply::NeedsConfirmation(why)))) = retry.value().get()
-            && confirm(&format!("{why}\n\nRetry them and pay again?"))
-        {
-            retry.dispatch((ids, true));
-        }
-    });
-
-    let cancel_selected = move |_| {
-        let ids: Vec<String> = selected.get_untracked().into_iter().collect();
-        if !ids.is_empty()
-            && confirm(&format!(
-                "Cancel {} selected jobs? This cannot be undone.",
-                ids.len()
-            ))
-        {
-            cancel.dispatch(ids);
-            selected.set(HashSet::new());
-        }
-    };
-    let outcome = move || {
-        cancel.value().get().map(|r| match r {
-            Ok(answer) => format!(
-                "Cancelled {} of {} jobs.",
-                answer.cancelled,
-                answer.results.len()
-            ),
-            Err(e) => explain(&e),
-        })
-    };
-    let retried = move || {
-        retry.value().get().map(|r| match r {
-            Ok((_, RetryReply::Retried(answer))) => format!(
-                "Sent {} of {} jobs back for one more attempt.",
-                answer.retried,
-                answer.results.len()
-            ),
-            Ok((_, RetryReply::NeedsConfirmation(why))) => why,
-            Err(e) => explain(&e),
-        })
-    };
-
     view! {
         <div class="flex flex-wrap items-end justify-between gap-4">
             <h1 class="text-xl font-semibold">"Jobs"</h1>
             <a href="/jobs/new" class="rounded bg-emerald-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-800">"New job"</a>
         </div>
         <Filters query />
-        <div class="mt-3 flex flex-wrap items-center gap-3 text-sm">
-            <button
-                type="button"
-                data-testid="cancel-selected"
-                class="rounded border border-rose-300 px-2 py-1 text-rose-700 hover:bg-rose-50 disabled:opacity-40"
-                disabled=move || selected.with(HashSet::is_empty)
-                on:click=cancel_selected
-            >
-                {move || format!("Cancel selected ({})", selected.with(HashSet::len))}
-            </button>
-            {show_owner.then(|| view! {
-                <button
-                    type="button"
-                    data-testid="retry-selected"
-                    class="rounded border border-emerald-300 px-2 py-1 text-emerald-700 hover:bg-emerald-50 disabled:opacity-40"
-                    disabled=move || selected.with(HashSet::is_empty)
-                    on:click=retry_selected
-                >
-                    {move || format!("Retry selected ({})", selected.with(HashSet::len))}
-                </button>
-            })}
-            <span role="status" class="text-slate-600">{outcome}{retried}</span>
-        </div>
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading jobs…"</p> }>
-            {move || Suspend::new(async move {
-                match jobs.await {
-                    Ok(list) => view! { <JobsTable list query=query.get_untracked() show_owner selected cancel /> }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
-                }
-            })}
-        </Transition>
+        <JobsControls retry=show_owner>
+            <Suspense fallback=|| view! { <p class="mt-4 text-slate-600">"Loading jobs…"</p> }>
+                {move || Suspend::new(async move {
+                    match jobs.await {
+                        Ok(list) => view! { <JobsTable list query=query.get_untracked() show_owner /> }.into_any(),
+                        Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </JobsControls>
     }
-}
-
-fn confirm(message: &str) -> bool {
-    window().confirm_with_message(message).unwrap_or(false)
 }
 
 /// Filters as a GET form: the URL holds them, so they work without JavaScript and can be shared.
@@ -225,13 +114,7 @@ fn Filters(query: Memo<ListQuery>) -> impl IntoView {
 }
 
 #[component]
-fn JobsTable(
-    list: JobList,
-    query: ListQuery,
-    show_owner: bool,
-    selected: RwSignal<HashSet<String>>,
-    cancel: CancelAction,
-) -> impl IntoView {
+fn JobsTable(list: JobList, query: ListQuery, show_owner: bool) -> impl IntoView {
     let shown = list.jobs.len() as i64;
     let pages = Pages::read(&use_query_map().get_untracked(), &query);
     let first = (pages.number() - 1) * PAGE_SIZE;
@@ -285,7 +168,7 @@ fn JobsTable(
                     {if list.jobs.is_empty() {
                         view! { <tr><td colspan="10" class="px-3 py-8"><Empty filtered /></td></tr> }.into_any()
                     } else {
-                        list.jobs.into_iter().map(|job| view! { <JobRow job show_owner selected cancel precision /> }).collect_view().into_any()
+                        list.jobs.into_iter().map(|job| view! { <JobRow job show_owner precision /> }).collect_view().into_any()
                     }}
                 </tbody>
             </table>
@@ -322,52 +205,26 @@ fn Empty(filtered: bool) -> impl IntoView {
     .into_any()
 }
 
+/// A row; its checkbox and Cancel button carry the job's id for [`JobsControls`].
 #[component]
-fn JobRow(
-    job: Job,
-    show_owner: bool,
-    selected: RwSignal<HashSet<String>>,
-    cancel: CancelAction,
-    precision: Precision,
-) -> impl IntoView {
+fn JobRow(job: Job, show_owner: bool, precision: Precision) -> impl IntoView {
     let cancellable = job.status.can_cancel();
     // Admins select failed jobs too, to retry them.
     let selectable = cancellable || (show_owner && job.status == JobStatus::Failed);
     let id = job.id.clone();
-    let toggle = {
-        let id = id.clone();
-        move |_| {
-            selected.update(|s| {
-                if !s.remove(&id) {
-                    s.insert(id.clone());
-                }
-            })
-        }
-    };
-    let is_selected = {
-        let id = id.clone();
-        move || selected.with(|s| s.contains(&id))
-    };
-    let cancel_one = {
-        let id = id.clone();
-        let about = job
-            .subject
-            .as_ref()
-            .map_or(String::new(), |s| format!(" ({s})"));
-        move |_| {
-            if confirm(&format!(
-                "Cancel job {}{about}? This cannot be undone.",
-                short_id(&id)
-            )) {
-                cancel.dispatch(vec![id.clone()]);
-            }
-        }
-    };
+    let about = job
+        .subject
+        .as_ref()
+        .map_or(String::new(), |s| format!(" ({s})"));
+    let question = format!(
+        "Cancel job {}{about}? This cannot be undone.",
+        short_id(&id)
+    );
     view! {
         <tr data-job-id=id.clone()>
             <td class="px-2 py-2 sm:px-3">
                 {selectable.then(|| view! {
-                    <input type="checkbox" aria-label=format!("Select job {}", short_id(&id)) prop:checked=is_selected on:change=toggle />
+                    <input type="checkbox" data-select value=id.clone() aria-label=format!("Select job {}", short_id(&id)) />
                 })}
             </td>
             <td class="px-2 py-2 sm:px-3">
@@ -387,7 +244,7 @@ fn JobRow(
             {show_owner.then(|| view! { <td class="hidden px-2 py-2 sm:px-3 lg:table-cell">{job.owner.clone()}</td> })}
             <td class="px-2 py-2 sm:px-3 text-right">
                 {cancellable.then(|| view! {
-                    <button type="button" class="text-rose-700 underline" on:click=cancel_one>"Cancel"</button>
+                    <button type="button" class="text-rose-700 underline" data-cancel=id.clone() data-confirm=question.clone()>"Cancel"</button>
                 })}
             </td>
         </tr>
