@@ -83,8 +83,8 @@ pub struct Config {
     #[command(flatten)]
     pub webhooks: WebhookConfig,
 
-    /// Test failpoint: the process exits or stalls at the named point (`after-submit`,
-    /// `stall-heartbeat`, `slow-results-write`).
+    /// Test failpoints, comma-separated: the process exits or stalls at each named point
+    /// (`after-submit`, `after-duplicate-cancel`, `stall-heartbeat`, `slow-results-write`).
     #[arg(long, env = "AI_BATCH_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
 
@@ -372,6 +372,13 @@ fn parse_faults(text: &str) -> Result<Faults, String> {
 }
 
 impl Config {
+    /// Whether the test failpoint `name` is set.
+    pub fn at_failpoint(&self, name: &str) -> bool {
+        self.failpoint
+            .as_deref()
+            .is_some_and(|set| set.split(',').any(|point| point.trim() == name))
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_secs(self.flush_interval_secs)
     }

@@ -392,7 +392,7 @@ enum WrittenOutcome {
 /// Writes a decided chunk in one transaction.
 async fn write_chunk(ctx: &Ctx, remote: &MessageBatch, decided: Decided) -> Result<Written> {
     // Test failpoint: a slow write, so a cancel can land between a decision and its write.
-    if ctx.config.failpoint.as_deref() == Some("slow-results-write") {
+    if ctx.config.at_failpoint("slow-results-write") {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     }
     let store = ctx.store();

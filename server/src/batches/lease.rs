@@ -111,7 +111,7 @@ async fn heartbeat(ctx: Ctx, batch_id: String, owner: String) {
     loop {
         tokio::time::sleep(every).await;
         // Test failpoint: a frozen process, whose lease lapses while its call is in flight.
-        if ctx.config.failpoint.as_deref() == Some("stall-heartbeat") {
+        if ctx.config.at_failpoint("stall-heartbeat") {
             continue;
         }
         let lease = Lease {

@@ -72,6 +72,13 @@ async fn reconcile_one(
 ) -> Result<()> {
     let found = classify(ctx, batch).await?;
     if let Some((adopted, others)) = found.ours.split_first() {
+        // The copies first: once adopted (and swept) the batch is not looked at again, so a
+        // crash in between must find them already on the books, not orphaned.
+        for other in others {
+            let note = "a second provider batch with the same jobs (a create applied twice)";
+            record_duplicate(ctx, &batch.id, batch.provider, other, note, true).await?;
+            report.duplicates += 1;
+        }
         let now = Utc::now();
         let submission = Submission {
             provider_batch_id: adopted.id.clone(),
@@ -94,11 +101,6 @@ async fn reconcile_one(
         }
         tracing::warn!(local = %batch.id, provider = %adopted.id, "adopted a batch whose create answer was lost");
         report.adopted += 1;
-        for other in others {
-            let note = "a second provider batch with the same jobs (a create applied twice)";
-            record_duplicate(ctx, &batch.id, batch.provider, other, note, true).await?;
-            report.duplicates += 1;
-        }
         return Ok(());
     }
     if found.waiting > 0 {
@@ -168,10 +170,12 @@ async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
             continue;
         }
         match named_jobs(provider, &candidate).await {
-            Some(ids) if !ids.is_empty() && ids.is_subset(&members) => found.ours.push(candidate),
-            Some(_) => {}
-            // Unreadable for now: try again later.
-            None => found.waiting += 1,
+            // One job that is not this batch's proves the candidate someone else's.
+            Some(ids) if !ids.is_subset(&members) => {}
+            Some(ids) if !ids.is_empty() => found.ours.push(candidate),
+            // Unreadable for now, or a read that named no job (a results file cut short at
+            // its start proves nothing either way): try again later.
+            _ => found.waiting += 1,
         }
     }
     found.ours.sort_by(|a, b| {

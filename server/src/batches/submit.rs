@@ -84,7 +84,9 @@ pub(super) async fn submit(
 }
 
 /// Records a provider batch that ran the jobs of local batch `of` again, so it is polled to
-/// its end and what it was billed is counted; cancels it first when it may still run.
+/// its end and what it was billed is counted; then cancels it when it may still run. The
+/// record comes first: a crash after a cancel must not leave a copy the books never name
+/// (the poller cancels a recorded copy that is still running).
 pub(super) async fn record_duplicate(
     ctx: &Ctx,
     of: &str,
@@ -93,15 +95,6 @@ pub(super) async fn record_duplicate(
     note: &str,
     cancel: bool,
 ) -> Result<()> {
-    let mut status = BatchStatus::from(remote.processing_status);
-    if cancel && remote.processing_status == ProcessingStatus::InProgress {
-        match async { ctx.provider(provider)?.cancel_batch(&remote.id).await }.await {
-            Ok(cancelled) => status = BatchStatus::from(cancelled.processing_status),
-            Err(e) => {
-                tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch")
-            }
-        }
-    }
     let duplicate = NewDuplicate {
         id: uuid::Uuid::now_v7().to_string(),
         provider_batch_id: remote.id.clone(),
@@ -109,18 +102,24 @@ pub(super) async fn record_duplicate(
         job_count: remote.request_counts.total(),
         created_at: remote.created_at,
         expires_at: remote.expires_at,
-        status,
+        status: BatchStatus::from(remote.processing_status),
         note: note.to_string(),
     };
     if ctx.store().record_duplicate(&duplicate).await? {
         tracing::error!(duplicate = %remote.id, of, "{note}");
+    }
+    if cancel && remote.processing_status == ProcessingStatus::InProgress {
+        if let Err(e) = async { ctx.provider(provider)?.cancel_batch(&remote.id).await }.await {
+            tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch; polling it will try again");
+        }
+        crash_here_if(ctx, "after-duplicate-cancel");
     }
     Ok(())
 }
 
 /// Test failpoint: `AI_BATCH_FAILPOINT=<name>` ends the process here, as a crash would.
 fn crash_here_if(ctx: &Ctx, name: &str) {
-    if ctx.config.failpoint.as_deref() == Some(name) {
+    if ctx.config.at_failpoint(name) {
         eprintln!("failpoint {name}: exiting");
         std::process::exit(86);
     }

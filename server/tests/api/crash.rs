@@ -1,9 +1,12 @@
-//! A crash between writing `submitting` and recording the provider's id: the real binary,
-//! killed by a failpoint, then restarted; the rescuer reconciles with the provider.
+//! Crashes around a create (between writing `submitting` and recording the provider's id, or
+//! right after a late copy is cancelled): the real binary, killed by a failpoint, then
+//! restarted; the rescuer reconciles with the provider.
 
 use std::time::Duration;
 
 use serde_json::json;
+
+use ai_batch::emulator::Faults;
 
 use crate::service::{Database, Provider, SCHEDULER, Service};
 
@@ -112,4 +115,54 @@ async fn kill_9_during_sustained_enqueue_loses_no_answered_job() {
         "{} answered jobs lost: {lost:?}",
         lost.len()
     );
+}
+
+/// A late copy (its create answered after reconciliation had sent the jobs again) is cancelled,
+/// and the process dies right then: the copy is on the books all the same, polled to its end.
+#[tokio::test]
+async fn a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books() {
+    let provider = Provider::start(Duration::from_secs(2)).await;
+    let db = Database::new().await;
+    // A frozen heartbeat: the lease lapses while the first create is still in flight.
+    let env: Vec<_> = SCHEDULER
+        .iter()
+        .copied()
+        .chain([
+            (
+                "AI_BATCH_FAILPOINT",
+                "stall-heartbeat,after-duplicate-cancel",
+            ),
+            ("AI_BATCH_LEASE_SECS", "1"),
+        ])
+        .collect();
+    let mut first = Service::start(&db, &provider, &env).await;
+    let ids = first.enqueue(5).await;
+    provider.emulator.set_faults(Faults {
+        before_create_ms: vec![2500],
+        ..Faults::default()
+    });
+    let (status, flush) = first.post("/api/v1/batch/internal/flush", json!({})).await;
+    assert_eq!(status, 0, "the process died at the failpoint: {flush}");
+    assert_eq!(first.exit_code(), Some(86), "it exited at the failpoint");
+
+    let second = Service::start(&db, &provider, SCHEDULER).await;
+    let (jobs, batches) = second
+        .settled_with_every_batch(&provider, Duration::from_secs(30))
+        .await;
+    assert_eq!(jobs.len(), ids.len());
+    assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
+    let books = provider.books();
+    assert_eq!(books.batches, 2, "the late copy exists");
+    let one_sided = provider.batches_on_one_side(&batches);
+    assert!(
+        one_sided.is_empty(),
+        "{}",
+        provider.describe(&one_sided, &batches)
+    );
+    assert_eq!(
+        books.billed_twice(),
+        Vec::<&String>::new(),
+        "cancelled before it ran"
+    );
+    books.assert_equal_to(&second.get("/api/v1/batch/stats").await);
 }

@@ -27,6 +27,15 @@ fn count(jobs: &[Value], status: &str) -> usize {
 /// uncertain, the jobs stay in the batch (not pending), and reconciliation adopts the one
 /// batch the provider holds. Nothing is sent twice.
 async fn uncertain_create(side: Side, after: AfterCreate, extra: &[(&str, &str)]) {
+    let faults = Faults {
+        after_create: vec![after],
+        ..Faults::default()
+    };
+    uncertain_create_with(side, faults, extra).await;
+}
+
+/// The same, with `faults` (an `after_create` among them) set before the flush.
+async fn uncertain_create_with(side: Side, faults: Faults, extra: &[(&str, &str)]) {
     let provider = Provider::start(Duration::from_millis(500)).await;
     let db = Database::new().await;
     let env: Vec<_> = SCHEDULER
@@ -37,13 +46,7 @@ async fn uncertain_create(side: Side, after: AfterCreate, extra: &[(&str, &str)]
         .collect();
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue(20).await;
-    side.set_faults(
-        &provider,
-        Faults {
-            after_create: vec![after],
-            ..Faults::default()
-        },
-    );
+    side.set_faults(&provider, faults);
     let (status, answer) = flush(&service).await;
     assert_eq!(
         status, 503,
@@ -108,6 +111,24 @@ async fn answered_late(side: Side) {
 }
 on_both_sides!(answered_late: a_create_answered_after_the_timeout_is_adopted_not_repeated,
     on_openai_a_create_answered_after_the_timeout_is_adopted_not_repeated);
+
+/// Reconciliation reads a candidate's results to prove it ours; a first read that ends before
+/// its first line names no job, which proves nothing: the candidate is read again, not taken
+/// for someone else's (which would send the jobs a second time). Anthropic only: OpenAI's
+/// batches carry our label, so their results are not read to prove them.
+#[tokio::test]
+async fn a_lost_create_whose_results_first_read_empty_is_adopted_not_repeated() {
+    let faults = Faults {
+        after_create: vec![AfterCreate::Error500],
+        short_results: Some(StreamFault {
+            after_lines: 0,
+            times: Some(1),
+            ..StreamFault::default()
+        }),
+        ..Faults::default()
+    };
+    uncertain_create_with(Side::Anthropic, faults, &[]).await;
+}
 
 /// Flushes twenty jobs with the given results faults and waits until everything settles. The
 /// database comes back too: it must outlive the service.
