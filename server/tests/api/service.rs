@@ -37,6 +37,26 @@ impl Provider {
         ours.symmetric_difference(&theirs).cloned().collect()
     }
 
+    /// What each batch on one side of the books is, on both sides (for a failure's message).
+    pub fn describe(&self, ids: &BTreeSet<String>, batches: &[Value]) -> String {
+        let mut out = String::new();
+        for id in ids {
+            let theirs = self.emulator.get(id).map(|b| {
+                let jobs: Vec<_> = (self.emulator.requests_of(id).unwrap_or_default())
+                    .into_iter()
+                    .map(|r| r.custom_id)
+                    .collect();
+                format!(
+                    "created {} {:?} {:?} jobs {jobs:?}",
+                    b.created_at, b.processing_status, b.request_counts
+                )
+            });
+            let ours = batches.iter().find(|b| b["batch_id"] == id.as_str());
+            out.push_str(&format!("\n{id}: provider {theirs:?}; ours {ours:?}"));
+        }
+        out
+    }
+
     /// An emulator whose batches end `delay` after their creation.
     pub async fn start(delay: Duration) -> Provider {
         Self::start_caching(delay, 0.64).await
@@ -274,6 +294,19 @@ impl Database {
     }
 }
 
+/// Where a service's log goes: nowhere, or appended to the file `AI_BATCH_TEST_SERVICE_LOG`
+/// names (to read what a failing run did, e.g. the soak's).
+fn service_log() -> Stdio {
+    let Some(path) = std::env::var_os("AI_BATCH_TEST_SERVICE_LOG") else {
+        return Stdio::null();
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 impl Service {
     /// Starts `ai-batch serve` on `db`, talking to `provider` as Anthropic, with the scheduler
     /// off unless `extra` turns it on; waits until it answers.
@@ -292,8 +325,8 @@ impl Service {
             .env("AI_BATCH_PRICES", PRICES)
             .env("AI_BATCH_SCHEDULER", "false")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(service_log())
+            .stderr(service_log());
         for (k, v) in extra {
             command.env(k, v);
         }
