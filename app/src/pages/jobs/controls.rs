@@ -63,12 +63,15 @@ pub fn JobsControls(
             refresh();
         })
     };
-    // Asks first; the selection is cleared once it is sent.
+    // Asks first; the selection is cleared (its boxes unticked) once it is sent.
     let on_selection = move |question: fn(usize) -> String, send: &dyn Fn(Vec<String>)| {
         let ids: Vec<String> = selected.get_untracked().into_iter().collect();
         if !ids.is_empty() && confirm(&question(ids.len())) {
             send(ids);
             selected.set(HashSet::new());
+            if let Some(rows) = rows.get_untracked() {
+                tick_boxes(&rows, &HashSet::new());
+            }
         }
     };
     let cancel_selected = move |_| {
@@ -173,16 +176,19 @@ async fn read_rows_again(rows: NodeRef<leptos::html::Div>, selected: RwSignal<Ha
         return;
     };
     rows.set_inner_html(&fresh.inner_html());
+    selected.with_untracked(|ids| tick_boxes(&rows, ids));
+}
+
+/// Ticks the rows' boxes of the jobs in `ids`, and only those.
+fn tick_boxes(rows: &web_sys::Element, ids: &HashSet<String>) {
     let Ok(boxes) = rows.query_selector_all("input[data-select]") else {
         return;
     };
-    selected.with_untracked(|ids| {
-        for checkbox in (0..boxes.length()).filter_map(|i| boxes.item(i)) {
-            if let Ok(checkbox) = checkbox.dyn_into::<web_sys::HtmlInputElement>() {
-                checkbox.set_checked(ids.contains(&checkbox.value()));
-            }
+    for checkbox in (0..boxes.length()).filter_map(|i| boxes.item(i)) {
+        if let Ok(checkbox) = checkbox.dyn_into::<web_sys::HtmlInputElement>() {
+            checkbox.set_checked(ids.contains(&checkbox.value()));
         }
-    });
+    }
 }
 
 fn confirm(message: &str) -> bool {
