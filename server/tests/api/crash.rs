@@ -153,12 +153,7 @@ async fn a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_book
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
     let books = provider.books();
     assert_eq!(books.batches, 2, "the late copy exists");
-    let one_sided = provider.batches_on_one_side(&batches);
-    assert!(
-        one_sided.is_empty(),
-        "{}",
-        provider.describe(&one_sided, &batches)
-    );
+    provider.assert_no_batch_on_one_side(&batches);
     assert_eq!(
         books.billed_twice(),
         Vec::<&String>::new(),

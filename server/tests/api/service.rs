@@ -37,12 +37,16 @@ impl Provider {
         ours.symmetric_difference(&theirs).cloned().collect()
     }
 
-    /// What each batch on one side of the books is, on both sides (for a failure's message).
-    pub fn describe(&self, ids: &BTreeSet<String>, batches: &[Value]) -> String {
-        let mut out = String::new();
-        for id in ids {
-            let theirs = self.emulator.get(id).map(|b| {
-                let jobs: Vec<_> = (self.emulator.requests_of(id).unwrap_or_default())
+    /// Fails unless every provider batch is on our books and every one of ours at the
+    /// provider; the message says what each one-sided batch is, on both sides.
+    pub fn assert_no_batch_on_one_side(&self, batches: &[Value]) {
+        let mut found = String::new();
+        for id in self.batches_on_one_side(batches) {
+            let theirs = self.emulator.get(&id).map(|b| {
+                let jobs: Vec<_> = self
+                    .emulator
+                    .requests_of(&id)
+                    .unwrap_or_default()
                     .into_iter()
                     .map(|r| r.custom_id)
                     .collect();
@@ -52,9 +56,12 @@ impl Provider {
                 )
             });
             let ours = batches.iter().find(|b| b["batch_id"] == id.as_str());
-            out.push_str(&format!("\n{id}: provider {theirs:?}; ours {ours:?}"));
+            found.push_str(&format!("\n{id}: provider {theirs:?}; ours {ours:?}"));
         }
-        out
+        assert!(
+            found.is_empty(),
+            "batches on only one side of the books:{found}"
+        );
     }
 
     /// An emulator whose batches end `delay` after their creation.

@@ -275,11 +275,7 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     );
     books.assert_each_job_equal(&settled);
     books.assert_equal_to(&instances[2].get("/api/v1/batch/stats").await);
-    assert_eq!(
-        provider.batches_on_one_side(&batches),
-        Default::default(),
-        "batches on only one side of the books"
-    );
+    provider.assert_no_batch_on_one_side(&batches);
     let limit = Duration::from_secs(LEADER_LEASE_SECS + 2);
     for took in &takeovers {
         assert!(
