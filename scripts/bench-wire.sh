@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bytes on the wire for the sign-in and jobs pages, first and repeat visit, as the release
+# Bytes on the wire for the sign-in, jobs and admin pages, first and repeat visit, as the release
 # build serves them (precompressed assets, content-hashed names, cache headers; issue 22).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 install_build_tools

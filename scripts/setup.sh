@@ -103,14 +103,15 @@ leptos_build() {
   wait "$front" && return "$server"
 }
 
-# The islands bundle (`islands`, for the pages in `app::ISLAND_PAGES`): cargo-leptos builds one
-# browser library, so this builds the second as it builds the first, in its front target
-# directory (every crate the two share compiled once: `leptos` reads LEPTOS_OUTPUT_NAME, exported
-# above as cargo-leptos sets it, at compile time), then wasm-bindgen, wasm-opt for the release, and hashed
-# names with the hash file beside the server (scripts/islands-files.mjs).
+# The islands bundles, one per page in `app::ISLAND_PAGES` (`jobs`, `batches`, `access`), each
+# the `islands` crate built with the page's feature: cargo-leptos builds one browser library,
+# so this builds these as it builds the first, in its front target directory (every crate they
+# share compiled once: `leptos` reads LEPTOS_OUTPUT_NAME, exported above as cargo-leptos sets
+# it, at compile time), then wasm-bindgen, wasm-opt for the release, and hashed names with each
+# hash file beside the server (scripts/islands-files.mjs).
 #   islands_build [--release] [--precompress]
 islands_build() {
-  local profile=dev out=debug bin=debug precompress=() arg
+  local profile=dev out=debug bin=debug precompress=() arg name
   for arg in "$@"; do
     case $arg in
       --release) profile=wasm-release out=wasm-release bin=release ;;
@@ -118,18 +119,20 @@ islands_build() {
     esac
   done
   local front="$CARGO_TARGET_DIR/front" bindgen
-  cargo build --locked -p islands --lib --target wasm32-unknown-unknown \
-    --target-dir "$front" --profile "$profile" >&2
-  bindgen="$(mktemp -d)"
-  wasm-bindgen --target web --no-typescript --out-name islands --out-dir "$bindgen" \
-    "$front/wasm32-unknown-unknown/$out/islands.wasm"
-  if [[ $bin == release ]]; then
-    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-      "$bindgen/islands_bg.wasm" -o "$bindgen/islands_bg.wasm"
-  fi
-  node "$ROOT/scripts/islands-files.mjs" "$bindgen" "$ROOT/target/site/pkg" \
-    "$CARGO_TARGET_DIR/$bin/islands-hash.txt" "${precompress[@]}"
-  rm -rf "$bindgen"
+  for name in jobs batches access; do
+    cargo build --locked -p islands --features "$name" --lib --target wasm32-unknown-unknown \
+      --target-dir "$front" --profile "$profile" >&2
+    bindgen="$(mktemp -d)"
+    wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir "$bindgen" \
+      "$front/wasm32-unknown-unknown/$out/islands.wasm"
+    if [[ $bin == release ]]; then
+      wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+        "$bindgen/${name}_bg.wasm" -o "$bindgen/${name}_bg.wasm"
+    fi
+    node "$ROOT/scripts/islands-files.mjs" "$name" "$bindgen" "$ROOT/target/site/pkg" \
+      "$CARGO_TARGET_DIR/$bin/$name-hash.txt" "${precompress[@]}"
+    rm -rf "$bindgen"
+  done
 }
 
 ai_batch_bin() {

@@ -17,7 +17,7 @@ install_python_venv
 step "gates: rustfmt, clippy -D warnings (server with ssr, the two browser bundles with hydrate)"
 cargo fmt --all --check
 cargo clippy --locked -p app -p server --all-targets -- -D warnings
-cargo clippy --locked -p frontend -p islands --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --locked -p frontend -p islands --features islands/jobs,islands/batches,islands/access --target wasm32-unknown-unknown -- -D warnings
 
 step "Rust tests: app rules, store conformance on both stores, API and provider tests on SQLite, chaos on PostgreSQL"
 cargo test --locked -p app -p server

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Builds the dashboard's two release WASM bundles and fails if either grew past its budget
-# (gzip -9 bytes). The islands bundle is all the jobs page loads: issue 22's budget, 150 KB.
-# The whole-page bundle (every other page but sign-in, which loads none) is a ratchet at
-# today's size plus a little: issue 22's goal for the admin pages is 250 KB and is not met yet
-# (BENCHMARKS.md has the figures). Lower it as the bundle shrinks; raising either is a
-# decision to write down there.
+# Builds the dashboard's release WASM bundles and fails if one grew past its budget (gzip -9
+# bytes). Each islands page loads its own bundle alone: issue 22's budgets, 150 KB for the jobs
+# page, 250 KB for each admin page (Batches, Access). The whole-page bundle (every other page but
+# sign-in, which loads none) is a ratchet at today's size plus a little (BENCHMARKS.md has the
+# figures). Lower it as the bundle shrinks; raising one is a decision to write down there.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-WHOLE_BUDGET="${WASM_GZIP_BUDGET:-665000}"
-ISLANDS_BUDGET="${ISLANDS_GZIP_BUDGET:-150000}"
+WHOLE_BUDGET="${WASM_GZIP_BUDGET:-498000}"
+JOBS_BUDGET="${JOBS_GZIP_BUDGET:-150000}"
+ADMIN_BUDGET="${ADMIN_GZIP_BUDGET:-250000}"
 
 install_build_tools
 step "building the release WASM bundles (front only)"
@@ -26,5 +26,7 @@ check() { # label file budget
   fi
 }
 check "whole-page bundle (ai-batch.wasm)" "$(ls "$ROOT"/target/site/pkg/ai-batch.*.wasm)" "$WHOLE_BUDGET"
-check "islands bundle (islands.wasm, the jobs page)" "$(ls "$ROOT"/target/site/pkg/islands.*.wasm)" "$ISLANDS_BUDGET"
+check "the jobs page's bundle (jobs.wasm)" "$(ls "$ROOT"/target/site/pkg/jobs.*.wasm)" "$JOBS_BUDGET"
+check "the Batches page's bundle (batches.wasm)" "$(ls "$ROOT"/target/site/pkg/batches.*.wasm)" "$ADMIN_BUDGET"
+check "the Access page's bundle (access.wasm)" "$(ls "$ROOT"/target/site/pkg/access.*.wasm)" "$ADMIN_BUDGET"
 exit "$over"

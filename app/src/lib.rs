@@ -19,10 +19,15 @@ pub use pages::{SIGN_IN_PATH, SignInRefusal};
 #[cfg(feature = "ssr")]
 const PLAIN_PAGES: &[&str] = &[SIGN_IN_PATH];
 
-/// Pages that hydrate by islands: they load the `islands` bundle, a fraction of the whole-page
-/// one, which makes only their `#[island]`s interactive; the rest stays the server's HTML.
-/// Their routes' views are [`island_page`]s, and links to them carry [`page_rel`].
-const ISLAND_PAGES: &[&str] = &["/jobs"];
+/// Pages that hydrate by islands, each with the bundle it loads: a fraction of the whole-page
+/// bundle, which makes only the page's `#[island]`s interactive; the rest stays the server's
+/// HTML. A bundle carries its page's islands (the `app` feature `<bundle>-islands`) and no
+/// other page's. Their routes' views are [`island_page`]s, and links to them carry [`page_rel`].
+const ISLAND_PAGES: &[(&str, &str)] = &[
+    ("/jobs", "jobs"),
+    ("/admin/batches", "batches"),
+    ("/admin/access", "access"),
+];
 
 /// How a page comes alive in the browser.
 #[derive(Clone, Copy, PartialEq)]
@@ -30,8 +35,8 @@ const ISLAND_PAGES: &[&str] = &["/jobs"];
 enum Hydration {
     /// Not at all: plain HTML ([`PLAIN_PAGES`]).
     None,
-    /// Its islands only ([`ISLAND_PAGES`]).
-    Islands,
+    /// Its islands only, from the named bundle ([`ISLAND_PAGES`]).
+    Islands(&'static str),
     /// Whole, with the client-side router (every other page).
     Whole,
 }
@@ -53,7 +58,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HashedStylesheet options=options.clone() id="leptos" />
                 {match hydration {
                     Hydration::None => None,
-                    Hydration::Islands => Some(view! { <HydrationScripts options=islands_bundle(options) islands=true /> }.into_any()),
+                    Hydration::Islands(bundle) => Some(view! { <HydrationScripts options=islands_bundle(options, bundle) islands=true /> }.into_any()),
                     Hydration::Whole => Some(view! { <HydrationScripts options /> }.into_any()),
                 }}
                 <MetaTags />
@@ -77,18 +82,18 @@ fn page_hydration() -> Hydration {
         if PLAIN_PAGES.contains(&path) {
             return Hydration::None;
         }
-        if ISLAND_PAGES.contains(&path) {
-            return Hydration::Islands;
+        if let Some((_, bundle)) = ISLAND_PAGES.iter().find(|(page, _)| *page == path) {
+            return Hydration::Islands(bundle);
         }
     }
     Hydration::Whole
 }
 
-/// The islands bundle's names: `islands.<hash>.js` and `.wasm`, their hashes in
-/// `islands-hash.txt` beside the server (written by `islands_build` in scripts/setup.sh).
-fn islands_bundle(mut options: LeptosOptions) -> LeptosOptions {
-    options.output_name = "islands".into();
-    options.hash_file = "islands-hash.txt".into();
+/// An islands bundle's names: `<bundle>.<hash>.js` and `.wasm`, their hashes in
+/// `<bundle>-hash.txt` beside the server (written by `islands_build` in scripts/setup.sh).
+fn islands_bundle(mut options: LeptosOptions, bundle: &str) -> LeptosOptions {
+    options.output_name = bundle.into();
+    options.hash_file = format!("{bundle}-hash.txt").into();
     options
 }
 
@@ -100,11 +105,23 @@ fn mark_hydrated() {
     }
 }
 
+/// The islands bundles' entry: sets up for the loader, which then hydrates each island, and
+/// marks the page hydrated once it has (its calls run in promise callbacks, all before a
+/// timer's), also where the page rendered no island (an admin page refused to a trader).
+#[cfg(feature = "hydrate")]
+pub fn hydrate_islands() {
+    leptos::mount::hydrate_islands();
+    set_timeout(mark_hydrated, std::time::Duration::ZERO);
+}
+
 /// `rel` for a link to `href`: an [`ISLAND_PAGES`] page is loaded from the server, so the
 /// whole-page bundle's router must not render it (`external` tells it so).
 pub fn page_rel(href: &str) -> Option<&'static str> {
     let path = href.split(['?', '#']).next().unwrap_or(href);
-    ISLAND_PAGES.contains(&path).then_some("external")
+    ISLAND_PAGES
+        .iter()
+        .any(|(page, _)| *page == path)
+        .then_some("external")
 }
 
 /// An [`ISLAND_PAGES`] page reached by the whole-page bundle's router anyway (a link without
@@ -124,8 +141,13 @@ fn LoadedFromServer() -> impl IntoView {
 }
 
 /// The view of an [`ISLAND_PAGES`] route: the page on the server, [`LoadedFromServer`] in the
-/// whole-page bundle (which then carries none of the page's code).
-fn island_page<V: IntoView + 'static>(page: fn() -> V) -> impl Fn() -> AnyView + Clone {
+/// whole-page bundle, which then carries none of the page's code: `page` is its own zero-sized
+/// function type, where a function pointer, kept in the closure, would keep the code too.
+fn island_page<V, F>(page: F) -> impl Fn() -> AnyView + Clone
+where
+    V: IntoView + 'static,
+    F: Fn() -> V + Copy + 'static,
+{
     move || {
         if cfg!(feature = "ssr") {
             page().into_any()
@@ -185,8 +207,8 @@ pub fn App() -> impl IntoView {
                 <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=pages::JobPage ssr=SsrMode::Async />
                 <Route path=StaticSegment("contexts") view=pages::Contexts ssr=SsrMode::Async />
                 <Route path=StaticSegment("savings") view=pages::Savings ssr=SsrMode::Async />
-                <Route path=(StaticSegment("admin"), StaticSegment("batches")) view=pages::Batches ssr=SsrMode::Async />
-                <Route path=(StaticSegment("admin"), StaticSegment("access")) view=pages::Access ssr=SsrMode::Async />
+                <Route path=(StaticSegment("admin"), StaticSegment("batches")) view=island_page(pages::Batches) ssr=SsrMode::Async />
+                <Route path=(StaticSegment("admin"), StaticSegment("access")) view=island_page(pages::Access) ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

@@ -1,6 +1,7 @@
-// Bytes on the wire for the sign-in page and the jobs page, as headless Chromium receives
-// them (compressed, headers included), on a first visit (a new browser context) and a repeat
-// visit (the same context again): which files came over the network and which from its cache.
+// Bytes on the wire for the sign-in page, the jobs page and the admin pages, as headless
+// Chromium receives them (compressed, headers included), on a first visit (a new browser
+// context) and a repeat visit (the same context again): which files came over the network and
+// which from its cache.
 // Usage: node end2end/bench/wire.mjs URL TOKEN
 import { chromium } from 'playwright-core';
 
@@ -52,17 +53,23 @@ const anonymous = await (await browser.newContext()).newPage();
 const signInFirst = report('sign-in, first visit', await visit(anonymous, '/sign-in'));
 const signInRepeat = report('sign-in, repeat visit', await visit(anonymous, '/sign-in'));
 
-// The jobs page, signed in: a new context with the session, then the same one again.
+// The islands pages, signed in as an admin: each in a new context with the session, then the
+// same one again.
 await anonymous.fill('#token', token);
 await anonymous.click('button[type=submit]');
 await anonymous.waitForURL(/\/jobs$/);
 const cookies = await anonymous.context().cookies();
-const fresh = await browser.newContext();
-await fresh.addCookies(cookies);
-const jobs = await fresh.newPage();
-const jobsFirst = report('jobs, first visit', await visit(jobs, '/jobs'));
-const jobsRepeat = report('jobs, repeat visit', await visit(jobs, '/jobs'));
+const rows = [['sign-in', signInFirst, signInRepeat]];
+for (const path of ['/jobs', '/admin/batches', '/admin/access']) {
+  const fresh = await browser.newContext();
+  await fresh.addCookies(cookies);
+  const page = await fresh.newPage();
+  const first = report(`${path}, first visit`, await visit(page, path));
+  rows.push([path, first, report(`${path}, repeat visit`, await visit(page, path))]);
+  await fresh.close();
+}
 console.log(`\n| page | first visit (bytes) | repeat visit (bytes) |\n|---|---|---|`);
-console.log(`| sign-in | ${signInFirst.toLocaleString('en-US')} | ${signInRepeat.toLocaleString('en-US')} |`);
-console.log(`| jobs | ${jobsFirst.toLocaleString('en-US')} | ${jobsRepeat.toLocaleString('en-US')} |`);
+for (const [page, first, repeat] of rows) {
+  console.log(`| ${page} | ${first.toLocaleString('en-US')} | ${repeat.toLocaleString('en-US')} |`);
+}
 await browser.close();

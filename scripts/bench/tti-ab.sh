@@ -2,9 +2,9 @@
 # The jobs page's time to interactive of two release builds side by side (issue 22): one SQLite
 # database of JOBS jobs (1,000,000 unless set) seeded once, the two servers on it in turns, ROUNDS
 # rounds (2 unless set) of 15 loads as an admin (`end2end/bench/tti.mjs`). Each directory holds
-# a release `ai-batch` with the hash files beside it (`hash.txt`, and `islands-hash.txt` where
-# the build has islands) and its `site/`, copied aside after `leptos_build --release
-# --precompress`; SEED is a release `examples/seed_jobs`.
+# a release `ai-batch` with the hash files beside it (`hash.txt`, and each islands bundle's
+# `<bundle>-hash.txt` where the build has islands) and its `site/`, copied aside after
+# `leptos_build --release --precompress`; SEED is a release `examples/seed_jobs`.
 #   SEED=/tmp/seed_jobs ./scripts/bench/tti-ab.sh /tmp/before /tmp/after
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../setup.sh"

@@ -82,6 +82,16 @@ impl AuditQuery {
     pub const DEFAULT_LIMIT: i64 = 50;
     pub const MAX_LIMIT: i64 = 500;
 
+    /// The Access page's: `actor` when not blank, the default length.
+    pub fn page(action: Option<AuditAction>, actor: &str, before: Option<i64>) -> Self {
+        Self {
+            action,
+            actor: Some(actor.to_string()).filter(|a| !a.trim().is_empty()),
+            before,
+            limit: Some(Self::DEFAULT_LIMIT),
+        }
+    }
+
     pub fn limit(&self) -> i64 {
         self.limit
             .unwrap_or(Self::DEFAULT_LIMIT)

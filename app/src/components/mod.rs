@@ -2,6 +2,7 @@
 
 mod budget;
 mod format;
+mod fresh;
 mod layout;
 mod live;
 mod payload_fields;
@@ -13,6 +14,7 @@ pub use budget::{BudgetBar, BudgetResource, BudgetSummary, budget_of};
 pub use format::{
     Ledger, Precision, explain, hours, money, money_usd, nanos, short_id, thousands, when,
 };
+pub use fresh::kept_fresh;
 pub use layout::Layout;
 pub use live::live_changes;
 pub use payload_fields::PayloadFields;

@@ -84,15 +84,16 @@ async fn the_sign_in_page_renders_and_jobs_needs_a_session() {
     assert_eq!(jobs.headers()["location"], "/sign-in");
 }
 
-/// The jobs page hydrates by islands: it names the small islands bundle and not the whole-page
-/// one, and its rows are the server's HTML inside the island; other pages keep the whole one.
+/// The jobs page and the admin pages hydrate by islands: each names its own small bundle and
+/// not the whole-page one, and its content is the server's HTML inside its island; other pages
+/// keep the whole one.
 #[tokio::test]
-async fn the_jobs_page_loads_the_islands_bundle_alone() {
+async fn island_pages_load_their_own_bundle_alone() {
     let app = TestApp::start().await;
     app.alice
         .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AMD"}}))
         .await;
-    let cookie = app.session_cookie(&app.alice).await;
+    let cookie = app.session_cookie(&app.admin).await;
     let page = |path: &'static str| {
         let (url, cookie) = (format!("{}{path}", app.url), cookie.clone());
         async move {
@@ -109,16 +110,28 @@ async fn the_jobs_page_loads_the_islands_bundle_alone() {
     let preload = |bundle: &str| format!(r#"<link rel="modulepreload" href="/pkg/{bundle}."#);
     let jobs = page("/jobs").await;
     assert!(
-        jobs.contains(&preload("islands")) && jobs.matches("modulepreload").count() == 1,
+        jobs.contains(&preload("jobs")) && jobs.matches("modulepreload").count() == 1,
         "{jobs}"
     );
     let island = jobs.find("<leptos-island").expect("an island");
     let row = jobs.find("data-job-id").expect("a row");
     assert!(island < row && jobs.contains("data-cancel="), "{jobs}");
+    for (path, bundle, inside) in [
+        ("/admin/batches", "batches", "Flush queued jobs"),
+        ("/admin/access", "access", "Monthly budgets"),
+    ] {
+        let admin = page(path).await;
+        assert!(
+            admin.contains(&preload(bundle)) && admin.matches("modulepreload").count() == 1,
+            "{admin}"
+        );
+        let island = admin.find("<leptos-island").expect("an island");
+        assert!(admin.find(inside).is_some_and(|at| at > island), "{admin}");
+    }
 
     let savings = page("/savings").await;
     assert!(
-        savings.contains(&preload("ai-batch")) && !savings.contains("/pkg/islands."),
+        savings.contains(&preload("ai-batch")) && !savings.contains("/pkg/jobs."),
         "{savings}"
     );
     // Links to the jobs page are full loads: the whole-page bundle's router cannot render it.

@@ -3,53 +3,22 @@
 use leptos::prelude::*;
 
 use crate::api::{AuditAction, AuditPage, AuditQuery};
-use crate::components::{explain, when};
+use crate::components::{explain, kept_fresh, when};
 use crate::server_fns::audit_log;
 
-/// The log's filters and the page of it they select.
-#[derive(Clone, Copy)]
-pub struct AuditState {
-    action: RwSignal<Option<AuditAction>>,
-    actor: RwSignal<String>,
-    before: RwSignal<Option<i64>>,
-    data: Resource<Result<AuditPage, ServerFnError>>,
-}
-
-/// The log, read again when `changed` moves (an action on the page may have added an entry).
-/// Made by the route, like every resource: one made inside the signed-in check's render would
-/// be made again if that render runs again, and its data would not be what the browser
-/// hydrates against.
-pub fn audit_state(changed: Signal<usize>) -> AuditState {
+/// The first page of the log is `first`, as the server read it for the page; the log is read
+/// again as the filters change and when `changed` moves (an action on the page may have added
+/// an entry).
+#[component]
+pub fn AuditLog(first: AuditPage, changed: Signal<usize>) -> impl IntoView {
     let action = RwSignal::new(None::<AuditAction>);
     let actor = RwSignal::new(String::new());
     let before = RwSignal::new(None::<i64>);
-    let data = Resource::new(
+    let data = kept_fresh(
+        first,
         move || (action.get(), actor.get(), before.get(), changed.get()),
-        |(action, actor, before, _)| {
-            audit_log(AuditQuery {
-                action,
-                actor: Some(actor).filter(|a| !a.trim().is_empty()),
-                before,
-                limit: Some(AuditQuery::DEFAULT_LIMIT),
-            })
-        },
+        |(action, actor, before, _)| audit_log(AuditQuery::page(action, &actor, before)),
     );
-    AuditState {
-        action,
-        actor,
-        before,
-        data,
-    }
-}
-
-#[component]
-pub fn AuditLog(state: AuditState) -> impl IntoView {
-    let AuditState {
-        action,
-        actor,
-        before,
-        data,
-    } = state;
     let input = "rounded border border-slate-300 px-2 py-1";
     view! {
         <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="audit-log">
@@ -73,36 +42,32 @@ pub fn AuditLog(state: AuditState) -> impl IntoView {
                     } />
                 </label>
             </div>
-            <Transition fallback=|| view! { <p class="mt-3 text-slate-600">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match data.await {
-                        Ok(page) if page.entries.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No entries."</p> }.into_any(),
-                        Ok(page) => view! {
-                            // Scrolls sideways on a phone; focusable, so a keyboard can scroll it.
-                            <div class="relative mt-3 overflow-x-auto" tabindex="0" role="region" aria-label="Audit log entries">
-                            <table class="w-full text-left text-sm">
-                                <thead class="text-xs uppercase text-slate-600"><tr><th>"When"</th><th>"Admin"</th><th>"Action"</th><th>"On"</th><th>"Detail"</th></tr></thead>
-                                <tbody class="divide-y divide-slate-100">
-                                    {page.entries.into_iter().map(|e| view! {
-                                        <tr data-testid="audit-row">
-                                            <td class="whitespace-nowrap pr-3">{when(e.at)}</td>
-                                            <td class="pr-3">{e.actor}</td>
-                                            <td class="pr-3"><code>{e.action.as_str()}</code></td>
-                                            <td class="break-all pr-3">{e.target.unwrap_or_default()}</td>
-                                            <td class="text-slate-600">{e.detail.unwrap_or_default()}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                            </div>
-                            {page.next_before.map(|id| view! {
-                                <button type="button" class="mt-2 text-sm text-emerald-700 underline" on:click=move |_| before.set(Some(id))>"Older entries"</button>
-                            })}
-                        }.into_any(),
-                        Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
-                    }
-                })}
-            </Transition>
+            {move || match data.get() {
+                Ok(page) if page.entries.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No entries."</p> }.into_any(),
+                Ok(page) => view! {
+                    // Scrolls sideways on a phone; focusable, so a keyboard can scroll it.
+                    <div class="relative mt-3 overflow-x-auto" tabindex="0" role="region" aria-label="Audit log entries">
+                    <table class="w-full text-left text-sm">
+                        <thead class="text-xs uppercase text-slate-600"><tr><th>"When"</th><th>"Admin"</th><th>"Action"</th><th>"On"</th><th>"Detail"</th></tr></thead>
+                        <tbody class="divide-y divide-slate-100">
+                            {page.entries.into_iter().map(|e| view! {
+                                <tr data-testid="audit-row">
+                                    <td class="whitespace-nowrap pr-3">{when(e.at)}</td>
+                                    <td class="pr-3">{e.actor}</td>
+                                    <td class="pr-3"><code>{e.action.as_str()}</code></td>
+                                    <td class="break-all pr-3">{e.target.unwrap_or_default()}</td>
+                                    <td class="text-slate-600">{e.detail.unwrap_or_default()}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                    {page.next_before.map(|id| view! {
+                        <button type="button" class="mt-2 text-sm text-emerald-700 underline" on:click=move |_| before.set(Some(id))>"Older entries"</button>
+                    })}
+                }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
+            }}
         </section>
     }
 }

@@ -4,18 +4,17 @@ use leptos::prelude::*;
 
 use crate::api::BudgetView;
 use crate::components::{BudgetBar, explain};
-use crate::server_fns::budgets;
 
 pub type SetBudget = Action<(String, Option<f64>), Result<BudgetView, ServerFnError>>;
-pub type BudgetList = Resource<Result<Vec<BudgetView>, ServerFnError>>;
 
-/// Every capped user's budget, read again after each change.
-pub fn budget_list(set: SetBudget) -> BudgetList {
-    Resource::new(move || set.version().get(), |_| budgets())
-}
-
+/// `list`: every capped user's budget, read again after each change; `users`: whom a cap can
+/// be set for.
 #[component]
-pub fn Budgets(set: SetBudget, data: BudgetList, users: Vec<String>) -> impl IntoView {
+pub fn Budgets(
+    set: SetBudget,
+    list: ReadSignal<Result<Vec<BudgetView>, ServerFnError>>,
+    users: Signal<Vec<String>>,
+) -> impl IntoView {
     let user = RwSignal::new(String::new());
     let cap = RwSignal::new(String::new());
     let input = "rounded border border-slate-300 px-2 py-1";
@@ -32,7 +31,7 @@ pub fn Budgets(set: SetBudget, data: BudgetList, users: Vec<String>) -> impl Int
                     <span class="text-xs text-slate-600">"User"</span>
                     <select required name="budget-user" class=input on:change=move |ev| user.set(event_target_value(&ev))>
                         <option value="">"Choose…"</option>
-                        {users.into_iter().map(|name| view! { <option value=name.clone()>{name.clone()}</option> }).collect_view()}
+                        {move || users.get().into_iter().map(|name| view! { <option value=name.clone() selected=user.get_untracked() == name>{name.clone()}</option> }).collect_view()}
                     </select>
                 </label>
                 <label class="flex flex-col gap-1">
@@ -45,32 +44,28 @@ pub fn Budgets(set: SetBudget, data: BudgetList, users: Vec<String>) -> impl Int
                 Ok(b) => view! { <p class="mt-2 text-sm text-emerald-700" role="status">{format!("Budget of {} saved.", b.user)}</p> }.into_any(),
                 Err(e) => view! { <p role="alert" class="mt-2 text-sm text-rose-700">{explain(&e)}</p> }.into_any(),
             })}
-            <Transition fallback=|| view! { <p class="mt-3 text-slate-600">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match data.await {
-                        Ok(list) if list.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No user has a cap."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <ul class="mt-3 space-y-3">
-                                {list.into_iter().map(|b| {
-                                    let name = b.user.clone();
-                                    view! {
-                                        <li data-testid="budget-row">
-                                            <div class="flex items-center gap-2 text-sm">
-                                                <strong>{b.user.clone()}</strong>
-                                                <button type="button" class="ml-auto text-xs text-rose-700 underline" on:click=move |_| {
-                                                    set.dispatch((name.clone(), None));
-                                                }>"Remove cap"</button>
-                                            </div>
-                                            <BudgetBar budget=b />
-                                        </li>
-                                    }
-                                }).collect_view()}
-                            </ul>
-                        }.into_any(),
-                        Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
-                    }
-                })}
-            </Transition>
+            {move || match list.get() {
+                Ok(list) if list.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No user has a cap."</p> }.into_any(),
+                Ok(list) => view! {
+                    <ul class="mt-3 space-y-3">
+                        {list.into_iter().map(|b| {
+                            let name = b.user.clone();
+                            view! {
+                                <li data-testid="budget-row">
+                                    <div class="flex items-center gap-2 text-sm">
+                                        <strong>{b.user.clone()}</strong>
+                                        <button type="button" class="ml-auto text-xs text-rose-700 underline" on:click=move |_| {
+                                            set.dispatch((name.clone(), None));
+                                        }>"Remove cap"</button>
+                                    </div>
+                                    <BudgetBar budget=b />
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }.into_any(),
+                Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
+            }}
         </section>
     }
 }

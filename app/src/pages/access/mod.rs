@@ -2,177 +2,67 @@
 
 mod audit;
 mod budgets;
+mod controls;
 
 use leptos::prelude::*;
 
-use crate::api::{Role, RouteView, UserView};
-use crate::components::{SignedIn, explain, when};
-use crate::server_fns::{self, access_overview, create_token, new_webhook_secret, revoke_token};
-use audit::AuditLog;
-use budgets::Budgets;
+use crate::api::{AuditQuery, PriceView, RouteView};
+use crate::components::{SignedIn, explain};
+use crate::server_fns::{access_overview, audit_log, budgets};
+use controls::AccessControls;
 
-/// Admins: users and their tokens, and the price table in force.
+/// Rendered on the server; only [`AccessControls`] hydrates (the page is in `ISLAND_PAGES`),
+/// from what is read here. The prices and the routing change only with a restart: they stay
+/// the server's HTML.
 #[component]
 pub fn Access() -> impl IntoView {
-    // Resources belong to the route, not to the session check's render (which may run twice).
-    let create = Action::new(|(user, role): &(String, Role)| create_token(user.clone(), *role));
-    let revoke = Action::new(|id: &String| revoke_token(id.clone()));
-    let set_budget = Action::new(|(user, cap): &(String, Option<f64>)| {
-        server_fns::set_budget(user.clone(), *cap)
-    });
-    let data = Resource::new(
-        move || (create.version().get(), revoke.version().get()),
-        |_| access_overview(),
-    );
-    let budgets = budgets::budget_list(set_budget);
-    let changed = Signal::derive(move || {
-        create.version().get() + revoke.version().get() + set_budget.version().get()
-    });
-    let audit = audit::audit_state(changed);
-    view! { <SignedIn admin=true page=move |_| view! { <AccessPage create revoke set_budget budgets data audit /> }.into_any() /> }
-}
-
-type Overview = Result<(Vec<UserView>, crate::api::PriceView), ServerFnError>;
-
-#[component]
-fn AccessPage(
-    create: Action<(String, Role), Result<crate::api::IssuedToken, ServerFnError>>,
-    revoke: Action<String, Result<(), ServerFnError>>,
-    set_budget: budgets::SetBudget,
-    budgets: budgets::BudgetList,
-    data: Resource<Overview>,
-    audit: audit::AuditState,
-) -> impl IntoView {
-    let user = RwSignal::new(String::new());
-    let role = RwSignal::new(Role::Trader);
-    // "Copied" once the clipboard took it; the browser may refuse (no permission, no HTTPS).
-    let copied = RwSignal::new(None::<bool>);
-    let copy = move |token: String| {
-        let promise = window().navigator().clipboard().write_text(&token);
-        leptos::task::spawn_local(async move {
-            let done = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
-            copied.set(Some(done));
-        });
+    let overview = Resource::new(|| (), |_| access_overview());
+    let budgets = Resource::new(|| (), |_| budgets());
+    let audit = Resource::new(|| (), |_| audit_log(AuditQuery::page(None, "", None)));
+    let page = move || {
+        Suspend::new(async move {
+            let read =
+                async { Ok::<_, ServerFnError>((overview.await?, budgets.await?, audit.await?)) };
+            match read.await {
+                Ok(((users, prices), budgets, audit)) => view! {
+                    <AccessControls users budgets audit>
+                        <Prices prices=prices.clone() />
+                        <Routing routes=prices.routes />
+                    </AccessControls>
+                }
+                .into_any(),
+                Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }
+                    .into_any(),
+            }
+        })
     };
     view! {
-        <h1 class="text-xl font-semibold">"Access"</h1>
-        <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4">
-            <h2 class="font-semibold">"New token"</h2>
-            <form class="mt-3 flex flex-wrap items-end gap-3 text-sm" on:submit=move |ev| {
-                ev.prevent_default();
-                create.dispatch((user.get_untracked(), role.get_untracked()));
-            }>
-                <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-600">"User (created if new)"</span>
-                    <input required maxlength="64" class="rounded border border-slate-300 px-2 py-1" prop:value=move || user.get() on:input=move |ev| user.set(event_target_value(&ev)) />
-                </label>
-                <label class="flex flex-col gap-1">
-                    <span class="text-xs text-slate-600">"Role"</span>
-                    <select class="rounded border border-slate-300 px-2 py-1" on:change=move |ev| role.set(Role::parse(&event_target_value(&ev)).unwrap_or(Role::Trader))>
-                        <option value="trader">"trader"</option>
-                        <option value="admin">"admin"</option>
-                    </select>
-                </label>
-                <button type="submit" class="rounded bg-emerald-700 px-3 py-1.5 font-medium text-white">"Create token"</button>
-            </form>
-            {move || create.value().get().map(|r| match r {
-                Ok(issued) => {
-                    let token = issued.token.clone();
-                    view! {
-                        <div class="mt-3 rounded bg-emerald-50 p-3 text-sm" data-testid="new-token">
-                            <p>{format!("Token for {} ({}). It is shown only now:", issued.user, issued.role)}</p>
-                            <div class="mt-2 flex items-center gap-2">
-                                <code class="break-all rounded bg-white px-2 py-1">{issued.token.clone()}</code>
-                                <button type="button" class="rounded border border-slate-300 px-2 py-1" on:click=move |_| copy(token.clone())>"Copy"</button>
-                                <span role="status" data-testid="copied" class="text-emerald-800">
-                                    {move || copied.get().map(|done| if done { "Copied" } else { "The browser refused: select the token and copy it by hand." })}
-                                </span>
-                            </div>
-                        </div>
-                    }.into_any()
-                }
-                Err(e) => view! { <p role="alert" class="mt-3 text-sm text-rose-700">{explain(&e)}</p> }.into_any(),
-            })}
-        </section>
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok((users, prices)) => view! {
-                        <Budgets set=set_budget data=budgets users=users.iter().map(|u| u.name.clone()).collect() />
-                        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
-                            <h2 class="font-semibold">"Users and tokens"</h2>
-                            <ul class="mt-2 divide-y divide-slate-100">
-                                {users.into_iter().map(|u| view! { <UserRow user=u revoke /> }).collect_view()}
-                            </ul>
-                        </section>
-                        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="prices">
-                            <h2 class="font-semibold">{format!("Prices in force (version {})", prices.version)}</h2>
-                            <p class="text-sm text-slate-600">{format!("Batch discount {}%. Default model {}. USD per million tokens:", prices.batch_discount_percent, prices.default_model)}</p>
-                            <div class="relative mt-2 overflow-x-auto" tabindex="0" role="region" aria-label="Prices"><table class="w-full text-left text-sm">
-                                <thead class="text-xs uppercase text-slate-600"><tr><th>"Model"</th><th>"Provider"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
-                                <tbody>
-                                    {prices.models.into_iter().map(|(model, p)| {
-                                        let provider = prices.caching.iter().find(|c| c.model == model).and_then(|c| c.provider).map_or("", |p| p.label());
-                                        view! {
-                                            <tr><td>{model}</td><td>{provider}</td>{p.iter().map(|v| view! { <td class="text-right tabular-nums">{format!("{v:.2}")}</td> }).collect_view()}</tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table></div>
-                        </section>
-                        <Routing routes=prices.routes />
-                    }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
-                }
-            })}
-        </Transition>
-        <AuditLog state=audit />
+        <SignedIn admin=true page=move |_| view! {
+            <h1 class="text-xl font-semibold">"Access"</h1>
+            <Suspense fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>{page}</Suspense>
+        }.into_any() />
     }
 }
 
+/// The price table in force.
 #[component]
-fn UserRow(user: UserView, revoke: Action<String, Result<(), ServerFnError>>) -> impl IntoView {
-    let secret = Action::new(|user_id: &String| new_webhook_secret(user_id.clone()));
-    let user_id = user.id.clone();
+fn Prices(prices: PriceView) -> impl IntoView {
     view! {
-        <li class="py-2 text-sm" data-testid="user-row">
-            <div class="flex flex-wrap items-center gap-2">
-                <strong>{user.name.clone()}</strong><span class="text-xs uppercase text-slate-600">{user.role.as_str()}</span>
-                <button type="button" class="ml-auto text-xs text-emerald-700 underline" on:click=move |_| {
-                    if window().confirm_with_message("Make a new webhook signing secret for this user? Webhooks from now on are signed with it; the old one stops matching.").unwrap_or(false) {
-                        secret.dispatch(user_id.clone());
-                    }
-                }>"New webhook secret"</button>
-            </div>
-            {move || secret.value().get().map(|r| match r {
-                Ok(s) => view! {
-                    <p class="mt-1 rounded bg-emerald-50 px-2 py-1 text-xs" data-testid="webhook-secret">
-                        "Webhook secret, shown only now: "<code class="break-all">{s.secret}</code>
-                    </p>
-                }.into_any(),
-                Err(e) => view! { <p role="alert" class="mt-1 text-xs text-rose-700">{explain(&e)}</p> }.into_any(),
-            })}
-            <ul class="mt-1 space-y-1">
-                {user.tokens.into_iter().map(|t| {
-                    let id = t.id.clone();
-                    let live = t.revoked_at.is_none();
-                    view! {
-                        <li class="flex flex-wrap items-center gap-2 text-xs text-slate-600">
-                            <code>{format!("aib_{}_…", t.id)}</code>
-                            <span>{format!("created {}", when(t.created_at))}</span>
-                            {t.revoked_at.map(|at| view! { <span class="text-rose-700">{format!("revoked {}", when(at))}</span> })}
-                            {live.then(|| view! {
-                                <button type="button" class="text-rose-700 underline" on:click=move |_| {
-                                    if window().confirm_with_message("Revoke this token? Programs using it will be refused.").unwrap_or(false) {
-                                        revoke.dispatch(id.clone());
-                                    }
-                                }>"Revoke"</button>
-                            })}
-                        </li>
-                    }
-                }).collect_view()}
-            </ul>
-        </li>
+        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4" data-testid="prices">
+            <h2 class="font-semibold">{format!("Prices in force (version {})", prices.version)}</h2>
+            <p class="text-sm text-slate-600">{format!("Batch discount {}%. Default model {}. USD per million tokens:", prices.batch_discount_percent, prices.default_model)}</p>
+            <div class="relative mt-2 overflow-x-auto" tabindex="0" role="region" aria-label="Prices"><table class="w-full text-left text-sm">
+                <thead class="text-xs uppercase text-slate-600"><tr><th>"Model"</th><th>"Provider"</th><th class="text-right">"Input"</th><th class="text-right">"Output"</th><th class="text-right">"Cache write"</th><th class="text-right">"Cache read"</th></tr></thead>
+                <tbody>
+                    {prices.models.into_iter().map(|(model, p)| {
+                        let provider = prices.caching.iter().find(|c| c.model == model).and_then(|c| c.provider).map_or("", |p| p.label());
+                        view! {
+                            <tr><td>{model}</td><td>{provider}</td>{p.iter().map(|v| view! { <td class="text-right tabular-nums">{format!("{v:.2}")}</td> }).collect_view()}</tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table></div>
+        </section>
     }
 }
 

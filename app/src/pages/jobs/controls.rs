@@ -1,4 +1,4 @@
-//! The jobs page's one island: what runs in the browser (the islands bundle).
+//! The jobs page's one island: what runs in the browser (its own bundle, `jobs`).
 // `#[island]` leaks each island's view state on purpose: it lives as long as the page.
 #![allow(clippy::mem_forget)]
 
@@ -15,7 +15,8 @@ use crate::server_fns::{cancel_jobs, retry_jobs};
 /// again when the server says jobs changed. The rows are the server's HTML (`children`): their
 /// checkboxes and Cancel buttons name their job in data attributes, read here as they bubble
 /// up, so the browser needs no code to render a row and the bundle stays small.
-#[island]
+#[cfg_attr(any(feature = "ssr", feature = "jobs-islands"), island)]
+#[cfg_attr(not(any(feature = "ssr", feature = "jobs-islands")), component)]
 pub fn JobsControls(
     /// Whether the selection can be retried (admins).
     retry: bool,
@@ -27,7 +28,6 @@ pub fn JobsControls(
     let refresh = move || leptos::task::spawn_local(read_rows_again(rows, selected));
     let tick = live_changes("jobs");
     Effect::watch(move || tick.get(), move |_, _, _| refresh(), false);
-    Effect::new(|_| crate::mark_hydrated());
 
     let cancel = move |ids: Vec<String>| {
         leptos::task::spawn_local(async move {

@@ -1,23 +1,14 @@
+//! The batches page's island: the flush form and the batch list, kept fresh (its own
+//! bundle, `batches`).
+// `#[island]` leaks each island's view state on purpose: it lives as long as the page.
+#![allow(clippy::mem_forget)]
+
 use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
-use crate::api::{BatchView, FlushRequest, JobType, ProviderName, RouteView};
-use crate::components::{SignedIn, explain, live_changes, money_usd, short_id, thousands, when};
-use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush, routes};
-
-/// Admins: flush with a preview before confirming, and watch batches move.
-#[component]
-pub fn Batches() -> impl IntoView {
-    let flush = Action::new(|r: &FlushRequest| flush_now(r.clone()));
-    let poll = Action::new(|id: &String| poll_batch(id.clone()));
-    let tick = live_changes("batches");
-    let batches = Resource::new(
-        move || (tick.get(), flush.version().get(), poll.version().get()),
-        |_| list_batches(),
-    );
-    let routes = Resource::new(|| (), |_| routes());
-    view! { <SignedIn admin=true page=move |_| view! { <BatchesPage flush poll batches routes /> }.into_any() /> }
-}
+use crate::api::{BatchList, BatchView, FlushRequest, JobType, ProviderName, RouteView};
+use crate::components::{explain, kept_fresh, live_changes, money_usd, short_id, thousands, when};
+use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 
 /// The job types a flush asks for: those ticked (none: all), and of those only the ones
 /// routed to `provider` when one is chosen. `None` when the choice leaves no type at all.
@@ -45,27 +36,30 @@ fn flush_types(
     (!routed.is_empty()).then_some(Some(routed))
 }
 
-#[component]
-fn BatchesPage(
-    flush: Action<FlushRequest, Result<crate::api::FlushResponse, ServerFnError>>,
-    poll: Action<String, Result<crate::api::PollResponse, ServerFnError>>,
-    batches: Resource<Result<crate::api::BatchList, ServerFnError>>,
-    routes: Resource<Result<Vec<RouteView>, ServerFnError>>,
-) -> impl IntoView {
+/// `batches` and `routes` as the server read them for the page; the list is read again when
+/// a flush or a poll from here is done and when the server says batches changed.
+#[cfg_attr(any(feature = "ssr", feature = "batches-islands"), island)]
+#[cfg_attr(not(any(feature = "ssr", feature = "batches-islands")), component)]
+pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoView {
+    let flush = Action::new(|r: &FlushRequest| flush_now(r.clone()));
+    let poll = Action::new(|id: &String| poll_batch(id.clone()));
+    let tick = live_changes("batches");
+    let batches = kept_fresh(
+        batches,
+        move || (tick.get(), flush.version().get(), poll.version().get()),
+        |_| list_batches(),
+    );
+    let routes = StoredValue::new(routes);
     let max_jobs = RwSignal::new(DEFAULT_FLUSH_MAX_JOBS.to_string());
     let min_priority = RwSignal::new("0".to_string());
     let types = RwSignal::new(Vec::<JobType>::new());
     let provider = RwSignal::new(None::<ProviderName>);
-    let known_routes = move || routes.get().and_then(Result::ok).unwrap_or_default();
     // `None` when the chosen provider has none of the chosen types.
     let request = move || {
         let job_types = flush_types(
             types.get_untracked(),
             provider.get_untracked(),
-            &routes
-                .get_untracked()
-                .and_then(Result::ok)
-                .unwrap_or_default(),
+            &routes.read_value(),
         )?;
         Some(FlushRequest::options(
             max_jobs
@@ -116,7 +110,6 @@ fn BatchesPage(
     };
     let field = "rounded border border-slate-300 px-2 py-1";
     view! {
-        <h1 class="text-xl font-semibold">"Batches"</h1>
         <section class="mt-4 rounded-lg border border-slate-200 bg-white p-4">
             <h2 class="font-semibold">"Flush queued jobs"</h2>
             <div class="mt-3 flex flex-wrap items-end gap-4 text-sm">
@@ -136,8 +129,8 @@ fn BatchesPage(
                     }>
                         <option value="" selected=true>"Every provider (one batch each)"</option>
                         {ProviderName::ALL.iter().map(|p| {
-                            let routed = move || known_routes().iter().filter(|r| r.provider == *p).count();
-                            view! { <option value=p.as_str()>{move || format!("{} only ({} job types)", p.label(), routed())}</option> }
+                            let routed = routes.with_value(|routes| routes.iter().filter(|r| r.provider == *p).count());
+                            view! { <option value=p.as_str()>{format!("{} only ({} job types)", p.label(), routed)}</option> }
                         }).collect_view()}
                     </select>
                 </label>
@@ -199,23 +192,19 @@ fn BatchesPage(
                 {move || poll.value().get().map(|r| match r { Ok(p) => p.message, Err(e) => explain(&e) })}
             </p>
         </section>
-        <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading batches…"</p> }>
-            {move || Suspend::new(async move {
-                match batches.await {
-                    Ok(list) if list.batches.is_empty() => view! {
-                        <p class="mt-4 text-slate-600" data-testid="batches-empty">
-                            "No batches yet. A flush gathers queued jobs into one batch per provider; the scheduler flushes on its own, or preview and flush above. Each batch appears here until its results are in."
-                        </p>
-                    }.into_any(),
-                    Ok(list) => view! {
-                        <ul class="mt-4 space-y-3" data-testid="batches">
-                            {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll /> }).collect_view()}
-                        </ul>
-                    }.into_any(),
-                    Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
-                }
-            })}
-        </Transition>
+        {move || match batches.get() {
+            Ok(list) if list.batches.is_empty() => view! {
+                <p class="mt-4 text-slate-600" data-testid="batches-empty">
+                    "No batches yet. A flush gathers queued jobs into one batch per provider; the scheduler flushes on its own, or preview and flush above. Each batch appears here until its results are in."
+                </p>
+            }.into_any(),
+            Ok(list) => view! {
+                <ul class="mt-4 space-y-3" data-testid="batches">
+                    {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll /> }).collect_view()}
+                </ul>
+            }.into_any(),
+            Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
+        }}
     }
 }
 
