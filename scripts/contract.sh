@@ -12,7 +12,12 @@ PG_DB="aib_contract_$(date +%s)_$RANDOM"
 WORK="$(mktemp -d)"
 SERVERS=()
 cleanup() {
+  local status=$?
   kill "${SERVERS[@]}" 2>/dev/null || true
+  if ((status != 0)); then
+    echo "the servers' warnings and errors (slow answers among them):" >&2
+    grep -ah "WARN\|ERROR" "$WORK"/*.log 2>/dev/null | tail -n 40 >&2
+  fi
   sleep 0.5
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"

@@ -49,9 +49,12 @@ pub fn app_with(ctx: Ctx, options: LeptosOptions, extra: Router) -> Router {
     })
 }
 
+/// An answer this slow is logged as a warning: a stall someone should look into.
+const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A span per request (method, route, request id; status and latency once answered) around
 /// everything logged while it runs, and its id in `x-request-id` both ways: the client's, or
-/// a new one.
+/// a new one. An answer slower than [`SLOW_ANSWER`] is a warning, with that span.
 fn traced(routes: Router) -> Router {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::trace::TraceLayer;
@@ -82,7 +85,11 @@ fn traced(routes: Router) -> Router {
              span: &tracing::Span| {
                 span.record("status", response.status().as_u16());
                 span.record("latency_us", latency.as_micros() as u64);
-                tracing::debug!("answered");
+                if latency > SLOW_ANSWER {
+                    tracing::warn!("slow answer");
+                } else {
+                    tracing::debug!("answered");
+                }
             },
         )
         .on_failure(());
