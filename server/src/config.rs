@@ -321,6 +321,12 @@ pub struct BatchConfig {
     #[arg(long, env = "AI_BATCH_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
 
+    /// Seconds between searches of the provider's batches of the last two days for one not
+    /// on our books (a copy made by a create answered neither in time nor at all); 0 turns
+    /// the search off.
+    #[arg(long, env = "AI_BATCH_STRAY_SEARCH_SECS", default_value_t = 300)]
+    pub stray_search_secs: u64,
+
     /// Seconds the leadership of the background work (auto-flush, rescuer) lasts without
     /// renewal: when the leader dies, another instance takes over within about this long.
     #[arg(long, env = "AI_BATCH_LEADER_LEASE_SECS", default_value_t = 15)]

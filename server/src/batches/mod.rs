@@ -10,6 +10,7 @@ mod outcome;
 mod poll;
 mod reconcile;
 mod render;
+mod strays;
 mod submit;
 mod window;
 
@@ -36,6 +37,7 @@ impl From<crate::provider::ProcessingStatus> for crate::store::BatchStatus {
 }
 pub use poll::{poll, poll_due, poll_soon};
 pub use reconcile::{Reconciled, reconcile};
+pub use strays::find_strays;
 
 /// What a task of a use case's own gave back: its panic carried on, its cancelling (only at
 /// shutdown) an error.

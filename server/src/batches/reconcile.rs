@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::lease::{Held, lease_span};
@@ -154,12 +154,7 @@ async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
         }
         return Ok(Found { ours, waiting: 0 });
     }
-    let members: HashSet<String> = ctx
-        .store()
-        .batch_members(&batch.id)
-        .await?
-        .into_iter()
-        .collect();
+    let members = members_of(ctx, &batch.id).await?;
     let mut found = Found {
         ours: Vec::new(),
         waiting: 0,
@@ -187,31 +182,41 @@ async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
 }
 
 /// Provider batches created in the batch's create window (`window`) that we do not know
-/// yet, no larger than the batch. The listing is read back past the window's start.
+/// yet, no larger than the batch.
 async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<MessageBatch>> {
     let offset = Offset::from_samples(&ctx.store().clock_samples(CLOCK_SAMPLES).await?);
     let window = window::of(batch, &offset, Utc::now());
+    let mut found = Vec::new();
+    for candidate in created_since(ctx.provider(batch.provider)?, window.opened).await? {
+        let size = candidate.request_counts.total();
+        if window.holds(candidate.created_at)
+            && (1..=members).contains(&size)
+            && ctx.store().find_batch(&candidate.id).await?.is_none()
+        {
+            found.push(candidate);
+        }
+    }
+    Ok(found)
+}
+
+/// The provider's batches created since `since`, newest first: its listing, read back as far
+/// as that.
+pub(super) async fn created_since(
+    provider: &dyn Provider,
+    since: DateTime<Utc>,
+) -> Result<Vec<MessageBatch>> {
     let mut params = ListParams {
         limit: Some(100),
         ..ListParams::default()
     };
     let mut found = Vec::new();
     loop {
-        let page = ctx
-            .provider(batch.provider)?
-            .list_batches(params.clone())
-            .await?;
-        for candidate in page.data {
-            if candidate.created_at < window.opened {
+        let page = provider.list_batches(params.clone()).await?;
+        for batch in page.data {
+            if batch.created_at < since {
                 return Ok(found);
             }
-            let size = candidate.request_counts.total();
-            if window.holds(candidate.created_at)
-                && (1..=members).contains(&size)
-                && ctx.store().find_batch(&candidate.id).await?.is_none()
-            {
-                found.push(candidate);
-            }
+            found.push(batch);
         }
         if !page.has_more {
             return Ok(found);
@@ -220,8 +225,21 @@ async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<Mess
     }
 }
 
+/// Every job the local batch was ever asked to run: what proves a provider batch its copy.
+pub(super) async fn members_of(ctx: &Ctx, batch_id: &str) -> Result<HashSet<String>> {
+    Ok(ctx
+        .store()
+        .batch_members(batch_id)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// The jobs an ended provider batch names in its results, or `None` if they cannot be read now.
-async fn named_jobs(provider: &dyn Provider, candidate: &MessageBatch) -> Option<HashSet<String>> {
+pub(super) async fn named_jobs(
+    provider: &dyn Provider,
+    candidate: &MessageBatch,
+) -> Option<HashSet<String>> {
     let mut stream = match provider.batch_results(candidate).await {
         Ok(stream) => stream,
         Err(e) => {

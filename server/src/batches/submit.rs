@@ -95,17 +95,11 @@ pub(super) async fn record_duplicate(
     note: &str,
     cancel: bool,
 ) -> Result<()> {
-    let duplicate = NewDuplicate {
-        id: uuid::Uuid::now_v7().to_string(),
-        provider_batch_id: remote.id.clone(),
-        of: of.to_string(),
-        job_count: remote.request_counts.total(),
-        created_at: remote.created_at,
-        expires_at: remote.expires_at,
-        status: BatchStatus::from(remote.processing_status),
-        note: note.to_string(),
-    };
-    if ctx.store().record_duplicate(&duplicate).await? {
+    if ctx
+        .store()
+        .record_duplicate(&duplicate_row(of, remote, note))
+        .await?
+    {
         tracing::error!(duplicate = %remote.id, of, "{note}");
     }
     if cancel && remote.processing_status == ProcessingStatus::InProgress {
@@ -115,6 +109,20 @@ pub(super) async fn record_duplicate(
         crash_here_if(ctx, "after-duplicate-cancel");
     }
     Ok(())
+}
+
+/// The row of provider batch `remote`, which ran the jobs of local batch `of` again.
+pub(super) fn duplicate_row(of: &str, remote: &MessageBatch, note: &str) -> NewDuplicate {
+    NewDuplicate {
+        id: uuid::Uuid::now_v7().to_string(),
+        provider_batch_id: remote.id.clone(),
+        of: of.to_string(),
+        job_count: remote.request_counts.total(),
+        created_at: remote.created_at,
+        expires_at: remote.expires_at,
+        status: BatchStatus::from(remote.processing_status),
+        note: note.to_string(),
+    }
 }
 
 /// Test failpoint: `AI_BATCH_FAILPOINT=<name>` ends the process here, as a crash would.

@@ -42,6 +42,21 @@ impl Scheduler {
                 rescue,
             ));
         }
+        if config.rescuer && config.stray_search_secs > 0 {
+            let every_search = Duration::from_secs(config.stray_search_secs);
+            let (stop, ctx) = (stop.clone(), ctx.clone());
+            // The first search waits a round too: nothing can have strayed at start-up that
+            // the next search would not find.
+            services.spawn(async move {
+                let stopped = tokio::select! {
+                    _ = stop.cancelled() => true,
+                    _ = tokio::time::sleep(every_search) => false,
+                };
+                if !stopped {
+                    every("stray-search", every_search, stop, ctx, search_strays).await;
+                }
+            });
+        }
         if config.auto_flush {
             services.spawn(every(
                 "auto-flush",
@@ -162,6 +177,21 @@ async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
     let report = batches::reconcile(&ctx).await?;
     if !report.is_empty() {
         tracing::warn!(?report, "rescuer reconciled batches");
+    }
+    Ok(())
+}
+
+/// Looks for provider batches of ours that no create window holds (`batches::find_strays`).
+async fn search_strays(ctx: Ctx) -> crate::error::Result<()> {
+    if !ctx.is_leader() {
+        return Ok(());
+    }
+    let recorded = batches::find_strays(&ctx).await?;
+    if recorded > 0 {
+        tracing::warn!(
+            recorded,
+            "stray search recorded provider batches missing from the books"
+        );
     }
     Ok(())
 }

@@ -311,6 +311,20 @@ pub trait BatchStore: Send + Sync + 'static {
     async fn clock_samples(&self, limit: i64) -> StoreResult<Vec<ClockSample>>;
     /// Records a duplicate provider batch; `false` if that provider batch is already known.
     async fn record_duplicate(&self, duplicate: &NewDuplicate) -> StoreResult<bool>;
+    /// Records a provider batch the stray search proved ours as a duplicate of `of`, unless
+    /// `of` is `submitting` (its reconciliation may adopt that very batch); `false` when not
+    /// recorded, or already known.
+    async fn record_stray(&self, duplicate: &NewDuplicate) -> StoreResult<bool>;
+    /// The local batches ever asked to run this job, newest first.
+    async fn batches_holding_job(&self, job_id: &str) -> StoreResult<Vec<BatchRecord>>;
+    /// Whether the stray search proved this provider batch someone else's.
+    async fn is_foreign(&self, provider_batch_id: &str) -> StoreResult<bool>;
+    async fn mark_foreign(
+        &self,
+        provider: app::api::ProviderName,
+        provider_batch_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// A note on the batch for admins (why it waits, its last error).
     async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()>;
 

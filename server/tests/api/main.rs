@@ -25,4 +25,5 @@ mod scale;
 mod service;
 mod snapshots;
 mod soak;
+mod strays;
 mod webhooks;

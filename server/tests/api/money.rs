@@ -10,7 +10,7 @@ use std::time::Duration;
 use ai_batch::emulator::{AfterCreate, Faults, StreamFault, Times};
 use serde_json::{Value, json};
 
-use crate::service::{Database, Provider, SCHEDULER, Service, Side};
+use crate::service::{Database, FROZEN_HOLDER, Provider, SCHEDULER, Service, Side};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 
@@ -490,15 +490,11 @@ on_both_sides!(late_answer: a_late_answer_after_reconciliation_took_over_is_canc
 async fn late_answer(side: Side) {
     let provider = Provider::start(Duration::from_secs(3)).await;
     let db = Database::new().await;
-    // A frozen heartbeat: the lease lapses while the first create is still in flight.
     let env: Vec<_> = SCHEDULER
         .iter()
+        .chain(FROZEN_HOLDER)
+        .chain(side.env())
         .copied()
-        .chain([
-            ("AI_BATCH_FAILPOINT", "stall-heartbeat"),
-            ("AI_BATCH_LEASE_SECS", "1"),
-        ])
-        .chain(side.env().iter().copied())
         .collect();
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue(5).await;

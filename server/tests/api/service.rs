@@ -552,6 +552,13 @@ impl Side {
     }
 }
 
+/// A frozen heartbeat and a one-second lease: a create in flight outlives its lease, and
+/// reconciliation takes the batch over while it is still on its way.
+pub const FROZEN_HOLDER: &[(&str, &str)] = &[
+    ("AI_BATCH_FAILPOINT", "stall-heartbeat"),
+    ("AI_BATCH_LEASE_SECS", "1"),
+];
+
 /// The scheduler with every service on, fast, and a short lease: what the fault tests run.
 pub const SCHEDULER: &[(&str, &str)] = &[
     ("AI_BATCH_SCHEDULER", "true"),

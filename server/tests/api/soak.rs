@@ -86,6 +86,7 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
         ("AI_BATCH_SCHEDULER_TICK_MS", "100"),
         ("AI_BATCH_POLL_INTERVAL_SECS", "1"),
         ("AI_BATCH_LEASE_SECS", "2"),
+        ("AI_BATCH_STRAY_SEARCH_SECS", "2"),
         ("AI_BATCH_LEADER_LEASE_SECS", "2"),
         ("AI_BATCH_ANTHROPIC_REQUEST_TIMEOUT_SECS", "2"),
         ("AI_BATCH_ANTHROPIC_READ_TIMEOUT_SECS", "2"),

@@ -571,6 +571,61 @@ pub async fn accepted_batches_are_swept_once_and_duplicates_recorded_once(store:
     assert_totals_match_a_recount(store.as_ref()).await;
 }
 
+pub async fn a_stray_is_recorded_unless_its_batch_is_submitting(store: Arc<impl Store>) {
+    claimed_batch(store.as_ref(), "open", "flush", &["j1"]).await;
+    submitted_batch(store.as_ref(), "b", "msgbatch_1", &["j2", "j3"]).await;
+    let stray = |of: &str, provider_batch_id: &str| NewDuplicate {
+        id: format!("stray-{provider_batch_id}"),
+        provider_batch_id: provider_batch_id.into(),
+        of: of.into(),
+        job_count: 1,
+        created_at: at(20),
+        expires_at: at(20 + 24 * 60),
+        status: BatchStatus::Ended,
+        note: "a stray".into(),
+    };
+    assert!(
+        !store
+            .record_stray(&stray("open", "msgbatch_2"))
+            .await
+            .unwrap(),
+        "a submitting batch is reconciliation's"
+    );
+    assert!(store.find_batch("msgbatch_2").await.unwrap().is_none());
+    assert!(store.record_stray(&stray("b", "msgbatch_3")).await.unwrap());
+    assert!(
+        !store.record_stray(&stray("b", "msgbatch_3")).await.unwrap(),
+        "once"
+    );
+    let found = store.find_batch("msgbatch_3").await.unwrap().unwrap();
+    assert_eq!(found.duplicate_of.as_deref(), Some("b"));
+    let holding: Vec<String> = store
+        .batches_holding_job("j2")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(holding, ["b"], "a duplicate holds no members");
+    assert!(
+        store
+            .batches_holding_job("nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(!store.is_foreign("msgbatch_x").await.unwrap());
+    for _ in 0..2 {
+        store
+            .mark_foreign(app::api::ProviderName::Anthropic, "msgbatch_x", at(21))
+            .await
+            .unwrap();
+    }
+    assert!(store.is_foreign("msgbatch_x").await.unwrap());
+    assert!(!store.is_foreign("msgbatch_3").await.unwrap());
+}
+
 pub async fn a_provider_saying_a_batch_ended_makes_it_due_at_once(store: Arc<impl Store>) {
     submitted_batch(store.as_ref(), "b", "batch_1", &["j1"]).await;
     // Its first poll is a minute after submission (`submission`: at 12).

@@ -35,6 +35,40 @@ impl<E: Engine> SqlStore<E> {
             .map(BatchRecord::try_from)
             .collect()
     }
+
+    /// A duplicate's row, copying its provider from the batch it copies; `guard` is further
+    /// SQL on that batch (`src`).
+    async fn insert_duplicate(&self, d: &NewDuplicate, guard: &str) -> StoreResult<bool> {
+        let at = d.created_at;
+        self.write_one(
+            &format!(
+                "INSERT INTO batches (id, provider, provider_batch_id, status, job_count, estimated_tokens, \
+                 request_bytes, created_at, submitted_at, expires_at, next_poll_at, duplicate_of, swept_at, \
+                 submit_started_at, submit_ended_at, provider_created_at, error) \
+                 SELECT ?, src.provider, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                 FROM batches src WHERE src.id = ? {guard} \
+                 ON CONFLICT (provider_batch_id) DO NOTHING"
+            ),
+            [
+                d.id.as_str().into(),
+                d.provider_batch_id.as_str().into(),
+                d.status.as_str().into(),
+                d.job_count.into(),
+                at.into(),
+                at.into(),
+                d.expires_at.into(),
+                at.into(),
+                d.of.as_str().into(),
+                at.into(),
+                at.into(),
+                at.into(),
+                at.into(),
+                d.note.as_str().into(),
+                d.of.as_str().into(),
+            ],
+        )
+        .await
+    }
 }
 
 /// ` WHERE …`: the filter's eligibility, the one definition of it. Pending, due, of the types
@@ -507,32 +541,46 @@ impl<E: Engine> BatchStore for SqlStore<E> {
     }
 
     async fn record_duplicate(&self, d: &NewDuplicate) -> StoreResult<bool> {
-        let at = d.created_at;
-        self.write_one(
-            "INSERT INTO batches (id, provider, provider_batch_id, status, job_count, estimated_tokens, request_bytes, \
-             created_at, submitted_at, expires_at, next_poll_at, duplicate_of, swept_at, submit_started_at, \
-             submit_ended_at, provider_created_at, error) SELECT ?, src.provider, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-             FROM batches src WHERE src.id = ? \
-             ON CONFLICT (provider_batch_id) DO NOTHING",
-            [
-                d.id.as_str().into(),
-                d.provider_batch_id.as_str().into(),
-                d.status.as_str().into(),
-                d.job_count.into(),
-                at.into(),
-                at.into(),
-                d.expires_at.into(),
-                at.into(),
-                d.of.as_str().into(),
-                at.into(),
-                at.into(),
-                at.into(),
-                at.into(),
-                d.note.as_str().into(),
-                d.of.as_str().into(),
-            ],
+        self.insert_duplicate(d, "").await
+    }
+
+    async fn record_stray(&self, d: &NewDuplicate) -> StoreResult<bool> {
+        self.insert_duplicate(d, "AND src.status <> 'submitting'")
+            .await
+    }
+
+    async fn batches_holding_job(&self, job_id: &str) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "WHERE b.id IN (SELECT batch_id FROM batch_jobs WHERE job_id = ?) \
+             ORDER BY b.created_at DESC, b.id DESC",
+            [job_id.into()],
         )
         .await
+    }
+
+    async fn is_foreign(&self, provider_batch_id: &str) -> StoreResult<bool> {
+        let found: Option<(String,)> = self
+            .read_one(
+                "SELECT provider_batch_id FROM foreign_batches WHERE provider_batch_id = ?",
+                [provider_batch_id.into()],
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn mark_foreign(
+        &self,
+        provider: app::api::ProviderName,
+        provider_batch_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write_one(
+            "INSERT INTO foreign_batches (provider_batch_id, provider, checked_at) VALUES (?, ?, ?) \
+             ON CONFLICT (provider_batch_id) DO NOTHING",
+            [provider_batch_id.into(), provider.as_str().into(), now.into()],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()> {
