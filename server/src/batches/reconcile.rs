@@ -236,10 +236,7 @@ pub(super) async fn members_of(ctx: &Ctx, batch_id: &str) -> Result<HashSet<Stri
 }
 
 /// The jobs an ended provider batch names in its results, or `None` if they cannot be read now.
-pub(super) async fn named_jobs(
-    provider: &dyn Provider,
-    candidate: &MessageBatch,
-) -> Option<HashSet<String>> {
+async fn named_jobs(provider: &dyn Provider, candidate: &MessageBatch) -> Option<HashSet<String>> {
     let mut stream = match provider.batch_results(candidate).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -250,10 +247,7 @@ pub(super) async fn named_jobs(
     let mut ids = HashSet::new();
     while let Some(item) = stream.next().await {
         match item {
-            Ok(ResultItem::Line(line)) => {
-                ids.insert(line.custom_id);
-            }
-            Ok(ResultItem::Unreadable(u)) => ids.extend(u.custom_id),
+            Ok(item) => ids.extend(job_named(item)),
             Err(e) => {
                 tracing::warn!(batch = %candidate.id, error = %e, "a candidate's results download failed");
                 return None;
@@ -261,6 +255,14 @@ pub(super) async fn named_jobs(
         }
     }
     Some(ids)
+}
+
+/// The job a results line names, when its id is legible.
+pub(super) fn job_named(item: ResultItem) -> Option<String> {
+    match item {
+        ResultItem::Line(line) => Some(line.custom_id),
+        ResultItem::Unreadable(u) => u.custom_id,
+    }
 }
 
 /// Nothing in the window: the create never landed. Sends the jobs still waiting in the batch.

@@ -6,14 +6,18 @@
 //! batch, recorded so what it was billed is counted; one naming any other job is someone
 //! else's, remembered so it is read once.
 
+use std::collections::HashSet;
+
 use app::api::ProviderName;
 use chrono::Utc;
+use futures::StreamExt;
 
-use super::reconcile::{created_since, members_of, named_jobs};
+use super::reconcile::{created_since, job_named, members_of};
 use super::submit::duplicate_row;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::{MessageBatch, ProcessingStatus};
+use crate::store::BatchRecord;
 
 /// How far back the provider's listing is read. A batch ends within a day of its creation,
 /// so a stray is seen ended by many searches before it drops out of this.
@@ -46,15 +50,13 @@ async fn search(ctx: &Ctx, provider: ProviderName) -> Result<usize> {
 
 /// Proves an ended batch not on our books ours or someone else's; whether it was recorded.
 async fn examine(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) -> Result<bool> {
-    let Some(named) = named_jobs(ctx.provider(provider)?, candidate).await else {
-        return Ok(false);
+    let named = match read(ctx, provider, candidate).await? {
+        Read::Ours(named) => named,
+        Read::Foreign => return foreign(ctx, provider, candidate).await,
+        Read::Unproved => return Ok(false),
     };
-    // A read that named no job proves nothing either way: look again next time.
-    let Some(first) = named.iter().next() else {
-        return Ok(false);
-    };
-    for batch in ctx.store().batches_holding_job(first).await? {
-        if !named.is_subset(&members_of(ctx, &batch.id).await?) {
+    for (batch, members) in &named.holders {
+        if !named.jobs.is_subset(members) {
             continue;
         }
         let note = "found by the stray search: a provider batch that ran this batch's jobs again, \
@@ -67,8 +69,75 @@ async fn examine(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) ->
         }
         return Ok(stray);
     }
+    // Every job is ours, but no one batch of ours sent them all: not a copy of any (our
+    // batches are made only from claims, which write their members first).
+    tracing::warn!(batch = %candidate.id, "a provider batch names jobs of several of our batches: not ours");
+    foreign(ctx, provider, candidate).await
+}
+
+/// Remembers someone else's batch, so it is not read again; never recorded.
+async fn foreign(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) -> Result<bool> {
     ctx.store()
         .mark_foreign(provider, &candidate.id, Utc::now())
         .await?;
     Ok(false)
+}
+
+enum Read {
+    /// Every job it names was sent by a batch that sent its first.
+    Ours(Named),
+    /// It names a job none of those batches sent.
+    Foreign,
+    /// Not readable now, or it named no job: look again next time.
+    Unproved,
+}
+
+struct Named {
+    jobs: HashSet<String>,
+    /// The local batches that sent its first job, newest first, with every job each sent.
+    holders: Vec<(BatchRecord, HashSet<String>)>,
+}
+
+/// Reads a candidate's results only as far as they prove it: someone else's batch is given up
+/// at its first job we never sent, so a large file of theirs is not downloaded whole.
+async fn read(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) -> Result<Read> {
+    let mut stream = match ctx.provider(provider)?.batch_results(candidate).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(batch = %candidate.id, error = %e, "cannot read a provider batch's results yet");
+            return Ok(Read::Unproved);
+        }
+    };
+    let mut jobs = HashSet::new();
+    let mut holders: Option<Vec<(BatchRecord, HashSet<String>)>> = None;
+    while let Some(item) = stream.next().await {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                tracing::warn!(batch = %candidate.id, error = %e, "a provider batch's results download failed");
+                return Ok(Read::Unproved);
+            }
+        };
+        let Some(job) = job_named(item) else { continue };
+        if holders.is_none() {
+            let mut sent = Vec::new();
+            for batch in ctx.store().batches_holding_job(&job).await? {
+                let members = members_of(ctx, &batch.id).await?;
+                sent.push((batch, members));
+            }
+            holders = Some(sent);
+        }
+        let sent_by_one = holders
+            .iter()
+            .flatten()
+            .any(|(_, members)| members.contains(&job));
+        if !sent_by_one {
+            return Ok(Read::Foreign);
+        }
+        jobs.insert(job);
+    }
+    Ok(match holders {
+        Some(holders) => Read::Ours(Named { jobs, holders }),
+        None => Read::Unproved,
+    })
 }
