@@ -103,8 +103,12 @@ leptos_build() {
   wait "$front" && return "$server"
 }
 
-# The islands bundles, one per page in `app::ISLAND_PAGES` (`jobs`, `batches`, `access`), each
-# the `islands` crate built with the page's feature: cargo-leptos builds one browser library,
+# The islands bundles: the `islands` crate's features, one per page in `app::ISLAND_PAGES`.
+islands_bundles() {
+  sed -n '/^\[features\]/,/^\[/s/^\([a-z_-]*\) = .*/\1/p' "$ROOT/islands/Cargo.toml"
+}
+
+# Builds each islands bundle: the `islands` crate with the page's feature: cargo-leptos builds one browser library,
 # so this builds these as it builds the first, in its front target directory (every crate they
 # share compiled once: `leptos` reads LEPTOS_OUTPUT_NAME, exported above as cargo-leptos sets
 # it, at compile time), then wasm-bindgen, wasm-opt for the release, and hashed names with each
@@ -119,7 +123,7 @@ islands_build() {
     esac
   done
   local front="$CARGO_TARGET_DIR/front" bindgen
-  for name in jobs batches access; do
+  for name in $(islands_bundles); do
     cargo build --locked -p islands --features "$name" --lib --target wasm32-unknown-unknown \
       --target-dir "$front" --profile "$profile" >&2
     bindgen="$(mktemp -d)"

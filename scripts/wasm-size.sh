@@ -26,7 +26,11 @@ check() { # label file budget
   fi
 }
 check "whole-page bundle (ai-batch.wasm)" "$(ls "$ROOT"/target/site/pkg/ai-batch.*.wasm)" "$WHOLE_BUDGET"
-check "the jobs page's bundle (jobs.wasm)" "$(ls "$ROOT"/target/site/pkg/jobs.*.wasm)" "$JOBS_BUDGET"
-check "the Batches page's bundle (batches.wasm)" "$(ls "$ROOT"/target/site/pkg/batches.*.wasm)" "$ADMIN_BUDGET"
-check "the Access page's bundle (access.wasm)" "$(ls "$ROOT"/target/site/pkg/access.*.wasm)" "$ADMIN_BUDGET"
+# Every islands page's bundle: the jobs page's within the trader pages' budget, the others
+# (the admin pages) within theirs.
+for name in $(islands_bundles); do
+  budget="$ADMIN_BUDGET"
+  [[ $name == jobs ]] && budget="$JOBS_BUDGET"
+  check "the $name page's bundle ($name.wasm)" "$(ls "$ROOT"/target/site/pkg/"$name".*.wasm)" "$budget"
+done
 exit "$over"

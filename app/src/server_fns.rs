@@ -233,6 +233,13 @@ pub async fn access_overview() -> Result<(Vec<UserView>, PriceView), ServerFnErr
     ))
 }
 
+/// The users and their tokens alone: what the Access page reads again after a change.
+#[server(endpoint = "users")]
+pub async fn users() -> Result<Vec<UserView>, ServerFnError> {
+    let caller = ssr::caller().await?;
+    ssr::answer(ssr::backend()?.users(&caller).await)
+}
+
 #[server(endpoint = "create_token")]
 pub async fn create_token(user: String, role: Role) -> Result<IssuedToken, ServerFnError> {
     let caller = ssr::caller().await?;

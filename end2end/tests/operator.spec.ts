@@ -54,6 +54,33 @@ test('an admin caps a trader: the trader sees it, an enqueue over it is refused 
   expect(admin.problems).toEqual([]);
 });
 
+test('a refresh that fails keeps the list on screen and says so, until one succeeds', async ({ browser }) => {
+  createToken('hugo', 'trader');
+  const admin = await signedIn(browser, createToken('warden', 'admin'));
+  await open(admin.page, '/admin/access');
+  const budgets = admin.page.getByTestId('budgets');
+  const setCap = async (usd: string) => {
+    await budgets.getByLabel('User').selectOption('hugo');
+    await budgets.getByLabel('Cap, USD per month (empty: no cap)').fill(usd);
+    await budgets.getByRole('button', { name: 'Set budget' }).click();
+  };
+  const row = budgets.getByTestId('budget-row').filter({ hasText: 'hugo' });
+  await setCap('7');
+  await expect(row).toContainText('$7.00 cap');
+
+  // The list's next read is cut off: the new cap is saved, and the list read before stays.
+  await admin.page.route('**/api/budgets', (route) => route.abort());
+  await setCap('9');
+  await expect(budgets.getByRole('status')).toContainText('Budget of hugo saved.');
+  await expect(budgets.getByTestId('refresh-failed')).toContainText('Could not refresh');
+  await expect(row).toContainText('$7.00 cap');
+
+  await admin.page.unroute('**/api/budgets');
+  await setCap('11');
+  await expect(row).toContainText('$11.00 cap');
+  await expect(budgets.getByTestId('refresh-failed')).toHaveCount(0);
+});
+
 test('a job completed through REST shows on an open jobs page without a reload, and an idle page asks nothing', async ({ browser }) => {
   const token = createToken('gina', 'trader');
   const adminToken = createToken('live-ops', 'admin');

@@ -14,7 +14,7 @@ pub use budget::{BudgetBar, BudgetResource, BudgetSummary, budget_of};
 pub use format::{
     Ledger, Precision, explain, hours, money, money_usd, nanos, short_id, thousands, when,
 };
-pub use fresh::kept_fresh;
+pub use fresh::{Fresh, kept_fresh};
 pub use layout::Layout;
 pub use live::live_changes;
 pub use payload_fields::PayloadFields;

@@ -342,6 +342,25 @@ async fn call(
     (answer.status(), answer.text().await.unwrap())
 }
 
+/// The admin pages' islands read their lists again through server functions of their own; a
+/// trader's session calling them gets nobody's data.
+#[tokio::test]
+async fn a_trader_calling_the_admin_pages_server_functions_reads_nothing() {
+    let app = TestApp::start().await;
+    let trader = app.session_cookie(&app.alice).await;
+    let admin = app.session_cookie(&app.admin).await;
+    for name in ["users", "budgets", "list_batches", "access_overview"] {
+        let (status, body) = call(&app, &trader, name, &[]).await;
+        assert_ne!(status, StatusCode::OK, "{name}: {body}");
+        assert!(body.contains("admin"), "{name} says why: {body}");
+        assert!(!body.contains("bob"), "{name} names no user: {body}");
+        let (status, body) = call(&app, &admin, name, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{name} as an admin: {body}");
+    }
+    let (_, users) = call(&app, &admin, "users", &[]).await;
+    assert!(users.contains("bob"), "{users}");
+}
+
 #[tokio::test]
 async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
     let app = TestApp::start_with(&[

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::api::{AuditAction, AuditPage, AuditQuery};
-use crate::components::{explain, kept_fresh, when};
+use crate::components::{kept_fresh, when};
 use crate::server_fns::audit_log;
 
 /// The first page of the log is `first`, as the server read it for the page; the log is read
@@ -42,9 +42,10 @@ pub fn AuditLog(first: AuditPage, changed: Signal<usize>) -> impl IntoView {
                     } />
                 </label>
             </div>
-            {move || match data.get() {
-                Ok(page) if page.entries.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No entries."</p> }.into_any(),
-                Ok(page) => view! {
+            {data.failure_notice()}
+            {move || match data.value.get() {
+                page if page.entries.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No entries."</p> }.into_any(),
+                page => view! {
                     // Scrolls sideways on a phone; focusable, so a keyboard can scroll it.
                     <div class="relative mt-3 overflow-x-auto" tabindex="0" role="region" aria-label="Audit log entries">
                     <table class="w-full text-left text-sm">
@@ -66,7 +67,6 @@ pub fn AuditLog(first: AuditPage, changed: Signal<usize>) -> impl IntoView {
                         <button type="button" class="mt-2 text-sm text-emerald-700 underline" on:click=move |_| before.set(Some(id))>"Older entries"</button>
                     })}
                 }.into_any(),
-                Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
             }}
         </section>
     }

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::api::BudgetView;
-use crate::components::{BudgetBar, explain};
+use crate::components::{BudgetBar, Fresh, explain};
 
 pub type SetBudget = Action<(String, Option<f64>), Result<BudgetView, ServerFnError>>;
 
@@ -12,7 +12,7 @@ pub type SetBudget = Action<(String, Option<f64>), Result<BudgetView, ServerFnEr
 #[component]
 pub fn Budgets(
     set: SetBudget,
-    list: ReadSignal<Result<Vec<BudgetView>, ServerFnError>>,
+    list: Fresh<Vec<BudgetView>>,
     users: Signal<Vec<String>>,
 ) -> impl IntoView {
     let user = RwSignal::new(String::new());
@@ -44,9 +44,10 @@ pub fn Budgets(
                 Ok(b) => view! { <p class="mt-2 text-sm text-emerald-700" role="status">{format!("Budget of {} saved.", b.user)}</p> }.into_any(),
                 Err(e) => view! { <p role="alert" class="mt-2 text-sm text-rose-700">{explain(&e)}</p> }.into_any(),
             })}
-            {move || match list.get() {
-                Ok(list) if list.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No user has a cap."</p> }.into_any(),
-                Ok(list) => view! {
+            {list.failure_notice()}
+            {move || match list.value.get() {
+                list if list.is_empty() => view! { <p class="mt-3 text-sm text-slate-600">"No user has a cap."</p> }.into_any(),
+                list => view! {
                     <ul class="mt-3 space-y-3">
                         {list.into_iter().map(|b| {
                             let name = b.user.clone();
@@ -64,7 +65,6 @@ pub fn Budgets(
                         }).collect_view()}
                     </ul>
                 }.into_any(),
-                Err(e) => view! { <p role="alert" class="mt-3 text-rose-700">{explain(&e)}</p> }.into_any(),
             }}
         </section>
     }

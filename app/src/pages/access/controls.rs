@@ -9,7 +9,7 @@ use super::audit::AuditLog;
 use super::budgets::Budgets;
 use crate::api::{AuditPage, BudgetView, Role, UserView};
 use crate::components::{explain, kept_fresh, when};
-use crate::server_fns::{self, access_overview, create_token, new_webhook_secret, revoke_token};
+use crate::server_fns::{self, create_token, new_webhook_secret, revoke_token};
 
 /// `users`, `budgets` and `audit` as the server read them for the page, each read again after
 /// an action here changes it; `children` (the prices and the routing) stay the server's HTML.
@@ -29,7 +29,7 @@ pub fn AccessControls(
     let users = kept_fresh(
         users,
         move || (create.version().get(), revoke.version().get()),
-        |_| async { access_overview().await.map(|(users, _)| users) },
+        |_| server_fns::users(),
     );
     let budgets = kept_fresh(
         budgets,
@@ -40,11 +40,9 @@ pub fn AccessControls(
         create.version().get() + revoke.version().get() + set_budget.version().get()
     });
     let names = Signal::derive(move || {
-        users.with(|u| {
-            u.as_ref()
-                .map(|u| u.iter().map(|u| u.name.clone()).collect())
-                .unwrap_or_default()
-        })
+        users
+            .value
+            .with(|u| u.iter().map(|u| u.name.clone()).collect())
     });
     let user = RwSignal::new(String::new());
     let role = RwSignal::new(Role::Trader);
@@ -97,17 +95,13 @@ pub fn AccessControls(
             })}
         </section>
         <Budgets set=set_budget list=budgets users=names />
-        {move || match users.get() {
-            Ok(users) => view! {
-                <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
-                    <h2 class="font-semibold">"Users and tokens"</h2>
-                    <ul class="mt-2 divide-y divide-slate-100">
-                        {users.into_iter().map(|u| view! { <UserRow user=u revoke /> }).collect_view()}
-                    </ul>
-                </section>
-            }.into_any(),
-            Err(e) => view! { <p role="alert" class="mt-6 text-rose-700">{explain(&e)}</p> }.into_any(),
-        }}
+        <section class="mt-6 rounded-lg border border-slate-200 bg-white p-4">
+            <h2 class="font-semibold">"Users and tokens"</h2>
+            {users.failure_notice()}
+            <ul class="mt-2 divide-y divide-slate-100">
+                {move || users.value.get().into_iter().map(|u| view! { <UserRow user=u revoke /> }).collect_view()}
+            </ul>
+        </section>
         {children()}
         <AuditLog first=audit changed />
     }

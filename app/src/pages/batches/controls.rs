@@ -192,18 +192,18 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
                 {move || poll.value().get().map(|r| match r { Ok(p) => p.message, Err(e) => explain(&e) })}
             </p>
         </section>
-        {move || match batches.get() {
-            Ok(list) if list.batches.is_empty() => view! {
+        {batches.failure_notice()}
+        {move || match batches.value.get() {
+            list if list.batches.is_empty() => view! {
                 <p class="mt-4 text-slate-600" data-testid="batches-empty">
                     "No batches yet. A flush gathers queued jobs into one batch per provider; the scheduler flushes on its own, or preview and flush above. Each batch appears here until its results are in."
                 </p>
             }.into_any(),
-            Ok(list) => view! {
+            list => view! {
                 <ul class="mt-4 space-y-3" data-testid="batches">
                     {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll /> }).collect_view()}
                 </ul>
             }.into_any(),
-            Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
         }}
     }
 }
