@@ -75,10 +75,12 @@ pub async fn list_jobs(query: ListQuery) -> Result<JobList, ServerFnError> {
     ssr::answer(ssr::backend()?.list_jobs(&caller, query).await)
 }
 
+/// One job, or why the caller cannot see it (no such job, or not theirs) as an answer, not a
+/// failed call: the page reads it again whenever its live stream opens.
 #[server(endpoint = "load_job")]
-pub async fn load_job(job_id: String) -> Result<JobDetail, ServerFnError> {
+pub async fn load_job(job_id: String) -> Result<Result<JobDetail, String>, ServerFnError> {
     let caller = ssr::caller().await?;
-    ssr::answer(ssr::backend()?.job_detail(&caller, &job_id).await)
+    Ok(ssr::backend()?.job_detail(&caller, &job_id).await)
 }
 
 /// The enqueue form: fields as typed; the body is checked by the same rules as the REST API.

@@ -1,4 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { expect, test } from '@playwright/test';
 import { aiBatchBin, databaseUrl, serverEnv } from '../playwright.config';
 import { createToken, open, screenshotPath, signedIn } from './support';
@@ -126,6 +128,32 @@ test('a job completed through REST shows on an open jobs page without a reload, 
   expect(problems).toEqual([]);
 });
 
+test('a page whose live stream was down catches up when it connects', async ({ browser }) => {
+  const token = createToken('ines', 'trader');
+  const { page, problems } = await signedIn(browser, token);
+  const res = await page.request.post('/api/v1/batch/enqueue', {
+    headers: { Authorization: `Bearer ${token}` },
+    data: { job_type: 'risk_report', payload: { ticker: 'AMD' } },
+  });
+  const id = (await res.json()).job.id as string;
+  // The stream cannot connect: what happens meanwhile is told to nobody.
+  await page.route('**/live', (route) => route.abort());
+  await open(page, `/jobs/${id}`);
+  await expect(page.getByTestId('job-status')).toHaveText('pending');
+  const cancelled = await page.request.post(`/api/v1/batch/jobs/${id}/cancel`, {
+    headers: { Authorization: `Bearer ${token}` },
+    data: {},
+  });
+  expect(cancelled.status()).toBe(200);
+  await page.waitForTimeout(1_000);
+  await expect(page.getByTestId('job-status')).toHaveText('pending');
+  // Once it connects, the page reads the job again.
+  await page.unroute('**/live');
+  await expect(page.getByTestId('job-status')).toHaveText('cancelled', { timeout: 15_000 });
+  // The refused connections are the only console errors.
+  expect(problems.filter((p) => !p.includes('net::ERR_FAILED'))).toEqual([]);
+});
+
 // A server of its own beside a standalone emulator whose faults the test sets.
 test.describe('with a provider that expires every request', () => {
   const port = 40000 + Math.floor(Math.random() * 10000);
@@ -145,6 +173,8 @@ test.describe('with a provider that expires every request', () => {
     AI_BATCH_EMULATOR_FAULTS: '{"expired_percent": 100}',
   };
   const children: ChildProcess[] = [];
+  // Their warnings and errors (RUST_LOG=warn), shown when a test here fails.
+  const log = path.join(process.env.E2E_DB_DIR as string, 'retry-services.log');
 
   async function ready(url: string) {
     for (let i = 0; i < 120; i++) {
@@ -159,14 +189,19 @@ test.describe('with a provider that expires every request', () => {
   }
 
   test.beforeAll(async () => {
-    children.push(spawn(aiBatchBin, ['emulator'], { env, stdio: 'ignore' }));
+    const out = () => openSync(log, 'a');
+    children.push(spawn(aiBatchBin, ['emulator'], { env, stdio: ['ignore', out(), out()] }));
     await ready(`${emulatorURL}/_emulator/health`);
-    children.push(spawn(aiBatchBin, ['serve'], { env, stdio: 'ignore' }));
+    children.push(spawn(aiBatchBin, ['serve'], { env, stdio: ['ignore', out(), out()] }));
     await ready(`${baseURL}/healthz`);
   });
 
   test.afterAll(() => {
     for (const child of children) child.kill('SIGINT');
+  });
+
+  test.afterEach(({}, testInfo) => {
+    if (testInfo.status !== testInfo.expectedStatus) console.log(`the services' log:\n${readFileSync(log, 'utf8')}`);
   });
 
   test('an admin retries a failed job from its page and it completes', async ({ browser }) => {

@@ -2,7 +2,9 @@ use leptos::prelude::*;
 
 /// A counter that goes up when the server says `topic` changed (server-sent events from
 /// `/live`, which the browser reconnects by itself), in the browser only: read it in a
-/// resource's source to read again only when there is something new.
+/// resource's source to read again only when there is something new. It goes up too each time
+/// the stream opens: what changed between the server rendering the page and the stream's
+/// first connection, or while it was reconnecting, was told to nobody.
 pub fn live_changes(topic: &'static str) -> RwSignal<u64> {
     use leptos::wasm_bindgen::{JsCast, closure::Closure};
     use send_wrapper::SendWrapper;
@@ -21,7 +23,9 @@ pub fn live_changes(topic: &'static str) -> RwSignal<u64> {
             });
         let _ =
             source.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
-        let open = SendWrapper::new((source, on_change));
+        let on_open = Closure::<dyn Fn(web_sys::Event)>::new(move |_| tick.update(|t| *t += 1));
+        let _ = source.add_event_listener_with_callback("open", on_open.as_ref().unchecked_ref());
+        let open = SendWrapper::new((source, on_change, on_open));
         on_cleanup(move || open.take().0.close());
     });
     tick

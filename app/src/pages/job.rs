@@ -64,7 +64,7 @@ async fn queue_copy(job: Job) -> Result<Result<EnqueueResponse, Vec<FieldError>>
 
 #[component]
 fn JobView(
-    detail: Resource<Result<JobDetail, ServerFnError>>,
+    detail: Resource<Result<Result<JobDetail, String>, ServerFnError>>,
     cancel: CancelAction,
     retry: RetryAction,
     again: QueueCopy,
@@ -75,7 +75,8 @@ fn JobView(
         <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <Detail detail cancel retry again admin /> }.into_any(),
+                    Ok(Ok(detail)) => view! { <Detail detail cancel retry again admin /> }.into_any(),
+                    Ok(Err(refused)) => view! { <p role="alert" class="mt-4 text-rose-700">{refused}</p> }.into_any(),
                     Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
