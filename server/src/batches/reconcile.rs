@@ -143,15 +143,18 @@ struct Found {
 
 async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
     // A provider that keeps our label proves its batches ours at once, running or not.
-    let since = batch.submit_started_at.unwrap_or(batch.created_at) - LABEL_SEARCH_MARGIN;
     let provider = ctx.provider(batch.provider)?;
-    if let Some(labelled) = provider.labelled(&batch.id, since).await? {
+    if provider.keeps_labels() {
+        let since = batch.submit_started_at.unwrap_or(batch.created_at) - LABEL_SEARCH_MARGIN;
         let mut ours = Vec::new();
-        for candidate in labelled {
-            if ctx.store().find_batch(&candidate.id).await?.is_none() {
+        for candidate in created_since(provider, since).await? {
+            if candidate.label.as_deref() == Some(batch.id.as_str())
+                && ctx.store().find_batch(&candidate.id).await?.is_none()
+            {
                 ours.push(candidate);
             }
         }
+        oldest_first(&mut ours);
         return Ok(Found { ours, waiting: 0 });
     }
     let members = members_of(ctx, &batch.id).await?;
@@ -173,12 +176,17 @@ async fn classify(ctx: &Ctx, batch: &BatchRecord) -> Result<Found> {
             _ => found.waiting += 1,
         }
     }
-    found.ours.sort_by(|a, b| {
+    oldest_first(&mut found.ours);
+    Ok(found)
+}
+
+/// The one to adopt comes first.
+fn oldest_first(batches: &mut [MessageBatch]) {
+    batches.sort_by(|a, b| {
         a.created_at
             .cmp(&b.created_at)
             .then_with(|| a.id.cmp(&b.id))
     });
-    Ok(found)
 }
 
 /// Provider batches created in the batch's create window (`window`) that we do not know

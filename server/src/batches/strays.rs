@@ -4,7 +4,9 @@
 //! window. So every so often the provider's recent batches are listed. An ended one that is
 //! not on our books and whose results name only jobs of one of our batches is a copy of that
 //! batch, recorded so what it was billed is counted; one naming any other job is someone
-//! else's, remembered so it is read once.
+//! else's, remembered so it is read once. Where the provider keeps our label (OpenAI), the
+//! label proves a batch ours or not without a read, so a copy is found while it still runs
+//! and cancelled.
 
 use std::collections::HashSet;
 
@@ -13,7 +15,7 @@ use chrono::Utc;
 use futures::StreamExt;
 
 use super::reconcile::{created_since, job_named, members_of};
-use super::submit::duplicate_row;
+use super::submit::{cancel_copy, duplicate_row};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::{MessageBatch, ProcessingStatus};
@@ -23,6 +25,9 @@ use crate::store::BatchRecord;
 /// so a stray is seen ended by many searches before it drops out of this.
 const LOOK_BACK: chrono::Duration = chrono::Duration::days(2);
 
+const STRAY_NOTE: &str = "found by the stray search: a provider batch that ran this batch's jobs \
+                          again, made by a create whose answer was lost after reconciliation had moved on";
+
 /// Searches every configured provider; how many strays were recorded.
 pub async fn find_strays(ctx: &Ctx) -> Result<usize> {
     let mut recorded = 0;
@@ -31,21 +36,60 @@ pub async fn find_strays(ctx: &Ctx) -> Result<usize> {
             recorded += search(ctx, provider).await?;
         }
     }
+    // A batch proved someone else's that long ago was made before the look-back: no listing
+    // shows it again. The margin covers a provider's clock ahead of ours.
+    ctx.store()
+        .forget_foreign(Utc::now() - LOOK_BACK - chrono::Duration::days(1))
+        .await?;
     Ok(recorded)
 }
 
 async fn search(ctx: &Ctx, provider: ProviderName) -> Result<usize> {
+    let labels = ctx.provider(provider)?.keeps_labels();
     let mut recorded = 0;
     for candidate in created_since(ctx.provider(provider)?, Utc::now() - LOOK_BACK).await? {
-        if candidate.processing_status == ProcessingStatus::Ended
-            && ctx.store().find_batch(&candidate.id).await?.is_none()
-            && !ctx.store().is_foreign(&candidate.id).await?
-            && examine(ctx, provider, &candidate).await?
+        if ctx.store().find_batch(&candidate.id).await?.is_some()
+            || ctx.store().is_foreign(&candidate.id).await?
         {
-            recorded += 1;
+            continue;
         }
+        let stray = if labels {
+            by_label(ctx, provider, &candidate).await?
+        } else {
+            candidate.processing_status == ProcessingStatus::Ended
+                && examine(ctx, provider, &candidate).await?
+        };
+        recorded += usize::from(stray);
     }
     Ok(recorded)
+}
+
+/// A provider that keeps labels proves a batch ours by its label alone, so a copy is found
+/// while it runs and cancelled before it bills the jobs twice; a batch not labelled with one
+/// of our batches is someone else's, never read. Whether it was recorded.
+async fn by_label(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) -> Result<bool> {
+    let label = candidate.label.as_deref().unwrap_or_default();
+    let Some(of) = ctx.store().local_batch(label).await? else {
+        return foreign(ctx, provider, candidate).await;
+    };
+    let stray = record(ctx, &of.id, candidate).await?;
+    if stray {
+        cancel_copy(ctx, provider, candidate).await;
+    }
+    Ok(stray)
+}
+
+/// Records a stray as a copy of local batch `of`, unless `of` is still `submitting`:
+/// reconciliation settles that one, and may adopt this very batch. Whether it was recorded.
+async fn record(ctx: &Ctx, of: &str, candidate: &MessageBatch) -> Result<bool> {
+    let stray = ctx
+        .store()
+        .record_stray(&duplicate_row(of, candidate, STRAY_NOTE))
+        .await?;
+    if stray {
+        tracing::error!(duplicate = %candidate.id, of, "{STRAY_NOTE}");
+    }
+    Ok(stray)
 }
 
 /// Proves an ended batch not on our books ours or someone else's; whether it was recorded.
@@ -59,15 +103,7 @@ async fn examine(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) ->
         if !named.jobs.is_subset(members) {
             continue;
         }
-        let note = "found by the stray search: a provider batch that ran this batch's jobs again, \
-                    made by a create whose answer was lost after reconciliation had moved on";
-        let row = duplicate_row(&batch.id, candidate, note);
-        // A batch still `submitting` is reconciliation's to settle, which may adopt this one.
-        let stray = ctx.store().record_stray(&row).await?;
-        if stray {
-            tracing::error!(duplicate = %candidate.id, of = %batch.id, "{note}");
-        }
-        return Ok(stray);
+        return record(ctx, &batch.id, candidate).await;
     }
     // Every job is ours, but no one batch of ours sent them all: not a copy of any (our
     // batches are made only from claims, which write their members first).

@@ -102,13 +102,22 @@ pub(super) async fn record_duplicate(
     {
         tracing::error!(duplicate = %remote.id, of, "{note}");
     }
-    if cancel && remote.processing_status == ProcessingStatus::InProgress {
-        if let Err(e) = async { ctx.provider(provider)?.cancel_batch(&remote.id).await }.await {
-            tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch; polling it will try again");
-        }
-        crash_here_if(ctx, "after-duplicate-cancel");
+    if cancel {
+        cancel_copy(ctx, provider, remote).await;
     }
     Ok(())
+}
+
+/// Cancels a recorded copy that may still run, so the jobs it has not reached yet are not
+/// billed twice. A failed cancel is tried again by the poll.
+pub(super) async fn cancel_copy(ctx: &Ctx, provider: ProviderName, remote: &MessageBatch) {
+    if remote.processing_status != ProcessingStatus::InProgress {
+        return;
+    }
+    if let Err(e) = async { ctx.provider(provider)?.cancel_batch(&remote.id).await }.await {
+        tracing::error!(duplicate = %remote.id, error = %e, "could not cancel a duplicate batch; polling it will try again");
+    }
+    crash_here_if(ctx, "after-duplicate-cancel");
 }
 
 /// The row of provider batch `remote`, which ran the jobs of local batch `of` again.

@@ -197,6 +197,7 @@ impl Emulator {
             archived_at: None,
             cancel_initiated_at: None,
             results_url: None,
+            label: None,
         };
         lock(&self.batches).insert(
             batch.id.clone(),

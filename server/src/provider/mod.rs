@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use app::api::ProviderName;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
 pub use body::{BatchBody, BatchBodyBuilder, BodyLimits};
@@ -55,14 +54,11 @@ pub trait Provider: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The batches created since `since` that carry `label`: proved ours by the label. `None`
-    /// when the provider keeps no label (Anthropic), so only results can prove a batch ours.
-    async fn labelled(
-        &self,
-        _label: &str,
-        _since: DateTime<Utc>,
-    ) -> Result<Option<Vec<MessageBatch>>, ProviderError> {
-        Ok(None)
+    /// Whether the provider keeps the `label` a batch was created with and lists it
+    /// (`MessageBatch::label`): its batches are then proved ours or not by the label, running
+    /// or not. Anthropic keeps none, so only a batch's results can prove it ours.
+    fn keeps_labels(&self) -> bool {
+        false
     }
 }
 

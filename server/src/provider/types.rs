@@ -42,6 +42,10 @@ pub struct MessageBatch {
     pub archived_at: Option<DateTime<Utc>>,
     pub cancel_initiated_at: Option<DateTime<Utc>>,
     pub results_url: Option<String>,
+    /// Our batch's id, as a provider that keeps labels returned it (OpenAI's metadata); never
+    /// on Anthropic's wire.
+    #[serde(skip)]
+    pub label: Option<String>,
 }
 
 /// One request of a batch: our job id as `custom_id`, and Messages API parameters, kept as

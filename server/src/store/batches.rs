@@ -325,10 +325,15 @@ pub trait BatchStore: Send + Sync + 'static {
         provider_batch_id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Forgets the batches proved someone else's before `before` (the search no longer lists
+    /// them); how many.
+    async fn forget_foreign(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// A note on the batch for admins (why it waits, its last error).
     async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()>;
 
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>>;
+    /// The local batch with this id (ours), not the provider's.
+    async fn local_batch(&self, batch_id: &str) -> StoreResult<Option<BatchRecord>>;
     /// Batches whose results are still to collect and whose next poll is due.
     async fn due_batches(&self, now: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
     /// Makes an uncollected batch due for a poll at `at` (the provider said it ended); false

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ai_batch::emulator::{AfterCreate, Faults, Times};
-use ai_batch::provider::BatchRequest;
+use ai_batch::provider::{BatchBody, BatchRequest, ClientConfig, OpenAiClient, Provider as _};
 use serde_json::json;
 
-use crate::service::{Database, FROZEN_HOLDER, Provider, SCHEDULER, Service, Side};
+use crate::service::{Books, Database, FROZEN_HOLDER, Provider, SCHEDULER, Service, Side};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 /// A search every second, on top of the fault tests' fast scheduler.
@@ -16,20 +16,32 @@ const SEARCHING: &[(&str, &str)] = &[("AI_BATCH_STRAY_SEARCH_SECS", "1")];
 
 #[tokio::test]
 async fn a_late_copy_whose_answer_was_lost_is_found_and_its_bill_counted() {
-    late_lost_answer(Side::Anthropic).await;
+    // Anthropic's copy can be proved ours only by its results: it runs to its end.
+    let books = late_lost_answer(Side::Anthropic, Duration::from_millis(500)).await;
+    assert_eq!(books.billed_twice().len(), JOBS, "the copy ran them all");
 }
 
 #[tokio::test]
-async fn on_openai_a_late_copy_whose_answer_was_lost_is_found_and_its_bill_counted() {
-    late_lost_answer(Side::OpenAi).await;
+async fn on_openai_a_late_copy_is_cancelled_while_it_runs_and_no_job_is_paid_twice() {
+    // OpenAI keeps our label, which proves the copy ours at once: cancelled long before the
+    // provider would have run it (ten seconds here), so it bills nothing.
+    let books = late_lost_answer(Side::OpenAi, Duration::from_secs(10)).await;
+    assert_eq!(
+        books.billed_twice(),
+        Vec::<&String>::new(),
+        "no job paid twice"
+    );
 }
+
+const JOBS: usize = 5;
 
 /// A create applied after its caller's lease lapsed and reconciliation sent the jobs again,
 /// after that batch's own window was swept, whose answer was lost: no answer and no window
 /// names the copy. Only the search of the provider's batches finds it, and it must, or what
-/// it was billed is off the books (with the search off, this test fails).
-async fn late_lost_answer(side: Side) {
-    let provider = Provider::start(Duration::from_millis(500)).await;
+/// it was billed is off the books (with the search off, this test fails). `processing` is how
+/// long the provider takes to run a batch. The provider's books at the end.
+async fn late_lost_answer(side: Side, processing: Duration) -> Books {
+    let provider = Provider::start(processing).await;
     let db = Database::new().await;
     let env: Vec<_> = SCHEDULER
         .iter()
@@ -39,7 +51,7 @@ async fn late_lost_answer(side: Side) {
         .copied()
         .collect();
     let service = Service::start(&db, &provider, &env).await;
-    let ids = service.enqueue(5).await;
+    service.enqueue(JOBS).await;
     side.set_faults(
         &provider,
         Faults {
@@ -70,22 +82,31 @@ async fn late_lost_answer(side: Side) {
     let jobs = service.settled(Duration::from_secs(30)).await;
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
     let books = provider.books();
-    assert_eq!(
-        books.billed_twice().len(),
-        ids.len(),
-        "the copy ran them all"
-    );
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
     books.assert_each_job_equal(&jobs);
+    books
 }
 
-/// Batches someone else made on the same account, one naming a job of ours among others: never
-/// recorded (that would put their bill on our books), and read once, not at every search.
-#[tokio::test]
-async fn someone_elses_batches_are_read_once_and_never_recorded() {
+/// A service searching every second whose one batch of two jobs, on `side`, has run to its end.
+struct Settled {
+    // Dropped in this order: the service stops before its database goes.
+    service: Service,
+    _db: Database,
+    provider: Provider,
+    ids: Vec<String>,
+    /// Our books' batches: that one.
+    ours: Vec<serde_json::Value>,
+}
+
+async fn one_batch_settled(side: Side) -> Settled {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
-    let env: Vec<_> = SCHEDULER.iter().chain(SEARCHING).copied().collect();
+    let env: Vec<_> = SCHEDULER
+        .iter()
+        .chain(SEARCHING)
+        .chain(side.env())
+        .copied()
+        .collect();
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue(2).await;
     let (status, answer) = service.post(FLUSH, json!({})).await;
@@ -93,6 +114,22 @@ async fn someone_elses_batches_are_read_once_and_never_recorded() {
     service.settled(Duration::from_secs(30)).await;
     let ours = service.batches().await;
     assert_eq!(ours.len(), 1);
+    Settled {
+        service,
+        _db: db,
+        provider,
+        ids,
+        ours,
+    }
+}
+
+/// Batches someone else made on the same account, one naming a job of ours among others: never
+/// recorded (that would put their bill on our books), and read once, not at every search.
+#[tokio::test]
+async fn someone_elses_batches_are_read_once_and_never_recorded() {
+    let settled = one_batch_settled(Side::Anthropic).await;
+    let (provider, service) = (&settled.provider, &settled.service);
+    let (ids, ours) = (&settled.ids, &settled.ours);
 
     // Each first read finds the results gone, so both are looked at more than once.
     provider.emulator.set_faults(Faults {
@@ -136,8 +173,84 @@ async fn someone_elses_batches_are_read_once_and_never_recorded() {
     };
     assert_eq!(
         named(&batches),
-        named(&ours),
+        named(ours),
         "nothing of theirs on our books"
     );
     assert_eq!(provider.batches_on_one_side(&batches), theirs);
+}
+
+/// On OpenAI the label alone proves a batch ours or not, running or not: a copy labelled with
+/// our batch's id is recorded and cancelled while it runs; a batch another instance made on
+/// the same account (its own label, one of our jobs among its requests) is neither recorded
+/// nor cancelled, and its results are never downloaded.
+#[tokio::test]
+async fn on_openai_the_label_alone_proves_a_batch_ours_or_someone_elses() {
+    let settled = one_batch_settled(Side::OpenAi).await;
+    let (provider, service) = (&settled.provider, &settled.service);
+    let (ids, ours) = (&settled.ids, &settled.ours);
+    let local_id = ours[0]["local_id"].as_str().unwrap();
+
+    // From here on batches run for a minute: whatever ends them early is a cancel.
+    let openai = provider.emulator.openai();
+    openai.set_processing_delay(Duration::from_secs(60));
+    let client = OpenAiClient::new(ClientConfig::new(&provider.url, "key")).unwrap();
+    let params = json!({"model": "gpt-4.1-mini", "max_tokens": 100,
+                        "messages": [{"role": "user", "content": "again"}]});
+    let requests = |ids: &[&str]| {
+        let requests: Vec<_> = ids
+            .iter()
+            .map(|id| BatchRequest::new(*id, &params))
+            .collect();
+        BatchBody::from_requests(&requests).unwrap()
+    };
+    let copy = client
+        .create_batch(local_id, requests(&[&ids[0], &ids[1]]))
+        .await
+        .unwrap();
+    let theirs = client
+        .create_batch("another-instance-batch", requests(&[&ids[0], "not-ours"]))
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let batches = service.batches().await;
+        let recorded = batches.iter().find(|b| b["batch_id"] == copy.id.as_str());
+        if recorded.is_some_and(|b| b["ended_at"].is_string()) {
+            assert_eq!(recorded.unwrap()["duplicate_of"], local_id, "{batches:#?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running copy is recorded, cancelled and read within 20 s: {batches:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = |id: &str| serde_json::to_value(openai.get(id).unwrap().status).unwrap();
+    assert_eq!(status(&copy.id), "cancelled");
+    assert_eq!(
+        status(&theirs.id),
+        "in_progress",
+        "theirs is not ours to cancel"
+    );
+
+    // Theirs ends now; a download of its results would take the fault.
+    openai.set_faults(Faults {
+        results_gone: Some(Times { times: Some(1) }),
+        ..Faults::default()
+    });
+    openai.set_processing_delay(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(status(&theirs.id), "completed");
+    assert!(
+        openai.faults().results_gone.is_some(),
+        "their results were never downloaded"
+    );
+    let batches = service.batches().await;
+    assert_eq!(batches.len(), 2, "theirs is not on our books: {batches:#?}");
+    assert_eq!(
+        provider.openai_books().billed_twice(),
+        vec![&ids[0]],
+        "theirs billed one job of ours again (their business); the copy billed nothing"
+    );
 }

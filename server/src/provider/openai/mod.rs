@@ -12,7 +12,6 @@ pub mod wire;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
@@ -306,36 +305,7 @@ impl Provider for OpenAiClient {
         self.delete_batch(batch_id).await.map(|_| ())
     }
 
-    async fn labelled(
-        &self,
-        label: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Option<Vec<MessageBatch>>, ProviderError> {
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        // Newest first: stop at the first page that reaches past `since`.
-        loop {
-            let mut path = "/v1/batches?limit=100".to_string();
-            if let Some(after) = &after {
-                path.push_str(&format!("&after={after}"));
-            }
-            let page: BatchList = self
-                .call("list", Method::GET, &path, None, Retry::Transient)
-                .await?;
-            let mut older = false;
-            for batch in &page.data {
-                older |= batch.created_at < since.timestamp();
-                if batch.label() == Some(label) {
-                    found.push(message_batch(batch));
-                }
-            }
-            match page.last_id {
-                Some(last) if page.has_more && !older => after = Some(last),
-                _ => break,
-            }
-        }
-        // Oldest first: the one to adopt comes first.
-        found.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        Ok(Some(found))
+    fn keeps_labels(&self) -> bool {
+        true
     }
 }

@@ -188,6 +188,7 @@ pub fn message_batch(batch: &Batch) -> MessageBatch {
         archived_at: None,
         cancel_initiated_at: at(batch.cancelling_at),
         results_url: None,
+        label: batch.label().map(str::to_owned),
     }
 }
 

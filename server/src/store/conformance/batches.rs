@@ -624,6 +624,21 @@ pub async fn a_stray_is_recorded_unless_its_batch_is_submitting(store: Arc<impl 
     }
     assert!(store.is_foreign("msgbatch_x").await.unwrap());
     assert!(!store.is_foreign("msgbatch_3").await.unwrap());
+    store
+        .mark_foreign(app::api::ProviderName::Openai, "batch_y", at(23))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.forget_foreign(at(21)).await.unwrap(),
+        0,
+        "none before"
+    );
+    assert_eq!(store.forget_foreign(at(22)).await.unwrap(), 1);
+    assert!(!store.is_foreign("msgbatch_x").await.unwrap(), "forgotten");
+    assert!(
+        store.is_foreign("batch_y").await.unwrap(),
+        "checked later: kept"
+    );
 }
 
 pub async fn a_provider_saying_a_batch_ended_makes_it_due_at_once(store: Arc<impl Store>) {

@@ -583,6 +583,15 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         Ok(())
     }
 
+    async fn forget_foreign(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.engine
+            .execute(Query::new(
+                "DELETE FROM foreign_batches WHERE checked_at < ?",
+                [before.into()],
+            ))
+            .await
+    }
+
     async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()> {
         self.write_one(
             "UPDATE batches SET error = ? WHERE id = ?",
@@ -595,6 +604,14 @@ impl<E: Engine> BatchStore for SqlStore<E> {
     async fn find_batch(&self, provider_batch_id: &str) -> StoreResult<Option<BatchRecord>> {
         Ok(self
             .batches_where("WHERE b.provider_batch_id = ?", [provider_batch_id.into()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn local_batch(&self, batch_id: &str) -> StoreResult<Option<BatchRecord>> {
+        Ok(self
+            .batches_where("WHERE b.id = ?", [batch_id.into()])
             .await?
             .into_iter()
             .next())
