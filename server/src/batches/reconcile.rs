@@ -192,7 +192,11 @@ fn oldest_first(batches: &mut [MessageBatch]) {
 /// Provider batches created in the batch's create window (`window`) that we do not know
 /// yet, no larger than the batch.
 async fn window(ctx: &Ctx, batch: &BatchRecord, members: i64) -> Result<Vec<MessageBatch>> {
-    let offset = Offset::from_samples(&ctx.store().clock_samples(CLOCK_SAMPLES).await?);
+    let samples = ctx
+        .store()
+        .clock_samples(batch.provider, CLOCK_SAMPLES)
+        .await?;
+    let offset = Offset::from_samples(&samples);
     let window = window::of(batch, &offset, Utc::now());
     let mut found = Vec::new();
     for candidate in created_since(ctx.provider(batch.provider)?, window.opened).await? {

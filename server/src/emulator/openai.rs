@@ -87,6 +87,11 @@ impl OpenAiEmulator {
         self.engine.faults()
     }
 
+    /// Moves OpenAI's clock alone (the Anthropic side's `advance_clock` moves both).
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.engine.advance_clock(by);
+    }
+
     pub fn set_processing_delay(&self, delay: std::time::Duration) {
         self.engine.set_processing_delay(delay);
     }

@@ -306,9 +306,13 @@ pub trait BatchStore: Send + Sync + 'static {
     /// Accepted batches whose create window, closed before `ended_before`, was not searched yet.
     async fn batches_to_sweep(&self, ended_before: DateTime<Utc>) -> StoreResult<Vec<BatchRecord>>;
     async fn mark_swept(&self, batch_id: &str, now: DateTime<Utc>) -> StoreResult<()>;
-    /// The latest answered creates as clock samples: (call started, call ended, the
-    /// provider's `created_at`), newest first.
-    async fn clock_samples(&self, limit: i64) -> StoreResult<Vec<ClockSample>>;
+    /// The latest answered creates at `provider` as clock samples: (call started, call ended,
+    /// the provider's `created_at`), newest first. Each provider has its own clock.
+    async fn clock_samples(
+        &self,
+        provider: app::api::ProviderName,
+        limit: i64,
+    ) -> StoreResult<Vec<ClockSample>>;
     /// Records a duplicate provider batch; `false` if that provider batch is already known.
     async fn record_duplicate(&self, duplicate: &NewDuplicate) -> StoreResult<bool>;
     /// Records a provider batch the stray search proved ours as a duplicate of `of`, unless

@@ -112,6 +112,50 @@ async fn answered_late(side: Side) {
 on_both_sides!(answered_late: a_create_answered_after_the_timeout_is_adopted_not_repeated,
     on_openai_a_create_answered_after_the_timeout_is_adopted_not_repeated);
 
+/// Each provider keeps its own clock, so a create's window is placed by that provider's
+/// samples alone. A soak with jobs on both found an Anthropic create, applied and answered
+/// 500, sent again: the newest clock sample was OpenAI's, whose clock reads whole seconds.
+/// Here OpenAI's clock is half an hour behind; before the samples were kept apart, the lost
+/// create was looked for half an hour too early and its jobs were billed twice.
+#[tokio::test]
+async fn a_lost_create_is_found_whatever_another_providers_clock_says() {
+    let provider = Provider::start(Duration::from_millis(500)).await;
+    provider
+        .emulator
+        .openai()
+        .advance_clock(chrono::Duration::minutes(-30));
+    let db = Database::new().await;
+    let routes = [("AI_BATCH_ROUTES", "sentiment_analysis=gpt-4.1-mini")];
+    let env: Vec<_> = SCHEDULER.iter().chain(&routes).copied().collect();
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue_of("sentiment_analysis", 3).await;
+    let (status, answer) = flush(&service).await;
+    assert_eq!(
+        status, 200,
+        "OpenAI's create is answered: a sample of its clock: {answer}"
+    );
+    service.settled(Duration::from_secs(30)).await;
+
+    let ids = service.enqueue(5).await;
+    Side::Anthropic.set_faults(
+        &provider,
+        Faults {
+            after_create: vec![AfterCreate::Error500],
+            ..Faults::default()
+        },
+    );
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 503, "Anthropic's answer is lost: {answer}");
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "completed"), 3 + ids.len(), "{jobs:?}");
+    let books = provider.anthropic_books();
+    assert_eq!(books.batches, 1, "the create was adopted, not sent again");
+    assert_eq!(provider.books().billed_twice(), Vec::<&String>::new());
+    provider
+        .books()
+        .assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
 /// Reconciliation reads a candidate's results to prove it ours; a first read that ends before
 /// its first line names no job, which proves nothing: the candidate is read again, not taken
 /// for someone else's (which would send the jobs a second time). Anthropic only: OpenAI's

@@ -386,12 +386,23 @@ pub async fn a_submission_is_recorded_once_under_its_lease(store: Arc<impl Store
     }
     // An answered create samples the clocks; its window closed when it was recorded.
     assert_eq!(
-        store.clock_samples(5).await.unwrap(),
+        store
+            .clock_samples(app::api::ProviderName::Anthropic, 5)
+            .await
+            .unwrap(),
         [ClockSample {
             started: at(10),
             ended: at(11),
             provider_created_at: at(11)
         }]
+    );
+    assert!(
+        store
+            .clock_samples(app::api::ProviderName::Openai, 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "each provider's clock is its own"
     );
     assert_totals_match_a_recount(store.as_ref()).await;
 }

@@ -528,13 +528,18 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         Ok(())
     }
 
-    async fn clock_samples(&self, limit: i64) -> StoreResult<Vec<ClockSample>> {
+    async fn clock_samples(
+        &self,
+        provider: app::api::ProviderName,
+        limit: i64,
+    ) -> StoreResult<Vec<ClockSample>> {
         let rows: Vec<ClockRow> = self
             .read(
                 "SELECT submit_started_at, submit_ended_at, provider_created_at FROM batches \
-                 WHERE clock_sample AND submit_started_at IS NOT NULL AND submit_ended_at IS NOT NULL \
-                 AND provider_created_at IS NOT NULL ORDER BY submit_ended_at DESC LIMIT ?",
-                [limit.into()],
+                 WHERE clock_sample AND provider = ? AND submit_started_at IS NOT NULL \
+                 AND submit_ended_at IS NOT NULL AND provider_created_at IS NOT NULL \
+                 ORDER BY submit_ended_at DESC LIMIT ?",
+                [provider.as_str().into(), limit.into()],
             )
             .await?;
         Ok(rows.into_iter().map(ClockSample::from).collect())
