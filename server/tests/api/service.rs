@@ -25,15 +25,17 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The batch ids on one side only: the provider's batches missing from `batches` (ours,
-    /// as the API lists them) and ours the provider never made. Empty when the books list
+    /// The batch ids on one side only: the providers' batches (both sides') missing from
+    /// `batches` (ours, as the API lists them) and ours the provider never made. Empty when the books list
     /// exactly the batches the provider billed.
     pub fn batches_on_one_side(&self, batches: &[Value]) -> BTreeSet<String> {
         let ours: BTreeSet<String> = batches
             .iter()
             .filter_map(|b| b["batch_id"].as_str().map(String::from))
             .collect();
-        let theirs: BTreeSet<String> = self.emulator.billing().into_iter().map(|b| b.id).collect();
+        let mut billed = self.emulator.billing();
+        billed.extend(self.emulator.openai().billing());
+        let theirs: BTreeSet<String> = billed.into_iter().map(|b| b.id).collect();
         ours.symmetric_difference(&theirs).cloned().collect()
     }
 
@@ -42,6 +44,12 @@ impl Provider {
     pub fn assert_no_batch_on_one_side(&self, batches: &[Value]) {
         let mut found = String::new();
         for id in self.batches_on_one_side(batches) {
+            let openai = self.emulator.openai().get(&id).map(|b| {
+                format!(
+                    "OpenAI, created {} {:?} {:?}",
+                    b.created_at, b.status, b.request_counts
+                )
+            });
             let theirs = self.emulator.get(&id).map(|b| {
                 let jobs: Vec<_> = self
                     .emulator
@@ -56,6 +64,7 @@ impl Provider {
                 )
             });
             let ours = batches.iter().find(|b| b["batch_id"] == id.as_str());
+            let theirs = theirs.or(openai);
             found.push_str(&format!("\n{id}: provider {theirs:?}; ours {ours:?}"));
         }
         assert!(
@@ -457,8 +466,8 @@ impl Service {
             .clone()
     }
 
-    /// Waits until the jobs are settled (as [`Service::settled`]) and every batch Anthropic's
-    /// side made is on our books: a copy whose create answer was lost is found by the sweep,
+    /// Waits until the jobs are settled (as [`Service::settled`]) and every batch either
+    /// provider made is on our books: a copy whose create answer was lost is found by the sweep,
     /// which waits for its create window to settle, so it may come after the last job ends.
     /// Returns the jobs and our batches; past `within`, them as they are (the caller's
     /// comparison then fails with what is missing).

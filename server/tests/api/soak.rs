@@ -1,10 +1,10 @@
-//! The fault soak: the scheduler alone runs the batch loop while the emulator meets 30% of
-//! provider calls with a random fault of any kind (refusals, 500s, creates applied and then
-//! answered 500, dropped or late, cut, stalled, short, malformed and missing results) and the
-//! service is killed with `kill -9` at random moments and restarted. Clients enqueue (with
-//! idempotency keys, retrying through the outages) and cancel one job in twenty meanwhile. Afterwards every job
-//! is terminal, none is lost or duplicated, none was billed twice, and the service's books
-//! equal the provider's.
+//! The fault soak: the scheduler alone runs the batch loop, half the jobs on Anthropic and
+//! half on OpenAI, while each emulator meets 30% of provider calls with a random fault of any
+//! kind (refusals, 500s, creates applied and then answered 500, dropped or late, cut, stalled,
+//! short, malformed and missing results) and the service is killed with `kill -9` at random
+//! moments and restarted. Clients enqueue (with idempotency keys, retrying through the
+//! outages) and cancel one job in twenty meanwhile. Afterwards every job is terminal, none is
+//! lost or duplicated, none was billed twice, and the service's books equal both providers'.
 //!
 //! The suite runs a short version; `scripts/soak.sh` runs a long one with the same test
 //! (`AI_BATCH_SOAK_JOBS`, `AI_BATCH_SOAK_KILLS`, `AI_BATCH_SOAK_SEED`).
@@ -67,7 +67,7 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     let started = Instant::now();
 
     let provider = Provider::start(Duration::from_millis(800)).await;
-    provider.emulator.set_faults(Faults {
+    let faults = |seed| Faults {
         chaos: Some(Chaos {
             percent: 30,
             seed,
@@ -76,10 +76,14 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
         errored_percent: 5,
         expired_percent: 5,
         ..Faults::default()
-    });
+    };
+    provider.emulator.set_faults(faults(seed));
+    provider.emulator.openai().set_faults(faults(seed ^ 0x0a1));
     let db = Database::new().await;
     let env = [
         ("AI_BATCH_SCHEDULER", "true"),
+        // Half the jobs (`sentiment_analysis`) go to OpenAI, half to Anthropic.
+        ("AI_BATCH_ROUTES", "sentiment_analysis=gpt-4.1-mini"),
         ("AI_BATCH_AUTO_FLUSH_MIN_JOBS", "25"),
         ("AI_BATCH_AUTO_FLUSH_MAX_JOBS", "60"),
         ("AI_BATCH_FLUSH_INTERVAL_SECS", "1"),
@@ -111,7 +115,8 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
                 }
             };
             for i in 0..jobs {
-                let body = json!({"job_type": "risk_report", "payload": {"ticker": format!("S{i}")},
+                let job_type = ["risk_report", "sentiment_analysis"][i % 2];
+                let body = json!({"job_type": job_type, "payload": {"ticker": format!("S{i}")},
                                   "idempotency_key": format!("soak-{i}")});
                 let answer = call(
                     &url,
