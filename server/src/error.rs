@@ -33,7 +33,7 @@ pub enum Error {
     RebillNotConfirmed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("Anthropic: {0}")]
+    #[error("{0}")]
     Provider(#[from] ProviderError),
     /// This token sent more requests than its limit allows; it may try again after the wait.
     #[error(
@@ -50,9 +50,12 @@ pub enum Error {
     Timeout(u64),
     /// The create call failed in a way that leaves open whether the batch exists.
     #[error(
-        "The batch may or may not have reached Anthropic ({0}); it will be reconciled automatically."
+        "The batch may or may not have reached {provider} ({reason}); it will be reconciled automatically."
     )]
-    SubmissionUncertain(String),
+    SubmissionUncertain {
+        provider: &'static str,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -83,7 +86,7 @@ impl Error {
         match self {
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => Some(1),
             Error::Provider(e) if e.is_busy() => Some(30),
-            Error::SubmissionUncertain(_) => Some(30),
+            Error::SubmissionUncertain { .. } => Some(30),
             Error::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),

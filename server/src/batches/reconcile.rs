@@ -317,7 +317,7 @@ async fn resubmit(ctx: &Ctx, batch: &BatchRecord, held: Held) -> Result<()> {
     match submit(ctx, &batch.id, batch.provider, body.finish()?, held).await {
         Ok(_) => Ok(()),
         // Refused or uncertain: recorded on the batch, reconciled again later.
-        Err(crate::error::Error::Provider(_) | crate::error::Error::SubmissionUncertain(_)) => {
+        Err(crate::error::Error::Provider(_) | crate::error::Error::SubmissionUncertain { .. }) => {
             Ok(())
         }
         Err(e) => Err(e),

@@ -78,7 +78,10 @@ pub(super) async fn submit(
             // provider must show up in its listing before anyone decides it does not exist.
             held.keep_until_it_lapses();
             tracing::error!(error = %e, batch = batch_id, provider = %provider, "the batch may or may not have reached the provider; it will be reconciled");
-            Err(Error::SubmissionUncertain(e.to_string()))
+            Err(Error::SubmissionUncertain {
+                provider: provider.label(),
+                reason: e.to_string(),
+            })
         }
     }
 }

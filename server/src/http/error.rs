@@ -38,7 +38,9 @@ impl IntoResponse for Error {
                     StatusCode::BAD_GATEWAY
                 }
             }
-            Error::SubmissionUncertain(_) | Error::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::SubmissionUncertain { .. } | Error::Timeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(e) => {
                 // Internal details go to the log, never to the client.

@@ -4,25 +4,26 @@ use std::time::Duration;
 /// `proves_nothing_created` whether a failed batch create certainly made no batch.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    /// Anthropic answered with an error body (`kind` is its `error.type`).
-    #[error("Anthropic answered {status} {kind}: {message}")]
+    /// The provider answered with an error body (`kind` is its error type). The messages
+    /// name no provider: these errors come from either, and whoever reports one knows which.
+    #[error("the provider answered {status} {kind}: {message}")]
     Api {
         status: u16,
         kind: String,
         message: String,
         retry_after: Option<Duration>,
     },
-    /// No connection was made, so no request reached Anthropic.
-    #[error("could not reach Anthropic: {0}")]
+    /// No connection was made, so no request reached the provider.
+    #[error("could not reach the provider: {0}")]
     Connect(String),
-    #[error("Anthropic did not answer in time: {0}")]
+    #[error("the provider did not answer in time: {0}")]
     Timeout(String),
     /// The connection failed after the request may have been sent (reset, closed early).
-    #[error("the connection to Anthropic failed mid-call: {0}")]
+    #[error("the connection to the provider failed mid-call: {0}")]
     Dropped(String),
     #[error("the results download stopped before its end: {0}")]
     StreamCut(String),
-    #[error("Anthropic's answer could not be read: {0}")]
+    #[error("the provider's answer could not be read: {0}")]
     Decode(String),
     /// Refused locally, before anything was sent.
     #[error("invalid batch request: {0}")]
