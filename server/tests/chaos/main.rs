@@ -1,9 +1,9 @@
 //! Several instances on one PostgreSQL: three `ai-batch serve` processes share a database and
-//! an emulator; clients spread enqueues and cancels over all three; the leader is killed with
-//! `kill -9` in the middle of a flush and again during an ingest; PostgreSQL itself is
-//! restarted while requests flow. Afterwards no job is lost or duplicated, none was billed
-//! twice, every job is terminal, the books equal the provider's, and a new leader took over
-//! within the limit each time.
+//! an emulator (half the jobs on its Anthropic side, half on OpenAI's); clients spread enqueues
+//! and cancels over all three; the leader is killed with `kill -9` in the middle of a flush and
+//! again during an ingest; PostgreSQL itself is restarted while requests flow. Afterwards no
+//! job is lost or duplicated, none was billed twice, every job is terminal, the books equal the
+//! providers', and a new leader took over within the limit each time.
 //!
 //! The PostgreSQL it restarts is its own (`cluster`: initdb into a temporary directory, on a
 //! free port), never the machine's. `scripts/chaos.sh` runs a long version
@@ -36,6 +36,8 @@ fn setting(name: &str, default: u64) -> u64 {
 
 const ENV: &[(&str, &str)] = &[
     ("AI_BATCH_SCHEDULER", "true"),
+    // Half the jobs (`sentiment_analysis`) go to OpenAI, half to Anthropic.
+    ("AI_BATCH_ROUTES", "sentiment_analysis=gpt-4.1-mini"),
     ("AI_BATCH_AUTO_FLUSH_MIN_JOBS", "25"),
     ("AI_BATCH_AUTO_FLUSH_MAX_JOBS", "100"),
     ("AI_BATCH_FLUSH_INTERVAL_SECS", "1"),
@@ -115,16 +117,25 @@ async fn kill_the_leader(
     took
 }
 
+/// The same faults for both providers' calls.
+fn on_both_sides(provider: &Provider, faults: Faults) {
+    provider.emulator.openai().set_faults(faults.clone());
+    provider.emulator.set_faults(faults);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     let jobs = setting("AI_BATCH_CHAOS_JOBS", 400) as usize;
     let rounds = setting("AI_BATCH_CHAOS_ROUNDS", 1) as usize;
     let started = Instant::now();
     let provider = Provider::start(Duration::from_millis(1500)).await;
-    provider.emulator.set_faults(Faults {
-        errored_percent: 3,
-        ..Faults::default()
-    });
+    on_both_sides(
+        &provider,
+        Faults {
+            errored_percent: 3,
+            ..Faults::default()
+        },
+    );
     let cluster = Arc::new(cluster::PrivateCluster::start());
     let db = Database::at(&cluster.url).await;
     let mut instances = Vec::new();
@@ -142,7 +153,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         tokio::spawn(async move {
             let mut to_cancel = std::collections::VecDeque::new();
             for i in 0..jobs {
-                let body = json!({"job_type": "risk_report", "payload": {"ticker": format!("C{i}")},
+                let job_type = ["risk_report", "sentiment_analysis"][i % 2];
+                let body = json!({"job_type": job_type, "payload": {"ticker": format!("C{i}")},
                                   "idempotency_key": format!("chaos-{i}")});
                 let answer = call(&urls, &token, i, "/api/v1/batch/enqueue", body).await;
                 if i % 20 == 7 {
@@ -203,11 +215,14 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     let mut takeovers = Vec::new();
     for _ in 0..rounds {
         // The leader dies in the middle of a flush: its create is slow to be applied.
-        provider.emulator.set_faults(Faults {
-            before_create_ms: vec![2500],
-            errored_percent: 3,
-            ..Faults::default()
-        });
+        on_both_sides(
+            &provider,
+            Faults {
+                before_create_ms: vec![2500],
+                errored_percent: 3,
+                ..Faults::default()
+            },
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let batches = instances[0].batches().await;
@@ -223,16 +238,19 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         takeovers.push(kill_the_leader(&mut instances, &urls, &db, &provider).await);
 
         // The leader dies during an ingest: its results download stalls midway.
-        provider.emulator.set_faults(Faults {
-            stall_results: Some(StreamFault {
-                after_lines: 5,
-                times: Some(1),
-                millis: 4000,
-                ..StreamFault::default()
-            }),
-            errored_percent: 3,
-            ..Faults::default()
-        });
+        on_both_sides(
+            &provider,
+            Faults {
+                stall_results: Some(StreamFault {
+                    after_lines: 5,
+                    times: Some(1),
+                    millis: 4000,
+                    ..StreamFault::default()
+                }),
+                errored_percent: 3,
+                ..Faults::default()
+            },
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         while provider.emulator.downloads_in_flight() == 0 {
             assert!(Instant::now() < deadline, "no ingest began");
