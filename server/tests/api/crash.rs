@@ -8,28 +8,29 @@ use serde_json::json;
 
 use ai_batch::emulator::Faults;
 
-use crate::service::{Database, Provider, SCHEDULER, Service};
+use crate::service::{Database, Provider, SCHEDULER, Service, Side};
 
-async fn crash_then_recover(failpoint: &str) {
+async fn crash_then_recover(side: Side, failpoint: &str) {
     let provider = Provider::start(Duration::from_millis(200)).await;
     let db = Database::new().await;
     // A short lease: reconciliation may act two seconds after the dead process's last heartbeat.
-    let mut first = Service::start(
-        &db,
-        &provider,
-        &[
-            ("AI_BATCH_FAILPOINT", failpoint),
-            ("AI_BATCH_LEASE_SECS", "2"),
-        ],
-    )
-    .await;
+    let env: Vec<_> = [
+        ("AI_BATCH_FAILPOINT", failpoint),
+        ("AI_BATCH_LEASE_SECS", "2"),
+    ]
+    .iter()
+    .chain(side.env())
+    .copied()
+    .collect();
+    let mut first = Service::start(&db, &provider, &env).await;
     let ids = first.enqueue(3).await;
     let (status, flush) = first.post("/api/v1/batch/internal/flush", json!({})).await;
     assert_eq!(status, 0, "the process died mid-flush: {flush}");
     assert_eq!(first.exit_code(), Some(86), "it exited at the failpoint");
 
     // Restarted with the rescuer and auto-poll: the jobs complete, and exactly one batch exists.
-    let second = Service::start(&db, &provider, SCHEDULER).await;
+    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    let second = Service::start(&db, &provider, &env).await;
     let jobs = second.settled(Duration::from_secs(20)).await;
     assert_eq!(jobs.len(), ids.len());
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
@@ -39,20 +40,27 @@ async fn crash_then_recover(failpoint: &str) {
     books.assert_equal_to(&second.get("/api/v1/batch/stats").await);
     let ours = second.batches().await;
     assert_eq!(ours.len(), 1);
-    assert_eq!(
-        ours[0]["batch_id"],
-        provider.emulator.billing()[0].id.as_str()
-    );
+    provider.assert_no_batch_on_one_side(&ours);
 }
 
 #[tokio::test]
 async fn a_crash_after_the_provider_accepted_the_batch_adopts_it() {
-    crash_then_recover("after-submit").await;
+    crash_then_recover(Side::Anthropic, "after-submit").await;
+}
+
+#[tokio::test]
+async fn on_openai_a_crash_after_the_provider_accepted_the_batch_adopts_it() {
+    crash_then_recover(Side::OpenAi, "after-submit").await;
 }
 
 #[tokio::test]
 async fn a_crash_before_the_batch_reached_the_provider_submits_it_once() {
-    crash_then_recover("before-submit").await;
+    crash_then_recover(Side::Anthropic, "before-submit").await;
+}
+
+#[tokio::test]
+async fn on_openai_a_crash_before_the_batch_reached_the_provider_submits_it_once() {
+    crash_then_recover(Side::OpenAi, "before-submit").await;
 }
 
 #[tokio::test]
@@ -121,11 +129,21 @@ async fn kill_9_during_sustained_enqueue_loses_no_answered_job() {
 /// and the process dies right then: the copy is on the books all the same, polled to its end.
 #[tokio::test]
 async fn a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books() {
+    kill_after_a_late_copy_is_cancelled(Side::Anthropic).await;
+}
+
+#[tokio::test]
+async fn on_openai_a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books() {
+    kill_after_a_late_copy_is_cancelled(Side::OpenAi).await;
+}
+
+async fn kill_after_a_late_copy_is_cancelled(side: Side) {
     let provider = Provider::start(Duration::from_secs(2)).await;
     let db = Database::new().await;
     // A frozen heartbeat: the lease lapses while the first create is still in flight.
     let env: Vec<_> = SCHEDULER
         .iter()
+        .chain(side.env())
         .copied()
         .chain([
             (
@@ -137,15 +155,19 @@ async fn a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_book
         .collect();
     let mut first = Service::start(&db, &provider, &env).await;
     let ids = first.enqueue(5).await;
-    provider.emulator.set_faults(Faults {
-        before_create_ms: vec![2500],
-        ..Faults::default()
-    });
+    side.set_faults(
+        &provider,
+        Faults {
+            before_create_ms: vec![2500],
+            ..Faults::default()
+        },
+    );
     let (status, flush) = first.post("/api/v1/batch/internal/flush", json!({})).await;
     assert_eq!(status, 0, "the process died at the failpoint: {flush}");
     assert_eq!(first.exit_code(), Some(86), "it exited at the failpoint");
 
-    let second = Service::start(&db, &provider, SCHEDULER).await;
+    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    let second = Service::start(&db, &provider, &env).await;
     let (jobs, batches) = second
         .settled_with_every_batch(&provider, Duration::from_secs(30))
         .await;
