@@ -115,7 +115,22 @@ async fn cancelling_in_flight_does_not_free_the_budget_until_the_batch_ends() {
 
 #[tokio::test]
 async fn flushes_at_once_never_send_past_a_cap_together() {
-    let app = TestApp::start().await;
+    flushes_at_once(&[]).await;
+}
+
+/// The same with the two job types on different providers: one cap, whichever provider runs
+/// the jobs.
+#[tokio::test]
+async fn flushes_at_once_to_both_providers_never_send_past_a_cap_together() {
+    let providers = flushes_at_once(&[("--routes", "model_evaluation=gpt-4.1-mini")]).await;
+    // OpenAI's model evaluations cost a fraction of a risk report: some go in either order.
+    assert_eq!(providers, ["anthropic", "openai"].map(String::from).into());
+}
+
+/// Two flushes at once, one per job type, against a cap with room for two and a half jobs;
+/// the providers of the batches sent.
+async fn flushes_at_once(overrides: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
+    let app = TestApp::start_with(overrides).await;
     let bound = bound_of_one(&app).await;
     for i in 0..4 {
         app.alice.enqueue(risk(&format!("R{i}"))).await;
@@ -154,6 +169,13 @@ async fn flushes_at_once_never_send_past_a_cap_together() {
         "{in_flight} in flight > cap {cap}: {usage:?}"
     );
     assert!(in_flight > 0, "something was sent");
+    let batches = app.admin.get("/api/v1/batch/internal/batches").await;
+    batches.body["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["provider"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn user_id(app: &TestApp, name: &str) -> String {
