@@ -69,7 +69,8 @@ fn traced(routes: Router) -> Router {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!(
+            // At the warning's level, so a log filtered to warnings still names the route.
+            tracing::warn_span!(
                 "request",
                 method = %request.method(),
                 route,
@@ -236,7 +237,10 @@ fn assets_are_hashed() -> bool {
 }
 
 pub fn init_logging() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        // Colours for a person at a terminal; a file or a journal gets plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),

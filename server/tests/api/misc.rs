@@ -356,3 +356,42 @@ async fn the_sign_in_form_opens_a_session_or_says_why_not() {
     let too_large = post_sign_in(&app, &[], &[("token", huge.as_str())]).await;
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// An answer slower than five seconds is logged as a warning with its route and status, in
+/// plain text when the log is not a terminal: a stall an operator can find (here a flush
+/// whose create the provider holds for five and a half seconds).
+#[tokio::test]
+async fn a_slow_answer_is_logged_as_a_warning_with_its_route() {
+    use crate::service::{Database, Provider, Service};
+    let provider = Provider::start(std::time::Duration::from_millis(100)).await;
+    provider.emulator.set_faults(ai_batch::emulator::Faults {
+        before_create_ms: vec![5500],
+        ..Default::default()
+    });
+    let db = Database::new().await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let to_file = || std::process::Stdio::from(log.reopen().unwrap());
+    let service = Service::start_logging_to(&db, &provider, &[], to_file).await;
+    let job = json!({"job_type": "risk_report", "payload": {"ticker": "NVDA"}});
+    assert_eq!(service.post("/api/v1/batch/enqueue", job).await.0, 200);
+    let (status, flushed) = service
+        .post("/api/v1/batch/internal/flush", json!({}))
+        .await;
+    assert_eq!(status, 200, "{flushed}");
+    service.get("/api/v1/batch/stats").await;
+
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let slow: Vec<&str> = text.lines().filter(|l| l.contains("slow answer")).collect();
+    assert_eq!(slow.len(), 1, "only the flush was slow: {text}");
+    for part in [
+        "WARN",
+        "route=\"/api/v1/batch/internal/flush\"",
+        "status=200",
+    ] {
+        assert!(slow[0].contains(part), "{part} in {}", slow[0]);
+    }
+    assert!(
+        !text.contains('\x1b'),
+        "no terminal colours in a file: {text:?}"
+    );
+}

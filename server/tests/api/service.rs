@@ -327,6 +327,16 @@ impl Service {
     /// Starts `ai-batch serve` on `db`, talking to `provider` as Anthropic, with the scheduler
     /// off unless `extra` turns it on; waits until it answers.
     pub async fn start(db: &Database, provider: &Provider, extra: &[(&str, &str)]) -> Service {
+        Self::start_logging_to(db, provider, extra, service_log).await
+    }
+
+    /// [`Service::start`], its log (stdout and stderr) going where `log` says.
+    pub async fn start_logging_to(
+        db: &Database,
+        provider: &Provider,
+        extra: &[(&str, &str)],
+        log: impl Fn() -> Stdio,
+    ) -> Service {
         let port = free_port();
         let mut command = Command::new(BIN);
         command
@@ -341,8 +351,8 @@ impl Service {
             .env("AI_BATCH_PRICES", PRICES)
             .env("AI_BATCH_SCHEDULER", "false")
             .env("RUST_LOG", "warn")
-            .stdout(service_log())
-            .stderr(service_log());
+            .stdout(log())
+            .stderr(log());
         for (k, v) in extra {
             command.env(k, v);
         }
