@@ -11,16 +11,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::harness::TestApp;
-use crate::service::{Database, Provider, SCHEDULER, Service};
+use crate::service::{Database, Provider, SCHEDULER, Service, note};
 
 const CONTEXTS: &str = "/api/v1/batch/contexts";
 const ENQUEUE: &str = "/api/v1/batch/enqueue";
-
-/// A research note of about `tokens` tokens (four characters a token).
-fn note(tokens: usize) -> String {
-    let sentence = "Rates held steady while energy rallied; semis beat on margins. ";
-    sentence.repeat(tokens * 4 / sentence.len() + 1)
-}
 
 fn job(job_type: &str, ticker: &str, context: &str) -> Value {
     json!({"job_type": job_type, "payload": {"ticker": ticker}, "context_id": context})

@@ -116,6 +116,12 @@ impl Provider {
     }
 }
 
+/// A research note of about `tokens` tokens (four characters a token): a context's text.
+pub fn note(tokens: usize) -> String {
+    let sentence = "Rates held steady while energy rallied; semis beat on margins. ";
+    sentence.repeat(tokens * 4 / sentence.len() + 1)
+}
+
 /// A billed usage in Anthropic's names. OpenAI bills `prompt_tokens` (cached ones among them,
 /// at the cached-input price) and `completion_tokens`; it charges nothing extra to write.
 fn anthropic_usage(usage: &Value) -> Usage {

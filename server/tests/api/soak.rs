@@ -3,7 +3,8 @@
 //! kind (refusals, 500s, creates applied and then answered 500, dropped or late, cut, stalled,
 //! short, malformed and missing results) and the service is killed with `kill -9` at random
 //! moments and restarted. Clients enqueue (with idempotency keys, retrying through the
-//! outages) and cancel one job in twenty meanwhile. Afterwards every job is terminal, none is
+//! outages) and cancel one job in twenty meanwhile; one job in three carries a shared brief the
+//! providers cache. Afterwards every job is terminal, none is
 //! lost or duplicated, none was billed twice, and the service's books equal both providers'.
 //!
 //! The suite runs a short version; `scripts/soak.sh` runs a long one with the same test
@@ -18,7 +19,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::service::{Database, Provider, Service};
+use crate::service::{Database, Provider, Service, note};
+
+const CONTEXTS: &str = "/api/v1/batch/contexts";
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -99,11 +102,19 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     let mut service = Service::start(&db, &provider, &env).await;
     let url = Arc::new(RwLock::new(service.url.clone()));
     let token = db.admin.clone();
+    // One job in three carries a shared brief, so cache writes and reads are billed (on both
+    // providers) through the same faults and kills.
+    let brief = json!({"name": "Soak brief", "text": note(3000)});
+    let stored = call(&url, &token, reqwest::Method::POST, CONTEXTS, brief).await;
+    let context = stored["context"]["context_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Clients: enqueue every job (each with its own idempotency key, so a retry after an
     // outage is the same job), and cancel one in twenty a moment later.
     let clients = {
-        let (url, token) = (url.clone(), token.clone());
+        let (url, token, context) = (url.clone(), token.clone(), context.clone());
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut to_cancel = std::collections::VecDeque::new();
@@ -116,8 +127,11 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
             };
             for i in 0..jobs {
                 let job_type = ["risk_report", "sentiment_analysis"][i % 2];
-                let body = json!({"job_type": job_type, "payload": {"ticker": format!("S{i}")},
-                                  "idempotency_key": format!("soak-{i}")});
+                let mut body = json!({"job_type": job_type, "payload": {"ticker": format!("S{i}")},
+                                      "idempotency_key": format!("soak-{i}")});
+                if i % 3 == 0 {
+                    body["context_id"] = json!(context);
+                }
                 let answer = call(
                     &url,
                     &token,
@@ -175,7 +189,7 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     let count = |s: &str| settled.iter().filter(|j| j["status"] == s).count();
     println!(
         "soak: {jobs} jobs, {kills} kills, seed {seed}: {} completed, {} failed, {} cancelled; \
-         {} local batches, {} provider batches ({} duplicates); {} tokens, ${:.4} billed = recorded; {:.1} s",
+         {} local batches, {} provider batches ({} duplicates); {} tokens ({} cache reads, {} cache writes), ${:.4} billed = recorded; {:.1} s",
         count("completed"),
         count("failed"),
         count("cancelled"),
@@ -189,6 +203,8 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
             .filter(|b| !b["duplicate_of"].is_null())
             .count(),
         books.tokens,
+        books.cache_read_tokens,
+        books.cache_write_tokens,
         app::api::nanos_to_usd(books.cost_nanos),
         started.elapsed().as_secs_f64()
     );
@@ -206,6 +222,10 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     }
     println!("soak: failed jobs by reason: {reasons:?}");
     assert!(count("completed") > jobs / 2, "most jobs complete");
+    assert!(
+        books.cache_read_tokens > 0 && books.cache_write_tokens > 0,
+        "the brief was cached: {books:?}"
+    );
     // Every batch the provider made is on our books, polled to its end.
     provider.assert_no_batch_on_one_side(&batches);
     // Here a duplicate can only come from a create answered after a takeover: cancelled at

@@ -1,7 +1,7 @@
 //! Several instances on one PostgreSQL: three `ai-batch serve` processes share a database and
-//! an emulator (half the jobs on its Anthropic side, half on OpenAI's); clients spread enqueues
-//! and cancels over all three; the leader is killed with `kill -9` in the middle of a flush and
-//! again during an ingest; PostgreSQL itself is restarted while requests flow. Afterwards no
+//! an emulator (half the jobs on its Anthropic side, half on OpenAI's; one in three carrying a
+//! shared brief the providers cache); clients spread enqueues and cancels over all three; the
+//! leader is killed with `kill -9` in the middle of a flush and again during an ingest; PostgreSQL itself is restarted while requests flow. Afterwards no
 //! job is lost or duplicated, none was billed twice, every job is terminal, the books equal the
 //! providers', and a new leader took over within the limit each time.
 //!
@@ -146,6 +146,14 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         instances.iter().map(|s| s.url.clone()).collect::<Vec<_>>(),
     ));
 
+    // One job in three carries a shared brief, so cache writes and reads are billed too.
+    let brief = json!({"name": "Chaos brief", "text": service::note(3000)});
+    let stored = call(&urls, &db.admin, 0, "/api/v1/batch/contexts", brief).await;
+    let context = stored["context"]["context_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     // Clients: every job through the next instance in turn (the same key if retried), and
     // one in twenty cancelled a few jobs later through yet another.
     let clients = {
@@ -154,8 +162,11 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
             let mut to_cancel = std::collections::VecDeque::new();
             for i in 0..jobs {
                 let job_type = ["risk_report", "sentiment_analysis"][i % 2];
-                let body = json!({"job_type": job_type, "payload": {"ticker": format!("C{i}")},
-                                  "idempotency_key": format!("chaos-{i}")});
+                let mut body = json!({"job_type": job_type, "payload": {"ticker": format!("C{i}")},
+                                      "idempotency_key": format!("chaos-{i}")});
+                if i % 3 == 0 {
+                    body["context_id"] = json!(context);
+                }
                 let answer = call(&urls, &token, i, "/api/v1/batch/enqueue", body).await;
                 if i % 20 == 7 {
                     to_cancel.push_back(answer["job"]["id"].as_str().unwrap().to_string());
@@ -294,6 +305,10 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     );
     books.assert_each_job_equal(&settled);
     books.assert_equal_to(&instances[2].get("/api/v1/batch/stats").await);
+    assert!(
+        books.cache_read_tokens > 0 && books.cache_write_tokens > 0,
+        "the brief was cached: {books:?}"
+    );
     provider.assert_no_batch_on_one_side(&batches);
     let limit = Duration::from_secs(LEADER_LEASE_SECS + 2);
     for took in &takeovers {
@@ -314,7 +329,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     println!(
         "chaos: {jobs} jobs over 3 instances, {rounds} rounds (leader killed mid-flush and mid-ingest, \
          PostgreSQL restarted): {} completed, {} failed, {} cancelled; {} provider batches; \
-         takeovers {:?}; reads by status {:?}; {} tokens, ${:.4} billed = recorded; {:.1} s",
+         takeovers {:?}; reads by status {:?}; {} tokens ({} cache reads, {} cache writes), \
+         ${:.4} billed = recorded; {:.1} s",
         count("completed"),
         count("failed"),
         count("cancelled"),
@@ -322,6 +338,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         takeovers,
         reads,
         books.tokens,
+        books.cache_read_tokens,
+        books.cache_write_tokens,
         app::api::nanos_to_usd(books.cost_nanos),
         started.elapsed().as_secs_f64()
     );
