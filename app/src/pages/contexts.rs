@@ -34,7 +34,7 @@ pub fn Contexts() -> impl IntoView {
                 <h1 class="text-xl font-semibold">"Contexts"</h1>
                 <p class="mt-1 max-w-3xl text-sm text-slate-600">
                     "A context is a large text many jobs share (the day's market brief, a research report, the risk methodology). "
-                    "Jobs that carry one read it from Anthropic's prompt cache: a cache read costs a tenth of the batch price."
+                    "Jobs that carry one read it from their provider's prompt cache: on Anthropic a cache read costs a tenth of the input price, on OpenAI its cached-input price (a quarter on GPT-4.1), and the batch discount applies on top."
                 </p>
                 <Upload create />
                 <ContextTable list delete share admin />

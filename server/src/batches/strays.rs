@@ -68,8 +68,11 @@ async fn search(ctx: &Ctx, provider: ProviderName) -> Result<usize> {
 /// while it runs and cancelled before it bills the jobs twice; a batch not labelled with one
 /// of our batches is someone else's, never read. Whether it was recorded.
 async fn by_label(ctx: &Ctx, provider: ProviderName, candidate: &MessageBatch) -> Result<bool> {
-    let label = candidate.label.as_deref().unwrap_or_default();
-    let Some(of) = ctx.store().local_batch(label).await? else {
+    let of = match candidate.label.as_deref() {
+        Some(label) => ctx.store().local_batch(label).await?,
+        None => None,
+    };
+    let Some(of) = of else {
         return foreign(ctx, provider, candidate).await;
     };
     let stray = record(ctx, &of.id, candidate).await?;
