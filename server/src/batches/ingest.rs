@@ -212,10 +212,8 @@ async fn finish(
     }
     // A batch has ended: the typical duration behind estimates may have moved.
     ctx.caches.batch_duration.invalidate(&());
-    if status == BatchStatus::Ended
-        && let Err(e) = async { ctx.provider(batch.provider)?.ingested(&remote.id).await }.await
-    {
-        tracing::warn!(batch = %remote.id, error = %e, "the provider's copy of an ingested batch was not released");
+    if status == BatchStatus::Ended {
+        super::release::release(ctx, batch, &remote.id).await;
     }
     Ok(Collected::Done {
         results: read.reports,

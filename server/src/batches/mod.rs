@@ -9,6 +9,7 @@ mod lease;
 mod outcome;
 mod poll;
 mod reconcile;
+mod release;
 mod render;
 mod strays;
 mod submit;
@@ -37,6 +38,7 @@ impl From<crate::provider::ProcessingStatus> for crate::store::BatchStatus {
 }
 pub use poll::{poll, poll_due, poll_soon};
 pub use reconcile::{Reconciled, reconcile};
+pub use release::{delete_leftover_uploads, release_pending};
 pub use strays::find_strays;
 
 /// What a task of a use case's own gave back: its panic carried on, its cancelling (only at

@@ -20,8 +20,8 @@ use super::faults::CallPlan;
 use super::listener::CutSwitch;
 use super::{BilledBatch, BilledRequest, Emulator, Faults};
 use crate::provider::openai::wire::{
-    Batch, BatchErrors, BatchList, BatchStatus, CHAT_COMPLETIONS, CreateBatch, DeletedFile,
-    FileObject, InputLine, MAX_FILE_BYTES, MAX_REQUESTS, OutputError, OutputLine, OutputResponse,
+    Batch, BatchErrors, BatchStatus, CHAT_COMPLETIONS, CreateBatch, DeletedFile, FileObject,
+    InputLine, MAX_FILE_BYTES, MAX_REQUESTS, OutputError, OutputLine, OutputResponse,
     RequestCounts,
 };
 use crate::provider::{BatchRequest, BatchResult, MessageBatch, ProcessingStatus, ResultLine};
@@ -684,9 +684,21 @@ async fn upload(State(emulator): State<Shared>, mut form: Multipart) -> Response
     Json(emulator.openai().add_file(&filename, "batch", lines)).into_response()
 }
 
-async fn list_files(State(emulator): State<Shared>) -> Response {
-    let data = emulator.openai().files();
-    Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
+/// Files newest first (OpenAI's default order), by `purpose`, a page of `limit` after `after`.
+async fn list_files(
+    State(emulator): State<Shared>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let mut all = emulator.openai().files();
+    if let Ok(Query(ListQuery {
+        purpose: Some(purpose),
+        ..
+    })) = &query
+    {
+        all.retain(|f| &f.purpose == purpose);
+    }
+    all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    page(query, &all, |f| &f.id, "file", (10_000, 10_000))
 }
 
 async fn retrieve_file(State(emulator): State<Shared>, Path(id): Path<String>) -> Response {
@@ -806,12 +818,32 @@ async fn retrieve(State(emulator): State<Shared>, Path(id): Path<String>) -> Res
 #[derive(Deserialize)]
 struct ListQuery {
     after: Option<String>,
-    limit: Option<i64>,
+    limit: Option<usize>,
+    /// Files only.
+    purpose: Option<String>,
 }
 
 async fn list(
     State(emulator): State<Shared>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    page(
+        query,
+        &emulator.openai().list(),
+        |b| &b.id,
+        "batch",
+        (20, 100),
+    )
+}
+
+/// A page of a list as OpenAI answers one: `limit` objects (`default` and `max` by list)
+/// after the object `after` names.
+fn page<T: serde::Serialize>(
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    all: &[T],
+    id: fn(&T) -> &String,
+    what: &str,
+    (default, max): (usize, usize),
 ) -> Response {
     let Ok(Query(query)) = query else {
         return error(
@@ -820,31 +852,30 @@ async fn list(
             "limit: must be an integer",
         );
     };
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
+    let limit = query.limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            "limit: must be between 1 and 100",
+            format!("limit: must be between 1 and {max}"),
         );
     }
-    let all = emulator.openai().list();
     let start = match &query.after {
-        Some(after) => match all.iter().position(|b| &b.id == after) {
+        Some(after) => match all.iter().position(|o| id(o) == after) {
             Some(i) => i + 1,
-            None => return not_found("batch", after),
+            None => return not_found(what, after),
         },
         None => 0,
     };
-    let end = (start + limit as usize).min(all.len());
-    let data: Vec<Batch> = all[start..end].to_vec();
-    Json(BatchList {
-        object: "list".into(),
-        first_id: data.first().map(|b| b.id.clone()),
-        last_id: data.last().map(|b| b.id.clone()),
-        has_more: end < all.len(),
-        data,
-    })
+    let end = (start + limit).min(all.len());
+    let data = &all[start..end];
+    Json(json!({
+        "object": "list",
+        "first_id": data.first().map(id),
+        "last_id": data.last().map(id),
+        "has_more": end < all.len(),
+        "data": data,
+    }))
     .into_response()
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use app::api::ProviderName;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
 pub use body::{BatchBody, BatchBodyBuilder, BodyLimits};
@@ -51,6 +52,18 @@ pub trait Provider: Send + Sync + 'static {
     /// Every result of the batch is stored: let go of what the provider keeps for us. Anthropic
     /// keeps a batch and its results for its own retention period; nothing to do.
     async fn ingested(&self, _batch_id: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// Our uploads the provider keeps apart from any batch (OpenAI's input files), created
+    /// since `since`, each with the label it was uploaded for. Anthropic takes a batch's
+    /// requests in its create: none.
+    async fn uploads_since(&self, _since: DateTime<Utc>) -> Result<Vec<Upload>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// Deletes one of our uploads; one already gone counts as deleted.
+    async fn delete_upload(&self, _id: &str) -> Result<(), ProviderError> {
         Ok(())
     }
 

@@ -48,6 +48,15 @@ pub struct MessageBatch {
     pub label: Option<String>,
 }
 
+/// A file of ours the provider keeps: its id, the label (our batch's id) it was uploaded for,
+/// and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// One request of a batch: our job id as `custom_id`, and Messages API parameters, kept as
 /// JSON text (a flush holds thousands; as `Value` trees they would take several times more).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -168,8 +168,9 @@ async fn auto_poll(ctx: Ctx) -> crate::error::Result<()> {
     batches::poll_due(&ctx).await.map(|_| ())
 }
 
-/// Reconciles batches whose create answer was lost, and sweeps settled create windows for
-/// duplicates. Leases keep it off batches whose create is still in flight.
+/// Reconciles batches whose create answer was lost, sweeps settled create windows for
+/// duplicates, and releases the provider's copies a fault left. Leases keep it off batches
+/// whose create is still in flight.
 async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
     if !ctx.is_leader() {
         return Ok(());
@@ -178,10 +179,18 @@ async fn rescue(ctx: Ctx) -> crate::error::Result<()> {
     if !report.is_empty() {
         tracing::warn!(?report, "rescuer reconciled batches");
     }
+    let released = batches::release_pending(&ctx).await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "rescuer released the provider's copies of ingested batches"
+        );
+    }
     Ok(())
 }
 
-/// Looks for provider batches of ours that no create window holds (`batches::find_strays`).
+/// Looks for provider batches of ours that no create window holds (`batches::find_strays`),
+/// and for uploads of ours no batch needs any more.
 async fn search_strays(ctx: Ctx) -> crate::error::Result<()> {
     if !ctx.is_leader() {
         return Ok(());
@@ -191,6 +200,13 @@ async fn search_strays(ctx: Ctx) -> crate::error::Result<()> {
         tracing::warn!(
             recorded,
             "stray search recorded provider batches missing from the books"
+        );
+    }
+    let deleted = batches::delete_leftover_uploads(&ctx).await?;
+    if deleted > 0 {
+        tracing::info!(
+            deleted,
+            "deleted uploads at the provider that no batch needs"
         );
     }
     Ok(())

@@ -124,7 +124,8 @@ pub trait ResultStore: Send + Sync + 'static {
         note: &str,
     ) -> StoreResult<i64>;
     /// The results are collected (`ended`, or `lost` when the file could not be had): the
-    /// settled counts, the succeeded results billed that could not be read, and a note.
+    /// settled counts, the succeeded results billed that could not be read, and a note. An
+    /// ended batch's copy at the provider is then due for release (`pending_releases`).
     async fn finish_batch(
         &self,
         batch_id: &str,

@@ -11,6 +11,19 @@ use crate::service::{Database, Provider, SCHEDULER, Service};
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 const ROUTE_SENTIMENT: (&str, &str) = ("AI_BATCH_ROUTES", "sentiment_analysis=gpt-4.1-mini");
 
+/// Each refused call fails at once, so a test counts the refusals it sets.
+const NO_RETRIES: (&str, &str) = ("AI_BATCH_ANTHROPIC_MAX_RETRIES", "0");
+
+/// The scheduler's settings with sentiment analyses routed to OpenAI, and `extra`.
+fn routed(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    SCHEDULER
+        .iter()
+        .copied()
+        .chain([ROUTE_SENTIMENT])
+        .chain(extra.iter().copied())
+        .collect()
+}
+
 fn count(jobs: &[Value], key: &str, value: &str) -> usize {
     jobs.iter().filter(|j| j[key] == value).count()
 }
@@ -19,7 +32,7 @@ fn count(jobs: &[Value], key: &str, value: &str) -> usize {
 async fn a_flush_sends_one_batch_per_provider_and_the_books_equal_both_bills() {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
-    let env: Vec<_> = SCHEDULER.iter().copied().chain([ROUTE_SENTIMENT]).collect();
+    let env = routed(&[]);
     let service = Service::start(&db, &provider, &env).await;
     service.enqueue_of("risk_report", 6).await;
     service.enqueue_of("sentiment_analysis", 4).await;
@@ -101,7 +114,7 @@ async fn an_expired_openai_batch_bills_its_completed_work_and_the_books_hold() {
     // Batches never end on their own here: only the 24 h window closes them.
     let provider = Provider::start(Duration::from_secs(3600)).await;
     let db = Database::new().await;
-    let env: Vec<_> = SCHEDULER.iter().copied().chain([ROUTE_SENTIMENT]).collect();
+    let env = routed(&[]);
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue_of("sentiment_analysis", 10).await;
     let (status, answer) = service.post(FLUSH, json!({})).await;
@@ -152,7 +165,7 @@ async fn an_expired_openai_batch_bills_its_completed_work_and_the_books_hold() {
 async fn a_refused_upload_sends_nothing_and_the_jobs_wait() {
     let provider = Provider::start(Duration::from_millis(300)).await;
     let db = Database::new().await;
-    let env: Vec<_> = SCHEDULER.iter().copied().chain([ROUTE_SENTIMENT]).collect();
+    let env = routed(&[]);
     let service = Service::start(&db, &provider, &env).await;
     service.enqueue_of("sentiment_analysis", 3).await;
     let refusal: Faults = serde_json::from_value(json!({
@@ -164,6 +177,98 @@ async fn a_refused_upload_sends_nothing_and_the_jobs_wait() {
     assert!(status >= 400, "{status} {answer}");
     let jobs = service.jobs().await;
     assert_eq!(count(&jobs, "status", "pending"), 3, "{jobs:?}");
+    assert_eq!(provider.openai_books().batches, 0, "no batch was made");
+}
+
+/// Our files at OpenAI (the traders' prompts and answers) are deleted once a batch is
+/// ingested; a delete the provider refuses is tried again by the rescuer until it is done.
+#[tokio::test]
+async fn files_whose_delete_was_refused_are_deleted_by_a_later_round() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env = routed(&[NO_RETRIES]);
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue_of("sentiment_analysis", 3).await;
+    let refusal = json!({"status": 500, "endpoint": "delete"});
+    let refusals: Faults =
+        serde_json::from_value(json!({ "fail_next": vec![refusal; 3] })).unwrap();
+    provider.emulator.openai().set_faults(refusals);
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "status", "completed"), 3, "{jobs:?}");
+
+    let openai = provider.emulator.openai();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !openai.files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "files left at OpenAI: {:?}",
+            openai.files()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(openai.faults().fail_next, vec![], "every refusal was met");
+    provider
+        .books()
+        .assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
+/// An input file no batch took (here: a create refused, and the delete that would clean up
+/// after it refused too) is deleted by the stray search once its batch has settled; a file of
+/// another deployment on the same account, named like ours, is left alone.
+#[tokio::test]
+async fn an_upload_no_batch_took_is_deleted_and_another_deployments_is_left() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env = routed(&[NO_RETRIES, ("AI_BATCH_STRAY_SEARCH_SECS", "1")]);
+    let service = Service::start(&db, &provider, &env).await;
+    let line =
+        json!({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {}});
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part(
+            "file",
+            reqwest::multipart::Part::text(line.to_string())
+                .file_name("ai-batch-01a2b3c4-0000-7000-8000-000000000000.jsonl"),
+        );
+    let theirs: Value = reqwest::Client::new()
+        .post(format!("{}/v1/files", provider.url))
+        .bearer_auth("test-key")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    service.enqueue_of("sentiment_analysis", 3).await;
+    let refusals: Faults = serde_json::from_value(json!({"fail_next": [
+        {"status": 400, "endpoint": "create"},
+        {"status": 500, "endpoint": "delete"},
+    ]}))
+    .unwrap();
+    provider.emulator.openai().set_faults(refusals);
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert!(status >= 400, "{status} {answer}");
+    let openai = provider.emulator.openai();
+    assert_eq!(openai.faults().fail_next, vec![], "the cleanup was refused");
+    assert_eq!(openai.files().len(), 2, "ours is left behind, for now");
+
+    let ids = || openai.files().into_iter().map(|f| f.id).collect::<Vec<_>>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ids().len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ours not deleted: {:?}",
+            openai.files()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Three more searches: the other deployment's file stays.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ids(), [theirs["id"].as_str().unwrap()]);
     assert_eq!(provider.openai_books().batches, 0, "no batch was made");
 }
 
@@ -218,15 +323,10 @@ async fn a_signed_batch_completed_webhook_polls_the_batch_at_once_and_a_forged_o
     let provider = Provider::start(Duration::from_millis(200)).await;
     let db = Database::new().await;
     // Polls an hour apart: only the webhook can bring the results in within the test.
-    let env: Vec<_> = SCHEDULER
-        .iter()
-        .copied()
-        .chain([
-            ROUTE_SENTIMENT,
-            ("AI_BATCH_POLL_INTERVAL_SECS", "3600"),
-            ("OPENAI_WEBHOOK_SECRET", SECRET),
-        ])
-        .collect();
+    let env = routed(&[
+        ("AI_BATCH_POLL_INTERVAL_SECS", "3600"),
+        ("OPENAI_WEBHOOK_SECRET", SECRET),
+    ]);
     let service = Service::start(&db, &provider, &env).await;
     let ids = service.enqueue_of("sentiment_analysis", 3).await;
     let (status, answer) = service.post(FLUSH, json!({})).await;

@@ -4,8 +4,9 @@
 //! short, malformed and missing results) and the service is killed with `kill -9` at random
 //! moments and restarted. Clients enqueue (with idempotency keys, retrying through the
 //! outages) and cancel one job in twenty meanwhile; one job in three carries a shared brief the
-//! providers cache. Afterwards every job is terminal, none is
-//! lost or duplicated, none was billed twice, and the service's books equal both providers'.
+//! providers cache. Afterwards every job is terminal, none is lost or duplicated, none was
+//! billed twice, the service's books equal both providers', and none of our files is left at
+//! OpenAI.
 //!
 //! The suite runs a short version; `scripts/soak.sh` runs a long one with the same test
 //! (`AI_BATCH_SOAK_JOBS`, `AI_BATCH_SOAK_KILLS`, `AI_BATCH_SOAK_SEED`).
@@ -228,6 +229,13 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     );
     // Every batch the provider made is on our books, polled to its end.
     provider.assert_no_batch_on_one_side(&batches);
+    // None of our files stays at OpenAI: each released with its batch, or found left over.
+    let openai = provider.emulator.openai();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !openai.files().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(openai.files(), vec![], "files left at OpenAI");
     // Here a duplicate can only come from a create answered after a takeover: cancelled at
     // once, so it never ran. One that billed would be a later batch taken for a copy.
     for duplicate in batches.iter().filter(|b| !b["duplicate_of"].is_null()) {

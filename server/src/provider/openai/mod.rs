@@ -12,16 +12,19 @@ pub mod wire;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
 
 use self::translate::{message_batch, read_output_line};
-use self::wire::{Batch, BatchList, CHAT_COMPLETIONS, DeletedFile, FileObject, InputLine};
+use self::wire::{
+    Batch, BatchList, CHAT_COMPLETIONS, DeletedFile, FileList, FileObject, InputLine,
+};
 use super::transport::{Auth, ClientConfig, Retry, Transport};
 use super::{
     BatchBody, BatchPage, BatchRequest, BatchResult, DeletedBatch, ErrorResponse, ListParams,
-    MessageBatch, Provider, ProviderError, ResultItem, ResultLine, ResultStream,
+    MessageBatch, Provider, ProviderError, ResultItem, ResultLine, ResultStream, Upload,
 };
 
 pub struct OpenAiClient {
@@ -78,7 +81,7 @@ impl OpenAiClient {
                 "upload",
                 || {
                     let file = reqwest::multipart::Part::stream(jsonl.clone())
-                        .file_name(format!("ai-batch-{label}.jsonl"))
+                        .file_name(upload_name(label))
                         .mime_str("application/jsonl")
                         .expect("a valid mime type");
                     let form = reqwest::multipart::Form::new()
@@ -86,7 +89,8 @@ impl OpenAiClient {
                         .part("file", file);
                     self.http.request(Method::POST, &url).multipart(form)
                 },
-                // A second copy of a file is harmless (and deleted with the batch's files).
+                // A second copy of a file is harmless: its name makes it one of our uploads,
+                // deleted once its batch has settled (`uploads_since`).
                 Retry::Transient,
             )
             .await
@@ -136,6 +140,23 @@ impl OpenAiClient {
             .await
     }
 }
+
+const UPLOAD_PREFIX: &str = "ai-batch-";
+const UPLOAD_SUFFIX: &str = ".jsonl";
+
+/// An input file's name: our batch's id in it, so a file left by a fault is known as ours.
+fn upload_name(label: &str) -> String {
+    format!("{UPLOAD_PREFIX}{label}{UPLOAD_SUFFIX}")
+}
+
+/// The label an input file was uploaded for, if its name is one of ours.
+fn upload_label(name: &str) -> Option<&str> {
+    name.strip_prefix(UPLOAD_PREFIX)?
+        .strip_suffix(UPLOAD_SUFFIX)
+}
+
+/// Files a page of the listing asks for (OpenAI allows up to 10,000).
+const FILES_PAGE: usize = 1000;
 
 /// The batch's requests as OpenAI's JSONL, each translated to a Chat Completions body.
 pub fn jsonl(body: &BatchBody) -> Result<Vec<u8>, ProviderError> {
@@ -207,6 +228,46 @@ impl Provider for OpenAiClient {
         Ok(message_batch(&self.batch(batch_id).await?))
     }
 
+    /// Pages of the batch files, newest first, until one older than `since`.
+    async fn uploads_since(&self, since: DateTime<Utc>) -> Result<Vec<Upload>, ProviderError> {
+        let mut uploads = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/files?purpose=batch&order=desc&limit={FILES_PAGE}");
+            if let Some(after) = &after {
+                path.push_str(&format!("&after={after}"));
+            }
+            let page: FileList = self
+                .call("list_files", Method::GET, &path, None, Retry::Transient)
+                .await?;
+            for file in &page.data {
+                let created_at = DateTime::from_timestamp(file.created_at, 0).unwrap_or_default();
+                if created_at < since {
+                    return Ok(uploads);
+                }
+                if let Some(label) = upload_label(&file.filename) {
+                    uploads.push(Upload {
+                        id: file.id.clone(),
+                        label: label.to_string(),
+                        created_at,
+                    });
+                }
+            }
+            match page.last_id {
+                Some(last) if page.has_more => after = Some(last),
+                _ => return Ok(uploads),
+            }
+        }
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<(), ProviderError> {
+        match self.delete_file(id).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn list_batches(&self, params: ListParams) -> Result<BatchPage, ProviderError> {
         let mut query = vec![format!("limit={}", params.limit.unwrap_or(20))];
         if let Some(after) = &params.after_id {
@@ -251,11 +312,7 @@ impl Provider for OpenAiClient {
             batch.error_file_id.as_ref(),
         ];
         for file in files.into_iter().flatten() {
-            match self.delete_file(file).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
+            self.delete_upload(file).await?;
         }
         Ok(DeletedBatch {
             id: batch.id,

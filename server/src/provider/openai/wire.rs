@@ -147,6 +147,16 @@ pub struct BatchList {
     pub has_more: bool,
 }
 
+/// A page of `GET /v1/files`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileList {
+    pub data: Vec<FileObject>,
+    #[serde(default)]
+    pub last_id: Option<String>,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
 /// One line of the input file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputLine {

@@ -740,3 +740,69 @@ pub async fn provider_costs_count_every_charge_by_the_jobs_provider(store: Arc<i
             .is_empty()
     );
 }
+
+pub async fn an_ended_batchs_provider_copy_waits_for_its_release(store: Arc<impl Store>) {
+    let store = store.as_ref();
+    submitted_batch(store, "b1", "batch_1", &["j1"]).await;
+    submitted_batch(store, "b2", "batch_2", &["j2"]).await;
+    submitted_batch(store, "b3", "batch_3", &["j3"]).await;
+    let pending = || async {
+        let batches = store.pending_releases(10).await.unwrap();
+        batches
+            .into_iter()
+            .filter_map(|b| b.provider_batch_id)
+            .collect::<Vec<_>>()
+    };
+    assert!(pending().await.is_empty(), "nothing before a batch ends");
+    let counts = json!({});
+    for (batch, status, ended) in [
+        ("b2", BatchStatus::Ended, 31),
+        ("b1", BatchStatus::Ended, 32),
+        ("b3", BatchStatus::Lost, 30),
+    ] {
+        store
+            .finish_batch(batch, status, &counts, at(ended), 0, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        pending().await,
+        ["batch_2", "batch_1"],
+        "ended ones, longest ended first; a lost one's file is left"
+    );
+    assert_eq!(store.pending_releases(1).await.unwrap().len(), 1);
+    store.mark_released("batch_2").await.unwrap();
+    assert_eq!(pending().await, ["batch_1"]);
+}
+
+pub async fn a_batch_has_settled_once_it_and_every_copy_have(store: Arc<impl Store>) {
+    let store = store.as_ref();
+    submitted_batch(store, "b", "batch_1", &["j1"]).await;
+    assert!(!store.batch_settled("b").await.unwrap(), "running");
+    assert!(!store.batch_settled("none").await.unwrap(), "no such batch");
+    let finish = |batch: &'static str| async move {
+        store
+            .finish_batch(batch, BatchStatus::Ended, &json!({}), at(30), 0, None)
+            .await
+            .unwrap();
+    };
+    finish("b").await;
+    assert!(store.batch_settled("b").await.unwrap(), "collected");
+    let copy = NewDuplicate {
+        id: "copy".into(),
+        provider_batch_id: "batch_2".into(),
+        of: "b".into(),
+        job_count: 1,
+        created_at: at(11),
+        expires_at: at(11 + 24 * 60),
+        status: BatchStatus::Canceling,
+        note: "a copy".into(),
+    };
+    assert!(store.record_duplicate(&copy).await.unwrap());
+    assert!(
+        !store.batch_settled("b").await.unwrap(),
+        "its copy still runs"
+    );
+    finish("copy").await;
+    assert!(store.batch_settled("b").await.unwrap());
+}

@@ -597,6 +597,35 @@ impl<E: Engine> BatchStore for SqlStore<E> {
             .await
     }
 
+    async fn pending_releases(&self, limit: i64) -> StoreResult<Vec<BatchRecord>> {
+        self.batches_where(
+            "WHERE b.release_pending ORDER BY b.ended_at LIMIT ?",
+            [limit.into()],
+        )
+        .await
+    }
+
+    async fn mark_released(&self, provider_batch_id: &str) -> StoreResult<()> {
+        self.write_one(
+            "UPDATE batches SET release_pending = FALSE WHERE provider_batch_id = ?",
+            [provider_batch_id.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn batch_settled(&self, batch_id: &str) -> StoreResult<bool> {
+        let counts: Option<(i64, i64)> = self
+            .read_one(
+                "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN results_collected \
+                 OR status IN ('failed', 'lost') THEN 0 ELSE 1 END), 0) AS BIGINT) \
+                 FROM batches WHERE id = ? OR duplicate_of = ?",
+                [batch_id.into(), batch_id.into()],
+            )
+            .await?;
+        Ok(matches!(counts, Some((rows, 0)) if rows > 0))
+    }
+
     async fn note_batch(&self, batch_id: &str, note: &str) -> StoreResult<()> {
         self.write_one(
             "UPDATE batches SET error = ? WHERE id = ?",

@@ -491,13 +491,15 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         self.write_one(
             "UPDATE batches SET status = ?, results_collected = TRUE, request_counts = ?, ended_at = ?, \
              next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), poll_failures = 0, \
-             lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+             lease_owner = NULL, lease_expires_at = NULL, release_pending = ? WHERE id = ?",
             [
                 status.as_str().into(),
                 Arg::json(request_counts.to_string()),
                 ended_at.into(),
                 unaccounted_results.into(),
                 note.into(),
+                // Only an ended batch's copy is let go: a lost one's file may be read again by hand.
+                (status == BatchStatus::Ended).into(),
                 batch_id.into(),
             ],
         )
