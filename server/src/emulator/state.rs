@@ -119,9 +119,13 @@ impl Emulator {
         Downloading(self.downloads.clone())
     }
 
-    /// How many results downloads are being sent right now.
+    /// How many results downloads are being sent right now, on both sides.
     pub fn downloads_in_flight(&self) -> usize {
-        self.downloads.load(std::sync::atomic::Ordering::SeqCst)
+        let theirs = self
+            .openai
+            .as_ref()
+            .map_or(0, |openai| openai.engine().downloads_in_flight());
+        self.downloads.load(std::sync::atomic::Ordering::SeqCst) + theirs
     }
 
     /// Moves this side's clock (and the OpenAI side's with it).

@@ -105,6 +105,17 @@ impl Provider {
         Books::of(&billed)
     }
 
+    /// Waits up to `limit` for every file of ours at OpenAI to be deleted (each released with
+    /// its batch, or found left over by the stray search), and asserts none is left.
+    pub async fn assert_no_openai_files_left(&self, limit: Duration) {
+        let openai = self.emulator.openai();
+        let deadline = std::time::Instant::now() + limit;
+        while !openai.files().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(openai.files(), vec![], "files left at OpenAI");
+    }
+
     /// What OpenAI's side alone billed.
     pub fn openai_books(&self) -> Books {
         Books::of(&self.emulator.openai().billing())

@@ -229,13 +229,9 @@ async fn fault_soak_kill_9_and_random_provider_faults_keep_the_books_straight() 
     );
     // Every batch the provider made is on our books, polled to its end.
     provider.assert_no_batch_on_one_side(&batches);
-    // None of our files stays at OpenAI: each released with its batch, or found left over.
-    let openai = provider.emulator.openai();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !openai.files().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(openai.files(), vec![], "files left at OpenAI");
+    provider
+        .assert_no_openai_files_left(Duration::from_secs(30))
+        .await;
     // Here a duplicate can only come from a create answered after a takeover: cancelled at
     // once, so it never ran. One that billed would be a later batch taken for a copy.
     for duplicate in batches.iter().filter(|b| !b["duplicate_of"].is_null()) {

@@ -3,7 +3,8 @@
 //! shared brief the providers cache); clients spread enqueues and cancels over all three; the
 //! leader is killed with `kill -9` in the middle of a flush and again during an ingest; PostgreSQL itself is restarted while requests flow. Afterwards no
 //! job is lost or duplicated, none was billed twice, every job is terminal, the books equal the
-//! providers', and a new leader took over within the limit each time.
+//! providers', no file of ours is left at OpenAI, and a new leader took over within the limit
+//! each time.
 //!
 //! The PostgreSQL it restarts is its own (`cluster`: initdb into a temporary directory, on a
 //! free port), never the machine's. `scripts/chaos.sh` runs a long version
@@ -310,6 +311,9 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         "the brief was cached: {books:?}"
     );
     provider.assert_no_batch_on_one_side(&batches);
+    provider
+        .assert_no_openai_files_left(Duration::from_secs(30))
+        .await;
     let limit = Duration::from_secs(LEADER_LEASE_SECS + 2);
     for took in &takeovers {
         assert!(
