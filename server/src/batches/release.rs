@@ -38,13 +38,19 @@ pub(super) async fn release(ctx: &Ctx, batch: &BatchRecord, provider_batch_id: &
     }
 }
 
-/// Releases the copies a failed or interrupted release left; how many were released.
+/// Releases the copies a failed or interrupted release left; how many were released. The
+/// round stops at the first refusal: a provider refusing deletes costs one call a round, and
+/// the rescuer's reconciliation is not kept waiting behind its retries.
 pub async fn release_pending(ctx: &Ctx) -> Result<usize> {
     let mut released = 0;
     for batch in ctx.store().pending_releases(PER_ROUND).await? {
-        if let Some(id) = batch.provider_batch_id.as_deref() {
-            released += usize::from(release(ctx, &batch, id).await);
+        let Some(id) = batch.provider_batch_id.as_deref() else {
+            continue;
+        };
+        if !release(ctx, &batch, id).await {
+            break;
         }
+        released += 1;
     }
     Ok(released)
 }
