@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::store::BatchRecord;
+use crate::provider::Provider;
 
 /// How far back uploads are listed: the stray search's look-back, well past a batch's day.
 const UPLOADS_LOOK_BACK: chrono::Duration = chrono::Duration::days(2);
@@ -18,39 +18,62 @@ const UPLOADS_LOOK_BACK: chrono::Duration = chrono::Duration::days(2);
 /// Releases at most this many copies a round; the rest wait for the next.
 const PER_ROUND: i64 = 20;
 
-/// Releases one ended batch's copy; whether it was released and marked so. A failure is a
-/// warning, never the caller's error (its results are stored): the mark stays, and the next
-/// round tries again.
-pub(super) async fn release(ctx: &Ctx, batch: &BatchRecord, provider_batch_id: &str) -> bool {
-    let released = async {
-        ctx.provider(batch.provider)?
-            .ingested(provider_batch_id)
-            .await?;
-        ctx.store().mark_released(provider_batch_id).await?;
-        Ok::<_, crate::error::Error>(())
-    };
-    match released.await {
-        Ok(()) => true,
-        Err(e) => {
+/// What became of one release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Released {
+    Done,
+    /// Refused for now (an outage, a busy provider, our store): the mark stays.
+    Later,
+    /// Refused for good (a 4xx other than not found): left at the provider, the mark cleared
+    /// so it does not stand in front of the others.
+    GaveUp,
+}
+
+/// Releases one ended batch's copy at `provider`. A failure is logged, never the caller's
+/// error (its results are stored).
+pub(super) async fn release(
+    ctx: &Ctx,
+    provider: &dyn Provider,
+    provider_batch_id: &str,
+) -> Released {
+    let outcome = match provider.ingested(provider_batch_id).await {
+        Ok(()) => Released::Done,
+        Err(e) if e.retryable() => {
             tracing::warn!(batch = %provider_batch_id, error = %e, "the provider's copy of an ingested batch was not released; it will be tried again");
-            false
+            return Released::Later;
+        }
+        Err(e) => {
+            tracing::error!(batch = %provider_batch_id, error = %e, "the provider refused to release an ingested batch's copy; it is left there");
+            Released::GaveUp
+        }
+    };
+    match ctx.store().mark_released(provider_batch_id).await {
+        Ok(()) => outcome,
+        Err(e) => {
+            tracing::warn!(batch = %provider_batch_id, error = %e, "a release could not be recorded; it will be tried again");
+            Released::Later
         }
     }
 }
 
 /// Releases the copies a failed or interrupted release left; how many were released. The
-/// round stops at the first refusal: a provider refusing deletes costs one call a round, and
-/// the rescuer's reconciliation is not kept waiting behind its retries.
+/// round stops at the first release refused for now: a provider refusing deletes costs one
+/// call a round, and the rescuer's reconciliation is not kept waiting behind its retries.
+/// A batch whose provider is no longer configured keeps its mark for when it is again.
 pub async fn release_pending(ctx: &Ctx) -> Result<usize> {
     let mut released = 0;
     for batch in ctx.store().pending_releases(PER_ROUND).await? {
-        let Some(id) = batch.provider_batch_id.as_deref() else {
+        let (Some(id), Ok(provider)) = (
+            batch.provider_batch_id.as_deref(),
+            ctx.provider(batch.provider),
+        ) else {
             continue;
         };
-        if !release(ctx, &batch, id).await {
-            break;
+        match release(ctx, provider, id).await {
+            Released::Done => released += 1,
+            Released::GaveUp => {}
+            Released::Later => break,
         }
-        released += 1;
     }
     Ok(released)
 }

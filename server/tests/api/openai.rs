@@ -214,6 +214,37 @@ async fn files_whose_delete_was_refused_are_deleted_by_a_later_round() {
         .assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
+/// A delete OpenAI refuses for good (a 403) is not tried again: the copy is left there, with
+/// an error in the log, rather than called for every rescuer round; the input file, named
+/// after our batch, is still found by the stray search once the batch has settled.
+#[tokio::test]
+async fn a_delete_refused_for_good_is_not_tried_again() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env = routed(&[NO_RETRIES, ("AI_BATCH_STRAY_SEARCH_SECS", "1")]);
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue_of("sentiment_analysis", 3).await;
+    let refusal: Faults = serde_json::from_value(json!({
+        "fail_next": [{"status": 403, "endpoint": "delete"}]
+    }))
+    .unwrap();
+    let openai = provider.emulator.openai();
+    openai.set_faults(refusal);
+    let (status, answer) = service.post(FLUSH, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    service.settled(Duration::from_secs(30)).await;
+    assert_eq!(openai.faults().fail_next, vec![], "the delete was refused");
+
+    // Three rescuer rounds and two searches later: only the output file is left.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left: Vec<String> = openai.files().into_iter().map(|f| f.filename).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        !left[0].starts_with("ai-batch-"),
+        "ours was found: {left:?}"
+    );
+}
+
 /// An input file no batch took (here: a create refused, and the delete that would clean up
 /// after it refused too) is deleted by the stray search once its batch has settled; a file of
 /// another deployment on the same account, named like ours, is left alone.

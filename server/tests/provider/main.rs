@@ -1,6 +1,9 @@
 //! The Anthropic client against the emulator over real HTTP: every call, every error type,
 //! retries (and the creates never retried blindly), cut, stalled, short and malformed results.
+//! The OpenAI client's own calls are in `openai`; both clients' bodies against the providers'
+//! descriptions in `spec`.
 
+mod openai;
 mod spec;
 
 use std::sync::Arc;

@@ -62,7 +62,7 @@ fn requests(model: &str) -> Vec<BatchRequest> {
     out
 }
 
-async fn emulator() -> (String, Arc<emulator::Emulator>, tokio::task::JoinHandle<()>) {
+pub async fn emulator() -> (String, Arc<emulator::Emulator>, tokio::task::JoinHandle<()>) {
     let settings = Settings {
         processing_delay: Duration::from_secs(600),
         known_models: vec!["claude-sonnet-4-5".into(), "gpt-4.1-mini".into()],
