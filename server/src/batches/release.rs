@@ -8,12 +8,10 @@
 use app::api::ProviderName;
 use chrono::Utc;
 
+use super::strays::LOOK_BACK;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::provider::Provider;
-
-/// How far back uploads are listed: the stray search's look-back, well past a batch's day.
-const UPLOADS_LOOK_BACK: chrono::Duration = chrono::Duration::days(2);
 
 /// Releases at most this many copies a round; the rest wait for the next.
 const PER_ROUND: i64 = 20;
@@ -88,10 +86,7 @@ pub async fn delete_leftover_uploads(ctx: &Ctx) -> Result<usize> {
         let Ok(provider) = ctx.provider(name) else {
             continue;
         };
-        for upload in provider
-            .uploads_since(Utc::now() - UPLOADS_LOOK_BACK)
-            .await?
-        {
+        for upload in provider.uploads_since(Utc::now() - LOOK_BACK).await? {
             if ctx.store().batch_settled(&upload.label).await? {
                 provider.delete_upload(&upload.id).await?;
                 deleted += 1;

@@ -21,9 +21,10 @@ use crate::error::Result;
 use crate::provider::{MessageBatch, ProcessingStatus};
 use crate::store::BatchRecord;
 
-/// How far back the provider's listing is read. A batch ends within a day of its creation,
-/// so a stray is seen ended by many searches before it drops out of this.
-const LOOK_BACK: chrono::Duration = chrono::Duration::days(2);
+/// How far back the provider's listings are read (its batches here, its uploads in
+/// `release`). A batch ends within a day of its creation, so a stray is seen ended by many
+/// searches before it drops out of this.
+pub(super) const LOOK_BACK: chrono::Duration = chrono::Duration::days(2);
 
 const STRAY_NOTE: &str = "found by the stray search: a provider batch that ran this batch's jobs \
                           again, made by a create whose answer was lost after reconciliation had moved on";
