@@ -26,6 +26,17 @@ pub(super) struct Answer {
     pub message: String,
 }
 
+impl Answer {
+    fn collected_before() -> Answer {
+        Answer {
+            status: "ended".into(),
+            results: vec![],
+            processed: 0,
+            message: "The results were already collected; nothing changed.".into(),
+        }
+    }
+}
+
 /// Polls a batch now (an admin's poll), waiting briefly if another worker is polling it.
 pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result<PollResponse> {
     require_admin(caller)?;
@@ -36,12 +47,7 @@ pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result
         .await?
         .ok_or_else(|| Error::NotFound("Batch not found".into()))?;
     let answer = if batch.results_collected {
-        Answer {
-            status: "ended".into(),
-            results: vec![],
-            processed: 0,
-            message: "The results were already collected; nothing changed.".into(),
-        }
+        Answer::collected_before()
     } else {
         let Some(held) = Held::take_within(ctx, &batch.id, POLL_PATIENCE).await? else {
             return Err(Error::Conflict(
@@ -125,6 +131,17 @@ async fn tell_changes(ctx: &Ctx, batch: &BatchRecord, answer: Option<&Answer>) {
 }
 
 async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
+    // Read before the lease was ours: another worker may have collected the batch since and
+    // let go of the provider's copy, which a second collect would take for lost.
+    let Some(batch) = ctx
+        .store()
+        .local_batch(&batch.id)
+        .await?
+        .filter(|b| !b.results_collected)
+    else {
+        return Ok(Answer::collected_before());
+    };
+    let batch = &batch;
     let provider_batch_id = batch
         .provider_batch_id
         .as_deref()

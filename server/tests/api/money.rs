@@ -621,3 +621,56 @@ async fn cancel_before_write(side: Side) {
     assert!(job["tokens_used"].as_i64().unwrap() > 0, "billed: {job}");
     assert_eq!(count(&jobs, "completed"), 2);
 }
+
+on_both_sides!(polled_twice_at_once: a_poll_that_waited_for_another_finds_the_results_collected,
+    on_openai_a_poll_that_waited_for_another_finds_the_results_collected);
+
+/// Two admins poll one ended batch at once: the second waits for the first's lease, then
+/// finds the results collected. It read the batch before the first let go of the provider's
+/// copy, and must not collect again from a copy that is gone.
+async fn polled_twice_at_once(side: Side) {
+    let provider = Provider::start(Duration::from_millis(200)).await;
+    let db = Database::new().await;
+    let env: Vec<_> = [("AI_BATCH_FAILPOINT", "slow-results-write")]
+        .into_iter()
+        .chain(side.env().iter().copied())
+        .collect();
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue(3).await;
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    let batch = answer["batch_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The first poll holds the batch three seconds before it writes; the second comes in
+    // half a second after it and waits (up to five seconds) for the lease.
+    let first = service.post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        service
+            .post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }))
+            .await
+    };
+    let ((first_status, first), (second_status, second)) = tokio::join!(first, second);
+    assert_eq!(first_status, 200, "{first}");
+    assert_eq!(first["jobs_processed"], 3, "{first}");
+    assert_eq!(second_status, 200, "{second}");
+    assert_eq!(second["jobs_processed"], 0, "{second}");
+    assert_eq!(
+        second["message"], "The results were already collected; nothing changed.",
+        "{second}"
+    );
+
+    let batches = service.batches().await;
+    let ours = batches
+        .iter()
+        .find(|b| b["batch_id"] == batch.as_str())
+        .unwrap_or_else(|| panic!("the batch is listed: {batches:?}"));
+    assert_eq!(ours["status"], "ended", "{ours}");
+    assert_eq!(ours["results_collected"], true, "{ours}");
+    assert!(ours["error"].is_null(), "no short read noted: {ours}");
+    let jobs = service.settled(Duration::from_secs(20)).await;
+    assert_eq!(count(&jobs, "completed"), 3);
+    let books = provider.books();
+    books.assert_each_job_equal(&jobs);
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
