@@ -118,6 +118,23 @@ async fn kill_the_leader(
     took
 }
 
+/// Jobs a round adds of its own when the clients are done: a late round may otherwise find
+/// every job flushed and collected, with no flush or ingest left to kill the leader in. How
+/// many were added (enough for an automatic flush on each side).
+async fn top_up(urls: &RwLock<Vec<String>>, token: &str, clients_done: bool, tag: &str) -> usize {
+    if !clients_done {
+        return 0;
+    }
+    const JOBS: usize = 60;
+    for i in 0..JOBS {
+        let job_type = ["risk_report", "sentiment_analysis"][i % 2];
+        let body = json!({"job_type": job_type, "payload": {"ticker": format!("T{i}")},
+                          "idempotency_key": format!("chaos-{tag}-{i}")});
+        call(urls, token, i, "/api/v1/batch/enqueue", body).await;
+    }
+    JOBS
+}
+
 /// The same faults for both providers' calls.
 fn on_both_sides(provider: &Provider, faults: Faults) {
     provider.emulator.openai().set_faults(faults.clone());
@@ -225,7 +242,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
     };
 
     let mut takeovers = Vec::new();
-    for _ in 0..rounds {
+    let mut added = 0;
+    for round in 0..rounds {
         // The leader dies in the middle of a flush: its create is slow to be applied.
         on_both_sides(
             &provider,
@@ -235,6 +253,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
                 ..Faults::default()
             },
         );
+        let tag = format!("flush-{round}");
+        added += top_up(&urls, &db.admin, clients.is_finished(), &tag).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let batches = instances[0].batches().await;
@@ -263,6 +283,8 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
                 ..Faults::default()
             },
         );
+        let tag = format!("ingest-{round}");
+        added += top_up(&urls, &db.admin, clients.is_finished(), &tag).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         while provider.emulator.downloads_in_flight() == 0 {
             assert!(Instant::now() < deadline, "no ingest began");
@@ -281,6 +303,7 @@ async fn three_instances_survive_kills_of_the_leader_and_a_postgres_restart() {
         .unwrap();
     }
     clients.await.unwrap();
+    let jobs = jobs + added;
     stop_reading.cancel();
     let reads = reader.await.unwrap();
     assert!(!reads.contains_key(&500), "reads answered 500: {reads:?}");
