@@ -116,16 +116,18 @@ pub trait ResultStore: Send + Sync + 'static {
         charges: &[DuplicateCharge],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<String>>;
-    /// A results file ended short of its batch: counts it and plans the next read.
+    /// A results file ended short of its batch: counts it and plans the next read. How many
+    /// short reads so far; `None` (nothing written) once the batch is collected.
     async fn record_short_read(
         &self,
         batch_id: &str,
         next_poll_at: DateTime<Utc>,
         note: &str,
-    ) -> StoreResult<i64>;
+    ) -> StoreResult<Option<i64>>;
     /// The results are collected (`ended`, or `lost` when the file could not be had): the
     /// settled counts, the succeeded results billed that could not be read, and a note. An
-    /// ended batch's copy at the provider is then due for release (`pending_releases`).
+    /// ended batch's copy at the provider is then due for release (`pending_releases`). A
+    /// batch already collected is left as it was (a writer whose lease lapsed comes late).
     async fn finish_batch(
         &self,
         batch_id: &str,
@@ -135,7 +137,8 @@ pub trait ResultStore: Send + Sync + 'static {
         unaccounted_results: i64,
         note: Option<&str>,
     ) -> StoreResult<()>;
-    /// The provider no longer knows the batch: its unfinished jobs go back to pending.
+    /// The provider no longer knows the batch: its unfinished jobs go back to pending. A
+    /// collected batch is not lost (its copy was let go of): nothing changes, 0 returned.
     async fn lose_batch(
         &self,
         batch_id: &str,

@@ -369,11 +369,11 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
     assert_eq!(store.due_batches(at(41)).await.unwrap().len(), 1);
     assert_eq!(
         store.record_short_read("b", at(45), "short").await.unwrap(),
-        1
+        Some(1)
     );
     assert_eq!(
         store.record_short_read("b", at(46), "short").await.unwrap(),
-        2
+        Some(2)
     );
     let batch = store.find_batch(BATCH).await.unwrap().unwrap();
     assert_eq!(
@@ -416,14 +416,48 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
         store.due_batches(at(99)).await.unwrap().is_empty(),
         "collected"
     );
-    // Progress of a collected batch changes nothing.
+    // A collected batch is as it was after any late writer (one whose lease lapsed): its
+    // progress, a short read, a second finish, or its copy found gone.
     store
         .update_batch_progress("b", BatchStatus::InProgress, Some(at(60)), 1, None)
         .await
         .unwrap();
     assert_eq!(
-        store.find_batch(BATCH).await.unwrap().unwrap().status,
-        BatchStatus::Ended
+        store.record_short_read("b", at(61), "gone").await.unwrap(),
+        None
+    );
+    store
+        .finish_batch("b", BatchStatus::Lost, &json!({}), at(62), 2, Some("gone"))
+        .await
+        .unwrap();
+    let gone = Happened::Returned {
+        reason: "unknown".into(),
+    };
+    assert_eq!(
+        store
+            .lose_batch("b", "unknown to the provider", &gone, at(63))
+            .await
+            .unwrap(),
+        0
+    );
+    let batch = store.find_batch(BATCH).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            batch.status,
+            batch.ended_at,
+            batch.unaccounted_results,
+            batch.short_reads,
+            batch.next_poll_at,
+            batch.error.as_deref()
+        ),
+        (
+            BatchStatus::Ended,
+            Some(at(50)),
+            1,
+            2,
+            None,
+            Some("1 unreadable")
+        )
     );
     assert_eq!(
         store.recent_batch_durations(5).await.unwrap(),

@@ -467,16 +467,16 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         batch_id: &str,
         next_poll_at: DateTime<Utc>,
         note: &str,
-    ) -> StoreResult<i64> {
+    ) -> StoreResult<Option<i64>> {
         let rows = self
             .engine
             .write::<(i64,)>(Query::new(
                 "UPDATE batches SET short_reads = short_reads + 1, next_poll_at = ?, error = ?, poll_failures = 0 \
-                 WHERE id = ? RETURNING short_reads",
+                 WHERE id = ? AND NOT results_collected RETURNING short_reads",
                 [next_poll_at.into(), note.into(), batch_id.into()],
             ))
             .await?;
-        first(rows).ok_or_else(|| StoreError::Corrupt(format!("no batch {batch_id}")))
+        Ok(first(rows))
     }
 
     async fn finish_batch(
@@ -491,7 +491,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         self.write_one(
             "UPDATE batches SET status = ?, results_collected = TRUE, request_counts = ?, ended_at = ?, \
              next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), poll_failures = 0, \
-             lease_owner = NULL, lease_expires_at = NULL, release_pending = ? WHERE id = ?",
+             lease_owner = NULL, lease_expires_at = NULL, release_pending = ? WHERE id = ? AND NOT results_collected",
             [
                 status.as_str().into(),
                 Arg::json(request_counts.to_string()),
@@ -515,13 +515,17 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
         let mut tx = self.begin().await?;
-        let returned = requeue_processing::<E>(&mut tx, batch_id, happened, now).await?;
-        tx_execute::<E>(
+        let lost = tx_execute::<E>(
             &mut tx,
-            "UPDATE batches SET status = 'lost', next_poll_at = NULL, error = ? WHERE id = ?",
+            "UPDATE batches SET status = 'lost', next_poll_at = NULL, error = ? \
+             WHERE id = ? AND NOT results_collected",
             [note.into(), batch_id.into()],
         )
         .await?;
+        if lost == 0 {
+            return Ok(0);
+        }
+        let returned = requeue_processing::<E>(&mut tx, batch_id, happened, now).await?;
         E::commit(tx).await?;
         Ok(returned)
     }
