@@ -523,7 +523,8 @@ impl Service {
     pub async fn settled(&self, within: Duration) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let jobs = self.jobs().await;
+            // The batches before the jobs: a batch collected between the two reads would
+            // otherwise pass as settled with the jobs read before its results were written.
             let open_batches = self
                 .batches()
                 .await
@@ -534,6 +535,7 @@ impl Service {
                         && b["status"] != "lost"
                 })
                 .count();
+            let jobs = self.jobs().await;
             let all_terminal = jobs.iter().all(|j| {
                 matches!(
                     j["status"].as_str(),
