@@ -572,12 +572,12 @@ async fn late_answer(side: Side) {
     );
 }
 
-on_both_sides!(cancel_before_write: a_cancel_between_a_results_decision_and_its_write_keeps_the_bill,
-    on_openai_a_cancel_between_a_results_decision_and_its_write_keeps_the_bill);
-
-/// A job cancelled after its result was read and decided, before it was written: the cancel
-/// stands, and what the provider billed for the result is on the books, once.
-async fn cancel_before_write(side: Side) {
+/// Three jobs flushed into a batch that has ended at the provider, on a service whose results
+/// writes wait three seconds after they are decided (failpoint `slow-results-write`): the
+/// provider, the database (kept for the service's life), the service, the jobs and the batch.
+async fn ended_batch_with_slow_writes(
+    side: Side,
+) -> (Provider, Database, Service, Vec<String>, String) {
     let provider = Provider::start(Duration::from_millis(200)).await;
     let db = Database::new().await;
     let env: Vec<_> = [("AI_BATCH_FAILPOINT", "slow-results-write")]
@@ -590,6 +590,16 @@ async fn cancel_before_write(side: Side) {
     assert_eq!(status, 200, "{answer}");
     let batch = answer["batch_id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(800)).await;
+    (provider, db, service, ids, batch)
+}
+
+on_both_sides!(cancel_before_write: a_cancel_between_a_results_decision_and_its_write_keeps_the_bill,
+    on_openai_a_cancel_between_a_results_decision_and_its_write_keeps_the_bill);
+
+/// A job cancelled after its result was read and decided, before it was written: the cancel
+/// stands, and what the provider billed for the result is on the books, once.
+async fn cancel_before_write(side: Side) {
+    let (provider, _db, service, ids, batch) = ended_batch_with_slow_writes(side).await;
     // The poll reads and decides at once, then waits three seconds before it writes; the
     // cancel lands a second into that wait.
     let poll = service.post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }));
@@ -629,18 +639,7 @@ on_both_sides!(polled_twice_at_once: a_poll_that_waited_for_another_finds_the_re
 /// finds the results collected. It read the batch before the first let go of the provider's
 /// copy, and must not collect again from a copy that is gone.
 async fn polled_twice_at_once(side: Side) {
-    let provider = Provider::start(Duration::from_millis(200)).await;
-    let db = Database::new().await;
-    let env: Vec<_> = [("AI_BATCH_FAILPOINT", "slow-results-write")]
-        .into_iter()
-        .chain(side.env().iter().copied())
-        .collect();
-    let service = Service::start(&db, &provider, &env).await;
-    service.enqueue(3).await;
-    let (status, answer) = flush(&service).await;
-    assert_eq!(status, 200, "{answer}");
-    let batch = answer["batch_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (provider, _db, service, _ids, batch) = ended_batch_with_slow_writes(side).await;
     // The first poll holds the batch three seconds before it writes; the second comes in
     // half a second after it and waits (up to five seconds) for the lease.
     let first = service.post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }));
