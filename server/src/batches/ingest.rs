@@ -48,6 +48,9 @@ pub(super) enum Collected {
         processed: i64,
         note: String,
     },
+    /// Another worker collected the results while this one read them (its lease lapsed while
+    /// it was frozen): this read changed nothing.
+    ByAnother,
 }
 
 /// What one read of the file delivered.
@@ -64,6 +67,10 @@ pub(super) async fn collect(
     remote: &MessageBatch,
 ) -> Result<Collected> {
     let mut read = Read::default();
+    // Test failpoint: a frozen poller, between its retrieve and its read of the results.
+    if ctx.config.at_failpoint("slow-results-read") {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     let stream = match async { ctx.provider(batch.provider)?.batch_results(remote).await }.await {
         Ok(stream) => stream,
         Err(e) if e.is_not_found() => {
@@ -123,9 +130,13 @@ async fn incomplete(
     let now = Utc::now();
     if batch.short_reads + 1 < INCOMPLETE_READ_LIMIT {
         let note = format!("{note}; it will be read again");
-        ctx.store()
+        let recorded = ctx
+            .store()
             .record_short_read(&batch.id, read_again_at(ctx, now), &note)
             .await?;
+        if recorded.is_none() {
+            return Ok(by_another(read));
+        }
         tracing::warn!(batch = %remote.id, "{note}");
         return Ok(Collected::ReadAgain {
             results: read.reports,
@@ -197,7 +208,8 @@ async fn finish(
         }
     }
     let counts = serde_json::to_value(remote.request_counts).unwrap_or_default();
-    ctx.store()
+    let finished = ctx
+        .store()
         .finish_batch(
             &batch.id,
             status,
@@ -207,6 +219,9 @@ async fn finish(
             note.as_deref(),
         )
         .await?;
+    if !finished {
+        return Ok(by_another(read));
+    }
     if billed_unseen > 0 {
         tracing::error!(batch = %remote.id, billed_unseen, "the provider billed results of this batch that could not be read");
     }
@@ -221,6 +236,19 @@ async fn finish(
         results: read.reports,
         processed: read.processed,
     })
+}
+
+/// A read that found the batch collected by another worker when it came to record its end.
+/// What it wrote before (its updates, guarded by the states they were decided on) still counts.
+fn by_another(read: Read) -> Collected {
+    if read.processed == 0 {
+        Collected::ByAnother
+    } else {
+        Collected::Done {
+            results: read.reports,
+            processed: read.processed,
+        }
+    }
 }
 
 fn rules<'a>(

@@ -221,6 +221,7 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
             processed,
             message: format!("{note}; {processed} jobs updated so far."),
         }),
+        Ok(Collected::ByAnother) => Ok(Answer::collected_before()),
         Err(e) => Err(poll_failed(ctx, batch, e, now).await),
     }
 }

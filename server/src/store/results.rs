@@ -127,7 +127,8 @@ pub trait ResultStore: Send + Sync + 'static {
     /// The results are collected (`ended`, or `lost` when the file could not be had): the
     /// settled counts, the succeeded results billed that could not be read, and a note. An
     /// ended batch's copy at the provider is then due for release (`pending_releases`). A
-    /// batch already collected is left as it was (a writer whose lease lapsed comes late).
+    /// batch already collected is left as it was (a writer whose lease lapsed comes late):
+    /// `false`, nothing written.
     async fn finish_batch(
         &self,
         batch_id: &str,
@@ -136,7 +137,7 @@ pub trait ResultStore: Send + Sync + 'static {
         ended_at: DateTime<Utc>,
         unaccounted_results: i64,
         note: Option<&str>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// The provider no longer knows the batch: its unfinished jobs go back to pending. A
     /// collected batch is not lost (its copy was let go of): nothing changes, 0 returned.
     async fn lose_batch(

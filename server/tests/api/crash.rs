@@ -8,7 +8,7 @@ use serde_json::json;
 
 use ai_batch::emulator::Faults;
 
-use crate::service::{Database, Provider, SCHEDULER, Service, Side};
+use crate::service::{Database, Provider, SCHEDULER, Service, Side, on_both_sides};
 
 async fn crash_then_recover(side: Side, failpoint: &str) {
     let provider = Provider::start(Duration::from_millis(200)).await;
@@ -125,18 +125,11 @@ async fn kill_9_during_sustained_enqueue_loses_no_answered_job() {
     );
 }
 
+on_both_sides!(kill_after_a_late_copy_is_cancelled: a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books,
+    on_openai_a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books);
+
 /// A late copy (its create answered after reconciliation had sent the jobs again) is cancelled,
 /// and the process dies right then: the copy is on the books all the same, polled to its end.
-#[tokio::test]
-async fn a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books() {
-    kill_after_a_late_copy_is_cancelled(Side::Anthropic).await;
-}
-
-#[tokio::test]
-async fn on_openai_a_kill_right_after_a_late_copy_is_cancelled_leaves_the_copy_on_the_books() {
-    kill_after_a_late_copy_is_cancelled(Side::OpenAi).await;
-}
-
 async fn kill_after_a_late_copy_is_cancelled(side: Side) {
     let provider = Provider::start(Duration::from_secs(2)).await;
     let db = Database::new().await;

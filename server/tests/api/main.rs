@@ -20,6 +20,7 @@ mod live;
 mod misc;
 mod money;
 mod openai;
+mod poll_races;
 mod robustness;
 mod scale;
 mod service;

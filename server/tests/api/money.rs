@@ -10,16 +10,16 @@ use std::time::Duration;
 use ai_batch::emulator::{AfterCreate, Faults, StreamFault, Times};
 use serde_json::{Value, json};
 
-use crate::service::{Database, FROZEN_HOLDER, Provider, SCHEDULER, Service, Side};
+use crate::service::{Database, FROZEN_HOLDER, Provider, SCHEDULER, Service, Side, on_both_sides};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 
 /// Flushes everything pending and returns the status and answer.
-async fn flush(service: &Service) -> (u16, Value) {
+pub(crate) async fn flush(service: &Service) -> (u16, Value) {
     service.post(FLUSH, json!({"max_jobs": 10000})).await
 }
 
-fn count(jobs: &[Value], status: &str) -> usize {
+pub(crate) fn count(jobs: &[Value], status: &str) -> usize {
     jobs.iter().filter(|j| j["status"] == status).count()
 }
 
@@ -72,21 +72,6 @@ async fn uncertain_create_with(side: Side, faults: Faults, extra: &[(&str, &str)
     let batches = service.batches().await;
     assert_eq!(batches.len(), 1, "{batches:?}");
     assert_eq!(batches[0]["status"], "ended");
-}
-
-/// Runs a case with its jobs on Anthropic, and again on OpenAI.
-macro_rules! on_both_sides {
-    ($case:ident: $anthropic:ident, $openai:ident) => {
-        #[tokio::test]
-        async fn $anthropic() {
-            $case(Side::Anthropic).await;
-        }
-
-        #[tokio::test]
-        async fn $openai() {
-            $case(Side::OpenAi).await;
-        }
-    };
 }
 
 async fn answered_500(side: Side) {
@@ -570,106 +555,4 @@ async fn late_answer(side: Side) {
         batches.iter().any(|b| !b["duplicate_of"].is_null()),
         "the late copy is on record: {batches:?}"
     );
-}
-
-/// Three jobs flushed into a batch that has ended at the provider, on a service whose results
-/// writes wait three seconds after they are decided (failpoint `slow-results-write`): the
-/// provider, the database (kept for the service's life), the service, the jobs and the batch.
-async fn ended_batch_with_slow_writes(
-    side: Side,
-) -> (Provider, Database, Service, Vec<String>, String) {
-    let provider = Provider::start(Duration::from_millis(200)).await;
-    let db = Database::new().await;
-    let env: Vec<_> = [("AI_BATCH_FAILPOINT", "slow-results-write")]
-        .into_iter()
-        .chain(side.env().iter().copied())
-        .collect();
-    let service = Service::start(&db, &provider, &env).await;
-    let ids = service.enqueue(3).await;
-    let (status, answer) = flush(&service).await;
-    assert_eq!(status, 200, "{answer}");
-    let batch = answer["batch_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    (provider, db, service, ids, batch)
-}
-
-on_both_sides!(cancel_before_write: a_cancel_between_a_results_decision_and_its_write_keeps_the_bill,
-    on_openai_a_cancel_between_a_results_decision_and_its_write_keeps_the_bill);
-
-/// A job cancelled after its result was read and decided, before it was written: the cancel
-/// stands, and what the provider billed for the result is on the books, once.
-async fn cancel_before_write(side: Side) {
-    let (provider, _db, service, ids, batch) = ended_batch_with_slow_writes(side).await;
-    // The poll reads and decides at once, then waits three seconds before it writes; the
-    // cancel lands a second into that wait.
-    let poll = service.post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }));
-    let cancel = async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let path = format!("/api/v1/batch/jobs/{}/cancel", ids[0]);
-        service.post(&path, json!({})).await
-    };
-    let ((poll_status, polled), (status, cancelled)) = tokio::join!(poll, cancel);
-    assert_eq!(status, 200, "{cancelled}");
-    assert_eq!(poll_status, 200, "{polled}");
-    assert_eq!(polled["jobs_processed"], 3, "{polled}");
-    let report = polled["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["job_id"] == ids[0].as_str())
-        .unwrap_or_else(|| panic!("the cancelled job is reported: {polled}"));
-    assert!(report["result"].is_null(), "{report}");
-    assert_eq!(report["error"], "cancelled in flight; result discarded");
-
-    let jobs = service.settled(Duration::from_secs(20)).await;
-    let books = provider.books();
-    assert_eq!(books.batches, 1);
-    books.assert_each_job_equal(&jobs);
-    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
-    let job = service.get(&format!("/api/v1/batch/jobs/{}", ids[0])).await;
-    assert_eq!(job["status"], "cancelled", "{job}");
-    assert!(job["tokens_used"].as_i64().unwrap() > 0, "billed: {job}");
-    assert_eq!(count(&jobs, "completed"), 2);
-}
-
-on_both_sides!(polled_twice_at_once: a_poll_that_waited_for_another_finds_the_results_collected,
-    on_openai_a_poll_that_waited_for_another_finds_the_results_collected);
-
-/// Two admins poll one ended batch at once: the second waits for the first's lease, then
-/// finds the results collected. It read the batch before the first let go of the provider's
-/// copy, and must not collect again from a copy that is gone.
-async fn polled_twice_at_once(side: Side) {
-    let (provider, _db, service, _ids, batch) = ended_batch_with_slow_writes(side).await;
-    // The first poll holds the batch three seconds before it writes; the second comes in
-    // half a second after it and waits (up to five seconds) for the lease.
-    let first = service.post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }));
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        service
-            .post("/api/v1/batch/internal/poll", json!({ "batch_id": batch }))
-            .await
-    };
-    let ((first_status, first), (second_status, second)) = tokio::join!(first, second);
-    assert_eq!(first_status, 200, "{first}");
-    assert_eq!(first["jobs_processed"], 3, "{first}");
-    assert_eq!(second_status, 200, "{second}");
-    assert_eq!(second["jobs_processed"], 0, "{second}");
-    assert_eq!(
-        second["message"], "The results were already collected; nothing changed.",
-        "{second}"
-    );
-
-    let batches = service.batches().await;
-    let ours = batches
-        .iter()
-        .find(|b| b["batch_id"] == batch.as_str())
-        .unwrap_or_else(|| panic!("the batch is listed: {batches:?}"));
-    assert_eq!(ours["status"], "ended", "{ours}");
-    assert_eq!(ours["results_collected"], true, "{ours}");
-    assert!(ours["error"].is_null(), "no short read noted: {ours}");
-    let jobs = service.settled(Duration::from_secs(20)).await;
-    assert_eq!(count(&jobs, "completed"), 3);
-    let books = provider.books();
-    books.assert_each_job_equal(&jobs);
-    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }

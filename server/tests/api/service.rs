@@ -590,6 +590,22 @@ impl Side {
     }
 }
 
+/// Runs a case with its jobs on Anthropic, and again on OpenAI.
+macro_rules! on_both_sides {
+    ($case:ident: $anthropic:ident, $openai:ident) => {
+        #[tokio::test]
+        async fn $anthropic() {
+            $case($crate::service::Side::Anthropic).await;
+        }
+
+        #[tokio::test]
+        async fn $openai() {
+            $case($crate::service::Side::OpenAi).await;
+        }
+    };
+}
+pub(crate) use on_both_sides;
+
 /// A frozen heartbeat and a one-second lease: a create in flight outlives its lease, and
 /// reconciliation takes the batch over while it is still on its way.
 pub const FROZEN_HOLDER: &[(&str, &str)] = &[

@@ -387,17 +387,20 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
     );
     let counts =
         json!({"succeeded": 2, "errored": 0, "canceled": 0, "expired": 0, "processing": 0});
-    store
-        .finish_batch(
-            "b",
-            BatchStatus::Ended,
-            &counts,
-            at(50),
-            1,
-            Some("1 unreadable"),
-        )
-        .await
-        .unwrap();
+    assert!(
+        store
+            .finish_batch(
+                "b",
+                BatchStatus::Ended,
+                &counts,
+                at(50),
+                1,
+                Some("1 unreadable"),
+            )
+            .await
+            .unwrap(),
+        "the first finish writes"
+    );
     let batch = store.find_batch(BATCH).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -426,10 +429,13 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
         store.record_short_read("b", at(61), "gone").await.unwrap(),
         None
     );
-    store
-        .finish_batch("b", BatchStatus::Lost, &json!({}), at(62), 2, Some("gone"))
-        .await
-        .unwrap();
+    assert!(
+        !store
+            .finish_batch("b", BatchStatus::Lost, &json!({}), at(62), 2, Some("gone"))
+            .await
+            .unwrap(),
+        "a second finish writes nothing"
+    );
     let gone = Happened::Returned {
         reason: "unknown".into(),
     };

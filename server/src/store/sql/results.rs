@@ -487,7 +487,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
         ended_at: DateTime<Utc>,
         unaccounted_results: i64,
         note: Option<&str>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         self.write_one(
             "UPDATE batches SET status = ?, results_collected = TRUE, request_counts = ?, ended_at = ?, \
              next_poll_at = NULL, unaccounted_results = ?, error = COALESCE(?, error), poll_failures = 0, \
@@ -503,8 +503,7 @@ impl<E: Engine> ResultStore for SqlStore<E> {
                 batch_id.into(),
             ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn lose_batch(
