@@ -227,10 +227,8 @@ async fn finish(
     }
     // A batch has ended: the typical duration behind estimates may have moved.
     ctx.caches.batch_duration.invalidate(&());
-    if status == BatchStatus::Ended
-        && let Ok(provider) = ctx.provider(batch.provider)
-    {
-        super::release::release(ctx, provider, &remote.id).await;
+    if status == BatchStatus::Ended {
+        super::release::release(ctx, batch.provider, &remote.id).await;
     }
     Ok(Collected::Done {
         results: read.reports,

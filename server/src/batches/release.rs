@@ -11,7 +11,6 @@ use chrono::Utc;
 use super::strays::LOOK_BACK;
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::provider::Provider;
 
 /// Releases at most this many copies a round; the rest wait for the next.
 const PER_ROUND: i64 = 20;
@@ -27,25 +26,33 @@ pub(super) enum Released {
     GaveUp,
 }
 
-/// Releases one ended batch's copy at `provider`. A failure is logged, never the caller's
-/// error (its results are stored).
-pub(super) async fn release(
-    ctx: &Ctx,
-    provider: &dyn Provider,
-    provider_batch_id: &str,
-) -> Released {
-    let outcome = match provider.ingested(provider_batch_id).await {
-        Ok(()) => Released::Done,
+/// Releases one ended batch's copy at `name`. A failure is logged, never the caller's error
+/// (its results are stored); a refusal for good is noted on the batch, where admins see it.
+pub(super) async fn release(ctx: &Ctx, name: ProviderName, provider_batch_id: &str) -> Released {
+    let Ok(provider) = ctx.provider(name) else {
+        // No longer configured: the mark stays for when it is again.
+        return Released::Later;
+    };
+    let (outcome, note) = match provider.ingested(provider_batch_id).await {
+        Ok(()) => (Released::Done, None),
         Err(e) if e.retryable() => {
             tracing::warn!(batch = %provider_batch_id, error = %e, "the provider's copy of an ingested batch was not released; it will be tried again");
             return Released::Later;
         }
         Err(e) => {
             tracing::error!(batch = %provider_batch_id, error = %e, "the provider refused to release an ingested batch's copy; it is left there");
-            Released::GaveUp
+            let label = name.label();
+            let note = format!(
+                "{label} refused to delete this batch's files ({e}); they stay at {label} until deleted by hand"
+            );
+            (Released::GaveUp, Some(note))
         }
     };
-    match ctx.store().mark_released(provider_batch_id).await {
+    match ctx
+        .store()
+        .mark_released(provider_batch_id, note.as_deref())
+        .await
+    {
         Ok(()) => outcome,
         Err(e) => {
             tracing::warn!(batch = %provider_batch_id, error = %e, "a release could not be recorded; it will be tried again");
@@ -61,13 +68,13 @@ pub(super) async fn release(
 pub async fn release_pending(ctx: &Ctx) -> Result<usize> {
     let mut released = 0;
     for batch in ctx.store().pending_releases(PER_ROUND).await? {
-        let (Some(id), Ok(provider)) = (
+        let (Some(id), Ok(_)) = (
             batch.provider_batch_id.as_deref(),
             ctx.provider(batch.provider),
         ) else {
             continue;
         };
-        match release(ctx, provider, id).await {
+        match release(ctx, batch.provider, id).await {
             Released::Done => released += 1,
             Released::GaveUp => {}
             Released::Later => break,

@@ -334,8 +334,9 @@ pub trait BatchStore: Send + Sync + 'static {
     async fn forget_foreign(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Ended batches whose copy at the provider is not released yet, longest ended first.
     async fn pending_releases(&self, limit: i64) -> StoreResult<Vec<BatchRecord>>;
-    /// The provider let go of this batch's copy.
-    async fn mark_released(&self, provider_batch_id: &str) -> StoreResult<()>;
+    /// The provider let go of this batch's copy, or refused to for good: then `note` says so on
+    /// the batch, for admins to delete it by hand.
+    async fn mark_released(&self, provider_batch_id: &str, note: Option<&str>) -> StoreResult<()>;
     /// Whether local batch `batch_id` exists and it and every copy of it have settled (their
     /// results collected, or refused, or lost): none may read its input again.
     async fn batch_settled(&self, batch_id: &str) -> StoreResult<bool>;

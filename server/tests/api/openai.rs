@@ -215,8 +215,9 @@ async fn files_whose_delete_was_refused_are_deleted_by_a_later_round() {
 }
 
 /// A delete OpenAI refuses for good (a 403) is not tried again: the copy is left there, with
-/// an error in the log, rather than called for every rescuer round; the input file, named
-/// after our batch, is still found by the stray search once the batch has settled.
+/// an error in the log and a note on the batch for admins, rather than called for every
+/// rescuer round; the input file, named after our batch, is still found by the stray search
+/// once the batch has settled.
 #[tokio::test]
 async fn a_delete_refused_for_good_is_not_tried_again() {
     let provider = Provider::start(Duration::from_millis(300)).await;
@@ -242,6 +243,13 @@ async fn a_delete_refused_for_good_is_not_tried_again() {
     assert!(
         !left[0].starts_with("ai-batch-"),
         "ours was found: {left:?}"
+    );
+    let batches = service.batches().await;
+    let note = batches[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("OpenAI refused to delete this batch's files (")
+            && note.ends_with("they stay at OpenAI until deleted by hand"),
+        "{batches:?}"
     );
 }
 

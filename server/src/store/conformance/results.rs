@@ -811,8 +811,20 @@ pub async fn an_ended_batchs_provider_copy_waits_for_its_release(store: Arc<impl
         "ended ones, longest ended first; a lost one's file is left"
     );
     assert_eq!(store.pending_releases(1).await.unwrap().len(), 1);
-    store.mark_released("batch_2").await.unwrap();
+    store.mark_released("batch_2", None).await.unwrap();
     assert_eq!(pending().await, ["batch_1"]);
+    // Refused for good: no longer pending, and the batch says so.
+    store
+        .mark_released("batch_1", Some("delete these by hand"))
+        .await
+        .unwrap();
+    assert!(pending().await.is_empty());
+    let notes = |id| async move { store.find_batch(id).await.unwrap().unwrap().error };
+    assert_eq!(
+        notes("batch_1").await.as_deref(),
+        Some("delete these by hand")
+    );
+    assert_eq!(notes("batch_2").await, None, "a release notes nothing");
 }
 
 pub async fn a_batch_has_settled_once_it_and_every_copy_have(store: Arc<impl Store>) {

@@ -605,10 +605,10 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         .await
     }
 
-    async fn mark_released(&self, provider_batch_id: &str) -> StoreResult<()> {
+    async fn mark_released(&self, provider_batch_id: &str, note: Option<&str>) -> StoreResult<()> {
         self.write_one(
-            "UPDATE batches SET release_pending = FALSE WHERE provider_batch_id = ?",
-            [provider_batch_id.into()],
+            "UPDATE batches SET release_pending = FALSE, error = COALESCE(?, error) WHERE provider_batch_id = ?",
+            [note.into(), provider_batch_id.into()],
         )
         .await?;
         Ok(())
