@@ -220,8 +220,8 @@ impl Books {
                 let recorded = j["tokens_used"].as_i64().unwrap();
                 (billed != recorded).then(|| {
                     format!(
-                        "{id} ({}, batch {}): recorded {recorded}, billed {billed}",
-                        j["status"], j["batch_id"]
+                        "{id} ({}, batch {}, error {}): recorded {recorded}, billed {billed}",
+                        j["status"], j["batch_id"], j["error_message"]
                     )
                 })
             })
