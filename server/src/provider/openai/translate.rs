@@ -142,30 +142,24 @@ fn at(seconds: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 /// An OpenAI batch as the batch loop reads batches. Its counts settle as Anthropic's do: at
-/// the end, what neither completed nor failed was expired or cancelled.
+/// the end, what neither completed nor failed was refused, cancelled or expired (in a batch
+/// that completed, its requests' own expiries). They always add up to OpenAI's `total`: a
+/// read of the results is complete only with that many lines.
 pub fn message_batch(batch: &Batch) -> MessageBatch {
     let counts = batch.request_counts.unwrap_or_default();
     let ended = batch.status.is_final();
     let rest = (counts.total - counts.completed - counts.failed).max(0);
+    let rest_when = |this: bool| if ended && this { rest } else { 0 };
+    let (refused, cancelled) = (
+        batch.status == BatchStatus::Failed,
+        batch.status == BatchStatus::Cancelled,
+    );
     let request_counts = RequestCounts {
         processing: if ended { 0 } else { rest },
         succeeded: counts.completed,
-        errored: counts.failed
-            + if batch.status == BatchStatus::Failed {
-                rest
-            } else {
-                0
-            },
-        canceled: if batch.status == BatchStatus::Cancelled {
-            rest
-        } else {
-            0
-        },
-        expired: if batch.status == BatchStatus::Expired {
-            rest
-        } else {
-            0
-        },
+        errored: counts.failed + rest_when(refused),
+        canceled: rest_when(cancelled),
+        expired: rest_when(!refused && !cancelled),
     };
     let created_at = at(Some(batch.created_at)).unwrap_or_else(Utc::now);
     MessageBatch {
@@ -416,6 +410,31 @@ mod tests {
             }),
         };
         assert_eq!(result_line(expired).result, BatchResult::Expired);
+    }
+
+    #[test]
+    fn an_ended_batchs_counts_add_up_to_its_total() {
+        let batch = |status: &str, total: i64, completed: i64, failed: i64| {
+            message_batch(
+                &serde_json::from_value(json!({
+                    "id": "batch_1", "object": "batch", "endpoint": "/v1/chat/completions",
+                    "input_file_id": "file_1", "completion_window": "24h", "status": status,
+                    "created_at": 1_700_000_000,
+                    "request_counts": {"total": total, "completed": completed, "failed": failed}
+                }))
+                .unwrap(),
+            )
+            .request_counts
+        };
+        // A completed batch whose error file also holds requests that expired: a read that
+        // ends two lines short must not pass for a whole one.
+        let completed = batch("completed", 10, 7, 1);
+        assert_eq!((completed.total(), completed.expired), (10, 2));
+        for status in ["failed", "cancelled", "expired"] {
+            assert_eq!(batch(status, 10, 7, 1).total(), 10, "{status}");
+        }
+        let running = batch("in_progress", 10, 7, 1);
+        assert_eq!((running.total(), running.processing), (10, 2));
     }
 
     #[test]
