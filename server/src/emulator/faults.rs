@@ -6,6 +6,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Faults to inject, per emulator instance: from configuration or `PUT /_emulator/faults`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,14 @@ pub struct Faults {
     pub expired_percent: u8,
     /// Random faults of every kind on a share of calls.
     pub chaos: Option<Chaos>,
+}
+
+/// Where a request falls among the injected shares, 0–99: below `errored_percent` it errs,
+/// then `expired_percent` more expire. Chosen by the request's id, so a run is repeatable and
+/// a test can tell which of its requests a share takes.
+pub fn share_of(custom_id: &str) -> u8 {
+    let digest = Sha256::digest(custom_id.as_bytes());
+    (u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) % 100) as u8
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use cache::CacheModel;
-pub use faults::{AfterCreate, Chaos, Faults, InjectedFailure, StreamFault, Times};
+pub use faults::{AfterCreate, Chaos, Faults, InjectedFailure, StreamFault, Times, share_of};
 pub use openai::OpenAiEmulator;
 pub use state::{BilledBatch, BilledRequest, Downloading, Emulator};
 

@@ -10,11 +10,10 @@ use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::answer::answer;
 use super::cache::{PromptCache, request_times, roll};
-use super::faults::{CallPlan, chaos_rng, plan};
+use super::faults::{CallPlan, chaos_rng, plan, share_of};
 use super::{Faults, Settings};
 use crate::provider::{
     BatchRequest, BatchResult, ErrorResponse, MessageBatch, ProcessingStatus, RequestCounts,
@@ -387,14 +386,9 @@ impl Ending {
             Ending::Canceled => BatchResult::Canceled,
             Ending::Expired => BatchResult::Expired,
             Ending::Processed => {
-                // The injected shares are chosen by the request's id, so they are repeatable.
-                let roll = u64::from_le_bytes(
-                    Sha256::digest(request.custom_id.as_bytes())[..8]
-                        .try_into()
-                        .expect("8 bytes"),
-                ) % 100;
-                let errored = u64::from(settings.faults.errored_percent);
-                let expired = u64::from(settings.faults.expired_percent);
+                let roll = u16::from(share_of(&request.custom_id));
+                let errored = u16::from(settings.faults.errored_percent);
+                let expired = u16::from(settings.faults.expired_percent);
                 if roll < errored {
                     BatchResult::Errored {
                         error: ErrorResponse::new("api_error", "Internal server error (emulated)"),

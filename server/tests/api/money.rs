@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use ai_batch::emulator::{AfterCreate, Faults, StreamFault, Times};
+use ai_batch::emulator::{AfterCreate, Faults, StreamFault, Times, share_of};
 use serde_json::{Value, json};
 
 use crate::service::{Database, FROZEN_HOLDER, Provider, SCHEDULER, Service, Side, on_both_sides};
@@ -335,6 +335,71 @@ async fn cut_cleanly_short(side: Side) {
     let books = provider.books();
     assert_eq!(books.batches, 1, "the missing jobs were not sent again");
     assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
+}
+
+/// A batch that completed can hold requests that expired on their own, in OpenAI's error file:
+/// neither completed nor failed. An output file that ends early by as many lines as expired
+/// is still a short read, read again; it must not pass for a whole one and fail the jobs it
+/// left out with their bills unrecorded (what the soak found in CI).
+#[tokio::test]
+async fn on_openai_an_output_file_short_by_as_many_lines_as_expired_is_read_again() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let side = Side::OpenAi;
+    let env: Vec<_> = SCHEDULER.iter().chain(side.env()).copied().collect();
+    let service = Service::start(&db, &provider, &env).await;
+    let ids = service.enqueue(20).await;
+    // The share that takes exactly `expiring` of these jobs: where their rolls have a gap.
+    let mut shares: Vec<u8> = ids.iter().map(|id| share_of(id)).collect();
+    shares.sort_unstable();
+    let expiring = (2..10)
+        .find(|&k| shares[k - 1] < shares[k])
+        .expect("twenty rolls of 0-99 are not all equal");
+    side.set_faults(
+        &provider,
+        Faults {
+            expired_percent: shares[expiring],
+            short_results: Some(StreamFault {
+                after_lines: 20 - 2 * expiring,
+                times: Some(1),
+                ..StreamFault::default()
+            }),
+            ..Faults::default()
+        },
+    );
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let batch = loop {
+        let batch = service.batches().await.remove(0);
+        if batch["results_collected"] == true {
+            break batch;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not collected: {batch}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Every job the output file held is read, none failed as missing; the expired wait to
+    // be sent again.
+    assert_eq!(batch["unaccounted_results"], 0, "{batch}");
+    let jobs = service.jobs().await;
+    assert_eq!(
+        (count(&jobs, "completed"), count(&jobs, "pending")),
+        (20 - expiring, expiring),
+        "{jobs:#?}"
+    );
+    side.set_faults(&provider, Faults::default());
+    let (status, answer) = flush(&service).await;
+    assert_eq!(status, 200, "{answer}");
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "completed"), 20);
+    let books = provider.books();
+    assert_eq!(books.batches, 2);
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    books.assert_each_job_equal(&jobs);
     books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
