@@ -173,7 +173,7 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
                 ),
             });
         }
-        Err(e) => return Err(poll_failed(ctx, batch, e.into(), now).await),
+        Err(e) => return poll_failed(ctx, batch, e.into(), now).await,
     };
     if remote.processing_status == ProcessingStatus::InProgress && batch.duplicate_of.is_some() {
         // A known duplicate still running: the first cancel failed; try again.
@@ -222,20 +222,22 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
             message: format!("{note}; {processed} jobs updated so far."),
         }),
         Ok(Collected::ByAnother) => Ok(Answer::collected_before()),
-        Err(e) => Err(poll_failed(ctx, batch, e, now).await),
+        Err(e) => poll_failed(ctx, batch, e, now).await,
     }
 }
 
 /// Records a failed poll (for the backoff, and so admins see a batch that keeps failing) and
-/// hands the error back.
-pub(super) async fn poll_failed(
+/// hands the error back. A batch another worker collected meanwhile (this poll's lease lapsed
+/// while it waited on the provider) records nothing: its poll did not fail, and the admin
+/// hears that it was collected.
+async fn poll_failed(
     ctx: &Ctx,
     batch: &BatchRecord,
     error: Error,
     now: DateTime<Utc>,
-) -> Error {
+) -> Result<Answer> {
     let failures = batch.poll_failures + 1;
-    if let Err(e) = ctx
+    match ctx
         .store()
         .update_batch_progress(
             &batch.id,
@@ -246,7 +248,14 @@ pub(super) async fn poll_failed(
         )
         .await
     {
-        tracing::error!(error = %e, "could not record a failed poll");
+        Ok(true) => Err(error),
+        Ok(false) => {
+            tracing::info!(batch = %batch.id, %error, "a late poll failed on a batch another collected");
+            Ok(Answer::collected_before())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not record a failed poll");
+            Err(error)
+        }
     }
-    error
 }

@@ -359,6 +359,8 @@ pub trait BatchStore: Send + Sync + 'static {
         &self,
         provider_batch_ids: &[String],
     ) -> StoreResult<Vec<(String, app::api::JobStatus, i64)>>;
+    /// False, writing nothing, when the batch's results were collected (by a poll whose lease
+    /// this writer's outlived).
     async fn update_batch_progress(
         &self,
         batch_id: &str,
@@ -366,7 +368,7 @@ pub trait BatchStore: Send + Sync + 'static {
         next_poll_at: Option<DateTime<Utc>>,
         poll_failures: i64,
         error: Option<&str>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// How long recent batches took from submission to end, in seconds, newest first.
     async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>>;
 }

@@ -2,8 +2,11 @@
 //! the results are collected once, what the provider billed is on the books once, and no
 //! poll answers with something that did not happen. Each runs on both providers (`Side`).
 
+use std::pin::pin;
 use std::time::Duration;
 
+use ai_batch::emulator::{Faults, InjectedFailure};
+use futures::future::{Either, select};
 use serde_json::json;
 
 use crate::money::{count, flush};
@@ -105,6 +108,59 @@ async fn polled_by_a_frozen_worker(side: Side) {
     let (provider, _db, service, _ids, batch) = ended_batch_under(side, FROZEN_READER).await;
     // The second comes in after the first's lease has lapsed.
     one_collects(&service, &batch, Duration::from_millis(1500)).await;
+    assert_collected_once(&provider, &service, &batch).await;
+}
+
+on_both_sides!(late_read_fails: a_poll_whose_lease_lapsed_and_whose_read_fails_finds_the_results_collected,
+    on_openai_a_poll_whose_lease_lapsed_and_whose_read_fails_finds_the_results_collected);
+
+/// As above, but the late poller's read of the results fails (500s past its retries) after
+/// the other has collected them: its answer is that they were collected, not its error, and
+/// nothing is noted on the batch.
+async fn late_read_fails(side: Side) {
+    let (provider, _db, service, _ids, batch) = ended_batch_under(side, FROZEN_READER).await;
+    let first = pin!(service.post(POLL, json!({ "batch_id": batch })));
+    // The second comes in after the first's lease lapsed and reads 2.5 s after the first.
+    let second = pin!(async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        service.post(POLL, json!({ "batch_id": batch })).await
+    });
+    let refuse_results = || {
+        let refusal = InjectedFailure {
+            status: 500,
+            retry_after_secs: Some(0),
+            endpoint: Some("results".into()),
+        };
+        let fail_next = vec![refusal; 5];
+        side.set_faults(
+            &provider,
+            Faults {
+                fail_next,
+                ..Faults::default()
+            },
+        );
+    };
+    let ((collector_status, collector), (late_status, late)) = match select(first, second).await {
+        Either::Left((answer, second)) => {
+            refuse_results();
+            (answer, second.await)
+        }
+        Either::Right((answer, first)) => {
+            refuse_results();
+            (answer, first.await)
+        }
+    };
+    assert_eq!(collector_status, 200, "{collector}");
+    assert_eq!(collector["jobs_processed"], 3, "{collector}");
+    assert!(
+        side.faults(&provider).fail_next.is_empty(),
+        "the late read met the 500s (it read after the collector answered): {late}"
+    );
+    assert_eq!(late_status, 200, "{late}");
+    assert_eq!(
+        late["message"], "The results were already collected; nothing changed.",
+        "{late}"
+    );
     assert_collected_once(&provider, &service, &batch).await;
 }
 

@@ -582,6 +582,14 @@ impl Side {
         }
     }
 
+    /// The faults this side has left to inject.
+    pub fn faults(self, provider: &Provider) -> Faults {
+        match self {
+            Side::Anthropic => provider.emulator.faults(),
+            Side::OpenAi => provider.emulator.openai().faults(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Side::Anthropic => "anthropic",

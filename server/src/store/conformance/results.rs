@@ -342,10 +342,12 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
         )
         .await
         .unwrap();
-    store
-        .update_batch_progress("b", BatchStatus::Canceling, Some(at(41)), 4, None)
-        .await
-        .unwrap();
+    assert!(
+        store
+            .update_batch_progress("b", BatchStatus::Canceling, Some(at(41)), 4, None)
+            .await
+            .unwrap()
+    );
     let batch = store.find_batch(BATCH).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -421,10 +423,12 @@ pub async fn polls_short_reads_finishes_and_losses_are_recorded(store: Arc<impl 
     );
     // A collected batch is as it was after any late writer (one whose lease lapsed): its
     // progress, a short read, a second finish, or its copy found gone.
-    store
-        .update_batch_progress("b", BatchStatus::InProgress, Some(at(60)), 1, None)
-        .await
-        .unwrap();
+    assert!(
+        !store
+            .update_batch_progress("b", BatchStatus::InProgress, Some(at(60)), 1, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.record_short_read("b", at(61), "gone").await.unwrap(),
         None

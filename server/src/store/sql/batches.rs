@@ -721,7 +721,7 @@ impl<E: Engine> BatchStore for SqlStore<E> {
         next_poll_at: Option<DateTime<Utc>>,
         poll_failures: i64,
         error: Option<&str>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         self.write_one(
             "UPDATE batches SET status = ?, next_poll_at = ?, poll_failures = ?, error = COALESCE(?, error) \
              WHERE id = ? AND NOT results_collected",
@@ -733,8 +733,7 @@ impl<E: Engine> BatchStore for SqlStore<E> {
                 batch_id.into(),
             ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn recent_batch_durations(&self, limit: i64) -> StoreResult<Vec<f64>> {
