@@ -359,8 +359,8 @@ pub trait BatchStore: Send + Sync + 'static {
         &self,
         provider_batch_ids: &[String],
     ) -> StoreResult<Vec<(String, app::api::JobStatus, i64)>>;
-    /// False, writing nothing, when the batch's results were collected (by a poll whose lease
-    /// this writer's outlived).
+    /// False, writing nothing, when the batch's results were already collected (by another
+    /// poll, after this writer's lease lapsed).
     async fn update_batch_progress(
         &self,
         batch_id: &str,

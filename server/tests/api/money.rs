@@ -370,18 +370,11 @@ async fn on_openai_an_output_file_short_by_as_many_lines_as_expired_is_read_agai
     );
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 200, "{answer}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let batch = loop {
-        let batch = service.batches().await.remove(0);
-        if batch["results_collected"] == true {
-            break batch;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not collected: {batch}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let batch = service
+        .batch_where("collected", Duration::from_secs(30), |b| {
+            b["results_collected"] == true
+        })
+        .await;
     // Every job the output file held is read, none failed as missing; the expired wait to
     // be sent again.
     assert_eq!(batch["unaccounted_results"], 0, "{batch}");
@@ -526,21 +519,13 @@ async fn created_twice(side: Side) {
     let (status, answer) = flush(&service).await;
     assert_eq!(status, 200, "{answer}");
     // The sweep proves the second batch ours once it ends, and it is polled like any other.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let duplicate = loop {
-        let batches = service.batches().await;
-        if let Some(d) = batches
-            .iter()
-            .find(|b| !b["duplicate_of"].is_null() && b["results_collected"] == true)
-        {
-            break d.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no duplicate found: {batches:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let duplicate = service
+        .batch_where(
+            "recorded as a duplicate and collected",
+            Duration::from_secs(30),
+            |b| !b["duplicate_of"].is_null() && b["results_collected"] == true,
+        )
+        .await;
     let jobs = service.settled(Duration::from_secs(30)).await;
     assert_eq!(count(&jobs, "completed"), ids.len());
     let books = provider.books();

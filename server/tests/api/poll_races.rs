@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use ai_batch::emulator::{Faults, InjectedFailure};
-use futures::future::{Either, select};
+use futures::future::select;
 use serde_json::json;
 
 use crate::money::{count, flush};
@@ -140,16 +140,10 @@ async fn late_read_fails(side: Side) {
             },
         );
     };
-    let ((collector_status, collector), (late_status, late)) = match select(first, second).await {
-        Either::Left((answer, second)) => {
-            refuse_results();
-            (answer, second.await)
-        }
-        Either::Right((answer, first)) => {
-            refuse_results();
-            (answer, first.await)
-        }
-    };
+    // Whichever answers first collected; the other is still reading.
+    let ((collector_status, collector), late) = select(first, second).await.factor_first();
+    refuse_results();
+    let (late_status, late) = late.await;
     assert_eq!(collector_status, 200, "{collector}");
     assert_eq!(collector["jobs_processed"], 3, "{collector}");
     assert!(

@@ -493,6 +493,30 @@ impl Service {
             .clone()
     }
 
+    /// Waits until one of our batches is as `wanted` and returns it; past `within`, fails
+    /// naming `what` was awaited and showing the batches as they are.
+    pub async fn batch_where(
+        &self,
+        what: &str,
+        within: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let batches = self.batches().await;
+            if let Some(batch) = batches.into_iter().find(&wanted) {
+                return batch;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "no batch {what} within {within:?}: {:#}",
+                    json!(self.batches().await)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the jobs are settled (as [`Service::settled`]) and every batch either
     /// provider made is on our books: a copy whose create answer was lost is found by the sweep,
     /// which waits for its create window to settle, so it may come after the last job ends.

@@ -212,20 +212,14 @@ async fn on_openai_the_label_alone_proves_a_batch_ours_or_someone_elses() {
         .await
         .unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let batches = service.batches().await;
-        let recorded = batches.iter().find(|b| b["batch_id"] == copy.id.as_str());
-        if recorded.is_some_and(|b| b["ended_at"].is_string()) {
-            assert_eq!(recorded.unwrap()["duplicate_of"], local_id, "{batches:#?}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the running copy is recorded, cancelled and read within 20 s: {batches:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let recorded = service
+        .batch_where(
+            "for the running copy, recorded and ended",
+            Duration::from_secs(20),
+            |b| b["batch_id"] == copy.id.as_str() && b["ended_at"].is_string(),
+        )
+        .await;
+    assert_eq!(recorded["duplicate_of"], local_id, "{recorded:#}");
     let status = |id: &str| serde_json::to_value(openai.get(id).unwrap().status).unwrap();
     assert_eq!(status(&copy.id), "cancelled");
     assert_eq!(
