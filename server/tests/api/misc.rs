@@ -395,3 +395,47 @@ async fn a_slow_answer_is_logged_as_a_warning_with_its_route() {
         "no terminal colours in a file: {text:?}"
     );
 }
+
+/// The Batches page writes every bill in its list to one precision, as the jobs page does its
+/// costs: beside a batch that cost under a cent, one that cost more is in millionths too
+/// (not rounded to "$0.01").
+#[tokio::test]
+async fn the_batches_page_writes_its_bills_to_one_precision() {
+    let app = TestApp::start().await;
+    app.alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AMD"}}))
+        .await;
+    app.flush_and_collect().await;
+    // About 25,000 tokens of input: over a cent at any model's batch price.
+    let notes = "position notes ".repeat(6_000);
+    app.alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AMD", "notes": notes}}))
+        .await;
+    app.flush_and_collect().await;
+    let listed = app.admin.get("/api/v1/batch/internal/batches").await;
+    let mut bills: Vec<i64> = listed.body["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["billed_cost_usd"].as_f64().unwrap() * 1e9).round() as i64)
+        .collect();
+    bills.sort_unstable();
+    assert!(
+        bills.len() == 2 && bills[0] < 10_000_000 && bills[1] > 10_000_000,
+        "a batch under a cent and one over it: {bills:?}"
+    );
+
+    let page = reqwest::Client::new()
+        .get(format!("{}/admin/batches", app.url))
+        .header("cookie", app.session_cookie(&app.admin).await)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for bill in bills {
+        let shown = format!("billed {} (", app::api::Precision::Micros.show(bill));
+        assert!(page.contains(&shown), "{shown} in {page}");
+    }
+}

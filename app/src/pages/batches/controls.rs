@@ -7,7 +7,9 @@ use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{BatchList, BatchView, FlushRequest, JobType, ProviderName, RouteView};
-use crate::components::{explain, kept_fresh, live_changes, money_usd, short_id, thousands, when};
+use crate::components::{
+    Precision, explain, kept_fresh, live_changes, money_usd, nanos, short_id, thousands, when,
+};
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 
 /// The job types a flush asks for: those ticked (none: all), and of those only the ones
@@ -199,11 +201,16 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
                     "No batches yet. A flush gathers queued jobs into one batch per provider; the scheduler flushes on its own, or preview and flush above. Each batch appears here until its results are in."
                 </p>
             }.into_any(),
-            list => view! {
-                <ul class="mt-4 space-y-3" data-testid="batches">
-                    {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll /> }).collect_view()}
-                </ul>
-            }.into_any(),
+            list => {
+                // One precision for the list's bills, as for the jobs' costs: cents, or
+                // millionths when a batch cost under a cent.
+                let precision = Precision::fitting(list.batches.iter().map(|b| nanos(b.billed_cost_usd)));
+                view! {
+                    <ul class="mt-4 space-y-3" data-testid="batches">
+                        {list.batches.into_iter().map(|b| view! { <BatchRow batch=b poll precision /> }).collect_view()}
+                    </ul>
+                }.into_any()
+            }
         }}
     }
 }
@@ -212,6 +219,7 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
 fn BatchRow(
     batch: BatchView,
     poll: Action<String, Result<crate::api::PollResponse, ServerFnError>>,
+    precision: Precision,
 ) -> impl IntoView {
     // Both providers expire a batch after 24 h: the bar shows how much of that has gone.
     let elapsed = (batch.age_seconds as f64 / 86_400.0).clamp(0.0, 1.0);
@@ -259,7 +267,7 @@ fn BatchRow(
                     </span>
                 })}
                 {(batch.billed_tokens > 0).then(|| view! {
-                    <span class="text-slate-700">{format!("billed {} ({} tokens)", money_usd(batch.billed_cost_usd), thousands(batch.billed_tokens))}</span>
+                    <span class="text-slate-700">{format!("billed {} ({} tokens)", precision.show(nanos(batch.billed_cost_usd)), thousands(batch.billed_tokens))}</span>
                 })}
                 {(batch.unaccounted_results > 0).then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">
