@@ -114,16 +114,26 @@ pub async fn check_enqueue(ctx: &Ctx, caller: &Caller, new_bound_nanos: i64) -> 
     if new_bound_nanos <= left {
         return Ok(());
     }
-    let money = app::api::money;
+    let owed = usage.in_flight_bound_nanos + usage.pending_bound_nanos;
+    let cap = usage.cap_nanos.unwrap_or_default();
+    // The refusal compares the new bound with what is left: never "$0.01, and $0.01 is left".
+    let precision = app::api::Precision::telling_apart([
+        new_bound_nanos,
+        left.max(0),
+        cap,
+        usage.spent_nanos,
+        owed,
+    ]);
+    let money = |nanos: i64| precision.show(nanos);
     Err(Error::OverBudget(format!(
         "Over your monthly budget: these jobs may cost up to {}, and {} of your {} cap is left \
          ({} spent this month, up to {} owed by jobs not yet billed). Ask an admin to raise the cap, \
          or cancel pending jobs.",
         money(new_bound_nanos),
         money(left.max(0)),
-        money(usage.cap_nanos.unwrap_or_default()),
+        money(cap),
         money(usage.spent_nanos),
-        money(usage.in_flight_bound_nanos + usage.pending_bound_nanos),
+        money(owed),
     )))
 }
 

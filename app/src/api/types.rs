@@ -593,6 +593,20 @@ impl Precision {
         if tiny { Self::Micros } else { Self::Cents }
     }
 
+    /// As [`Precision::fitting`], and fine enough that different amounts read differently:
+    /// for a sentence that compares them ("may cost up to $0.014900, and $0.010100 is left"
+    /// rather than "$0.01, and $0.01").
+    pub fn telling_apart(amounts: impl IntoIterator<Item = i64>) -> Self {
+        let mut amounts: Vec<i64> = amounts.into_iter().collect();
+        amounts.sort_unstable();
+        amounts.dedup();
+        let fitting = Self::fitting(amounts.iter().copied());
+        let merged = amounts
+            .windows(2)
+            .any(|pair| fitting.round(pair[0]) == fitting.round(pair[1]));
+        if merged { Self::Micros } else { fitting }
+    }
+
     fn unit(self) -> i64 {
         match self {
             Self::Cents => NANOS_PER_CENT,

@@ -161,6 +161,29 @@ mod tests {
     }
 
     #[test]
+    fn amounts_compared_in_a_sentence_read_differently() {
+        // Over a cent each, and one cent apart at most: cents would write both "$0.01".
+        assert_eq!(
+            Precision::telling_apart([14_900_000, 10_100_000]),
+            Precision::Micros
+        );
+        assert_eq!(
+            Precision::telling_apart([16_000_000, 15_500_000, 0]),
+            Precision::Micros
+        );
+        // Cents tell them apart; an amount given twice is one amount.
+        assert_eq!(
+            Precision::telling_apart([14_900_000, 25_000_000, 25_000_000]),
+            Precision::Cents
+        );
+        // Under a cent: millionths, as for a column.
+        assert_eq!(
+            Precision::telling_apart([4_000_000, 250_000_000]),
+            Precision::Micros
+        );
+    }
+
+    #[test]
     fn shown_savings_add_up_as_shown() {
         // $0.024 paid + $0.024 saved = $0.048 standard: shown separately they would read
         // $0.02 + $0.02 = $0.05.

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use app::api::{
-    AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, JobType, PreviewToken,
-    ProviderName, money, nanos_to_usd,
+    AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, JobType, Precision,
+    PreviewToken, ProviderName, nanos_to_usd,
 };
 use chrono::{DateTime, Utc};
 
@@ -363,11 +363,12 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
         && cost_nanos > promised.cost_nanos
     {
         let jobs: usize = plans.iter().map(|p| p.claims.len()).sum();
+        let precision = Precision::telling_apart([cost_nanos, promised.cost_nanos]);
         return Err(Error::Conflict(format!(
             "The jobs to flush changed since the preview: these {jobs} jobs may cost up to {}, more than the {} \
              previewed. Nothing was sent; preview again.",
-            money(cost_nanos),
-            money(promised.cost_nanos)
+            precision.show(cost_nanos),
+            precision.show(promised.cost_nanos)
         )));
     }
     let over_budget = over_budget_note(&plans);

@@ -197,16 +197,18 @@ pub async fn retry(ctx: &Ctx, caller: &Caller, request: &RetryRequest) -> Result
         .collect();
     if !billed.is_empty() && !request.confirm_rebill {
         let total: i64 = billed.iter().map(|j| j.bill.cost_nanos).sum();
-        let named: Vec<String> = billed
-            .iter()
-            .take(3)
-            .map(|j| format!("{} ({})", j.id, app::api::money(j.bill.cost_nanos)))
+        let named = billed.iter().take(3);
+        // The total and its parts to one precision, as a column.
+        let precision =
+            app::api::Precision::fitting(named.clone().map(|j| j.bill.cost_nanos).chain([total]));
+        let named: Vec<String> = named
+            .map(|j| format!("{} ({})", j.id, precision.show(j.bill.cost_nanos)))
             .collect();
         return Err(Error::RebillNotConfirmed(format!(
             "{} of these jobs were billed already ({} in all: {}{}). Sent again, they are billed again. \
              Nothing was retried; to retry them anyway, confirm the new charge (\"confirm_rebill\": true).",
             billed.len(),
-            app::api::money(total),
+            precision.show(total),
             named.join(", "),
             if billed.len() > 3 { ", …" } else { "" },
         )));

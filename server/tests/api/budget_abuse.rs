@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ai_batch::store::NewJob;
-use app::api::JobType;
+use app::api::{JobType, Precision};
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -364,6 +364,39 @@ async fn an_idempotent_retry_near_the_cap_is_answered_with_its_job() {
         )
         .await;
     assert_eq!(other.status, StatusCode::CONFLICT);
+}
+
+/// A refusal compares the job's bound with what is left of the cap. With both over a cent
+/// and less than one apart, cents would write them alike ("may cost up to $0.04, and $0.04 of
+/// your $0.04 cap is left"): the message writes them in millionths.
+#[tokio::test]
+async fn a_refusal_near_the_cap_writes_the_bound_and_what_is_left_apart() {
+    let app = TestApp::start().await;
+    let bound = bound_of_one(&app).await;
+    // A cap under the bound that cents would write as the bound.
+    let cents = Precision::Cents.round(bound);
+    let cap = if cents < bound { cents } else { bound - 1 };
+    assert!(
+        bound > 10_000_000 && Precision::Cents.round(cap) == cents,
+        "a bound over a cent, a cap alike in cents: {bound}, {cap}"
+    );
+    set_cap_nanos(&app, "alice", cap).await;
+    let refused = app.alice.post("/api/v1/batch/enqueue", risk("BOUND")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        refused.body
+    );
+    let detail = refused.body["detail"].as_str().unwrap();
+    let micros = |nanos| Precision::Micros.show(nanos);
+    let compared = format!(
+        "may cost up to {}, and {} of your {} cap is left",
+        micros(bound),
+        micros(cap),
+        micros(cap)
+    );
+    assert!(detail.contains(&compared), "{compared} in {detail}");
 }
 
 #[tokio::test]
