@@ -163,6 +163,26 @@ fn hit_percent(read: i64, written: i64) -> Option<String> {
     (read + written > 0).then(|| format!("{:.0}%", 100.0 * read as f64 / (read + written) as f64))
 }
 
+/// Each day's hover text, every amount to one precision so that the days compare at a
+/// glance: "2026-12-05: paid $0.006000, standard $0.012000".
+fn day_titles(by_day: &BTreeMap<String, (i64, i64)>) -> Vec<String> {
+    let precision = Precision::fitting(
+        by_day
+            .values()
+            .flat_map(|&(paid, standard)| [paid, standard]),
+    );
+    by_day
+        .iter()
+        .map(|(day, &(paid, standard))| {
+            format!(
+                "{day}: paid {}, standard {}",
+                precision.show(paid),
+                precision.show(standard)
+            )
+        })
+        .collect()
+}
+
 /// Daily cost paid against the standard API's price, as an SVG bar chart drawn here.
 #[component]
 fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
@@ -184,6 +204,7 @@ fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
     let (width, height, pad) = (720.0, 220.0, 30.0);
     let top = by_day.values().map(|(_, s)| *s).max().unwrap_or(0).max(1);
     let slot = (width - 2.0 * pad) / by_day.len() as f64;
+    let titles = day_titles(&by_day);
     let bar = (slot * 0.35).min(24.0);
     // Geometry only: amounts stay integers, bars need floats.
     let scale = |v: i64| (height - 2.0 * pad) * v as f64 / top as f64;
@@ -197,11 +218,11 @@ fn Chart(daily: Vec<DailyCost>) -> impl IntoView {
             <svg viewBox=format!("0 0 {width} {height}") class="mt-2 w-full" role="img" aria-label="Daily cost paid against the standard API price" data-testid="savings-chart">
                 <line x1=pad y1=height - pad x2=width - pad y2=height - pad stroke="#cbd5e1" />
                 <text x=pad y=pad - 10.0 font-size="11" fill="#64748b">{money(top)}</text>
-                {by_day.iter().enumerate().map(|(i, (day, (paid, standard)))| {
+                {by_day.iter().zip(titles).enumerate().map(|(i, ((day, (paid, standard)), title))| {
                     let x = pad + slot * i as f64 + slot / 2.0;
                     view! {
                         <g>
-                            <title>{format!("{day}: paid {}, standard {}", money(*paid), money(*standard))}</title>
+                            <title>{title}</title>
                             <rect x=x - bar y=height - pad - scale(*standard) width=bar height=scale(*standard) fill="#cbd5e1" />
                             <rect x=x y=height - pad - scale(*paid) width=bar height=scale(*paid) fill="#059669" />
                             <text x=x y=height - pad + 14.0 font-size="10" text-anchor="middle" fill="#64748b">{day[5..].to_string()}</text>
@@ -287,5 +308,32 @@ fn Breakdown(daily: Vec<DailyCost>, per_user: bool) -> impl IntoView {
             {table("By job type", "by-type", by_type)}
             {by_user.map(|rows| table("By user", "by-user", rows))}
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::day_titles;
+
+    #[test]
+    fn every_day_is_written_to_the_precision_the_smallest_figure_needs() {
+        let days = BTreeMap::from([
+            ("2026-12-04".to_string(), (6_000_000, 12_000_000)),
+            ("2026-12-05".to_string(), (350_000_000, 700_000_000)),
+        ]);
+        assert_eq!(
+            day_titles(&days),
+            [
+                "2026-12-04: paid $0.006000, standard $0.012000",
+                "2026-12-05: paid $0.350000, standard $0.700000",
+            ]
+        );
+        let cents = BTreeMap::from([("2026-12-05".to_string(), (350_000_000, 700_000_000))]);
+        assert_eq!(
+            day_titles(&cents),
+            ["2026-12-05: paid $0.35, standard $0.70"]
+        );
     }
 }

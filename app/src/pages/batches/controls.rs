@@ -6,11 +6,36 @@
 use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
-use crate::api::{BatchList, BatchView, FlushRequest, JobType, ProviderName, RouteView};
+use crate::api::{
+    BatchList, BatchView, FlushPreview, FlushRequest, JobType, ProviderName, RouteView,
+};
 use crate::components::{
-    Precision, explain, kept_fresh, live_changes, money_usd, nanos, short_id, thousands, when,
+    Precision, explain, kept_fresh, live_changes, money, money_usd, nanos, short_id, thousands,
+    when,
 };
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
+
+/// What a preview says the flush may cost, every amount to one precision: the bound, and
+/// where the prompt cache can lower it, the bounds without it and with every read.
+fn estimated_cost(p: &FlushPreview) -> String {
+    let [most, without_cache, with_cache] = [
+        p.estimated_cost_usd,
+        p.estimated_cost_without_cache_usd,
+        p.estimated_cost_with_cache_usd,
+    ]
+    .map(nanos);
+    if with_cache >= without_cache {
+        return format!("Estimated cost at batch prices: at most {}.", money(most));
+    }
+    // The sentence is about how far the cache lowers the bound: the three must read apart.
+    let precision = Precision::telling_apart([most, without_cache, with_cache]);
+    format!(
+        "Estimated cost at batch prices: at most {} (every shared prefix written at the 1-hour price); at most {} without the prompt cache; at most {} if every cache read happens.",
+        precision.show(most),
+        precision.show(without_cache),
+        precision.show(with_cache),
+    )
+}
 
 /// The job types a flush asks for: those ticked (none: all), and of those only the ones
 /// routed to `provider` when one is chosen. `None` when the choice leaves no type at all.
@@ -176,14 +201,7 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
                     format!("No job type you chose is routed to {name}: nothing to preview. The Access page shows where each job type goes.")
                 })}
                 {move || preview.value().get().map(|r| match r {
-                    Ok(p) if p.estimated_cost_with_cache_usd < p.estimated_cost_without_cache_usd => format!(
-                        "{} Estimated cost at batch prices: at most {} (every shared prefix written at the 1-hour price); at most {} without the prompt cache; at most {} if every cache read happens.",
-                        p.message,
-                        money_usd(p.estimated_cost_usd),
-                        money_usd(p.estimated_cost_without_cache_usd),
-                        money_usd(p.estimated_cost_with_cache_usd),
-                    ),
-                    Ok(p) => format!("{} Estimated cost at batch prices: at most {}.", p.message, money_usd(p.estimated_cost_usd)),
+                    Ok(p) => format!("{} {}", p.message, estimated_cost(&p)),
                     Err(e) => explain(&e),
                 })}
             </p>
@@ -289,5 +307,40 @@ fn BatchRow(
                 {batch.error.clone().map(|e| view! { <span class="ml-3 text-rose-700" data-testid="batch-error">{format!("Last note: {e}")}</span> })}
             </div>
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::estimated_cost;
+    use crate::api::FlushPreview;
+
+    fn preview(most: f64, without_cache: f64, with_cache: f64) -> FlushPreview {
+        FlushPreview {
+            jobs_count: 3,
+            estimated_tokens: 30_000,
+            estimated_cost_usd: most,
+            estimated_cost_without_cache_usd: without_cache,
+            estimated_cost_with_cache_usd: with_cache,
+            message: String::new(),
+            preview_token: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_preview_writes_its_estimates_to_one_precision() {
+        assert_eq!(
+            estimated_cost(&preview(0.0125, 0.015, 0.004)),
+            "Estimated cost at batch prices: at most $0.012500 (every shared prefix written at the 1-hour price); at most $0.015000 without the prompt cache; at most $0.004000 if every cache read happens."
+        );
+        assert_eq!(
+            estimated_cost(&preview(0.25, 0.3, 0.1)),
+            "Estimated cost at batch prices: at most $0.25 (every shared prefix written at the 1-hour price); at most $0.30 without the prompt cache; at most $0.10 if every cache read happens."
+        );
+        // Nothing to cache: the bound alone.
+        assert_eq!(
+            estimated_cost(&preview(0.0125, 0.0125, 0.0125)),
+            "Estimated cost at batch prices: at most $0.01."
+        );
     }
 }
