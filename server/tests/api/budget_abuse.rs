@@ -10,7 +10,7 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Client, TestApp};
+use crate::harness::{Answer, Client, TestApp};
 
 const BUDGET: &str = "/api/v1/batch/budget";
 const FLUSH: &str = "/api/v1/batch/internal/flush";
@@ -382,13 +382,7 @@ async fn a_refusal_near_the_cap_writes_the_bound_and_what_is_left_apart() {
     );
     set_cap_nanos(&app, "alice", cap).await;
     let refused = app.alice.post("/api/v1/batch/enqueue", risk("BOUND")).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::PAYMENT_REQUIRED,
-        "{}",
-        refused.body
-    );
-    let detail = refused.body["detail"].as_str().unwrap();
+    let detail = refused.detail(StatusCode::PAYMENT_REQUIRED);
     let micros = |nanos| Precision::Micros.show(nanos);
     let compared = format!(
         "may cost up to {}, and {} of your {} cap is left",
@@ -450,8 +444,7 @@ async fn retrying_a_billed_job_needs_a_confirmation_of_the_new_charge() {
     assert!(billed > 0.0, "{job}");
     let retry = "/api/v1/batch/internal/jobs/retry";
     let refused = app.admin.post(retry, json!({"job_ids": [id]})).await;
-    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    let detail = refused.body["detail"].as_str().unwrap();
+    let detail = refused.detail(StatusCode::CONFLICT);
     assert!(
         detail.contains("billed already") && detail.contains("confirm_rebill"),
         "{detail}"
@@ -484,6 +477,13 @@ async fn retrying_a_billed_job_needs_a_confirmation_of_the_new_charge() {
     );
 }
 
+/// The admin flushes one job, confirming the preview that gave `token`.
+async fn flush_one_as_previewed(app: &TestApp, token: &Value) -> Answer {
+    app.admin
+        .post(FLUSH, json!({"max_jobs": 1, "preview_token": token}))
+        .await
+}
+
 #[tokio::test]
 async fn a_flush_confirming_a_preview_sends_no_more_than_it_promised() {
     let app = TestApp::start().await;
@@ -510,24 +510,48 @@ async fn a_flush_confirming_a_preview_sends_no_more_than_it_promised() {
     app.bob
         .enqueue(json!({"job_type": "strategy_backtest", "payload": {"n": "x".repeat(20_000)}, "priority": 100}))
         .await;
-    let costlier = app
-        .admin
-        .post(FLUSH, json!({"max_jobs": 1, "preview_token": token}))
-        .await;
+    let costlier = flush_one_as_previewed(&app, &json!(token)).await;
     assert_eq!(costlier.status, StatusCode::CONFLICT, "{}", costlier.body);
     // Previewed again, the send is exactly what the preview said.
     let preview = app.admin.post(PREVIEW, json!({"max_jobs": 1})).await.body;
-    let sent = app
-        .admin
-        .post(
-            FLUSH,
-            json!({"max_jobs": 1, "preview_token": preview["preview_token"]}),
-        )
-        .await;
+    let sent = flush_one_as_previewed(&app, &preview["preview_token"]).await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
     assert_eq!(sent.body["jobs_count"], preview["jobs_count"]);
     assert_eq!(sent.body["estimated_tokens"], preview["estimated_tokens"]);
     // Without a token, a flush is as the contract describes it.
     let plain = app.admin.post(FLUSH, json!({"max_jobs": 100})).await;
     assert_eq!(plain.body["jobs_count"], 5);
+}
+
+/// A flush refused for costing more than its preview compares the two bounds. With both over
+/// a cent and less than one apart, cents would write them alike ("may cost up to $0.04, more
+/// than the $0.04 previewed"): the message writes them in millionths.
+#[tokio::test]
+async fn a_flush_costing_more_than_its_preview_writes_both_bounds_apart() {
+    let app = TestApp::start().await;
+    let bound =
+        |preview: &Value| (preview["estimated_cost_usd"].as_f64().unwrap() * 1e9).round() as i64;
+    app.alice.enqueue(risk("PREVIEWED")).await;
+    let preview = app.admin.post(PREVIEW, json!({"max_jobs": 1})).await.body;
+    let previewed = bound(&preview);
+    // First in line since the preview: a job a few tokens longer.
+    app.bob
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "PREVIEWED", "note": "a little longer than the first"}, "priority": 100}))
+        .await;
+    let now = bound(&app.admin.post(PREVIEW, json!({"max_jobs": 1})).await.body);
+    assert!(
+        previewed > 10_000_000
+            && now > previewed
+            && Precision::Cents.round(now) == Precision::Cents.round(previewed),
+        "two bounds over a cent, alike in cents: {previewed}, {now}"
+    );
+    let refused = flush_one_as_previewed(&app, &preview["preview_token"]).await;
+    let detail = refused.detail(StatusCode::CONFLICT);
+    let micros = |nanos| Precision::Micros.show(nanos);
+    let compared = format!(
+        "may cost up to {}, more than the {} previewed",
+        micros(now),
+        micros(previewed)
+    );
+    assert!(detail.contains(&compared), "{compared} in {detail}");
 }

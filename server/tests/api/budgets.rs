@@ -78,13 +78,7 @@ async fn a_cap_refuses_enqueues_and_flushes_leave_the_capped_owner_pending() {
     );
 
     let refused = app.alice.post("/api/v1/batch/enqueue", risk("MSFT")).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::PAYMENT_REQUIRED,
-        "{}",
-        refused.body
-    );
-    let detail = refused.body["detail"].as_str().unwrap();
+    let detail = refused.detail(StatusCode::PAYMENT_REQUIRED);
     assert!(detail.starts_with("Over your monthly budget"), "{detail}");
     let bulk = app
         .alice

@@ -51,6 +51,16 @@ pub async fn setup_with(overrides: &[(&str, &str)]) -> Setup {
     }
 }
 
+impl Setup {
+    /// Alice queues a risk report; its id.
+    async fn risk_report(&self) -> String {
+        self.app
+            .alice
+            .enqueue(json!({"job_type": "risk_report", "payload": {}}))
+            .await
+    }
+}
+
 fn fail(status: u16, endpoint: &str, retry_after_secs: Option<u64>) -> InjectedFailure {
     InjectedFailure {
         status,
@@ -91,11 +101,7 @@ async fn flush(s: &Setup) -> String {
 #[tokio::test]
 async fn create_and_poll_ride_out_429_529_and_500() {
     let s = setup().await;
-    let id = s
-        .app
-        .alice
-        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AAPL"}}))
-        .await;
+    let id = s.risk_report().await;
     s.emulator.set_faults(Faults {
         fail_next: vec![
             fail(429, "create", Some(1)),
@@ -117,11 +123,7 @@ async fn create_and_poll_ride_out_429_529_and_500() {
 #[tokio::test]
 async fn a_refused_batch_puts_its_jobs_back() {
     let s = setup().await;
-    let id = s
-        .app
-        .alice
-        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
-        .await;
+    let id = s.risk_report().await;
     s.emulator.set_faults(Faults {
         fail_next: vec![fail(400, "create", None)],
         ..Faults::default()
@@ -206,11 +208,7 @@ async fn a_cut_results_stream_is_retried_and_nothing_is_half_written() {
 #[tokio::test]
 async fn expired_requests_are_retried_then_failed() {
     let s = setup().await;
-    let id = s
-        .app
-        .alice
-        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
-        .await;
+    let id = s.risk_report().await;
     s.emulator.set_faults(Faults {
         expired_percent: 100,
         ..Faults::default()
@@ -264,11 +262,7 @@ async fn expired_requests_are_retried_then_failed() {
 #[tokio::test]
 async fn server_errors_are_retried_and_invalid_requests_fail_at_once() {
     let s = setup().await;
-    let risk = s
-        .app
-        .alice
-        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
-        .await;
+    let risk = s.risk_report().await;
     // Sentiment runs on Haiku, which this emulator does not know: an invalid request.
     let sentiment = s
         .app
@@ -311,11 +305,7 @@ async fn server_errors_are_retried_and_invalid_requests_fail_at_once() {
 #[tokio::test]
 async fn a_batch_the_provider_forgot_puts_its_jobs_back() {
     let s = setup().await;
-    let id = s
-        .app
-        .alice
-        .enqueue(json!({"job_type": "risk_report", "payload": {}}))
-        .await;
+    let id = s.risk_report().await;
     let batch = flush(&s).await;
     s.emulator.set_faults(Faults {
         fail_next: vec![fail(404, "retrieve", None)],
@@ -346,11 +336,7 @@ async fn an_admin_retries_a_failed_job_and_it_completes() {
         expired_percent: 100,
         ..Faults::default()
     });
-    let id = s
-        .app
-        .alice
-        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "NVDA"}}))
-        .await;
+    let id = s.risk_report().await;
     s.app.flush_and_collect().await;
     assert_eq!(job(&s, &id).await["status"], "failed");
     // Found by what went wrong, and not by another error.

@@ -44,6 +44,14 @@ pub struct Answer {
     pub body: Value,
 }
 
+impl Answer {
+    /// The problem's `detail` of an answer that must have `expected` as its status.
+    pub fn detail(&self, expected: StatusCode) -> &str {
+        assert_eq!(self.status, expected, "{}", self.body);
+        self.body["detail"].as_str().expect("a problem's detail")
+    }
+}
+
 /// The service's configuration for a test: its own database, the in-process emulator with a
 /// 1 s processing delay, no scheduler; `overrides` replace or add flags (`--name`, `value`).
 pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
@@ -197,6 +205,20 @@ impl TestApp {
             .await
             .unwrap();
         format!("aib_session={cookie}")
+    }
+
+    /// A dashboard page's HTML as the browser holding `cookie` gets it; the page must answer 200.
+    pub async fn page(&self, path: &str, cookie: &str) -> String {
+        let answer = self
+            .anonymous
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        answer.text().await.unwrap()
     }
 
     pub fn with_token(&self, token: &str) -> Client {

@@ -94,21 +94,8 @@ async fn island_pages_load_their_own_bundle_alone() {
         .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AMD"}}))
         .await;
     let cookie = app.session_cookie(&app.admin).await;
-    let page = |path: &'static str| {
-        let (url, cookie) = (format!("{}{path}", app.url), cookie.clone());
-        async move {
-            let answer = reqwest::Client::new()
-                .get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(answer.status(), StatusCode::OK, "{path}");
-            answer.text().await.unwrap()
-        }
-    };
     let preload = |bundle: &str| format!(r#"<link rel="modulepreload" href="/pkg/{bundle}."#);
-    let jobs = page("/jobs").await;
+    let jobs = app.page("/jobs", &cookie).await;
     assert!(
         jobs.contains(&preload("jobs")) && jobs.matches("modulepreload").count() == 1,
         "{jobs}"
@@ -120,7 +107,7 @@ async fn island_pages_load_their_own_bundle_alone() {
         ("/admin/batches", "batches", "Flush queued jobs"),
         ("/admin/access", "access", "Monthly budgets"),
     ] {
-        let admin = page(path).await;
+        let admin = app.page(path, &cookie).await;
         assert!(
             admin.contains(&preload(bundle)) && admin.matches("modulepreload").count() == 1,
             "{admin}"
@@ -129,7 +116,7 @@ async fn island_pages_load_their_own_bundle_alone() {
         assert!(admin.find(inside).is_some_and(|at| at > island), "{admin}");
     }
 
-    let savings = page("/savings").await;
+    let savings = app.page("/savings", &cookie).await;
     assert!(
         savings.contains(&preload("ai-batch")) && !savings.contains("/pkg/jobs."),
         "{savings}"
@@ -425,15 +412,8 @@ async fn the_batches_page_writes_its_bills_to_one_precision() {
         "a batch under a cent and one over it: {bills:?}"
     );
 
-    let page = reqwest::Client::new()
-        .get(format!("{}/admin/batches", app.url))
-        .header("cookie", app.session_cookie(&app.admin).await)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cookie = app.session_cookie(&app.admin).await;
+    let page = app.page("/admin/batches", &cookie).await;
     for bill in bills {
         let shown = format!("billed {} (", app::api::Precision::Micros.show(bill));
         assert!(page.contains(&shown), "{shown} in {page}");

@@ -504,14 +504,11 @@ impl Service {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let batches = self.batches().await;
-            if let Some(batch) = batches.into_iter().find(&wanted) {
-                return batch;
+            if let Some(batch) = batches.iter().find(|batch| wanted(batch)) {
+                return batch.clone();
             }
             if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "no batch {what} within {within:?}: {:#}",
-                    json!(self.batches().await)
-                );
+                panic!("no batch {what} within {within:?}: {:#}", json!(batches));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -258,6 +258,24 @@ async fn a_receiver_that_never_answers_holds_up_neither_ingest_nor_the_books() {
     assert_eq!(receiver.delivered.lock().await.len(), 0);
 }
 
+/// Alice enqueues a job calling back `url`, which must be refused (422): the first problem.
+async fn refused_callback(app: &TestApp, url: &str) -> Value {
+    let answer = app
+        .alice
+        .post(
+            "/api/v1/batch/enqueue",
+            json!({"job_type": "risk_report", "payload": {}, "callback_url": url}),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{url}: {}",
+        answer.body
+    );
+    answer.body["detail"][0].clone()
+}
+
 #[tokio::test]
 async fn callbacks_must_be_https_unless_the_server_allows_loopback_http() {
     let app = TestApp::start().await;
@@ -269,24 +287,9 @@ async fn callbacks_must_be_https_unless_the_server_allows_loopback_http() {
         ("https://user:pw@example.com/x", "url_parsing"),
         ("not a url", "url_parsing"),
     ] {
-        let answer = app
-            .alice
-            .post(
-                "/api/v1/batch/enqueue",
-                json!({"job_type": "risk_report", "payload": {}, "callback_url": url}),
-            )
-            .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{url}: {}",
-            answer.body
-        );
-        assert_eq!(answer.body["detail"][0]["type"], kind, "{url}");
-        assert_eq!(
-            answer.body["detail"][0]["loc"],
-            json!(["body", "callback_url"])
-        );
+        let problem = refused_callback(&app, url).await;
+        assert_eq!(problem["type"], kind, "{url}");
+        assert_eq!(problem["loc"], json!(["body", "callback_url"]));
     }
     let https = app
         .alice
@@ -314,20 +317,11 @@ async fn callbacks_to_private_addresses_are_refused_at_enqueue() {
         "https://[fe80::1]/",
         "https://224.0.0.251/",
     ] {
-        let answer = app
-            .alice
-            .post(
-                "/api/v1/batch/enqueue",
-                json!({"job_type": "risk_report", "payload": {}, "callback_url": url}),
-            )
-            .await;
         assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{url}: {}",
-            answer.body
+            refused_callback(&app, url).await["type"],
+            "url_host",
+            "{url}"
         );
-        assert_eq!(answer.body["detail"][0]["type"], "url_host", "{url}");
         let bulk = app
             .alice
             .post(
