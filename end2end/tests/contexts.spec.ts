@@ -8,12 +8,13 @@ function researchNote(tokens: number): string {
 }
 
 async function flushEverything(admin: Page, jobs: number) {
+  const count = jobs === 1 ? '1 job' : `${jobs} jobs`;
   await open(admin, '/admin/batches');
   await admin.getByRole('button', { name: 'Preview' }).click();
-  await expect(admin.getByTestId('flush-preview')).toContainText(`${jobs} jobs would be sent`);
+  await expect(admin.getByTestId('flush-preview')).toContainText(`${count} would be sent`);
   admin.once('dialog', (dialog) => dialog.accept());
   await admin.getByRole('button', { name: 'Send batch…' }).click();
-  await expect(admin.getByTestId('flush-result')).toContainText(`Submitted ${jobs} jobs`);
+  await expect(admin.getByTestId('flush-result')).toContainText(`Submitted ${count} to`);
 }
 
 test('a trader uploads a context, jobs share it, and the savings say what the cache saved', async ({ browser }) => {

@@ -29,11 +29,11 @@ test('a trader enqueues, an admin flushes, the trader watches the job complete a
   // The admin previews, confirms and sends the batch, then sees it in the list.
   await open(admin.page, '/admin/batches');
   await admin.page.getByRole('button', { name: 'Preview' }).click();
-  await expect(admin.page.getByTestId('flush-preview')).toContainText('1 jobs would be sent');
+  await expect(admin.page.getByTestId('flush-preview')).toContainText('1 job would be sent');
   admin.page.once('dialog', (dialog) => dialog.accept());
   await admin.page.getByRole('button', { name: 'Send batch…' }).click();
-  await expect(admin.page.getByTestId('flush-result')).toContainText('Submitted 1 jobs');
-  await expect(admin.page.getByTestId('batches').locator('li').first()).toContainText('1 jobs');
+  await expect(admin.page.getByTestId('flush-result')).toContainText('Submitted 1 job to');
+  await expect(admin.page.getByTestId('batches').locator('li').first()).toContainText(/(?<![\d,])1 job(?!s)/);
   await admin.page.screenshot({ path: screenshotPath('admin-batches'), fullPage: true });
 
   // The trader's open page follows the job to completed without a reload.

@@ -44,7 +44,7 @@ test('a flush confirmation sends what was previewed, and editing voids the previ
   const send = page.getByRole('button', { name: 'Send batch…' });
   await maxJobs.fill('1');
   await page.getByRole('button', { name: 'Preview' }).click();
-  await expect(page.getByTestId('flush-preview')).toContainText('1 jobs would be sent');
+  await expect(page.getByTestId('flush-preview')).toContainText('1 job would be sent');
   await expect(send).toBeEnabled();
   // Changing a field after the preview: the preview is void, Send waits for a new one.
   await maxJobs.fill('100');
@@ -52,14 +52,14 @@ test('a flush confirmation sends what was previewed, and editing voids the previ
   await expect(page.getByTestId('flush-preview')).toBeEmpty();
   await maxJobs.fill('1');
   await page.getByRole('button', { name: 'Preview' }).click();
-  await expect(page.getByTestId('flush-preview')).toContainText('1 jobs would be sent');
+  await expect(page.getByTestId('flush-preview')).toContainText('1 job would be sent');
   let question = '';
   page.once('dialog', (dialog) => {
     question = dialog.message();
     void dialog.accept();
   });
   await send.click();
-  await expect(page.getByTestId('flush-result')).toContainText('Submitted 1 jobs');
-  expect(question).toContain('Send 1 jobs');
+  await expect(page.getByTestId('flush-result')).toContainText('Submitted 1 job to');
+  expect(question).toContain('Send 1 job (');
   expect(problems).toEqual([]);
 });

@@ -47,9 +47,9 @@ test('an admin caps a trader: the trader sees it, an enqueue over it is refused 
   // The flush preview says the capped trader's job waits, and the flush leaves it pending.
   await open(admin.page, '/admin/batches');
   await admin.page.getByRole('button', { name: 'Preview' }).click();
-  await expect(admin.page.getByTestId('flush-preview')).toContainText('jobs of frank stay pending: over their monthly budget');
+  await expect(admin.page.getByTestId('flush-preview')).toContainText('1 job of frank stays pending: over their monthly budget');
   const flushed = await admin.page.request.post('/api/v1/batch/internal/flush', { ...auth(adminToken), data: {} });
-  expect((await flushed.json()).message).toContain('jobs of frank stay pending');
+  expect((await flushed.json()).message).toContain('1 job of frank stays pending');
   const job = await (await trader.page.request.get(`/api/v1/batch/jobs/${waiting}`, auth(traderToken))).json();
   expect(job.status).toBe('pending');
   expect(trader.problems).toEqual([]);

@@ -59,7 +59,7 @@ test.describe('with sentiment_analysis routed to OpenAI', () => {
     await open(admin.page, '/admin/batches');
     await admin.page.getByTestId('flush-provider').selectOption('openai');
     await admin.page.getByRole('button', { name: 'Preview' }).click();
-    await expect(admin.page.getByTestId('flush-preview')).toContainText('1 jobs would be sent');
+    await expect(admin.page.getByTestId('flush-preview')).toContainText('1 job would be sent');
     await expect(admin.page.getByTestId('flush-preview')).toContainText('1 to OpenAI');
     await admin.page.getByTestId('flush-provider').selectOption('');
     await admin.page.getByRole('button', { name: 'Preview' }).click();
@@ -91,8 +91,8 @@ test.describe('with sentiment_analysis routed to OpenAI', () => {
 
     // Savings shows both providers' shares.
     await open(trader.page, '/savings');
-    await expect(trader.page.getByTestId('provider-anthropic')).toContainText('1 jobs');
-    await expect(trader.page.getByTestId('provider-openai')).toContainText('1 jobs');
+    await expect(trader.page.getByTestId('provider-anthropic')).toContainText('1 job ·');
+    await expect(trader.page.getByTestId('provider-openai')).toContainText('1 job ·');
     await trader.page.screenshot({ path: screenshotPath('savings-two-providers'), fullPage: true });
 
     expect(admin.problems).toEqual([]);

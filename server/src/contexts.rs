@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use app::api::{
     AuditAction, Caller, ContextCreated, ContextDeleted, ContextList, ContextRequest, ContextView,
+    count_of_jobs,
 };
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -105,10 +106,16 @@ pub async fn delete(ctx: &Ctx, caller: &Caller, id: &str) -> Result<ContextDelet
             message: "Context deleted. Jobs that used it keep their results.".into(),
         }),
         ContextDeletion::NotFound => Err(not_found()),
-        ContextDeletion::InUse { jobs } => Err(Error::Conflict(format!(
-            "{jobs} jobs that have not ended carry this context; cancel them or wait for them, \
-             then delete it."
-        ))),
+        ContextDeletion::InUse { jobs } => Err(Error::Conflict(match jobs {
+            1 => "1 job that has not ended carries this context; cancel it or wait for it, then \
+                  delete the context."
+                .into(),
+            _ => format!(
+                "{} that have not ended carry this context; cancel them or wait for them, \
+                 then delete it.",
+                count_of_jobs(jobs)
+            ),
+        })),
     }
 }
 

@@ -654,6 +654,12 @@ pub fn thousands(n: impl Into<i128>) -> String {
     out
 }
 
+/// How many jobs, in words: "1 job", "1,234 jobs".
+pub fn count_of_jobs(n: i64) -> String {
+    let noun = if n == 1 { "job" } else { "jobs" };
+    format!("{} {noun}", thousands(n))
+}
+
 /// The contract's flush answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use leptos::prelude::ServerFnError;
 
-pub use crate::api::{Precision, money, thousands};
+pub use crate::api::{Precision, count_of_jobs, money, thousands};
 
 /// Times are shown in UTC, the same on the server and in the browser (no hydration mismatch).
 /// Computed by hand: chrono's formatter is a sizeable part of the browser bundle.
@@ -143,6 +143,13 @@ mod tests {
         assert_eq!(money_usd(0.3), "$0.30");
         assert_eq!(money(1_000 * 1_000_000_000), "$1,000.00");
         assert_eq!(money(-1_234_567_890_000_000), "-$1,234,567.89");
+    }
+
+    #[test]
+    fn a_count_of_jobs_agrees_with_its_number() {
+        assert_eq!(count_of_jobs(1), "1 job");
+        assert_eq!(count_of_jobs(0), "0 jobs");
+        assert_eq!(count_of_jobs(1_234_567), "1,234,567 jobs");
     }
 
     #[test]

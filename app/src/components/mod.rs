@@ -12,7 +12,8 @@ mod status_badge;
 
 pub use budget::{BudgetBar, BudgetResource, BudgetSummary, budget_of};
 pub use format::{
-    Ledger, Precision, explain, hours, money, money_usd, nanos, short_id, thousands, when,
+    Ledger, Precision, count_of_jobs, explain, hours, money, money_usd, nanos, short_id, thousands,
+    when,
 };
 pub use fresh::{Fresh, kept_fresh};
 pub use layout::Layout;

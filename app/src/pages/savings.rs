@@ -4,8 +4,8 @@ use leptos::prelude::*;
 
 use crate::api::{DailyCost, ProviderSpend, Stats};
 use crate::components::{
-    BudgetResource, BudgetSummary, Ledger, Precision, SignedIn, budget_of, explain, hours, money,
-    nanos, thousands,
+    BudgetResource, BudgetSummary, Ledger, Precision, SignedIn, budget_of, count_of_jobs, explain,
+    hours, money, nanos, thousands,
 };
 use crate::server_fns::savings;
 
@@ -141,7 +141,7 @@ fn Providers(providers: Vec<ProviderSpend>) -> impl IntoView {
                                 <div class="flex flex-wrap justify-between gap-2 text-sm">
                                     <span class="font-medium">{p.provider.label()}</span>
                                     <span class="tabular-nums text-slate-700">
-                                        {format!("{} jobs · {} tokens · paid {} · saved {}", thousands(p.jobs), thousands(p.tokens_used), precision.show(paid), precision.show(standard - paid))}
+                                        {format!("{} · {} tokens · paid {} · saved {}", count_of_jobs(p.jobs), thousands(p.tokens_used), precision.show(paid), precision.show(standard - paid))}
                                     </span>
                                 </div>
                                 <div class="mt-1 h-4 rounded bg-slate-100">

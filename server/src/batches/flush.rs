@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use app::api::{
     AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, JobType, Precision,
-    PreviewToken, ProviderName, nanos_to_usd,
+    PreviewToken, ProviderName, count_of_jobs, nanos_to_usd, thousands,
 };
 use chrono::{DateTime, Utc};
 
@@ -254,7 +254,11 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
         });
     }
     let tokens: i64 = plans.iter().map(Plan::tokens).sum();
-    let mut message = format!("{jobs} jobs would be sent, about {tokens} tokens");
+    let mut message = format!(
+        "{} would be sent, about {} tokens",
+        count_of_jobs(jobs),
+        thousands(tokens)
+    );
     let sending: Vec<&Plan> = plans.iter().filter(|p| !p.claims.is_empty()).collect();
     if sending.len() > 1
         || sending
@@ -319,8 +323,12 @@ fn over_budget_note(plans: &[Plan]) -> String {
         }
     }
     held.iter()
-        .map(|(owner, jobs)| {
-            format!(" {jobs} jobs of {owner} stay pending: over their monthly budget.")
+        .map(|(owner, &jobs)| {
+            let stay = if jobs == 1 { "stays" } else { "stay" };
+            format!(
+                " {} of {owner} {stay} pending: over their monthly budget.",
+                count_of_jobs(jobs)
+            )
         })
         .collect()
 }
@@ -365,8 +373,9 @@ pub async fn flush(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Result<
         let jobs: usize = plans.iter().map(|p| p.claims.len()).sum();
         let precision = Precision::telling_apart([cost_nanos, promised.cost_nanos]);
         return Err(Error::Conflict(format!(
-            "The jobs to flush changed since the preview: these {jobs} jobs may cost up to {}, more than the {} \
+            "The jobs to flush changed since the preview: {} may cost up to {}, more than the {} \
              previewed. Nothing was sent; preview again.",
+            count_of_jobs(jobs as i64),
             precision.show(cost_nanos),
             precision.show(promised.cost_nanos)
         )));
@@ -444,8 +453,8 @@ async fn send(
             AuditAction::Flush,
             Some(batch_id.clone()),
             Some(format!(
-                "{} jobs to {}",
-                plan.claims.len(),
+                "{} to {}",
+                count_of_jobs(plan.claims.len() as i64),
                 plan.provider.label()
             )),
         ),
@@ -475,7 +484,8 @@ async fn send(
     ctx.changes.jobs_of_each(owners);
     let batch = batch?;
     let mut message = format!(
-        "Submitted {jobs_count} jobs to {} as batch {}.",
+        "Submitted {} to {} as batch {}.",
+        count_of_jobs(jobs_count),
         plan.provider.label(),
         batch.id
     );

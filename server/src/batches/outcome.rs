@@ -60,7 +60,8 @@ impl Rules<'_> {
     fn retry_or_fail(&self, state: &JobState, reason: String) -> (Transition, Happened) {
         let attempts = state.attempts + 1;
         if attempts >= self.max_attempts {
-            let reason = format!("{reason} (gave up after {attempts} attempts)");
+            let tries = if attempts == 1 { "attempt" } else { "attempts" };
+            let reason = format!("{reason} (gave up after {attempts} {tries})");
             (
                 Transition::Fail {
                     error: reason.clone(),

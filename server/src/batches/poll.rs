@@ -3,7 +3,7 @@
 
 use std::time::Duration as StdDuration;
 
-use app::api::{Caller, PollResponse, PollResult};
+use app::api::{Caller, PollResponse, PollResult, count_of_jobs};
 use chrono::{DateTime, Utc};
 
 use super::cadence::{next_poll, retry_poll};
@@ -66,8 +66,10 @@ pub async fn poll(ctx: &Ctx, caller: &Caller, provider_batch_id: &str) -> Result
         app::api::AuditAction::Poll,
         Some(provider_batch_id.to_string()),
         Some(format!(
-            "{}: {} results stored, {remaining} jobs open",
-            answer.status, answer.processed
+            "{}: results of {} stored, {} open",
+            answer.status,
+            count_of_jobs(answer.processed),
+            count_of_jobs(remaining)
         )),
     ) {
         ctx.store().record_audit(&entry).await?;
@@ -206,8 +208,12 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
                 results,
                 processed,
                 message: format!(
-                    "The batch has ended: {} succeeded, {} errored, {} expired, {} canceled; {processed} jobs updated.",
-                    c.succeeded, c.errored, c.expired, c.canceled
+                    "The batch has ended: {} succeeded, {} errored, {} expired, {} canceled; {} updated.",
+                    c.succeeded,
+                    c.errored,
+                    c.expired,
+                    c.canceled,
+                    count_of_jobs(processed)
                 ),
             })
         }
@@ -219,7 +225,7 @@ async fn poll_held(ctx: &Ctx, batch: &BatchRecord) -> Result<Answer> {
             status: "ended".into(),
             results,
             processed,
-            message: format!("{note}; {processed} jobs updated so far."),
+            message: format!("{note}; {} updated so far.", count_of_jobs(processed)),
         }),
         Ok(Collected::ByAnother) => Ok(Answer::collected_before()),
         Err(e) => poll_failed(ctx, batch, e, now).await,

@@ -1,7 +1,7 @@
 //! Enqueueing: one job through the group-commit writer, or many in one transaction.
 
 use app::api::validation::{FieldError, Validated};
-use app::api::{BulkEnqueueResponse, Caller, EnqueueRequest, EnqueueResponse};
+use app::api::{BulkEnqueueResponse, Caller, EnqueueRequest, EnqueueResponse, count_of_jobs};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -352,7 +352,8 @@ pub async fn enqueue_many(
         created,
         existing,
         message: format!(
-            "{created} jobs queued; {existing} already existed with their idempotency keys."
+            "{} queued; {existing} already existed with their idempotency keys.",
+            count_of_jobs(created)
         ),
         estimated_completion: estimated_completion(ctx, latest_run_after, now).await?,
         jobs: outcomes

@@ -96,7 +96,7 @@ async fn a_cap_refuses_enqueues_and_flushes_leave_the_capped_owner_pending() {
     assert_eq!(preview.body["jobs_count"], 1, "{}", preview.body);
     let message = preview.body["message"].as_str().unwrap();
     assert!(
-        message.contains("1 jobs of alice stay pending: over their monthly budget"),
+        message.contains("1 job of alice stays pending: over their monthly budget"),
         "{message}"
     );
     app.flush_and_collect().await;

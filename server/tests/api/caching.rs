@@ -97,7 +97,7 @@ async fn contexts_are_private_until_shared_and_kept_while_jobs_wait_for_them() {
         in_use.body["detail"]
             .as_str()
             .unwrap()
-            .starts_with("1 jobs")
+            .starts_with("1 job that has not ended carries this context")
     );
 
     // Shared by an admin, Bob may read it and use it; a trader may not share.

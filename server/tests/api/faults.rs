@@ -348,6 +348,10 @@ async fn an_admin_retries_a_failed_job_and_it_completes() {
     let found = by_error("EXPIRED%20before").await;
     assert_eq!(found["total_count"], 1, "{found}");
     assert_eq!(found["jobs"][0]["id"], id.as_str());
+    let error = found["jobs"][0]["error_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.ends_with("(gave up after 1 attempt)"), "{error}");
     assert_eq!(by_error("unreadable").await["total_count"], 0);
 
     // A trader may not; an admin sends it back for one more attempt, once.

@@ -10,8 +10,8 @@ use crate::api::{
     BatchList, BatchView, FlushPreview, FlushRequest, JobType, ProviderName, RouteView,
 };
 use crate::components::{
-    Precision, explain, kept_fresh, live_changes, money, money_usd, nanos, short_id, thousands,
-    when,
+    Precision, count_of_jobs, explain, kept_fresh, live_changes, money, money_usd, nanos, short_id,
+    thousands, when,
 };
 use crate::server_fns::{flush_now, list_batches, poll_batch, preview_flush};
 
@@ -121,8 +121,8 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
             return;
         };
         let message = format!(
-            "Send {} jobs (about {} tokens, at most {}) now?\n\n{}",
-            thousands(p.jobs_count),
+            "Send {} (about {} tokens, at most {}) now?\n\n{}",
+            count_of_jobs(p.jobs_count),
             thousands(p.estimated_tokens),
             money_usd(p.estimated_cost_usd),
             p.message
@@ -157,7 +157,7 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
                         <option value="" selected=true>"Every provider (one batch each)"</option>
                         {ProviderName::ALL.iter().map(|p| {
                             let routed = routes.with_value(|routes| routes.iter().filter(|r| r.provider == *p).count());
-                            view! { <option value=p.as_str()>{format!("{} only ({} job types)", p.label(), routed)}</option> }
+                            view! { <option value=p.as_str()>{format!("{} only ({routed} job type{})", p.label(), if routed == 1 { "" } else { "s" })}</option> }
                         }).collect_view()}
                     </select>
                 </label>
@@ -271,7 +271,7 @@ fn BatchRow(
                     <span class="rounded-full bg-indigo-50 px-2 py-0.5 text-xs font-medium text-indigo-900" data-testid="batch-provider">{p.label()}</span>
                 })}
                 <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium">{batch.status.clone()}</span>
-                <span>{format!("{} jobs", thousands(batch.jobs_count))}</span>
+                <span>{count_of_jobs(batch.jobs_count)}</span>
                 <span class="text-slate-600">{format!("{} tokens estimated", thousands(batch.estimated_tokens))}</span>
                 <span class="text-slate-600">{format!("created {}", when(batch.created_at))}</span>
                 {batch.stuck.then(|| view! {
@@ -289,7 +289,7 @@ fn BatchRow(
                 })}
                 {(batch.unaccounted_results > 0).then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">
-                        {format!("{} billed results unreadable", batch.unaccounted_results)}
+                        {match batch.unaccounted_results { 1 => "1 billed result unreadable".to_string(), n => format!("{n} billed results unreadable") }}
                     </span>
                 })}
                 {open.then(|| {

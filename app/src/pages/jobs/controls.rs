@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 
 use crate::api::RetryReply;
-use crate::components::{explain, live_changes};
+use crate::components::{count_of_jobs, explain, live_changes};
 use crate::server_fns::{cancel_jobs, retry_jobs};
 
 /// What a user does to the listed jobs: select, cancel, retry (admins), and the rows read
@@ -33,9 +33,9 @@ pub fn JobsControls(
         leptos::task::spawn_local(async move {
             outcome.set(match cancel_jobs(ids).await {
                 Ok(answer) => format!(
-                    "Cancelled {} of {} jobs.",
+                    "Cancelled {} of {}.",
                     answer.cancelled,
-                    answer.results.len()
+                    count_of_jobs(answer.results.len() as i64)
                 ),
                 Err(e) => explain(&e),
             });
@@ -53,9 +53,9 @@ pub fn JobsControls(
             }
             outcome.set(match reply {
                 Ok(RetryReply::Retried(answer)) => format!(
-                    "Sent {} of {} jobs back for one more attempt.",
+                    "Sent {} of {} back for one more attempt.",
                     answer.retried,
-                    answer.results.len()
+                    count_of_jobs(answer.results.len() as i64)
                 ),
                 Ok(RetryReply::NeedsConfirmation(why)) => why,
                 Err(e) => explain(&e),
@@ -76,13 +76,18 @@ pub fn JobsControls(
     };
     let cancel_selected = move |_| {
         on_selection(
-            |n| format!("Cancel {n} selected jobs? This cannot be undone."),
+            |n| format!("Cancel {}? This cannot be undone.", selected_jobs(n)),
             &cancel,
         )
     };
     let retry_selected = move |_| {
         on_selection(
-            |n| format!("Send {n} selected jobs back for one more attempt (failed ones only)?"),
+            |n| {
+                format!(
+                    "Send {} back for one more attempt (failed ones only)?",
+                    selected_jobs(n)
+                )
+            },
             &retry_these,
         )
     };
@@ -145,6 +150,15 @@ pub fn JobsControls(
             <span role="status" class="text-slate-600">{move || outcome.get()}</span>
         </div>
         <div node_ref=rows data-jobs-rows on:change=toggle on:click=cancel_one>{children()}</div>
+    }
+}
+
+/// The jobs a question about the selection names: "the selected job", "3 selected jobs".
+fn selected_jobs(n: usize) -> String {
+    if n == 1 {
+        "the selected job".into()
+    } else {
+        format!("{n} selected jobs")
     }
 }
 
