@@ -627,19 +627,23 @@ impl Precision {
         let sign = if rounded < 0 { "-" } else { "" };
         let units = rounded.unsigned_abs() / self.unit() as u64;
         match self {
-            Self::Cents => format!("{sign}${}.{:02}", thousands(units / 100), units % 100),
+            Self::Cents => format!(
+                "{sign}${}.{:02}",
+                thousands((units / 100) as i64),
+                units % 100
+            ),
             Self::Micros => format!(
                 "{sign}${}.{:06}",
-                thousands(units / 1_000_000),
+                thousands((units / 1_000_000) as i64),
                 units % 1_000_000
             ),
         }
     }
 }
 
-/// A whole number with thousands separators: 1234567 → "1,234,567".
-pub fn thousands(n: impl Into<i128>) -> String {
-    let n: i128 = n.into();
+/// A whole number with thousands separators: 1234567 → "1,234,567". An `i64`: 128-bit
+/// formatting would add its own code to every browser bundle.
+pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {
