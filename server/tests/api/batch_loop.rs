@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Client, TestApp};
+use crate::harness::{Client, TestApp, usd_nanos};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 const POLL: &str = "/api/v1/batch/internal/poll";
@@ -32,10 +32,6 @@ async fn poll_until_ended(admin: &Client, batch_id: &str) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("batch {batch_id} did not end: {answers:?}");
-}
-
-fn nanos(usd: &Value) -> i64 {
-    (usd.as_f64().unwrap() * 1e9).round() as i64
 }
 
 #[tokio::test]
@@ -142,7 +138,7 @@ async fn flush_with_filters_then_poll_until_every_job_is_done() {
         cancelled["tokens_used"].as_i64().unwrap() > 0,
         "tokens of a cancelled-in-flight job count as spent"
     );
-    assert!(nanos(&cancelled["cost_usd"]) > 0);
+    assert!(usd_nanos(&cancelled["cost_usd"]) > 0);
     assert_eq!(
         app.alice
             .get(&format!("/api/v1/batch/jobs/{sentiment}/result"))
@@ -199,25 +195,28 @@ async fn flush_with_filters_then_poll_until_every_job_is_done() {
     // Cost truth: totals are the exact sums of the jobs; savings are the 50% discount.
     let jobs = app.admin.get("/api/v1/batch/jobs?limit=1000").await.body;
     let jobs = jobs["jobs"].as_array().unwrap();
-    let paid: i64 = jobs.iter().map(|j| nanos(&j["cost_usd"])).sum();
-    let standard: i64 = jobs.iter().map(|j| nanos(&j["standard_cost_usd"])).sum();
+    let paid: i64 = jobs.iter().map(|j| usd_nanos(&j["cost_usd"])).sum();
+    let standard: i64 = jobs
+        .iter()
+        .map(|j| usd_nanos(&j["standard_cost_usd"]))
+        .sum();
     let tokens: i64 = jobs
         .iter()
         .map(|j| j["tokens_used"].as_i64().unwrap())
         .sum();
-    for job in jobs.iter().filter(|j| nanos(&j["cost_usd"]) > 0) {
+    for job in jobs.iter().filter(|j| usd_nanos(&j["cost_usd"]) > 0) {
         assert!(
-            (nanos(&job["standard_cost_usd"]) - 2 * nanos(&job["cost_usd"])).abs() <= 1,
+            (usd_nanos(&job["standard_cost_usd"]) - 2 * usd_nanos(&job["cost_usd"])).abs() <= 1,
             "{job}"
         );
         assert_eq!(
-            nanos(&job["savings_usd"]),
-            nanos(&job["standard_cost_usd"]) - nanos(&job["cost_usd"])
+            usd_nanos(&job["savings_usd"]),
+            usd_nanos(&job["standard_cost_usd"]) - usd_nanos(&job["cost_usd"])
         );
     }
     let stats = app.admin.get("/api/v1/batch/stats").await.body;
-    assert_eq!(nanos(&stats["total_cost_usd"]), paid);
-    assert_eq!(nanos(&stats["total_savings_usd"]), standard - paid);
+    assert_eq!(usd_nanos(&stats["total_cost_usd"]), paid);
+    assert_eq!(usd_nanos(&stats["total_savings_usd"]), standard - paid);
     assert_eq!(stats["total_tokens_used"], tokens);
     assert_eq!(
         (
@@ -230,7 +229,7 @@ async fn flush_with_filters_then_poll_until_every_job_is_done() {
     assert!(stats["avg_processing_time_hours"].as_f64().unwrap() > 0.0);
     let alice = app.alice.get("/api/v1/batch/stats").await.body;
     assert!(
-        nanos(&alice["total_cost_usd"]) < paid,
+        usd_nanos(&alice["total_cost_usd"]) < paid,
         "a trader's stats are their own"
     );
 

@@ -10,7 +10,7 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Answer, Client, TestApp};
+use crate::harness::{Answer, Client, TestApp, usd_nanos};
 
 const BUDGET: &str = "/api/v1/batch/budget";
 const FLUSH: &str = "/api/v1/batch/internal/flush";
@@ -419,7 +419,7 @@ async fn no_text_costs_more_than_its_bound() {
             .await
             .body;
         assert_eq!(job["status"], "completed", "{job}");
-        let cost = (job["cost_usd"].as_f64().unwrap() * 1e9).round() as i64;
+        let cost = usd_nanos(&job["cost_usd"]);
         assert!(cost > 0);
         assert!(cost <= bound, "{id}: cost {cost} > bound {bound}");
     }
@@ -529,16 +529,15 @@ async fn a_flush_confirming_a_preview_sends_no_more_than_it_promised() {
 #[tokio::test]
 async fn a_flush_costing_more_than_its_preview_writes_both_bounds_apart() {
     let app = TestApp::start().await;
-    let bound =
-        |preview: &Value| (preview["estimated_cost_usd"].as_f64().unwrap() * 1e9).round() as i64;
     app.alice.enqueue(risk("PREVIEWED")).await;
     let preview = app.admin.post(PREVIEW, json!({"max_jobs": 1})).await.body;
-    let previewed = bound(&preview);
+    let previewed = usd_nanos(&preview["estimated_cost_usd"]);
     // First in line since the preview: a job a few tokens longer.
     app.bob
         .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "PREVIEWED", "note": "a little longer than the first"}, "priority": 100}))
         .await;
-    let now = bound(&app.admin.post(PREVIEW, json!({"max_jobs": 1})).await.body);
+    let now = app.admin.post(PREVIEW, json!({"max_jobs": 1})).await.body;
+    let now = usd_nanos(&now["estimated_cost_usd"]);
     assert!(
         previewed > 10_000_000
             && now > previewed

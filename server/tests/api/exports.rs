@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, usd_nanos};
 
 /// A CSV body as records (the csv crate reads quoting back).
 fn records(text: &str) -> Vec<Vec<String>> {
@@ -113,7 +113,6 @@ async fn daily_costs_export_exactly_what_the_stats_count_and_the_dashboard_serve
     let saved: i64 = rows.iter().map(|r| nanos(&r[6])).sum();
     let jobs: i64 = rows.iter().map(|r| r[3].parse::<i64>().unwrap()).sum();
     assert_eq!(jobs, 5);
-    let usd_nanos = |v: &serde_json::Value| (v.as_f64().unwrap() * 1e9).round() as i64;
     assert_eq!(paid, usd_nanos(&stats["total_cost_usd"]));
     assert_eq!(saved, usd_nanos(&stats["total_savings_usd"]));
     assert!(paid > 0 && saved > 0);

@@ -52,6 +52,11 @@ impl Answer {
     }
 }
 
+/// An amount the API writes in US dollars, in billionths (nanodollars, as the books keep it).
+pub fn usd_nanos(usd: &Value) -> i64 {
+    (usd.as_f64().expect("an amount in dollars") * 1e9).round() as i64
+}
+
 /// The service's configuration for a test: its own database, the in-process emulator with a
 /// 1 s processing delay, no scheduler; `overrides` replace or add flags (`--name`, `value`).
 pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {

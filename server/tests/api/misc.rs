@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, usd_nanos};
 
 #[tokio::test]
 async fn healthz_answers_without_auth_and_says_who_leads() {
@@ -404,7 +404,7 @@ async fn the_batches_page_writes_its_bills_to_one_precision() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["billed_cost_usd"].as_f64().unwrap() * 1e9).round() as i64)
+        .map(|b| usd_nanos(&b["billed_cost_usd"]))
         .collect();
     bills.sort_unstable();
     assert!(
