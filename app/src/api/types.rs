@@ -658,10 +658,19 @@ pub fn thousands(n: i64) -> String {
     out
 }
 
+/// The word that agrees with a count: `agreeing(1, "stays", "stay")` is "stays".
+pub fn agreeing<'a>(n: i64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+/// A count in words: `count_of(1, "attempt", "attempts")` is "1 attempt", 1234 "1,234 attempts".
+pub fn count_of(n: i64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), agreeing(n, one, many))
+}
+
 /// How many jobs, in words: "1 job", "1,234 jobs".
 pub fn count_of_jobs(n: i64) -> String {
-    let noun = if n == 1 { "job" } else { "jobs" };
-    format!("{} {noun}", thousands(n))
+    count_of(n, "job", "jobs")
 }
 
 /// The contract's flush answer.

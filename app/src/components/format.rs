@@ -128,6 +128,7 @@ pub fn short_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{agreeing, count_of};
 
     #[test]
     fn money_is_exact_in_cents_and_in_millionths_below_a_cent() {
@@ -146,10 +147,15 @@ mod tests {
     }
 
     #[test]
-    fn a_count_of_jobs_agrees_with_its_number() {
+    fn a_count_agrees_with_its_number() {
         assert_eq!(count_of_jobs(1), "1 job");
         assert_eq!(count_of_jobs(0), "0 jobs");
         assert_eq!(count_of_jobs(1_234_567), "1,234,567 jobs");
+        assert_eq!(count_of(1, "attempt", "attempts"), "1 attempt");
+        assert_eq!(count_of(-1, "attempt", "attempts"), "-1 attempts");
+        assert_eq!(agreeing(1, "stays", "stay"), "stays");
+        assert_eq!(agreeing(2, "stays", "stay"), "stay");
+        assert_eq!(thousands(i64::MIN), "-9,223,372,036,854,775,808");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use app::api::{
     AuditAction, Caller, FlushPreview, FlushRequest, FlushResponse, JobType, Precision,
-    PreviewToken, ProviderName, count_of_jobs, nanos_to_usd, thousands,
+    PreviewToken, ProviderName, agreeing, count_of, count_of_jobs, nanos_to_usd, thousands,
 };
 use chrono::{DateTime, Utc};
 
@@ -276,7 +276,7 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
         if plan.left_for_size > 0 {
             message.push_str(&format!(
                 " {} more would wait: the batch would reach {}'s size limit.",
-                plan.left_for_size,
+                thousands(plan.left_for_size),
                 plan.provider.label()
             ));
         }
@@ -324,10 +324,10 @@ fn over_budget_note(plans: &[Plan]) -> String {
     }
     held.iter()
         .map(|(owner, &jobs)| {
-            let stay = if jobs == 1 { "stays" } else { "stay" };
             format!(
-                " {} of {owner} {stay} pending: over their monthly budget.",
-                count_of_jobs(jobs)
+                " {} of {owner} {} pending: over their monthly budget.",
+                count_of_jobs(jobs),
+                agreeing(jobs, "stays", "stay")
             )
         })
         .collect()
@@ -491,9 +491,14 @@ async fn send(
     );
     if plan.left_for_size > 0 {
         message.push_str(&format!(
-            " Stopped at {}'s batch size limit: {} more eligible jobs stay pending for the next flush.",
+            " Stopped at {}'s batch size limit: {} {} pending for the next flush.",
             plan.provider.label(),
-            plan.left_for_size
+            count_of(
+                plan.left_for_size,
+                "more eligible job",
+                "more eligible jobs"
+            ),
+            agreeing(plan.left_for_size, "stays", "stay")
         ));
     }
     Ok(Some(Sent {

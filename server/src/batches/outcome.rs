@@ -1,6 +1,6 @@
 //! What a provider result means for a job: the rules of DESIGN.md (Jobs), in one place.
 
-use app::api::{JobStatus, PollResult};
+use app::api::{JobStatus, PollResult, count_of};
 use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 
@@ -60,8 +60,10 @@ impl Rules<'_> {
     fn retry_or_fail(&self, state: &JobState, reason: String) -> (Transition, Happened) {
         let attempts = state.attempts + 1;
         if attempts >= self.max_attempts {
-            let tries = if attempts == 1 { "attempt" } else { "attempts" };
-            let reason = format!("{reason} (gave up after {attempts} {tries})");
+            let reason = format!(
+                "{reason} (gave up after {})",
+                count_of(attempts, "attempt", "attempts")
+            );
             (
                 Transition::Fail {
                     error: reason.clone(),

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 
 use crate::api::validation::{DEFAULT_FLUSH_MAX_JOBS, MAX_FLUSH_JOBS};
 use crate::api::{
-    BatchList, BatchView, FlushPreview, FlushRequest, JobType, ProviderName, RouteView,
+    BatchList, BatchView, FlushPreview, FlushRequest, JobType, ProviderName, RouteView, count_of,
 };
 use crate::components::{
     Precision, count_of_jobs, explain, kept_fresh, live_changes, money, money_usd, nanos, short_id,
@@ -157,7 +157,7 @@ pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoV
                         <option value="" selected=true>"Every provider (one batch each)"</option>
                         {ProviderName::ALL.iter().map(|p| {
                             let routed = routes.with_value(|routes| routes.iter().filter(|r| r.provider == *p).count());
-                            view! { <option value=p.as_str()>{format!("{} only ({routed} job type{})", p.label(), if routed == 1 { "" } else { "s" })}</option> }
+                            view! { <option value=p.as_str()>{format!("{} only ({})", p.label(), count_of(routed as i64, "job type", "job types"))}</option> }
                         }).collect_view()}
                     </select>
                 </label>
@@ -289,7 +289,7 @@ fn BatchRow(
                 })}
                 {(batch.unaccounted_results > 0).then(|| view! {
                     <span class="rounded-full bg-rose-100 px-2 py-0.5 text-xs font-medium text-rose-800">
-                        {match batch.unaccounted_results { 1 => "1 billed result unreadable".to_string(), n => format!("{n} billed results unreadable") }}
+                        {format!("{} unreadable", count_of(batch.unaccounted_results, "billed result", "billed results"))}
                     </span>
                 })}
                 {open.then(|| {
