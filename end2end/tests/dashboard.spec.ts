@@ -82,14 +82,20 @@ test('cancel asks first, for one job and for a selection', async ({ browser }) =
 
   await row(ids[1]).getByRole('checkbox').check();
   await row(ids[2]).getByRole('checkbox').check();
-  page.once('dialog', (dialog) => {
+  // While the question is open, one of the two is cancelled elsewhere: the answer says which
+  // part was done and why not the rest.
+  page.once('dialog', async (dialog) => {
     expect(dialog.message()).toContain('Cancel 2 selected jobs');
-    dialog.accept();
+    const elsewhere = await page.request.post(`/api/v1/batch/jobs/${ids[2]}/cancel`, { headers: { Authorization: `Bearer ${token}` } });
+    expect(elsewhere.status()).toBe(200);
+    await dialog.accept();
   });
   await page.getByTestId('cancel-selected').click();
   await expect(row(ids[1])).toContainText('cancelled');
   await expect(row(ids[2])).toContainText('cancelled');
-  await expect(page.getByRole('status').first()).toContainText('Cancelled 2 of 2 jobs');
+  await expect(page.getByRole('status').first()).toHaveText(
+    'Cancelled 1 of 2 jobs. Not cancelled: Job is already cancelled; only pending or processing jobs can be cancelled.',
+  );
   await page.screenshot({ path: screenshotPath('cancelled'), fullPage: true });
   expect(problems).toEqual([]);
 });

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 
 use crate::api::RetryReply;
-use crate::components::{count_of_jobs, explain, live_changes};
+use crate::components::{count_of_jobs, explain, live_changes, thousands};
 use crate::server_fns::{cancel_jobs, retry_jobs};
 
 /// What a user does to the listed jobs: select, cancel, retry (admins), and the rows read
@@ -33,9 +33,12 @@ pub fn JobsControls(
         leptos::task::spawn_local(async move {
             outcome.set(match cancel_jobs(ids).await {
                 Ok(answer) => format!(
-                    "Cancelled {} of {}.",
-                    answer.cancelled,
-                    count_of_jobs(answer.results.len() as i64)
+                    "Cancelled {}.{}",
+                    how_many_of(answer.cancelled, answer.results.len()),
+                    why_not(
+                        "cancelled",
+                        answer.results.iter().map(|r| r.detail.as_deref())
+                    )
                 ),
                 Err(e) => explain(&e),
             });
@@ -53,9 +56,9 @@ pub fn JobsControls(
             }
             outcome.set(match reply {
                 Ok(RetryReply::Retried(answer)) => format!(
-                    "Sent {} of {} back for one more attempt.",
-                    answer.retried,
-                    count_of_jobs(answer.results.len() as i64)
+                    "Sent {} back for one more attempt.{}",
+                    how_many_of(answer.retried, answer.results.len()),
+                    why_not("sent", answer.results.iter().map(|r| r.detail.as_deref()))
                 ),
                 Ok(RetryReply::NeedsConfirmation(why)) => why,
                 Err(e) => explain(&e),
@@ -153,6 +156,46 @@ pub fn JobsControls(
     }
 }
 
+/// How many of the selection a cancel or retry did: "2 jobs" when all, else "1 of 2 jobs".
+fn how_many_of(done: i64, asked: usize) -> String {
+    let asked = asked as i64;
+    if done == asked {
+        count_of_jobs(done)
+    } else {
+        format!("{} of {}", thousands(done), count_of_jobs(asked))
+    }
+}
+
+/// Why the rest of a selection was left as it was, each reason once and as a sentence:
+/// " Not sent: The job is completed, not failed. Job not found." Empty when none was left.
+fn why_not<'a>(what: &str, details: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut reasons: Vec<String> = Vec::new();
+    for reason in details.flatten().map(sentence) {
+        if !reason.is_empty() && !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" Not {what}: {}", reasons.join(" "))
+    }
+}
+
+/// A reason as a sentence of its own: a capital first and a full stop last. The server's
+/// reasons are English; ASCII case keeps Unicode's case tables out of the bundle.
+fn sentence(reason: &str) -> String {
+    let mut reason = reason.trim().trim_end_matches('.').to_string();
+    if reason.is_empty() {
+        return reason;
+    }
+    if let Some(first) = reason.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    reason.push('.');
+    reason
+}
+
 /// The jobs a question about the selection names: "the selected job", "3 selected jobs".
 fn selected_jobs(n: usize) -> String {
     if n == 1 {
@@ -207,4 +250,30 @@ fn tick_boxes(rows: &web_sys::Element, ids: &HashSet<String>) {
 
 fn confirm(message: &str) -> bool {
     window().confirm_with_message(message).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_done_in_part_says_why_not_the_rest_once_each() {
+        assert_eq!(how_many_of(2, 2), "2 jobs");
+        assert_eq!(how_many_of(1, 1), "1 job");
+        assert_eq!(how_many_of(1, 2), "1 of 2 jobs");
+        assert_eq!(how_many_of(0, 1_000), "0 of 1,000 jobs");
+        assert_eq!(why_not("sent", [None, None].into_iter()), "");
+        let details = [
+            Some("the job is completed, not failed"),
+            None,
+            Some("Job not found"),
+            Some("the job is completed, not failed"),
+            Some(""),
+        ];
+        assert_eq!(
+            why_not("sent", details.into_iter()),
+            " Not sent: The job is completed, not failed. Job not found."
+        );
+        assert_eq!(sentence("été fini"), "été fini.");
+    }
 }
