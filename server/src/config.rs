@@ -308,6 +308,12 @@ pub struct BatchConfig {
     #[arg(long, env = "AI_BATCH_AUTO_FLUSH_MAX_JOBS", default_value_t = 10_000)]
     pub auto_flush_max_jobs: i64,
 
+    /// Most requests one batch holds, below its provider's own limit (Anthropic 100,000,
+    /// OpenAI 50,000): a batch's results come back when the whole batch ends, so smaller
+    /// batches return their first results sooner. Jobs past it wait for the next flush.
+    #[arg(long, env = "AI_BATCH_MAX_BATCH_REQUESTS", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch_requests: Option<u32>,
+
     /// Poll open batches automatically.
     #[arg(long, env = "AI_BATCH_AUTO_POLL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub auto_poll: bool,

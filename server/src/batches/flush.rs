@@ -71,6 +71,8 @@ struct Plan {
     prefixes: HashSet<String>,
     /// Eligible jobs (within `max_jobs`) that did not fit the size limit.
     left_for_size: i64,
+    /// The most requests a batch holds, when that is the limit they did not fit.
+    full_at_count: Option<usize>,
     /// Jobs left pending because their owner's budget has no room for them, by owner name.
     over_budget: BTreeMap<String, i64>,
 }
@@ -79,20 +81,50 @@ impl Plan {
     fn tokens(&self) -> i64 {
         self.claims.iter().map(|(_, t)| t).sum()
     }
+
+    /// The limit the jobs left for size did not fit, in words.
+    fn size_limit(&self) -> String {
+        let provider = self.provider.label();
+        match self.full_at_count {
+            Some(most) => format!(
+                "the limit of {} a batch to {provider}",
+                count_of(most as i64, "request", "requests")
+            ),
+            None => format!("{provider}'s batch size limit"),
+        }
+    }
 }
 
-/// Reads eligible jobs in flush order until `max_jobs` are planned, the batch is full, or none
-/// are left. A capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
+/// How many jobs a plan may take, and how many were asked for: the flush that confirms a
+/// preview takes no more than the preview promised, and says what waits as the preview did.
+#[derive(Clone, Copy)]
+struct Room {
+    most: i64,
+    asked: i64,
+}
+
+impl Room {
+    fn less(self, taken: i64) -> Room {
+        Room {
+            most: self.most - taken,
+            asked: self.asked - taken,
+        }
+    }
+}
+
+/// Reads eligible jobs in flush order until `room.most` are planned, the batch is full, or
+/// none are left. A capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
 /// once one does not, that owner's jobs are left out of the rest of the reading, so jobs held
 /// back by a budget never fill a flush or stand in front of another owner's.
 async fn plan(
     ctx: &Ctx,
     request: &FlushRequest,
     route: &Route,
-    max_jobs: i64,
+    room: Room,
     now: DateTime<Utc>,
     body: BatchBodyBuilder,
 ) -> Result<Plan> {
+    let max_jobs = room.most;
     let mut filter = FlushFilter {
         job_types: Some(route.job_types.clone()),
         min_priority: request.min_priority,
@@ -100,13 +132,15 @@ async fn plan(
     };
     let mut plan = Plan {
         provider: route.provider,
-        body: body.within(BodyLimits::of(route.provider)),
+        body: body
+            .within(BodyLimits::of(route.provider).at_most(ctx.config.batch.max_batch_requests)),
         claims: Vec::new(),
         cost_nanos: 0,
         with_cache_nanos: 0,
         without_cache_nanos: 0,
         prefixes: HashSet::new(),
         left_for_size: 0,
+        full_at_count: None,
         over_budget: BTreeMap::new(),
     };
     let FlushBudgets {
@@ -118,6 +152,7 @@ async fn plan(
     let mut renderer = Renderer::default();
     let mut cursor: Option<FlushCursor> = None;
     let mut next: Option<NextPage> = None;
+    let mut full = false;
     'reading: while (plan.claims.len() as i64) < max_jobs {
         let read_ahead = match next.take() {
             Some(page) => page.take(&filter).await?,
@@ -162,9 +197,7 @@ async fn plan(
                 &job.id,
                 rendered.params.len(),
             )) {
-                let (eligible, _) = ctx.store().eligible_summary(&filter).await?;
-                plan.left_for_size =
-                    (eligible - plan.claims.len() as i64).min(max_jobs - plan.claims.len() as i64);
+                full = true;
                 break 'reading;
             }
             plan.body
@@ -201,6 +234,13 @@ async fn plan(
             Some(last) if jobs.len() as i64 == PAGE => cursor = Some(last.cursor()),
             _ => break,
         }
+    }
+    // A batch full by count when the room ran out holds back the rest as surely.
+    plan.full_at_count = plan.body.full_at_count();
+    let planned = plan.claims.len() as i64;
+    if (full || plan.full_at_count.is_some()) && room.asked > planned {
+        let (eligible, _) = ctx.store().eligible_summary(&filter).await?;
+        plan.left_for_size = (eligible - planned).min(room.asked - planned);
     }
     for owner in allowances.stopped() {
         let held = FlushFilter {
@@ -275,9 +315,9 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
     for plan in &plans {
         if plan.left_for_size > 0 {
             message.push_str(&format!(
-                " {} more would wait: the batch would reach {}'s size limit.",
+                " {} more would wait: the batch would reach {}.",
                 thousands(plan.left_for_size),
-                plan.provider.label()
+                plan.size_limit()
             ));
         }
     }
@@ -295,8 +335,8 @@ pub async fn preview(ctx: &Ctx, caller: &Caller, request: FlushRequest) -> Resul
     })
 }
 
-/// One plan per provider route, in order, sharing `max_jobs` between them: what a preview
-/// shows and what the flush confirming it sends are planned alike.
+/// One plan per provider route, in order, sharing `max_jobs` (at most the request's) between
+/// them: what a preview shows and what the flush confirming it sends are planned alike.
 async fn plans(
     ctx: &Ctx,
     request: &FlushRequest,
@@ -304,11 +344,14 @@ async fn plans(
     now: DateTime<Utc>,
     body: fn() -> BatchBodyBuilder,
 ) -> Result<Vec<Plan>> {
-    let mut room = max_jobs;
+    let mut room = Room {
+        most: max_jobs,
+        asked: request.max_jobs,
+    };
     let mut plans = Vec::new();
     for route in routes(ctx, request) {
         let plan = plan(ctx, request, &route, room, now, body()).await?;
-        room -= plan.claims.len() as i64;
+        room = room.less(plan.claims.len() as i64);
         plans.push(plan);
     }
     Ok(plans)
@@ -477,6 +520,7 @@ async fn send(
         .iter()
         .map(|(c, _)| c.owner_id.clone())
         .collect();
+    let (left_for_size, size_limit) = (plan.left_for_size, plan.size_limit());
     let held = Held::start(ctx, &batch_id, lease);
     let batch = submit(ctx, &batch_id, plan.provider, plan.body.finish()?, held).await;
     // Claimed jobs are processing now whatever the submission's outcome.
@@ -489,16 +533,11 @@ async fn send(
         plan.provider.label(),
         batch.id
     );
-    if plan.left_for_size > 0 {
+    if left_for_size > 0 {
         message.push_str(&format!(
-            " Stopped at {}'s batch size limit: {} {} pending for the next flush.",
-            plan.provider.label(),
-            count_of(
-                plan.left_for_size,
-                "more eligible job",
-                "more eligible jobs"
-            ),
-            agreeing(plan.left_for_size, "stays", "stay")
+            " Stopped at {size_limit}: {} {} pending for the next flush.",
+            count_of(left_for_size, "more eligible job", "more eligible jobs"),
+            agreeing(left_for_size, "stays", "stay")
         ));
     }
     Ok(Some(Sent {

@@ -120,6 +120,12 @@ impl BodyLimits {
             app::api::ProviderName::Openai => Self::OPENAI,
         }
     }
+
+    /// The same with at most `requests` a batch, when one is set.
+    pub fn at_most(self, requests: Option<u32>) -> BodyLimits {
+        let requests = requests.map_or(self.requests, |most| self.requests.min(most as usize));
+        BodyLimits { requests, ..self }
+    }
 }
 
 impl Default for BatchBodyBuilder {
@@ -159,7 +165,7 @@ impl BatchBodyBuilder {
         1 + r#"{"custom_id":"","params":}"#.len() + custom_id.len() + params_len
     }
 
-    /// Whether a request of `entry_bytes` still fits Anthropic's size and count limits.
+    /// Whether a request of `entry_bytes` still fits the body's size and count limits.
     pub fn fits(&self, entry_bytes: usize) -> bool {
         self.entries.len() < self.limits.requests
             && self.size + entry_bytes + SUFFIX.len() <= self.limits.bytes
@@ -167,6 +173,11 @@ impl BatchBodyBuilder {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The most requests the body may hold, when it holds that many.
+    pub fn full_at_count(&self) -> Option<usize> {
+        (self.entries.len() >= self.limits.requests).then_some(self.limits.requests)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -392,5 +403,27 @@ mod tests {
         b.push("a", "{}").unwrap();
         assert!(b.push("a", "{}").is_err());
         assert!(BatchBodyBuilder::new().finish().is_err());
+    }
+
+    #[test]
+    fn a_configured_cap_lowers_the_count_and_never_raises_it() {
+        let capped = BodyLimits::OPENAI.at_most(Some(2));
+        assert_eq!(
+            (capped.requests, capped.bytes),
+            (2, BodyLimits::OPENAI.bytes)
+        );
+        assert_eq!(
+            BodyLimits::OPENAI.at_most(Some(100_000)),
+            BodyLimits::OPENAI
+        );
+        assert_eq!(BodyLimits::ANTHROPIC.at_most(None), BodyLimits::ANTHROPIC);
+
+        let mut b = BatchBodyBuilder::new().within(capped);
+        b.push("a", "{}").unwrap();
+        assert_eq!(b.full_at_count(), None);
+        b.push("b", "{}").unwrap();
+        assert_eq!(b.full_at_count(), Some(2));
+        assert!(!b.fits(BatchBodyBuilder::entry_bytes("c", 2)));
+        assert!(b.push("c", "{}").is_err());
     }
 }

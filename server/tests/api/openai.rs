@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::service::{Database, Provider, SCHEDULER, Service};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
+const PREVIEW: &str = "/api/v1/batch/internal/flush/preview";
 const ROUTE_SENTIMENT: (&str, &str) = ("AI_BATCH_ROUTES", "sentiment_analysis=gpt-4.1-mini");
 
 /// Each refused call fails at once, so a test counts the refusals it sets.
@@ -107,6 +108,69 @@ async fn a_flush_sends_one_batch_per_provider_and_the_books_equal_both_bills() {
 
     // Ingested: our files at OpenAI are deleted (input, output, errors).
     assert_eq!(provider.emulator.openai().files(), vec![]);
+}
+
+/// A cap on the requests a batch holds splits a backlog across flushes on both providers: the
+/// preview and the flush say which limit stopped them and how many wait, the jobs past it stay
+/// pending, the next flush sends them, and the books equal both bills.
+#[tokio::test]
+async fn a_batch_stops_at_its_request_cap_and_the_rest_go_in_the_next_flush() {
+    let provider = Provider::start(Duration::from_millis(300)).await;
+    let db = Database::new().await;
+    let env = routed(&[("AI_BATCH_MAX_BATCH_REQUESTS", "3")]);
+    let service = Service::start(&db, &provider, &env).await;
+    service.enqueue_of("risk_report", 5).await;
+    service.enqueue_of("sentiment_analysis", 4).await;
+
+    let (status, preview) = service.post(PREVIEW, json!({"max_jobs": 100})).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["jobs_count"], 6, "{preview}");
+    let said = preview["message"].as_str().unwrap();
+    for waiting in [
+        " 2 more would wait: the batch would reach the limit of 3 requests a batch to Anthropic.",
+        " 1 more would wait: the batch would reach the limit of 3 requests a batch to OpenAI.",
+    ] {
+        assert!(said.contains(waiting), "{said}");
+    }
+
+    let confirmed = json!({"max_jobs": 100, "preview_token": preview["preview_token"]});
+    let (status, first) = service.post(FLUSH, confirmed).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["jobs_count"], 6, "{first}");
+    let said = first["message"].as_str().unwrap();
+    for stopped in [
+        " Stopped at the limit of 3 requests a batch to Anthropic: 2 more eligible jobs stay \
+         pending for the next flush.",
+        " Stopped at the limit of 3 requests a batch to OpenAI: 1 more eligible job stays \
+         pending for the next flush.",
+    ] {
+        assert!(said.contains(stopped), "{said}");
+    }
+    assert_eq!(count(&service.jobs().await, "status", "pending"), 3);
+
+    let (status, second) = service.post(FLUSH, json!({"max_jobs": 100})).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["jobs_count"], 3, "{second}");
+    assert!(
+        !second["message"].as_str().unwrap().contains("Stopped"),
+        "{second}"
+    );
+
+    let jobs = service.settled(Duration::from_secs(30)).await;
+    assert_eq!(count(&jobs, "status", "completed"), 9);
+    let batches = service.batches().await;
+    let sizes: Vec<i64> = batches
+        .iter()
+        .map(|b| b["jobs_count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(batches.len(), 4, "{batches:?}");
+    assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<i64>(), 9);
+    let (anthropic, openai) = (provider.anthropic_books(), provider.openai_books());
+    assert_eq!((anthropic.batches, openai.batches), (2, 2));
+    let books = provider.books();
+    assert_eq!(books.billed_twice(), Vec::<&String>::new());
+    books.assert_equal_to(&service.get("/api/v1/batch/stats").await);
 }
 
 #[tokio::test]
