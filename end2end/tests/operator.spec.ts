@@ -128,6 +128,49 @@ test('a job completed through REST shows on an open jobs page without a reload, 
   expect(problems).toEqual([]);
 });
 
+test('a jobs page reads itself once a visit, and again only when a job changed before its stream opened', async ({ browser }) => {
+  const token = createToken('jules', 'trader');
+  const { page, problems } = await signedIn(browser, token);
+  const auth = { headers: { Authorization: `Bearer ${token}` } };
+  const reads: string[] = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/jobs') reads.push(r.url());
+  });
+  const streamOpened = () => page.waitForResponse((r) => new URL(r.url()).pathname === '/live');
+
+  // Rendered, then a job enqueued before the page reaches the browser: the page is behind.
+  let behind = '';
+  await page.route(
+    '**/jobs',
+    async (route) => {
+      const rendered = await route.fetch();
+      const res = await page.request.post('/api/v1/batch/enqueue', { ...auth, data: { job_type: 'risk_report', payload: { ticker: 'ORCL' } } });
+      behind = (await res.json()).job.id as string;
+      await route.fulfill({ response: rendered });
+    },
+    { times: 1 },
+  );
+  let opened = streamOpened();
+  await open(page, '/jobs');
+  await opened;
+  const row = page.getByTestId('jobs-table').locator('tr', { hasText: behind.slice(-8) });
+  await expect(row).toContainText('pending', { timeout: 5_000 });
+  expect(reads, 'the visit, and the read its stream asked for').toHaveLength(2);
+
+  // Cancelled: nothing changes the job after this.
+  expect((await page.request.post(`/api/v1/batch/jobs/${behind}/cancel`, { ...auth, data: {} })).status()).toBe(200);
+  await expect(row).toContainText('cancelled', { timeout: 5_000 });
+  await page.waitForTimeout(1_000);
+
+  reads.length = 0;
+  opened = streamOpened();
+  await open(page, '/jobs');
+  await opened;
+  await page.waitForTimeout(2_000);
+  expect(reads, 'nothing changed between the render and the stream').toHaveLength(1);
+  expect(problems).toEqual([]);
+});
+
 test('a page whose live stream was down catches up when it connects', async ({ browser }) => {
   const token = createToken('ines', 'trader');
   const { page, problems } = await signedIn(browser, token);

@@ -257,6 +257,10 @@ impl Backend for WebBackend {
         self.cookie("", 0)
     }
 
+    fn live_version(&self, caller: &Caller) -> String {
+        self.ctx.changes.version(caller)
+    }
+
     async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Reply<JobList> {
         let pairs = query.to_pairs();
         let query = checked(parse_list_query(
@@ -475,14 +479,18 @@ async fn cookie_caller(ctx: &Ctx, headers: &HeaderMap) -> crate::error::Result<C
 }
 
 /// Server-sent events telling the signed-in user's open pages what changed (`change` events
-/// whose data is `{"topics": ["jobs", "batches"]}`); pages read again only then.
+/// whose data is `{"topics": ["jobs", "batches"]}`); pages read again only then. `since` is
+/// the version the page was rendered from: without it, or when it is not the version now,
+/// the first event says everything may have changed.
 async fn live_changes(
     axum::extract::State(ctx): axum::extract::State<Ctx>,
     headers: HeaderMap,
+    query: crate::http::QueryPairs,
 ) -> crate::error::Result<Response> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let caller = cookie_caller(&ctx, &headers).await?;
-    let watcher = ctx.changes.watch(caller);
+    let since = query.iter().find(|(k, _)| *k == "since").map(|(_, v)| v);
+    let watcher = ctx.changes.watch(caller, since);
     let events = futures::stream::unfold(watcher, |mut watcher| async move {
         let told = watcher.next().await?;
         let event = Event::default().event("change").json_data(&told);

@@ -24,6 +24,8 @@ pub trait Backend: Send + Sync + 'static {
     fn admit(&self, caller: &Caller, enqueue: bool) -> Reply<()>;
     /// Ends the request's session; returns the `Set-Cookie` value that clears it.
     async fn sign_out(&self, headers: &http::HeaderMap) -> String;
+    /// What the caller's pages have been told of changes so far (`/live?since=`).
+    fn live_version(&self, caller: &Caller) -> String;
 
     async fn list_jobs(&self, caller: &Caller, query: ListQuery) -> Reply<JobList>;
     async fn job_detail(&self, caller: &Caller, job_id: &str) -> Reply<JobDetail>;

@@ -1,17 +1,24 @@
 use leptos::prelude::*;
 
+use crate::server_fns::live_version;
+
 /// A counter that goes up when the server says `topic` changed (server-sent events from
 /// `/live`, which the browser reconnects by itself), in the browser only: read it in a
-/// resource's source to read again only when there is something new. It goes up too each time
-/// the stream opens: what changed between the server rendering the page and the stream's
-/// first connection, or while it was reconnecting, was told to nobody.
-pub fn live_changes(topic: &'static str) -> RwSignal<u64> {
+/// resource's source to read again only when there is something new. `since` is the version
+/// the page was rendered from (`versioned`): the stream's first event then says whether
+/// anything changed before it opened, or while it was reconnecting. Without one, the counter
+/// goes up as the stream opens.
+pub fn live_changes(topic: &'static str, since: Option<String>) -> RwSignal<u64> {
     use leptos::wasm_bindgen::{JsCast, closure::Closure};
     use send_wrapper::SendWrapper;
 
     let tick = RwSignal::new(0u64);
     Effect::new(move |_| {
-        let Ok(source) = web_sys::EventSource::new("/live") else {
+        let address = match &since {
+            Some(version) => format!("/live?since={}", js_sys::encode_uri_component(version)),
+            None => "/live".to_string(),
+        };
+        let Ok(source) = web_sys::EventSource::new(&address) else {
             return;
         };
         let on_change =
@@ -23,9 +30,7 @@ pub fn live_changes(topic: &'static str) -> RwSignal<u64> {
             });
         let _ =
             source.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
-        let on_open = Closure::<dyn Fn(web_sys::Event)>::new(move |_| tick.update(|t| *t += 1));
-        let _ = source.add_event_listener_with_callback("open", on_open.as_ref().unchecked_ref());
-        let open = SendWrapper::new((source, on_change, on_open));
+        let open = SendWrapper::new((source, on_change));
         on_cleanup(move || open.take().0.close());
     });
     tick
@@ -37,4 +42,14 @@ fn told_about(data: &str, topic: &str) -> bool {
         .ok()
         .and_then(|v| v["topics"].as_array().map(|t| t.iter().any(|x| x == topic)))
         .unwrap_or(true)
+}
+
+/// `read`'s answer with the version of what the caller's pages were told when it was read
+/// (`None` when that could not be read: the page then reads again as its stream opens). The
+/// version is read first, so a change while `read` runs makes the page read again.
+pub async fn versioned<T>(
+    read: impl Future<Output = Result<T, ServerFnError>>,
+) -> Result<(Option<String>, T), ServerFnError> {
+    let version = live_version().await.ok();
+    Ok((version, read.await?))
 }

@@ -14,7 +14,8 @@ use crate::server_fns::{cancel_jobs, enqueue_job, load_job, retry_jobs};
 pub fn JobPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let tick = live_changes("jobs");
+    // Hydrated with the job as rendered: read again as the stream opens.
+    let tick = live_changes("jobs", None);
     let cancel = Action::new(|id: &String| {
         let id = id.clone();
         async move { cancel_jobs(vec![id]).await }

@@ -2,10 +2,13 @@
 //! spreadsheet, headers dressed up to dodge a limit, forged tokens, oversized dashboard calls.
 //! Every answer is a 4xx that says why, on both stores, and nothing is stored.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Answer, TestApp};
+use crate::live::{live_version_of, open_stream, told_within};
 
 const NUL: &str = "\u{0}";
 
@@ -492,13 +495,8 @@ async fn health_says_nothing_of_the_machine() {
 async fn a_traders_live_stream_hears_only_of_their_own_jobs() {
     let app = TestApp::start().await;
     let cookie = app.session_cookie(&app.alice).await;
-    let mut live = reqwest::Client::new()
-        .get(format!("{}/live", app.url))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), StatusCode::OK);
+    let rendered_at = live_version_of(&app.page("/jobs", &cookie).await);
+    let mut live = open_stream(&app.url, &cookie, Some(&rendered_at)).await;
     // Another trader's jobs, and the batch an admin sends them in.
     let theirs = app
         .bob
@@ -510,21 +508,18 @@ async fn a_traders_live_stream_hears_only_of_their_own_jobs() {
     app.bob
         .post(&format!("/api/v1/batch/jobs/{theirs}/cancel"), json!({}))
         .await;
-    let heard = tokio::time::timeout(std::time::Duration::from_millis(1500), live.chunk()).await;
-    assert!(
-        heard.is_err(),
-        "alice was told of others' changes: {heard:?}"
+    let heard = told_within(&mut live, Duration::from_millis(1500), "event:").await;
+    assert_eq!(heard, None, "alice was told of others' changes");
+    assert_eq!(
+        live_version_of(&app.page("/jobs", &cookie).await),
+        rendered_at,
+        "others' changes move her page's version: she could watch their activity"
     );
     enqueue_one(&app).await;
-    let mut seen = String::new();
-    let told = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while let Some(chunk) = live.chunk().await.unwrap() {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains(r#""topics":["jobs"]"#) {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(told.is_ok(), "her own change is told: {seen:?}");
+    let told = told_within(&mut live, Duration::from_secs(5), r#""topics":["jobs"]"#).await;
+    assert!(told.is_some(), "her own change is told");
+    assert_ne!(
+        live_version_of(&app.page("/jobs", &cookie).await),
+        rendered_at
+    );
 }

@@ -63,14 +63,19 @@ fn flush_types(
     (!routed.is_empty()).then_some(Some(routed))
 }
 
-/// `batches` and `routes` as the server read them for the page; the list is read again when
-/// a flush or a poll from here is done and when the server says batches changed.
+/// `batches` and `routes` as the server read them for the page (the batches at live
+/// `version`); the list is read again when a flush or a poll from here is done and when the
+/// server says batches changed.
 #[cfg_attr(any(feature = "ssr", feature = "batches-islands"), island)]
 #[cfg_attr(not(any(feature = "ssr", feature = "batches-islands")), component)]
-pub fn BatchesControls(batches: BatchList, routes: Vec<RouteView>) -> impl IntoView {
+pub fn BatchesControls(
+    batches: BatchList,
+    routes: Vec<RouteView>,
+    version: Option<String>,
+) -> impl IntoView {
     let flush = Action::new(|r: &FlushRequest| flush_now(r.clone()));
     let poll = Action::new(|id: &String| poll_batch(id.clone()));
-    let tick = live_changes("batches");
+    let tick = live_changes("batches", version);
     let batches = kept_fresh(
         batches,
         move || (tick.get(), flush.version().get(), poll.version().get()),

@@ -4,7 +4,7 @@ mod controls;
 
 use leptos::prelude::*;
 
-use crate::components::{SignedIn, explain};
+use crate::components::{SignedIn, explain, versioned};
 use crate::server_fns::{list_batches, routes};
 use controls::BatchesControls;
 
@@ -12,13 +12,13 @@ use controls::BatchesControls;
 /// from the batches and routes read here.
 #[component]
 pub fn Batches() -> impl IntoView {
-    let batches = Resource::new(|| (), |_| list_batches());
+    let batches = Resource::new(|| (), |_| versioned(list_batches()));
     let routes = Resource::new(|| (), |_| routes());
     let page = move || {
         Suspend::new(async move {
             match (batches.await, routes.await) {
-                (Ok(batches), Ok(routes)) => {
-                    view! { <BatchesControls batches routes /> }.into_any()
+                (Ok((version, batches)), Ok(routes)) => {
+                    view! { <BatchesControls batches routes version /> }.into_any()
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }

@@ -20,13 +20,15 @@ use crate::server_fns::{cancel_jobs, retry_jobs};
 pub fn JobsControls(
     /// Whether the selection can be retried (admins).
     retry: bool,
+    /// The live version the rows were read at (`versioned`).
+    version: Option<String>,
     children: Children,
 ) -> impl IntoView {
     let selected = RwSignal::new(HashSet::<String>::new());
     let outcome = RwSignal::new(String::new());
     let rows = NodeRef::<leptos::html::Div>::new();
     let refresh = move || leptos::task::spawn_local(read_rows_again(rows, selected));
-    let tick = live_changes("jobs");
+    let tick = live_changes("jobs", version);
     Effect::watch(move || tick.get(), move |_, _, _| refresh(), false);
 
     let cancel = move |ids: Vec<String>| {

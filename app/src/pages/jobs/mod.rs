@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use crate::api::validation::parse_list_query;
 use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
 use crate::components::{
-    Precision, SignedIn, StatusBadge, explain, nanos, short_id, thousands, when,
+    Precision, SignedIn, StatusBadge, explain, nanos, short_id, thousands, versioned, when,
 };
 use crate::server_fns::list_jobs;
 use controls::JobsControls;
@@ -41,7 +41,7 @@ pub fn Jobs() -> impl IntoView {
         query.limit = PAGE_SIZE;
         query
     });
-    let jobs = Resource::new(move || query.get(), list_jobs);
+    let jobs = Resource::new(move || query.get(), |query| versioned(list_jobs(query)));
     view! {
         <SignedIn page=move |session| view! { <JobsPage session query jobs /> }.into_any() />
     }
@@ -51,7 +51,7 @@ pub fn Jobs() -> impl IntoView {
 fn JobsPage(
     session: Session,
     query: Memo<ListQuery>,
-    jobs: Resource<Result<JobList, ServerFnError>>,
+    jobs: Resource<Result<(Option<String>, JobList), ServerFnError>>,
 ) -> impl IntoView {
     let show_owner = session.caller.is_admin();
     view! {
@@ -60,16 +60,24 @@ fn JobsPage(
             <a href="/jobs/new" class="rounded bg-emerald-700 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-800">"New job"</a>
         </div>
         <Filters query />
-        <JobsControls retry=show_owner>
-            <Suspense fallback=|| view! { <p class="mt-4 text-slate-600">"Loading jobs…"</p> }>
-                {move || Suspend::new(async move {
-                    match jobs.await {
-                        Ok(list) => view! { <JobsTable list query=query.get_untracked() show_owner /> }.into_any(),
-                        Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
-                    }
-                })}
-            </Suspense>
-        </JobsControls>
+        <Suspense fallback=|| view! { <p class="mt-4 text-slate-600">"Loading jobs…"</p> }>
+            {move || Suspend::new(async move {
+                // The controls start from the version the rows were read at; a failed read
+                // has none, so they read again as soon as the stream opens.
+                match jobs.await {
+                    Ok((version, list)) => view! {
+                        <JobsControls retry=show_owner version>
+                            <JobsTable list query=query.get_untracked() show_owner />
+                        </JobsControls>
+                    }.into_any(),
+                    Err(e) => view! {
+                        <JobsControls retry=show_owner version=None>
+                            <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p>
+                        </JobsControls>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 
