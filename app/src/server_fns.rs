@@ -35,17 +35,12 @@ mod ssr {
     }
 
     async fn admitted(enqueue: bool) -> Result<Caller, ServerFnError> {
-        let caller = signed_in().await?;
+        let Visitor::SignedIn(session) = visitor().await? else {
+            return Err(ServerFnError::new("Your session has ended: sign in again."));
+        };
+        let caller = session.caller;
         answer(backend()?.admit(&caller, enqueue))?;
         Ok(caller)
-    }
-
-    /// The signed-in user, not counted.
-    pub async fn signed_in() -> Result<Caller, ServerFnError> {
-        match visitor().await? {
-            Visitor::SignedIn(session) => Ok(session.caller),
-            _ => Err(ServerFnError::new("Your session has ended: sign in again.")),
-        }
     }
 
     pub fn set_cookie(value: &str) {
@@ -75,11 +70,10 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 }
 
 /// The version of what the caller's pages are told (`/live?since=`), read before what a page
-/// shows (`components::versioned`). Not counted against the caller's limit: it comes with a
-/// page's read, which is.
+/// shows (`components::versioned`). Counted like every call: it costs a session lookup.
 #[server(endpoint = "live_version")]
 pub async fn live_version() -> Result<String, ServerFnError> {
-    let caller = ssr::signed_in().await?;
+    let caller = ssr::caller().await?;
     Ok(ssr::backend()?.live_version(&caller))
 }
 

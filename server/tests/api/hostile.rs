@@ -373,15 +373,25 @@ async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
         ("--auth-failures-burst", "3"),
     ])
     .await;
-    let cookie = app.session_cookie(&app.alice).await;
-    let mut refused = None;
-    for _ in 0..8 {
-        let (status, body) = call(&app, &cookie, "budget", &[]).await;
-        if status != StatusCode::OK {
-            refused = Some(body);
+    // Eight calls at once, past a burst of three: the last refusal's words.
+    let refused_past_the_limit = async |cookie: &str, name: &str| {
+        let mut refused = None;
+        for _ in 0..8 {
+            let (status, body) = call(&app, cookie, name, &[]).await;
+            if status != StatusCode::OK {
+                refused = Some(body);
+            }
         }
-    }
-    let refused = refused.expect("reads past the limit are refused");
+        refused.unwrap_or_else(|| panic!("{name} past the limit is refused"))
+    };
+    let cookie = app.session_cookie(&app.alice).await;
+    let refused = refused_past_the_limit(&cookie, "budget").await;
+    assert!(refused.contains("Too many requests"), "{refused}");
+    // The live version a page is rendered with is a call like any other.
+    let root = app.session_cookie(&app.admin).await;
+    let (status, version) = call(&app, &root, "live_version", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{version}");
+    let refused = refused_past_the_limit(&root, "live_version").await;
     assert!(refused.contains("Too many requests"), "{refused}");
     // Failed sign-ins from one address are limited; the form says so.
     let mut last = String::new();
