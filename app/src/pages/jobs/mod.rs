@@ -64,18 +64,17 @@ fn JobsPage(
             {move || Suspend::new(async move {
                 // The controls start from the version the rows were read at; a failed read
                 // has none, so they read again as soon as the stream opens.
-                match jobs.await {
-                    Ok((version, list)) => view! {
-                        <JobsControls retry=show_owner version>
-                            <JobsTable list query=query.get_untracked() show_owner />
-                        </JobsControls>
-                    }.into_any(),
-                    Err(e) => view! {
-                        <JobsControls retry=show_owner version=None>
-                            <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p>
-                        </JobsControls>
-                    }.into_any(),
-                }
+                let (version, rows) = match jobs.await {
+                    Ok((version, list)) => (
+                        version,
+                        view! { <JobsTable list query=query.get_untracked() show_owner /> }.into_any(),
+                    ),
+                    Err(e) => (
+                        None,
+                        view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
+                    ),
+                };
+                view! { <JobsControls retry=show_owner version>{rows}</JobsControls> }
             })}
         </Suspense>
     }
