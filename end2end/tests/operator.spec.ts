@@ -171,6 +171,60 @@ test('a jobs page reads itself once a visit, and again only when a job changed b
   expect(problems).toEqual([]);
 });
 
+test('a Batches page reads its batches again only when a batch changed before its stream opened', async ({ browser }) => {
+  const token = createToken('bea', 'admin');
+  const { page, problems } = await signedIn(browser, token);
+  const auth = { headers: { Authorization: `Bearer ${token}` } };
+  // Batches left in flight by earlier tests would be told as they end: wait for them.
+  await expect
+    .poll(
+      async () => {
+        const { batches } = await (await page.request.get('/api/v1/batch/internal/batches', auth)).json();
+        return batches.filter((b: { status: string }) => !['ended', 'failed', 'lost'].includes(b.status)).length;
+      },
+      { timeout: 30_000 },
+    )
+    .toBe(0);
+  await page.waitForTimeout(1_500);
+  const reads: string[] = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/api/list_batches') reads.push(r.url());
+  });
+  // The page rendered, then `change` made, then the page handed to the browser.
+  const renderedBefore = async (change: () => Promise<void>) => {
+    await page.route(
+      '**/admin/batches',
+      async (route) => {
+        const rendered = await route.fetch();
+        await change();
+        await route.fulfill({ response: rendered });
+      },
+      { times: 1 },
+    );
+    reads.length = 0;
+    const opened = page.waitForResponse((r) => new URL(r.url()).pathname === '/live');
+    await open(page, '/admin/batches');
+    await opened;
+  };
+
+  await renderedBefore(async () => {
+    const res = await page.request.post('/api/v1/batch/enqueue', { ...auth, data: { job_type: 'risk_report', payload: { ticker: 'INTC' } } });
+    expect(res.status()).toBe(200);
+  });
+  await page.waitForTimeout(2_000);
+  expect(reads, 'a job changed and no batch did: nothing on this page to read again').toHaveLength(0);
+
+  let batch = '';
+  await renderedBefore(async () => {
+    const res = await page.request.post('/api/v1/batch/internal/flush', { ...auth, data: {} });
+    expect(res.status()).toBe(200);
+    batch = (await res.json()).batch_id as string;
+  });
+  await expect(page.getByTestId('batches')).toContainText(batch, { timeout: 5_000 });
+  expect(reads.length, 'the batch sent before the stream opened is read').toBeGreaterThan(0);
+  expect(problems).toEqual([]);
+});
+
 test('a page whose live stream was down catches up when it connects', async ({ browser }) => {
   const token = createToken('ines', 'trader');
   const { page, problems } = await signedIn(browser, token);

@@ -3,7 +3,7 @@
 //! Instances sharing a PostgreSQL database relay their changes to each other (`relay`).
 //!
 //! A page carries the version of what it was rendered from (`Changes::version`); its stream
-//! opened with that version (`since`) says first whether anything changed in between, so an
+//! opened with that version (`since`) says first which of its topics changed in between, so an
 //! idle page is not read twice on every visit.
 
 pub mod relay;
@@ -60,28 +60,40 @@ impl Default for Changes {
             sender: broadcast::channel(1024).0,
             closing: CancellationToken::new(),
             relay: Arc::default(),
-            versions: Arc::new(Versions {
-                instance: rand::random(),
-                all: AtomicU64::new(0),
-                owners: Mutex::default(),
-            }),
+            versions: Arc::new(Versions::new()),
         }
     }
 }
 
-/// How many changes this instance has told, counted per owner and in all. A trader's version
-/// counts only their own jobs' changes: one count for everybody would let a trader watch
+/// How many changes this instance has told, per topic and, for jobs, per owner. A version
+/// holds one count for each topic its caller hears of, so a stream tells first only the topics
+/// that moved (an admin's Batches page does not read again because a job changed). A trader's
+/// jobs count is of their own jobs only: one count for everybody would let a trader watch
 /// others' activity. The instance's random id makes versions from another instance, or from
 /// before a restart, never match.
 struct Versions {
     instance: u64,
-    all: AtomicU64,
+    jobs: AtomicU64,
+    batches: AtomicU64,
     owners: Mutex<HashMap<String, u64>>,
 }
 
 impl Versions {
+    fn new() -> Self {
+        Self {
+            instance: rand::random(),
+            jobs: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            owners: Mutex::default(),
+        }
+    }
+
     fn count(&self, change: &Change) {
-        self.all.fetch_add(1, Ordering::SeqCst);
+        let all = match change.topic {
+            Topic::Jobs => &self.jobs,
+            Topic::Batches => &self.batches,
+        };
+        all.fetch_add(1, Ordering::SeqCst);
         if let Some(owner) = &change.owner {
             let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
             match owners.get_mut(owner) {
@@ -93,14 +105,50 @@ impl Versions {
         }
     }
 
+    /// Each topic `caller` hears of, with how many of its changes they have been told.
+    fn told(&self, caller: &Caller) -> Vec<(Topic, u64)> {
+        everything_seen_by(caller)
+            .into_iter()
+            .map(|topic| {
+                let told = match topic {
+                    Topic::Jobs if !caller.is_admin() => {
+                        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+                        owners.get(&caller.user_id).copied().unwrap_or(0)
+                    }
+                    Topic::Jobs => self.jobs.load(Ordering::SeqCst),
+                    Topic::Batches => self.batches.load(Ordering::SeqCst),
+                };
+                (topic, told)
+            })
+            .collect()
+    }
+
+    /// `<instance>.<count>[.<count>]`, one count per topic in `everything_seen_by`'s order.
     fn of(&self, caller: &Caller) -> String {
-        let told = if caller.is_admin() {
-            self.all.load(Ordering::SeqCst)
-        } else {
-            let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-            owners.get(&caller.user_id).copied().unwrap_or(0)
-        };
-        format!("{:016x}.{told}", self.instance)
+        let counts: Vec<String> = self
+            .told(caller)
+            .iter()
+            .map(|(_, n)| n.to_string())
+            .collect();
+        format!("{:016x}.{}", self.instance, counts.join("."))
+    }
+
+    /// The topics that moved for `caller` since `since`: all they hear of when it is missing,
+    /// another instance's, or not the shape of theirs (forged, or from before a role change).
+    fn moved_since(&self, caller: &Caller, since: Option<&str>) -> BTreeSet<Topic> {
+        let now = self.told(caller);
+        let then: Option<Vec<u64>> = since
+            .and_then(|v| v.strip_prefix(&format!("{:016x}.", self.instance)))
+            .and_then(|counts| counts.split('.').map(|c| c.parse().ok()).collect());
+        match then {
+            Some(then) if then.len() == now.len() => now
+                .into_iter()
+                .zip(then)
+                .filter(|((_, now), then)| now != then)
+                .map(|((topic, _), _)| topic)
+                .collect(),
+            _ => now.into_iter().map(|(topic, _)| topic).collect(),
+        }
     }
 }
 
@@ -160,18 +208,16 @@ impl Changes {
     }
 
     /// What concerns `caller`, one coalesced event at a time, until the server stops. The
-    /// first tells everything the caller sees unless `since` is their version now: a page
-    /// rendered from that version has missed nothing (nor has one reconnecting).
+    /// first tells the topics that moved since `since`, the version a page was rendered from,
+    /// and nothing when none did: a page current as it opens reads nothing again.
     pub fn watch(&self, caller: Caller, since: Option<&str>) -> Watcher {
         let receiver = self.sender.subscribe();
-        let missed = (since != Some(self.version(&caller).as_str())).then(|| Told {
-            topics: everything_seen_by(&caller),
-        });
+        let moved = self.versions.moved_since(&caller, since);
         Watcher {
             receiver,
             closing: self.closing.clone(),
             caller,
-            missed,
+            missed: (!moved.is_empty()).then_some(Told { topics: moved }),
         }
     }
 }
@@ -336,5 +382,45 @@ mod tests {
             BTreeSet::from([Topic::Jobs]),
             "after the first, changes are told as they come"
         );
+    }
+
+    #[tokio::test]
+    async fn an_admins_stream_tells_first_only_the_topics_that_moved() {
+        let changes = Changes::default();
+        let root = caller("root", Role::Admin);
+        let first_told = |since: String| {
+            let mut watcher = changes.watch(root.clone(), Some(&since));
+            async move { watcher.next().await.unwrap().topics }
+        };
+        let before_a_job = changes.version(&root);
+        changes.jobs_of("bob");
+        let before_a_batch = changes.version(&root);
+        changes.batches();
+        assert_eq!(
+            first_told(before_a_batch).await,
+            BTreeSet::from([Topic::Batches]),
+            "a jobs page rendered after the job has no jobs to read again"
+        );
+        assert_eq!(
+            first_told(before_a_job).await,
+            BTreeSet::from([Topic::Jobs, Topic::Batches])
+        );
+        let after_both = changes.version(&root);
+        changes.jobs_of_each(["bob".to_string(), "alice".to_string()]);
+        assert_eq!(
+            first_told(after_both).await,
+            BTreeSet::from([Topic::Jobs]),
+            "a Batches page rendered after the last batch changed has no batches to read again"
+        );
+        let a_traders = changes.version(&caller("alice", Role::Trader));
+        assert_eq!(
+            first_told(a_traders).await,
+            BTreeSet::from([Topic::Jobs, Topic::Batches]),
+            "a version not of an admin's shape (a role changed since the render) is a stale one"
+        );
+        let current = changes.version(&root);
+        let mut quiet = changes.watch(root.clone(), Some(&current));
+        let heard = tokio::time::timeout(Duration::from_millis(500), quiet.next()).await;
+        assert!(heard.is_err(), "nothing moved: {heard:?}");
     }
 }

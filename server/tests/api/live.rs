@@ -98,6 +98,24 @@ async fn a_page_rendered_before_a_change_is_told_as_its_stream_opens_and_a_curre
     let batches_at = live_version_of(&app.page("/admin/batches", &root).await);
     let mut admins = open_stream(&app.url, &root, Some(&batches_at)).await;
     assert_eq!(told_within(&mut admins, quiet, "event:").await, None);
+
+    // A job changed and no batch did: a Batches page from before has no list to read again.
+    app.alice
+        .enqueue(json!({"job_type": "risk_report", "payload": {"ticker": "AMD"}}))
+        .await;
+    let mut jobs_moved = open_stream(&app.url, &root, Some(&batches_at)).await;
+    let first = told_within(&mut jobs_moved, quiet, "\n\n").await;
+    let first = first.expect("the admin's page is told of the job at once");
+    assert!(first.contains(r#""topics":["jobs"]"#), "{first}");
+    let flush = app
+        .admin
+        .post("/api/v1/batch/internal/flush", json!({}))
+        .await;
+    assert_eq!(flush.status, StatusCode::OK, "{}", flush.body);
+    let mut batches_moved = open_stream(&app.url, &root, Some(&batches_at)).await;
+    let first = told_within(&mut batches_moved, quiet, "\n\n").await;
+    let first = first.expect("the flush is told at once");
+    assert!(first.contains(r#""topics":["jobs","batches"]"#), "{first}");
 }
 
 #[tokio::test]
