@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The jobs page's time to interactive of two release builds side by side (issue 22): one SQLite
-# database of JOBS jobs (1,000,000 unless set) seeded once, the two servers on it in turns, ROUNDS
-# rounds (2 unless set) of 15 loads as an admin (`end2end/bench/tti.mjs`). Each directory holds
-# a release `ai-batch` with the hash files beside it (`hash.txt`, and each islands bundle's
-# `<bundle>-hash.txt` where the build has islands) and its `site/`, copied aside after
-# `leptos_build --release --precompress`; SEED is a release `examples/seed_jobs`.
+# A page's time to interactive of two release builds side by side (issue 22): one SQLite
+# database of JOBS jobs (1,000,000 unless set) seeded once, the two servers on it in turns,
+# ROUNDS rounds (2 unless set) of 15 loads of PAGE (/jobs unless set) as an admin
+# (`end2end/bench/tti.mjs`), with the server's CPU a load, the reads each load's live stream
+# asks for included (each load stays open SETTLE_MS, 1,500 unless set, once interactive). Each
+# directory holds a release `ai-batch` with the hash files beside it (`hash.txt`, and each
+# islands bundle's `<bundle>-hash.txt` where the build has islands) and its `site/`, copied
+# aside after `leptos_build --release --precompress` (two checkouts sharing one target
+# directory: touch each one's `*.rs` before its build, or cargo takes the other checkout's
+# artifacts for fresh); SEED is a release `examples/seed_jobs`.
 #   SEED=/tmp/seed_jobs ./scripts/bench/tti-ab.sh /tmp/before /tmp/after
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../setup.sh"
@@ -25,7 +29,7 @@ for round in $(seq "${ROUNDS:-2}"); do
     PID=$!
     for _ in $(seq 200); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     echo -n "round $round, $dir: "
-    node end2end/bench/tti.mjs "http://127.0.0.1:$port" "$ADMIN" 15
+    SERVER_PID=$PID node end2end/bench/tti.mjs "http://127.0.0.1:$port" "$ADMIN" 15 "${PAGE:-/jobs}"
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
   done
 done
