@@ -175,12 +175,13 @@ test('a Batches page reads its batches again only when a batch changed before it
   const token = createToken('bea', 'admin');
   const { page, problems } = await signedIn(browser, token);
   const auth = { headers: { Authorization: `Bearer ${token}` } };
-  // Batches left in flight by earlier tests would be told as they end: wait for them.
+  // Batches earlier tests left in flight would be told as they end and are collected: wait.
+  type Listed = { status: string; results_collected: boolean };
   await expect
     .poll(
       async () => {
         const { batches } = await (await page.request.get('/api/v1/batch/internal/batches', auth)).json();
-        return batches.filter((b: { status: string }) => !['ended', 'failed', 'lost'].includes(b.status)).length;
+        return batches.filter((b: Listed) => !b.results_collected && !['failed', 'lost'].includes(b.status)).length;
       },
       { timeout: 30_000 },
     )
