@@ -112,8 +112,9 @@ impl Room {
     }
 }
 
-/// Reads eligible jobs in flush order until `room.most` are planned, the batch is full, or
-/// none are left. A capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
+/// Reads eligible jobs in flush order until `room.most` are planned (and, with a budget set,
+/// on to `room.asked` only to meet owners over it), the batch is full, or none are left. A
+/// capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
 /// once one does not, that owner's jobs are left out of the rest of the reading, so jobs held
 /// back by a budget never fill a flush or stand in front of another owner's.
 async fn plan(
@@ -153,7 +154,17 @@ async fn plan(
     let mut cursor: Option<FlushCursor> = None;
     let mut next: Option<NextPage> = None;
     let mut full = false;
-    'reading: while (plan.claims.len() as i64) < max_jobs {
+    // A flush confirming a preview plans no more than the preview promised, yet reads on as
+    // far as the preview could (the jobs asked for) to meet the owners their budgets hold back,
+    // so that its answer names them as the preview did. `looked`: jobs met past the promise
+    // that the preview would have planned.
+    let reach = if allowances.any_capped() {
+        room.asked
+    } else {
+        max_jobs
+    };
+    let mut looked: i64 = 0;
+    'reading: while (plan.claims.len() as i64) + looked < reach {
         let read_ahead = match next.take() {
             Some(page) => page.take(&filter).await?,
             None => None,
@@ -167,17 +178,23 @@ async fn plan(
             }
         };
         // A full page that may not fill the plan: the next one is read while this one renders.
-        if jobs.len() as i64 == PAGE && ((plan.claims.len() + jobs.len()) as i64) < max_jobs {
+        if jobs.len() as i64 == PAGE && (plan.claims.len() + jobs.len()) as i64 + looked < reach {
             next = jobs
                 .last()
                 .map(|last| NextPage::start(ctx, &filter, last.cursor()));
         }
         renderer.load(ctx, &jobs).await?;
         for job in &jobs {
-            if (plan.claims.len() as i64) >= max_jobs {
+            let planned = plan.claims.len() as i64;
+            if planned + looked >= reach {
                 break 'reading;
             }
             if allowances.stopped().contains(&job.owner_id) {
+                continue;
+            }
+            let looking = planned >= max_jobs;
+            if looking && !allowances.is_capped(&job.owner_id) {
+                looked += 1;
                 continue;
             }
             let Some((model, rendered)) = renderer.render(ctx, job) else {
@@ -191,6 +208,10 @@ async fn plan(
                 .max(job.cost_bound_nanos);
             if !allowances.admit(&job.owner_id, bound) {
                 filter.exclude_owners.push(job.owner_id.clone());
+                continue;
+            }
+            if looking {
+                looked += 1;
                 continue;
             }
             if !plan.body.fits(BatchBodyBuilder::entry_bytes(

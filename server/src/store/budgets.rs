@@ -92,6 +92,10 @@ impl Allowances {
     pub fn is_capped(&self, owner: &str) -> bool {
         self.left.contains_key(owner)
     }
+
+    pub fn any_capped(&self) -> bool {
+        !self.left.is_empty()
+    }
 }
 
 /// Monthly spend caps.

@@ -523,6 +523,43 @@ async fn a_flush_confirming_a_preview_sends_no_more_than_it_promised() {
     assert_eq!(plain.body["jobs_count"], 5);
 }
 
+/// The flush confirming a preview plans no more jobs than the preview promised, and still
+/// names the owners the preview found over budget further down the line.
+#[tokio::test]
+async fn a_confirmed_flush_names_the_owners_its_preview_held_back() {
+    let app = TestApp::start().await;
+    let bound = bound_of_one(&app).await;
+    for ticker in ["ALIC1", "ALIC2"] {
+        app.alice.enqueue(risk(ticker)).await;
+    }
+    let bobs = [
+        app.bob.enqueue(risk("BOB01")).await,
+        app.bob.enqueue(risk("BOB02")).await,
+    ];
+    // Room for one of bob's two jobs, the last in line.
+    set_cap_nanos(&app, "bob", bound * 3 / 2).await;
+    let held = "1 job of bob stays pending: over their monthly budget.";
+    let preview = app.admin.post(PREVIEW, json!({"max_jobs": 100})).await.body;
+    assert_eq!(preview["jobs_count"], 3, "{preview}");
+    assert!(
+        preview["message"].as_str().unwrap().contains(held),
+        "{preview}"
+    );
+
+    let sent = app
+        .admin
+        .post(
+            FLUSH,
+            json!({"max_jobs": 100, "preview_token": preview["preview_token"]}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert_eq!(sent.body["jobs_count"], 3, "{}", sent.body);
+    let message = sent.body["message"].as_str().unwrap();
+    assert!(message.contains(held), "{message}");
+    assert_eq!(status(&app, &bobs[1]).await, "pending");
+}
+
 /// A flush refused for costing more than its preview compares the two bounds. With both over
 /// a cent and less than one apart, cents would write them alike ("may cost up to $0.04, more
 /// than the $0.04 previewed"): the message writes them in millionths.
