@@ -83,12 +83,18 @@ pub async fn list_jobs(query: ListQuery) -> Result<JobList, ServerFnError> {
     ssr::answer(ssr::backend()?.list_jobs(&caller, query).await)
 }
 
+/// The live version, then the job or why the caller cannot see it ([`load_job`]).
+pub type VersionedJob = (String, Result<JobDetail, String>);
+
 /// One job, or why the caller cannot see it (no such job, or not theirs) as an answer, not a
-/// failed call: the page reads it again whenever its live stream opens.
+/// failed call; with the live version read before it (as `components::versioned` does), which
+/// the job page opens its stream from, to read the job again only when a job changed since.
 #[server(endpoint = "load_job")]
-pub async fn load_job(job_id: String) -> Result<Result<JobDetail, String>, ServerFnError> {
+pub async fn load_job(job_id: String) -> Result<VersionedJob, ServerFnError> {
     let caller = ssr::caller().await?;
-    Ok(ssr::backend()?.job_detail(&caller, &job_id).await)
+    let backend = ssr::backend()?;
+    let version = backend.live_version(&caller);
+    Ok((version, backend.job_detail(&caller, &job_id).await))
 }
 
 /// The enqueue form: fields as typed; the body is checked by the same rules as the REST API.

@@ -171,6 +171,50 @@ test('a jobs page reads itself once a visit, and again only when a job changed b
   expect(problems).toEqual([]);
 });
 
+test('a job page reads its job again only when a job changed before its stream opened', async ({ browser }) => {
+  const token = createToken('juno', 'trader');
+  const { page, problems } = await signedIn(browser, token);
+  const auth = { headers: { Authorization: `Bearer ${token}` } };
+  const enqueue = async (ticker: string) => {
+    const res = await page.request.post('/api/v1/batch/enqueue', { ...auth, data: { job_type: 'risk_report', payload: { ticker } } });
+    expect(res.status()).toBe(200);
+    return (await res.json()).job.id as string;
+  };
+  // Cancelled: nothing changes this job, and its trader has no other.
+  const id = await enqueue('ADBE');
+  expect((await page.request.post(`/api/v1/batch/jobs/${id}/cancel`, { ...auth, data: {} })).status()).toBe(200);
+  const reads: string[] = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/api/load_job') reads.push(r.url());
+  });
+  const visit = async () => {
+    reads.length = 0;
+    const opened = page.waitForResponse((r) => new URL(r.url()).pathname === '/live');
+    await open(page, `/jobs/${id}`);
+    await opened;
+  };
+
+  await visit();
+  await expect(page.getByTestId('job-status')).toContainText('cancelled');
+  await page.waitForTimeout(2_000);
+  expect(reads, 'nothing changed between the render and the stream').toHaveLength(0);
+
+  // Rendered, then another job of the trader's enqueued before the page reaches the browser.
+  await page.route(
+    `**/jobs/${id}`,
+    async (route) => {
+      const rendered = await route.fetch();
+      await enqueue('CRM');
+      await route.fulfill({ response: rendered });
+    },
+    { times: 1 },
+  );
+  await visit();
+  await expect.poll(() => reads.length, { message: 'a job changed before the stream opened: read again', timeout: 5_000 }).toBeGreaterThan(0);
+  await expect(page.getByTestId('job-status')).toContainText('cancelled');
+  expect(problems).toEqual([]);
+});
+
 test('a Batches page reads its batches again only when a batch changed before its stream opened', async ({ browser }) => {
   const token = createToken('bea', 'admin');
   const { page, problems } = await signedIn(browser, token);
@@ -234,8 +278,10 @@ test('a page whose live stream was down catches up when it connects', async ({ b
     data: { job_type: 'risk_report', payload: { ticker: 'AMD' } },
   });
   const id = (await res.json()).job.id as string;
-  // The stream cannot connect: what happens meanwhile is told to nobody.
-  await page.route('**/live', (route) => route.abort());
+  // The stream cannot connect: what happens meanwhile is told to nobody. (Its address carries
+  // the page's version: `/live?since=…`.)
+  const stream = (url: URL) => url.pathname === '/live';
+  await page.route(stream, (route) => route.abort());
   await open(page, `/jobs/${id}`);
   await expect(page.getByTestId('job-status')).toHaveText('pending');
   const cancelled = await page.request.post(`/api/v1/batch/jobs/${id}/cancel`, {
@@ -246,7 +292,7 @@ test('a page whose live stream was down catches up when it connects', async ({ b
   await page.waitForTimeout(1_000);
   await expect(page.getByTestId('job-status')).toHaveText('pending');
   // Once it connects, the page reads the job again.
-  await page.unroute('**/live');
+  await page.unroute(stream);
   await expect(page.getByTestId('job-status')).toHaveText('cancelled', { timeout: 15_000 });
   // The refused connections are the only console errors.
   expect(problems.filter((p) => !p.includes('net::ERR_FAILED'))).toEqual([]);

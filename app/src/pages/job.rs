@@ -4,18 +4,17 @@ use leptos_router::hooks::use_params_map;
 use crate::api::validation::FieldError;
 use crate::api::{BulkCancelResponse, EnqueueResponse, Job, JobDetail, JobStatus, RetryReply};
 use crate::components::{
-    Ledger, Precision, ResultView, SignedIn, StatusBadge, explain, live_changes, nanos, thousands,
-    when,
+    Ledger, Precision, ResultView, SignedIn, StatusBadge, explain, live_changes_once_known, nanos,
+    thousands, when,
 };
-use crate::server_fns::{cancel_jobs, enqueue_job, load_job, retry_jobs};
+use crate::server_fns::{VersionedJob, cancel_jobs, enqueue_job, load_job, retry_jobs};
 
 /// One job: figures, timeline, and its result rendered for its type.
 #[component]
 pub fn JobPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    // Hydrated with the job as rendered: read again as the stream opens.
-    let tick = live_changes("jobs", None);
+    let tick = RwSignal::new(0u64);
     let cancel = Action::new(|id: &String| {
         let id = id.clone();
         async move { cancel_jobs(vec![id]).await }
@@ -36,6 +35,11 @@ pub fn JobPage() -> impl IntoView {
         },
         |(id, _, _, _)| load_job(id),
     );
+    // The stream opens with the version the job was rendered at (its first answer): the job is
+    // read again only if a job changed since.
+    live_changes_once_known("jobs", tick, move || {
+        detail.with(|d| d.as_ref().map(|d| d.as_ref().ok().map(|(v, _)| v.clone())))
+    });
     view! {
         <SignedIn page=move |session| {
             let admin = session.caller.is_admin();
@@ -65,7 +69,7 @@ async fn queue_copy(job: Job) -> Result<Result<EnqueueResponse, Vec<FieldError>>
 
 #[component]
 fn JobView(
-    detail: Resource<Result<Result<JobDetail, String>, ServerFnError>>,
+    detail: Resource<Result<VersionedJob, ServerFnError>>,
     cancel: CancelAction,
     retry: RetryAction,
     again: QueueCopy,
@@ -76,8 +80,8 @@ fn JobView(
         <Transition fallback=|| view! { <p class="mt-4 text-slate-600">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(Ok(detail)) => view! { <Detail detail cancel retry again admin /> }.into_any(),
-                    Ok(Err(refused)) => view! { <p role="alert" class="mt-4 text-rose-700">{refused}</p> }.into_any(),
+                    Ok((_, Ok(detail))) => view! { <Detail detail cancel retry again admin /> }.into_any(),
+                    Ok((_, Err(refused))) => view! { <p role="alert" class="mt-4 text-rose-700">{refused}</p> }.into_any(),
                     Err(e) => view! { <p role="alert" class="mt-4 text-rose-700">{explain(&e)}</p> }.into_any(),
                 }
             })}
