@@ -43,6 +43,15 @@ mod ssr {
         Ok(caller)
     }
 
+    /// [`caller`], the backend, and the caller's live version, read before what the call
+    /// shows ([`super::Versioned`]).
+    pub async fn versioned_caller() -> Result<(Caller, BackendHandle, String), ServerFnError> {
+        let caller = caller().await?;
+        let backend = backend()?;
+        let version = backend.live_version(&caller);
+        Ok((caller, backend, version))
+    }
+
     pub fn set_cookie(value: &str) {
         let response = expect_context::<leptos_axum::ResponseOptions>();
         if let Ok(value) = http::HeaderValue::from_str(value) {
@@ -69,31 +78,27 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     Ok(())
 }
 
-/// The version of what the caller's pages are told (`/live?since=`), read before what a page
-/// shows (`components::versioned`). Counted like every call: it costs a session lookup.
-#[server(endpoint = "live_version")]
-pub async fn live_version() -> Result<String, ServerFnError> {
-    let caller = ssr::caller().await?;
-    Ok(ssr::backend()?.live_version(&caller))
-}
+/// What a page shows, with the version of what the caller's pages are told (`/live?since=`)
+/// read before it in the same call: a page opens its stream from it, so a change while the
+/// read runs makes the page read again, and a render costs one call against the read limit.
+pub type Versioned<T> = (String, T);
 
 #[server(endpoint = "list_jobs")]
-pub async fn list_jobs(query: ListQuery) -> Result<JobList, ServerFnError> {
-    let caller = ssr::caller().await?;
-    ssr::answer(ssr::backend()?.list_jobs(&caller, query).await)
+pub async fn list_jobs(query: ListQuery) -> Result<Versioned<JobList>, ServerFnError> {
+    let (caller, backend, version) = ssr::versioned_caller().await?;
+    Ok((
+        version,
+        ssr::answer(backend.list_jobs(&caller, query).await)?,
+    ))
 }
 
-/// The live version, then the job or why the caller cannot see it ([`load_job`]).
-pub type VersionedJob = (String, Result<JobDetail, String>);
-
 /// One job, or why the caller cannot see it (no such job, or not theirs) as an answer, not a
-/// failed call; with the live version read before it (as `components::versioned` does), which
-/// the job page opens its stream from, to read the job again only when a job changed since.
+/// failed call ([`Versioned`]: the job page reads it again only when a job changed since).
 #[server(endpoint = "load_job")]
-pub async fn load_job(job_id: String) -> Result<VersionedJob, ServerFnError> {
-    let caller = ssr::caller().await?;
-    let backend = ssr::backend()?;
-    let version = backend.live_version(&caller);
+pub async fn load_job(
+    job_id: String,
+) -> Result<Versioned<Result<JobDetail, String>>, ServerFnError> {
+    let (caller, backend, version) = ssr::versioned_caller().await?;
     Ok((version, backend.job_detail(&caller, &job_id).await))
 }
 
@@ -221,9 +226,9 @@ pub async fn flush_now(request: FlushRequest) -> Result<FlushResponse, ServerFnE
 }
 
 #[server(endpoint = "list_batches")]
-pub async fn list_batches() -> Result<BatchList, ServerFnError> {
-    let caller = ssr::caller().await?;
-    ssr::answer(ssr::backend()?.batches(&caller).await)
+pub async fn list_batches() -> Result<Versioned<BatchList>, ServerFnError> {
+    let (caller, backend, version) = ssr::versioned_caller().await?;
+    Ok((version, ssr::answer(backend.batches(&caller).await)?))
 }
 
 /// Where each job type's jobs go (admins): the flush form's provider choice.

@@ -1,11 +1,9 @@
 use leptos::prelude::*;
 
-use crate::server_fns::live_version;
-
 /// A counter that goes up when the server says `topic` changed (server-sent events from
 /// `/live`, which the browser reconnects by itself), in the browser only: read it in a
 /// resource's source to read again only when there is something new. `since` is the version
-/// the page was rendered from (`versioned`): the stream's first event then says whether
+/// the page was rendered from (`server_fns::Versioned`): the stream's first event then says whether
 /// anything changed before it opened, or while it was reconnecting. Without one, the counter
 /// goes up as the stream opens.
 pub fn live_changes(topic: &'static str, since: Option<String>) -> RwSignal<u64> {
@@ -63,14 +61,4 @@ fn told_about(data: &str, topic: &str) -> bool {
         .ok()
         .and_then(|v| v["topics"].as_array().map(|t| t.iter().any(|x| x == topic)))
         .unwrap_or(true)
-}
-
-/// `read`'s answer with the version of what the caller's pages were told when it was read
-/// (`None` when that could not be read: the page then reads again as its stream opens). The
-/// version is read first, so a change while `read` runs makes the page read again.
-pub async fn versioned<T>(
-    read: impl Future<Output = Result<T, ServerFnError>>,
-) -> Result<(Option<String>, T), ServerFnError> {
-    let version = live_version().await.ok();
-    Ok((version, read.await?))
 }

@@ -17,7 +17,7 @@ pub use format::{
 };
 pub use fresh::{Fresh, kept_fresh};
 pub use layout::Layout;
-pub use live::{live_changes, live_changes_once_known, versioned};
+pub use live::{live_changes, live_changes_once_known};
 pub use payload_fields::PayloadFields;
 pub use result_view::ResultView;
 pub use signed_in::SignedIn;

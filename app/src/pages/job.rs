@@ -7,7 +7,7 @@ use crate::components::{
     Ledger, Precision, ResultView, SignedIn, StatusBadge, explain, live_changes_once_known, nanos,
     thousands, when,
 };
-use crate::server_fns::{VersionedJob, cancel_jobs, enqueue_job, load_job, retry_jobs};
+use crate::server_fns::{Versioned, cancel_jobs, enqueue_job, load_job, retry_jobs};
 
 /// One job: figures, timeline, and its result rendered for its type.
 #[component]
@@ -69,7 +69,7 @@ async fn queue_copy(job: Job) -> Result<Result<EnqueueResponse, Vec<FieldError>>
 
 #[component]
 fn JobView(
-    detail: Resource<Result<VersionedJob, ServerFnError>>,
+    detail: Resource<Result<Versioned<Result<JobDetail, String>>, ServerFnError>>,
     cancel: CancelAction,
     retry: RetryAction,
     again: QueueCopy,

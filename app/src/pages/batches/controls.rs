@@ -71,15 +71,16 @@ fn flush_types(
 pub fn BatchesControls(
     batches: BatchList,
     routes: Vec<RouteView>,
-    version: Option<String>,
+    version: String,
 ) -> impl IntoView {
     let flush = Action::new(|r: &FlushRequest| flush_now(r.clone()));
     let poll = Action::new(|id: &String| poll_batch(id.clone()));
-    let tick = live_changes("batches", version);
+    let tick = live_changes("batches", Some(version));
     let batches = kept_fresh(
         batches,
         move || (tick.get(), flush.version().get(), poll.version().get()),
-        |_| list_batches(),
+        // The stream is open: the version read with the list is not needed again.
+        |_| async { list_batches().await.map(|(_, list)| list) },
     );
     let routes = StoredValue::new(routes);
     let max_jobs = RwSignal::new(DEFAULT_FLUSH_MAX_JOBS.to_string());

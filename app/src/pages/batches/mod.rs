@@ -4,7 +4,7 @@ mod controls;
 
 use leptos::prelude::*;
 
-use crate::components::{SignedIn, explain, versioned};
+use crate::components::{SignedIn, explain};
 use crate::server_fns::{list_batches, routes};
 use controls::BatchesControls;
 
@@ -12,7 +12,7 @@ use controls::BatchesControls;
 /// from the batches and routes read here.
 #[component]
 pub fn Batches() -> impl IntoView {
-    let batches = Resource::new(|| (), |_| versioned(list_batches()));
+    let batches = Resource::new(|| (), |_| list_batches());
     let routes = Resource::new(|| (), |_| routes());
     let page = move || {
         Suspend::new(async move {

@@ -20,7 +20,7 @@ use crate::server_fns::{cancel_jobs, retry_jobs};
 pub fn JobsControls(
     /// Whether the selection can be retried (admins).
     retry: bool,
-    /// The live version the rows were read at (`versioned`).
+    /// The live version the rows were read at (`Versioned`).
     version: Option<String>,
     children: Children,
 ) -> impl IntoView {

@@ -7,9 +7,9 @@ use leptos_router::hooks::use_query_map;
 use crate::api::validation::parse_list_query;
 use crate::api::{Job, JobList, JobStatus, JobType, ListQuery, Session};
 use crate::components::{
-    Precision, SignedIn, StatusBadge, explain, nanos, short_id, thousands, versioned, when,
+    Precision, SignedIn, StatusBadge, explain, nanos, short_id, thousands, when,
 };
-use crate::server_fns::list_jobs;
+use crate::server_fns::{Versioned, list_jobs};
 use controls::JobsControls;
 
 const PAGE_SIZE: i64 = 50;
@@ -41,7 +41,7 @@ pub fn Jobs() -> impl IntoView {
         query.limit = PAGE_SIZE;
         query
     });
-    let jobs = Resource::new(move || query.get(), |query| versioned(list_jobs(query)));
+    let jobs = Resource::new(move || query.get(), list_jobs);
     view! {
         <SignedIn page=move |session| view! { <JobsPage session query jobs /> }.into_any() />
     }
@@ -51,7 +51,7 @@ pub fn Jobs() -> impl IntoView {
 fn JobsPage(
     session: Session,
     query: Memo<ListQuery>,
-    jobs: Resource<Result<(Option<String>, JobList), ServerFnError>>,
+    jobs: Resource<Result<Versioned<JobList>, ServerFnError>>,
 ) -> impl IntoView {
     let show_owner = session.caller.is_admin();
     view! {
@@ -66,7 +66,7 @@ fn JobsPage(
                 // has none, so they read again as soon as the stream opens.
                 let (version, rows) = match jobs.await {
                     Ok((version, list)) => (
-                        version,
+                        Some(version),
                         view! { <JobsTable list query=query.get_untracked() show_owner /> }.into_any(),
                     ),
                     Err(e) => (
