@@ -314,6 +314,14 @@ pub struct BatchConfig {
     #[arg(long, env = "AI_BATCH_MAX_BATCH_REQUESTS", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_batch_requests: Option<u32>,
 
+    /// Most megabytes (2^20 bytes) of requests one batch grows to, below its provider's own
+    /// limit (Anthropic 256; OpenAI's 200 MB file holds about 160 of them): a batch is created
+    /// in one upload that must end within the provider's request timeout, so a slow uplink
+    /// wants smaller ones. A job larger than it goes in a batch of its own; the rest wait for
+    /// the next flush.
+    #[arg(long, env = "AI_BATCH_MAX_BATCH_MB", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_batch_mb: Option<u32>,
+
     /// Poll open batches automatically.
     #[arg(long, env = "AI_BATCH_AUTO_POLL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub auto_poll: bool,

@@ -19,7 +19,7 @@ use crate::access::require_admin;
 use crate::budgets::{FlushBudgets, month_start};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::provider::{BatchBodyBuilder, BodyLimits};
+use crate::provider::{BatchBodyBuilder, BodyLimits, MEGABYTE};
 use crate::store::{Claim, FlushCursor, FlushFilter, NewBatch, QueuedJob, StoreResult};
 
 /// Candidates read per query: enough to be quick, few enough to hold little.
@@ -85,12 +85,15 @@ impl Plan {
     /// The limit the jobs left for size did not fit, in words.
     fn size_limit(&self) -> String {
         let provider = self.provider.label();
-        match self.full_at_count {
-            Some(most) => format!(
+        match (self.full_at_count, self.body.limits().capped_bytes) {
+            (Some(most), _) => format!(
                 "the limit of {} a batch to {provider}",
                 count_of(most as i64, "request", "requests")
             ),
-            None => format!("{provider}'s batch size limit"),
+            (None, Some(bytes)) => {
+                format!("the limit of {} MB a batch to {provider}", bytes / MEGABYTE)
+            }
+            (None, None) => format!("{provider}'s batch size limit"),
         }
     }
 }
@@ -112,8 +115,9 @@ impl Room {
     }
 }
 
-/// Reads eligible jobs in flush order until `room.most` are planned (and, with a budget set,
-/// on to `room.asked` only to meet owners over it), the batch is full, or none are left. A
+/// Reads eligible jobs in flush order until `room.most` are planned (and past them, measuring
+/// without planning, as a preview of `room.asked` would: see `look`), the batch is full, or
+/// none are left. A
 /// capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
 /// once one does not, that owner's jobs are left out of the rest of the reading, so jobs held
 /// back by a budget never fill a flush or stand in front of another owner's.
@@ -133,8 +137,11 @@ async fn plan(
     };
     let mut plan = Plan {
         provider: route.provider,
-        body: body
-            .within(BodyLimits::of(route.provider).at_most(ctx.config.batch.max_batch_requests)),
+        body: body.within(
+            BodyLimits::of(route.provider)
+                .at_most(ctx.config.batch.max_batch_requests)
+                .at_most_megabytes(ctx.config.batch.max_batch_mb),
+        ),
         claims: Vec::new(),
         cost_nanos: 0,
         with_cache_nanos: 0,
@@ -154,17 +161,15 @@ async fn plan(
     let mut cursor: Option<FlushCursor> = None;
     let mut next: Option<NextPage> = None;
     let mut full = false;
-    // A flush confirming a preview plans no more than the preview promised, yet reads on as
-    // far as the preview could (the jobs asked for) to meet the owners their budgets hold back,
-    // so that its answer names them as the preview did. `looked`: jobs met past the promise
-    // that the preview would have planned.
-    let reach = if allowances.any_capped() {
-        room.asked
-    } else {
-        max_jobs
-    };
+    // A flush confirming a preview plans no more than the preview promised (`room.most`), yet
+    // reads on as the preview did, to the jobs asked for, measuring what it does not plan
+    // (`look`), so that its answer says what the preview's did: the owners their budgets hold
+    // back, and that the batch is full when the next job would not have fitted it. With no
+    // budget set, one job past the promise tells all there is to tell.
+    let any_capped = allowances.any_capped();
+    let mut look: Option<BatchBodyBuilder> = None;
     let mut looked: i64 = 0;
-    'reading: while (plan.claims.len() as i64) + looked < reach {
+    'reading: while (plan.claims.len() as i64) + looked < room.asked {
         let read_ahead = match next.take() {
             Some(page) => page.take(&filter).await?,
             None => None,
@@ -178,7 +183,9 @@ async fn plan(
             }
         };
         // A full page that may not fill the plan: the next one is read while this one renders.
-        if jobs.len() as i64 == PAGE && (plan.claims.len() + jobs.len()) as i64 + looked < reach {
+        if jobs.len() as i64 == PAGE
+            && (plan.claims.len() + jobs.len()) as i64 + looked < room.asked
+        {
             next = jobs
                 .last()
                 .map(|last| NextPage::start(ctx, &filter, last.cursor()));
@@ -186,15 +193,10 @@ async fn plan(
         renderer.load(ctx, &jobs).await?;
         for job in &jobs {
             let planned = plan.claims.len() as i64;
-            if planned + looked >= reach {
+            if planned + looked >= room.asked {
                 break 'reading;
             }
             if allowances.stopped().contains(&job.owner_id) {
-                continue;
-            }
-            let looking = planned >= max_jobs;
-            if looking && !allowances.is_capped(&job.owner_id) {
-                looked += 1;
                 continue;
             }
             let Some((model, rendered)) = renderer.render(ctx, job) else {
@@ -210,14 +212,22 @@ async fn plan(
                 filter.exclude_owners.push(job.owner_id.clone());
                 continue;
             }
-            if looking {
+            let entry_bytes = BatchBodyBuilder::entry_bytes(&job.id, rendered.params.len());
+            if planned >= max_jobs {
+                let look = look.get_or_insert_with(|| plan.body.measuring_on());
+                if !look.fits(entry_bytes) {
+                    // Only the job right after the promise says that the batch sent is full.
+                    full = looked == 0;
+                    break 'reading;
+                }
+                look.push_in(&job.id, &rendered.params, None)?;
                 looked += 1;
+                if !any_capped {
+                    break 'reading;
+                }
                 continue;
             }
-            if !plan.body.fits(BatchBodyBuilder::entry_bytes(
-                &job.id,
-                rendered.params.len(),
-            )) {
+            if !plan.body.fits(entry_bytes) {
                 full = true;
                 break 'reading;
             }

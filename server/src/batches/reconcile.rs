@@ -296,8 +296,9 @@ async fn resubmit(ctx: &Ctx, batch: &BatchRecord, held: Held) -> Result<()> {
             .await?;
         return Ok(());
     }
-    // The provider's own limits, not `max_batch_requests`: these jobs were flushed as one
-    // batch already, and a cap lowered since must not keep them from being sent.
+    // The provider's own limits, not our caps (`max_batch_requests`, `max_batch_mb`): these
+    // jobs were flushed as one batch already, and a cap lowered since must not keep them from
+    // being sent.
     let mut body = BatchBodyBuilder::new().within(BodyLimits::of(batch.provider));
     let mut renderer = Renderer::default();
     renderer.load(ctx, &jobs).await?;

@@ -75,6 +75,7 @@ impl BatchBody {
     }
 }
 
+#[derive(Clone)]
 struct Entry {
     custom_id: String,
     range: Range<usize>,
@@ -98,13 +99,20 @@ pub struct BatchBodyBuilder {
 pub struct BodyLimits {
     pub requests: usize,
     pub bytes: usize,
+    /// A configured size below `bytes` that a batch grows to: its first request goes whatever
+    /// its size, so a job larger than the cap is sent in a batch of its own, not kept waiting.
+    pub capped_bytes: Option<usize>,
 }
+
+/// A megabyte as Anthropic counts a batch's 256: 2^20 bytes.
+pub const MEGABYTE: usize = 1024 * 1024;
 
 impl BodyLimits {
     /// Anthropic's Message Batches: 100,000 requests, 256 MB.
     pub const ANTHROPIC: BodyLimits = BodyLimits {
         requests: MAX_BATCH_REQUESTS,
         bytes: MAX_BATCH_BYTES,
+        capped_bytes: None,
     };
     /// OpenAI's Batch API: 50,000 requests and a 200 MB input file. The body is measured as
     /// Anthropic's; its JSONL translation adds the method, the URL and a closed schema to
@@ -112,6 +120,7 @@ impl BodyLimits {
     pub const OPENAI: BodyLimits = BodyLimits {
         requests: super::openai::wire::MAX_REQUESTS,
         bytes: super::openai::wire::MAX_FILE_BYTES / 5 * 4,
+        capped_bytes: None,
     };
 
     pub fn of(provider: app::api::ProviderName) -> BodyLimits {
@@ -125,6 +134,18 @@ impl BodyLimits {
     pub fn at_most(self, requests: Option<u32>) -> BodyLimits {
         let requests = requests.map_or(self.requests, |most| self.requests.min(most as usize));
         BodyLimits { requests, ..self }
+    }
+
+    /// The same with batches growing to at most `megabytes`, when that is set and below the
+    /// provider's own limit.
+    pub fn at_most_megabytes(self, megabytes: Option<u32>) -> BodyLimits {
+        let capped_bytes = megabytes
+            .map(|mb| mb as usize * MEGABYTE)
+            .filter(|&cap| cap < self.bytes);
+        BodyLimits {
+            capped_bytes,
+            ..self
+        }
     }
 }
 
@@ -167,8 +188,27 @@ impl BatchBodyBuilder {
 
     /// Whether a request of `entry_bytes` still fits the body's size and count limits.
     pub fn fits(&self, entry_bytes: usize) -> bool {
+        let after = self.size + entry_bytes + SUFFIX.len();
         self.entries.len() < self.limits.requests
-            && self.size + entry_bytes + SUFFIX.len() <= self.limits.bytes
+            && after <= self.limits.bytes
+            && (self.entries.is_empty() || self.limits.capped_bytes.is_none_or(|cap| after <= cap))
+    }
+
+    /// A builder measuring on from where this one stands, keeping no bytes: what a preview
+    /// reading past this body's requests would find.
+    pub fn measuring_on(&self) -> Self {
+        Self {
+            buf: Vec::new(),
+            size: self.size,
+            keep: false,
+            entries: self.entries.clone(),
+            seen: self.seen.clone(),
+            limits: self.limits,
+        }
+    }
+
+    pub fn limits(&self) -> BodyLimits {
+        self.limits
     }
 
     pub fn len(&self) -> usize {
@@ -425,5 +465,33 @@ mod tests {
         assert_eq!(b.full_at_count(), Some(2));
         assert!(!b.fits(BatchBodyBuilder::entry_bytes("c", 2)));
         assert!(b.push("c", "{}").is_err());
+    }
+
+    #[test]
+    fn a_size_cap_stops_a_batch_yet_lets_a_larger_request_go_alone() {
+        assert_eq!(
+            BodyLimits::OPENAI.at_most_megabytes(Some(200)),
+            BodyLimits::OPENAI,
+            "OpenAI's own limit is lower"
+        );
+        let capped = BodyLimits::ANTHROPIC.at_most_megabytes(Some(1));
+        assert_eq!(capped.capped_bytes, Some(MEGABYTE));
+        let params = |n: usize| format!(r#"{{"x":"{}"}}"#, "a".repeat(n));
+        let third = params(MEGABYTE / 3);
+
+        let mut b = BatchBodyBuilder::new().within(capped);
+        b.push("a", &third).unwrap();
+        b.push("b", &third).unwrap();
+        assert!(!b.fits(BatchBodyBuilder::entry_bytes("c", third.len())));
+        // What a preview reading on would find: the same stop, and nothing written.
+        let look = b.measuring_on();
+        assert!(!look.fits(BatchBodyBuilder::entry_bytes("c", third.len())));
+        assert_eq!((look.len(), look.bytes()), (b.len(), b.bytes()));
+
+        let larger = params(MEGABYTE + 10);
+        let mut alone = BatchBodyBuilder::new().within(capped);
+        alone.push("big", &larger).unwrap();
+        assert!(!alone.fits(BatchBodyBuilder::entry_bytes("next", 2)));
+        assert_eq!(alone.finish().unwrap().custom_ids(), ["big"]);
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-pub use body::{BatchBody, BatchBodyBuilder, BodyLimits};
+pub use body::{BatchBody, BatchBodyBuilder, BodyLimits, MEGABYTE};
 pub use client::AnthropicClient;
 pub use error::ProviderError;
 pub use openai::OpenAiClient;

@@ -9,6 +9,7 @@ use crate::harness::{Client, TestApp, usd_nanos};
 
 const FLUSH: &str = "/api/v1/batch/internal/flush";
 const POLL: &str = "/api/v1/batch/internal/poll";
+const PREVIEW: &str = "/api/v1/batch/internal/flush/preview";
 
 async fn enqueue(client: &Client, job_type: &str, priority: i64, extra: Value) -> String {
     let mut body = json!({"job_type": job_type, "payload": {"ticker": "NVDA", "note": job_type}, "priority": priority});
@@ -317,4 +318,70 @@ async fn the_scheduler_alone_takes_jobs_from_pending_to_completed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the scheduler did not complete the jobs in 10 s");
+}
+
+/// `AI_BATCH_MAX_BATCH_MB` stops a batch at its size: the preview and the flush confirming it
+/// both say how many wait and why (the flush stops at the promise, so only reading one job
+/// past it tells it the batch is full), and a job larger than the cap goes in a batch of its
+/// own instead of keeping every job behind it waiting.
+#[tokio::test]
+async fn a_batch_stops_at_its_size_cap_and_a_larger_job_goes_alone() {
+    let app = TestApp::start_with(&[("--max-batch-mb", "1")]).await;
+    // About 200 KB each once rendered: five fit in a megabyte, a sixth does not.
+    let wide = |i: usize| json!({"ticker": format!("W{i}"), "note": "x".repeat(200_000)});
+    for i in 0..7 {
+        app.alice
+            .enqueue(json!({"job_type": "risk_report", "payload": wide(i)}))
+            .await;
+    }
+    let waits = "2 more would wait: the batch would reach the limit of 1 MB a batch to Anthropic.";
+    let preview = app.admin.post(PREVIEW, json!({"max_jobs": 100})).await.body;
+    assert_eq!(preview["jobs_count"], 5, "{preview}");
+    assert!(
+        preview["message"].as_str().unwrap().contains(waits),
+        "{preview}"
+    );
+    let confirmed = json!({"max_jobs": 100, "preview_token": preview["preview_token"]});
+    let sent = app.admin.post(FLUSH, confirmed).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert_eq!(sent.body["jobs_count"], 5, "{}", sent.body);
+    let stopped = "Stopped at the limit of 1 MB a batch to Anthropic: 2 more eligible jobs stay \
+                   pending for the next flush.";
+    let said = sent.body["message"].as_str().unwrap();
+    assert!(said.contains(stopped), "{said}");
+
+    // First in line: a job that alone is larger than the cap (a megabyte of shared context).
+    let context = app
+        .bob
+        .post(
+            "/api/v1/batch/contexts",
+            json!({"name": "Whole-book brief", "text": "y".repeat(1_000_000)}),
+        )
+        .await;
+    assert_eq!(context.status, StatusCode::OK, "{}", context.body);
+    let large = app
+        .bob
+        .enqueue(
+            json!({"job_type": "risk_report", "payload": wide(9), "priority": 100,
+            "context_id": context.body["context"]["context_id"]}),
+        )
+        .await;
+    let alone = app.admin.post(FLUSH, json!({"max_jobs": 100})).await;
+    assert_eq!(alone.status, StatusCode::OK, "{}", alone.body);
+    assert_eq!(alone.body["jobs_count"], 1, "{}", alone.body);
+    let said = alone.body["message"].as_str().unwrap();
+    assert!(said.contains("2 more eligible jobs stay pending"), "{said}");
+    let job = app
+        .admin
+        .get(&format!("/api/v1/batch/jobs/{large}"))
+        .await
+        .body;
+    assert_eq!(job["status"], "processing", "{job}");
+    let rest = app.admin.post(FLUSH, json!({"max_jobs": 100})).await;
+    assert_eq!(rest.body["jobs_count"], 2, "{}", rest.body);
+    assert!(
+        !rest.body["message"].as_str().unwrap().contains("Stopped"),
+        "{}",
+        rest.body
+    );
 }
