@@ -3,9 +3,9 @@ use leptos::prelude::*;
 /// A counter that goes up when the server says `topic` changed (server-sent events from
 /// `/live`, which the browser reconnects by itself), in the browser only: read it in a
 /// resource's source to read again only when there is something new. `since` is the version
-/// the page was rendered from (`server_fns::Versioned`): the stream's first event then says whether
-/// anything changed before it opened, or while it was reconnecting. Without one, the counter
-/// goes up as the stream opens.
+/// the page was rendered from (`server_fns::Versioned`): the stream's first event then says
+/// whether anything changed before it opened, or while it was reconnecting. Without one, the
+/// counter goes up as the stream opens.
 pub fn live_changes(topic: &'static str, since: Option<String>) -> RwSignal<u64> {
     let tick = RwSignal::new(0u64);
     Effect::new(move |_| listen(topic, since.as_deref(), tick));

@@ -117,10 +117,10 @@ impl Room {
 
 /// Reads eligible jobs in flush order until `room.most` are planned (and past them, measuring
 /// without planning, as a preview of `room.asked` would: see `look`), the batch is full, or
-/// none are left. A
-/// capped owner's jobs go while their bounds fit ([`crate::store::Allowances`]);
-/// once one does not, that owner's jobs are left out of the rest of the reading, so jobs held
-/// back by a budget never fill a flush or stand in front of another owner's.
+/// none are left. A capped owner's jobs go while their bounds fit
+/// ([`crate::store::Allowances`]); once one does not, that owner's jobs are left out of the
+/// rest of the reading, so jobs held back by a budget never fill a flush or stand in front of
+/// another owner's.
 async fn plan(
     ctx: &Ctx,
     request: &FlushRequest,

@@ -483,7 +483,7 @@ mod tests {
         b.push("a", &third).unwrap();
         b.push("b", &third).unwrap();
         assert!(!b.fits(BatchBodyBuilder::entry_bytes("c", third.len())));
-        // What a preview reading on would find: the same stop, and nothing written.
+        // What a preview reading on would find: the same stop, from the same size.
         let look = b.measuring_on();
         assert!(!look.fits(BatchBodyBuilder::entry_bytes("c", third.len())));
         assert_eq!((look.len(), look.bytes()), (b.len(), b.bytes()));
