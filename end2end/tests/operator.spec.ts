@@ -56,7 +56,7 @@ test('an admin caps a trader: the trader sees it, an enqueue over it is refused 
   expect(admin.problems).toEqual([]);
 });
 
-test('a refresh that fails keeps the list on screen and says so, until one succeeds', async ({ browser }) => {
+test('a refresh that fails keeps the list on screen and says why, until one succeeds', async ({ browser }) => {
   createToken('hugo', 'trader');
   const admin = await signedIn(browser, createToken('warden', 'admin'));
   await open(admin.page, '/admin/access');
@@ -75,6 +75,18 @@ test('a refresh that fails keeps the list on screen and says so, until one succe
   await setCap('9');
   await expect(budgets.getByRole('status')).toContainText('Budget of hugo saved.');
   await expect(budgets.getByTestId('refresh-failed')).toContainText('Could not refresh');
+  await expect(row).toContainText('$7.00 cap');
+
+  // An answer this page cannot read (a newer server's, after a deploy): it says to reload.
+  await admin.page.unroute('**/api/budgets');
+  await admin.page.route('**/api/budgets', (route) =>
+    route.fulfill({ status: 200, contentType: 'application/json', body: '{"budgets": "of a newer shape"}' }),
+  );
+  await setCap('10');
+  await expect(budgets.getByRole('status')).toContainText('Budget of hugo saved.');
+  await expect(budgets.getByTestId('refresh-failed')).toContainText(
+    'The service has probably been updated since this page loaded, and its answer could not be read: reload the page.',
+  );
   await expect(row).toContainText('$7.00 cap');
 
   await admin.page.unroute('**/api/budgets');

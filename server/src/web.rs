@@ -78,7 +78,45 @@ pub fn router(ctx: Ctx, options: LeptosOptions) -> Router {
             timeout,
             crate::http::limits::timeout,
         ))
+        .layer(axum::middleware::from_fn(readable_refusals))
         .layer(axum::middleware::from_fn(reject_cross_site))
+}
+
+/// A server function's client reads a refusal only in its own encoding (`ServerError|…`): the
+/// layers in front of the functions (the body limit, the timeout) refuse as REST does, with
+/// `{"detail": "…"}`, which the page could only call unreadable. Their words, re-encoded here,
+/// are what the page shows.
+async fn readable_refusals(request: Request, next: Next) -> Response {
+    use leptos::server_fn::error::{FromServerFnError, SERVER_FN_ERROR_HEADER};
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if !path.starts_with("/api/")
+        || !(response.status().is_client_error() || response.status().is_server_error())
+        || response.headers().contains_key(SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|answer| answer["detail"].as_str().map(str::to_owned));
+    let Some(detail) = detail else {
+        return Response::from_parts(parts, bytes.into());
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&path) {
+        parts.headers.insert(SERVER_FN_ERROR_HEADER, value);
+    }
+    let refusal: ServerFnError = ServerFnError::ServerError(detail);
+    let encoded = refusal.ser();
+    Response::from_parts(parts, encoded.into())
 }
 
 /// How long a browser may keep what it was sent: a file whose name carries its content's hash

@@ -50,6 +50,11 @@ pub fn explain(error: &ServerFnError) -> String {
         ServerFnError::Request(_) => {
             "The server could not be reached: check the connection and try again.".to_string()
         }
+        // Our server answers every refusal in the encoding this client reads (`web.rs`): an
+        // answer it cannot read is most likely from a newer build than this page's.
+        ServerFnError::Deserialization(_) => "The service has probably been updated since \
+            this page loaded, and its answer could not be read: reload the page."
+            .to_string(),
         other => other.to_string(),
     }
 }

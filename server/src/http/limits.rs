@@ -1,6 +1,7 @@
-//! What keeps a request from running away: a timeout around every API request (flush and
-//! poll are exempt) and every dashboard call (the live stream is exempt), answered through
-//! [`Error`] so clients get FastAPI's `{"detail": ...}`; and the request metrics, measured
+//! What keeps a request from running away: a timeout around every API request and every
+//! dashboard call (flush, poll and the live stream are exempt), answered through
+//! [`Error`] so clients get FastAPI's `{"detail": ...}` (the dashboard's pages get the same
+//! words in their own encoding, `web.rs`); and the request metrics, measured
 //! around it. Rate limits are counted where the caller is known (`crate::limits`).
 
 use std::time::Duration;
@@ -12,12 +13,16 @@ use axum::response::{IntoResponse, Response};
 use crate::error::Error;
 
 /// Flush and poll may run long on purpose (a 256 MB upload, a big ingest); their leases make
-/// them safe, so the request timeout leaves them alone. So does a page's live stream.
+/// them safe, so the request timeout leaves them alone, the dashboard's as REST's (a timeout
+/// would drop the call half way: an upload cut off, an ingest stopped, the admin told it
+/// failed). So does a page's live stream.
 fn is_long_running(path: &str) -> bool {
+    use leptos::server_fn::ServerFn;
     matches!(
         path,
         "/api/v1/batch/internal/flush" | "/api/v1/batch/internal/poll" | "/live"
-    )
+    ) || path == app::server_fns::FlushNow::PATH
+        || path == app::server_fns::PollBatch::PATH
 }
 
 /// Records each API request's latency by route pattern, when metrics are on.

@@ -415,3 +415,66 @@ async fn an_admin_retries_a_failed_job_and_it_completes() {
         (&json!(1), &json!(0))
     );
 }
+
+/// The dashboard's flush and poll run as long as REST's (their leases guard them): a create
+/// the provider holds, or a results file it stalls, past the request timeout still ends in
+/// the batch sent and its results in, not a timeout that cut the call off half way and left
+/// the admin guessing.
+#[tokio::test]
+async fn a_dashboard_flush_and_poll_slower_than_the_request_timeout_run_to_their_end() {
+    let s = setup_with(&[("--api-request-timeout-secs", "1")]).await;
+    let id = s.risk_report().await;
+    let cookie = s.app.session_cookie(&s.app.admin).await;
+    s.emulator.set_faults(Faults {
+        before_create_ms: vec![2_500],
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let (status, body) = s
+        .app
+        .server_fn(
+            &cookie,
+            "flush_now",
+            &[("request[max_jobs]", "10"), ("request[min_priority]", "0")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "held past the timeout"
+    );
+    let flushed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(flushed["jobs_count"], 1, "{flushed}");
+    let batch = flushed["batch_id"].as_str().unwrap();
+
+    // Its results download stalls: the poll that collects them takes 2.5 s.
+    s.emulator.set_faults(Faults {
+        stall_results: Some(StreamFault {
+            after_lines: 0,
+            times: Some(1),
+            millis: 2_500,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for _ in 0..40 {
+        let started = std::time::Instant::now();
+        let (status, body) = s
+            .app
+            .server_fn(&cookie, "poll_batch", &[("batch_id", batch)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let polled: Value = serde_json::from_str(&body).unwrap();
+        if polled["status"] == "ended" {
+            assert!(
+                started.elapsed() > Duration::from_secs(2),
+                "held past the timeout"
+            );
+            assert_eq!(polled["jobs_processed"], 1, "{polled}");
+            assert_eq!(job(&s, &id).await["status"], "completed");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("batch {batch} did not end");
+}

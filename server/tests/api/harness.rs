@@ -212,6 +212,24 @@ impl TestApp {
         format!("aib_session={cookie}")
     }
 
+    /// A dashboard call: the session in `cookie`, a server function by its name, its
+    /// arguments as the browser's form sends them.
+    pub async fn server_fn(
+        &self,
+        cookie: &str,
+        name: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/api/{name}", self.url))
+            .header("cookie", cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.text().await.unwrap())
+    }
+
     /// A dashboard page's HTML as the browser holding `cookie` gets it; the page must answer 200.
     pub async fn page(&self, path: &str, cookie: &str) -> String {
         let answer = self

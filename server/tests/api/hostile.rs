@@ -328,23 +328,6 @@ async fn limits_key_on_the_authenticated_token_not_on_the_header_text() {
     );
 }
 
-/// A dashboard call: the signed-in user's session, a server function by its name.
-async fn call(
-    app: &TestApp,
-    cookie: &str,
-    name: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let answer = reqwest::Client::new()
-        .post(format!("{}/api/{name}", app.url))
-        .header("cookie", cookie)
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (answer.status(), answer.text().await.unwrap())
-}
-
 /// The admin pages' islands read their lists again through server functions of their own; a
 /// trader's session calling them gets nobody's data.
 #[tokio::test]
@@ -353,14 +336,14 @@ async fn a_trader_calling_the_admin_pages_server_functions_reads_nothing() {
     let trader = app.session_cookie(&app.alice).await;
     let admin = app.session_cookie(&app.admin).await;
     for name in ["users", "budgets", "list_batches", "access_overview"] {
-        let (status, body) = call(&app, &trader, name, &[]).await;
+        let (status, body) = app.server_fn(&trader, name, &[]).await;
         assert_ne!(status, StatusCode::OK, "{name}: {body}");
         assert!(body.contains("admin"), "{name} says why: {body}");
         assert!(!body.contains("bob"), "{name} names no user: {body}");
-        let (status, body) = call(&app, &admin, name, &[]).await;
+        let (status, body) = app.server_fn(&admin, name, &[]).await;
         assert_eq!(status, StatusCode::OK, "{name} as an admin: {body}");
     }
-    let (_, users) = call(&app, &admin, "users", &[]).await;
+    let (_, users) = app.server_fn(&admin, "users", &[]).await;
     assert!(users.contains("bob"), "{users}");
 }
 
@@ -377,7 +360,7 @@ async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
     let refused_past_the_limit = async |cookie: &str, name: &str| {
         let mut refused = None;
         for _ in 0..8 {
-            let (status, body) = call(&app, cookie, name, &[]).await;
+            let (status, body) = app.server_fn(cookie, name, &[]).await;
             if status != StatusCode::OK {
                 refused = Some(body);
             }
@@ -426,50 +409,65 @@ async fn the_dashboard_has_the_same_limits_and_answers_in_the_apis_words() {
             ("idempotency_key", "form-key"),
         ]
     };
-    let (status, _) = call(&app, &cookie, "enqueue_job", &form(r#"{"a": 1}"#)).await;
+    let (status, _) = app
+        .server_fn(&cookie, "enqueue_job", &form(r#"{"a": 1}"#))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = call(&app, &cookie, "enqueue_job", &form(r#"{"a": 2}"#)).await;
+    let (status, body) = app
+        .server_fn(&cookie, "enqueue_job", &form(r#"{"a": 2}"#))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
         body.contains("idempotency_key") && body.contains("different request"),
         "{body}"
     );
 
-    // A body past 1 MB is a 413 before any server function reads it.
+    // A body past 1 MB is a 413 before any server function reads it, in the encoding the
+    // page reads a refusal in (REST's JSON there would be "unreadable").
     let huge = "x".repeat(3 * 1024 * 1024);
-    let (status, _) = call(&app, &cookie, "budget", &[("pad", huge.as_str())]).await;
+    let (status, body) = app
+        .server_fn(&cookie, "budget", &[("pad", huge.as_str())])
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body.starts_with("ServerError|Request body is too large: the limit is 1 MB"),
+        "{body}"
+    );
 
     // A context upload may carry up to a MiB of text, form-encoded; past it, the answer is
     // the REST API's refusal, as a value the page shows; past 4 MB, a 413 unread.
     let text = "Rates held; spreads tightened. ".repeat(30_000);
-    let (status, body) = call(
-        &app,
-        &cookie,
-        "create_context",
-        &[("name", "Brief"), ("text", &text)],
-    )
-    .await;
+    let (status, body) = app
+        .server_fn(
+            &cookie,
+            "create_context",
+            &[("name", "Brief"), ("text", &text)],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("ctx_"), "{body}");
     let too_long = "y".repeat(1024 * 1024 + 1);
-    let (status, body) = call(
-        &app,
-        &cookie,
-        "create_context",
-        &[("name", "Big"), ("text", &too_long)],
-    )
-    .await;
+    let (status, body) = app
+        .server_fn(
+            &cookie,
+            "create_context",
+            &[("name", "Big"), ("text", &too_long)],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("Err") && body.contains("1048576"), "{body}");
-    let (status, _) = call(
-        &app,
-        &cookie,
-        "create_context",
-        &[("name", "Huge"), ("text", &huge), ("pad", &huge)],
-    )
-    .await;
+    let (status, body) = app
+        .server_fn(
+            &cookie,
+            "create_context",
+            &[("name", "Huge"), ("text", &huge), ("pad", &huge)],
+        )
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body.starts_with("ServerError|Request body is too large"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
