@@ -124,9 +124,9 @@ impl BodyLimits {
     /// each line (3–11% more for our job types), so a fifth of the file is kept in hand.
     pub const OPENAI: BodyLimits = BodyLimits {
         requests: super::openai::wire::MAX_REQUESTS,
-        bytes: super::openai::wire::MAX_FILE_BYTES / 5 * 4,
+        bytes: fifths_of(super::openai::wire::MAX_FILE_BYTES, OPENAI_FIFTHS),
         capped_bytes: None,
-        measured_fifths: 4,
+        measured_fifths: OPENAI_FIFTHS,
     };
 
     pub fn of(provider: app::api::ProviderName) -> BodyLimits {
@@ -156,8 +156,15 @@ impl BodyLimits {
 
     /// What the body may measure for the provider to receive at most `sent` bytes.
     fn measured(self, sent: usize) -> usize {
-        sent * self.measured_fifths / 5
+        fifths_of(sent, self.measured_fifths)
     }
+}
+
+/// Of what OpenAI receives, the fifths the body may fill.
+const OPENAI_FIFTHS: usize = 4;
+
+const fn fifths_of(bytes: usize, fifths: usize) -> usize {
+    bytes * fifths / 5
 }
 
 impl Default for BatchBodyBuilder {
